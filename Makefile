@@ -1,0 +1,32 @@
+# Every target makes its own virtual environment on first use, so on a fresh clone
+# `make test` is the whole set-up plus the whole test run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint format sim bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check paxoskv tests benchmarks
+	$(BIN)/ruff format --check paxoskv tests benchmarks
+	$(BIN)/mypy paxoskv
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix paxoskv tests benchmarks
+	$(BIN)/ruff format paxoskv tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/storage.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

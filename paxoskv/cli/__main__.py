@@ -1,0 +1,3 @@
+from paxoskv.cli import main
+
+main()
