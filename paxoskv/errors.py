@@ -171,3 +171,14 @@ class PayloadTooLarge(PaxosKVError, ValueError):
 
 class WrongSecret(PaxosKVError):
     """Frames from the cluster do not authenticate with the secret given."""
+
+
+# --- the transport -------------------------------------------------------------------------
+
+
+class TransportClosed(PaxosKVError):
+    """A transport was used after :meth:`close`; open a new one to talk to the cluster again."""
+
+
+class TransportUnavailable(PaxosKVError):
+    """The transport asked for cannot work on this machine (no kernel support, no interface)."""
