@@ -182,3 +182,8 @@ class TransportClosed(PaxosKVError):
 
 class TransportUnavailable(PaxosKVError):
     """The transport asked for cannot work on this machine (no kernel support, no interface)."""
+
+
+class InvalidCommand(PaxosKVError, ValueError):
+    """A state-machine command's fields do not make sense (a TTL of zero, a key twice in one
+    transaction, a comparison on a target that does not exist); fix the call."""
