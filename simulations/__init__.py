@@ -1,0 +1,1 @@
+"""Deterministic simulation and checkers for paxos-kv."""
