@@ -1,0 +1,321 @@
+"""Frames: how a payload travels in one datagram, and how a receiver knows whom to believe.
+
+Pure (no sockets, no clocks): the transports, the simulator and the fuzz tests all drive it.
+Opening a datagram never raises on bad input -- it returns the :class:`DropReason` -- because
+anything on the wire may be garbage, a stranger's cluster, or an attacker.
+
+Layout (big-endian)::
+
+    magic "PXKV" | version u8 | protection u8 | kind u8 | sender_len u8 | destination_len u8
+    | cluster 8 bytes | incarnation u64 | seq u64 | sender | destination | body | tag 16 bytes
+
+* ``cluster`` is a BLAKE2b digest of the cluster name, so two clusters sharing a multicast
+  group or port ignore each other (counted as ``foreign_cluster``).
+* ``incarnation`` and ``seq`` number the sender's frames for the replay window (replay.py).
+* ``destination`` is empty for a broadcast; a node-addressed frame that had to travel by the
+  group (its address was not yet known) carries the node id, and everyone else drops it.
+* ``protection`` 0: no secret, no tag. 1: HMAC-SHA256 over everything before the tag,
+  truncated to 16 bytes (RFC 2104; truncation to 128 bits per RFC 4868). 2: AES-GCM: the body
+  is encrypted, the header is the associated data, the tag is GCM's.
+
+Keys come from the cluster secret through HKDF-SHA256 (RFC 5869), salted with the cluster
+digest, one key per purpose, so an HMAC key is never reused as a cipher key. With AES-GCM a
+(key, nonce) pair must never repeat; nonces are the 96-bit ``seq`` and each sender
+incarnation gets its own key, derived from the master key with its id and incarnation. A
+node id must therefore never restart with an incarnation it used before (see replay.py).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from paxoskv.errors import ConfigurationError, PayloadTooLarge
+from paxoskv.transport.base import DropReason
+from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES, ReplayGuard
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_BYTES",
+    "MAGIC",
+    "MAX_NODE_ID_BYTES",
+    "MIN_SECRET_BYTES",
+    "TAG_BYTES",
+    "Frame",
+    "FrameCodec",
+    "FrameKind",
+    "FrameOpener",
+    "FrameSealer",
+    "Protection",
+    "cluster_digest",
+    "encode_node_id",
+]
+
+MAGIC = b"PXKV"
+FORMAT_VERSION = 1
+TAG_BYTES = 16
+MAX_NODE_ID_BYTES = 255
+MIN_SECRET_BYTES = 16
+_HEADER = struct.Struct("!4sBBBBB8sQQ")
+HEADER_BYTES = _HEADER.size
+_AEAD_CACHE_ENTRIES = 1024
+
+
+class FrameKind(enum.IntEnum):
+    DATA = 0  # a payload for the runtime
+    PEERS = 1  # the transport's own peer list (unicast scope learns peers from peers)
+
+
+class Protection(enum.IntEnum):
+    NONE = 0
+    HMAC = 1
+    AES_GCM = 2
+
+
+_KINDS = frozenset(int(kind) for kind in FrameKind)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A frame that passed every check, with its header facts."""
+
+    kind: FrameKind
+    sender_id: str
+    incarnation: int
+    seq: int
+    destination: str
+    body: bytes
+
+
+def cluster_digest(cluster: str) -> bytes:
+    """Eight bytes naming the cluster on the wire (collisions only make a stranger audible)."""
+    return hashlib.blake2b(
+        cluster.encode("utf-8"), digest_size=8, person=b"paxoskv-cluster"
+    ).digest()
+
+
+def encode_node_id(node_id: str) -> bytes:
+    """A node id as it goes on the wire; refuses ids the frame cannot carry."""
+    if not isinstance(node_id, str) or not node_id:
+        raise ConfigurationError(f"node id must be a non-empty str, not {node_id!r}")
+    encoded = node_id.encode("utf-8")
+    if len(encoded) > MAX_NODE_ID_BYTES:
+        raise ConfigurationError(
+            f"node id {node_id[:40]!r}... is {len(encoded)} bytes in UTF-8; the limit is "
+            f"{MAX_NODE_ID_BYTES}: choose a shorter id"
+        )
+    return encoded
+
+
+def _secret_bytes(secret: bytes | str) -> bytes:
+    raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(raw) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"the cluster secret is {len(raw)} bytes; use at least {MIN_SECRET_BYTES} random "
+            "bytes (for example `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    return raw
+
+
+def _derive(secret: bytes, salt: bytes, purpose: bytes) -> bytes:
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"paxos-kv frame " + purpose)
+    return kdf.derive(secret)
+
+
+class FrameCodec:
+    """Seals and opens frames for one cluster, with or without a secret.
+
+    ``max_datagram_bytes`` is the transport's limit on a whole frame; opening refuses anything
+    larger as ``oversized`` and sealing refuses a body that would not fit.
+    """
+
+    def __init__(
+        self,
+        cluster: str,
+        secret: bytes | str | None = None,
+        *,
+        encrypt: bool = False,
+        max_datagram_bytes: int = 65507,
+    ) -> None:
+        if encrypt and secret is None:
+            raise ConfigurationError("encryption needs a cluster secret: set one, or turn it off")
+        if max_datagram_bytes < HEADER_BYTES + 2 * MAX_NODE_ID_BYTES + TAG_BYTES + 1:
+            raise ConfigurationError(f"max_datagram_bytes {max_datagram_bytes} is too small")
+        self.cluster = cluster
+        self.cluster_id = cluster_digest(cluster)
+        self.max_datagram_bytes = max_datagram_bytes
+        self.protection = Protection.NONE
+        self._hmac_key = b""
+        self._aes_master = b""
+        self._aeads: dict[tuple[bytes, int], AESGCM] = {}
+        if secret is not None:
+            raw = _secret_bytes(secret)
+            if encrypt:
+                self.protection = Protection.AES_GCM
+                self._aes_master = _derive(raw, self.cluster_id, b"aes-gcm v1")
+            else:
+                self.protection = Protection.HMAC
+                self._hmac_key = _derive(raw, self.cluster_id, b"hmac-sha256 v1")
+        self.tag_bytes = TAG_BYTES if self.protection else 0
+
+    @property
+    def authenticated(self) -> bool:
+        return self.protection is not Protection.NONE
+
+    def max_body_bytes(self, sender: bytes) -> int:
+        """The largest body ``sender`` can seal, whatever the destination's id length."""
+        overhead = HEADER_BYTES + len(sender) + MAX_NODE_ID_BYTES + self.tag_bytes
+        return self.max_datagram_bytes - overhead
+
+    def seal(
+        self,
+        kind: FrameKind,
+        sender: bytes,
+        incarnation: int,
+        seq: int,
+        destination: bytes,
+        body: bytes,
+    ) -> bytes:
+        """One datagram; ``sender`` and ``destination`` come from :func:`encode_node_id`."""
+        header = _HEADER.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            self.protection,
+            kind,
+            len(sender),
+            len(destination),
+            self.cluster_id,
+            incarnation,
+            seq,
+        )
+        header += sender + destination
+        if self.protection is Protection.HMAC:
+            signed = header + body
+            return signed + hmac.digest(self._hmac_key, signed, "sha256")[:TAG_BYTES]
+        if self.protection is Protection.AES_GCM:
+            aead = self._aead_for(sender, incarnation)
+            return header + aead.encrypt(seq.to_bytes(12, "big"), body, header)
+        return header + body
+
+    def open(self, datagram: bytes) -> Frame | DropReason:
+        """The frame in ``datagram``, or why it must be dropped. Never raises."""
+        size = len(datagram)
+        if size > self.max_datagram_bytes:
+            return DropReason.OVERSIZED
+        if size < HEADER_BYTES:
+            return DropReason.MALFORMED
+        magic, version, protection, kind, sender_len, dest_len, cluster, incarnation, seq = (
+            _HEADER.unpack_from(datagram)
+        )
+        if magic != MAGIC:
+            return DropReason.MALFORMED
+        if version != FORMAT_VERSION:
+            return DropReason.WRONG_VERSION
+        if cluster != self.cluster_id:
+            return DropReason.FOREIGN_CLUSTER
+        if kind not in _KINDS or protection > Protection.AES_GCM or sender_len == 0:
+            return DropReason.MALFORMED
+        if protection != self.protection:
+            return DropReason.BAD_TAG  # unauthenticated, or protected in a way we cannot check
+        header_end = HEADER_BYTES + sender_len + dest_len
+        body_end = size - self.tag_bytes
+        if body_end < header_end:
+            return DropReason.MALFORMED
+        sender = datagram[HEADER_BYTES : HEADER_BYTES + sender_len]
+        body = self._authentic_body(datagram, sender, header_end, body_end, incarnation, seq)
+        if body is None:
+            return DropReason.BAD_TAG
+        try:
+            sender_id = sender.decode("utf-8")
+            destination = datagram[HEADER_BYTES + sender_len : header_end].decode("utf-8")
+        except UnicodeDecodeError:
+            return DropReason.MALFORMED
+        return Frame(FrameKind(kind), sender_id, incarnation, seq, destination, body)
+
+    def _authentic_body(
+        self,
+        datagram: bytes,
+        sender: bytes,
+        header_end: int,
+        body_end: int,
+        incarnation: int,
+        seq: int,
+    ) -> bytes | None:
+        if self.protection is Protection.NONE:
+            return datagram[header_end:]
+        if self.protection is Protection.HMAC:
+            expected = hmac.digest(self._hmac_key, datagram[:body_end], "sha256")[:TAG_BYTES]
+            if not hmac.compare_digest(expected, datagram[body_end:]):
+                return None
+            return datagram[header_end:body_end]
+        aead = self._aead_for(sender, incarnation)
+        try:
+            return aead.decrypt(
+                seq.to_bytes(12, "big"), datagram[header_end:], datagram[:header_end]
+            )
+        except InvalidTag:
+            return None
+
+    def _aead_for(self, sender: bytes, incarnation: int) -> AESGCM:
+        """Each sender incarnation its own key, so ``seq`` alone makes nonces unique."""
+        cache_key = (sender, incarnation)
+        aead = self._aeads.get(cache_key)
+        if aead is None:
+            if len(self._aeads) >= _AEAD_CACHE_ENTRIES:
+                del self._aeads[next(iter(self._aeads))]
+            material = sender + incarnation.to_bytes(8, "big")
+            aead = AESGCM(hmac.digest(self._aes_master, material, "sha256"))
+            self._aeads[cache_key] = aead
+        return aead
+
+
+class FrameSealer:
+    """One node's outgoing side: its id, incarnation and the running frame number."""
+
+    def __init__(self, codec: FrameCodec, node_id: str, incarnation: int) -> None:
+        if not 0 <= incarnation < 2**64:
+            raise ConfigurationError(f"incarnation {incarnation} is not an unsigned 64-bit int")
+        self.codec = codec
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.sender = encode_node_id(node_id)
+        self.max_body_bytes = codec.max_body_bytes(self.sender)
+        self.next_seq = 0
+        self._destinations: dict[str, bytes] = {"": b""}
+
+    def seal(self, body: bytes, destination: str = "", kind: FrameKind = FrameKind.DATA) -> bytes:
+        """Frame ``body``; raises :class:`PayloadTooLarge` if it cannot fit in one datagram."""
+        if len(body) > self.max_body_bytes:
+            raise PayloadTooLarge(len(body), self.max_body_bytes)
+        encoded = self._destinations.get(destination)
+        if encoded is None:
+            encoded = encode_node_id(destination)
+            if len(self._destinations) < 4096:
+                self._destinations[destination] = encoded
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        return self.codec.seal(kind, self.sender, self.incarnation, seq, encoded, body)
+
+
+class FrameOpener:
+    """One node's incoming side: the codec's checks, then the replay window when keyed."""
+
+    def __init__(self, codec: FrameCodec, window_frames: int = DEFAULT_WINDOW_FRAMES) -> None:
+        self.codec = codec
+        self.guard = ReplayGuard(window_frames)
+
+    def open(self, datagram: bytes) -> Frame | DropReason:
+        frame = self.codec.open(datagram)
+        if isinstance(frame, DropReason) or not self.codec.authenticated:
+            return frame
+        if not self.guard.accept(frame.sender_id, frame.incarnation, frame.seq):
+            return DropReason.REPLAYED
+        return frame

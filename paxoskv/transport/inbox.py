@@ -1,0 +1,78 @@
+"""The bounded queue between a transport's receive path and the runtime's ``receive()``.
+
+Not ``asyncio.Queue``: that one blocks or raises when full, and a datagram path must do
+neither -- a full inbox means the runtime is not keeping up, and the honest answer on a lossy
+medium is to drop the newest datagram and count it, as the kernel does with a full socket
+buffer. Closing wakes every waiting ``get`` with :class:`TransportClosed`, so a runtime blocked
+on ``receive()`` stops cleanly when the node shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from paxoskv.errors import TransportClosed
+from paxoskv.transport.base import Delivery
+
+__all__ = ["DEFAULT_INBOX_FRAMES", "Inbox"]
+
+DEFAULT_INBOX_FRAMES = 4096
+
+
+class Inbox:
+    def __init__(self, capacity_frames: int = DEFAULT_INBOX_FRAMES) -> None:
+        if capacity_frames < 1:
+            raise ValueError("capacity_frames must be at least 1")
+        self.capacity_frames = capacity_frames
+        self._items: deque[Delivery] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, item: Delivery) -> bool:
+        """Queue ``item``; False (and nothing queued) when full or closed."""
+        if self._closed or len(self._items) >= self.capacity_frames:
+            return False
+        self._items.append(item)
+        if self._waiters:
+            self._wake_one()
+        return True
+
+    async def get(self) -> Delivery:
+        while not self._items:
+            if self._closed:
+                raise TransportClosed("the transport is closed")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                # Cancelled while an item was handed to us: pass the wake-up on.
+                if waiter.done() and not waiter.cancelled() and self._items:
+                    self._wake_one()
+                raise
+        if self._closed:
+            raise TransportClosed("the transport is closed")
+        return self._items.popleft()
+
+    def close(self) -> None:
+        self._closed = True
+        self._items.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return

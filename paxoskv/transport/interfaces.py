@@ -1,0 +1,88 @@
+"""Which network interface a node talks on, given by name (``lo``, ``eth1``) or by address.
+
+Names are resolved with netifaces (netifaces-plus), which reads the kernel's view the same way
+on Linux and the BSDs. An address is looked up among the interfaces too, because broadcast
+needs the interface's netmask and multicast needs to know whether it is loopback.
+
+The default everywhere is loopback: a fresh install talks only to itself until someone names
+a real interface on purpose.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import netifaces
+
+from paxoskv.errors import ConfigurationError
+
+__all__ = ["DEFAULT_INTERFACE", "Interface", "resolve_interface"]
+
+DEFAULT_INTERFACE = "lo"
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """One IPv4 address of one interface, with what broadcast and multicast need of it."""
+
+    name: str
+    address: str
+    netmask: str
+    broadcast: str
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.IPv4Address(self.address).is_loopback
+
+
+def resolve_interface(name_or_address: str = DEFAULT_INTERFACE) -> Interface:
+    """The interface named, or owning the address given; ConfigurationError if none does."""
+    if _is_ipv4(name_or_address):
+        for name in netifaces.interfaces():
+            for interface in _ipv4_of(name):
+                if interface.address == name_or_address:
+                    return interface
+        raise ConfigurationError(
+            f"no interface has the address {name_or_address}; addresses here: "
+            f"{', '.join(_all_addresses()) or 'none'}"
+        )
+    if name_or_address not in netifaces.interfaces():
+        raise ConfigurationError(
+            f"no interface named {name_or_address!r}; interfaces here: "
+            f"{', '.join(netifaces.interfaces())}"
+        )
+    found = _ipv4_of(name_or_address)
+    if not found:
+        raise ConfigurationError(
+            f"interface {name_or_address!r} has no IPv4 address; give it one or choose another"
+        )
+    return found[0]
+
+
+def _ipv4_of(name: str) -> list[Interface]:
+    entries = netifaces.ifaddresses(name).get(netifaces.AF_INET, [])
+    found = []
+    for entry in entries:
+        address = entry.get("addr")
+        netmask = entry.get("netmask") or "255.255.255.255"
+        if not address:
+            continue
+        network = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
+        # Loopback has no broadcast entry in netifaces; the kernel still routes the
+        # subnet's broadcast address (127.255.255.255) to it, so compute it from the mask.
+        broadcast = entry.get("broadcast") or str(network.broadcast_address)
+        found.append(Interface(name, address, netmask, broadcast))
+    return found
+
+
+def _all_addresses() -> list[str]:
+    return [i.address for name in netifaces.interfaces() for i in _ipv4_of(name)]
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
