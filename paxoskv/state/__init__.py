@@ -1,0 +1,113 @@
+"""The replicated state machine: the key-value map, revisions, leases, dedup, watch history
+and membership, as one pure object that every replica feeds the same log.
+
+No clocks, no I/O, no randomness, no asyncio: time arrives as the ``log_time_ms`` the leader
+stamped into each command. See :mod:`paxoskv.state.machine` for the theory of operation.
+"""
+
+from paxoskv.state.commands import (
+    AddLearner,
+    Command,
+    Compare,
+    CompareOp,
+    CompareTarget,
+    ConfigChange,
+    Delete,
+    DemoteVoter,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseKeepalive,
+    LeaseRevoke,
+    NoOp,
+    PromoteLearner,
+    RemoveMember,
+    Set,
+    Txn,
+    decode_command,
+    encode_command,
+)
+from paxoskv.state.configuration import Configuration, NodeId
+from paxoskv.state.dedup import ClientId
+from paxoskv.state.history import ChangeEvent, EventKind
+from paxoskv.state.keys import Key, KeyPart, Prefix, check_key, check_prefix, sort_keys
+from paxoskv.state.leases import LeaseInfo
+from paxoskv.state.machine import KVStateMachine
+from paxoskv.state.results import (
+    INVALID_CONFIG_CHANGE,
+    LEASE_EXISTS,
+    LEASE_NOT_FOUND,
+    MALFORMED_COMMAND,
+    STALE_REQUEST,
+    Applied,
+    ConfigChanged,
+    Deleted,
+    Failed,
+    KeyValue,
+    LeaseExpired,
+    LeaseGranted,
+    LeaseRenewed,
+    LeaseRevoked,
+    Result,
+    TxnResult,
+    Written,
+    decode_result,
+    encode_result,
+)
+from paxoskv.state.wire import MalformedCommand, MalformedResult, MalformedSnapshot
+
+__all__ = [
+    "INVALID_CONFIG_CHANGE",
+    "LEASE_EXISTS",
+    "LEASE_NOT_FOUND",
+    "MALFORMED_COMMAND",
+    "STALE_REQUEST",
+    "AddLearner",
+    "Applied",
+    "ChangeEvent",
+    "ClientId",
+    "Command",
+    "Compare",
+    "CompareOp",
+    "CompareTarget",
+    "ConfigChange",
+    "ConfigChanged",
+    "Configuration",
+    "Delete",
+    "Deleted",
+    "DemoteVoter",
+    "EventKind",
+    "Failed",
+    "KVStateMachine",
+    "Key",
+    "KeyPart",
+    "KeyValue",
+    "LeaseExpire",
+    "LeaseExpired",
+    "LeaseGrant",
+    "LeaseGranted",
+    "LeaseInfo",
+    "LeaseKeepalive",
+    "LeaseRenewed",
+    "LeaseRevoke",
+    "LeaseRevoked",
+    "MalformedCommand",
+    "MalformedResult",
+    "MalformedSnapshot",
+    "NoOp",
+    "NodeId",
+    "Prefix",
+    "PromoteLearner",
+    "RemoveMember",
+    "Result",
+    "Set",
+    "Txn",
+    "TxnResult",
+    "Written",
+    "check_key",
+    "check_prefix",
+    "decode_command",
+    "decode_result",
+    "encode_command",
+    "encode_result",
+    "sort_keys",
+]

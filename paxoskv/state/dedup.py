@@ -1,0 +1,146 @@
+"""Exactly-once application of client requests: the dedup table.
+
+A client retries a write whose answer it did not see, and the retry may reach the log a second
+time (a new leader re-proposes it, or the first copy was chosen after all). Each request carries
+``(client_id, seq)``; the table keeps, per client, the *encoded* result of each recent seq, so a
+duplicate is answered with the very same bytes and applied once, as in "Paxos Made Moderately
+Complex" (the replica's per-client "already performed" check) and Raft's client sessions.
+
+Clients pipeline, so seqs arrive out of order within a window: the table keeps the results of
+(at least) the last ``window_requests`` seqs up to the highest seen. A seq below the window
+whose result is gone cannot be told apart from a new request any more, so it is refused as
+stale rather than risk applying twice.
+
+Clients that go quiet are forgotten after ``client_idle_ms`` of *log* time, judged in log order,
+so every replica forgets the same clients at the same command. Clients are kept in an
+``OrderedDict`` in order of last use: log time never goes back, so the front is always the
+longest idle, and forgetting is a pop from the front.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+ClientId = str
+
+STALE: Final = b""
+"""Returned by :meth:`DedupTable.check` for a seq older than the window (a real encoded result
+is never empty, so the empty bytes are free to mean this)."""
+
+
+@dataclass(slots=True)
+class _Client:
+    last_seen_ms: int
+    highest_seq: int = -1
+    results: dict[int, bytes] = field(default_factory=dict)
+
+
+class DedupTable:
+    """Per-client results of recent requests, bounded in seqs and in idle time."""
+
+    def __init__(self, window_requests: int, client_idle_ms: int) -> None:
+        self.window_requests = window_requests
+        self.client_idle_ms = client_idle_ms
+        self._clients: OrderedDict[ClientId, _Client] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def forget_idle(self, now_ms: int) -> None:
+        """Drop clients whose last request is more than ``client_idle_ms`` before ``now_ms``."""
+        clients, deadline_ms = self._clients, now_ms - self.client_idle_ms
+        while clients:
+            client_id = next(iter(clients))
+            if clients[client_id].last_seen_ms >= deadline_ms:
+                return
+            del clients[client_id]
+
+    def check(self, client_id: ClientId, seq: int, now_ms: int) -> bytes | None:
+        """The cached result of a duplicate, :data:`STALE`, or None for a new request.
+
+        Marks the client as seen at ``now_ms`` in every case.
+        """
+        clients = self._clients
+        client = clients.get(client_id)
+        if client is None:
+            clients[client_id] = _Client(now_ms)
+            return None
+        clients.move_to_end(client_id)
+        client.last_seen_ms = now_ms
+        cached = client.results.get(seq)
+        if cached is not None:
+            return cached
+        if seq <= client.highest_seq - self.window_requests:
+            return STALE
+        return None
+
+    def peek(self, client_id: ClientId, seq: int) -> bytes | None:
+        """The cached result for ``(client_id, seq)`` if any, changing nothing.
+
+        For a leader that wants to answer a retry without proposing it again.
+        """
+        client = self._clients.get(client_id)
+        return None if client is None else client.results.get(seq)
+
+    def remember(self, client_id: ClientId, seq: int, encoded: bytes) -> None:
+        """Keep the result of a request just applied (after :meth:`check` said it was new).
+
+        Results that fall below the window are pruned in batches, once a client holds twice
+        the window: one pass per ``window_requests`` requests instead of one per request,
+        whatever the gaps between seqs. Until then an old duplicate still finds its result,
+        which is only more helpful; it is deterministic either way.
+        """
+        client = self._clients[client_id]
+        results = client.results
+        results[seq] = encoded
+        if seq > client.highest_seq:
+            client.highest_seq = seq
+        if len(results) > 2 * self.window_requests:
+            floor_seq = client.highest_seq - self.window_requests
+            client.results = {s: r for s, r in results.items() if s > floor_seq}
+
+    # --- snapshot and digest ---------------------------------------------------------------
+
+    def to_wire(self) -> list[Any]:
+        """``[[client_id, last_seen_ms, highest_seq, [seq, result, ...]], ...]`` in use order."""
+        return [
+            [
+                client_id,
+                c.last_seen_ms,
+                c.highest_seq,
+                [x for item in c.results.items() for x in item],
+            ]
+            for client_id, c in self._clients.items()
+        ]
+
+    def canonical_wire(self) -> list[Any]:
+        """As :meth:`to_wire` but sorted by client id and seq, for the digest."""
+        rows = []
+        for client_id in sorted(self._clients):
+            c = self._clients[client_id]
+            flat = [x for seq in sorted(c.results) for x in (seq, c.results[seq])]
+            rows.append([client_id, c.last_seen_ms, c.highest_seq, flat])
+        return [self.window_requests, self.client_idle_ms, rows]
+
+    @classmethod
+    def from_wire(cls, raw: object, window_requests: int, client_idle_ms: int) -> DedupTable:
+        """Inverse of :meth:`to_wire`; ValueError on a bad shape."""
+        if type(raw) is not list:
+            raise ValueError("dedup table is not an array")
+        table = cls(window_requests, client_idle_ms)
+        for row in raw:
+            client_id, last_seen_ms, highest_seq, flat = row
+            if type(client_id) is not str or type(last_seen_ms) is not int:
+                raise ValueError("dedup client id is a str and last seen an int")
+            if type(highest_seq) is not int or type(flat) is not list or len(flat) % 2:
+                raise ValueError("dedup seqs are ints and results a flat array of pairs")
+            items = iter(flat)
+            results = dict(zip(items, items, strict=True))
+            if not all(type(s) is int and type(r) is bytes and r for s, r in results.items()):
+                raise ValueError("dedup results are int seqs with non-empty bytes")
+            if client_id in table._clients:
+                raise ValueError(f"dedup client {client_id!r} appears twice")
+            table._clients[client_id] = _Client(last_seen_ms, highest_seq, results)
+        return table

@@ -1,0 +1,491 @@
+"""The replicated key-value state machine: what every replica applies, in log order.
+
+Theory of operation
+-------------------
+The Multi-Paxos engine decides one ordered log; every replica feeds each chosen command to
+:meth:`KVStateMachine.apply_encoded` with the time the leader stamped into it. The machine is
+pure: no clocks, no I/O, no randomness, no threads. Its answers and its state are a function of
+the commands it was given and nothing else, which is what lets the simulator compare replicas
+by :meth:`~KVStateMachine.digest` and lets a snapshot stand in for the log before it.
+
+Every command takes the next global revision, whatever becomes of it (a no-op, a transaction
+whose compares fail, a malformed command, a refused configuration change, a stale request), so
+``revision`` counts the commands applied since genesis and names a point in the log. The one
+exception is a duplicate ``(client_id, seq)``: it is answered from the dedup table with the
+bytes the first copy produced and applies nothing, so it takes no revision either.
+
+The hot path is ``apply_encoded`` of a Set: unpack one msgpack array, check its fields, update
+one dict entry, append one tuple to the history, pack the answer. It builds no dataclasses:
+handlers work on the wire form of commands and return the wire form of results, and the
+dataclasses are built only for callers who ask through :meth:`apply` or the read methods. A
+stored row is the list ``[key, value, create_revision, mod_revision, version, lease_id]``; rows
+are never changed in place (a write stores a new list), so the old row can be handed out as
+the previous value with no copy.
+
+Values are not copied on the way in or out either: do not mutate a value after writing it or
+after reading it, or this replica's state silently drifts from the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from paxoskv.errors import ConfigurationError, InvalidCommand
+from paxoskv.state import commands as c
+from paxoskv.state import results as r
+from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
+from paxoskv.state.configuration import Configuration, RejectedChange
+from paxoskv.state.dedup import STALE, ClientId, DedupTable
+from paxoskv.state.history import DELETE_EVENT, EXPIRE_EVENT, SET_EVENT, ChangeEvent, History
+from paxoskv.state.keys import Key, Prefix, check_key, check_prefix, sort_keys
+from paxoskv.state.leases import LeaseInfo, LeaseTable
+from paxoskv.state.results import (
+    KeyValue,
+    Rejected,
+    Result,
+    decode_result,
+    key_value_from_row,
+    result_from_wire,
+    row_to_wire,
+)
+from paxoskv.state.snapshot import digest_state, restore_state, snapshot_state
+from paxoskv.state.wire import UINT64_MAX, MalformedCommand, new_packer, pack
+
+Row = list[Any]
+_Handler = Callable[[list[Any], int], list[Any]]
+
+# Which row field a compare target reads, and what a missing key reads as.
+_TARGET_FIELD = (1, 4, 2, 3)  # value, version, create_revision, mod_revision
+_TARGET_MISSING = (None, 0, 0, 0)
+_MAX_LOG_TIME_MS = 2**62
+
+_MALFORMED_MESSAGE = (
+    "the command could not be decoded: the proposer runs an incompatible version or the bytes "
+    "were damaged before they were proposed"
+)
+
+
+class KVStateMachine:
+    """The whole key-value map, its leases, dedup table, watch history and membership."""
+
+    def __init__(
+        self,
+        configuration: Configuration,
+        *,
+        history_limit_events: int = 10_000,
+        dedup_window_requests: int = 1024,
+        dedup_client_idle_ms: int = 600_000,
+    ) -> None:
+        if type(configuration) is not Configuration:
+            raise ConfigurationError(f"{configuration!r} is not a Configuration")
+        _require_positive("history_limit_events", history_limit_events)
+        _require_positive("dedup_window_requests", dedup_window_requests)
+        _require_positive("dedup_client_idle_ms", dedup_client_idle_ms)
+        self._data: dict[Key, Row] = {}
+        self._revision = 0
+        self._log_time_ms = 0
+        self._configuration = configuration
+        self._configuration_revision = 0
+        self._leases = LeaseTable()
+        self._history = History(history_limit_events)
+        self._dedup = DedupTable(dedup_window_requests, dedup_client_idle_ms)
+        # A packer of the machine's own: the machine is single-threaded, and this saves the
+        # shared pool's bookkeeping on every command.
+        self._pack = new_packer().pack
+        self._handlers: tuple[_Handler, ...] = (
+            self._apply_noop,
+            self._apply_set,
+            self._apply_delete,
+            self._apply_txn,
+            self._apply_lease_grant,
+            self._apply_lease_keepalive,
+            self._apply_lease_revoke,
+            self._apply_lease_expire,
+            self._apply_config_change,
+            self._apply_config_change,
+            self._apply_config_change,
+            self._apply_config_change,
+        )
+
+    # --- read-only properties --------------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        """Revision of the last applied command (0 at genesis)."""
+        return self._revision
+
+    @property
+    def configuration(self) -> Configuration:
+        return self._configuration
+
+    @property
+    def configuration_revision(self) -> int:
+        """Revision of the command that set the current configuration (0: the initial one)."""
+        return self._configuration_revision
+
+    @property
+    def log_time_ms(self) -> int:
+        """The largest time stamped into any command applied so far."""
+        return self._log_time_ms
+
+    @property
+    def history_floor_revision(self) -> int:
+        """The oldest revision :meth:`events_since` still accepts."""
+        return self._history.floor_revision
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # --- applying commands -----------------------------------------------------------------
+
+    def apply(
+        self,
+        command: Command,
+        log_time_ms: int,
+        *,
+        client_id: ClientId | None = None,
+        seq: int | None = None,
+    ) -> Result:
+        """Apply one command as the log's next entry and return its result.
+
+        The same as :meth:`apply_encoded` for a command already in hand; a replica applying
+        the log should prefer ``apply_encoded``, which skips building dataclasses.
+        """
+        self._advance_time(log_time_ms)
+        wire = read_command_wire(command_to_wire(command))
+        if client_id is None and seq is None:
+            return result_from_wire(self._execute(wire))
+        cached = self._deduplicate(client_id, seq)
+        if cached is not None:
+            return decode_result(cached)
+        result = self._execute(wire)
+        self._dedup.remember(client_id, seq, pack(result))  # type: ignore[arg-type]
+        return result_from_wire(result)
+
+    def apply_encoded(
+        self,
+        data: bytes,
+        log_time_ms: int,
+        *,
+        client_id: ClientId | None = None,
+        seq: int | None = None,
+    ) -> bytes:
+        """Apply one encoded command as the log's next entry; return the encoded result.
+
+        Never raises on bad command bytes: a malformed command is answered with an encoded
+        ``Failed("malformed_command")`` that is the same on every replica, and takes a
+        revision like any other entry. A duplicate ``(client_id, seq)`` gets the cached bytes
+        of its first application and changes nothing.
+        """
+        self._advance_time(log_time_ms)
+        if client_id is not None or seq is not None:
+            cached = self._deduplicate(client_id, seq)
+            if cached is not None:
+                return cached
+        try:
+            wire = unpack_command(data)
+        except MalformedCommand:
+            self._revision += 1
+            result = [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
+        else:
+            result = self._execute(wire)
+        encoded = self._pack(result)
+        if client_id is not None:
+            self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
+        return encoded
+
+    def cached_result(self, client_id: ClientId, seq: int) -> bytes | None:
+        """The encoded result of ``(client_id, seq)`` if it was applied and is still kept.
+
+        Read-only: lets a leader answer a retry without proposing it again.
+        """
+        return self._dedup.peek(client_id, seq)
+
+    def _advance_time(self, log_time_ms: int) -> None:
+        # Log time never goes back: a new leader whose clock is behind must not un-expire
+        # leases or revive idle clients, so the machine keeps the largest stamp seen.
+        if log_time_ms > self._log_time_ms:
+            if type(log_time_ms) is not int or log_time_ms > _MAX_LOG_TIME_MS:
+                raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
+            self._log_time_ms = log_time_ms
+            self._dedup.forget_idle(log_time_ms)
+        elif type(log_time_ms) is not int:
+            raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int")
+
+    def _deduplicate(self, client_id: ClientId | None, seq: int | None) -> bytes | None:
+        """Cached bytes for a duplicate, encoded Failed for a stale seq, None for a new one."""
+        if type(client_id) is not str or type(seq) is not int or not 0 <= seq <= UINT64_MAX:
+            raise InvalidCommand(
+                f"a request id is a str client_id with an int seq >= 0, "
+                f"not ({client_id!r}, {seq!r})"
+            )
+        cached = self._dedup.check(client_id, seq, self._log_time_ms)
+        if cached is not STALE:
+            return cached
+        self._revision += 1
+        message = (
+            f"request {seq} of client {client_id!r} is older than the last "
+            f"{self._dedup.window_requests} requests, so whether it was applied is no longer "
+            "known; read the key to find out and send new requests with new seqs"
+        )
+        return pack([r.FAILED, self._revision, r.STALE_REQUEST, message])
+
+    def _execute(self, wire: list[Any]) -> list[Any]:
+        revision = self._revision + 1
+        self._revision = revision
+        handler: _Handler = self._handlers[wire[0]]
+        try:
+            return handler(wire, revision)
+        except Rejected as rejection:
+            return [r.FAILED, revision, rejection.error_code, rejection.message]
+
+    # --- handlers: each checks everything before it changes anything ----------------------
+
+    def _apply_noop(self, wire: list[Any], revision: int) -> list[Any]:
+        return [r.APPLIED, revision]
+
+    def _apply_set(self, wire: list[Any], revision: int) -> list[Any]:
+        lease_id = wire[3]
+        if lease_id is not None and lease_id not in self._leases:
+            raise _lease_not_found(lease_id)
+        return [r.WRITTEN, revision, row_to_wire(self._put(wire[1], wire[2], lease_id, revision))]
+
+    def _apply_delete(self, wire: list[Any], revision: int) -> list[Any]:
+        return [r.DELETED, revision, row_to_wire(self._remove(wire[1], revision, DELETE_EVENT))]
+
+    def _apply_txn(self, wire: list[Any], revision: int) -> list[Any]:
+        succeeded = all(map(self._holds, wire[1]))
+        steps = wire[2] if succeeded else wire[3]
+        for step in steps:
+            if step[0] == c.SET and step[3] is not None and step[3] not in self._leases:
+                raise _lease_not_found(step[3])
+        responses = []
+        for step in steps:
+            if step[0] == c.SET:
+                prev = self._put(step[1], step[2], step[3], revision)
+                responses.append([r.WRITTEN, revision, row_to_wire(prev)])
+            else:
+                prev = self._remove(step[1], revision, DELETE_EVENT)
+                responses.append([r.DELETED, revision, row_to_wire(prev)])
+        return [r.TXN_RESULT, revision, succeeded, responses]
+
+    def _holds(self, compare: list[Any]) -> bool:
+        key, target, op, operand = compare
+        row = self._data.get(key)
+        actual = _TARGET_MISSING[target] if row is None else row[_TARGET_FIELD[target]]
+        if op == 0:
+            return bool(actual == operand)
+        if op == 1:
+            return bool(actual != operand)
+        try:
+            return bool(actual < operand) if op == 2 else bool(actual > operand)
+        except TypeError:  # values of kinds Python cannot order: the compare does not hold
+            return False
+
+    def _apply_lease_grant(self, wire: list[Any], revision: int) -> list[Any]:
+        ttl_ms, lease_id = wire[1], wire[2]
+        if lease_id is None:
+            lease_id = self._leases.free_id(revision)
+        elif lease_id in self._leases:
+            raise Rejected(r.LEASE_EXISTS, f"lease {lease_id} already exists; choose another id")
+        self._leases.grant(lease_id, ttl_ms, self._log_time_ms)
+        return [r.LEASE_GRANTED, revision, lease_id, ttl_ms]
+
+    def _apply_lease_keepalive(self, wire: list[Any], revision: int) -> list[Any]:
+        lease_id = wire[1]
+        if lease_id not in self._leases:
+            raise _lease_not_found(lease_id)
+        lease = self._leases.renew(lease_id, self._log_time_ms)
+        return [r.LEASE_RENEWED, revision, lease_id, lease.ttl_ms, lease.expires_at_ms]
+
+    def _apply_lease_revoke(self, wire: list[Any], revision: int) -> list[Any]:
+        lease_id = wire[1]
+        if lease_id not in self._leases:
+            raise _lease_not_found(lease_id)
+        keys = self._leases.remove(lease_id)
+        for key in keys:
+            self._remove(key, revision, DELETE_EVENT)
+        return [r.LEASE_REVOKED, revision, lease_id, len(keys)]
+
+    def _apply_lease_expire(self, wire: list[Any], revision: int) -> list[Any]:
+        lease_id = wire[1]
+        if not self._leases.is_due(lease_id, self._log_time_ms):
+            return [r.LEASE_EXPIRED, revision, lease_id, False, 0]
+        keys = self._leases.remove(lease_id)
+        for key in keys:
+            self._remove(key, revision, EXPIRE_EVENT)
+        return [r.LEASE_EXPIRED, revision, lease_id, True, len(keys)]
+
+    def _apply_config_change(self, wire: list[Any], revision: int) -> list[Any]:
+        change = _CONFIG_CHANGES[wire[0]]
+        try:
+            configuration = change(self._configuration, wire[1])
+        except RejectedChange as error:
+            raise Rejected(r.INVALID_CONFIG_CHANGE, str(error)) from None
+        self._configuration = configuration
+        self._configuration_revision = revision
+        return [r.CONFIG_CHANGED, revision, *configuration.to_wire()]
+
+    # --- the map ---------------------------------------------------------------------------
+
+    def _put(self, key: Key, value: Any, lease_id: int | None, revision: int) -> Row | None:
+        data = self._data
+        prev = data.get(key)
+        if prev is None:
+            data[key] = [key, value, revision, revision, 1, lease_id]
+            if lease_id is not None:
+                self._leases.attach(key, lease_id)
+            self._history.record(revision, SET_EVENT, key, value, None)
+            return None
+        data[key] = [key, value, prev[2], revision, prev[4] + 1, lease_id]
+        if prev[5] != lease_id:
+            if prev[5] is not None:
+                self._leases.detach(key, prev[5])
+            if lease_id is not None:
+                self._leases.attach(key, lease_id)
+        self._history.record(revision, SET_EVENT, key, value, prev[1])
+        return prev
+
+    def _remove(self, key: Key, revision: int, kind: int) -> Row | None:
+        prev = self._data.pop(key, None)
+        if prev is not None:
+            if prev[5] is not None:
+                self._leases.detach(key, prev[5])
+            self._history.record(revision, kind, key, None, prev[1])
+        return prev
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get(self, key: Key) -> KeyValue | None:
+        """The key's value and counters, or None if it does not exist."""
+        row = self._data.get(check_key(key))
+        return None if row is None else key_value_from_row(row)
+
+    def keys(self, prefix: Prefix) -> list[Key]:
+        """Keys under ``prefix`` in canonical order (see :func:`~paxoskv.state.keys.sort_keys`).
+
+        Scans every key: the map is a dict, kept for the cheap writes; a range is O(n).
+        """
+        check_prefix(prefix)
+        data = self._data
+        found: list[Key]
+        if type(prefix) is tuple:
+            width = len(prefix)
+            found = [k for k in data if type(k) is tuple and k[:width] == prefix]
+        elif type(prefix) is str:
+            found = [k for k in data if type(k) is str and k.startswith(prefix)]
+        else:
+            found = [k for k in data if type(k) is bytes and k.startswith(prefix)]  # type: ignore[arg-type]
+        return sort_keys(found)
+
+    def range(self, prefix: Prefix) -> list[KeyValue]:
+        """Every key under ``prefix`` with its value and counters, in canonical key order."""
+        data = self._data
+        return [key_value_from_row(data[key]) for key in self.keys(prefix)]
+
+    def events_since(self, revision: int, prefix: Prefix | None = None) -> list[ChangeEvent]:
+        """Changes made after ``revision``, oldest first (optionally only under ``prefix``).
+
+        Raises :class:`~paxoskv.errors.Compacted` if the history no longer reaches back that
+        far; the watcher should then read the current state and watch from :attr:`revision`.
+        """
+        if prefix is not None:
+            check_prefix(prefix)
+        return self._history.since(revision, prefix)
+
+    def due_leases(self, now_ms: int) -> list[int]:
+        """Ids of leases whose expiry is at or before ``now_ms``, ascending.
+
+        The leader calls this with its own clock and proposes a LeaseExpire for each.
+        """
+        return self._leases.due(now_ms)
+
+    def lease_info(self, lease_id: int) -> LeaseInfo | None:
+        """A lease's TTL, expiry (log time) and keys, or None if there is no such lease."""
+        lease = self._leases.get(lease_id)
+        if lease is None:
+            return None
+        return LeaseInfo(lease_id, lease.ttl_ms, lease.expires_at_ms, tuple(sort_keys(lease.keys)))
+
+    # --- snapshot, restore, digest ---------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state (history and dedup table included) as one msgpack blob."""
+        return snapshot_state(
+            parameters=[
+                self._history.limit_events,
+                self._dedup.window_requests,
+                self._dedup.client_idle_ms,
+            ],
+            header=[
+                self._revision,
+                self._log_time_ms,
+                self._configuration.to_wire(),
+                self._configuration_revision,
+            ],
+            rows=self._data.values(),
+            leases=self._leases.to_wire(),
+            dedup=self._dedup.to_wire(),
+            history=self._history.to_wire(),
+        )
+
+    @classmethod
+    def restore(cls, data: bytes) -> KVStateMachine:
+        """A machine in the state ``data`` was taken in; MalformedSnapshot if it is not one."""
+        state = restore_state(data)
+        limit_events, window_requests, idle_ms = state.parameters
+        machine = cls(
+            state.configuration,
+            history_limit_events=limit_events,
+            dedup_window_requests=window_requests,
+            dedup_client_idle_ms=idle_ms,
+        )
+        machine._revision = state.revision
+        machine._log_time_ms = state.log_time_ms
+        machine._configuration_revision = state.configuration_revision
+        machine._data = state.rows
+        machine._leases = state.leases
+        machine._dedup = state.dedup
+        machine._history = state.history
+        return machine
+
+    def digest(self) -> bytes:
+        """blake2b over a canonical encoding of the replicated state.
+
+        Covers keys, values, counters, leases, configuration, log time and the dedup table;
+        not the watch history, which is a per-node cache of the log whose length each node
+        may configure. Equal state gives equal digests on any replica and any hash seed.
+        """
+        return digest_state(
+            header=[
+                self._revision,
+                self._log_time_ms,
+                self._configuration.to_wire(),
+                self._configuration_revision,
+            ],
+            rows=[self._data[key] for key in sort_keys(self._data)],
+            leases=self._leases.canonical_wire(),
+            dedup=self._dedup.canonical_wire(),
+        )
+
+
+_CONFIG_CHANGES: dict[int, Callable[[Configuration, str], Configuration]] = {
+    c.ADD_LEARNER: Configuration.with_learner_added,
+    c.PROMOTE_LEARNER: Configuration.with_learner_promoted,
+    c.DEMOTE_VOTER: Configuration.with_voter_demoted,
+    c.REMOVE_MEMBER: Configuration.with_member_removed,
+}
+
+
+def _lease_not_found(lease_id: int) -> Rejected:
+    return Rejected(
+        r.LEASE_NOT_FOUND,
+        f"lease {lease_id} does not exist (it expired, was revoked, or was never granted); "
+        "grant a new lease",
+    )
+
+
+def _require_positive(name: str, number: object) -> None:
+    if type(number) is not int or number < 1:
+        raise ConfigurationError(f"{name} must be a positive int, not {number!r}")
