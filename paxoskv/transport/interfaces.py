@@ -29,7 +29,7 @@ class Interface:
     name: str
     address: str
     netmask: str
-    broadcast: str
+    broadcast: str | None  # None: the interface has no broadcast address configured
 
     @property
     def loopback(self) -> bool:
@@ -68,10 +68,16 @@ def _ipv4_of(name: str) -> list[Interface]:
         netmask = entry.get("netmask") or "255.255.255.255"
         if not address:
             continue
-        network = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
-        # Loopback has no broadcast entry in netifaces; the kernel still routes the
-        # subnet's broadcast address (127.255.255.255) to it, so compute it from the mask.
-        broadcast = entry.get("broadcast") or str(network.broadcast_address)
+        broadcast = entry.get("broadcast")
+        if broadcast is None and "peer" in entry:
+            # netifaces shows loopback's broadcast as a "peer"; the kernel routes the
+            # subnet's broadcast address (127.255.255.255) to lo all the same.
+            network = ipaddress.IPv4Network(f"{address}/{netmask}", strict=False)
+            broadcast = str(network.broadcast_address)
+        elif broadcast == address:
+            # An address added without `brd`: netifaces echoes the address, and the kernel
+            # has no broadcast route, so the subnet's .255 would not be a broadcast at all.
+            broadcast = None
         found.append(Interface(name, address, netmask, broadcast))
     return found
 

@@ -33,7 +33,7 @@ import sys
 import asyncio_dgram
 from asyncio_dgram.aio import DatagramServer
 
-from paxoskv.errors import TransportClosed
+from paxoskv.errors import ConfigurationError, TransportClosed
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
 from paxoskv.transport.frames import FrameCodec
@@ -85,13 +85,19 @@ class UdpTransport(FramedEndpoint):
         self._group_address: list[Address] = []
         if udp.scope is UdpScope.MULTICAST:
             self._group_address = [(udp.group, udp.group_port)]
-        elif udp.scope is UdpScope.BROADCAST:
+        elif udp.scope is UdpScope.BROADCAST and interface.broadcast is not None:
             self._group_address = [(interface.broadcast, udp.group_port)]
 
     @classmethod
     async def open(cls, node_id: str, settings: TransportSettings) -> UdpTransport:
         udp = settings.udp
         interface = resolve_interface(udp.interface)
+        if udp.scope is UdpScope.BROADCAST and interface.broadcast is None:
+            raise ConfigurationError(
+                f"interface {interface.name} ({interface.address}) has no broadcast address; "
+                "give it one (`ip addr add ADDRESS/PREFIX brd + dev NAME`) or use the "
+                "multicast or unicast scope"
+            )
         if settings.secret is None and not interface.loopback:
             _warn_unprotected(interface)
         unicast_socket = _unicast_socket(interface, udp)
@@ -203,6 +209,7 @@ def _group_socket(interface: Interface, udp: UdpSettings) -> socket.socket | Non
             if sys.platform == "linux":
                 sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         else:
+            assert interface.broadcast is not None, "checked in UdpTransport.open"
             sock.bind((interface.broadcast, udp.group_port))
         sock.setblocking(False)
     except BaseException:

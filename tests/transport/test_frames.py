@@ -1,0 +1,170 @@
+"""Frames without a network: layout, authentication, encryption, refusals."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from paxoskv.errors import ConfigurationError, PayloadTooLarge
+from paxoskv.transport.base import DropReason
+from paxoskv.transport.frames import (
+    HEADER_BYTES,
+    MAGIC,
+    MAX_NODE_ID_BYTES,
+    TAG_BYTES,
+    Frame,
+    FrameCodec,
+    FrameKind,
+    FrameOpener,
+    FrameSealer,
+    Protection,
+    encode_node_id,
+)
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+def codec(**kwargs: object) -> FrameCodec:
+    return FrameCodec("alpha", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("secret", "encrypt", "protection"),
+    [
+        (None, False, Protection.NONE),
+        (SECRET, False, Protection.HMAC),
+        (SECRET, True, Protection.AES_GCM),
+    ],
+)
+def test_round_trip_keeps_every_header_fact(
+    secret: bytes | None, encrypt: bool, protection: Protection
+) -> None:
+    sealer = FrameSealer(codec(secret=secret, encrypt=encrypt), "node-é", incarnation=7)
+    datagram = sealer.seal(b"body bytes", destination="peer")
+    frame = codec(secret=secret, encrypt=encrypt).open(datagram)
+    assert frame == Frame(FrameKind.DATA, "node-é", 7, 0, "peer", b"body bytes")
+    assert datagram[5] == protection
+    tag_bytes = TAG_BYTES if secret else 0
+    assert len(datagram) == HEADER_BYTES + len("node-é".encode()) + 4 + 10 + tag_bytes
+
+
+def test_sequence_numbers_count_up_per_sealer() -> None:
+    sealer = FrameSealer(codec(), "a", incarnation=1)
+    seqs = [codec().open(sealer.seal(b"x")) for _ in range(3)]
+    assert [f.seq for f in seqs if isinstance(f, Frame)] == [0, 1, 2]
+
+
+def test_encryption_hides_the_body_and_hmac_does_not() -> None:
+    body = b"the secret session cookie"
+    plain = FrameSealer(codec(secret=SECRET), "a", 1).seal(body)
+    hidden = FrameSealer(codec(secret=SECRET, encrypt=True), "a", 1).seal(body)
+    assert body in plain
+    assert body not in hidden
+
+
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_wrong_secret_is_a_bad_tag(encrypt: bool) -> None:
+    datagram = FrameSealer(codec(secret=SECRET, encrypt=encrypt), "a", 1).seal(b"x")
+    other = codec(secret=b"another-secret-of-enough-length!", encrypt=encrypt)
+    assert other.open(datagram) is DropReason.BAD_TAG
+
+
+def test_other_cluster_is_foreign() -> None:
+    datagram = FrameSealer(FrameCodec("beta", SECRET), "a", 1).seal(b"x")
+    assert FrameCodec("alpha", SECRET).open(datagram) is DropReason.FOREIGN_CLUSTER
+
+
+@pytest.mark.parametrize(
+    ("sender_secret", "receiver_secret", "encrypt"),
+    [(None, SECRET, False), (SECRET, None, False), (SECRET, SECRET, "sender only")],
+)
+def test_protection_mismatch_is_a_bad_tag(
+    sender_secret: bytes | None, receiver_secret: bytes | None, encrypt: object
+) -> None:
+    """An unauthenticated frame is not believed, nor one this node cannot check."""
+    datagram = FrameSealer(codec(secret=sender_secret, encrypt=bool(encrypt)), "a", 1).seal(b"x")
+    assert codec(secret=receiver_secret).open(datagram) is DropReason.BAD_TAG
+
+
+def test_bad_magic_version_and_kind_are_named() -> None:
+    datagram = FrameSealer(codec(), "a", 1).seal(b"x")
+    assert codec().open(b"XXXX" + datagram[4:]) is DropReason.MALFORMED
+    assert codec().open(datagram[:4] + b"\x09" + datagram[5:]) is DropReason.WRONG_VERSION
+    assert codec().open(datagram[:6] + b"\x07" + datagram[7:]) is DropReason.MALFORMED
+    assert codec().open(datagram[: HEADER_BYTES - 1]) is DropReason.MALFORMED
+
+
+def test_lengths_past_the_end_are_malformed() -> None:
+    header = struct.pack("!4sBBBBB8sQQ", MAGIC, 1, 0, 0, 200, 0, codec().cluster_id, 1, 1)
+    assert codec().open(header + b"short") is DropReason.MALFORMED
+
+
+def test_empty_sender_and_bad_utf8_are_malformed() -> None:
+    cluster = codec().cluster_id
+    empty = struct.pack("!4sBBBBB8sQQ", MAGIC, 1, 0, 0, 0, 0, cluster, 1, 1)
+    assert codec().open(empty + b"body") is DropReason.MALFORMED
+    bad = struct.pack("!4sBBBBB8sQQ", MAGIC, 1, 0, 0, 2, 0, cluster, 1, 1) + b"\xff\xfe"
+    assert codec().open(bad + b"body") is DropReason.MALFORMED
+
+
+def test_oversized_datagram_is_dropped_before_parsing() -> None:
+    small = FrameCodec("alpha", max_datagram_bytes=2048)
+    assert small.open(b"\x00" * 2049) is DropReason.OVERSIZED
+
+
+def test_payload_over_the_limit_is_refused_with_the_limit_in_the_message() -> None:
+    sealer = FrameSealer(FrameCodec("alpha", SECRET, max_datagram_bytes=2048), "node-1", 1)
+    limit = 2048 - HEADER_BYTES - len(b"node-1") - MAX_NODE_ID_BYTES - TAG_BYTES
+    assert sealer.max_body_bytes == limit
+    sealer.seal(b"x" * limit, destination="d" * MAX_NODE_ID_BYTES)  # the worst case still fits
+    with pytest.raises(PayloadTooLarge, match=f"limit of {limit} bytes") as refused:
+        sealer.seal(b"x" * (limit + 1))
+    assert refused.value.limit == limit
+
+
+def test_a_largest_frame_opens_at_the_limit() -> None:
+    small = FrameCodec("alpha", SECRET, max_datagram_bytes=2048)
+    sealer = FrameSealer(small, "n", 1)
+    datagram = sealer.seal(b"y" * sealer.max_body_bytes, destination="d" * MAX_NODE_ID_BYTES)
+    assert len(datagram) == 2048
+    assert isinstance(small.open(datagram), Frame)
+
+
+def test_replayed_frame_is_dropped_only_with_a_secret() -> None:
+    keyed = FrameOpener(codec(secret=SECRET))
+    datagram = FrameSealer(codec(secret=SECRET), "a", 1).seal(b"x")
+    assert isinstance(keyed.open(datagram), Frame)
+    assert keyed.open(datagram) is DropReason.REPLAYED
+    open_cluster = FrameOpener(codec())
+    plain = FrameSealer(codec(), "a", 1).seal(b"x")
+    assert isinstance(open_cluster.open(plain), Frame)
+    assert isinstance(open_cluster.open(plain), Frame)  # without a secret, nothing to trust
+
+
+def test_a_forged_frame_does_not_move_the_replay_window() -> None:
+    """Only authentic frames may advance a window, or a forger could lock a sender out."""
+    opener = FrameOpener(codec(secret=SECRET))
+    forger = FrameSealer(codec(secret=b"the-attackers-own-secret-32bytes"), "a", 1)
+    forger.next_seq = 10_000
+    assert opener.open(forger.seal(b"x")) is DropReason.BAD_TAG
+    assert isinstance(opener.open(FrameSealer(codec(secret=SECRET), "a", 1).seal(b"x")), Frame)
+
+
+@pytest.mark.parametrize("node_id", ["", "x" * (MAX_NODE_ID_BYTES + 1), "é" * 128])
+def test_node_ids_the_frame_cannot_carry_are_refused(node_id: str) -> None:
+    with pytest.raises(ConfigurationError):
+        encode_node_id(node_id)
+
+
+def test_short_secret_and_encryption_without_secret_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        FrameCodec("alpha", b"short")
+    with pytest.raises(ConfigurationError, match="needs a cluster secret"):
+        FrameCodec("alpha", None, encrypt=True)
+
+
+def test_peer_list_frames_keep_their_kind() -> None:
+    datagram = FrameSealer(codec(), "a", 1).seal(b"\x90", kind=FrameKind.PEERS)
+    frame = codec().open(datagram)
+    assert isinstance(frame, Frame) and frame.kind is FrameKind.PEERS
