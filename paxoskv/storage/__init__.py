@@ -1,0 +1,41 @@
+"""Storage: the prevalence layer every node persists to.
+
+It keeps opaque records in a checksummed, segmented journal and opaque state blobs in
+snapshots, and knows nothing of Paxos. :class:`Store` is the whole interface the node
+runtime needs; :class:`GroupCommitter` runs its syncs on a writer thread; the ``Disk``
+implementations are how the simulator and the tests put the real recovery code under
+simulated crashes and injected I/O errors.
+"""
+
+from paxoskv.storage.cipher import load_key_file
+from paxoskv.storage.crc import IMPLEMENTATION as CRC32C_IMPLEMENTATION
+from paxoskv.storage.crc import crc32c
+from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
+from paxoskv.storage.faults import DiskStopped, FaultyDisk
+from paxoskv.storage.group_commit import GroupCommitter
+from paxoskv.storage.memory_disk import MemoryDisk
+from paxoskv.storage.store import (
+    DEFAULT_KEEP_JOURNAL_RECORDS,
+    DEFAULT_KEEP_SNAPSHOTS,
+    DEFAULT_SEGMENT_SIZE_BYTES,
+    Durability,
+    Store,
+)
+
+__all__ = [
+    "CRC32C_IMPLEMENTATION",
+    "DEFAULT_KEEP_JOURNAL_RECORDS",
+    "DEFAULT_KEEP_SNAPSHOTS",
+    "DEFAULT_SEGMENT_SIZE_BYTES",
+    "Disk",
+    "DiskStopped",
+    "Durability",
+    "FaultyDisk",
+    "GroupCommitter",
+    "MemoryDisk",
+    "NoSyncDisk",
+    "OsDisk",
+    "Store",
+    "crc32c",
+    "load_key_file",
+]

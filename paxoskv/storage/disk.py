@@ -1,0 +1,276 @@
+"""The disk under a store, as an interface, and its real-files implementation.
+
+Storage talks to files only through :class:`Disk`, by name inside one data directory, so the
+same framing and recovery code runs on real files (:class:`OsDisk`), in RAM with simulated
+power cuts (:class:`~paxoskv.storage.memory_disk.MemoryDisk`, used by the ``memory`` mode and
+the deterministic simulator), and under injected faults
+(:class:`~paxoskv.storage.faults.FaultyDisk`). Handles are small ints: a file descriptor for
+``OsDisk``, a counter for the others.
+
+The operations are the few that crash safety needs and no more: append-only writes, an
+explicit ``fsync`` per file, and an explicit ``fsync_dir`` because on Linux a new or renamed
+name is only durable once its directory is synced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from pathlib import Path
+from typing import Protocol
+
+from paxoskv.errors import DataDirLocked
+
+__all__ = ["LOCK_FILE_NAME", "Disk", "NoSyncDisk", "OsDisk"]
+
+LOCK_FILE_NAME = "LOCK"
+
+
+class Disk(Protocol):
+    """A flat directory of files, as the store needs it."""
+
+    @property
+    def location(self) -> str:
+        """Where this disk is, for messages: the directory path or a memory label."""
+        ...
+
+    def path_of(self, name: str) -> str:
+        """The full path of ``name``, for messages."""
+        ...
+
+    def lock(self) -> None:
+        """Take the directory for this process or raise :class:`DataDirLocked`."""
+        ...
+
+    def unlock(self) -> None: ...
+
+    def listdir(self) -> list[str]: ...
+
+    def size(self, name: str) -> int: ...
+
+    def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (all of the rest when -1)."""
+        ...
+
+    def create(self, name: str) -> int:
+        """A new, empty file (an old one of that name is emptied), open for appending."""
+        ...
+
+    def open_append(self, name: str) -> int: ...
+
+    def append(self, handle: int, data: bytes) -> None:
+        """Write all of ``data`` at the end of the file, or raise ``OSError``."""
+        ...
+
+    def truncate(self, handle: int, size: int) -> None: ...
+
+    def fsync(self, handle: int) -> None:
+        """Make the file's data durable, or raise ``OSError`` (never retried by callers)."""
+        ...
+
+    def close(self, handle: int) -> None: ...
+
+    def rename(self, source: str, target: str) -> None:
+        """Atomically replace ``target`` with ``source``."""
+        ...
+
+    def remove(self, name: str) -> None: ...
+
+    def fsync_dir(self) -> None:
+        """Make creations, renames and removals in the directory durable."""
+        ...
+
+
+class OsDisk:
+    """Real files in one directory, written with ``os.write`` and synced with fdatasync.
+
+    fdatasync rather than fsync: it skips timestamps but still flushes the file size, which is
+    all a reader needs. The lock is an ``flock`` on ``LOCK``, which also holds the owner's pid
+    so that a second process can say who is in the way; flock dies with its process, so a
+    crash never leaves a stale lock behind.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self._directory = Path(directory)
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._open_fds: set[int] = set()
+
+    @property
+    def location(self) -> str:
+        return str(self._directory)
+
+    def path_of(self, name: str) -> str:
+        return str(self._directory / name)
+
+    def lock(self) -> None:
+        path = self.path_of(LOCK_FILE_NAME)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise DataDirLocked(self.location, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def listdir(self) -> list[str]:
+        return sorted(os.listdir(self._directory))
+
+    def size(self, name: str) -> int:
+        return os.stat(self.path_of(name)).st_size
+
+    def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
+        fd = os.open(self.path_of(name), os.O_RDONLY)
+        try:
+            if size < 0:
+                size = max(0, os.fstat(fd).st_size - offset)
+            return _pread_all(fd, size, offset)
+        finally:
+            os.close(fd)
+
+    def create(self, name: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        return self._track(os.open(self.path_of(name), flags, 0o644))
+
+    def open_append(self, name: str) -> int:
+        return self._track(os.open(self.path_of(name), os.O_WRONLY | os.O_APPEND))
+
+    def append(self, handle: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(handle, view)
+            view = view[written:]
+
+    def truncate(self, handle: int, size: int) -> None:
+        os.ftruncate(handle, size)
+
+    def fsync(self, handle: int) -> None:
+        os.fdatasync(handle)
+
+    def close(self, handle: int) -> None:
+        self._open_fds.discard(handle)
+        os.close(handle)
+
+    def rename(self, source: str, target: str) -> None:
+        os.rename(self.path_of(source), self.path_of(target))
+
+    def remove(self, name: str) -> None:
+        os.remove(self.path_of(name))
+
+    def fsync_dir(self) -> None:
+        fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Close every descriptor and the lock, as the death of the process would.
+
+        For tests that stop a store between two steps and then open the directory again in the
+        same process: the abandoned store's descriptors must not hold the flock.
+        """
+        for fd in list(self._open_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._open_fds.clear()
+        self.unlock()
+
+    def _track(self, fd: int) -> int:
+        self._open_fds.add(fd)
+        return fd
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]  # a short read: keep reading until the size or end of file
+    done = len(data)
+    while done < size:
+        part = os.pread(fd, size - done, offset + done)
+        if not part:
+            break
+        parts.append(part)
+        done += len(part)
+    return b"".join(parts)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError as error:
+        if error.errno == errno.EBADF:
+            return None
+        raise
+    return int(text) if text.isdigit() else None
+
+
+class NoSyncDisk:
+    """The ``os`` durability mode: every operation as ``inner`` does it, except the syncs.
+
+    Writes still reach the kernel at once, so a crash of the process loses nothing; a power
+    cut may lose whatever the kernel had not yet written back.
+    """
+
+    def __init__(self, inner: Disk) -> None:
+        self.inner = inner
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def path_of(self, name: str) -> str:
+        return self.inner.path_of(name)
+
+    def lock(self) -> None:
+        self.inner.lock()
+
+    def unlock(self) -> None:
+        self.inner.unlock()
+
+    def listdir(self) -> list[str]:
+        return self.inner.listdir()
+
+    def size(self, name: str) -> int:
+        return self.inner.size(name)
+
+    def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
+        return self.inner.read(name, offset, size)
+
+    def create(self, name: str) -> int:
+        return self.inner.create(name)
+
+    def open_append(self, name: str) -> int:
+        return self.inner.open_append(name)
+
+    def append(self, handle: int, data: bytes) -> None:
+        self.inner.append(handle, data)
+
+    def truncate(self, handle: int, size: int) -> None:
+        self.inner.truncate(handle, size)
+
+    def fsync(self, handle: int) -> None:
+        pass
+
+    def close(self, handle: int) -> None:
+        self.inner.close(handle)
+
+    def rename(self, source: str, target: str) -> None:
+        self.inner.rename(source, target)
+
+    def remove(self, name: str) -> None:
+        self.inner.remove(name)
+
+    def fsync_dir(self) -> None:
+        pass

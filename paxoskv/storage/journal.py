@@ -1,0 +1,255 @@
+"""Reading journal segments: header checks, replay, and repair of a torn tail at open.
+
+A segment is a file header (headers.py) followed by frames (framing.py). Reading is the hot
+path of recovery, so it goes through the file in big chunks and parses each chunk in one call.
+Sealed segments (all but the last) are checked record by record as they are replayed: reading
+a whole journal twice, once to check it and once to replay it, would halve the replay speed,
+and a bad record still stops the replay before any record past it is handed out. The last
+segment is the one a crash can tear, so it is examined at open, when the store can still cut
+a torn tail back to the last whole record instead of refusing to start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from paxoskv.errors import ConfigurationError, CorruptData, WrongEncryptionKey
+from paxoskv.storage.cipher import InvalidTag, RecordCipher
+from paxoskv.storage.disk import Disk
+from paxoskv.storage.framing import (
+    FRAME_HEADER_SIZE,
+    FrameProblem,
+    find_valid_frame,
+    frame_payload_valid,
+    parse_frames,
+    walk_frames,
+)
+from paxoskv.storage.headers import (
+    HEADER_SIZE,
+    SEGMENT_MAGIC,
+    FileHeader,
+    parse_segment_name,
+)
+
+__all__ = [
+    "READ_CHUNK_BYTES",
+    "LastSegment",
+    "SegmentFile",
+    "broken_name",
+    "check_key",
+    "list_segments",
+    "read_segment_header",
+    "read_segment_records",
+    "recover_last_segment",
+]
+
+READ_CHUNK_BYTES = 8 << 20
+log = logging.getLogger("paxoskv.storage")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFile:
+    first_index: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LastSegment:
+    """What open found in the last segment, after any torn tail was cut."""
+
+    segment: SegmentFile
+    header: FileHeader | None  # None: the file held no whole record and was removed
+    record_count: int
+    end_offset: int
+
+
+def list_segments(names: list[str]) -> list[SegmentFile]:
+    found = []
+    for name in names:
+        first = parse_segment_name(name)
+        if first is not None:
+            found.append(SegmentFile(first, name))
+    return sorted(found, key=lambda segment: segment.first_index)
+
+
+def check_key(header: FileHeader, cipher: RecordCipher | None, path: str) -> None:
+    """Refuse a file whose encryption does not match the key given (or its absence)."""
+    if header.encrypted and cipher is None:
+        raise WrongEncryptionKey(path)
+    if not header.encrypted and cipher is not None:
+        raise ConfigurationError(
+            f"{path} was written without encryption but an encryption key was given; open "
+            "this data dir without a key (a data dir is encrypted from its first file on)"
+        )
+    if cipher is not None and cipher.key_check(header.salt, header.signed_prefix()) != (
+        header.key_check
+    ):
+        raise WrongEncryptionKey(path)
+
+
+def read_segment_header(
+    disk: Disk, segment: SegmentFile, cipher: RecordCipher | None
+) -> FileHeader:
+    path = disk.path_of(segment.name)
+    header = FileHeader.unpack(disk.read(segment.name, 0, HEADER_SIZE), path, SEGMENT_MAGIC)
+    _check_first_index(header, segment, path)
+    check_key(header, cipher, path)
+    return header
+
+
+def _check_first_index(header: FileHeader, segment: SegmentFile, path: str) -> None:
+    if header.index != segment.first_index:
+        raise CorruptData(
+            path,
+            0,
+            f"the header says the first record is {header.index}, the name says "
+            f"{segment.first_index}",
+        )
+
+
+def read_segment_records(
+    disk: Disk,
+    segment: SegmentFile,
+    header: FileHeader,
+    cipher: RecordCipher | None,
+    end_offset: int,
+) -> Iterator[list[bytes]]:
+    """Yield the segment's records up to byte ``end_offset``, a chunk's worth at a time.
+
+    Raises :class:`CorruptData` naming the byte offset of the first bad frame, or where the
+    data ends in the middle of a frame.
+    """
+    path = disk.path_of(segment.name)
+    offset = HEADER_SIZE  # file offset of the first byte not yet parsed
+    carry = b""
+    index = segment.first_index
+    while offset + len(carry) < end_offset:
+        want = max(READ_CHUNK_BYTES, _frame_size_hint(carry) - len(carry))
+        want = min(want, end_offset - offset - len(carry))
+        chunk = disk.read(segment.name, offset + len(carry), want)
+        if not chunk:
+            break
+        buffer = carry + chunk if carry else chunk
+        payloads: list[bytes] = []
+        consumed, problem = parse_frames(buffer, 0, payloads)
+        if problem in (FrameProblem.HEADER_CRC, FrameProblem.PAYLOAD_CRC):
+            assert problem is not None
+            raise CorruptData(path, offset + consumed, problem.value)
+        if cipher is not None:
+            payloads = _decrypt(payloads, cipher, header, segment, index, offset, path)
+        if payloads:
+            yield payloads
+        index += len(payloads)
+        carry = buffer[consumed:]
+        offset += consumed
+    if carry or offset < end_offset:
+        raise CorruptData(path, offset, "the segment ends in the middle of a record")
+
+
+def _frame_size_hint(carry: bytes) -> int:
+    """How big the frame that starts ``carry`` says it is (its header was already checked)."""
+    if len(carry) < FRAME_HEADER_SIZE:
+        return 0
+    return FRAME_HEADER_SIZE + int.from_bytes(carry[:4], "little")
+
+
+def _decrypt(
+    payloads: list[bytes],
+    cipher: RecordCipher,
+    header: FileHeader,
+    segment: SegmentFile,
+    index: int,
+    offset: int,
+    path: str,
+) -> list[bytes]:
+    plain = []
+    for ciphertext in payloads:
+        try:
+            plain.append(cipher.open(header.salt, index - segment.first_index, index, ciphertext))
+        except InvalidTag:
+            raise CorruptData(
+                path, offset, f"record {index} does not decrypt: it was altered after writing"
+            ) from None
+        index += 1
+        offset += FRAME_HEADER_SIZE + len(ciphertext)
+    return plain
+
+
+def recover_last_segment(
+    disk: Disk, segment: SegmentFile, cipher: RecordCipher | None
+) -> LastSegment:
+    """Find the end of the last segment; cut a torn tail, refuse damage with records after it.
+
+    The rule: damage counts as a torn tail only when no valid frame follows it. A crash that
+    interrupts a write leaves a prefix of it, so nothing valid can follow; a flipped byte in
+    an older record leaves the records after it intact, and those would be lost by a cut.
+    """
+    data = disk.read(segment.name)
+    path = disk.path_of(segment.name)
+    header = _last_segment_header(data, segment, path)
+    if header is None:
+        _cut(disk, segment, data, 0, remove=True)
+        return LastSegment(segment, None, 0, 0)
+    check_key(header, cipher, path)
+    end, count, last_start, problem = walk_frames(data, HEADER_SIZE)
+    if problem is FrameProblem.HEADER_CRC and find_valid_frame(data, end + 1) is not None:
+        raise CorruptData(path, end, problem.value + ", and whole records follow it")
+    if count and not frame_payload_valid(data, last_start):
+        end, count = last_start, count - 1  # the final record is damaged and nothing follows
+    if end < len(data) or count == 0:
+        _cut(disk, segment, data, end, remove=count == 0)
+    return LastSegment(segment, header if count else None, count, end)
+
+
+def _last_segment_header(data: bytes, segment: SegmentFile, path: str) -> FileHeader | None:
+    """The header, or None when the file is a torn beginning with no valid frame after it."""
+    if len(data) < HEADER_SIZE:
+        return None
+    try:
+        header = FileHeader.unpack(data, path, SEGMENT_MAGIC)
+    except CorruptData:
+        if find_valid_frame(data, HEADER_SIZE) is None:
+            return None
+        raise
+    _check_first_index(header, segment, path)
+    return header
+
+
+def _cut(disk: Disk, segment: SegmentFile, data: bytes, end: int, *, remove: bool) -> None:
+    """Keep the bytes past ``end`` in a ``.broken`` file, then cut or remove the segment."""
+    if end < len(data):
+        kept_name = broken_name(disk, segment.name)
+        handle = disk.create(kept_name)
+        disk.append(handle, data[end:])
+        disk.fsync(handle)
+        disk.close(handle)
+        disk.fsync_dir()
+        log.warning(
+            "journal %s: cut a torn tail of %d bytes at byte %d (a write interrupted by a "
+            "crash); the cut bytes are kept in %s",
+            disk.path_of(segment.name),
+            len(data) - end,
+            end,
+            disk.path_of(kept_name),
+        )
+    if remove:
+        disk.remove(segment.name)
+        disk.fsync_dir()
+        return
+    handle = disk.open_append(segment.name)
+    disk.truncate(handle, end)
+    disk.fsync(handle)
+    disk.close(handle)
+
+
+def broken_name(disk: Disk, name: str) -> str:
+    """A free name for keeping damaged bytes aside: ``<name>.broken``, then ``.broken.2``..."""
+    taken = set(disk.listdir())
+    candidate = f"{name}.broken"
+    number = 2
+    while candidate in taken:
+        candidate = f"{name}.broken.{number}"
+        number += 1
+    return candidate

@@ -1,0 +1,197 @@
+"""A disk in RAM that remembers what was synced, so that a power cut can be simulated.
+
+Each file keeps two copies of its bytes: what was written, and what the last ``fsync`` made
+durable. The directory keeps two namespaces in the same way: the names as they are now, and
+the names as of the last ``fsync_dir``. :meth:`MemoryDisk.crash` throws away everything that
+was not made durable, which is exactly what a power cut may do, so a store re-opened on the
+same object runs its real recovery code over the outcome. Given a random generator, the crash
+is less tidy and more like a real one: each file may keep some of its unsynced tail (a torn
+write) and each name changed since the last directory sync may or may not have reached the
+disk.
+
+The simulator keeps one ``MemoryDisk`` per simulated node for the life of a run; the
+``memory`` durability mode uses a fresh one per store.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import random
+import threading
+
+from paxoskv.errors import DataDirLocked
+
+__all__ = ["MemoryDisk"]
+
+_labels = itertools.count(1)
+
+
+class _MemoryFile:
+    """One file's bytes, now and as of its last sync."""
+
+    __slots__ = ("data", "dirty_from", "durable")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.durable = bytearray()
+        self.dirty_from = 0  # lowest offset changed since the last sync
+
+    def sync(self) -> None:
+        start = min(self.dirty_from, len(self.durable))
+        self.durable[start:] = self.data[start:]
+        self.dirty_from = len(self.data)
+
+    def lose_unsynced(self, rng: random.Random | None) -> None:
+        kept = self.durable
+        unsynced = len(self.data) - len(self.durable)
+        only_appended = self.dirty_from >= len(self.durable)
+        if rng is not None and only_appended and unsynced > 0:
+            choice = rng.randrange(3)  # keep none, all, or a random prefix of the tail
+            keep = (0, unsynced, rng.randint(0, unsynced))[choice]
+            kept = self.durable + self.data[len(self.durable) : len(self.durable) + keep]
+        self.data = bytearray(kept)
+        self.durable = bytearray(kept)
+        self.dirty_from = len(kept)
+
+
+class MemoryDisk:
+    """A :class:`~paxoskv.storage.disk.Disk` in RAM; safe to share between threads."""
+
+    def __init__(self, label: str | None = None) -> None:
+        self._label = label or f"memory-disk-{next(_labels)}"
+        self._mutex = threading.Lock()
+        self._files: dict[str, _MemoryFile] = {}
+        self._durable_names: dict[str, _MemoryFile] = {}
+        self._handles: dict[int, _MemoryFile] = {}
+        self._next_handle = itertools.count(3)
+        self._locked = False
+        self.crash_count = 0
+
+    @property
+    def location(self) -> str:
+        return self._label
+
+    def path_of(self, name: str) -> str:
+        return f"{self._label}/{name}"
+
+    def lock(self) -> None:
+        with self._mutex:
+            if self._locked:
+                raise DataDirLocked(self._label, os.getpid())
+            self._locked = True
+
+    def unlock(self) -> None:
+        with self._mutex:
+            self._locked = False
+
+    def listdir(self) -> list[str]:
+        with self._mutex:
+            return sorted(self._files)
+
+    def size(self, name: str) -> int:
+        with self._mutex:
+            return len(self._named(name).data)
+
+    def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
+        with self._mutex:
+            data = self._named(name).data
+            stop = len(data) if size < 0 else offset + size
+            return bytes(data[offset:stop])
+
+    def create(self, name: str) -> int:
+        with self._mutex:
+            file = _MemoryFile()
+            self._files[name] = file
+            return self._open(file)
+
+    def open_append(self, name: str) -> int:
+        with self._mutex:
+            return self._open(self._named(name))
+
+    def append(self, handle: int, data: bytes) -> None:
+        with self._mutex:
+            file = self._handle(handle)
+            file.dirty_from = min(file.dirty_from, len(file.data))
+            file.data += data
+
+    def truncate(self, handle: int, size: int) -> None:
+        with self._mutex:
+            file = self._handle(handle)
+            file.dirty_from = min(file.dirty_from, size)
+            del file.data[size:]
+
+    def fsync(self, handle: int) -> None:
+        with self._mutex:
+            self._handle(handle).sync()
+
+    def close(self, handle: int) -> None:
+        with self._mutex:
+            self._handle(handle)
+            del self._handles[handle]
+
+    def rename(self, source: str, target: str) -> None:
+        with self._mutex:
+            self._files[target] = self._named(source)
+            del self._files[source]
+
+    def remove(self, name: str) -> None:
+        with self._mutex:
+            self._named(name)
+            del self._files[name]
+
+    def fsync_dir(self) -> None:
+        with self._mutex:
+            self._durable_names = dict(self._files)
+
+    def release(self) -> None:
+        """The process died but the machine did not: handles and lock go, every byte stays."""
+        with self._mutex:
+            self._handles.clear()
+            self._locked = False
+
+    def crash(self, rng: random.Random | None = None) -> None:
+        """A power cut: forget all that was not synced, then release handles and the lock.
+
+        Without ``rng`` exactly the synced state survives. With it, each file may keep none,
+        all, or a random prefix of its unsynced appended bytes, and each name created, renamed
+        or removed since the last directory sync independently may or may not survive.
+        """
+        with self._mutex:
+            names: dict[str, _MemoryFile] = {}
+            for name in sorted(set(self._files) | set(self._durable_names)):
+                chosen = self._durable_names.get(name)
+                if rng is not None and rng.random() < 0.5:
+                    chosen = self._files.get(name)
+                if chosen is not None:
+                    names[name] = chosen
+            for file in {id(file): file for file in names.values()}.values():
+                file.lose_unsynced(rng)
+            self._files = names
+            self._durable_names = dict(names)
+            self._handles.clear()
+            self._locked = False
+            self.crash_count += 1
+
+    def file_names_durable(self) -> list[str]:
+        """The names that would survive a crash without an rng (for tests)."""
+        with self._mutex:
+            return sorted(self._durable_names)
+
+    def _open(self, file: _MemoryFile) -> int:
+        handle = next(self._next_handle)
+        self._handles[handle] = file
+        return handle
+
+    def _named(self, name: str) -> _MemoryFile:
+        try:
+            return self._files[name]
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name) from None
+
+    def _handle(self, handle: int) -> _MemoryFile:
+        try:
+            return self._handles[handle]
+        except KeyError:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF)) from None

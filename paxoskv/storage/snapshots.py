@@ -1,0 +1,186 @@
+"""Snapshot files: an opaque state blob and the journal index it covers.
+
+Writing follows the one order that survives a crash at any step: write ``<name>.tmp``, fsync
+it, rename it over the final name, fsync the directory. Until the rename is durable the old
+snapshots and the journal still describe the state; after it, the new snapshot does. A
+leftover ``.tmp`` is debris from a crash and is removed at open.
+
+Reading checks the header, the key, the body CRC and (when encrypted) the GCM tag before a
+single byte of the blob is believed; a snapshot that fails is set aside as ``.broken`` and
+the one before it is used, which is why the journal keeps the records after the oldest kept
+snapshot. The check streams through the file, and so can the caller's load
+(:class:`SnapshotStream`): a state of a million keys is then never held both as a blob and
+as objects, which is what keeps a load's peak memory near the size of the state itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from paxoskv.errors import CorruptData
+from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, InvalidTag, RecordCipher
+from paxoskv.storage.crc import crc32c, crc32c_extend
+from paxoskv.storage.disk import Disk
+from paxoskv.storage.headers import (
+    FLAG_ENCRYPTED,
+    HEADER_SIZE,
+    SNAPSHOT_MAGIC,
+    FileHeader,
+    parse_snapshot_name,
+    snapshot_name,
+)
+from paxoskv.storage.journal import check_key
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "SnapshotStream",
+    "check_snapshot",
+    "iter_snapshot_blob",
+    "list_snapshots",
+    "read_snapshot",
+    "write_snapshot_file",
+]
+
+TEMP_SUFFIX = ".tmp"
+STREAM_CHUNK_BYTES = 8 << 20
+
+
+def list_snapshots(names: list[str]) -> list[int]:
+    """Covered indexes of the snapshot files present, oldest first."""
+    return sorted(i for i in map(parse_snapshot_name, names) if i is not None)
+
+
+def write_snapshot_file(
+    disk: Disk, covered_index: int, blob: bytes, cipher: RecordCipher | None
+) -> None:
+    """Write one snapshot durably under its final name (see the module docstring for order)."""
+    salt = os.urandom(SALT_SIZE_BYTES) if cipher else bytes(SALT_SIZE_BYTES)
+    flags = FLAG_ENCRYPTED if cipher else 0
+    header = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt)
+    body = cipher.seal(salt, 0, covered_index, blob) if cipher else blob
+    key_check = cipher.key_check(salt, header.signed_prefix()) if cipher else bytes(16)
+    header = FileHeader(
+        SNAPSHOT_MAGIC, flags, covered_index, salt, key_check, len(body), crc32c(body)
+    )
+    final = snapshot_name(covered_index)
+    temp = final + TEMP_SUFFIX
+    handle = disk.create(temp)
+    try:
+        disk.append(handle, header.pack())
+        disk.append(handle, body)
+        disk.fsync(handle)
+    finally:
+        disk.close(handle)
+    disk.rename(temp, final)
+    disk.fsync_dir()
+
+
+def check_snapshot(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
+    """Check a whole snapshot without holding it in memory; return its header."""
+    header = read_snapshot_header(disk, covered_index, cipher)
+    for _ in iter_snapshot_blob(disk, covered_index, header, cipher):
+        pass
+    return header
+
+
+def read_snapshot_header(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
+    name = snapshot_name(covered_index)
+    path = disk.path_of(name)
+    header = FileHeader.unpack(disk.read(name, 0, HEADER_SIZE), path, SNAPSHOT_MAGIC)
+    if header.index != covered_index:
+        raise CorruptData(
+            path, 0, f"the header says it covers {header.index}, the name says {covered_index}"
+        )
+    check_key(header, cipher, path)
+    if header.encrypted and header.body_length < TAG_SIZE_BYTES:
+        raise CorruptData(path, 0, "the header gives an encrypted body too short to be one")
+    size = disk.size(name)
+    if size != HEADER_SIZE + header.body_length:
+        raise CorruptData(
+            path,
+            min(size, HEADER_SIZE + header.body_length),
+            f"the file has {size} bytes, the header says {HEADER_SIZE + header.body_length}",
+        )
+    return header
+
+
+def read_snapshot(
+    disk: Disk, covered_index: int, header: FileHeader, cipher: RecordCipher | None
+) -> bytes:
+    """The whole blob of a snapshot already checked by :func:`check_snapshot`, in one read."""
+    name = snapshot_name(covered_index)
+    path = disk.path_of(name)
+    body = disk.read(name, HEADER_SIZE, header.body_length)
+    if len(body) != header.body_length or crc32c(body) != header.body_crc:
+        raise CorruptData(path, HEADER_SIZE, "the snapshot body changed since it was checked")
+    if cipher is None:
+        return body
+    try:
+        return cipher.open(header.salt, 0, covered_index, body)
+    except InvalidTag:
+        raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
+
+
+def iter_snapshot_blob(
+    disk: Disk, covered_index: int, header: FileHeader, cipher: RecordCipher | None
+) -> Iterator[bytes]:
+    """The blob in chunks, decrypted on the way; CRC and tag are checked after the last one.
+
+    The chunks handed out before the check are not yet proven: a caller that cannot undo
+    what it built from them must first run :func:`check_snapshot` (open does).
+    """
+    name = snapshot_name(covered_index)
+    path = disk.path_of(name)
+    offset = HEADER_SIZE
+    end = HEADER_SIZE + header.body_length
+    tag = b""
+    decryptor = None
+    if cipher is not None:
+        end -= TAG_SIZE_BYTES
+        tag = disk.read(name, end, TAG_SIZE_BYTES)
+        decryptor = cipher.decryptor(header.salt, 0, covered_index, tag)
+    crc = 0
+    while offset < end:
+        want = min(STREAM_CHUNK_BYTES, end - offset)
+        data = disk.read(name, offset, want)
+        if len(data) != want:
+            raise CorruptData(path, offset + len(data), "the snapshot is cut short")
+        crc = crc32c_extend(crc, data)
+        yield decryptor.update(data) if decryptor is not None else data
+        offset += want
+    if crc32c_extend(crc, tag) != header.body_crc:
+        raise CorruptData(path, HEADER_SIZE, "the snapshot body fails its CRC")
+    if decryptor is not None:
+        try:
+            decryptor.finalize()
+        except InvalidTag:
+            raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
+
+
+class SnapshotStream:
+    """A read-only file-like object over a snapshot's blob: ``read(size)`` is all it offers,
+    which is all ``msgpack.Unpacker`` needs. It does the checks of :func:`iter_snapshot_blob`
+    again on the way and raises :class:`CorruptData` at the end if the file changed.
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._chunk = b""
+        self._position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        wanted = size if size >= 0 else 1 << 62
+        while wanted > 0:
+            if self._position == len(self._chunk):
+                next_chunk = next(self._chunks, None)
+                if next_chunk is None:
+                    break
+                self._chunk, self._position = next_chunk, 0
+                continue
+            part = self._chunk[self._position : self._position + wanted]
+            self._position += len(part)
+            wanted -= len(part)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)

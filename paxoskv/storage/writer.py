@@ -1,0 +1,135 @@
+"""The append side of the journal: frames batches of records into segments.
+
+Group commit lives here at the bottom: a batch, however many records, becomes one ``append``
+and one ``fsync`` of the current segment. When a batch crosses into a new segment, the old one
+is synced before the new one is created, so that a crash can only ever tear the last segment;
+that is what lets recovery treat damage in any other segment as corruption. A new segment's
+name becomes durable with one directory sync after its first batch.
+
+The writer never appends to a file it did not create: a store opened after a crash starts a
+new segment. Recovery is simpler for it, and so is the nonce rule of encryption (cipher.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
+from paxoskv.storage.disk import Disk
+from paxoskv.storage.framing import FRAME_HEADER_SIZE, encode_frame
+from paxoskv.storage.headers import (
+    FLAG_ENCRYPTED,
+    HEADER_SIZE,
+    SEGMENT_MAGIC,
+    FileHeader,
+    segment_name,
+)
+from paxoskv.storage.journal import SegmentFile
+
+__all__ = ["SegmentWriter"]
+
+Run = tuple[int, Sequence[bytes]]  # (index of the first record, records with gap-free indexes)
+
+
+class SegmentWriter:
+    """Owns the segment being written; used by one thread at a time (the store's sync lock)."""
+
+    def __init__(
+        self,
+        disk: Disk,
+        cipher: RecordCipher | None,
+        segment_size_bytes: int,
+        segments: list[SegmentFile],
+    ) -> None:
+        self._disk = disk
+        self._cipher = cipher
+        self._segment_size_bytes = segment_size_bytes
+        # Swapped whole, never changed in place, so a reader thread may take it at any time.
+        self.segments: tuple[SegmentFile, ...] = tuple(segments)
+        self.current_name = ""  # the file being worked on, for error messages
+        self.durable_end: tuple[SegmentFile, int] | None = None
+        self._segment: SegmentFile | None = None
+        self._handle: int | None = None
+        self._salt = bytes(SALT_SIZE_BYTES)
+        self._next_index = 0
+        self._size_bytes = 0
+        self._count = 0
+
+    def write(self, runs: Sequence[Run]) -> None:
+        """Write and sync every run; raises OSError, after which the writer is unusable."""
+        parts: list[bytes] = []
+        created = False
+        extra = TAG_SIZE_BYTES if self._cipher else 0
+        for first_index, records in runs:
+            index = first_index
+            for record in records:
+                frame_size = FRAME_HEADER_SIZE + len(record) + extra
+                if self._needs_new_segment(index, frame_size):
+                    self._seal(parts)
+                    parts = [self._start_segment(index)]
+                    created = True
+                parts.append(self._frame(record, index))
+                index += 1
+        self._flush(parts)
+        if created:
+            self.current_name = ""
+            self._disk.fsync_dir()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            self._disk.close(handle)
+
+    def drop(self, removed: set[str]) -> None:
+        """Forget segments that pruning removed."""
+        self.segments = tuple(s for s in self.segments if s.name not in removed)
+
+    def _needs_new_segment(self, index: int, frame_size: int) -> bool:
+        if self._handle is None or index != self._next_index or self._count >= MAX_COUNTER:
+            return True
+        return self._count > 0 and self._size_bytes + frame_size > self._segment_size_bytes
+
+    def _start_segment(self, first_index: int) -> bytes:
+        segment = SegmentFile(first_index, segment_name(first_index))
+        self.current_name = segment.name
+        self._handle = self._disk.create(segment.name)
+        self._segment = segment
+        self.segments = (*(s for s in self.segments if s.name != segment.name), segment)
+        self._salt = os.urandom(SALT_SIZE_BYTES) if self._cipher else bytes(SALT_SIZE_BYTES)
+        header = self._header(first_index)
+        self._next_index = first_index
+        self._size_bytes = HEADER_SIZE
+        self._count = 0
+        return header
+
+    def _header(self, first_index: int) -> bytes:
+        if self._cipher is None:
+            return FileHeader(SEGMENT_MAGIC, 0, first_index, self._salt).pack()
+        unsigned = FileHeader(SEGMENT_MAGIC, FLAG_ENCRYPTED, first_index, self._salt)
+        key_check = self._cipher.key_check(self._salt, unsigned.signed_prefix())
+        return FileHeader(SEGMENT_MAGIC, FLAG_ENCRYPTED, first_index, self._salt, key_check).pack()
+
+    def _frame(self, record: bytes, index: int) -> bytes:
+        if self._cipher is not None:
+            record = self._cipher.seal(self._salt, self._count, index, record)
+        frame = encode_frame(record)
+        self._next_index = index + 1
+        self._size_bytes += len(frame)
+        self._count += 1
+        return frame
+
+    def _seal(self, parts: list[bytes]) -> None:
+        """Finish the current segment durably before another one is started."""
+        if self._handle is None:
+            return
+        self._flush(parts)
+        self.close()
+
+    def _flush(self, parts: list[bytes]) -> None:
+        if not parts or self._handle is None or self._segment is None:
+            return
+        self.current_name = self._segment.name
+        self._disk.append(self._handle, b"".join(parts) if len(parts) > 1 else parts[0])
+        self._disk.fsync(self._handle)
+        self.durable_end = (self._segment, self._size_bytes)
