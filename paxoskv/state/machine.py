@@ -205,13 +205,11 @@ class KVStateMachine:
     def _advance_time(self, log_time_ms: int) -> None:
         # Log time never goes back: a new leader whose clock is behind must not un-expire
         # leases or revive idle clients, so the machine keeps the largest stamp seen.
+        if type(log_time_ms) is not int or log_time_ms > _MAX_LOG_TIME_MS:
+            raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
         if log_time_ms > self._log_time_ms:
-            if type(log_time_ms) is not int or log_time_ms > _MAX_LOG_TIME_MS:
-                raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
             self._log_time_ms = log_time_ms
             self._dedup.forget_idle(log_time_ms)
-        elif type(log_time_ms) is not int:
-            raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int")
 
     def _deduplicate(self, client_id: ClientId | None, seq: int | None) -> bytes | None:
         """Cached bytes for a duplicate, encoded Failed for a stale seq, None for a new one."""

@@ -23,7 +23,8 @@ decoder) and nothing else, as h11 raises only its remote-protocol error from its
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -32,8 +33,10 @@ from paxoskv.errors import ValueNotSerialisable
 TUPLE_EXT_CODE = 1
 """msgpack ext type of a tuple inside a value; user ``ExtType`` values may not use it."""
 
-MAX_NESTING = 500
-"""Deepest container nesting a value may have (msgpack's own packer stops at 511)."""
+MAX_NESTING = 100
+"""Deepest container nesting a value may have. Tuples in values unpack recursively (an ext
+inside an ext), through C frames that Python's recursion limit does not guard, so the depth is
+bounded explicitly, both when a command is built and when bytes are unpacked."""
 
 UINT64_MAX = 2**64 - 1
 INT64_MIN = -(2**63)
@@ -98,23 +101,31 @@ def pack(obj: Any) -> bytes:
         _packers.append(packer)
 
 
-def _ext_hook(code: int, data: bytes) -> object:
-    if code != TUPLE_EXT_CODE:
-        return msgpack.ExtType(code, data)
-    items = unpack(data)
-    if type(items) is not list:
-        raise ValueError("tuple ext does not hold an array")
-    return tuple(items)
+def _ext_hook_at(depth: int) -> Callable[[int, bytes], object]:
+    """The ext hook for tuples nested ``depth`` deep: each level has its own, so the depth is
+    known without any shared counter (which two threads would trample)."""
+
+    def ext_hook(code: int, data: bytes) -> object:
+        if code != TUPLE_EXT_CODE:
+            return msgpack.ExtType(code, data)
+        if depth > MAX_NESTING:
+            raise ValueError(f"tuples nested deeper than {MAX_NESTING} levels")
+        items = msgpack.unpackb(
+            data, ext_hook=_EXT_HOOKS[depth + 1], strict_map_key=False, raw=False
+        )
+        if type(items) is not list:
+            raise ValueError("tuple ext does not hold an array")
+        return tuple(items)
+
+    return ext_hook
+
+
+_EXT_HOOKS = [_ext_hook_at(depth) for depth in range(MAX_NESTING + 2)]
 
 
 def unpack(data: bytes) -> Any:
     """Unpack one object; raise whatever msgpack raises (callers wrap it in their Malformed*)."""
-    return msgpack.unpackb(data, ext_hook=_ext_hook, strict_map_key=False, raw=False)
-
-
-def malformed(error_type: type[MalformedCommand], what: str) -> NoReturn:
-    """Raise ``error_type`` for a structural problem found after unpacking."""
-    raise error_type(what)
+    return msgpack.unpackb(data, ext_hook=_EXT_HOOKS[0], strict_map_key=False, raw=False)
 
 
 # --- values --------------------------------------------------------------------------------

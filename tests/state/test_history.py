@@ -1,0 +1,95 @@
+"""The watch history: bounded, resumable from a revision, and honest when it cannot be."""
+
+from __future__ import annotations
+
+import pytest
+
+from paxoskv.errors import Compacted
+from paxoskv.state import (
+    ChangeEvent,
+    Configuration,
+    Delete,
+    KVStateMachine,
+    LeaseGrant,
+    LeaseRevoke,
+    NoOp,
+    Set,
+)
+
+
+def fresh(limit: int = 10_000) -> KVStateMachine:
+    return KVStateMachine(Configuration(frozenset({"a"})), history_limit_events=limit)
+
+
+def test_sets_and_deletes_are_recorded_with_value_previous_value_and_revision() -> None:
+    m = fresh()
+    m.apply(Set("k", 1), 0)
+    m.apply(Set("k", 2), 0)
+    m.apply(Delete("k"), 0)
+    m.apply(Delete("k"), 0)  # nothing to delete: no event
+    assert m.events_since(0) == [
+        ChangeEvent("set", "k", 1, None, 1),
+        ChangeEvent("set", "k", 2, 1, 2),
+        ChangeEvent("delete", "k", None, 2, 3),
+    ]
+
+
+def test_events_since_gives_only_later_revisions() -> None:
+    m = fresh()
+    for i in range(5):
+        m.apply(Set(f"k{i}", i), 0)
+    assert [e.revision for e in m.events_since(3)] == [4, 5]
+    assert m.events_since(5) == []
+    assert m.events_since(500) == []
+
+
+def test_events_since_can_filter_by_prefix() -> None:
+    m = fresh()
+    m.apply(Set(("session", 1), "a"), 0)
+    m.apply(Set("config", "b"), 0)
+    m.apply(Set(("session", 2), "c"), 0)
+    assert [e.key for e in m.events_since(0, ("session",))] == [("session", 1), ("session", 2)]
+    assert [e.key for e in m.events_since(0, "con")] == ["config"]
+
+
+def test_a_resume_from_before_the_kept_history_raises_compacted() -> None:
+    m = fresh(limit=3)
+    for i in range(5):
+        m.apply(Set("k", i), 0)
+    assert [e.revision for e in m.events_since(2)] == [3, 4, 5]
+    with pytest.raises(Compacted) as caught:
+        m.events_since(1)
+    assert (caught.value.requested, caught.value.oldest) == (1, 2)
+    assert "watch from there" in str(caught.value)
+    assert m.history_floor_revision == 2
+
+
+def test_no_op_revisions_do_not_use_history_room() -> None:
+    m = fresh(limit=2)
+    m.apply(Set("k", 1), 0)
+    for _ in range(10):
+        m.apply(NoOp(), 0)
+    assert [e.revision for e in m.events_since(0)] == [1]
+
+
+def test_a_revision_that_lost_some_of_its_events_cannot_be_resumed_before() -> None:
+    m = fresh(limit=3)
+    lease = m.apply(LeaseGrant(1000), 0).lease_id  # type: ignore[union-attr]
+    for key in ("a", "b", "c"):
+        m.apply(Set(key, key, lease_id=lease), 0)
+    m.apply(LeaseRevoke(lease), 0)  # three deletes at revision 5, filling the history
+    m.apply(Set("d", "d"), 0)  # pushes out one delete of revision 5
+    with pytest.raises(Compacted):
+        m.events_since(4)  # would miss the first delete of revision 5
+    assert [(e.kind, e.key) for e in m.events_since(5)] == [("set", "d")]
+
+
+def test_a_lease_revoke_bigger_than_the_history_still_leaves_a_consistent_floor() -> None:
+    m = fresh(limit=2)
+    lease = m.apply(LeaseGrant(1000), 0).lease_id  # type: ignore[union-attr]
+    for key in ("a", "b", "c", "d"):
+        m.apply(Set(key, key, lease_id=lease), 0)
+    m.apply(LeaseRevoke(lease), 0)
+    assert m.events_since(6) == []
+    with pytest.raises(Compacted):
+        m.events_since(5)
