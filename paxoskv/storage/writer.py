@@ -2,9 +2,10 @@
 
 Group commit lives here at the bottom: a batch, however many records, becomes one ``append``
 and one ``fsync`` of the current segment. When a batch crosses into a new segment, the old one
-is synced before the new one is created, so that a crash can only ever tear the last segment;
-that is what lets recovery treat damage in any other segment as corruption. A new segment's
-name becomes durable with one directory sync after its first batch.
+is synced - its data, and its name if that is new too - before the next one is created, so
+that a crash can only ever tear or lose the last segment; that is what lets recovery treat
+damage or a hole anywhere else as corruption. A new segment's name becomes durable with one
+directory sync after its first batch.
 
 The writer never appends to a file it did not create: a store opened after a crash starts a
 new segment. Recovery is simpler for it, and so is the nonce rule of encryption (cipher.py).
@@ -55,11 +56,11 @@ class SegmentWriter:
         self._next_index = 0
         self._size_bytes = 0
         self._count = 0
+        self._name_durable = True
 
     def write(self, runs: Sequence[Run]) -> None:
         """Write and sync every run; raises OSError, after which the writer is unusable."""
         parts: list[bytes] = []
-        created = False
         extra = TAG_SIZE_BYTES if self._cipher else 0
         for first_index, records in runs:
             index = first_index
@@ -68,13 +69,10 @@ class SegmentWriter:
                 if self._needs_new_segment(index, frame_size):
                     self._seal(parts)
                     parts = [self._start_segment(index)]
-                    created = True
                 parts.append(self._frame(record, index))
                 index += 1
         self._flush(parts)
-        if created:
-            self.current_name = ""
-            self._disk.fsync_dir()
+        self._make_name_durable()
 
     def close(self) -> None:
         if self._handle is not None:
@@ -94,6 +92,7 @@ class SegmentWriter:
         segment = SegmentFile(first_index, segment_name(first_index))
         self.current_name = segment.name
         self._handle = self._disk.create(segment.name)
+        self._name_durable = False
         self._segment = segment
         self.segments = (*(s for s in self.segments if s.name != segment.name), segment)
         self._salt = os.urandom(SALT_SIZE_BYTES) if self._cipher else bytes(SALT_SIZE_BYTES)
@@ -124,7 +123,14 @@ class SegmentWriter:
         if self._handle is None:
             return
         self._flush(parts)
+        self._make_name_durable()
         self.close()
+
+    def _make_name_durable(self) -> None:
+        if not self._name_durable:
+            self.current_name = ""
+            self._disk.fsync_dir()
+            self._name_durable = True
 
     def _flush(self, parts: list[bytes]) -> None:
         if not parts or self._handle is None or self._segment is None:

@@ -1,0 +1,238 @@
+"""The store's interface: indexes, modes, segments, retention, catch-up reads, group commit."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from paxoskv.errors import ConfigurationError, StoreClosed, ValueTooLarge
+from paxoskv.storage import FaultyDisk, GroupCommitter, MemoryDisk, OsDisk, Store
+
+from .conftest import journal_names, numbered, recover_all
+
+
+def test_indexes_are_gap_free_and_durable_only_after_sync() -> None:
+    with Store.open(None, durability="memory") as store:
+        assert (store.last_index, store.durable_index) == (0, 0)
+        assert store.append([b"a", b"b"]) == 2
+        assert store.append([]) == 2
+        assert store.append([bytearray(b"c")]) == 3
+        assert store.durable_index == 0
+        assert store.sync() == 3 == store.durable_index
+        assert store.sync() == 3  # nothing queued: no write
+
+
+def test_records_must_be_bytes_and_not_too_big(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("paxoskv.storage.store.MAX_RECORD_BYTES", 100)
+    with Store.open(None, durability="memory") as store:
+        with pytest.raises(TypeError):
+            store.append(["text"])  # type: ignore[list-item]
+        with pytest.raises(ValueTooLarge, match="journal record of 101 bytes"):
+            store.append([b"x" * 101])
+        assert store.last_index == 0  # a refused batch queues nothing
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match="needs a data dir"):
+        Store.open(None)
+    with pytest.raises(ConfigurationError, match="durability"):
+        Store.open(None, durability="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="keep_snapshots"):
+        Store.open(None, durability="memory", keep_snapshots=0)
+
+
+def test_os_mode_survives_a_process_death_but_not_a_power_cut() -> None:
+    for survives, end in ((True, MemoryDisk.release), (False, MemoryDisk.crash)):
+        disk = MemoryDisk()
+        with Store.open(None, disk=disk, durability="os") as store:
+            store.append([b"a"])
+            store.sync()
+        end(disk)
+        with Store.open(None, disk=disk) as store:
+            assert recover_all(store)[1] == (numbered([b"a"]) if survives else [])
+
+
+def test_a_batch_is_one_write_and_one_fsync(tmp_path: Path) -> None:
+    faulty = FaultyDisk(OsDisk(tmp_path))
+    with Store.open(None, disk=faulty) as store:
+        store.append([b"first"])
+        store.sync()  # creates the segment
+        before = dict(faulty.calls)
+        store.append([b"r%d" % i for i in range(1000)])
+        store.sync()
+        assert faulty.calls["append"] - before["append"] == 1
+        assert faulty.calls["fsync"] - before["fsync"] == 1
+        assert faulty.calls.get("fsync_dir", 0) == before.get("fsync_dir", 0)
+
+
+def test_segments_roll_over_and_are_named_by_their_first_index() -> None:
+    disk = MemoryDisk()
+    records = [b"%05d" % i * 10 for i in range(1, 101)]
+    with Store.open(None, disk=disk, segment_size_bytes=1024) as store:
+        store.append(records)
+        store.sync()
+    names = journal_names(disk)
+    assert len(names) > 5 and names[0] == "journal-00000000000000000001.log"
+    firsts = [int(name[8:28]) for name in names]
+    assert firsts == sorted(firsts)
+    with Store.open(None, disk=disk) as store:
+        assert recover_all(store)[1] == numbered(records)
+
+
+def test_read_records_serves_durable_records_across_segments() -> None:
+    records = [b"%05d" % i * 10 for i in range(1, 101)]
+    with Store.open(None, durability="memory", segment_size_bytes=512) as store:
+        store.append(records)
+        store.sync()
+        store.append([b"not yet durable"])
+        assert store.read_records(5, 30) == numbered(records[4:34], 5)
+        assert store.read_records(95, 30) == numbered(records[94:], 95)
+        assert store.read_records(101, 10) == []
+        assert store.read_records(1, 0) == []
+
+
+def test_retention_keeps_what_a_fallback_and_a_lagging_replica_need() -> None:
+    disk = MemoryDisk()
+    settings = {"segment_size_bytes": 512, "keep_snapshots": 2, "keep_journal_records": 20}
+    with Store.open(None, disk=disk, **settings) as store:  # type: ignore[arg-type]
+        for index in range(1, 201):
+            store.append([b"%05d" % index * 8])
+            store.sync()
+            if index % 50 == 0:
+                store.write_snapshot(index, b"state %d" % index)
+        assert store.snapshot_indexes == [150, 200]
+        # records after the older snapshot (150) are kept, for a fall back to it
+        assert store.first_index <= 151
+        assert store.first_index > 100  # but segments wholly covered by it are gone
+        assert store.read_records(store.first_index - 1, 5) is None  # pruned: send a snapshot
+        assert store.read_records(151, 1) == [(151, b"%05d" % 151 * 8)]
+
+
+def test_retention_keeps_a_margin_of_records_before_the_newest_snapshot() -> None:
+    settings = {"segment_size_bytes": 512, "keep_snapshots": 1, "keep_journal_records": 100}
+    with Store.open(None, durability="memory", **settings) as store:  # type: ignore[arg-type]
+        for index in range(1, 201):
+            store.append([b"%05d" % index * 8])
+            store.sync()
+            if index % 50 == 0:
+                store.write_snapshot(index, b"state %d" % index)
+        assert store.snapshot_indexes == [200]
+        assert 50 < store.first_index <= 101
+
+
+def test_a_snapshot_past_the_end_of_the_journal_moves_the_next_index() -> None:
+    disk = MemoryDisk()
+    with Store.open(None, disk=disk) as store:
+        store.append([b"a", b"b"])
+        store.sync()
+        store.write_snapshot(1000, b"state from a peer")
+        assert (store.last_index, store.durable_index) == (1000, 1000)
+        assert store.append([b"next"]) == 1001
+        store.sync()
+        assert store.read_records(3, 10) is None  # covered by the snapshot, not held
+        assert store.read_records(1001, 10) == [(1001, b"next")]
+    with Store.open(None, disk=disk) as store:
+        assert recover_all(store) == ((1000, b"state from a peer"), [(1001, b"next")])
+
+
+def test_a_snapshot_may_not_go_back() -> None:
+    with Store.open(None, durability="memory") as store:
+        store.write_snapshot(5, b"five")
+        with pytest.raises(ValueError, match="at least index 5"):
+            store.write_snapshot(4, b"four")
+
+
+def test_what_open_found_is_handed_over_once() -> None:
+    with Store.open(None, durability="memory") as store:
+        assert store.recovered_snapshot() is None
+        with pytest.raises(RuntimeError):
+            store.recovered_snapshot_reader()
+        assert list(store.recovered_records()) == []
+        with pytest.raises(RuntimeError):
+            store.recovered_records()
+
+
+def test_a_closed_store_refuses_work_and_close_flushes() -> None:
+    disk = MemoryDisk()
+    store = Store.open(None, disk=disk)
+    store.append([b"queued"])
+    store.close()
+    store.close()
+    for call in (store.sync, lambda: store.append([b"x"]), lambda: store.write_snapshot(9, b"")):
+        with pytest.raises(StoreClosed):
+            call()
+    disk.crash()  # close synced what was queued
+    with Store.open(None, disk=disk) as reopened:
+        assert recover_all(reopened)[1] == [(1, b"queued")]
+
+
+class _GatedDisk(FaultyDisk):
+    """Holds every fsync until the test lets it through, to make group commit visible."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryDisk())
+        self.in_fsync = threading.Event()
+        self.gate = threading.Event()
+
+    def fsync(self, handle: int) -> None:
+        self.in_fsync.set()
+        assert self.gate.wait(timeout=30)
+        super().fsync(handle)
+
+
+def test_records_appended_during_a_sync_go_into_the_next_one() -> None:
+    disk = _GatedDisk()
+    store = Store.open(None, disk=disk)
+    store.append([b"first"])
+    result: list[int] = []
+    syncing = threading.Thread(target=lambda: result.append(store.sync()))
+    syncing.start()
+    assert disk.in_fsync.wait(timeout=30)
+    assert store.append([b"second", b"third"]) == 3
+    disk.gate.set()
+    syncing.join(timeout=30)
+    assert result == [1] and store.durable_index == 1
+    assert store.sync() == 3
+    store.close()
+
+
+def test_group_commit_batches_whatever_waits_and_resolves_only_when_durable() -> None:
+    disk = _GatedDisk()
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    first = committer.submit([b"first"])
+    assert disk.in_fsync.wait(timeout=30)
+    waiting = [committer.submit([b"w%d" % i, b"x%d" % i]) for i in range(50)]
+    assert not any(future.done() for future in [first, *waiting])
+    disk.gate.set()
+    assert [future.result(timeout=30) for future in waiting] == list(range(3, 102, 2))
+    assert first.result(timeout=30) == 1
+    assert disk.calls["fsync"] == 2  # the first record's sync, then one for all 50 submits
+    assert store.durable_index == 101
+    committer.close()
+    store.close()
+
+
+def test_group_commit_from_many_threads() -> None:
+    store = Store.open(None, durability="memory")
+    committer = GroupCommitter(store)
+    results: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        for round_number in range(50):
+            index = committer.submit([b"%d-%d" % (number, round_number)]).result(timeout=30)
+            assert store.durable_index >= index
+            with lock:
+                results.append((index, number))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    committer.close()
+    assert sorted(index for index, _ in results) == list(range(1, 201))
+    store.close()
