@@ -65,7 +65,9 @@ __all__ = [
 DEFAULT_MAX_STEPS: Final = 5_000_000
 _CLOCK_EVERY_STEPS: Final = 4096  # reading the clock every step would cost more than the step
 _PREFIX_SHOWN: Final = 5
-_HEAD: Final = 0
+_MAIN_HEAD: Final = 0
+_TIMED_OUT_HEAD: Final = 1
+_FIRST_ENTRY: Final = 2
 _NONE: Final = -1
 
 
@@ -176,12 +178,40 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
 
 
+def _unexplored(
+    memo: dict[tuple[int, Hashable], list[int]], returned: int, state: Hashable, timed_out: int
+) -> bool:
+    """Record a configuration unless one that dominates it was already explored.
+
+    Reaching the same returned calls and state with a subset of the timed-out calls placed is
+    at least as good (the extra ones could simply never take effect, and nothing waits for a
+    call that never returned), and every configuration the depth-first search meets again has
+    either failed or is an ancestor that will try the same futures itself.
+    """
+    explored = memo.get((returned, state))
+    if explored is None:
+        memo[(returned, state)] = [timed_out]
+        return True
+    if any(old & timed_out == old for old in explored):
+        return False
+    explored[:] = [old for old in explored if old & timed_out != timed_out]
+    explored.append(timed_out)
+    return True
+
+
 class _Search:
     """The Wing & Gong / Lowe search over one key's operations.
 
-    The linked list lives in parallel int arrays (index 0 is the head sentinel) rather than in
-    node objects: the search touches them millions of times and list indexing is the fastest
-    thing CPython does.
+    Two linked lists share parallel int arrays (rather than node objects: the search touches
+    them millions of times and list indexing is the fastest thing CPython does). The main list,
+    headed at index 0, holds the calls and returns of calls that returned. Calls that never
+    returned sit in a second list, headed at index 1, in call order: they have no deadline, so
+    the search tries them only after every returned call has failed to go next, and a
+    configuration is pruned when one with the same returned calls placed, the same state and
+    a *subset* of these placed was already explored. That dominance (anything the larger set
+    can still do, the smaller can do too) is what keeps refuting a history with many
+    timed-out writes from being exponential in their number, where Porcupine's exact-match
+    cache would not be.
     """
 
     def __init__(
@@ -193,32 +223,57 @@ class _Search:
         # A get that never returned constrains nothing and changes nothing: leave it out.
         self.indices = [i for i in indices if history[i].outcome_known or history[i].op != "get"]
         self.ops = [history[i] for i in self.indices]
-        self._build_list()
+        self._build_lists()
 
-    def _build_list(self) -> None:
+    def _build_lists(self) -> None:
         # Calls sort before returns at equal times: touching intervals overlap.
-        events = [(op.call_time, 0, local) for local, op in enumerate(self.ops)]
-        events += [
-            (op.return_time, 1, local)
-            for local, op in enumerate(self.ops)
-            if op.return_time is not None
-        ]
-        events.sort()
-        size = len(events) + 1
+        main: list[tuple[float, int, int]] = []
+        timed_out: list[tuple[float, int, int]] = []
+        for local, op in enumerate(self.ops):
+            if op.return_time is None:
+                timed_out.append((op.call_time, 0, local))
+            else:
+                main += [(op.call_time, 0, local), (op.return_time, 1, local)]
+        main.sort()
+        timed_out.sort()
+        size = _FIRST_ENTRY + len(main) + len(timed_out)
         self.op_of = [_NONE] * size
+        self.time_of = [0.0] * size
         self.is_call = [False] * size
         self.match = [_NONE] * size  # call entry -> its return entry, _NONE if it never returned
+        self.next = [_NONE] * size
+        self.prev = [_NONE] * size
+        self._chain(_MAIN_HEAD, main, _FIRST_ENTRY)
+        self._chain(_TIMED_OUT_HEAD, timed_out, _FIRST_ENTRY + len(main))
+        self.known_ops = len(main) // 2
+        self.twin_of = [_NONE] * size
+        self._link_twins(_FIRST_ENTRY + len(main))
+
+    def _link_twins(self, first: int) -> None:
+        """Point each timed-out call at the previous one with the same op and input.
+
+        Twins have no deadline and the same effect, so which of the pending ones takes effect
+        does not matter, only how many: the search places them in call order and never tries
+        a twin while an earlier one is unplaced (symmetry reduction). Without this, k
+        timed-out deletes that could each explain an absent read cost 2**k configurations.
+        """
+        last_seen: dict[tuple[str, Hashable], int] = {}
+        for entry in range(first, len(self.op_of)):
+            op = self.ops[self.op_of[entry]]
+            self.twin_of[entry] = last_seen.get((op.op, op.frozen_input), _NONE)
+            last_seen[(op.op, op.frozen_input)] = entry
+
+    def _chain(self, head: int, events: list[tuple[float, int, int]], first: int) -> None:
         call_entry: dict[int, int] = {}
-        for entry, (_, kind, local) in enumerate(events, start=1):
-            self.op_of[entry] = local
-            self.is_call[entry] = kind == 0
+        previous = head
+        for entry, (at, kind, local) in enumerate(events, start=first):
+            self.op_of[entry], self.time_of[entry], self.is_call[entry] = local, at, kind == 0
             if kind == 0:
                 call_entry[local] = entry
             else:
                 self.match[call_entry[local]] = entry
-        self.next = [*range(1, size), _NONE]
-        self.prev = [_NONE, *range(size - 1)]
-        self.known_ops = sum(1 for op in self.ops if op.outcome_known)
+            self.next[previous], self.prev[entry] = entry, previous
+            previous = entry
 
     def _lift(self, entry: int) -> None:
         """Unlink a call and its return (dancing links: undone exactly by :meth:`_unlift`)."""
@@ -240,22 +295,27 @@ class _Search:
                 prv[nxt[node]] = node
 
     def run(self, max_steps: int | None, deadline: float | None) -> KeyResult:
-        """Search; one loop on purpose, since this is the hot path and locals are fast."""
-        step, op_of, is_call, nxt, ops = (
+        """Search depth first; one loop on purpose, since this is the hot path.
+
+        ``cutoff`` is set while trying timed-out calls: the time of the first return still in
+        the main list, after which a call is too late to be a candidate.
+        """
+        step, op_of, time_of, nxt, ops = (
             self.model.step,
             self.op_of,
-            self.is_call,
+            self.time_of,
             self.next,
             self.ops,
         )
+        is_call, twin_of, lift = self.is_call, self.twin_of, self._lift
         limit = max_steps if max_steps is not None else sys.maxsize
         state = self.model.init()
-        linearized = 0
-        cache: set[tuple[int, Hashable]] = set()
-        stack: list[tuple[int, Hashable]] = []  # (call entry, state before it)
+        returned_placed = timed_out_placed = 0  # bitsets of local op ids
+        memo: dict[tuple[int, Hashable], list[int]] = {}
+        stack: list[tuple[int, Hashable, float | None]] = []  # (entry, state before, cutoff)
         known_left = self.known_ops
         best: tuple[list[int], Hashable, int, list[int]] | None = None
-        entry = nxt[_HEAD]
+        entry, cutoff = nxt[_MAIN_HEAD], None
         steps = 0
         while known_left:
             steps += 1
@@ -263,38 +323,74 @@ class _Search:
                 return self._undecided(steps, f"gave up after max_steps={max_steps} steps")
             if steps % _CLOCK_EVERY_STEPS == 0 and _past(deadline):
                 return self._undecided(steps, "gave up when timeout_s ran out")
-            if is_call[entry]:
-                local = op_of[entry]
-                fits, after = step(state, ops[local])
-                if fits:
-                    placed = linearized | (1 << local)
-                    if (placed, after) not in cache:
-                        cache.add((placed, after))
-                        stack.append((entry, state))
-                        state, linearized = after, placed
-                        self._lift(entry)
-                        known_left -= self.match[entry] != _NONE
-                        entry = nxt[_HEAD]
-                        continue
-                entry = nxt[entry]
+            if cutoff is None and not is_call[entry]:
+                # A return whose call is unplaced: no returned call can go next here.
+                if best is None or len(stack) > len(best[0]):
+                    best = ([op_of[e] for e, _, _ in stack], state, op_of[entry], [])
+                    best[3].extend(self._pending(entry))
+                entry, cutoff = nxt[_TIMED_OUT_HEAD], time_of[entry]
+            if cutoff is None or (entry != _NONE and time_of[entry] <= cutoff):
+                twin = twin_of[entry]
+                if twin != _NONE and not (timed_out_placed >> op_of[twin]) & 1:
+                    entry = nxt[entry]
+                    continue
+                fits, after = step(state, ops[op_of[entry]])
+                if fits and self._pointless(stack, entry, after):
+                    entry = nxt[entry]
+                    continue
+                bit = 1 << op_of[entry]
+                if cutoff is None:
+                    returned, timed_out = returned_placed | bit, timed_out_placed
+                else:
+                    returned, timed_out = returned_placed, timed_out_placed | bit
+                if fits and _unexplored(memo, returned, after, timed_out):
+                    stack.append((entry, state, cutoff))
+                    state, returned_placed, timed_out_placed = after, returned, timed_out
+                    lift(entry)
+                    known_left -= cutoff is None
+                    entry, cutoff = nxt[_MAIN_HEAD], None
+                else:
+                    entry = nxt[entry]
                 continue
-            # A return whose call is unplaced: that operation ran out of time. Backtrack.
-            if best is None or len(stack) > len(best[0]):
-                best = ([op_of[e] for e, _ in stack], state, op_of[entry], self._pending(entry))
+            # Nothing can go next: undo the last choice and try the one after it.
             if not stack:
+                assert best is not None
                 return self._refuted(steps, *best)
-            entry, state = stack.pop()
-            linearized ^= 1 << op_of[entry]
+            entry, state, cutoff = stack.pop()
+            bit = 1 << op_of[entry]
+            if cutoff is None:
+                returned_placed ^= bit
+                known_left += 1
+            else:
+                timed_out_placed ^= bit
             self._unlift(entry)
-            known_left += self.match[entry] != _NONE
             entry = nxt[entry]
-        order = tuple(self.indices[op_of[e]] for e, _ in stack)
+        order = tuple(self.indices[op_of[e]] for e, _, _ in stack)
         return KeyResult(self.key, Verdict.LINEARIZABLE, steps, order, None, (), "linearizable")
 
+    def _pointless(
+        self, stack: list[tuple[int, Hashable, float | None]], entry: int, after: Hashable
+    ) -> bool:
+        """Whether *entry*, which fits after the timed-out call on top of *stack*, would do the
+        same without it.
+
+        Then placing *entry* here is dominated by placing it one step earlier instead, which
+        the search does (or did) from there, and the timed-out call stays unused. So a
+        timed-out call is only ever placed right before something that can tell.
+        """
+        if not stack or stack[-1][2] is None:
+            return False
+        return self.model.step(stack[-1][1], self.ops[self.op_of[entry]]) == (True, after)
+
     def _pending(self, stop: int) -> list[int]:
-        """Operations whose calls come before the return entry *stop*: the candidates then."""
-        pending, entry = [], self.next[_HEAD]
+        """Candidates when the return entry *stop* was reached: calls before it in the main
+        list, and timed-out calls made no later than it."""
+        pending, entry = [], self.next[_MAIN_HEAD]
         while entry != stop:
+            pending.append(self.op_of[entry])
+            entry = self.next[entry]
+        entry = self.next[_TIMED_OUT_HEAD]
+        while entry != _NONE and self.time_of[entry] <= self.time_of[stop]:
             pending.append(self.op_of[entry])
             entry = self.next[entry]
         return pending

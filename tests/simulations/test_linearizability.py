@@ -156,6 +156,13 @@ LINEARIZABLE = {
         delete(3, None, 12, None),
         get(2, None, 20, 21),
     ],
+    "a timed-out call's recorded answer is ignored": [
+        put(1, 1, 0, 1),
+        cas(1, 1, 2, False, 2, None),
+        get(2, 2, 10, 11),
+        delete(3, False, 12, None),
+        get(2, None, 20, 21),
+    ],
     "cas on absent, cas that fails, delete that cannot tell": [
         cas(1, None, 1, True, 0, 1),
         cas(1, 7, 2, False, 2, 3),
