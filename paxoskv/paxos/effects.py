@@ -1,0 +1,83 @@
+"""What the engine asks its runtime to do.
+
+Every engine input returns a list of these, in the order they must be carried out. The
+durability rule lives in the types, as etcd's ``Ready`` keeps it: an acceptor's reply that
+depends on a promise or an accept is never an effect until the runtime has reported the
+:class:`Persist` it depends on durable (``Engine.handle_durable``). The engine holds such
+replies itself, so a runtime cannot send one early however it orders its work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paxoskv.paxos.messages import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` to one node (unicast)."""
+
+    to: str
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send ``message`` to every node at once (one multicast datagram)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Append ``records`` to the journal; report ``Engine.handle_durable(sync_id)`` when synced.
+
+    Sync ids increase; reporting one reports every smaller one too.
+    """
+
+    records: tuple[bytes, ...]
+    sync_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SaveSnapshot:
+    """Write ``blob`` as a snapshot covering every journal record up to ``journal_index``."""
+
+    journal_index: int
+    slot: int
+    blob: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The command a local client sent as (client_id, seq) was applied with this result."""
+
+    client_id: str
+    seq: int
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReady:
+    """The read may now be served from local state: it is linearizable (or lease-safe)."""
+
+    read_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Slots up to ``slot`` are applied; the state's revision is now ``revision``."""
+
+    slot: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """This node now believes ``leader_id`` leads (None: no leader known)."""
+
+    leader_id: str | None
+
+
+Effect = Send | Broadcast | Persist | SaveSnapshot | Answer | ReadReady | Applied | LeaderChanged

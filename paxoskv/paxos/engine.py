@@ -1,0 +1,973 @@
+"""The Multi-Paxos engine of one node: acceptor, proposer and learner composed, without I/O.
+
+Theory of operation
+-------------------
+Inputs are method calls from the runtime (or the simulator), each with the time ``now`` in
+seconds as a number; every call returns the effects to carry out (``paxoskv.paxos.effects``).
+
+Roles, as a table (a transition not listed cannot happen):
+
+    FOLLOWER  --election timeout, is a voter-->          CANDIDATE
+    CANDIDATE --promises from a quorum of every config-->  LEADER
+    CANDIDATE --election timeout-->                      CANDIDATE (higher ballot)
+    CANDIDATE --higher ballot seen, or too far behind--> FOLLOWER
+    LEADER    --higher ballot seen, or no quorum acks--> FOLLOWER
+
+Phase 1 runs once per leadership for every slot from the candidate's first unapplied one
+("Paxos Made Moderately Complex", section 3: the leader's scouts). The leader re-proposes the
+highest-ballot value each promise reported and fills holes with no-ops, then runs phase 2 for
+a window of ``window_slots`` slots at a time, batching every request that waited. Accepts go
+to everyone in one broadcast; replies come back unicast, only once durable. Slots are chosen
+in order, so "chosen up to N" is one number that commits, heartbeats and catch-up share.
+
+The durability rule: a reply that depends on a promise or an accept waits in ``_held`` until
+the runtime reports the matching :class:`Persist` durable. Nothing leaves early.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paxoskv.paxos import messages as m
+from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
+from paxoskv.paxos.batches import batch_size_bytes, decode_batch, encode_batch
+from paxoskv.paxos.configs import ConfigHistory
+from paxoskv.paxos.effects import (
+    Answer,
+    Applied,
+    Broadcast,
+    Effect,
+    LeaderChanged,
+    Persist,
+    ReadReady,
+    SaveSnapshot,
+    Send,
+)
+from paxoskv.paxos.membership import configs_implied_by
+from paxoskv.paxos.records import (
+    DurableState,
+    accepted_record,
+    chosen_record,
+    decode_state_transfer,
+    encode_local_snapshot,
+    encode_state_transfer,
+    learned_record,
+    promised_record,
+)
+from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
+
+Consistency = str  # "linearizable" | "leader" | "local"
+_INTERNAL_CLIENT = ""  # requests the engine itself proposes (no-ops, lease expiry)
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    node_id: str
+    window_slots: int = 16
+    heartbeat_interval_s: float = 0.05
+    election_timeout_min_s: float = 0.5
+    election_timeout_max_s: float = 1.0
+    retransmit_interval_s: float = 0.1
+    request_retry_s: float = 0.5
+    max_message_bytes: int = 48_000
+    snapshot_every_commands: int = 100_000
+    log_retention_slots: int = 2_000
+    clock_drift_bound: float = 0.1
+    learner: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.node_id:
+            raise ValueError("node_id must be a non-empty string")
+        if not 0 < self.election_timeout_min_s <= self.election_timeout_max_s:
+            raise ValueError("need 0 < election_timeout_min_s <= election_timeout_max_s")
+        if self.heartbeat_interval_s * 3 > self.election_timeout_min_s:
+            raise ValueError("heartbeats must come at least 3 times per election timeout")
+        if self.window_slots < 1:
+            raise ValueError("window_slots must be at least 1")
+
+
+@dataclass(slots=True)
+class _InFlight:
+    value: bytes
+    sent_at: float
+    acks: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _LeaderRead:
+    origin: str
+    read_id: int
+    index: int
+    heartbeat_seq: int
+
+
+class Engine:
+    """One node's Paxos. See the module docstring for how it works."""
+
+    # Volatile proposer state, reset by _reset_proposer whenever a term ends.
+    _promises: dict[str, m.Promise]
+    _in_flight: dict[int, _InFlight]
+    _pending: deque[m.Request]
+    _heartbeat_sent: dict[int, float]
+    _acked_seq: dict[str, int]
+    _member_applied: dict[str, int]
+    _leader_reads: list[_LeaderRead]
+    _leader_reads_waiting: list[tuple[str, int]]
+    _expiring: dict[int, int]
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        rng: random.Random,
+        initial_configuration: Configuration,
+        *,
+        durable: DurableState | None = None,
+        journal_index: int = 0,
+        now: float = 0.0,
+    ) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self._rng = rng
+        self._effects: list[Effect] = []
+        durable = durable or DurableState()
+        # acceptor (persistent)
+        self.promised: Ballot = durable.promised
+        self.accepted: dict[int, tuple[Ballot, bytes]] = dict(durable.accepted)
+        # learner (persistent through the journal and snapshots)
+        self.values: dict[int, bytes] = dict(durable.chosen)
+        self.applied_slot = durable.applied_slot
+        self.compacted_slot = durable.applied_slot
+        self.state = (
+            KVStateMachine.restore(durable.state_snapshot)
+            if durable.state_snapshot is not None
+            else KVStateMachine(initial_configuration)
+        )
+        self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
+        self.last_log_time_ms = durable.last_log_time_ms
+        self.known_commit = durable.applied_slot
+        self._transfer: tuple[int, bytes] | None = None
+        self._commands_since_snapshot = 0
+        # volatile
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.max_seen: Ballot = durable.promised
+        self._last_heard_leader = -1e18
+        self._election_deadline = now + self._election_timeout()
+        self._journal_index = journal_index
+        self._pending_records: list[bytes] = []
+        self._next_sync_id = 1
+        self._durable_sync_id = 0
+        self._held: deque[tuple[int, Send]] = deque()
+        self._local_waiting: dict[tuple[str, int], m.Request] = {}
+        self._to_forward: dict[tuple[str, int], m.Request] = {}
+        self._retry_at = now + settings.request_retry_s
+        self._catchup_retry_at = 0.0
+        self._download: tuple[int, bytearray] | None = None
+        self._download_deadline = 0.0
+        self._follower_reads: dict[int, int | None] = {}
+        self._read_requests_out: list[int] = []
+        self._now = now
+        self._ballot = ZERO_BALLOT
+        self._reset_proposer()
+        self._apply_ready()
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def receive(self, sender: str, message: m.Message, now: float) -> list[Effect]:
+        """A message arrived from ``sender`` (already authenticated by the transport)."""
+        self._now = now
+        handler = _HANDLERS[type(message)]
+        handler(self, sender, message, now)
+        return self._drain(now)
+
+    def tick(self, now: float) -> list[Effect]:
+        """Time passed: fire whatever timers are due. Call at ``next_deadline()`` or later."""
+        self._now = now
+        if self.role is Role.LEADER:
+            self._leader_tick(now)
+        elif self._can_campaign() and now >= self._election_deadline:
+            self._start_campaign(now)
+        elif self.role is Role.CANDIDATE and now >= self._prepare_resend_at:
+            self._broadcast_prepare(now)
+        if now >= self._retry_at:
+            self._retry_at = now + self.settings.request_retry_s
+            self._to_forward.update(self._local_waiting)
+            self._read_requests_out.extend(
+                rid for rid, index in self._follower_reads.items() if index is None
+            )
+            if self._download is not None and now >= self._download_deadline:
+                self._download = None  # a chunk was lost: start the transfer over
+            if self.known_commit > self.applied_slot and self.leader_id:
+                self._request_catchup(self.leader_id, now)
+        return self._drain(now)
+
+    def handle_durable(self, sync_id: int, now: float) -> list[Effect]:
+        """Every :class:`Persist` up to ``sync_id`` is durable: release what waited for it."""
+        self._now = now
+        self._durable_sync_id = max(self._durable_sync_id, sync_id)
+        released: list[Send] = []
+        while self._held and self._held[0][0] <= self._durable_sync_id:
+            released.append(self._held.popleft()[1])
+        for send in _coalesce_accepted(released):
+            self._send(send.to, send.message)
+        return self._drain(now)
+
+    def propose(self, requests: Sequence[m.Request], now: float) -> list[Effect]:
+        """Local clients ask; each gets an :class:`Answer` when its command is applied here."""
+        self._now = now
+        for request in requests:
+            if not request.client_id:
+                raise ValueError("a client request needs a non-empty client_id")
+            self._local_waiting[(request.client_id, request.seq)] = request
+        if self.role is Role.LEADER:
+            self._enqueue(requests)
+        else:
+            self._to_forward.update(((r.client_id, r.seq), r) for r in requests)
+        return self._drain(now)
+
+    def cancel(self, client_id: str, seq: int) -> None:
+        """The client gave up waiting; forget it (the command may still be applied)."""
+        self._local_waiting.pop((client_id, seq), None)
+
+    def read(self, read_id: int, consistency: Consistency, now: float) -> list[Effect]:
+        """Ask when local state may serve a read: answered by a ReadReady effect.
+
+        The engine keeps trying (through leader changes) until it can answer or the runtime
+        calls :meth:`cancel_read` because its caller stopped waiting.
+        """
+        self._now = now
+        if consistency not in ("linearizable", "leader", "local"):
+            raise ValueError(f"unknown consistency {consistency!r}")
+        if consistency == "local" or (consistency == "leader" and self._lease_valid(now)):
+            self._effects.append(ReadReady(read_id))
+        elif self.role is Role.LEADER:
+            self._leader_reads_waiting.append((self.node_id, read_id))
+        else:
+            self._follower_reads[read_id] = None
+            self._read_requests_out.append(read_id)
+        return self._drain(now)
+
+    def cancel_read(self, read_id: int) -> None:
+        self._follower_reads.pop(read_id, None)
+
+    def next_deadline(self) -> float:
+        """When ``tick`` must be called next at the latest."""
+        deadlines = [self._retry_at]
+        if self.role is Role.LEADER:
+            deadlines.append(self._heartbeat_due)
+            deadlines.extend(
+                f.sent_at + self.settings.retransmit_interval_s for f in self._in_flight.values()
+            )
+        elif self._can_campaign():
+            deadlines.append(self._election_deadline)
+        if self.role is Role.CANDIDATE:
+            deadlines.append(self._prepare_resend_at)
+        if self._download is not None:
+            deadlines.append(self._download_deadline)
+        return min(deadlines)
+
+    # --- views -------------------------------------------------------------------------------
+
+    @property
+    def configuration(self) -> Configuration:
+        return self.state.configuration
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role is Role.LEADER
+
+    @property
+    def ballot(self) -> Ballot:
+        return self._ballot
+
+    def member_applied(self) -> dict[str, int]:
+        """What the leader last heard each voter had applied (empty on followers)."""
+        return dict(self._member_applied)
+
+    # --- acceptor ----------------------------------------------------------------------------
+
+    def _on_prepare(self, sender: str, msg: m.Prepare, now: float) -> None:
+        self._observe(msg.ballot)
+        if sender != self.node_id and self._sticky(sender, now):
+            return  # we heard a live leader recently: do not help unseat it (leader lease)
+        if msg.ballot < self.promised:
+            self._send(sender, m.Nack(msg.ballot, self.promised))
+            return
+        if msg.ballot > self.promised:
+            self.promised = msg.ballot
+            self._persist(promised_record(msg.ballot))
+        entries, truncated = self._promise_entries(msg.from_slot)
+        reply = m.Promise(msg.ballot, msg.from_slot, entries, self.applied_slot, truncated)
+        self._hold(sender, reply)
+
+    def _promise_entries(self, from_slot: int) -> tuple[tuple[m.PromiseEntry, ...], bool]:
+        entries: list[m.PromiseEntry] = []
+        size = 0
+        slots = sorted(s for s in set(self.accepted) | set(self.values) if s >= from_slot)
+        for slot in slots:
+            chosen = self.values.get(slot)
+            ballot, value = self.accepted.get(slot, (ZERO_BALLOT, b""))
+            if chosen is not None:
+                value = chosen
+            size += len(value) + 32
+            if size > self.settings.max_message_bytes:
+                return tuple(entries), True
+            entries.append(m.PromiseEntry(slot, ballot, value, chosen is not None))
+        return tuple(entries), False
+
+    def _on_accept(self, sender: str, msg: m.Accept, now: float) -> None:
+        self._observe(msg.ballot)
+        if msg.ballot < self.promised:
+            self._send(sender, m.Nack(msg.ballot, self.promised))
+            return
+        self.promised = msg.ballot
+        self._heard_leader(msg.ballot, now)
+        if msg.slot > self.applied_slot and self.accepted.get(msg.slot, (None,))[0] != msg.ballot:
+            self.accepted[msg.slot] = (msg.ballot, msg.value)
+            self._persist(accepted_record(msg.slot, msg.ballot, msg.value))
+        if self._votes_in(msg.slot):
+            self._hold(sender, m.Accepted(msg.ballot, (msg.slot,)))
+        self._learn_commit(msg.ballot, msg.commit_upto, sender, now)
+
+    def _votes_in(self, slot: int) -> bool:
+        if self.settings.learner:
+            return False
+        if slot > self.applied_slot + self.settings.window_slots:
+            return True  # its configuration is not known here yet: answer, the leader decides
+        return self.node_id in self.configs.at(slot).voters
+
+    # --- learner -----------------------------------------------------------------------------
+
+    def _on_commit(self, sender: str, msg: m.Commit, now: float) -> None:
+        self._observe(msg.ballot)
+        if msg.ballot >= self.promised:
+            self._heard_leader(msg.ballot, now)
+        self._learn_commit(msg.ballot, msg.upto, sender, now)
+
+    def _learn_commit(self, ballot: Ballot, upto: int, sender: str, now: float) -> None:
+        """Slots up to ``upto`` are chosen; the value is ours if we accepted it at ``ballot``.
+
+        The leader of ``ballot`` proposed every slot from its first open one at ``ballot``, so
+        an accept at exactly that ballot holds the chosen value; anything else is fetched.
+        """
+        if self.role is Role.LEADER and sender != self.node_id:
+            return
+        self.known_commit = max(self.known_commit, upto)
+        first = slot = self.applied_slot + 1
+        while slot <= upto:
+            if slot not in self.values:
+                accepted = self.accepted.get(slot)
+                if accepted is None or accepted[0] != ballot:
+                    break
+                self.values[slot] = accepted[1]
+            slot += 1
+        if slot > first:
+            self._persist(chosen_record(first, slot - 1))
+        self._apply_ready()
+        if self.known_commit > self.applied_slot:
+            self._request_catchup(sender, now)
+
+    def _apply_ready(self) -> None:
+        start = self.applied_slot
+        while (value := self.values.get(self.applied_slot + 1)) is not None:
+            self._apply_slot(self.applied_slot + 1, value)
+        if self.applied_slot > start:
+            self._after_apply(start)
+
+    def _apply_slot(self, slot: int, value: bytes) -> None:
+        try:
+            log_time_ms, requests = decode_batch(value)
+        except m.MalformedMessage:  # every replica refuses it alike, so they stay equal
+            log_time_ms, requests = self.last_log_time_ms, []
+        before = self.state.configuration
+        for request in requests:
+            client = request.client_id or None
+            result = self.state.apply_encoded(
+                request.command, log_time_ms, client_id=client, seq=request.seq if client else None
+            )
+            if client and self._local_waiting.pop((client, request.seq), None) is not None:
+                self._effects.append(Answer(client, request.seq, result))
+        after = self.state.configuration
+        if after != before:
+            self.configs.change_from(slot + self.settings.window_slots, after)
+        self.applied_slot = slot
+        self.known_commit = max(self.known_commit, slot)
+        self.last_log_time_ms = max(self.last_log_time_ms, log_time_ms)
+        self.accepted.pop(slot, None)
+        self._commands_since_snapshot += len(requests)
+
+    def _after_apply(self, previous_applied: int) -> None:
+        self._effects.append(Applied(self.applied_slot, self.state.revision))
+        self._expiring = {
+            lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
+        }
+        if self._commands_since_snapshot >= self.settings.snapshot_every_commands:
+            self._take_snapshot()
+        keep_from = self.applied_slot - self.settings.log_retention_slots
+        if self._transfer is not None and keep_from > self.compacted_slot:
+            keep_from = min(keep_from, self._transfer[0])
+            for slot in range(self.compacted_slot + 1, keep_from + 1):
+                self.values.pop(slot, None)
+            self.compacted_slot = max(self.compacted_slot, keep_from)
+        self.configs.forget_before(self.compacted_slot)
+        if self.role is Role.LEADER:
+            self._answer_ready_reads()
+        self._serve_follower_reads()
+
+    def _take_snapshot(self) -> None:
+        """Snapshot state and acceptor together so the journal before it can be dropped."""
+        self._flush_persist()
+        transfer = encode_state_transfer(
+            self.applied_slot, self.state.snapshot(), self.configs.entries(), self.last_log_time_ms
+        )
+        self._transfer = (self.applied_slot, transfer)
+        durable = DurableState(
+            promised=self.promised,
+            accepted=self.accepted,
+            chosen={s: v for s, v in self.values.items() if s > self.applied_slot},
+        )
+        blob = encode_local_snapshot(transfer, durable)
+        self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, blob))
+        self._commands_since_snapshot = 0
+
+    # --- catch-up ----------------------------------------------------------------------------
+
+    def _request_catchup(self, target: str, now: float) -> None:
+        if target == self.node_id or now < self._catchup_retry_at or self._download is not None:
+            return
+        self._catchup_retry_at = now + self.settings.retransmit_interval_s
+        self._send(target, m.CatchupRequest(self.applied_slot + 1))
+
+    def _on_catchup_request(self, sender: str, msg: m.CatchupRequest, now: float) -> None:
+        if msg.from_slot <= self.compacted_slot and self._transfer is not None:
+            self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer[0]))
+            return
+        entries: list[m.CatchupEntry] = []
+        size = 0
+        slot = msg.from_slot
+        while (value := self.values.get(slot)) is not None and slot <= self.applied_slot:
+            size += len(value) + 16
+            if size > self.settings.max_message_bytes and entries:
+                break
+            entries.append(m.CatchupEntry(slot, value))
+            slot += 1
+        self._send(sender, m.CatchupReply(tuple(entries), self.applied_slot, 0))
+
+    def _on_catchup_reply(self, sender: str, msg: m.CatchupReply, now: float) -> None:
+        self.known_commit = max(self.known_commit, msg.chosen_upto)
+        self._catchup_retry_at = 0.0
+        for entry in msg.entries:
+            if entry.slot > self.applied_slot and entry.slot not in self.values:
+                self.values[entry.slot] = entry.value
+                self._persist(learned_record(entry.slot, entry.value))
+        self._apply_ready()
+        if msg.snapshot_slot > self.applied_slot and not msg.entries and self._download is None:
+            self._download = (msg.snapshot_slot, bytearray())
+            self._download_deadline = now + self.settings.request_retry_s
+            self._send(sender, m.SnapshotRequest(msg.snapshot_slot, 0))
+        elif self.known_commit > self.applied_slot and msg.entries:
+            self._request_catchup(sender, now)
+
+    def _on_snapshot_request(self, sender: str, msg: m.SnapshotRequest, now: float) -> None:
+        if self._transfer is None or self._transfer[0] != msg.snapshot_slot:
+            slot = self._transfer[0] if self._transfer else 0
+            self._send(sender, m.CatchupReply((), self.applied_slot, slot))
+            return
+        blob = self._transfer[1]
+        chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
+        self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
+
+    def _on_snapshot_chunk(self, sender: str, msg: m.SnapshotChunk, now: float) -> None:
+        download = self._download
+        if download is None or download[0] != msg.snapshot_slot or len(download[1]) != msg.offset:
+            return  # a stale or duplicate chunk; the deadline restarts a broken transfer
+        download[1].extend(msg.data)
+        self._download_deadline = now + self.settings.request_retry_s
+        if len(download[1]) < msg.total_bytes and msg.data:
+            self._send(sender, m.SnapshotRequest(msg.snapshot_slot, len(download[1])))
+            return
+        self._download = None
+        self._install_transfer(bytes(download[1]))
+        self._request_catchup(sender, now)
+
+    def _install_transfer(self, blob: bytes) -> None:
+        slot, state_snapshot, config_entries, log_time_ms = decode_state_transfer(blob)
+        if slot <= self.applied_slot:
+            return
+        self.state = KVStateMachine.restore(state_snapshot)
+        self.configs = ConfigHistory(config_entries)
+        self.applied_slot = self.compacted_slot = slot
+        self.known_commit = max(self.known_commit, slot)
+        self.last_log_time_ms = max(self.last_log_time_ms, log_time_ms)
+        self.values = {s: v for s, v in self.values.items() if s > slot}
+        self.accepted = {s: a for s, a in self.accepted.items() if s > slot}
+        self._take_snapshot()  # what the journal lacks must survive a restart
+        self._apply_ready()
+        self._effects.append(Applied(self.applied_slot, self.state.revision))
+
+    # --- elections ---------------------------------------------------------------------------
+
+    def _can_campaign(self) -> bool:
+        return not self.settings.learner and self.node_id in self.configs.latest().voters
+
+    def _election_timeout(self) -> float:
+        s = self.settings
+        return self._rng.uniform(s.election_timeout_min_s, s.election_timeout_max_s)
+
+    def _sticky(self, sender: str, now: float) -> bool:
+        if self.role is Role.LEADER:
+            return (
+                self._lease_valid(now)
+                or now - self._last_quorum_at < self.settings.election_timeout_min_s
+            )
+        recent = now - self._last_heard_leader < self.settings.election_timeout_min_s
+        return recent and self.leader_id is not None and sender != self.leader_id
+
+    def _observe(self, ballot: Ballot) -> None:
+        self.max_seen = max(self.max_seen, ballot)
+        if self.role is not Role.FOLLOWER and ballot > self._ballot:
+            self._step_down()
+
+    def _heard_leader(self, ballot: Ballot, now: float) -> None:
+        if self.role is Role.FOLLOWER or ballot > self._ballot:
+            if self.role is not Role.FOLLOWER:
+                self._step_down()
+            self._last_heard_leader = now
+            self._election_deadline = now + self._election_timeout()
+            self._set_leader(ballot.node_id)
+
+    def _set_leader(self, leader_id: str | None) -> None:
+        if leader_id != self.leader_id:
+            self.leader_id = leader_id
+            self._effects.append(LeaderChanged(leader_id))
+            if leader_id is not None and leader_id != self.node_id:
+                self._to_forward.update(self._local_waiting)
+                self._read_requests_out.extend(
+                    rid for rid, index in self._follower_reads.items() if index is None
+                )
+
+    def _start_campaign(self, now: float) -> None:
+        self._reset_proposer()
+        self.role = Role.CANDIDATE
+        self._set_leader(None)
+        self._ballot = max(self.max_seen, self.promised).next_for(self.node_id)
+        self.max_seen = self._ballot
+        self._election_deadline = now + self._election_timeout()
+        self._from_slot = self.applied_slot + 1
+        self._broadcast_prepare(now)
+        self._on_prepare(self.node_id, m.Prepare(self._ballot, self._from_slot), now)
+
+    def _broadcast_prepare(self, now: float) -> None:
+        self._prepare_resend_at = now + self.settings.retransmit_interval_s
+        self._effects.append(Broadcast(m.Prepare(self._ballot, self._from_slot)))
+
+    def _on_promise(self, sender: str, msg: m.Promise, now: float) -> None:
+        if self.role is not Role.CANDIDATE or msg.ballot != self._ballot:
+            return
+        if msg.truncated:
+            # Too far behind to recover the log from promises: follow, catch up, retry later.
+            self._step_down()
+            self._request_catchup(sender, now)
+            return
+        self._promises[sender] = msg
+        learned = [e for e in msg.entries if e.chosen and e.slot > self.applied_slot]
+        for entry in learned:
+            if entry.slot not in self.values:
+                self.values[entry.slot] = entry.value
+                self._persist(learned_record(entry.slot, entry.value))
+        self._apply_ready()
+        self._try_finish_phase1(now)
+
+    def _try_finish_phase1(self, now: float) -> None:
+        merged: dict[int, tuple[Ballot, bytes]] = {}
+        for promise in self._promises.values():
+            for entry in promise.entries:
+                if entry.slot > self.applied_slot:
+                    best = merged.get(entry.slot)
+                    if best is None or entry.ballot > best[0] or entry.chosen:
+                        merged[entry.slot] = (entry.ballot, entry.value)
+        needed = [
+            self.configs.at(s)
+            for s in range(self._from_slot, self.applied_slot + self.settings.window_slots + 1)
+        ]
+        needed.extend(
+            configs_implied_by(self.configs.latest(), [merged[s][1] for s in sorted(merged)])
+        )
+        if not all(config.is_quorum(self._promises) for config in needed):
+            return
+        self._become_leader(merged, now)
+
+    def _become_leader(self, merged: dict[int, tuple[Ballot, bytes]], now: float) -> None:
+        self.role = Role.LEADER
+        self._set_leader(self.node_id)
+        self._promises = {}
+        self._last_quorum_at = now
+        last = max(merged, default=self.applied_slot)
+        self._next_slot = self.applied_slot + 1
+        self._term_first_slot = self._next_slot
+        noop = self._noop(now)
+        for slot in range(self.applied_slot + 1, last + 1):
+            self._propose_slot(merged.get(slot, (ZERO_BALLOT, noop))[1], now)
+        self._enqueue(list(self._local_waiting.values()))
+        if self._next_slot == self._term_first_slot:
+            self._propose_slot(noop, now)  # commit in our own ballot before serving reads
+        self._send_heartbeat(now)
+
+    def _step_down(self) -> None:
+        if self.role is Role.LEADER:
+            reads = self._leader_reads_waiting + [(r.origin, r.read_id) for r in self._leader_reads]
+            for origin, read_id in reads:
+                self._fail_read(origin, read_id)
+        self.role = Role.FOLLOWER
+        self._set_leader(None)
+        self._reset_proposer()
+
+    def _reset_proposer(self) -> None:
+        self._promises = {}
+        self._from_slot = self.applied_slot + 1
+        self._prepare_resend_at = 0.0
+        self._next_slot = self.applied_slot + 1
+        self._term_first_slot = self._next_slot
+        self._in_flight = {}
+        self._pending = deque()
+        self._heartbeat_due = 0.0
+        self._heartbeat_seq = 0
+        self._heartbeat_sent = {}
+        self._acked_seq = {}
+        self._member_applied = {}
+        self._confirmed_seq = 0
+        self._last_quorum_at = -1e18
+        self._lease_until = -1e18
+        self._leader_reads = []
+        self._leader_reads_waiting = []
+        self._expiring = {}
+
+    # --- leader ------------------------------------------------------------------------------
+
+    def _log_time_ms(self, now: float) -> int:
+        """Log time never runs backwards, even when a new leader's clock is behind."""
+        return max(int(now * 1000), self.last_log_time_ms)
+
+    def _enqueue(self, requests: Iterable[m.Request]) -> None:
+        self._pending.extend(requests)
+
+    def _propose_slot(self, value: bytes, now: float) -> None:
+        slot = self._next_slot
+        self._next_slot += 1
+        self._in_flight[slot] = _InFlight(value, now)
+        accept = m.Accept(self._ballot, slot, value, self.applied_slot)
+        self._effects.append(Broadcast(accept))
+        self._on_accept(self.node_id, accept, now)
+
+    def _pump(self, now: float) -> None:
+        """Fill the window with batches of whatever waits (batching and pipelining)."""
+        limit = self.settings.max_message_bytes
+        window_end = self.applied_slot + self.settings.window_slots
+        while self._next_slot <= window_end and self._config_change_waiting():
+            # A chosen change governs only from alpha slots on: pad so it takes effect now.
+            self._propose_slot(self._noop(now), now)
+        while self._pending and self._next_slot <= self.applied_slot + self.settings.window_slots:
+            batch: list[m.Request] = []
+            size = 0
+            while self._pending and (
+                not batch or size + len(self._pending[0].command) + 64 <= limit
+            ):
+                request = self._pending.popleft()
+                batch.append(request)
+                size += len(request.command) + len(request.client_id) + 16
+            self._propose_slot(encode_batch(self._log_time_ms(now), batch), now)
+
+    def _on_accepted(self, sender: str, msg: m.Accepted, now: float) -> None:
+        if self.role is not Role.LEADER or msg.ballot != self._ballot:
+            return
+        for slot in msg.slots:
+            flight = self._in_flight.get(slot)
+            if flight is not None:
+                flight.acks.add(sender)
+        self._advance_chosen(now)
+
+    def _advance_chosen(self, now: float) -> None:
+        first = slot = self.applied_slot + 1
+        while (flight := self._in_flight.get(slot)) is not None:
+            if slot > self.applied_slot + self.settings.window_slots:
+                break  # its configuration is decided by slots not yet applied
+            if not self.configs.at(slot).is_quorum(flight.acks):
+                break
+            del self._in_flight[slot]
+            self.values[slot] = flight.value
+            self._apply_ready()
+            slot += 1
+        if slot > first:
+            self._persist(chosen_record(first, slot - 1))
+            self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
+
+    def _noop(self, now: float) -> bytes:
+        request = m.Request(_INTERNAL_CLIENT, 0, encode_command(NoOp()))
+        return encode_batch(self._log_time_ms(now), [request])
+
+    def _config_change_waiting(self) -> bool:
+        return not self._pending and self.configs.at(self._next_slot) != self.configs.latest()
+
+    def _leader_tick(self, now: float) -> None:
+        if self.node_id not in self.configs.at(self._next_slot).voters:
+            self._step_down()  # removed or demoted: a leader must be a voter of its slots
+            return
+        if now - self._last_quorum_at > self.settings.election_timeout_max_s:
+            self._step_down()  # check-quorum: a leader nobody hears must not hold its lease
+            self._election_deadline = now + self._election_timeout()
+            return
+        if now >= self._heartbeat_due:
+            self._send_heartbeat(now)
+        for slot, flight in self._in_flight.items():
+            if now >= flight.sent_at + self.settings.retransmit_interval_s:
+                flight.sent_at = now
+                self._effects.append(
+                    Broadcast(m.Accept(self._ballot, slot, flight.value, self.applied_slot))
+                )
+        self._propose_due_lease_expiries(now)
+
+    def _propose_due_lease_expiries(self, now: float) -> None:
+        """A quiet cluster still expires leases on time: the leader proposes each due one."""
+        for lease in self.state.due_leases(self._log_time_ms(now)):
+            if lease not in self._expiring:
+                # Re-proposed if still unapplied once a window of slots has gone by.
+                self._expiring[lease] = self._next_slot + self.settings.window_slots
+                self._enqueue([m.Request(_INTERNAL_CLIENT, 0, encode_command(LeaseExpire(lease)))])
+
+    def _send_heartbeat(self, now: float) -> None:
+        self._heartbeat_seq += 1
+        self._heartbeat_sent[self._heartbeat_seq] = now
+        self._heartbeat_due = now + self.settings.heartbeat_interval_s
+        self._effects.append(
+            Broadcast(m.Heartbeat(self._ballot, self.applied_slot, self._heartbeat_seq))
+        )
+        self._on_heartbeat_ack(
+            self.node_id, m.HeartbeatAck(self._ballot, self._heartbeat_seq, self.applied_slot), now
+        )
+
+    def _on_heartbeat(self, sender: str, msg: m.Heartbeat, now: float) -> None:
+        self._observe(msg.ballot)
+        if msg.ballot < self.promised:
+            self._send(sender, m.Nack(msg.ballot, self.promised))
+            return
+        self._heard_leader(msg.ballot, now)
+        self._learn_commit(msg.ballot, msg.commit_upto, sender, now)
+        if not self.settings.learner:
+            self._send(sender, m.HeartbeatAck(msg.ballot, msg.seq, self.applied_slot))
+
+    def _on_heartbeat_ack(self, sender: str, msg: m.HeartbeatAck, now: float) -> None:
+        if self.role is not Role.LEADER or msg.ballot != self._ballot:
+            return
+        self._acked_seq[sender] = max(self._acked_seq.get(sender, 0), msg.seq)
+        self._member_applied[sender] = msg.applied_upto
+        config = self.configs.at(self._next_slot)
+        voter_acks = sorted((self._acked_seq.get(v, 0) for v in config.voters), reverse=True)
+        confirmed = (
+            voter_acks[config.quorum_size() - 1] if len(voter_acks) >= config.quorum_size() else 0
+        )
+        if confirmed > self._confirmed_seq:
+            self._confirmed_seq = confirmed
+            sent_at = self._heartbeat_sent[confirmed]
+            self._last_quorum_at = max(self._last_quorum_at, sent_at)
+            margin = self.settings.election_timeout_min_s * (1 - self.settings.clock_drift_bound)
+            self._lease_until = sent_at + margin
+            for seq in [s for s in self._heartbeat_sent if s < confirmed]:
+                del self._heartbeat_sent[seq]
+            self._answer_ready_reads()
+
+    def _on_nack(self, sender: str, msg: m.Nack, now: float) -> None:
+        self._observe(msg.promised)
+
+    def _on_forward(self, sender: str, msg: m.Forward, now: float) -> None:
+        if self.role is Role.LEADER:
+            self._enqueue(msg.requests)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def _leader_ready(self) -> bool:
+        return self.role is Role.LEADER and self.applied_slot >= self._term_first_slot
+
+    def _lease_valid(self, now: float) -> bool:
+        return self._leader_ready() and now < self._lease_until
+
+    def _on_read_index_request(self, sender: str, msg: m.ReadIndexRequest, now: float) -> None:
+        if self.role is not Role.LEADER:
+            self._send(sender, m.ReadIndexReply(msg.read_ids, -1))
+            return
+        self._leader_reads_waiting.extend((sender, rid) for rid in msg.read_ids)
+
+    def _start_leader_reads(self, now: float) -> None:
+        """Read-index (Raft thesis 6.4): note the commit point, then confirm we still lead."""
+        if not self._leader_reads_waiting or not self._leader_ready():
+            return
+        self._send_heartbeat(now)
+        for origin, read_id in self._leader_reads_waiting:
+            self._leader_reads.append(
+                _LeaderRead(origin, read_id, self.applied_slot, self._heartbeat_seq)
+            )
+        self._leader_reads_waiting = []
+        self._answer_ready_reads()
+
+    def _answer_ready_reads(self) -> None:
+        ready = [
+            r
+            for r in self._leader_reads
+            if r.heartbeat_seq <= self._confirmed_seq and r.index <= self.applied_slot
+        ]
+        if not ready:
+            return
+        self._leader_reads = [r for r in self._leader_reads if r not in ready]
+        remote: dict[str, list[int]] = {}
+        for read in ready:
+            if read.origin == self.node_id:
+                self._effects.append(ReadReady(read.read_id))
+            else:
+                remote.setdefault(read.origin, []).append(read.read_id)
+        for origin, read_ids in remote.items():
+            self._send(origin, m.ReadIndexReply(tuple(read_ids), self.applied_slot))
+
+    def _fail_read(self, origin: str, read_id: int) -> None:
+        if origin == self.node_id:
+            # Our own reader waits on: it asks whoever leads next, as a follower would.
+            self._follower_reads[read_id] = None
+            self._read_requests_out.append(read_id)
+        else:
+            self._send(origin, m.ReadIndexReply((read_id,), -1))
+
+    def _on_read_index_reply(self, sender: str, msg: m.ReadIndexReply, now: float) -> None:
+        for read_id in msg.read_ids:
+            if read_id in self._follower_reads and msg.index >= 0:
+                self._follower_reads[read_id] = msg.index
+        self.known_commit = max(self.known_commit, msg.index)
+        self._serve_follower_reads()
+        if self.known_commit > self.applied_slot:
+            self._request_catchup(sender, now)
+
+    def _serve_follower_reads(self) -> None:
+        ready = [
+            rid
+            for rid, index in self._follower_reads.items()
+            if index is not None and index <= self.applied_slot
+        ]
+        for read_id in ready:
+            del self._follower_reads[read_id]
+            self._effects.append(ReadReady(read_id))
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _send(self, to: str, message: m.Message) -> None:
+        if to == self.node_id:
+            _HANDLERS[type(message)](self, to, message, self._now)
+        else:
+            self._effects.append(Send(to, message))
+
+    def _hold(self, to: str, message: m.Message) -> None:
+        """Queue a reply until everything persisted so far is durable."""
+        if self._pending_records:
+            self._flush_persist()
+        sync_id = self._next_sync_id - 1
+        if sync_id <= self._durable_sync_id:
+            self._send(to, message)
+        else:
+            self._held.append((sync_id, Send(to, message)))
+
+    def _persist(self, record: bytes) -> None:
+        self._pending_records.append(record)
+
+    def _flush_persist(self) -> None:
+        if self._pending_records:
+            records = tuple(self._pending_records)
+            self._pending_records = []
+            self._journal_index += len(records)
+            self._effects.append(Persist(records, self._next_sync_id))
+            self._next_sync_id += 1
+
+    def _drain(self, now: float) -> list[Effect]:
+        self._flush_forwards()
+        if self.role is Role.LEADER:
+            self._start_leader_reads(now)
+            self._pump(now)
+        self._flush_persist()
+        effects, self._effects = self._effects, []
+        return effects
+
+    def _flush_forwards(self) -> None:
+        """Pass local requests and reads to the leader, a few messages for all of them."""
+        leader = self.leader_id
+        if leader is None:
+            return  # kept until a leader is known
+        requests = [r for key, r in self._to_forward.items() if key in self._local_waiting]
+        read_ids = list(dict.fromkeys(self._read_requests_out))
+        self._to_forward, self._read_requests_out = {}, []
+        if leader == self.node_id:
+            if self.role is Role.LEADER:
+                self._enqueue(requests)
+                for read_id in read_ids:
+                    if self._follower_reads.pop(read_id, 0) is None:
+                        self._leader_reads_waiting.append((self.node_id, read_id))
+            return
+        batch: list[m.Request] = []
+        size = 0
+        for request in requests:
+            request_size = batch_size_bytes([request])
+            if batch and size + request_size > self.settings.max_message_bytes:
+                self._effects.append(Send(leader, m.Forward(tuple(batch))))
+                batch, size = [], 0
+            batch.append(request)
+            size += request_size
+        if batch:
+            self._effects.append(Send(leader, m.Forward(tuple(batch))))
+        if read_ids:
+            self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
+
+
+def _coalesce_accepted(sends: list[Send]) -> list[Send]:
+    """Many accepts made durable by one sync are acknowledged in one message per leader."""
+    out: list[Send] = []
+    merged: dict[tuple[str, Ballot], list[int]] = {}
+    for send in sends:
+        msg = send.message
+        if isinstance(msg, m.Accepted):
+            key = (send.to, msg.ballot)
+            if key not in merged:
+                merged[key] = []
+                out.append(send)
+            merged[key].extend(msg.slots)
+        else:
+            out.append(send)
+    return [
+        Send(s.to, m.Accepted(s.message.ballot, tuple(merged[(s.to, s.message.ballot)])))
+        if isinstance(s.message, m.Accepted)
+        else s
+        for s in out
+    ]
+
+
+_HANDLERS: dict[type[Any], Callable[[Engine, str, Any, float], None]] = {
+    m.Prepare: Engine._on_prepare,
+    m.Promise: Engine._on_promise,
+    m.Nack: Engine._on_nack,
+    m.Accept: Engine._on_accept,
+    m.Accepted: Engine._on_accepted,
+    m.Commit: Engine._on_commit,
+    m.Heartbeat: Engine._on_heartbeat,
+    m.HeartbeatAck: Engine._on_heartbeat_ack,
+    m.Forward: Engine._on_forward,
+    m.ReadIndexRequest: Engine._on_read_index_request,
+    m.ReadIndexReply: Engine._on_read_index_reply,
+    m.CatchupRequest: Engine._on_catchup_request,
+    m.CatchupReply: Engine._on_catchup_reply,
+    m.SnapshotRequest: Engine._on_snapshot_request,
+    m.SnapshotChunk: Engine._on_snapshot_chunk,
+}

@@ -1,0 +1,123 @@
+"""What the engine writes to the journal and into snapshots, and how it reads them back.
+
+Persisted state (etcd's ``HardState``) is the acceptor's promise and accepted values, plus
+the chosen values this node has learned; everything else (who leads, what is in flight) is
+volatile and rebuilt after a restart. Journal records are tiny msgpack lists with a kind tag:
+
+- ``[PROMISED, round, node_id]``
+- ``[ACCEPTED, slot, round, node_id, value]``
+- ``[CHOSEN, first_slot, last_slot]``: the values accepted for these slots are chosen
+  (written without waiting for a sync: losing it only means learning it again)
+- ``[LEARNED, slot, value]``: a chosen value learned from a peer rather than accepted here
+
+Storage sees only bytes; it is here that they mean something.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgpack
+
+from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
+from paxoskv.state import Configuration
+
+PROMISED, ACCEPTED, CHOSEN, LEARNED = 1, 2, 3, 4
+SNAPSHOT_VERSION = 1
+
+
+def promised_record(ballot: Ballot) -> bytes:
+    return msgpack.packb([PROMISED, ballot.round, ballot.node_id])
+
+
+def accepted_record(slot: int, ballot: Ballot, value: bytes) -> bytes:
+    return msgpack.packb([ACCEPTED, slot, ballot.round, ballot.node_id, value], use_bin_type=True)
+
+
+def chosen_record(first_slot: int, last_slot: int) -> bytes:
+    return msgpack.packb([CHOSEN, first_slot, last_slot])
+
+
+def learned_record(slot: int, value: bytes) -> bytes:
+    return msgpack.packb([LEARNED, slot, value], use_bin_type=True)
+
+
+@dataclass(slots=True)
+class DurableState:
+    """Everything a restarted engine starts from."""
+
+    promised: Ballot = ZERO_BALLOT
+    accepted: dict[int, tuple[Ballot, bytes]] = field(default_factory=dict)
+    chosen: dict[int, bytes] = field(default_factory=dict)
+    applied_slot: int = 0
+    state_snapshot: bytes | None = None
+    config_entries: list[tuple[int, Configuration]] = field(default_factory=list)
+    last_log_time_ms: int = 0
+
+    def replay(self, record: bytes) -> None:
+        """Fold one journal record in. Storage has verified its checksum already."""
+        kind, *rest = msgpack.unpackb(record, raw=False)
+        if kind == PROMISED:
+            self.promised = max(self.promised, Ballot(rest[0], rest[1]))
+        elif kind == ACCEPTED:
+            slot, round_, node_id, value = rest
+            self.promised = max(self.promised, Ballot(round_, node_id))  # accepting promises
+            if slot > self.applied_slot:
+                self.accepted[slot] = (Ballot(round_, node_id), value)
+        elif kind == CHOSEN:
+            for slot in range(max(rest[0], self.applied_slot + 1), rest[1] + 1):
+                if slot in self.accepted:
+                    self.chosen[slot] = self.accepted[slot][1]
+        elif kind == LEARNED:
+            if rest[0] > self.applied_slot:
+                self.chosen[rest[0]] = rest[1]
+        else:
+            raise AssertionError(f"unknown journal record kind {kind!r}")
+
+
+def _encode_config(config: Configuration) -> list[list[str]]:
+    return [sorted(config.voters), sorted(config.learners)]
+
+
+def _decode_config(raw: list[list[str]]) -> Configuration:
+    return Configuration(voters=frozenset(raw[0]), learners=frozenset(raw[1]))
+
+
+def encode_state_transfer(
+    slot: int, state_snapshot: bytes, configs: list[tuple[int, Configuration]], log_time_ms: int
+) -> bytes:
+    """The part of a snapshot a peer may install: the applied state, not our acceptor state."""
+    entries = [[start, *_encode_config(config)] for start, config in configs]
+    return msgpack.packb(
+        [SNAPSHOT_VERSION, slot, state_snapshot, entries, log_time_ms], use_bin_type=True
+    )
+
+
+def decode_state_transfer(blob: bytes) -> tuple[int, bytes, list[tuple[int, Configuration]], int]:
+    version, slot, state_snapshot, entries, log_time_ms = msgpack.unpackb(blob, raw=False)
+    if version != SNAPSHOT_VERSION:
+        raise ValueError(f"snapshot version {version}, expected {SNAPSHOT_VERSION}")
+    configs = [(start, _decode_config([voters, learners])) for start, voters, learners in entries]
+    return slot, state_snapshot, configs, log_time_ms
+
+
+def encode_local_snapshot(transfer: bytes, durable: DurableState) -> bytes:
+    """A node's own snapshot: the transferable state plus its acceptor and learner state."""
+    accepted = [[s, b.round, b.node_id, v] for s, (b, v) in sorted(durable.accepted.items())]
+    chosen = [[s, v] for s, v in sorted(durable.chosen.items())]
+    promised = [durable.promised.round, durable.promised.node_id]
+    return msgpack.packb([transfer, promised, accepted, chosen], use_bin_type=True)
+
+
+def decode_local_snapshot(blob: bytes) -> DurableState:
+    transfer, promised, accepted, chosen = msgpack.unpackb(blob, raw=False)
+    slot, state_snapshot, configs, log_time_ms = decode_state_transfer(transfer)
+    return DurableState(
+        promised=Ballot(promised[0], promised[1]),
+        accepted={s: (Ballot(r, n), v) for s, r, n, v in accepted},
+        chosen={s: v for s, v in chosen},
+        applied_slot=slot,
+        state_snapshot=state_snapshot,
+        config_entries=configs,
+        last_log_time_ms=log_time_ms,
+    )

@@ -1,0 +1,74 @@
+"""``python -m simulations run --seeds N``: many seeds, a summary, and a replay line per failure."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from simulations.run import FAULT_KINDS, RunOptions, run_seed
+
+
+def _faults(text: str) -> frozenset[str]:
+    if text == "all":
+        return frozenset(FAULT_KINDS)
+    if text == "none":
+        return frozenset()
+    kinds = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = kinds - set(FAULT_KINDS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}"
+        )
+    return kinds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m simulations")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run seeds and check every invariant")
+    run.add_argument("--seeds", type=int, default=100, help="how many seeds (default 100)")
+    run.add_argument("--first-seed", type=int, default=1, help="the first seed (default 1)")
+    run.add_argument("--seed", type=int, help="run this one seed only")
+    run.add_argument("--nodes", type=int, default=5, help="voters (default 5)")
+    run.add_argument(
+        "--faults",
+        type=_faults,
+        default=frozenset(FAULT_KINDS),
+        help=f"all, none, or a comma list of {', '.join(FAULT_KINDS)}",
+    )
+    run.add_argument("--trace", action="store_true", help="print every event of the run")
+    args = parser.parse_args(argv)
+    if args.nodes < 1:
+        parser.error("--nodes must be at least 1")
+    options = RunOptions(nodes=args.nodes, faults=args.faults)
+    seeds = (
+        [args.seed]
+        if args.seed is not None
+        else range(args.first_seed, args.first_seed + args.seeds)
+    )
+    trace = print if args.trace else None
+    failures = 0
+    started = time.monotonic()
+    operations = 0
+    for seed in seeds:
+        result = run_seed(seed, options, trace)
+        operations += result.operations
+        if not result.ok:
+            failures += 1
+            faults = ",".join(sorted(options.faults)) or "none"
+            print(f"seed {seed} FAILED at {result.virtual_s:.2f}s virtual: {result.failure}")
+            print(
+                f"  replay: python -m simulations run --seed {seed} --nodes {options.nodes} "
+                f"--faults {faults} --trace"
+            )
+    elapsed = time.monotonic() - started
+    print(
+        f"{len(seeds) - failures} passed, {failures} failed: {len(seeds)} seeds, "
+        f"{operations} client operations checked, {elapsed:.1f}s"
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

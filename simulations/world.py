@@ -1,0 +1,293 @@
+"""A simulated cluster: real engines and real storage code on a virtual clock and network.
+
+Everything runs in one thread on one priority queue of events, and every random choice comes
+from generators seeded from one seed, so a run is a pure function of its seed: run it twice
+and the traces are equal (TigerBeetle's VOPR and FoundationDB's simulator work the same way).
+
+What is real: the Paxos engine, the message codec (every message crosses the network as
+bytes), the state machine, and the storage layer's framing and recovery, which run on a
+:class:`~paxoskv.storage.MemoryDisk` that a crash cuts back to what was synced (tearing the
+last write when the dice say so). What is simulated: time, the network (loss, duplication,
+delay and so reordering, one-way cuts), and disk latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paxoskv.paxos import effects as fx
+from paxoskv.paxos.batches import decode_batch
+from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.messages import decode_message, encode_message
+from paxoskv.paxos.records import DurableState, decode_local_snapshot
+from paxoskv.state import Configuration
+from paxoskv.storage import MemoryDisk, Store
+
+
+class SimulationFailure(AssertionError):
+    """An invariant broke. The message says which; the seed replays it."""
+
+
+class Scheduler:
+    """A virtual clock and the events waiting on it, in (time, insertion) order."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._queue: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._counter = 0
+
+    def at(self, time: float, action: Callable[..., None], *args: Any) -> None:
+        self._counter += 1
+        heapq.heappush(self._queue, (max(time, self.now), self._counter, action, args))
+
+    def run_until(self, end: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Run events up to ``end``; True if ``stop()`` became true first."""
+        while self._queue and self._queue[0][0] <= end:
+            time, _, action, args = heapq.heappop(self._queue)
+            self.now = time
+            action(*args)
+            if stop():
+                return True
+        self.now = max(self.now, end)
+        return stop()
+
+
+@dataclass
+class NetworkFaults:
+    loss: float = 0.0
+    duplicate: float = 0.0
+    delay_min_s: float = 0.0005
+    delay_max_s: float = 0.002
+
+
+@dataclass
+class SimNode:
+    node_id: str
+    disk: MemoryDisk
+    learner: bool
+    engine: Engine | None = None
+    store: Store | None = None
+    incarnation: int = 0
+    unsynced_ids: list[int] = field(default_factory=list)
+    sync_scheduled: bool = False
+    tick_at: float = float("inf")
+    recorded_slot: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.engine is not None
+
+
+class World:
+    """The cluster under test: nodes, network, and the observers the checkers hang on."""
+
+    def __init__(
+        self,
+        seed: int,
+        voters: int,
+        *,
+        learners: int = 0,
+        settings: dict[str, Any] | None = None,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.scheduler = Scheduler()
+        self.faults = NetworkFaults()
+        self.cut: set[tuple[str, str]] = set()
+        self.nodes: dict[str, SimNode] = {}
+        self.settings_overrides = settings or {}
+        self.trace = trace
+        ids = [f"n{i}" for i in range(1, voters + learners + 1)]
+        self.genesis = Configuration(
+            voters=frozenset(ids[:voters]), learners=frozenset(ids[voters:])
+        )
+        self.chosen: dict[int, bytes] = {}  # slot -> value, as first applied anywhere
+        self.digests: dict[int, tuple[str, bytes]] = {}  # slot -> (node, digest) seen first
+        self.on_answer: Callable[[str, fx.Answer], None] = lambda node, answer: None
+        self.on_read_ready: Callable[[str, int], None] = lambda node, read_id: None
+        self.messages_sent: dict[str, int] = {}
+        for node_id in ids:
+            self.add_node(node_id, learner=node_id in self.genesis.learners)
+
+    @property
+    def now(self) -> float:
+        return self.scheduler.now
+
+    def log(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace(f"{self.now:10.4f} {text}")
+
+    # --- nodes -------------------------------------------------------------------------------
+
+    def add_node(self, node_id: str, *, learner: bool) -> SimNode:
+        node = SimNode(node_id, MemoryDisk(), learner)
+        self.nodes[node_id] = node
+        self.start(node_id)
+        return node
+
+    def start(self, node_id: str) -> None:
+        """Open the node's store and recover its engine, as a real process restart would."""
+        node = self.nodes[node_id]
+        assert not node.up
+        node.store = Store.open(None, durability="memory", disk=node.disk)
+        recovered = node.store.recovered_snapshot()
+        durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
+        for _, record in node.store.recovered_records():
+            durable.replay(record)
+        settings = EngineSettings(node_id=node_id, learner=node.learner, **self.settings_overrides)
+        node.incarnation += 1
+        node.engine = Engine(
+            settings,
+            random.Random(self.rng.getrandbits(64)),
+            self.genesis,
+            durable=durable,
+            journal_index=node.store.last_index,
+            now=self.now,
+        )
+        node.recorded_slot = node.engine.applied_slot
+        node.unsynced_ids = []
+        node.sync_scheduled = False
+        node.tick_at = float("inf")
+        self.log(f"{node_id} started (applied {node.engine.applied_slot})")
+        self._after(node, node.engine.tick(self.now))
+
+    def crash(self, node_id: str, *, torn: bool = True) -> None:
+        """Kill -9: unsynced journal bytes are lost, the last write maybe torn."""
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        node.engine = None
+        node.store = None
+        node.incarnation += 1
+        node.disk.crash(self.rng if torn else None)
+        self.log(f"{node_id} crashed")
+
+    def up_nodes(self) -> list[SimNode]:
+        return [node for node in self.nodes.values() if node.up]
+
+    def leader(self) -> str | None:
+        leaders = [n.node_id for n in self.up_nodes() if n.engine and n.engine.is_leader]
+        return max(leaders, key=lambda i: self.nodes[i].engine.ballot) if leaders else None  # type: ignore[union-attr]
+
+    # --- driving engines ---------------------------------------------------------------------
+
+    def call(self, node_id: str, method: str, *args: Any) -> None:
+        """Invoke an engine input on a live node and carry out its effects."""
+        node = self.nodes[node_id]
+        if node.engine is None:
+            return
+        effects = getattr(node.engine, method)(*args, self.now)
+        self._after(node, effects)
+
+    def _after(self, node: SimNode, effects: list[fx.Effect]) -> None:
+        engine, store = node.engine, node.store
+        assert engine is not None and store is not None
+        for effect in effects:
+            if isinstance(effect, fx.Send):
+                self._transmit(node.node_id, effect.to, encode_message(effect.message))
+            elif isinstance(effect, fx.Broadcast):
+                data = encode_message(effect.message)
+                for other in self.nodes:
+                    if other != node.node_id:
+                        self._transmit(node.node_id, other, data)
+            elif isinstance(effect, fx.Persist):
+                store.append(effect.records)
+                node.unsynced_ids.append(effect.sync_id)
+                if not node.sync_scheduled:
+                    node.sync_scheduled = True
+                    delay = self.rng.uniform(0.0002, 0.002)
+                    self.scheduler.at(self.now + delay, self._sync, node, node.incarnation)
+            elif isinstance(effect, fx.SaveSnapshot):
+                store.write_snapshot(effect.journal_index, effect.blob)
+            elif isinstance(effect, fx.Answer):
+                self.on_answer(node.node_id, effect)
+            elif isinstance(effect, fx.ReadReady):
+                self.on_read_ready(node.node_id, effect.read_id)
+            elif isinstance(effect, fx.LeaderChanged):
+                self.log(f"{node.node_id} sees leader {effect.leader_id}")
+        self._record_applied(node, engine)
+        deadline = engine.next_deadline()
+        if deadline < node.tick_at or node.tick_at <= self.now:
+            node.tick_at = deadline
+            self.scheduler.at(deadline, self._tick, node, node.incarnation, deadline)
+
+    def _tick(self, node: SimNode, incarnation: int, when: float) -> None:
+        if node.incarnation == incarnation and node.tick_at == when and node.engine is not None:
+            node.tick_at = float("inf")
+            self._after(node, node.engine.tick(self.now))
+
+    def _sync(self, node: SimNode, incarnation: int) -> None:
+        if node.incarnation != incarnation or node.engine is None or node.store is None:
+            return
+        node.sync_scheduled = False
+        node.store.sync()
+        ids, node.unsynced_ids = node.unsynced_ids, []
+        if ids:
+            self._after(node, node.engine.handle_durable(max(ids), self.now))
+
+    # --- network -----------------------------------------------------------------------------
+
+    def _transmit(self, source: str, target: str, data: bytes) -> None:
+        self.messages_sent[source] = self.messages_sent.get(source, 0) + 1
+        if (source, target) in self.cut or self.rng.random() < self.faults.loss:
+            return
+        copies = 2 if self.rng.random() < self.faults.duplicate else 1
+        for _ in range(copies):
+            delay = self.rng.uniform(self.faults.delay_min_s, self.faults.delay_max_s)
+            self.scheduler.at(self.now + delay, self._deliver, source, target, data)
+
+    def _deliver(self, source: str, target: str, data: bytes) -> None:
+        node = self.nodes.get(target)
+        if node is None or node.engine is None:
+            return
+        self._after(node, node.engine.receive(source, decode_message(data), self.now))
+
+    def partition(self, side_a: set[str], side_b: set[str], *, one_way: bool = False) -> None:
+        for a in side_a:
+            for b in side_b:
+                self.cut.add((a, b))
+                if not one_way:
+                    self.cut.add((b, a))
+        self.log(f"cut {sorted(side_a)} {'->' if one_way else '<->'} {sorted(side_b)}")
+
+    def heal(self) -> None:
+        self.cut.clear()
+        self.log("network healed")
+
+    # --- invariants checked as the run goes ---------------------------------------------------
+
+    def _record_applied(self, node: SimNode, engine: Engine) -> None:
+        """Agreement: every node applies the same value in each slot, and reaches equal states."""
+        if engine.applied_slot == node.recorded_slot:
+            return
+        for slot in range(node.recorded_slot + 1, engine.applied_slot + 1):
+            value = engine.values.get(slot)
+            if value is None:
+                continue  # came in a snapshot
+            first = self.chosen.setdefault(slot, value)
+            if first != value:
+                raise SimulationFailure(
+                    f"agreement: slot {slot} applied as two different values "
+                    f"({_describe(first)} vs {_describe(value)} on {node.node_id})"
+                )
+        node.recorded_slot = engine.applied_slot
+        digest = engine.state.digest()
+        seen = self.digests.setdefault(engine.applied_slot, (node.node_id, digest))
+        if seen[1] != digest:
+            raise SimulationFailure(
+                f"divergence: {node.node_id} and {seen[0]} differ at applied slot "
+                f"{engine.applied_slot}"
+            )
+
+
+def _describe(value: bytes) -> str:
+    try:
+        log_time_ms, requests = decode_batch(value)
+    except ValueError:
+        return f"{len(value)} undecodable bytes"
+    return f"t={log_time_ms} {[(r.client_id, r.seq) for r in requests]}"

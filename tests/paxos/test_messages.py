@@ -1,0 +1,81 @@
+"""The codec: every message round-trips, and any other bytes raise MalformedMessage only."""
+
+import contextlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paxoskv.paxos import messages as m
+from paxoskv.paxos.ballot import Ballot
+
+ballots = st.builds(Ballot, st.integers(0, 2**40), st.text(min_size=1, max_size=8))
+slots = st.integers(0, 2**40)
+blobs = st.binary(max_size=64)
+requests = st.builds(m.Request, st.text(min_size=1, max_size=8), st.integers(0, 2**40), blobs)
+entries = st.builds(m.PromiseEntry, slots, ballots, blobs, st.booleans())
+
+messages = st.one_of(
+    st.builds(m.Prepare, ballots, slots),
+    st.builds(m.Promise, ballots, slots, st.tuples(entries, entries), slots, st.booleans()),
+    st.builds(m.Nack, ballots, ballots),
+    st.builds(m.Accept, ballots, slots, blobs, slots),
+    st.builds(m.Accepted, ballots, st.lists(slots, max_size=5).map(tuple)),
+    st.builds(m.Commit, ballots, slots),
+    st.builds(m.Heartbeat, ballots, slots, slots),
+    st.builds(m.HeartbeatAck, ballots, slots, slots),
+    st.builds(m.Forward, st.lists(requests, max_size=3).map(tuple)),
+    st.builds(m.ReadIndexRequest, st.lists(slots, max_size=3).map(tuple)),
+    st.builds(m.ReadIndexReply, st.lists(slots, max_size=3).map(tuple), st.integers(-1, 99)),
+    st.builds(m.CatchupRequest, slots),
+    st.builds(
+        m.CatchupReply,
+        st.lists(st.builds(m.CatchupEntry, slots, blobs), max_size=3).map(tuple),
+        slots,
+        slots,
+    ),
+    st.builds(m.SnapshotRequest, slots, slots),
+    st.builds(m.SnapshotChunk, slots, slots, slots, blobs),
+)
+
+
+@given(messages)
+@settings(max_examples=300)
+def test_every_message_round_trips(message: m.Message) -> None:
+    assert m.decode_message(m.encode_message(message)) == message
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_random_bytes_decode_or_raise_malformed(data: bytes) -> None:
+    with contextlib.suppress(m.MalformedMessage):
+        m.decode_message(data)
+
+
+@given(messages, st.data())
+@settings(max_examples=300)
+def test_mutated_messages_decode_or_raise_malformed(
+    message: m.Message, data: st.DataObject
+) -> None:
+    raw = bytearray(m.encode_message(message))
+    index = data.draw(st.integers(0, len(raw) - 1))
+    raw[index] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    for candidate in (bytes(raw), bytes(raw[:cut])):
+        try:
+            decoded = m.decode_message(candidate)
+        except m.MalformedMessage:
+            continue
+        assert type(decoded).__name__ in {cls.__name__ for cls in m._MESSAGE_TYPES}
+
+
+def test_wrong_version_and_unknown_tag_are_refused() -> None:
+    import msgpack
+
+    good = m.encode_message(m.Commit(Ballot(1, "a"), 5))
+    body = msgpack.unpackb(good)
+    for bad in ([99, *body[1:]], [body[0], 250, *body[2:]], [body[0], body[1], ["x", "a"], 5]):
+        try:
+            m.decode_message(msgpack.packb(bad))
+        except m.MalformedMessage:
+            continue
+        raise AssertionError(f"accepted {bad}")

@@ -1,0 +1,124 @@
+"""Hand-written stories over the simulator, including the known failures of SWI-Prolog's paxos."""
+
+from paxoskv.state import Set, Written
+from simulations.scenario import Scenario
+
+
+def test_a_write_on_a_follower_is_read_linearizably_on_another() -> None:
+    s = Scenario(3)
+    leader = s.elect()
+    follower, other = sorted(set(s.world.nodes) - {leader})
+    assert isinstance(s.set(follower, "k", "v1"), Written)
+    assert s.get(other, "k") == "v1"
+    assert s.get(leader, "k", consistency="leader") == "v1"
+
+
+def test_duelling_proposers_settle_on_one_leader_and_writes_go_through() -> None:
+    s = Scenario(3, seed=7)
+    for node_id in ("n1", "n2"):
+        engine = s.world.nodes[node_id].engine
+        assert engine is not None
+        engine._election_deadline = 0.0  # both time out at the same instant
+        s.world.call(node_id, "tick")
+    leader = s.elect()
+    assert isinstance(s.set(leader, "k", "after the duel"), Written)
+    s.converge()
+    assert {s.local(n, "k") for n in s.world.nodes} == {"after the duel"}
+
+
+def test_a_value_accepted_by_a_minority_before_the_leader_crashes_never_splits_replicas() -> None:
+    s = Scenario(5, seed=3)
+    leader = s.elect()
+    others = sorted(set(s.world.nodes) - {leader})
+    s.world.partition({leader}, set(others[1:]), one_way=True)  # only others[0] hears it
+    ticket = s.submit(leader, Set("k", "partial"))
+    s.run_for(0.05)
+    s.crash(leader)
+    s.heal()
+    new_leader = s.elect()
+    assert new_leader != leader
+    s.set(new_leader, "other", "x")
+    s.restart(leader)
+    s.converge()
+    values = {s.local(n, "k") for n in s.world.nodes}
+    assert len(values) == 1  # chosen everywhere or nowhere
+    assert not s.answered(ticket) or values == {"partial"}
+
+
+def test_a_stale_leader_steps_down_after_the_partition_heals() -> None:
+    s = Scenario(3, seed=11)
+    old = s.elect()
+    s.isolate(old)
+    rest = sorted(set(s.world.nodes) - {old})
+    s.run_until(
+        lambda: s.world.leader() is not None and s.world.leader() != old, 5.0, "a new leader"
+    )
+    s.set(rest[0], "k", "new")
+    s.heal()
+    assert s.get(old, "k") == "new"
+    s.run_until(
+        lambda: not s.world.nodes[old].engine.is_leader, 5.0, "the old leader stepping down"
+    )
+
+
+def test_a_learner_partitioned_during_compaction_catches_up_by_snapshot() -> None:
+    s = Scenario(3, learners=1, seed=5, snapshot_every_commands=20, log_retention_slots=5)
+    leader = s.elect()
+    learner = "n4"
+    s.isolate(learner)
+    for i in range(60):
+        s.set(leader, f"k{i % 7}", i)
+    assert s.world.nodes[leader].engine.compacted_slot > s.applied(learner)
+    s.heal()
+    s.converge()
+    assert s.local(learner, "k3") == 59  # the last i with i % 7 == 3
+
+
+def test_burst_of_concurrent_writers_leaves_the_key_writable() -> None:
+    """SWI-Prolog's paxos left a key permanently unwritable after such a burst."""
+    s = Scenario(3, seed=13)
+    s.elect()
+    nodes = sorted(s.world.nodes)
+    tickets = [s.submit(nodes[i % 3], Set("hot", f"w{i}"), client_id=f"c{i}") for i in range(30)]
+    for ticket in tickets:
+        s.answer(ticket)
+    assert isinstance(s.set(nodes[0], "hot", "final"), Written)
+    s.converge()
+    assert {s.local(n, "hot") for n in nodes} == {"final"}
+
+
+def test_writes_do_not_hang_at_five_percent_packet_loss() -> None:
+    s = Scenario(3, seed=17)
+    s.world.faults.loss = 0.05
+    leader = s.elect()
+    for i in range(40):
+        s.set(sorted(s.world.nodes)[i % 3], "k", i, within_s=5.0)
+    assert s.get(leader, "k") == 39
+
+
+def test_a_node_that_missed_a_commit_does_not_serve_the_old_value_forever() -> None:
+    """SWI-Prolog's paxos left such a node answering with the old value indefinitely."""
+    s = Scenario(3, seed=19)
+    leader = s.elect()
+    lagging = sorted(set(s.world.nodes) - {leader})[0]
+    s.set(leader, "k", "old")
+    s.converge()
+    s.isolate(lagging)
+    s.set(leader, "k", "new")
+    s.heal()  # no further writes: heartbeats alone must bring it up to date
+    s.run_until(lambda: s.local(lagging, "k") == "new", 3.0, "the lagging node learning the commit")
+
+
+def test_a_restarted_node_recovers_its_state_from_its_own_disk() -> None:
+    s = Scenario(3, seed=23, snapshot_every_commands=10)
+    leader = s.elect()
+    for i in range(25):
+        s.set(leader, f"k{i}", i)
+    s.converge()
+    victim = sorted(set(s.world.nodes) - {leader})[0]
+    applied = s.applied(victim)
+    s.crash(victim)
+    s.restart(victim)
+    assert s.applied(victim) >= applied - 1  # at most the unsynced tail is relearned
+    s.converge()
+    assert s.local(victim, "k24") == 24
