@@ -94,7 +94,9 @@ class OsDisk:
 
     def __init__(self, directory: str | Path) -> None:
         self._directory = Path(directory)
-        self._directory.mkdir(parents=True, exist_ok=True)
+        if not self._directory.is_dir():
+            self._directory.mkdir(parents=True, exist_ok=True)
+            _fsync_directory(self._directory.parent)  # so the new data dir itself survives
         self._lock_fd: int | None = None
         self._open_fds: set[int] = set()
 
@@ -168,11 +170,7 @@ class OsDisk:
         os.remove(self.path_of(name))
 
     def fsync_dir(self) -> None:
-        fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync_directory(self._directory)
 
     def release(self) -> None:
         """Close every descriptor and the lock, as the death of the process would.
@@ -189,6 +187,14 @@ class OsDisk:
     def _track(self, fd: int) -> int:
         self._open_fds.add(fd)
         return fd
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _pread_all(fd: int, size: int, offset: int) -> bytes:

@@ -189,7 +189,7 @@ class Store:
         Never touches the disk, so it is safe on an event loop; nothing is durable until a
         :meth:`sync` that started after this call has returned.
         """
-        checked = [_checked_record(record, self._cipher is not None) for record in records]
+        checked = _checked_records(records, self._cipher is not None)
         with self._lock:
             self._check_usable()
             if not checked:
@@ -320,7 +320,7 @@ class Store:
                 try:
                     self._prune()
                 except OSError as error:
-                    raise self._fail(self._disk.location, error) from error
+                    raise self._fail("", error) from error
 
     def _prune(self) -> None:
         """Retention: keep the newest ``keep_snapshots`` snapshots, and every segment holding
@@ -415,6 +415,19 @@ class Store:
             pass  # the data that matters was synced or reported lost already
         finally:
             self._disk.unlock()
+
+
+def _checked_records(records: Sequence[bytes], encrypted: bool) -> list[bytes]:
+    """The records as a list of bytes, or a TypeError / ValueTooLarge for the first bad one.
+
+    The common case (all bytes, none huge) is checked with C-level ``map`` calls: this runs on
+    the event loop for every record. Types are checked at run time despite the annotation,
+    because a str slipping into a journal would fail only at replay.
+    """
+    limit = MAX_RECORD_BYTES - (TAG_SIZE_BYTES if encrypted else 0)
+    if records and set(map(type, records)) == {bytes} and max(map(len, records)) <= limit:
+        return list(records)
+    return [_checked_record(record, encrypted) for record in records]
 
 
 def _checked_record(given: object, encrypted: bool) -> bytes:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
 from paxoskv.storage.disk import Disk
-from paxoskv.storage.framing import FRAME_HEADER_SIZE, encode_frame
+from paxoskv.storage.framing import FRAME_HEADER_SIZE, frame_records
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -63,14 +63,15 @@ class SegmentWriter:
         parts: list[bytes] = []
         extra = TAG_SIZE_BYTES if self._cipher else 0
         for first_index, records in runs:
-            index = first_index
-            for record in records:
-                frame_size = FRAME_HEADER_SIZE + len(record) + extra
-                if self._needs_new_segment(index, frame_size):
+            position = 0
+            while position < len(records):
+                index = first_index + position
+                if self._needs_new_segment(
+                    index, FRAME_HEADER_SIZE + len(records[position]) + extra
+                ):
                     self._seal(parts)
                     parts = [self._start_segment(index)]
-                parts.append(self._frame(record, index))
-                index += 1
+                position = self._frame_many(records, position, parts)
         self._flush(parts)
         self._make_name_durable()
 
@@ -109,14 +110,36 @@ class SegmentWriter:
         key_check = self._cipher.key_check(self._salt, unsigned.signed_prefix())
         return FileHeader(SEGMENT_MAGIC, FLAG_ENCRYPTED, first_index, self._salt, key_check).pack()
 
-    def _frame(self, record: bytes, index: int) -> bytes:
-        if self._cipher is not None:
-            record = self._cipher.seal(self._salt, self._count, index, record)
-        frame = encode_frame(record)
-        self._next_index = index + 1
-        self._size_bytes += len(frame)
-        self._count += 1
-        return frame
+    def _frame_many(self, records: Sequence[bytes], position: int, parts: list[bytes]) -> int:
+        """Frame records from ``position`` on while they fit the segment (at least one) and
+        return the position of the first record left over."""
+        room = self._segment_size_bytes - self._size_bytes
+        stop = position + min(len(records) - position, MAX_COUNTER - self._count)
+        if self._cipher is None:
+            taken, size = frame_records(records, position, stop, room, parts)
+        else:
+            sealed = self._seal_fitting(self._cipher, records[position:stop], room)
+            taken, size = frame_records(sealed, 0, len(sealed), room, parts)
+        self._size_bytes += size
+        self._next_index += taken
+        self._count += taken
+        return position + taken
+
+    def _seal_fitting(
+        self, cipher: RecordCipher, records: Sequence[bytes], room: int
+    ) -> list[bytes]:
+        """Encrypt the records whose frames will fit, each under its own nonce (cipher.py)."""
+        sealed: list[bytes] = []
+        size = 0
+        for record in records:
+            size += FRAME_HEADER_SIZE + len(record) + TAG_SIZE_BYTES
+            if size > room and sealed:
+                break
+            offset = len(sealed)
+            sealed.append(
+                cipher.seal(self._salt, self._count + offset, self._next_index + offset, record)
+            )
+        return sealed
 
     def _seal(self, parts: list[bytes]) -> None:
         """Finish the current segment durably before another one is started."""

@@ -14,7 +14,7 @@ import pytest
 from paxoskv.errors import CorruptData, StorageError
 from paxoskv.storage import MemoryDisk, Store
 from paxoskv.storage.framing import FRAME_HEADER_SIZE
-from paxoskv.storage.headers import snapshot_name
+from paxoskv.storage.headers import HEADER_SIZE, snapshot_name
 
 from .conftest import KEY, copy_disk, flip, journal_names, numbered, recover_all, write_journal
 
@@ -135,3 +135,15 @@ def test_a_cut_short_snapshot_falls_back() -> None:
     disk.truncate(handle, disk.size(name) - 1)
     disk.close(handle)
     assert _state(disk) == RECORDS[:12]
+
+
+def test_the_error_names_the_file_and_the_offset_of_the_bad_record() -> None:
+    disk = _template(encrypted=False)
+    first = journal_names(disk)[0]
+    third_record = HEADER_SIZE + sum(FRAME_HEADER_SIZE + len(r) for r in RECORDS[:2])
+    flip(disk, first, third_record + FRAME_HEADER_SIZE)  # the first payload byte of record 3
+    with pytest.raises(CorruptData) as caught:
+        _recover(disk, encrypted=False)
+    assert caught.value.path.endswith(first) and caught.value.offset == third_record
+    assert f"{first} at byte {third_record}" in str(caught.value)
+    assert "catch up from a peer" in str(caught.value)
