@@ -40,11 +40,17 @@ class Disk(Protocol):
         """The full path of ``name``, for messages."""
         ...
 
-    def lock(self) -> None:
-        """Take the directory for this process or raise :class:`DataDirLocked`."""
+    def lock(self) -> int:
+        """Take the directory or raise :class:`DataDirLocked`; returns the lock's id.
+
+        The id goes back to :meth:`unlock`, so that a store abandoned by a simulated crash
+        cannot release the lock of the store opened after it on the same disk.
+        """
         ...
 
-    def unlock(self) -> None: ...
+    def unlock(self, lock_id: int) -> None:
+        """Release the lock if ``lock_id`` still holds it; otherwise do nothing."""
+        ...
 
     def listdir(self) -> list[str]: ...
 
@@ -107,7 +113,7 @@ class OsDisk:
     def path_of(self, name: str) -> str:
         return str(self._directory / name)
 
-    def lock(self) -> None:
+    def lock(self) -> int:
         path = self.path_of(LOCK_FILE_NAME)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -119,9 +125,10 @@ class OsDisk:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        return fd
 
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
+    def unlock(self, lock_id: int) -> None:
+        if self._lock_fd is not None and self._lock_fd == lock_id:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = None
 
@@ -182,7 +189,8 @@ class OsDisk:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._open_fds.clear()
-        self.unlock()
+        if self._lock_fd is not None:
+            self.unlock(self._lock_fd)
 
     def _track(self, fd: int) -> int:
         self._open_fds.add(fd)
@@ -239,11 +247,11 @@ class NoSyncDisk:
     def path_of(self, name: str) -> str:
         return self.inner.path_of(name)
 
-    def lock(self) -> None:
-        self.inner.lock()
+    def lock(self) -> int:
+        return self.inner.lock()
 
-    def unlock(self) -> None:
-        self.inner.unlock()
+    def unlock(self, lock_id: int) -> None:
+        self.inner.unlock(lock_id)
 
     def listdir(self) -> list[str]:
         return self.inner.listdir()

@@ -52,11 +52,11 @@ class FaultyDisk:
     def path_of(self, name: str) -> str:
         return self.inner.path_of(name)
 
-    def lock(self) -> None:
-        self.inner.lock()
+    def lock(self) -> int:
+        return self.inner.lock()
 
-    def unlock(self) -> None:
-        self.inner.unlock()
+    def unlock(self, lock_id: int) -> None:
+        self.inner.unlock(lock_id)
 
     def listdir(self) -> list[str]:
         self._enter("listdir", "")

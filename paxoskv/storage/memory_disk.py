@@ -66,7 +66,7 @@ class MemoryDisk:
         self._durable_names: dict[str, _MemoryFile] = {}
         self._handles: dict[int, _MemoryFile] = {}
         self._next_handle = itertools.count(3)
-        self._locked = False
+        self._lock_id: int | None = None
         self.crash_count = 0
 
     @property
@@ -76,15 +76,17 @@ class MemoryDisk:
     def path_of(self, name: str) -> str:
         return f"{self._label}/{name}"
 
-    def lock(self) -> None:
+    def lock(self) -> int:
         with self._mutex:
-            if self._locked:
+            if self._lock_id is not None:
                 raise DataDirLocked(self._label, os.getpid())
-            self._locked = True
+            self._lock_id = next(self._next_handle)
+            return self._lock_id
 
-    def unlock(self) -> None:
+    def unlock(self, lock_id: int) -> None:
         with self._mutex:
-            self._locked = False
+            if self._lock_id == lock_id:
+                self._lock_id = None
 
     def listdir(self) -> list[str]:
         with self._mutex:
@@ -149,7 +151,7 @@ class MemoryDisk:
         """The process died but the machine did not: handles and lock go, every byte stays."""
         with self._mutex:
             self._handles.clear()
-            self._locked = False
+            self._lock_id = None
 
     def crash(self, rng: random.Random | None = None) -> None:
         """A power cut: forget all that was not synced, then release handles and the lock.
@@ -171,7 +173,7 @@ class MemoryDisk:
             self._files = names
             self._durable_names = dict(names)
             self._handles.clear()
-            self._locked = False
+            self._lock_id = None
             self.crash_count += 1
 
     def file_names_durable(self) -> list[str]:

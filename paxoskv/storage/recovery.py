@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from paxoskv.errors import CorruptData
+from paxoskv.errors import CorruptData, StorageFailed
 from paxoskv.storage.cipher import RecordCipher
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.headers import FileHeader, snapshot_name
@@ -90,22 +90,34 @@ def recover(disk: Disk, cipher: RecordCipher | None) -> Recovered:
 def replay(
     disk: Disk, cipher: RecordCipher | None, steps: list[ReplayStep], after: int
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield (index, record) for every record after ``after``, checking each on the way."""
+    """Yield (index, record) for every record after ``after``, checking each on the way.
+
+    A read error is a device failing under us: it stops the replay as StorageFailed.
+    """
     for step in steps:
-        segment = step.segment
-        end = step.end_offset if step.end_offset is not None else disk.size(segment.name)
-        index = segment.first_index
-        for payloads in read_segment_records(disk, segment, step.header, cipher, end):
-            if index + len(payloads) - 1 > step.last_index:
-                raise _chain_broken(disk, segment, step, end, index + len(payloads) - 1)
-            skip = max(0, after + 1 - index)
-            if skip < len(payloads):
-                yield from zip(
-                    range(index + skip, index + len(payloads)), payloads[skip:], strict=True
-                )
-            index += len(payloads)
-        if index - 1 != step.last_index:
-            raise _chain_broken(disk, segment, step, end, index - 1)
+        try:
+            yield from _replay_segment(disk, cipher, step, after)
+        except OSError as error:
+            raise StorageFailed(disk.path_of(step.segment.name), error) from error
+
+
+def _replay_segment(
+    disk: Disk, cipher: RecordCipher | None, step: ReplayStep, after: int
+) -> Iterator[tuple[int, bytes]]:
+    segment = step.segment
+    end = step.end_offset if step.end_offset is not None else disk.size(segment.name)
+    index = segment.first_index
+    for payloads in read_segment_records(disk, segment, step.header, cipher, end):
+        count = len(payloads)
+        if index + count - 1 > step.last_index:
+            raise _chain_broken(disk, segment, step, end, index + count - 1)
+        skip = max(0, after + 1 - index)
+        if skip < count:
+            tail = payloads[skip:] if skip else payloads
+            yield from zip(range(index + skip, index + count), tail, strict=True)
+        index += count
+    if index - 1 != step.last_index:
+        raise _chain_broken(disk, segment, step, end, index - 1)
 
 
 def _chain_broken(

@@ -66,6 +66,7 @@ class Store:
         cipher: RecordCipher | None,
         recovered: Recovered,
         *,
+        lock_id: int,
         segment_size_bytes: int,
         keep_snapshots: int,
         keep_journal_records: int,
@@ -73,6 +74,7 @@ class Store:
         """Use :meth:`open`; this only wires the parts together."""
         self._disk = disk
         self._cipher = cipher
+        self._lock_id = lock_id
         self._keep_snapshots = keep_snapshots
         self._keep_journal_records = keep_journal_records
         self._writer = SegmentWriter(disk, cipher, segment_size_bytes, recovered.segments)
@@ -113,23 +115,24 @@ class Store:
         base = disk if disk is not None else _default_disk(data_dir, durability)
         working: Disk = NoSyncDisk(base) if durability == "os" else base
         cipher = RecordCipher(encryption_key) if encryption_key is not None else None
-        working.lock()
+        lock_id = working.lock()
         try:
             recovered = recover(working, cipher)
             store = cls(
                 working,
                 cipher,
                 recovered,
+                lock_id=lock_id,
                 segment_size_bytes=segment_size_bytes,
                 keep_snapshots=keep_snapshots,
                 keep_journal_records=keep_journal_records,
             )
             store._prune()
         except OSError as error:
-            working.unlock()
+            working.unlock(lock_id)
             raise StorageFailed(working.location, error) from error
         except BaseException:
-            working.unlock()
+            working.unlock(lock_id)
             raise
         return store
 
@@ -263,6 +266,8 @@ class Store:
             )
         except FileNotFoundError:  # pruned while we read
             return None
+        except OSError as error:  # the device fails under us: stop, as for a write
+            raise self._fail("", error) from error
         return found or None
 
     def _read_from(
@@ -414,7 +419,7 @@ class Store:
         except OSError:
             pass  # the data that matters was synced or reported lost already
         finally:
-            self._disk.unlock()
+            self._disk.unlock(self._lock_id)
 
 
 def _checked_records(records: Sequence[bytes], encrypted: bool) -> list[bytes]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from paxoskv.errors import DataDirLocked, StorageFailed
 from paxoskv.storage import DiskStopped, FaultyDisk, MemoryDisk, OsDisk, Store
 from paxoskv.storage.disk import Disk
 
@@ -165,3 +166,20 @@ def _random_work(
             store.write_snapshot(len(history), msgpack.packb(history))
             reported[0] = store.durable_index
             assert reported[0] == len(history)
+
+
+def test_a_store_abandoned_by_a_crash_cannot_release_its_successors_lock() -> None:
+    disk = MemoryDisk()
+    old = Store.open(None, disk=disk)
+    old.append([b"a"])
+    old.sync()
+    disk.crash()
+    new = Store.open(None, disk=disk)
+    old.append([b"ghost"])
+    with pytest.raises(StorageFailed):  # its file handles died with the crash
+        old.sync()
+    old.close()
+    with pytest.raises(DataDirLocked):
+        Store.open(None, disk=disk)
+    assert recover_all(new) == (None, [(1, b"a")])
+    new.close()
