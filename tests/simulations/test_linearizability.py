@@ -570,9 +570,12 @@ def test_the_search_agrees_with_brute_force_on_small_random_histories(
 # --- size ------------------------------------------------------------------------------------
 
 
-def concurrent_execution(count: int, clients: int, seed: int) -> list[Operation]:
+def concurrent_execution(
+    count: int, clients: int, seed: int, timed_out_fraction: float = 0.0
+) -> list[Operation]:
     """Clients each issue one call at a time; every call takes effect at a random instant
-    inside its interval, and the answers come from running the calls in that order."""
+    inside its interval, and the answers come from running the calls in that order. A
+    fraction of the writes then lose their return, as if the client had timed out."""
     rng = random.Random(seed)
     free_at = [0.0] * clients
     timeline = []
@@ -586,21 +589,60 @@ def concurrent_execution(count: int, clients: int, seed: int) -> list[Operation]
     timeline.sort()
     plan = [(kind, "k", n, rng.choice((0, n - 1, n - 2))) for n, (*_, kind) in enumerate(timeline)]
     answers = run_sequentially(plan)
+    lost = random.Random(seed + 1)
     return [
         Operation(client, kind, "k", arg, seen, call, ret)  # type: ignore[arg-type]
+        if kind == "get" or lost.random() >= timed_out_fraction
+        else Operation(client, kind, "k", arg, seen, call, None)  # type: ignore[arg-type]
         for (_, client, call, ret, kind), (arg, seen) in zip(timeline, answers, strict=True)
     ]
+
+
+def with_last_read_wrong(history: list[Operation]) -> tuple[list[Operation], int]:
+    last_read = max(i for i, op in enumerate(history) if op.op == "get" and op.outcome_known)
+    read = history[last_read]
+    wrong = get(read.client_id, -1, read.call_time, read.return_time)  # type: ignore[arg-type]
+    return [*history[:last_read], wrong, *history[last_read + 1 :]], last_read
 
 
 def test_a_2000_operation_concurrent_history_is_decided_both_ways() -> None:
     history = concurrent_execution(2000, clients=5, seed=20261122)
     assert_valid_linearization(history, check_history(history, timeout_s=15))
-    last_read = max(i for i, op in enumerate(history) if op.op == "get")
-    read = history[last_read]
-    history[last_read] = get(read.client_id, -1, read.call_time, read.return_time)  # type: ignore[arg-type]
-    result = check_history(history, timeout_s=15)
+    wrong, last_read = with_last_read_wrong(history)
+    result = check_history(wrong, timeout_s=15)
     assert result.verdict is Verdict.NOT_LINEARIZABLE
     assert result.failure is not None and result.failure.blocked == last_read
+
+
+def test_timed_out_twins_are_interchangeable() -> None:
+    """Each absent read after a write needs one of the timed-out deletes in between. Which
+    one does not matter; a search that tried each choice would take 2**20 configurations."""
+
+    def history(deletes: int, pairs: int) -> list[Operation]:
+        ops = [delete(c, None, 0, None) for c in range(deletes)]
+        for i in range(pairs):
+            ops += [put(100, i, 10 * i + 1, 10 * i + 2), get(101, None, 10 * i + 3, 10 * i + 4)]
+        return ops
+
+    enough, short = history(20, 20), history(20, 21)
+    assert_valid_linearization(enough, check_history(enough, max_steps=20_000))
+    assert check_history(short, max_steps=20_000).verdict is Verdict.NOT_LINEARIZABLE
+
+
+def test_timed_out_writes_that_nothing_observes_cost_little() -> None:
+    history = [put(c, c, 0, None) for c in range(16)]
+    history += [put(99, 100, 1, 2), get(98, "never", 3, 4)]
+    assert check_history(history, max_steps=20_000).verdict is Verdict.NOT_LINEARIZABLE
+
+
+def test_refuting_a_history_with_timed_out_writes_stays_within_budget() -> None:
+    """Subset dominance: a configuration reached again with more timed-out calls used up is
+    not explored again (an exact-match memo needs six times the steps here)."""
+    history = concurrent_execution(150, clients=5, seed=6, timed_out_fraction=0.1)
+    assert sum(not op.outcome_known for op in history) == 12
+    assert_valid_linearization(history, check_history(history, max_steps=300_000))
+    wrong, _ = with_last_read_wrong(history)
+    assert check_history(wrong, max_steps=300_000).verdict is Verdict.NOT_LINEARIZABLE
 
 
 def test_freeze_is_strict_where_python_equality_is_not() -> None:
