@@ -85,10 +85,9 @@ class Compare:
             raise InvalidCommand(f"compare target {self.target!r} is not one of {TARGETS}")
         if self.op not in OPS:
             raise InvalidCommand(f"compare op {self.op!r} is not one of {OPS}")
-        if self.target == "value":
-            check_value(self.operand)
-        elif type(self.operand) is not int:
+        if self.target != "value" and type(self.operand) is not int:
             raise InvalidCommand(f"comparing {self.target} needs an int, not {self.operand!r}")
+        check_value(self.operand)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,9 @@ The hot path is ``apply_encoded`` of a Set: unpack one msgpack array, check its 
 one dict entry, append one tuple to the history, pack the answer. It builds no dataclasses:
 handlers work on the wire form of commands and return the wire form of results, and the
 dataclasses are built only for callers who ask through :meth:`apply` or the read methods. A
-stored row is the list ``[key, value, create_revision, mod_revision, version, lease_id]``; rows
-are never changed in place (a write stores a new list), so the old row can be handed out as
-the previous value with no copy.
+stored row is the tuple ``(key, value, create_revision, mod_revision, version, lease_id)``:
+immutable, so the old row can be handed out as the previous value with no copy, and cheaper
+than a list to build, to keep and (when the value is a scalar) for the garbage collector.
 
 Values are not copied on the way in or out either: do not mutate a value after writing it or
 after reading it, or this replica's state silently drifts from the others.
@@ -49,10 +49,10 @@ from paxoskv.state.results import (
     result_from_wire,
     row_to_wire,
 )
-from paxoskv.state.snapshot import digest_state, restore_state, snapshot_state
+from paxoskv.state.snapshot import digest_state, paused_gc, restore_state, snapshot_state
 from paxoskv.state.wire import UINT64_MAX, MalformedCommand, new_packer, pack
 
-Row = list[Any]
+Row = tuple[Key, Any, int, int, int, int | None]
 _Handler = Callable[[list[Any], int], list[Any]]
 
 # Which row field a compare target reads, and what a missing key reads as.
@@ -152,15 +152,17 @@ class KVStateMachine:
         The same as :meth:`apply_encoded` for a command already in hand; a replica applying
         the log should prefer ``apply_encoded``, which skips building dataclasses.
         """
-        self._advance_time(log_time_ms)
+        # Every check that can refuse the call comes before the first change.
         wire = read_command_wire(command_to_wire(command))
-        if client_id is None and seq is None:
+        identified = _check_request_id(client_id, seq)
+        self._advance_time(log_time_ms)
+        if not identified:
             return result_from_wire(self._execute(wire))
-        cached = self._deduplicate(client_id, seq)
+        cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
         if cached is not None:
             return decode_result(cached)
         result = self._execute(wire)
-        self._dedup.remember(client_id, seq, pack(result))  # type: ignore[arg-type]
+        self._dedup.remember(client_id, seq, self._pack(result))  # type: ignore[arg-type]
         return result_from_wire(result)
 
     def apply_encoded(
@@ -178,9 +180,10 @@ class KVStateMachine:
         revision like any other entry. A duplicate ``(client_id, seq)`` gets the cached bytes
         of its first application and changes nothing.
         """
+        identified = _check_request_id(client_id, seq)
         self._advance_time(log_time_ms)
-        if client_id is not None or seq is not None:
-            cached = self._deduplicate(client_id, seq)
+        if identified:
+            cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
             if cached is not None:
                 return cached
         try:
@@ -191,7 +194,7 @@ class KVStateMachine:
         else:
             result = self._execute(wire)
         encoded = self._pack(result)
-        if client_id is not None:
+        if identified:
             self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
         return encoded
 
@@ -211,13 +214,8 @@ class KVStateMachine:
             self._log_time_ms = log_time_ms
             self._dedup.forget_idle(log_time_ms)
 
-    def _deduplicate(self, client_id: ClientId | None, seq: int | None) -> bytes | None:
+    def _deduplicate(self, client_id: ClientId, seq: int) -> bytes | None:
         """Cached bytes for a duplicate, encoded Failed for a stale seq, None for a new one."""
-        if type(client_id) is not str or type(seq) is not int or not 0 <= seq <= UINT64_MAX:
-            raise InvalidCommand(
-                f"a request id is a str client_id with an int seq >= 0, "
-                f"not ({client_id!r}, {seq!r})"
-            )
         cached = self._dedup.check(client_id, seq, self._log_time_ms)
         if cached is not STALE:
             return cached
@@ -331,12 +329,12 @@ class KVStateMachine:
         data = self._data
         prev = data.get(key)
         if prev is None:
-            data[key] = [key, value, revision, revision, 1, lease_id]
+            data[key] = (key, value, revision, revision, 1, lease_id)
             if lease_id is not None:
                 self._leases.attach(key, lease_id)
             self._history.record(revision, SET_EVENT, key, value, None)
             return None
-        data[key] = [key, value, prev[2], revision, prev[4] + 1, lease_id]
+        data[key] = (key, value, prev[2], revision, prev[4] + 1, lease_id)
         if prev[5] != lease_id:
             if prev[5] is not None:
                 self._leases.detach(key, prev[5])
@@ -410,6 +408,10 @@ class KVStateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state (history and dedup table included) as one msgpack blob."""
+        with paused_gc():
+            return self._snapshot()
+
+    def _snapshot(self) -> bytes:
         return snapshot_state(
             parameters=[
                 self._history.limit_events,
@@ -431,7 +433,8 @@ class KVStateMachine:
     @classmethod
     def restore(cls, data: bytes) -> KVStateMachine:
         """A machine in the state ``data`` was taken in; MalformedSnapshot if it is not one."""
-        state = restore_state(data)
+        with paused_gc():
+            state = restore_state(data)
         limit_events, window_requests, idle_ms = state.parameters
         machine = cls(
             state.configuration,
@@ -455,6 +458,10 @@ class KVStateMachine:
         not the watch history, which is a per-node cache of the log whose length each node
         may configure. Equal state gives equal digests on any replica and any hash seed.
         """
+        with paused_gc():
+            return self._digest()
+
+    def _digest(self) -> bytes:
         return digest_state(
             header=[
                 self._revision,
@@ -482,6 +489,17 @@ def _lease_not_found(lease_id: int) -> Rejected:
         f"lease {lease_id} does not exist (it expired, was revoked, or was never granted); "
         "grant a new lease",
     )
+
+
+def _check_request_id(client_id: object, seq: object) -> bool:
+    """True if the call names a request, False if it names none; InvalidCommand if half."""
+    if client_id is None and seq is None:
+        return False
+    if type(client_id) is not str or type(seq) is not int or not 0 <= seq <= UINT64_MAX:
+        raise InvalidCommand(
+            f"a request id is a str client_id with an int seq >= 0, not ({client_id!r}, {seq!r})"
+        )
+    return True
 
 
 def _require_positive(name: str, number: object) -> None:

@@ -185,11 +185,14 @@ Result: TypeAlias = (
 # --- to the wire ---------------------------------------------------------------------------
 
 
-def row_to_wire(row: list[Any] | None) -> list[Any] | None:
-    """A stored row as it travels: the same list unless its key is a tuple (see wire.py)."""
-    if row is None or type(row[0]) is not tuple:
-        return row
-    return [list(row[0]), *row[1:]]
+def row_to_wire(row: tuple[Any, ...] | None) -> list[Any] | None:
+    """A stored row as it travels: an array, its tuple key an array too (see wire.py)."""
+    if row is None:
+        return None
+    wire = list(row)
+    if type(row[0]) is tuple:
+        wire[0] = list(row[0])
+    return wire
 
 
 def _kv_to_wire(kv: KeyValue | None) -> list[Any] | None:
@@ -263,7 +266,7 @@ def _str(raw: object) -> str:
 
 def key_value_from_row(row: object) -> KeyValue:
     """A KeyValue from a row's wire form (or a stored row); ValueError/TypeError if bad."""
-    if type(row) is not list or len(row) != 6:
+    if (type(row) is not list and type(row) is not tuple) or len(row) != 6:
         raise ValueError("a key-value row has six fields")
     key, value, create_revision, mod_revision, version, lease_id = row
     return KeyValue(

@@ -105,6 +105,7 @@ def test_the_wire_form_is_a_compact_array_not_a_map_of_field_names() -> None:
         lambda: Set("k", {"a": ["\udc00"]}),
         lambda: Set("k", msgpack.ExtType(1, b"reserved for tuples")),
         lambda: Compare("k", "value", "==", object()),
+        lambda: Compare("k", "version", "<", 2**64),
     ],
 )
 def test_values_msgpack_cannot_carry_are_refused_when_the_command_is_built(make: Any) -> None:

@@ -130,7 +130,7 @@ def test_cached_result_is_read_only() -> None:
 def test_a_half_or_badly_typed_request_id_is_a_caller_error(client_id: object, seq: object) -> None:
     m = fresh()
     with pytest.raises(InvalidCommand):
-        m.apply_encoded(encode_command(NoOp()), 0, client_id=client_id, seq=seq)  # type: ignore[arg-type]
+        m.apply_encoded(encode_command(NoOp()), 500, client_id=client_id, seq=seq)  # type: ignore[arg-type]
     with pytest.raises(InvalidCommand):
-        m.apply(NoOp(), 0, client_id=client_id, seq=seq)  # type: ignore[arg-type]
-    assert m.revision == 0
+        m.apply(NoOp(), 500, client_id=client_id, seq=seq)  # type: ignore[arg-type]
+    assert (m.revision, m.log_time_ms) == (0, 0)  # refused before anything changed
