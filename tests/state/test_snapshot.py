@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -24,6 +25,8 @@ from paxoskv.state import (
     decode_result,
     encode_command,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def busy() -> KVStateMachine:
@@ -134,7 +137,7 @@ def test_the_digest_does_not_depend_on_the_hash_seed() -> None:
     digests = {
         subprocess.run(
             [sys.executable, "-c", script],
-            env={"PYTHONHASHSEED": seed, "PYTHONPATH": "."},
+            env={"PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO_ROOT)},
             capture_output=True,
             text=True,
             check=True,
