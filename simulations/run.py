@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from paxoskv.paxos.batches import decode_batch
 from paxoskv.paxos.effects import Answer
+from paxoskv.paxos.engine import Engine
 from paxoskv.paxos.messages import Request
 from paxoskv.state import AddLearner, Command, PromoteLearner, encode_command
 from simulations.linearizability import check_history
@@ -32,6 +33,8 @@ class RunOptions:
     faults: frozenset[str] = frozenset(FAULT_KINDS)
     fault_phase_s: float = 12.0
     liveness_bound_s: float = 15.0
+    power_cut_chance: float = 0.15  # of a crash event taking down every node at once
+    engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
 
 
 @dataclass
@@ -50,7 +53,7 @@ def run_seed(
     seed: int, options: RunOptions | None = None, trace: Callable[[str], None] | None = None
 ) -> RunResult:
     options = options or RunOptions()
-    world = World(seed, options.nodes, trace=trace)
+    world = World(seed, options.nodes, trace=trace, engine_class=options.engine_class)
     try:
         return _run(world, options)
     except SimulationFailure as failure:
@@ -172,7 +175,6 @@ class _Admin:
 
 def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admin: _Admin) -> None:
     end = options.fault_phase_s
-    max_down = (options.nodes - 1) // 2
     time = rng.uniform(0.5, 1.5)
     kinds = [k for k in ("crash", "partition") if k in options.faults]
     if "membership" in options.faults:
@@ -187,22 +189,39 @@ def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admi
     while kinds and time < end - 1.0:
         kind = rng.choice(kinds)
         if kind == "crash":
-            world.scheduler.at(time, _crash_one, world, rng, max_down, end)
+            world.scheduler.at(time, _crash_some, world, rng, options, end)
         else:
             world.scheduler.at(time, _partition_some, world, rng, end)
         time += rng.uniform(0.3, 2.0)
 
 
-def _crash_one(world: World, rng: random.Random, max_down: int, end: float) -> None:
-    down = [n for n in world.nodes.values() if not n.up]
-    live = [n for n in world.up_nodes()]
-    if len(down) >= max_down or not live:
+def _crash_some(world: World, rng: random.Random, options: RunOptions, end: float) -> None:
+    """Kill a node, or as many at once as may be down (often the leader), or all of them.
+
+    A power cut of the whole cluster is more than Paxos must survive for liveness, but with
+    fsync before every acknowledgement no acknowledged write may be lost to it, so it is the
+    sharpest test of the durability discipline.
+    """
+    down = sum(1 for n in world.nodes.values() if not n.up)
+    live = [n.node_id for n in world.up_nodes()]
+    if down == 0 and rng.random() < options.power_cut_chance:
+        world.log("power cut: every node at once")
+        for victim in live:
+            world.crash(victim)
+            world.scheduler.at(world.now + rng.uniform(0.05, 1.0), _restart, world, victim)
         return
-    victim = world.leader() if rng.random() < 0.4 else None
-    victim = victim or rng.choice(live).node_id
-    world.crash(victim)
-    restart_at = min(world.now + rng.uniform(0.3, 4.0), end)
-    world.scheduler.at(restart_at, _restart, world, victim)
+    budget = (options.nodes - 1) // 2 - down
+    if budget <= 0 or not live:
+        return
+    count = budget if rng.random() < 0.3 else 1
+    leader = world.leader()
+    victims = [leader] if leader is not None and rng.random() < 0.5 else []
+    rng.shuffle(live)
+    victims += [n for n in live if n not in victims][: count - len(victims)]
+    for victim in victims:
+        world.crash(victim)
+        restart_at = min(world.now + rng.uniform(0.3, 4.0), end)
+        world.scheduler.at(restart_at, _restart, world, victim)
 
 
 def _restart(world: World, node_id: str) -> None:

@@ -128,11 +128,11 @@ class Workload:
         call = client.call
         assert call is not None
         live = [n.node_id for n in self.world.up_nodes()]
-        if not live:
+        if not live:  # the whole cluster is down: wait a timeout and try again
+            call.attempts += 1
             self.world.scheduler.at(
                 self.world.now + self.timeout_s, self._timeout, client, call, call.attempts
             )
-            call.attempts += 1
             return
         call.node_id = client.rng.choice(live)
         call.attempts += 1

@@ -93,11 +93,14 @@ class World:
         learners: int = 0,
         settings: dict[str, Any] | None = None,
         trace: Callable[[str], None] | None = None,
+        engine_class: type[Engine] = Engine,
     ) -> None:
         self.seed = seed
+        self.engine_class = engine_class
         self.rng = random.Random(seed)
         self.scheduler = Scheduler()
         self.faults = NetworkFaults()
+        self.sync_latency_s = (0.001, 0.01)  # an fsync on a real disk: milliseconds
         self.cut: set[tuple[str, str]] = set()
         self.nodes: dict[str, SimNode] = {}
         self.settings_overrides = settings or {}
@@ -141,7 +144,7 @@ class World:
             durable.replay(record)
         settings = EngineSettings(node_id=node_id, learner=node.learner, **self.settings_overrides)
         node.incarnation += 1
-        node.engine = Engine(
+        node.engine = self.engine_class(
             settings,
             random.Random(self.rng.getrandbits(64)),
             self.genesis,
@@ -200,7 +203,7 @@ class World:
                 node.unsynced_ids.append(effect.sync_id)
                 if not node.sync_scheduled:
                     node.sync_scheduled = True
-                    delay = self.rng.uniform(0.0002, 0.002)
+                    delay = self.rng.uniform(*self.sync_latency_s)
                     self.scheduler.at(self.now + delay, self._sync, node, node.incarnation)
             elif isinstance(effect, fx.SaveSnapshot):
                 store.write_snapshot(effect.journal_index, effect.blob)
