@@ -190,7 +190,8 @@ def main() -> None:
     arguments = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="paxoskv-bench-", dir=arguments.dir))
     where = f"{root} (crc32c: {CRC32C_IMPLEMENTATION}, {os.cpu_count()} CPUs)"
-    print(f"paxos-kv storage benchmark in {where}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"paxos-kv storage benchmark in {where}; load average {load}")
     started = time.perf_counter()
     try:
         bench_appends(root, arguments.quick)
@@ -198,7 +199,8 @@ def main() -> None:
         bench_snapshot(root, arguments.quick)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load average now {load}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
 from paxoskv.storage.faults import DiskStopped, FaultyDisk
 from paxoskv.storage.group_commit import GroupCommitter
 from paxoskv.storage.memory_disk import MemoryDisk
+from paxoskv.storage.snapshots import SnapshotStream
 from paxoskv.storage.store import (
     DEFAULT_KEEP_JOURNAL_RECORDS,
     DEFAULT_KEEP_SNAPSHOTS,
@@ -35,6 +36,7 @@ __all__ = [
     "MemoryDisk",
     "NoSyncDisk",
     "OsDisk",
+    "SnapshotStream",
     "Store",
     "crc32c",
     "load_key_file",
