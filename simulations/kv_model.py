@@ -25,8 +25,9 @@ class Model(Protocol[StateT]):
 
     def step(self, state: StateT, op: Operation) -> tuple[bool, StateT]:
         """Whether *op*, run alone in *state*, could have answered what it answered, and the
-        state after it. A call whose outcome is unknown must be accepted in any state where it
-        can run at all: its output says nothing."""
+        state after it. Must be deterministic. For a call whose outcome is unknown the output
+        says nothing, so the answer may depend only on the state, ``op.op`` and ``op.input``:
+        the checker treats such calls with equal op and input as interchangeable."""
         ...
 
     def describe(self, state: StateT) -> str:

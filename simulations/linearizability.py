@@ -23,6 +23,15 @@ time, so it pops the last choice, relinks it, and tries the next candidate. A me
 already explored, which makes typical histories near-linear. The search is bounded by steps
 and by time and answers UNKNOWN rather than hang.
 
+Calls that timed out need more, because each stays a candidate until the end of the history
+and an exact-match cache then sees 2**k configurations for k of them. Ours: they wait in a
+second list and are tried only when no returned call can go next; a configuration is pruned
+when one with the same returned calls placed, the same state and a *subset* of the timed-out
+calls placed was explored (the fewer used up, the more futures remain); timed-out calls with
+the same op and input are interchangeable, so only the earliest unplaced one is tried; and a
+timed-out call is placed only right before an operation whose outcome it changes. Each rule
+has a test that fails without it.
+
 Intervals that touch (a return and a call at the same instant) count as overlapping, so a
 coarse clock can never make the checker cry wolf; record distinct times for a strict order.
 """
@@ -70,6 +79,10 @@ _TIMED_OUT_HEAD: Final = 1
 _FIRST_ENTRY: Final = 2
 _NONE: Final = -1
 
+# A choice on the search stack: the entry placed, then what to restore when undoing it
+# (state, cutoff, base, window, timed-out bitset).
+_Frame = tuple[int, Hashable, float | None, int, int, int]
+
 
 class Verdict(enum.Enum):
     LINEARIZABLE = "linearizable"
@@ -114,8 +127,8 @@ class CheckResult:
     def failure(self) -> KeyResult | None:
         return next((k for k in self.keys if k.verdict is Verdict.NOT_LINEARIZABLE), None)
 
-    @property
     def explanation(self) -> str:
+        """The failing key's story when there is one, else the one-line summary."""
         failure = self.failure
         return self.summary if failure is None else failure.explanation
 
@@ -178,8 +191,21 @@ def _past(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() > deadline
 
 
+def _with_placed(base: int, window: int, rank: int) -> tuple[int, int]:
+    """Add call *rank* to the set {0 .. base-1} plus {base + i for each bit i of window}.
+
+    Returned calls are ranked in call order, so the placed ones are nearly a prefix; keeping
+    the prefix as a count and clearing the window's low ones keeps memo keys as small as the
+    concurrency rather than as large as the history (a plain bitset makes 50,000 operations
+    on one key cost gigabytes).
+    """
+    window |= 1 << (rank - base)
+    ones = (~window & (window + 1)).bit_length() - 1
+    return base + ones, window >> ones
+
+
 def _unexplored(
-    memo: dict[tuple[int, Hashable], list[int]], returned: int, state: Hashable, timed_out: int
+    memo: dict[tuple[int, int, Hashable], list[int]], key: tuple[int, int, Hashable], timed_out: int
 ) -> bool:
     """Record a configuration unless one that dominates it was already explored.
 
@@ -188,9 +214,9 @@ def _unexplored(
     call that never returned), and every configuration the depth-first search meets again has
     either failed or is an ancestor that will try the same futures itself.
     """
-    explored = memo.get((returned, state))
+    explored = memo.get(key)
     if explored is None:
-        memo[(returned, state)] = [timed_out]
+        memo[key] = [timed_out]
         return True
     if any(old & timed_out == old for old in explored):
         return False
@@ -204,14 +230,8 @@ class _Search:
 
     Two linked lists share parallel int arrays (rather than node objects: the search touches
     them millions of times and list indexing is the fastest thing CPython does). The main list,
-    headed at index 0, holds the calls and returns of calls that returned. Calls that never
-    returned sit in a second list, headed at index 1, in call order: they have no deadline, so
-    the search tries them only after every returned call has failed to go next, and a
-    configuration is pruned when one with the same returned calls placed, the same state and
-    a *subset* of these placed was already explored. That dominance (anything the larger set
-    can still do, the smaller can do too) is what keeps refuting a history with many
-    timed-out writes from being exponential in their number, where Porcupine's exact-match
-    cache would not be.
+    headed at index 0, holds the calls and returns of calls that returned; calls that never
+    returned sit in a second list, headed at index 1, in call order.
     """
 
     def __init__(
@@ -241,6 +261,7 @@ class _Search:
         self.time_of = [0.0] * size
         self.is_call = [False] * size
         self.match = [_NONE] * size  # call entry -> its return entry, _NONE if it never returned
+        self.rank_of = [_NONE] * size  # call entry -> its bit: call order within its list
         self.next = [_NONE] * size
         self.prev = [_NONE] * size
         self._chain(_MAIN_HEAD, main, _FIRST_ENTRY)
@@ -269,6 +290,7 @@ class _Search:
         for entry, (at, kind, local) in enumerate(events, start=first):
             self.op_of[entry], self.time_of[entry], self.is_call[entry] = local, at, kind == 0
             if kind == 0:
+                self.rank_of[entry] = len(call_entry)
                 call_entry[local] = entry
             else:
                 self.match[call_entry[local]] = entry
@@ -307,14 +329,15 @@ class _Search:
             self.next,
             self.ops,
         )
-        is_call, twin_of, lift = self.is_call, self.twin_of, self._lift
+        is_call, twin_of, rank_of, lift = self.is_call, self.twin_of, self.rank_of, self._lift
         limit = max_steps if max_steps is not None else sys.maxsize
         state = self.model.init()
-        returned_placed = timed_out_placed = 0  # bitsets of local op ids
-        memo: dict[tuple[int, Hashable], list[int]] = {}
-        stack: list[tuple[int, Hashable, float | None]] = []  # (entry, state before, cutoff)
+        base = window = 0  # returned calls placed, as in _with_placed
+        timed_out_placed = 0  # bitset of timed-out calls placed, by rank
+        memo: dict[tuple[int, int, Hashable], list[int]] = {}
+        stack: list[_Frame] = []
         known_left = self.known_ops
-        best: tuple[list[int], Hashable, int, list[int]] | None = None
+        longest = _Longest()
         entry, cutoff = nxt[_MAIN_HEAD], None
         steps = 0
         while known_left:
@@ -325,27 +348,26 @@ class _Search:
                 return self._undecided(steps, "gave up when timeout_s ran out")
             if cutoff is None and not is_call[entry]:
                 # A return whose call is unplaced: no returned call can go next here.
-                if best is None or len(stack) > len(best[0]):
-                    best = ([op_of[e] for e, _, _ in stack], state, op_of[entry], [])
-                    best[3].extend(self._pending(entry))
+                longest.offer(stack, op_of, state, op_of[entry])
                 entry, cutoff = nxt[_TIMED_OUT_HEAD], time_of[entry]
             if cutoff is None or (entry != _NONE and time_of[entry] <= cutoff):
                 twin = twin_of[entry]
-                if twin != _NONE and not (timed_out_placed >> op_of[twin]) & 1:
+                if twin != _NONE and not (timed_out_placed >> rank_of[twin]) & 1:
                     entry = nxt[entry]
                     continue
                 fits, after = step(state, ops[op_of[entry]])
                 if fits and self._pointless(stack, entry, after):
                     entry = nxt[entry]
                     continue
-                bit = 1 << op_of[entry]
                 if cutoff is None:
-                    returned, timed_out = returned_placed | bit, timed_out_placed
+                    new_base, new_window = _with_placed(base, window, rank_of[entry])
+                    timed_out = timed_out_placed
                 else:
-                    returned, timed_out = returned_placed, timed_out_placed | bit
-                if fits and _unexplored(memo, returned, after, timed_out):
-                    stack.append((entry, state, cutoff))
-                    state, returned_placed, timed_out_placed = after, returned, timed_out
+                    new_base, new_window = base, window
+                    timed_out = timed_out_placed | 1 << rank_of[entry]
+                if fits and _unexplored(memo, (new_base, new_window, after), timed_out):
+                    stack.append((entry, state, cutoff, base, window, timed_out_placed))
+                    state, base, window, timed_out_placed = after, new_base, new_window, timed_out
                     lift(entry)
                     known_left -= cutoff is None
                     entry, cutoff = nxt[_MAIN_HEAD], None
@@ -354,23 +376,16 @@ class _Search:
                 continue
             # Nothing can go next: undo the last choice and try the one after it.
             if not stack:
-                assert best is not None
-                return self._refuted(steps, *best)
-            entry, state, cutoff = stack.pop()
-            bit = 1 << op_of[entry]
-            if cutoff is None:
-                returned_placed ^= bit
-                known_left += 1
-            else:
-                timed_out_placed ^= bit
+                return self._refuted(steps, longest)
+            entry, state, cutoff, base, window, timed_out_placed = stack.pop()
+            longest.shrink(len(stack))
+            known_left += cutoff is None
             self._unlift(entry)
             entry = nxt[entry]
-        order = tuple(self.indices[op_of[e]] for e, _, _ in stack)
+        order = tuple(self.indices[op_of[frame[0]]] for frame in stack)
         return KeyResult(self.key, Verdict.LINEARIZABLE, steps, order, None, (), "linearizable")
 
-    def _pointless(
-        self, stack: list[tuple[int, Hashable, float | None]], entry: int, after: Hashable
-    ) -> bool:
+    def _pointless(self, stack: list[_Frame], entry: int, after: Hashable) -> bool:
         """Whether *entry*, which fits after the timed-out call on top of *stack*, would do the
         same without it.
 
@@ -382,38 +397,61 @@ class _Search:
             return False
         return self.model.step(stack[-1][1], self.ops[self.op_of[entry]]) == (True, after)
 
-    def _pending(self, stop: int) -> list[int]:
-        """Candidates when the return entry *stop* was reached: calls before it in the main
-        list, and timed-out calls made no later than it."""
-        pending, entry = [], self.next[_MAIN_HEAD]
-        while entry != stop:
-            pending.append(self.op_of[entry])
-            entry = self.next[entry]
-        entry = self.next[_TIMED_OUT_HEAD]
-        while entry != _NONE and self.time_of[entry] <= self.time_of[stop]:
-            pending.append(self.op_of[entry])
-            entry = self.next[entry]
-        return pending
-
     def _undecided(self, steps: int, reason: str) -> KeyResult:
         text = f"key {self.key!r}: {reason}; raise the budget or shorten the history"
         return KeyResult(self.key, Verdict.UNKNOWN, steps, (), None, (), text)
 
-    def _refuted(
-        self, steps: int, prefix: list[int], state: Hashable, blocked: int, pending: list[int]
-    ) -> KeyResult:
-        order = tuple(self.indices[local] for local in prefix)
-        unplaced = tuple(self.indices[local] for local in pending)
-        text = _explain(self, prefix, state, blocked, pending)
+    def _refuted(self, steps: int, longest: _Longest) -> KeyResult:
+        prefix, blocked = longest.order, longest.blocked
+        assert blocked != _NONE, "the search backtracks only after reaching a return"
+        placed = set(prefix)
+        deadline = self.ops[blocked].return_time
+        assert deadline is not None
+        # The candidates when the search stopped short: unplaced calls made by the deadline.
+        pending = [
+            local
+            for local, op in enumerate(self.ops)
+            if local not in placed and op.call_time <= deadline
+        ]
+        text = _explain(self, prefix, longest.state, blocked, pending)
         return KeyResult(
             self.key,
             Verdict.NOT_LINEARIZABLE,
             steps,
-            order,
+            tuple(self.indices[local] for local in prefix),
             self.indices[blocked],
-            unplaced,
+            tuple(self.indices[local] for local in pending),
             text,
         )
+
+
+class _Longest:
+    """The longest linearizable prefix the search has held, for the failure report.
+
+    Copying the stack at each new record would cost O(n) a time and O(n**2) on a long
+    history; instead the part still shared with the stack (``agree``) is kept and only what
+    was pushed since is copied, so each push is copied at most once per record.
+    """
+
+    __slots__ = ("agree", "blocked", "order", "state")
+
+    def __init__(self) -> None:
+        self.order: list[int] = []
+        self.agree = 0
+        self.state: Hashable = None
+        self.blocked = _NONE
+
+    def offer(self, stack: list[_Frame], op_of: list[int], state: Hashable, blocked: int) -> None:
+        """The search reached the return of *blocked* with *stack* placed."""
+        if self.blocked != _NONE and len(stack) <= len(self.order):
+            return
+        del self.order[self.agree :]
+        self.order.extend(op_of[frame[0]] for frame in stack[self.agree :])
+        self.agree = len(stack)
+        self.state, self.blocked = state, blocked
+
+    def shrink(self, depth: int) -> None:
+        self.agree = min(self.agree, depth)
 
 
 def _explain(
@@ -466,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"linearizable: {result.summary}")
         return 0
     if result.verdict is Verdict.NOT_LINEARIZABLE:
-        print(f"not linearizable: {result.explanation}")
+        print(f"not linearizable: {result.explanation()}")
         return 1
     print(f"unknown: {result.summary}")
     return 2

@@ -71,7 +71,7 @@ def cas(
 def assert_valid_linearization(history: Sequence[Operation], result: CheckResult) -> None:
     """The order the checker returns must itself be a witness: it respects real time,
     covers every operation that returned, and replays on the model with the same answers."""
-    assert result.ok, result.explanation
+    assert result.ok, result.explanation()
     for key_result in result.keys:
         order = key_result.order
         required = {
@@ -186,7 +186,7 @@ def test_known_non_linearizable_histories_are_rejected(name: str) -> None:
     result = check_history(NOT_LINEARIZABLE[name])
     assert result.verdict is Verdict.NOT_LINEARIZABLE
     assert result.failure is not None and result.failure.key == "k"
-    assert "key 'k'" in result.explanation
+    assert "key 'k'" in result.explanation()
 
 
 @pytest.mark.parametrize("name", sorted(LINEARIZABLE))
