@@ -68,6 +68,8 @@ def _default(obj: object) -> msgpack.ExtType:
     """Pack a value tuple as an ext; refuse anything msgpack would not bring back as it was."""
     if type(obj) is tuple:
         return msgpack.ExtType(TUPLE_EXT_CODE, pack(list(obj)))
+    if type(obj) is int:  # msgpack hands over the ints it has no format for
+        _check_int(obj)
     raise ValueNotSerialisable(
         f"a value of type {type(obj).__name__} cannot be stored; use None, bool, int, float, "
         "str, bytes, or lists, tuples and dicts of them"

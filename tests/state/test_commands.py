@@ -169,6 +169,14 @@ def test_a_txn_accepts_lists_and_stores_tuples() -> None:
     hash(txn)
 
 
+def test_encode_refuses_what_was_changed_after_the_checks_saying_why() -> None:
+    value = [1]
+    command = Set("k", value)
+    value.append(2**64)  # mutating a value after handing it over is the caller's bug
+    with pytest.raises(ValueNotSerialisable, match="64-bit range"):
+        encode_command(command)
+
+
 def test_encoding_something_that_is_not_a_command_is_a_caller_error() -> None:
     with pytest.raises(InvalidCommand, match="not a paxos-kv command"):
         encode_command("set k v")  # type: ignore[arg-type]
