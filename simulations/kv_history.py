@@ -77,7 +77,16 @@ def thaw(frozen: Hashable) -> object:
         return float.fromhex(body)
     if tag == "list":
         return [thaw(item) for item in body]
-    return {thaw(k): thaw(v) for k, v in body}
+    return {_thaw_key(k): thaw(v) for k, v in body}
+
+
+def _thaw_key(frozen: Hashable) -> Hashable:
+    """A map key that was a tuple froze like a list; it must come back hashable."""
+    if isinstance(frozen, tuple) and frozen[0] == "list":
+        return tuple(_thaw_key(item) for item in frozen[1])
+    value = thaw(frozen)
+    assert isinstance(value, Hashable)
+    return value
 
 
 # --- the record of one call --------------------------------------------------------------

@@ -85,6 +85,8 @@ _Frame = tuple[int, Hashable, float | None, int, int, int]
 
 
 class Verdict(enum.Enum):
+    """UNKNOWN is a budget running out, never a guess: it says nothing either way."""
+
     LINEARIZABLE = "linearizable"
     NOT_LINEARIZABLE = "not linearizable"
     UNKNOWN = "unknown"
@@ -180,7 +182,7 @@ def _combine(history: Sequence[Operation], key_count: int, results: list[KeyResu
         verdict = Verdict.UNKNOWN
         undecided = [r for r in results if r.verdict is Verdict.UNKNOWN]
         reason = undecided[0].explanation if undecided else "the time budget ran out"
-        summary = f"undecided: {reason} ({counts})"
+        summary = f"{reason} ({counts})"
     else:
         verdict = Verdict.LINEARIZABLE
         summary = counts
