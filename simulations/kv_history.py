@@ -303,8 +303,13 @@ def decode_operation(line: str) -> Operation:
     missing = [name for name in FIELDS if name not in record]
     unknown = sorted(set(record) - set(FIELDS))
     if missing or unknown:
+        problems = [
+            f"{label} {names}"
+            for label, names in (("missing", missing), ("unknown", unknown))
+            if names
+        ]
         raise HistoryFormatError(
-            f"fields missing {missing}, unknown {unknown}; a line has exactly {', '.join(FIELDS)}"
+            f"fields {' and '.join(problems)}; a line has exactly {', '.join(FIELDS)}"
         )
     return Operation(
         client_id=record["client_id"],

@@ -369,8 +369,8 @@ GOOD_LINE = (
     [
         ("{not json", "not a JSON object"),
         ("[1, 2]", "one JSON object"),
-        (GOOD_LINE.replace('"input": null, ', ""), "fields missing ['input']"),
-        (GOOD_LINE.replace("{", '{"node": 3, '), "unknown ['node']"),
+        (GOOD_LINE.replace('"input": null, ', ""), "fields missing ['input']; a line has"),
+        (GOOD_LINE.replace("{", '{"node": 3, '), "fields unknown ['node']; a line has"),
         (GOOD_LINE.replace('"get"', '"incr"'), "not one of get"),
         (GOOD_LINE.replace('"return_time": 1', '"return_time": NaN'), "NaN is not JSON"),
         (GOOD_LINE.replace('"output": null', '"output": {"a": 1}'), "must be one tag"),
