@@ -113,7 +113,8 @@ class World:
         self.digests: dict[int, tuple[str, bytes]] = {}  # slot -> (node, digest) seen first
         self.on_answer: Callable[[str, fx.Answer], None] = lambda node, answer: None
         self.on_read_ready: Callable[[str, int], None] = lambda node, read_id: None
-        self.messages_sent: dict[str, int] = {}
+        self.messages_sent: dict[str, int] = {}  # per receiver: what unicast would cost
+        self.datagrams_sent: dict[str, int] = {}  # a broadcast counts once: multicast
         for node_id in ids:
             self.add_node(node_id, learner=node_id in self.genesis.learners)
 
@@ -191,6 +192,9 @@ class World:
         engine, store = node.engine, node.store
         assert engine is not None and store is not None
         for effect in effects:
+            if isinstance(effect, (fx.Send, fx.Broadcast)):
+                sent = self.datagrams_sent.get(node.node_id, 0)
+                self.datagrams_sent[node.node_id] = sent + 1
             if isinstance(effect, fx.Send):
                 self._transmit(node.node_id, effect.to, encode_message(effect.message))
             elif isinstance(effect, fx.Broadcast):
