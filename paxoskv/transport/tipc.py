@@ -7,10 +7,9 @@ range of that type is multicast by the kernel to every node of the cluster. A re
 the sender's *port id*, which ``recvfrom`` gives, so peers learn each other as with UDP.
 
 Sockets are ``SOCK_RDM`` (reliable datagrams: TIPC retransmits on the link, but a receiver
-whose buffer is full still loses messages, so Paxos's own retries stay necessary). asyncio's
-datagram endpoints accept only ``SOCK_DGRAM``, so this module reads with ``add_reader`` and
-sends with ``loop.sock_sendto``. Frames, routing and counters are the shared ones
-(endpoint.py).
+whose buffer is full still loses messages, so Paxos's own retries stay necessary). The socket
+is read and written as UDP's are (sockio.py; asyncio's own datagram endpoints would refuse a
+``SOCK_RDM`` socket anyway). Frames, routing and counters are the shared ones (endpoint.py).
 
 Addresses as the socket module spells them (``socket.AF_TIPC``)::
 
@@ -20,16 +19,15 @@ Addresses as the socket module spells them (``socket.AF_TIPC``)::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import socket
-from typing import Any, Protocol
 
 from paxoskv.errors import TransportUnavailable
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
 from paxoskv.transport.frames import FrameCodec
 from paxoskv.transport.settings import TransportSettings
+from paxoskv.transport.sockio import DatagramSocket, SocketReader
 
 __all__ = [
     "TIPC_MAX_DATAGRAM_BYTES",
@@ -49,17 +47,6 @@ TIPC_CLUSTER_SCOPE: int = getattr(socket, "TIPC_CLUSTER_SCOPE", 2)
 SOCK_RDM: int = getattr(socket, "SOCK_RDM", 4)
 TIPC_MAX_DATAGRAM_BYTES = 66_000  # TIPC_MAX_USER_MSG_SIZE in linux/tipc.h
 _ALL_INSTANCES = 0xFFFF_FFFF
-_READS_PER_WAKEUP = 64
-
-
-class TipcSocket(Protocol):
-    """What the transport uses of a socket, so unit tests can stand in for a kernel."""
-
-    def fileno(self) -> int: ...
-    def getsockname(self) -> Any: ...
-    def recvfrom(self, size_bytes: int, /) -> tuple[bytes, Any]: ...
-    def sendto(self, data: bytes, address: Any, /) -> int: ...
-    def close(self) -> None: ...
 
 
 def node_instance(node_id: str) -> int:
@@ -106,7 +93,7 @@ def tipc_unavailable_reason() -> str | None:
 class TipcTransport(FramedEndpoint):
     """A node's TIPC endpoint. Create it with ``await TipcTransport.open(node_id, settings)``."""
 
-    def __init__(self, node_id: str, settings: TransportSettings, sock: TipcSocket) -> None:
+    def __init__(self, node_id: str, settings: TransportSettings, sock: DatagramSocket) -> None:
         own_address: Address = tuple(sock.getsockname())
         super().__init__(
             node_id,
@@ -117,14 +104,17 @@ class TipcTransport(FramedEndpoint):
                 max_datagram_bytes=TIPC_MAX_DATAGRAM_BYTES,
             ),
             own_address,
+            sock,
             incarnation=settings.incarnation,
             inbox_frames=settings.inbox_frames,
             replay_window_frames=settings.replay_window_frames,
         )
         self.service_type = settings.tipc.service_type
         self._sock = sock
+        self._reader = SocketReader(
+            sock, self.datagram_received, self._socket_error, TIPC_MAX_DATAGRAM_BYTES
+        )
         self._all = [all_nodes_address(self.service_type)]
-        self._reading = False
 
     @classmethod
     async def open(cls, node_id: str, settings: TransportSettings) -> TipcTransport:
@@ -143,32 +133,14 @@ class TipcTransport(FramedEndpoint):
         return transport
 
     def _start(self) -> None:
-        asyncio.get_running_loop().add_reader(self._sock.fileno(), self._readable)
-        self._reading = True
-
-    def _readable(self) -> None:
-        """Drain what is queued, a bounded number at a time so other work is not starved."""
-        for _ in range(_READS_PER_WAKEUP):
-            try:
-                datagram, address = self._sock.recvfrom(TIPC_MAX_DATAGRAM_BYTES + 1)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._stats.send_errors += 1  # an undeliverable earlier send, reported back
-                return
-            self.datagram_received(datagram, tuple(address))
+        self._reader.start()
 
     def _broadcast_addresses(self) -> list[Address]:
         return self._all
-
-    async def _transmit(self, datagram: bytes, address: Address) -> None:
-        await asyncio.get_running_loop().sock_sendto(self._sock, datagram, address)  # type: ignore[arg-type]
 
     def _acceptable_peer(self, address: Address) -> bool:
         return is_port_id(address)
 
     def _close_sockets(self) -> None:
-        if self._reading:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
-            self._reading = False
+        self._reader.stop()
         self._sock.close()

@@ -18,34 +18,31 @@ nodes on one host hear each other) and a TTL of 1 by default (the local subnet).
 default interface is loopback; even with lo lacking the MULTICAST flag, Linux delivers
 multicast over it when the sending socket names 127.0.0.1 as its interface.
 
-Sockets go through asyncio-dgram, which gives a stream per socket; one reader task per socket
-hands each datagram to the shared receive path (endpoint.py).
+Each socket is drained on every wake-up of the event loop and each datagram goes straight to
+the shared receive path (sockio.py says why this is not asyncio-dgram, and endpoint.py what
+the receive path checks).
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import socket
 import sys
 
-import asyncio_dgram
-from asyncio_dgram.aio import DatagramServer
-
-from paxoskv.errors import ConfigurationError, TransportClosed
+from paxoskv.errors import ConfigurationError
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
 from paxoskv.transport.frames import FrameCodec
 from paxoskv.transport.interfaces import Interface, resolve_interface
 from paxoskv.transport.settings import TransportSettings, UdpScope, UdpSettings
+from paxoskv.transport.sockio import SocketReader, drop_own_echo
 
 __all__ = ["UdpTransport"]
 
 log = logging.getLogger("paxoskv.transport")
 
 _IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL", 49)  # Linux; absent from older Pythons
-_STALE_ERRORS_PER_SEND = 8
 _warned_unprotected: set[str] = set()
 
 
@@ -57,11 +54,11 @@ class UdpTransport(FramedEndpoint):
         node_id: str,
         settings: TransportSettings,
         interface: Interface,
-        unicast: DatagramServer,
-        group: DatagramServer | None,
+        unicast: socket.socket,
+        group: socket.socket | None,
     ) -> None:
         udp = settings.udp
-        own_address: Address = tuple(unicast.sockname)
+        own_address: Address = tuple(unicast.getsockname())
         unicast_scope = udp.scope is UdpScope.UNICAST
         super().__init__(
             node_id,
@@ -72,6 +69,7 @@ class UdpTransport(FramedEndpoint):
                 max_datagram_bytes=udp.max_datagram_bytes,
             ),
             own_address,
+            unicast,
             seeds=udp.seed_addresses() if unicast_scope else (),
             gossip_interval_s=udp.gossip_interval_s if unicast_scope else None,
             incarnation=settings.incarnation,
@@ -81,7 +79,14 @@ class UdpTransport(FramedEndpoint):
         self.interface = interface
         self.scope = udp.scope
         self._unicast = unicast
-        self._group = group
+        self.echo_filtered = False
+        self._sockets = [unicast] if group is None else [unicast, group]
+        if group is not None:
+            self.echo_filtered = drop_own_echo(group, (own_address[0], own_address[1]))  # type: ignore[arg-type]
+        self._readers = [
+            SocketReader(sock, self.datagram_received, self._socket_error, udp.max_datagram_bytes)
+            for sock in self._sockets
+        ]
         self._group_address: list[Address] = []
         if udp.scope is UdpScope.MULTICAST:
             self._group_address = [(udp.group, udp.group_port)]
@@ -100,53 +105,28 @@ class UdpTransport(FramedEndpoint):
             )
         if settings.secret is None and not interface.loopback:
             _warn_unprotected(interface)
-        unicast_socket = _unicast_socket(interface, udp)
+        unicast = _unicast_socket(interface, udp)
+        group = None
         try:
-            group_socket = _group_socket(interface, udp)
+            group = _group_socket(interface, udp)
+            transport = cls(node_id, settings, interface, unicast, group)
         except BaseException:
-            unicast_socket.close()
+            unicast.close()
+            if group is not None:
+                group.close()
             raise
-        unicast = await _server(unicast_socket)
-        group = await _server(group_socket) if group_socket else None
-        transport = cls(node_id, settings, interface, unicast, group)
         transport._start()
         return transport
 
     def _start(self) -> None:
-        self._tasks.append(asyncio.create_task(self._read(self._unicast)))
-        if self._group is not None:
-            self._tasks.append(asyncio.create_task(self._read(self._group)))
+        for reader in self._readers:
+            reader.start()
         self._start_gossip()
-
-    async def _read(self, stream: DatagramServer) -> None:
-        while True:
-            try:
-                datagram, address = await stream.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError:
-                # An ICMP error for an earlier send, queued on the socket: not this datagram.
-                self._stats.send_errors += 1
-                continue
-            self.datagram_received(datagram, address)  # type: ignore[arg-type]
 
     def _broadcast_addresses(self) -> list[Address]:
         if self.scope is UdpScope.UNICAST:
             return self._peers.destinations()
         return self._group_address
-
-    async def _transmit(self, datagram: bytes, address: Address) -> None:
-        # asyncio-dgram raises an error queued by an *earlier* send before sending this one;
-        # count those and try again, so one dead peer's ICMP never costs a live peer a frame.
-        for _ in range(_STALE_ERRORS_PER_SEND):
-            try:
-                await self._unicast.send(datagram, address)
-            except asyncio_dgram.TransportClosed:
-                raise TransportClosed(f"transport of node {self.node_id!r} is closed") from None
-            except OSError:
-                self._stats.send_errors += 1
-                continue
-            return
 
     def _acceptable_peer(self, address: Address) -> bool:
         """A reported address must be an IPv4 host:port -- and loopback if we are."""
@@ -162,15 +142,10 @@ class UdpTransport(FramedEndpoint):
         return parsed.is_loopback or not self.interface.loopback
 
     def _close_sockets(self) -> None:
-        self._unicast.close()
-        if self._group is not None:
-            self._group.close()
-
-
-async def _server(sock: socket.socket) -> DatagramServer:
-    stream = await asyncio_dgram.from_socket(sock)
-    assert isinstance(stream, DatagramServer), "an unconnected socket is a server"
-    return stream
+        for reader in self._readers:
+            reader.stop()
+        for sock in self._sockets:
+            sock.close()
 
 
 def _unicast_socket(interface: Interface, udp: UdpSettings) -> socket.socket:

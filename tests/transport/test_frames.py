@@ -168,3 +168,20 @@ def test_peer_list_frames_keep_their_kind() -> None:
     datagram = FrameSealer(codec(), "a", 1).seal(b"\x90", kind=FrameKind.PEERS)
     frame = codec().open(datagram)
     assert isinstance(frame, Frame) and frame.kind is FrameKind.PEERS
+
+
+def test_the_tag_is_standard_hmac_sha256_truncated_to_16_bytes() -> None:
+    """The precomputed-pad HMAC must agree with the standard library's, byte for byte."""
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    alpha = codec(secret=SECRET)
+    datagram = FrameSealer(alpha, "a", 1).seal(b"some body")
+    key = HKDF(hashes.SHA256(), 32, alpha.cluster_id, b"paxos-kv frame hmac-sha256 v1").derive(
+        SECRET
+    )
+    expected = hmac.new(key, datagram[:-TAG_BYTES], hashlib.sha256).digest()[:TAG_BYTES]
+    assert datagram[-TAG_BYTES:] == expected

@@ -40,7 +40,7 @@ class _Loose(FramedEndpoint):
         pass
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=300), protection=st.sampled_from(PROTECTIONS))
 def test_random_bytes_are_dropped(data: bytes, protection: tuple[bytes | None, bool]) -> None:
     secret, encrypt = protection
@@ -48,7 +48,7 @@ def test_random_bytes_are_dropped(data: bytes, protection: tuple[bytes | None, b
     assert isinstance(result, DropReason)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     body=st.binary(max_size=64),
     cut=st.integers(min_value=0),
@@ -69,7 +69,7 @@ def test_truncated_frames_are_dropped(
         assert isinstance(result, DropReason)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     body=st.binary(max_size=64),
     bit=st.integers(min_value=0),
@@ -85,7 +85,7 @@ def test_any_flipped_bit_breaks_an_authenticated_frame(
     assert isinstance(result, DropReason)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(body=st.binary(max_size=64), tag=st.binary(min_size=16, max_size=16))
 def test_retagged_frames_are_bad_tags(body: bytes, tag: bytes) -> None:
     """A frame whose tag was replaced (by someone without the secret) is refused."""
@@ -96,7 +96,7 @@ def test_retagged_frames_are_bad_tags(body: bytes, tag: bytes) -> None:
     assert isinstance(result, Frame) if expected_ok else result is DropReason.BAD_TAG
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     datagrams=st.lists(st.binary(max_size=200), max_size=20),
     protection=st.sampled_from(PROTECTIONS),
@@ -105,9 +105,11 @@ def test_the_receive_path_counts_every_bad_datagram(
     datagrams: list[bytes], protection: tuple[bytes | None, bool]
 ) -> None:
     secret, encrypt = protection
-    endpoint = _Loose("receiver", FrameCodec("fuzz", secret, encrypt=encrypt), ("h", 1))
+    codec = FrameCodec("fuzz", secret, encrypt=encrypt)
+    endpoint = _Loose("receiver", codec, ("h", 1), socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     for index, datagram in enumerate(datagrams):
         endpoint.datagram_received(datagram, ("10.0.0.1", 1000 + index))
+    endpoint._send_socket.close()
     stats = endpoint.stats
     assert stats.dropped_total == len(datagrams)
     assert stats.received_frames == 0

@@ -1,0 +1,323 @@
+"""Transport benchmark: frames/s and bytes/s over loopback multicast, next to bare sockets.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/transport.py            # about a minute
+    .venv/bin/python benchmarks/transport.py --quick    # a smoke run
+
+What is measured: one process, one sender and one receiver on a fresh 239.x group on
+127.0.0.1 (nothing leaves loopback). The sender sends a window of 32 frames to the group, the
+receiver takes them, and again, so the figure is the cost of the whole path -- send, kernel,
+event loop, receive -- per frame on one core, without losses from overrunning the receiver
+(any frame not received within a second is counted as lost and reported).
+
+Variants, in alternating rounds so all see the same machine state (median of the rounds):
+
+* ``bare socket``   -- two plain blocking sockets, ``sendto``/``recvfrom``: the floor Python
+  can reach at all, with no event loop;
+* ``bare asyncio-dgram`` -- the same sockets through asyncio-dgram, raw payloads: what the
+  issue first proposed to build on (one datagram per wake-up, a queue and a task switch each);
+* ``bare asyncio drain`` -- raw payloads through the I/O our transport uses (``add_reader``,
+  drain the socket on each wake-up, a bounded inbox): the ratio to it is the cost of our own
+  layer -- framing, tags, replay windows, peer learning, counters;
+* ``paxos-kv``      -- ``UdpTransport``, no secret;
+* ``paxos-kv hmac`` -- with a cluster secret: HMAC-SHA256 tags and replay windows;
+* ``paxos-kv aes``  -- AES-GCM instead.
+
+Our sender is a full node, so it also receives its own multicast back (loopback is on so that
+nodes on one host hear each other) and drops it: that cost is included, as in a real cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import asyncio_dgram
+
+from paxoskv.transport import Delivery, TransportSettings, UdpSettings, UdpTransport
+from paxoskv.transport.frames import FrameCodec, FrameOpener, FrameSealer
+from paxoskv.transport.inbox import Inbox
+from paxoskv.transport.sockio import SocketReader
+
+WINDOW_FRAMES = 32
+SECRET = b"benchmark-secret-0123456789abcdef"
+SIZES_BYTES = (100, 1024, 8192)
+RECEIVE_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """One round: wall-clock and process CPU seconds, and frames that never arrived."""
+
+    wall_s: float
+    cpu_s: float
+    lost: int
+
+
+class Stopwatch:
+    """Wall clock and this process's CPU time (user + system) together.
+
+    Sender, receiver and -- on loopback -- the kernel's delivery work all run in this one
+    process, so CPU seconds are what the frames cost. Other processes on a shared machine
+    stretch the wall clock, not that: the CPU rate is the steadier figure, and on an idle
+    machine the two agree (the loop never sleeps).
+    """
+
+    def __init__(self) -> None:
+        self.wall_start = time.perf_counter()
+        self.cpu_start = time.process_time()
+
+    def stop(self, lost: int) -> Timing:
+        wall_s = time.perf_counter() - self.wall_start
+        return Timing(wall_s, time.process_time() - self.cpu_start, lost)
+
+
+Round = Callable[[bytes, int], Awaitable[Timing]]
+
+
+def fresh_group() -> tuple[str, int]:
+    chooser = random.SystemRandom()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return (
+        f"239.{chooser.randrange(1, 255)}.{chooser.randrange(256)}.{chooser.randrange(1, 255)}",
+        port,
+    )
+
+
+async def receive_window(receive: Callable[[], Awaitable[object]]) -> int:
+    """Take one window of frames; how many did not come within the timeout.
+
+    One ``asyncio.timeout`` per window, not ``wait_for`` per frame: in Python 3.11
+    ``wait_for`` wraps each call in a new task, which would cost more than the frame.
+    """
+    received = 0
+    try:
+        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+            while received < WINDOW_FRAMES:
+                await receive()
+                received += 1
+    except TimeoutError:
+        pass
+    return WINDOW_FRAMES - received
+
+
+def bare_sockets(group: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A sender on 127.0.0.1 and a receiver joined to the group: what UdpTransport sets up."""
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    tx.bind(("127.0.0.1", 0))
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    rx.bind((group, port))
+    membership = socket.inet_aton(group) + socket.inet_aton("127.0.0.1")
+    rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+    return tx, rx
+
+
+async def bare_socket_round(payload: bytes, frames: int) -> Timing:
+    group, port = fresh_group()
+    tx, rx = bare_sockets(group, port)
+    rx.settimeout(RECEIVE_TIMEOUT_S)
+    lost = 0
+    watch = Stopwatch()
+    for _ in range(frames // WINDOW_FRAMES):
+        for _ in range(WINDOW_FRAMES):
+            tx.sendto(payload, (group, port))
+        for _ in range(WINDOW_FRAMES):
+            try:
+                rx.recvfrom(70_000)
+            except TimeoutError:
+                lost += 1
+    timing = watch.stop(lost)
+    tx.close()
+    rx.close()
+    return timing
+
+
+async def bare_asyncio_round(payload: bytes, frames: int) -> Timing:
+    group, port = fresh_group()
+    tx_socket, rx_socket = bare_sockets(group, port)
+    tx = await asyncio_dgram.from_socket(tx_socket)
+    rx = await asyncio_dgram.from_socket(rx_socket)
+    lost = 0
+    watch = Stopwatch()
+    for _ in range(frames // WINDOW_FRAMES):
+        for _ in range(WINDOW_FRAMES):
+            await tx.send(payload, (group, port))  # type: ignore[call-arg]
+        lost += await receive_window(rx.recv)
+    timing = watch.stop(lost)
+    tx.close()
+    rx.close()
+    return timing
+
+
+async def bare_drain_round(payload: bytes, frames: int) -> Timing:
+    """Raw payloads through the same I/O as ours: add_reader, drain, a bounded inbox."""
+    group, port = fresh_group()
+    tx, rx = bare_sockets(group, port)
+    tx.setblocking(False)
+    rx.setblocking(False)
+    inbox = Inbox(100_000)
+    reader = SocketReader(rx, lambda datagram, _: inbox.put(Delivery("x", datagram)), print, 65_507)
+    reader.start()
+    lost = 0
+    watch = Stopwatch()
+    for _ in range(frames // WINDOW_FRAMES):
+        for _ in range(WINDOW_FRAMES):
+            tx.sendto(payload, (group, port))
+        lost += await receive_window(inbox.get)
+    timing = watch.stop(lost)
+    reader.stop()
+    tx.close()
+    rx.close()
+    return timing
+
+
+def paxoskv_round(secret: bytes | None, encrypt: bool) -> Round:
+    async def run(payload: bytes, frames: int) -> Timing:
+        group, port = fresh_group()
+        settings = TransportSettings(
+            secret=secret, encrypt=encrypt, udp=UdpSettings(group=group, group_port=port)
+        )
+        async with (
+            await UdpTransport.open("sender", settings) as sender,
+            await UdpTransport.open("receiver", settings) as receiver,
+        ):
+            lost = 0
+            watch = Stopwatch()
+            for _ in range(frames // WINDOW_FRAMES):
+                for _ in range(WINDOW_FRAMES):
+                    await sender.broadcast(payload)
+                lost += await receive_window(receiver.receive)
+            return watch.stop(lost)
+
+    return run
+
+
+VARIANTS: dict[str, Round] = {
+    "bare socket": bare_socket_round,
+    "bare asyncio-dgram": bare_asyncio_round,
+    "bare asyncio drain": bare_drain_round,
+    "paxos-kv": paxoskv_round(None, False),
+    "paxos-kv hmac": paxoskv_round(SECRET, False),
+    "paxos-kv aes": paxoskv_round(SECRET, True),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    cpu_rate: float  # frames per CPU second, median of the rounds
+    wall_rate: float  # frames per wall-clock second, median of the rounds
+    lost: int
+
+
+async def measure(size_bytes: int, frames: int, rounds: int) -> dict[str, Result]:
+    """Every variant in alternating rounds, so all see the same machine state."""
+    payload = random.Random(size_bytes).randbytes(size_bytes)
+    timings: dict[str, list[Timing]] = {name: [] for name in VARIANTS}
+    for _ in range(rounds):
+        for name, run in VARIANTS.items():
+            timings[name].append(await run(payload, frames))
+    return {
+        name: Result(
+            statistics.median(frames / t.cpu_s for t in runs),
+            statistics.median(frames / t.wall_s for t in runs),
+            sum(t.lost for t in runs),
+        )
+        for name, runs in timings.items()
+    }
+
+
+def report(size_bytes: int, results: dict[str, Result]) -> None:
+    bare_socket = results["bare socket"].cpu_rate
+    bare_drain = results["bare asyncio drain"].cpu_rate
+    print(f"\n### {size_bytes} B payloads\n")
+    print(
+        "| variant | frames/s (CPU) | MB/s (CPU) | frames/s (wall) | vs bare socket "
+        "| vs bare asyncio drain | lost |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, result in results.items():
+        rate = result.cpu_rate
+        print(
+            f"| {name} | {rate:,.0f} | {rate * size_bytes / 1e6:,.1f} | {result.wall_rate:,.0f} "
+            f"| {rate / bare_socket:.0%} | {rate / bare_drain:.0%} | {result.lost} |"
+        )
+
+
+def per_frame_us(make_call: Callable[[], Callable[[bytes], object]], inputs: list[bytes]) -> float:
+    """CPU microseconds per call over ``inputs``, best of five passes, each with a fresh
+    callable (a fresh opener, so its replay window takes every frame as new)."""
+    best_s = float("inf")
+    for _ in range(5):
+        call = make_call()
+        start_s = time.process_time()
+        for item in inputs:
+            call(item)
+        best_s = min(best_s, time.process_time() - start_s)
+    return best_s / len(inputs) * 1e6
+
+
+def breakdown(size_bytes: int, results: dict[str, Result]) -> None:
+    """Where a frame's CPU time goes: the whole path, and sealing and opening alone."""
+    payload = random.Random(size_bytes).randbytes(size_bytes)
+    print(f"\nCPU us per frame at {size_bytes} B: whole path, and seal / open alone\n")
+    print("| variant | whole path | over bare asyncio drain | seal | open | rest of our layer |")
+    print("|---|---:|---:|---:|---:|---:|")
+    drain_us = 1e6 / results["bare asyncio drain"].cpu_rate
+    for name in ("bare socket", "bare asyncio drain"):
+        print(f"| {name} | {1e6 / results[name].cpu_rate:.1f} | | | | |")
+    for name, secret, encrypt in (
+        ("paxos-kv", None, False),
+        ("paxos-kv hmac", SECRET, False),
+        ("paxos-kv aes", SECRET, True),
+    ):
+        codec = FrameCodec("bench", secret, encrypt=encrypt)
+        datagrams = [FrameSealer(codec, "sender", 1).seal(payload) for _ in range(10_000)]
+        seal_us = per_frame_us(lambda c=codec: FrameSealer(c, "s", 1).seal, [payload] * 10_000)  # type: ignore[misc]
+        open_us = per_frame_us(lambda c=codec: FrameOpener(c).open, datagrams)  # type: ignore[misc]
+        whole_us = 1e6 / results[name].cpu_rate
+        over_us = whole_us - drain_us
+        rest_us = over_us - seal_us - open_us
+        print(
+            f"| {name} | {whole_us:.1f} | {over_us:.1f} | {seal_us:.1f} | {open_us:.1f} "
+            f"| {rest_us:.1f} |"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames and rounds")
+    parser.add_argument("--frames", type=int, default=20_000, help="frames per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time seal and open alone per frame"
+    )
+    args = parser.parse_args()
+    frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)
+    print(f"Python {sys.version.split()[0]}, {frames} frames x {rounds} rounds, loopback multicast")
+    for size_bytes in SIZES_BYTES:
+        print(f"  .. {size_bytes} B", file=sys.stderr, flush=True)
+        results = await measure(size_bytes, frames, rounds)
+        report(size_bytes, results)
+        if args.breakdown:
+            breakdown(size_bytes, results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,122 @@
+"""Datagram sockets on the asyncio loop: drain on every wake-up, send without a detour.
+
+Why not asyncio's datagram endpoints (or asyncio-dgram, built on them): they read exactly one
+datagram per readiness event and, in asyncio-dgram, pass it through a queue and a task switch
+before anyone sees it. On this machine that caps even raw, unframed loopback multicast at
+about 15-25 thousand datagrams per second, below what a node under load receives (every
+accept and commit notice of every slot goes to everyone). Reading until the socket is empty
+on each wake-up, and handing each datagram straight to the receive path, moves about 70
+thousand per second on the same machine (benchmarks/transport.py measures both). asyncio's
+datagram endpoints also accept only ``SOCK_DGRAM``, and TIPC's ``SOCK_RDM`` needs the same
+treatment anyway.
+
+Sends go straight to ``sendto`` on the non-blocking socket; only when the socket buffer is
+full does the sender wait for it to drain (``loop.sock_sendto``), which is the back-pressure
+(endpoint.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import socket
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from paxoskv.transport.base import Address
+
+__all__ = ["DatagramSocket", "SocketReader", "drop_own_echo"]
+
+_READS_PER_WAKEUP = 256  # bound one socket's turn, so a flood cannot starve the loop
+
+
+class DatagramSocket(Protocol):
+    """What the readers and senders use of a socket, so tests can stand in for a kernel."""
+
+    def fileno(self) -> int: ...
+    def getsockname(self) -> Any: ...
+    def recvfrom(self, size_bytes: int, /) -> tuple[bytes, Any]: ...
+    def sendto(self, data: bytes, address: Any, /) -> int: ...
+    def close(self) -> None: ...
+
+
+class SocketReader:
+    """Calls ``on_datagram(datagram, address)`` for everything a socket receives."""
+
+    def __init__(
+        self,
+        sock: DatagramSocket,
+        on_datagram: Callable[[bytes, Address], None],
+        on_error: Callable[[OSError], None],
+        receive_bytes: int,
+    ) -> None:
+        self.sock = sock
+        self._on_datagram = on_datagram
+        self._on_error = on_error
+        # One byte more than the largest datagram we accept, so an oversized one shows as
+        # oversized rather than arriving silently truncated.
+        self._receive_bytes = receive_bytes + 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.sock.fileno(), self._readable)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+
+    def _readable(self) -> None:
+        recvfrom, on_datagram, size = self.sock.recvfrom, self._on_datagram, self._receive_bytes
+        for _ in range(_READS_PER_WAKEUP):
+            try:
+                datagram, address = recvfrom(size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                # An error queued on the socket (an ICMP reply to an earlier send): it belongs
+                # to no datagram still waiting, so report it and keep reading.
+                self._on_error(error)
+                continue
+            on_datagram(datagram, address)
+
+
+# Classic BPF, as in linux/filter.h: a program the kernel runs on every datagram for a socket.
+_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_SKF_NET_OFF = -0x100000  # loads at this offset read the IP header, not the UDP one
+_BPF_LD_W_ABS, _BPF_LD_H_ABS, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x28, 0x15, 0x06
+
+
+def drop_own_echo(group_socket: socket.socket, own_address: tuple[str, int]) -> bool:
+    """Have the kernel drop, on ``group_socket``, datagrams sent from ``own_address``.
+
+    Multicast and broadcast loop back to every local member of the group, the sender
+    included -- loopback must stay on, or nodes on one host would not hear each other. A node
+    drops its own echo anyway (endpoint.py), but each echo still costs a wake-up and a read;
+    for a leader, whose every accept goes to the group, that is one read in three in a
+    three-node cluster. This filter makes the kernel discard the echo instead: source address
+    and port equal to our unicast socket's, which no other socket can have. Linux only;
+    elsewhere (or if the kernel refuses) it returns False and the check in user space stays.
+    """
+    if sys.platform != "linux":
+        return False
+    host, port = own_address
+    source = int.from_bytes(socket.inet_aton(host), "big")
+    program = [
+        (_BPF_LD_W_ABS, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFF_FFFF),  # A = IPv4 source address
+        (_BPF_JEQ_K, 0, 3, source),  # not ours: accept
+        (_BPF_LD_H_ABS, 0, 0, 0),  # A = UDP source port (the socket sees the UDP header)
+        (_BPF_JEQ_K, 0, 1, port),  # not ours: accept
+        (_BPF_RET_K, 0, 0, 0),  # our own echo: drop
+        (_BPF_RET_K, 0, 0, 0xFFFF_FFFF),  # accept the whole datagram
+    ]
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(code))  # struct sock_fprog
+    try:
+        group_socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
