@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
-from simulations.run import FAULT_KINDS, RunOptions, run_seed
+from simulations.run import FAULT_KINDS, RunOptions, RunResult, run_seed
 
 
 def _faults(text: str) -> frozenset[str]:
@@ -21,6 +23,22 @@ def _faults(text: str) -> frozenset[str]:
             f"unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}"
         )
     return kinds
+
+
+def _one(job: tuple[int, RunOptions]) -> RunResult:
+    return run_seed(job[0], job[1])
+
+
+def _results(
+    seeds: Sequence[int], options: RunOptions, trace: Callable[[str], None] | None, jobs: int
+) -> Iterator[tuple[int, RunResult]]:
+    if jobs == 1:
+        for seed in seeds:
+            yield seed, run_seed(seed, options, trace)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        work = [(seed, options) for seed in seeds]
+        yield from zip(seeds, pool.map(_one, work, chunksize=4), strict=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"all, none, or a comma list of {', '.join(FAULT_KINDS)}",
     )
     run.add_argument("--trace", action="store_true", help="print every event of the run")
+    run.add_argument("--jobs", type=int, default=1, help="processes to run seeds in (default 1)")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
@@ -48,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         else range(args.first_seed, args.first_seed + args.seeds)
     )
     trace = print if args.trace else None
+    if args.jobs < 1 or (args.jobs > 1 and args.trace):
+        parser.error("--jobs must be at least 1, and 1 with --trace")
     failures = 0
     started = time.monotonic()
     operations = 0
-    for seed in seeds:
-        result = run_seed(seed, options, trace)
+    faults = ",".join(sorted(options.faults)) or "none"
+    for seed, result in _results(seeds, options, trace, args.jobs):
         operations += result.operations
         if not result.ok:
             failures += 1
-            faults = ",".join(sorted(options.faults)) or "none"
             print(f"seed {seed} FAILED at {result.virtual_s:.2f}s virtual: {result.failure}")
             print(
                 f"  replay: python -m simulations run --seed {seed} --nodes {options.nodes} "

@@ -1,6 +1,14 @@
 """Hand-written stories over the simulator, including the known failures of SWI-Prolog's paxos."""
 
-from paxoskv.state import Set, Written
+from paxoskv.state import (
+    AddLearner,
+    ConfigChanged,
+    LeaseGrant,
+    LeaseGranted,
+    PromoteLearner,
+    Set,
+    Written,
+)
 from simulations.scenario import Scenario
 
 
@@ -122,3 +130,52 @@ def test_a_restarted_node_recovers_its_state_from_its_own_disk() -> None:
     assert s.applied(victim) >= applied - 1  # at most the unsynced tail is relearned
     s.converge()
     assert s.local(victim, "k24") == 24
+
+
+def test_a_lease_expires_on_every_replica_in_a_quiet_cluster() -> None:
+    s = Scenario(3, seed=29)
+    leader = s.elect()
+    granted = s.answer(s.submit(leader, LeaseGrant(ttl_ms=1_000)))
+    assert isinstance(granted, LeaseGranted)
+    s.answer(s.submit(leader, Set("session", "alive", lease_id=granted.lease_id)))
+    s.converge()
+    assert {s.local(n, "session") for n in s.world.nodes} == {"alive"}
+    s.run_until(
+        lambda: all(s.local(n, "session") is None for n in s.world.nodes),
+        3.0,
+        "the lease expiring everywhere with no writes",
+    )
+    engine = s.world.nodes[leader].engine
+    assert engine is not None
+    expiry = [e for e in engine.state.events_since(0) if e.kind == "expire"]
+    assert [e.key for e in expiry] == ["session"]
+
+
+def test_a_promoted_learner_votes_and_counts_for_quorum() -> None:
+    s = Scenario(3, seed=31)
+    leader = s.elect()
+    s.world.add_node("n4", learner=False)
+    assert isinstance(s.answer(s.submit(leader, AddLearner("n4"))), ConfigChanged)
+    assert isinstance(s.answer(s.submit(leader, PromoteLearner("n4"))), ConfigChanged)
+    s.set(leader, "k", "with four voters")  # pads past the alpha window: n4 now votes
+    s.converge()
+    engine = s.world.nodes[leader].engine
+    assert engine is not None and "n4" in engine.configs.at(engine.applied_slot + 1).voters
+    # With four voters a quorum is three: without n4's vote no write could commit now.
+    victim = sorted({"n1", "n2", "n3"} - {leader})[0]
+    s.crash(victim)
+    assert isinstance(s.set(leader, "k", "needs n4"), Written)
+    assert s.local("n4", "k") in ("with four voters", "needs n4")
+
+
+def test_learners_alone_cannot_make_a_quorum() -> None:
+    s = Scenario(3, learners=2, seed=37)
+    leader = s.elect()
+    s.set(leader, "k", "before")
+    for voter in sorted({"n1", "n2", "n3"} - {leader}):
+        s.crash(voter)
+    ticket = s.submit(leader, Set("k", "after"))
+    s.run_for(5.0)
+    assert not s.answered(ticket)
+    assert {s.local(n, "k") for n in ("n4", "n5")} == {"before"}
+    assert not any(s.world.nodes[n].engine.is_leader for n in ("n4", "n5"))
