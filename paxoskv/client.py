@@ -1,0 +1,244 @@
+"""The Python API: an embedded replica (:class:`Node`) or a thin client (:func:`connect`).
+
+Both offer the same methods, so code written against one runs against the other::
+
+    async with paxoskv.Node(paxoskv.Config(data_dir="data/n1", bootstrap_expect=3)) as node:
+        await node.set(("session", sid), {"user": 7}, lease=lease_id)
+        value = await node.get(("session", sid))
+        async for event in node.watch(("session",)):
+            ...
+
+Writes return the revision they were applied at; a compare that fails raises
+:class:`~paxoskv.errors.CompareFailed`; no quorum within ``request_timeout_s`` raises
+:class:`~paxoskv.errors.NoQuorum` (the write may or may not have happened: a retry with the
+same request is applied once, which these methods do for you until the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from paxoskv.config import Config
+from paxoskv.errors import CompareFailed, ValueTooLarge
+from paxoskv.runtime.membership import Member
+from paxoskv.state import (
+    ChangeEvent,
+    Command,
+    Compare,
+    Delete,
+    Failed,
+    Key,
+    KeyValue,
+    LeaseGrant,
+    LeaseGranted,
+    LeaseKeepalive,
+    LeaseRevoke,
+    PromoteLearner,
+    RemoveMember,
+    Set,
+    Txn,
+    TxnResult,
+    decode_result,
+    encode_command,
+)
+from paxoskv.state.results import Deleted, Result, Written
+
+Consistency = Literal["linearizable", "leader", "local"]
+MAX_COMMAND_BYTES = 47_000  # a slot must fit one datagram with room for its envelope
+
+
+class KVApi(ABC):
+    """The operations every handle on a cluster offers; subclasses supply the transport."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.client_id = f"{config.node_id or 'client'}-{secrets.token_hex(6)}"
+        self._seq = itertools.count(1)
+
+    # --- what a subclass provides ----------------------------------------------------------
+
+    @abstractmethod
+    async def _submit(self, client_id: str, seq: int, command: bytes) -> bytes: ...
+
+    @abstractmethod
+    async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any: ...
+
+    @abstractmethod
+    def watch(
+        self, prefix: Key | str | None = None, from_revision: int | None = None
+    ) -> AsyncIterator[ChangeEvent]:
+        """Changes under ``prefix`` (None: all) as they are applied, from ``from_revision`` on.
+
+        Raises :class:`~paxoskv.errors.Compacted` when that revision is older than the
+        history the cluster keeps.
+        """
+
+    @abstractmethod
+    async def members(self) -> list[Member]: ...
+
+    @abstractmethod
+    async def status(self) -> dict[str, Any]: ...
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def _write(self, command: Command) -> Result:
+        data = encode_command(command)
+        if len(data) > MAX_COMMAND_BYTES:
+            raise ValueTooLarge(len(data), MAX_COMMAND_BYTES, "request")
+        result = decode_result(await self._submit(self.client_id, next(self._seq), data))
+        if isinstance(result, Failed):
+            raise result.exception()
+        return result
+
+    async def set(
+        self, key: Key, value: Any, *, lease: int | None = None, if_revision: int | None = None
+    ) -> int:
+        """Write ``value``; with ``if_revision``, only if the key's mod revision is that one."""
+        if if_revision is None:
+            result = await self._write(Set(key, value, lease_id=lease))
+            assert isinstance(result, Written)
+            return result.revision
+        compare = Compare(key, "mod_revision", "==", if_revision)
+        txn = await self.txn([compare], [Set(key, value, lease_id=lease)])
+        if not txn.succeeded:
+            raise CompareFailed(f"{key!r} is no longer at revision {if_revision}; nothing written")
+        return txn.revision
+
+    async def delete(self, key: Key) -> bool:
+        """Delete ``key``; True if it existed."""
+        result = await self._write(Delete(key))
+        assert isinstance(result, Deleted)
+        return result.prev is not None
+
+    async def cas(
+        self,
+        key: Key,
+        expected: Any,
+        new: Any,
+        *,
+        compare: Literal["value", "version", "mod_revision"] = "value",
+    ) -> int:
+        """Set ``key`` to ``new`` only if its value (or version, or revision) is ``expected``.
+
+        ``expected=None`` with ``compare="value"`` means "only if the key does not exist".
+        """
+        if expected is None and compare == "value":
+            check = Compare(key, "version", "==", 0)
+        else:
+            check = Compare(key, compare, "==", expected)
+        result = await self.txn([check], [Set(key, new)])
+        if not result.succeeded:
+            raise CompareFailed(f"{key!r} did not hold the expected {compare}; nothing written")
+        return result.revision
+
+    async def txn(
+        self,
+        compares: Sequence[Compare],
+        success: Sequence[Set | Delete],
+        failure: Sequence[Set | Delete] = (),
+    ) -> TxnResult:
+        """etcd's Txn: if every compare holds, apply ``success``, else ``failure``."""
+        result = await self._write(Txn(tuple(compares), tuple(success), tuple(failure)))
+        assert isinstance(result, TxnResult)
+        return result
+
+    # --- leases ------------------------------------------------------------------------------
+
+    async def grant_lease(self, ttl_s: float) -> int:
+        """A lease that expires ``ttl_s`` after its last keepalive; keys set with it go too."""
+        result = await self._write(LeaseGrant(ttl_ms=max(1, round(ttl_s * 1000))))
+        assert isinstance(result, LeaseGranted)
+        return result.lease_id
+
+    async def keepalive(self, lease_id: int) -> None:
+        await self._write(LeaseKeepalive(lease_id))
+
+    async def revoke(self, lease_id: int) -> None:
+        """End the lease now; its keys are deleted."""
+        await self._write(LeaseRevoke(lease_id))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get_entry(
+        self, key: Key, *, consistency: Consistency = "linearizable"
+    ) -> KeyValue | None:
+        """The key's value with its revisions and version, or None."""
+        entry: KeyValue | None = await self._read(consistency, "get", key)
+        return entry
+
+    async def get(
+        self, key: Key, default: Any = None, *, consistency: Consistency = "linearizable"
+    ) -> Any:
+        """The key's value, or ``default`` if it does not exist."""
+        entry = await self.get_entry(key, consistency=consistency)
+        return default if entry is None else entry.value
+
+    async def items(
+        self, prefix: Key | str | None = None, *, consistency: Consistency = "linearizable"
+    ) -> list[KeyValue]:
+        """Entries under ``prefix`` (a str, bytes or tuple prefix; None: every key)."""
+        entries: list[KeyValue] = await self._read(consistency, "range", prefix)
+        return entries
+
+    async def keys(
+        self, prefix: Key | str | None = None, *, consistency: Consistency = "linearizable"
+    ) -> list[Key]:
+        return [entry.key for entry in await self.items(prefix, consistency=consistency)]
+
+    # --- membership and callbacks -------------------------------------------------------------
+
+    async def promote(self, node_id: str) -> None:
+        """Make a learner a voter (it should have caught up first)."""
+        await self._write(PromoteLearner(node_id))
+
+    async def remove(self, node_id: str) -> None:
+        """Take a member out of the configuration."""
+        await self._write(RemoveMember(node_id))
+
+    def on_change(
+        self, prefix: Key | str | None, callback: Callable[[ChangeEvent], Awaitable[None] | None]
+    ) -> asyncio.Task[None]:
+        """Call ``callback`` for every change under ``prefix``; cancel the task to stop."""
+
+        async def follow() -> None:
+            async for event in self.watch(prefix):
+                outcome = callback(event)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        return asyncio.create_task(follow(), name=f"on_change {prefix!r}")
+
+    # --- context manager ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def all_entries(state: Any, prefix: Key | str | None) -> list[KeyValue]:
+    """Entries under ``prefix``; ``None`` means every key (str, then bytes, then tuple keys)."""
+    if prefix is None:
+        return [*state.range(""), *state.range(b""), *state.range(())]
+    entries: list[KeyValue] = state.range(prefix)
+    return entries

@@ -1,0 +1,508 @@
+"""One replica under asyncio: the engine, its store and its transport, and nothing clever.
+
+Like aioquic's asyncio protocol, this module only feeds the sans-IO core and carries out what
+it returns: every datagram and every timer goes to the engine, every effect is done in order
+(sends queued for one sender task, persists handed to the group committer whose futures
+report durability back, snapshots written off the loop), and one timer is re-armed at the
+engine's next deadline after each step. Decisions live in the engine (``paxoskv.paxos``) or in
+pure policy (``membership.py``); what is left here is plumbing, bootstrapping, and serving
+clients that are not replicas themselves (``serving.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from paxoskv.config import Config
+from paxoskv.errors import NoQuorum, StorageError
+from paxoskv.paxos import effects as fx
+from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.messages import MalformedMessage, Request, decode_message
+from paxoskv.paxos.records import DurableState, decode_local_snapshot
+from paxoskv.runtime import protocol
+from paxoskv.runtime.identity import load_genesis, node_identity, save_genesis
+from paxoskv.runtime.membership import Member, PeerView, liveness, membership_change
+from paxoskv.state import Configuration, encode_command
+from paxoskv.storage import GroupCommitter, Store
+from paxoskv.transport import Transport, open_transport
+
+log = logging.getLogger("paxoskv.node")
+
+
+class Replica:
+    """A running node. Use it through :class:`paxoskv.Node`."""
+
+    def __init__(self, config: Config, *, transport: Transport | None = None) -> None:
+        self.config = config
+        self.node_id = node_identity(config.data_dir, config.node_id)
+        self._given_transport = transport
+        self.transport: Transport | None = None
+        self.engine: Engine | None = None
+        self.store: Store | None = None
+        self._committer: GroupCommitter | None = None
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._outbox: deque[tuple[str | None, bytes]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._answers: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._next_read_id = 1
+        self._applied_listeners: list[Callable[[], None]] = []
+        self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
+        self._read_listeners: list[Callable[[int], bool]] = []
+        self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
+        self.peers: dict[str, PeerView] = {}
+        self._bootstrappers: set[str] = set()
+        self._genesis: tuple[str, ...] | None = load_genesis(config.data_dir)
+        self._engine_ready = asyncio.Event()
+        self._snapshot_lock = asyncio.Lock()
+        self._policy_pending: tuple[str, int] | None = None
+        self._policy_seq = 0
+        self._started_at = time.time()
+        self._rng = random.Random()
+        self.failure: BaseException | None = None
+        self.stopped = asyncio.Event()
+
+    # --- life ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open storage, recover, open the transport, and begin (or wait to be given) a config."""
+        self.store = await self._loop.run_in_executor(None, self._open_store)
+        durable, has_state = await self._loop.run_in_executor(None, self._recover)
+        self._committer = GroupCommitter(self.store)
+        self.transport = self._given_transport or await open_transport(
+            self.node_id, self.config.transport_settings(node_incarnation=None)
+        )
+        self._tasks = [
+            asyncio.create_task(self._receive_loop(), name=f"{self.node_id} receive"),
+            asyncio.create_task(self._send_loop(), name=f"{self.node_id} send"),
+            asyncio.create_task(self._hello_loop(), name=f"{self.node_id} hello"),
+        ]
+        if self.config.bootstrap_expect == 1 and self._genesis is None and not has_state:
+            self._adopt_genesis((self.node_id,))
+        if self._genesis is not None:
+            self._start_engine(durable)
+        else:
+            self._pending_durable = durable
+            log.info(
+                "%s waiting for a cluster to join (or %s bootstrap peers)",
+                self.node_id,
+                self.config.bootstrap_expect,
+            )
+
+    def _open_store(self) -> Store:
+        key = None
+        if self.config.encryption_key_file is not None:
+            from paxoskv.storage import load_key_file
+
+            key = load_key_file(self.config.encryption_key_file)
+        return Store.open(
+            self.config.data_dir, durability=self.config.durability, encryption_key=key
+        )
+
+    def _recover(self) -> tuple[DurableState, bool]:
+        assert self.store is not None
+        recovered = self.store.recovered_snapshot()
+        durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
+        count = 0
+        for _, record in self.store.recovered_records():
+            durable.replay(record)
+            count += 1
+        if recovered or count:
+            log.info(
+                "recovered snapshot at slot %d and %d journal records", durable.applied_slot, count
+            )
+        return durable, bool(recovered or count)
+
+    def _adopt_genesis(self, voters: tuple[str, ...]) -> None:
+        self._genesis = tuple(sorted(voters))
+        save_genesis(self.config.data_dir, self._genesis)
+
+    def _start_engine(self, durable: DurableState) -> None:
+        assert self._genesis is not None and self.store is not None
+        config = self.config
+        settings = EngineSettings(
+            node_id=self.node_id,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            election_timeout_min_s=config.election_timeout_s,
+            election_timeout_max_s=config.election_timeout_s * 2,
+            retransmit_interval_s=max(config.heartbeat_interval_s * 2, 0.02),
+            snapshot_every_commands=config.snapshot_every_commands,
+            learner=config.learner,
+        )
+        genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
+        self.engine = Engine(
+            settings,
+            self._rng,
+            genesis,
+            durable=durable,
+            journal_index=self.store.last_index,
+            now=time.time(),
+        )
+        self._engine_ready.set()
+        log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
+        self._step(self.engine.tick(time.time()))
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        """Until this node has a configuration (bootstrapped or joined)."""
+        try:
+            await asyncio.wait_for(self._engine_ready.wait(), timeout_s)
+        except TimeoutError:
+            raise NoQuorum(
+                f"node {self.node_id} found no cluster to join within {timeout_s:.0f}s: start "
+                "the other nodes, check --group/--interface/--secret-file, or use "
+                "--bootstrap-expect to form a new cluster"
+            ) from None
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.transport is not None and self._given_transport is None:
+            await self.transport.close()
+        if self._committer is not None:
+            await self._loop.run_in_executor(None, self._committer.close)
+        if self.store is not None:
+            store = self.store
+            with contextlib.suppress(StorageError):
+                await self._loop.run_in_executor(None, store.close)
+        for future in [*self._answers.values(), *self._reads.values()]:
+            if not future.done():
+                future.set_exception(NoQuorum("the node stopped before the request completed"))
+        self.stopped.set()
+
+    def _fail_stop(self, error: BaseException) -> None:
+        """An I/O error: stop at once rather than carry on half-durable."""
+        if self.failure is None:
+            self.failure = error
+            log.error("%s stopping: %s", self.node_id, error)
+            self._loop.create_task(self.stop())
+
+    # --- the engine's inputs -----------------------------------------------------------------
+
+    def _step(self, effects: list[fx.Effect]) -> None:
+        """Carry out ``effects`` in order, then re-arm the one timer."""
+        engine = self.engine
+        assert engine is not None
+        for effect in effects:
+            self._carry_out(effect)
+        deadline = engine.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, deadline - time.time())
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.engine is not None and self.failure is None:
+            self._step(self.engine.tick(time.time()))
+
+    def _carry_out(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.Send):
+            self._queue(effect.to, protocol.paxos_payload(effect.message))
+        elif isinstance(effect, fx.Broadcast):
+            self._queue(None, protocol.paxos_payload(effect.message))
+        elif isinstance(effect, fx.Persist):
+            self._persist(effect)
+        elif isinstance(effect, fx.SaveSnapshot):
+            self._loop.create_task(self._save_snapshot(effect))
+        elif isinstance(effect, fx.Answer):
+            self._answer(effect)
+        elif isinstance(effect, fx.ReadReady):
+            self._read_ready(effect.read_id)
+        elif isinstance(effect, fx.Applied):
+            for listener in list(self._applied_listeners):
+                listener()
+        elif isinstance(effect, fx.LeaderChanged):
+            log.info("%s: leader is now %s", self.node_id, effect.leader_id)
+
+    def _persist(self, effect: fx.Persist) -> None:
+        assert self._committer is not None
+        future: Future[int] = self._committer.submit(effect.records)
+        sync_id = effect.sync_id
+
+        def durable(done: Future[int]) -> None:
+            error = done.exception()
+            if error is not None:
+                self._loop.call_soon_threadsafe(self._fail_stop, error)
+            else:
+                self._loop.call_soon_threadsafe(self._durable, sync_id)
+
+        future.add_done_callback(durable)
+
+    def _durable(self, sync_id: int) -> None:
+        if self.engine is not None and self.failure is None:
+            self._step(self.engine.handle_durable(sync_id, time.time()))
+
+    async def _save_snapshot(self, effect: fx.SaveSnapshot) -> None:
+        store = self.store
+        assert store is not None
+        async with self._snapshot_lock:
+            try:
+                await self._loop.run_in_executor(
+                    None, store.write_snapshot, effect.journal_index, effect.blob
+                )
+            except StorageError as error:
+                self._fail_stop(error)
+
+    # --- the network -----------------------------------------------------------------------
+
+    def _queue(self, to: str | None, payload: bytes) -> None:
+        self._outbox.append((to, payload))
+        self._outbox_ready.set()
+
+    def send_runtime(self, to: str | None, payload: bytes) -> None:
+        self._queue(to, payload)
+
+    async def _send_loop(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                to, payload = self._outbox.popleft()
+                try:
+                    if to is None:
+                        await transport.broadcast(payload)
+                    else:
+                        await transport.send(to, payload)
+                except Exception as error:  # a send that fails is a lost datagram: Paxos retries
+                    log.debug("send to %s failed: %s", to or "all", error)
+
+    async def _receive_loop(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        while True:
+            sender, payload = await transport.receive()
+            try:
+                self._dispatch(sender, payload)
+            except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
+                log.debug("dropped a malformed message from %s: %s", sender, error)
+
+    def _dispatch(self, sender: str, payload: bytes) -> None:
+        if self.failure is not None:
+            return
+        kind = payload[:1]
+        if kind == protocol.PAXOS:
+            if self.engine is not None:
+                message = decode_message(payload[1:])
+                self._step(self.engine.receive(sender, message, time.time()))
+        elif kind == protocol.RUNTIME:
+            name, fields = protocol.decode_runtime(payload)
+            if name == "hello":
+                self._on_hello(sender, protocol.decode_hello(fields))
+            elif name == "whois":
+                self._queue(sender, protocol.encode_hello(self._hello()))
+            elif name in self._runtime_handlers:
+                self._runtime_handlers[name](sender, fields)
+
+    def on_runtime_message(self, name: str, handler: Callable[[str, list[Any]], None]) -> None:
+        self._runtime_handlers[name] = handler
+
+    # --- hellos: failure detection, bootstrapping, joining -----------------------------------
+
+    def _hello(self) -> protocol.Hello:
+        engine = self.engine
+        wants = "learner" if self.config.learner else "voter"
+        return protocol.Hello(
+            wants=wants,
+            applied_slot=engine.applied_slot if engine else 0,
+            revision=engine.state.revision if engine else 0,
+            leader_id=(engine.leader_id or "") if engine else "",
+            genesis=self._genesis or (),
+            bootstrapping=self._genesis is None and self.config.bootstrap_expect is not None,
+        )
+
+    async def _hello_loop(self) -> None:
+        while True:
+            self._queue(None, protocol.encode_hello(self._hello()))
+            self._apply_membership_policy()
+            await asyncio.sleep(self.config.hello_interval_s)
+
+    def _on_hello(self, sender: str, hello: protocol.Hello) -> None:
+        self.peers[sender] = PeerView(
+            time.time(), hello.wants, hello.applied_slot, hello.revision, hello.leader_id
+        )
+        if self._genesis is not None or self.engine is not None:
+            return
+        if hello.genesis:  # a running cluster: join it
+            log.info("%s joining the cluster of %s", self.node_id, ", ".join(hello.genesis))
+            self._adopt_genesis(hello.genesis)
+            self._start_engine(self._pending_durable)
+        elif hello.bootstrapping and self.config.bootstrap_expect is not None:
+            self._bootstrappers.add(sender)
+            met = sorted(self._bootstrappers | {self.node_id})
+            if len(met) >= self.config.bootstrap_expect:
+                self._adopt_genesis(tuple(met[: self.config.bootstrap_expect]))
+                log.info(
+                    "%s bootstrapped a cluster of %s", self.node_id, ", ".join(self._genesis or ())
+                )
+                self._start_engine(self._pending_durable)
+
+    def _apply_membership_policy(self) -> None:
+        engine = self.engine
+        if engine is None or not engine.is_leader or self.failure is not None:
+            return
+        if (
+            self._policy_pending is not None
+            and engine.state.cached_result(*self._policy_pending) is None
+        ):
+            return  # one configuration change at a time
+        now = time.time()
+        change = membership_change(
+            engine.configuration,
+            {k: v for k, v in self.peers.items() if k != self.node_id},
+            now=now,
+            leader_applied_slot=engine.applied_slot,
+            suspect_after_s=self.config.suspect_after_s,
+            down_after_s=self.config.down_after_s,
+            auto_remove_down_after_s=self.config.auto_remove_down_after_s,
+            min_voters=self.config.min_voters,
+            watching_since=self._started_at,
+        )
+        if change is not None:
+            self._policy_seq += 1
+            client = f"{self.node_id}/membership"
+            self._policy_pending = (client, self._policy_seq)
+            log.info("%s proposing %s", self.node_id, change)
+            request = Request(client, self._policy_seq, encode_command(change))
+            self._step(engine.propose([request], now))
+            engine.cancel(client, self._policy_seq)  # nobody waits; the dedup table remembers
+
+    def members(self) -> list[Member]:
+        engine = self.engine
+        now = time.time()
+        config = engine.configuration if engine else Configuration(voters=frozenset())
+        ids = set(config.members()) | {k for k, v in self.peers.items() if v.wants}
+        ids.add(self.node_id)
+        members = []
+        for node_id in sorted(ids):
+            role = (
+                "voter"
+                if node_id in config.voters
+                else "learner"
+                if node_id in config.learners
+                else "joining"
+            )
+            view = self.peers.get(node_id)
+            if node_id == self.node_id:
+                state, revision = "up", engine.state.revision if engine else 0
+            else:
+                last = view.last_seen if view else None
+                state = liveness(now, last, self.config.suspect_after_s, self.config.down_after_s)
+                revision = view.revision if view else 0
+            leader = engine.leader_id if engine else None
+            members.append(Member(node_id, role, state, revision, node_id == leader))
+        return members
+
+    # --- what local callers use -------------------------------------------------------------
+
+    async def propose(self, client_id: str, seq: int, command: bytes, timeout_s: float) -> bytes:
+        """Propose one command and wait for its result (the encoded state machine result)."""
+        await self.wait_ready(timeout_s)
+        engine = self.engine
+        assert engine is not None
+        key = (client_id, seq)
+        future = self._answers.get(key)
+        if future is None:
+            future = self._loop.create_future()
+            self._answers[key] = future
+        self._step(engine.propose([Request(client_id, seq, command)], time.time()))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            engine.cancel(client_id, seq)
+            self._answers.pop(key, None)
+            raise NoQuorum(
+                f"no quorum answered within {timeout_s:.1f}s; the write may or may not have "
+                "been applied: read the key back, or retry (retries are applied once)"
+            ) from None
+
+    def _answer(self, answer: fx.Answer) -> None:
+        future = self._answers.pop((answer.client_id, answer.seq), None)
+        if future is not None and not future.done():
+            future.set_result(answer.result)
+            return
+        for listener in self._answer_listeners:
+            if listener(answer):
+                return
+
+    def add_answer_listener(self, listener: Callable[[fx.Answer], bool]) -> None:
+        self._answer_listeners.append(listener)
+
+    async def read_barrier(self, consistency: str, timeout_s: float) -> None:
+        """Wait until local state may serve a read of this consistency."""
+        await self.wait_ready(timeout_s)
+        engine = self.engine
+        assert engine is not None
+        read_id, future = self.start_read(consistency)
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            engine.cancel_read(read_id)
+            self._reads.pop(read_id, None)
+            raise NoQuorum(
+                f"could not confirm a {consistency} read within {timeout_s:.1f}s: no leader "
+                "with a quorum; try consistency='local' for a possibly stale answer"
+            ) from None
+
+    def start_read(self, consistency: str) -> tuple[int, asyncio.Future[None]]:
+        engine = self.engine
+        assert engine is not None
+        read_id = self._next_read_id
+        self._next_read_id += 1
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._reads[read_id] = future
+        self._step(engine.read(read_id, consistency, time.time()))
+        return read_id, future
+
+    def _read_ready(self, read_id: int) -> None:
+        future = self._reads.pop(read_id, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+        for listener in self._read_listeners:
+            listener(read_id)
+
+    def add_read_listener(self, listener: Callable[[int], bool]) -> None:
+        self._read_listeners.append(listener)
+
+    def add_applied_listener(self, listener: Callable[[], None]) -> None:
+        self._applied_listeners.append(listener)
+
+    def remove_applied_listener(self, listener: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._applied_listeners.remove(listener)
+
+    def status(self) -> dict[str, Any]:
+        engine = self.engine
+        transport = self.transport
+        return {
+            "node_id": self.node_id,
+            "role": "voter"
+            if engine and self.node_id in engine.configuration.voters
+            else "learner",
+            "leader": engine.leader_id if engine else None,
+            "is_leader": bool(engine and engine.is_leader),
+            "applied_slot": engine.applied_slot if engine else 0,
+            "revision": engine.state.revision if engine else 0,
+            "keys": len(engine.state) if engine else 0,
+            "voters": sorted(engine.configuration.voters) if engine else [],
+            "learners": sorted(engine.configuration.learners) if engine else [],
+            "durability": self.config.durability,
+            "data_dir": str(self.config.data_dir) if self.config.data_dir else None,
+            "transport": transport.stats.as_dict() if transport else {},
+        }

@@ -1,0 +1,184 @@
+"""Serving processes that use the cluster without being replicas (the CLI, thin clients).
+
+A client sends a request to any member; the member proposes it under the client's own
+(client_id, seq), so a retry sent to another member is applied once, and answers when the
+command is applied here. Reads go through the same read barrier as a local read. A watch is a
+subscription the client renews every few seconds; events carry revisions, so a client that
+lost a datagram sees the gap and re-subscribes from the last revision it has.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from paxoskv.errors import Compacted
+from paxoskv.paxos import effects as fx
+from paxoskv.paxos.messages import Request
+from paxoskv.runtime import protocol
+from paxoskv.runtime.replica import Replica
+from paxoskv.state import ChangeEvent
+from paxoskv.state.keys import key_from_wire, key_to_wire
+from paxoskv.state.results import row_to_wire
+
+WATCH_LEASE_S = 10.0
+EVENTS_PER_DATAGRAM = 64
+
+
+@dataclass(slots=True)
+class _Watch:
+    client: str
+    watch_id: int
+    prefix: Any
+    after_revision: int  # events up to here were considered
+    sent_upto: int  # the ``upto`` of the last datagram sent: the client checks continuity
+    expires_at: float
+
+
+def event_to_wire(event: ChangeEvent) -> list[Any]:
+    return [event.kind, key_to_wire(event.key), event.value, event.prev_value, event.revision]
+
+
+def event_from_wire(raw: list[Any]) -> ChangeEvent:
+    kind, key, value, prev_value, revision = raw
+    return ChangeEvent(kind, key_from_wire(key), value, prev_value, int(revision))
+
+
+class ClientService:
+    """The member's side of the client protocol."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self._origins: dict[tuple[str, int], str] = {}
+        self._reads: dict[int, tuple[str, int, str, Any]] = {}
+        self._watches: dict[tuple[str, int], _Watch] = {}
+        replica.on_runtime_message("req", self._on_request)
+        replica.on_runtime_message("read", self._on_read)
+        replica.on_runtime_message("watch", self._on_watch)
+        replica.on_runtime_message("unwatch", self._on_unwatch)
+        replica.on_runtime_message("status", self._on_status)
+        replica.add_answer_listener(self._on_answer)
+        replica.add_read_listener(self._on_read_ready)
+        replica.add_applied_listener(self._push_all)
+
+    def _send(self, to: str, kind: str, *fields: Any) -> None:
+        self.replica.send_runtime(to, protocol.encode_runtime(kind, *fields))
+
+    def _on_request(self, sender: str, fields: list[Any]) -> None:
+        engine = self.replica.engine
+        client_id, seq, command = fields
+        if engine is None or type(client_id) is not str or type(seq) is not int:
+            return
+        if type(command) is not bytes:
+            return
+        cached = engine.state.cached_result(client_id, seq)
+        if cached is not None:  # a retry of something already applied
+            self._send(sender, "rep", client_id, seq, cached)
+            return
+        self._origins[(client_id, seq)] = sender
+        self.replica._step(engine.propose([Request(client_id, seq, command)], time.time()))
+
+    def _on_answer(self, answer: fx.Answer) -> bool:
+        origin = self._origins.pop((answer.client_id, answer.seq), None)
+        if origin is None:
+            return False
+        self._send(origin, "rep", answer.client_id, answer.seq, answer.result)
+        return True
+
+    def _on_read(self, sender: str, fields: list[Any]) -> None:
+        if self.replica.engine is None:
+            return
+        read_id, consistency, op, argument = fields
+        if consistency not in ("linearizable", "leader", "local") or op not in ("get", "range"):
+            return
+        local_id, _ = self.replica.start_read(consistency)
+        self._reads[local_id] = (sender, read_id, op, argument)
+
+    def _on_read_ready(self, local_id: int) -> bool:
+        pending = self._reads.pop(local_id, None)
+        engine = self.replica.engine
+        if pending is None or engine is None:
+            return False
+        sender, read_id, op, argument = pending
+        state = engine.state
+        try:
+            if op == "get":
+                row = state.get(key_from_wire(argument))
+                payload: Any = None if row is None else _row(row)
+            else:
+                payload = [
+                    _row(kv)
+                    for kv in state.range(key_from_wire(argument) if argument != "" else "")
+                ]
+            self._send(sender, "readrep", read_id, state.revision, payload, "")
+        except Exception as error:  # a bad key from a client: tell it, do not crash
+            self._send(sender, "readrep", read_id, state.revision, None, str(error))
+        return True
+
+    def _on_watch(self, sender: str, fields: list[Any]) -> None:
+        """Subscribe, or renew; a renewal behind what we sent means datagrams were lost."""
+        engine = self.replica.engine
+        if engine is None:
+            return
+        watch_id, prefix, after_revision = fields
+        key = (sender, int(watch_id))
+        watch = self._watches.get(key)
+        if watch is None:
+            after = engine.state.revision if after_revision is None else int(after_revision)
+            watch = _Watch(sender, int(watch_id), key_from_wire(prefix), after, after, 0.0)
+            self._watches[key] = watch
+            self._send(sender, "events", watch.watch_id, after, after, [])
+        elif after_revision is not None and int(after_revision) < watch.sent_upto:
+            watch.after_revision = watch.sent_upto = int(after_revision)
+        watch.expires_at = time.time() + WATCH_LEASE_S
+        self._push(watch)
+
+    def _on_unwatch(self, sender: str, fields: list[Any]) -> None:
+        self._watches.pop((sender, int(fields[0])), None)
+
+    def _push_all(self) -> None:
+        now = time.time()
+        for key, watch in list(self._watches.items()):
+            if watch.expires_at < now:
+                del self._watches[key]
+            else:
+                self._push(watch)
+
+    def _push(self, watch: _Watch) -> None:
+        engine = self.replica.engine
+        if engine is None or engine.state.revision <= watch.after_revision:
+            return
+        try:
+            events = engine.state.events_since(watch.after_revision, watch.prefix)
+        except Compacted as error:
+            self._send(watch.client, "compacted", watch.watch_id, error.requested, error.oldest)
+            self._watches.pop((watch.client, watch.watch_id), None)
+            return
+        watch.after_revision = engine.state.revision
+        for start in range(0, len(events), EVENTS_PER_DATAGRAM):
+            chunk = events[start : start + EVENTS_PER_DATAGRAM]
+            upto = chunk[-1].revision
+            wire = [event_to_wire(e) for e in chunk]
+            self._send(watch.client, "events", watch.watch_id, watch.sent_upto, upto, wire)
+            watch.sent_upto = upto
+
+    def _on_status(self, sender: str, fields: list[Any]) -> None:
+        members = [
+            [m.node_id, m.role, m.state, m.applied_revision, m.is_leader]
+            for m in self.replica.members()
+        ]
+        self._send(sender, "statusrep", fields[0], self.replica.status(), members)
+
+
+def _row(kv: Any) -> list[Any] | None:
+    return row_to_wire(
+        (
+            key_to_wire(kv.key),
+            kv.value,
+            kv.create_revision,
+            kv.mod_revision,
+            kv.version,
+            kv.lease_id,
+        )
+    )
