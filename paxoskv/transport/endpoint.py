@@ -32,6 +32,17 @@ __all__ = ["FramedEndpoint", "default_incarnation"]
 
 log = logging.getLogger("paxoskv.transport")
 
+_MAX_WARNED_SOURCES = 256
+_WORTH_A_WARNING = {
+    DropReason.BAD_TAG: (
+        "they do not authenticate (a different cluster secret, or encryption set on one side "
+        "only); give every node the same secret and encrypt setting"
+    ),
+    DropReason.WRONG_VERSION: (
+        "they use another frame format version; run the same paxos-kv release on every node"
+    ),
+}
+
 
 def default_incarnation() -> int:
     """Wall-clock nanoseconds: larger after every restart unless the clock went backwards."""
@@ -69,6 +80,7 @@ class FramedEndpoint(ClosesOnExit):
         self._gossip_interval_s = gossip_interval_s
         self._gossip_wanted = asyncio.Event()
         self._impostors_seen: set[Address] = set()
+        self._warned_sources: set[Address] = set()
 
     # --- the Transport protocol ------------------------------------------------------------
 
@@ -145,6 +157,8 @@ class FramedEndpoint(ClosesOnExit):
         frame = self._opener.open(datagram)
         if isinstance(frame, DropReason):
             self._stats.dropped[frame] += 1
+            if frame in _WORTH_A_WARNING:
+                self._warn_once(frame, address)
             return
         sender_id = frame.sender_id
         if sender_id == self._node_id:
@@ -175,6 +189,17 @@ class FramedEndpoint(ClosesOnExit):
         usable = [(node_id, addr) for node_id, addr in entries if self._acceptable_peer(addr)]
         if self._peers.learn_reported(usable) and self._gossip_interval_s is not None:
             self._gossip_wanted.set()
+
+    def _warn_once(self, reason: DropReason, address: Address) -> None:
+        """Say once per source what a misconfigured peer looks like from here.
+
+        A wrong secret or an old release on one node shows up only as counters otherwise;
+        the set is bounded so a flood of forged sources cannot grow it, or the log, forever.
+        """
+        if address in self._warned_sources or len(self._warned_sources) >= _MAX_WARNED_SOURCES:
+            return
+        self._warned_sources.add(address)
+        log.warning("dropping frames from %s: %s", address, _WORTH_A_WARNING[reason])
 
     def _warn_impostor(self, frame: Frame, address: Address) -> None:
         """Two processes with one node id break Paxos's assumptions; say so once per address."""

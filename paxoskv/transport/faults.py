@@ -117,7 +117,11 @@ class FaultPlan:
 
 
 class FaultyTransport(ClosesOnExit):
-    """Any transport, with faults injected on what it receives and cuts on both directions."""
+    """Any transport, with faults injected on what it receives and cuts on both directions.
+
+    Build it inside a running event loop (it starts a task that pulls from the inner
+    transport); :func:`paxoskv.transport.open_transport` does so when settings ask for faults.
+    """
 
     def __init__(
         self,

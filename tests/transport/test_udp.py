@@ -120,17 +120,22 @@ async def test_the_largest_payload_travels_and_one_byte_more_is_refused(
             await a.broadcast(payload + b"!")
 
 
-async def test_a_node_with_another_secret_hears_nothing(group_settings: Settings) -> None:
+async def test_a_node_with_another_secret_hears_nothing_and_says_why(
+    group_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = [
         group_settings(secret=SECRET),
         group_settings(secret=b"a-different-secret-of-32-bytes!!"),
         group_settings(secret=SECRET),
     ]
-    async with nodes(settings, "a", "stranger", "c") as (a, stranger, c):
-        await a.broadcast(b"private")
-        assert await asyncio.wait_for(c.receive(), 3.0) == ("a", b"private")
-        await wait_until(lambda: stranger.stats.dropped[DropReason.BAD_TAG] == 1)
-        assert stranger.stats.received_frames == 0
+    with caplog.at_level(logging.WARNING, logger="paxoskv.transport"):
+        async with nodes(settings, "a", "stranger", "c") as (a, stranger, c):
+            for text in (b"private", b"still private"):
+                await a.broadcast(text)
+                assert await asyncio.wait_for(c.receive(), 3.0) == ("a", text)
+            await wait_until(lambda: stranger.stats.dropped[DropReason.BAD_TAG] == 2)
+            assert stranger.stats.received_frames == 0
+    assert caplog.text.count("give every node the same secret") == 1  # once per source
 
 
 async def test_another_cluster_on_the_same_group_is_ignored(group_settings: Settings) -> None:
