@@ -234,11 +234,3 @@ class KVApi(ABC):
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def all_entries(state: Any, prefix: Key | str | None) -> list[KeyValue]:
-    """Entries under ``prefix``; ``None`` means every key (str, then bytes, then tuple keys)."""
-    if prefix is None:
-        return [*state.range(""), *state.range(b""), *state.range(())]
-    entries: list[KeyValue] = state.range(prefix)
-    return entries

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from paxoskv.client import Consistency, KVApi, all_entries
+from paxoskv.client import Consistency, KVApi
 from paxoskv.config import Config
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
-from paxoskv.runtime.serving import ClientService
+from paxoskv.runtime.serving import ClientService, all_entries
 from paxoskv.state import ChangeEvent, Key
 from paxoskv.transport import Transport
 

@@ -73,9 +73,9 @@ def membership_change(
             return PromoteLearner(node_id)
     if auto_remove_down_after_s is not None and len(config.voters) > min_voters:
         for node_id in sorted(config.voters):
-            view = peers.get(node_id)
             # A voter never heard is judged from when this node started listening.
-            last_seen = view.last_seen if view else watching_since
+            heard = peers.get(node_id)
+            last_seen = heard.last_seen if heard else watching_since
             if now - last_seen > auto_remove_down_after_s:
                 return RemoveMember(node_id)
     return None

@@ -54,11 +54,10 @@ class Replica:
         self._outbox_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._answers: dict[tuple[str, int], asyncio.Future[bytes]] = {}
-        self._reads: dict[int, asyncio.Future[None]] = {}
+        self._reads: dict[int, Callable[[], None]] = {}
         self._next_read_id = 1
         self._applied_listeners: list[Callable[[], None]] = []
         self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
-        self._read_listeners: list[Callable[[int], bool]] = []
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
         self.peers: dict[str, PeerView] = {}
         self._bootstrappers: set[str] = set()
@@ -179,7 +178,8 @@ class Replica:
             store = self.store
             with contextlib.suppress(StorageError):
                 await self._loop.run_in_executor(None, store.close)
-        for future in [*self._answers.values(), *self._reads.values()]:
+        self._reads.clear()
+        for future in self._answers.values():
             if not future.done():
                 future.set_exception(NoQuorum("the node stopped before the request completed"))
         self.stopped.set()
@@ -447,38 +447,41 @@ class Replica:
     async def read_barrier(self, consistency: str, timeout_s: float) -> None:
         """Wait until local state may serve a read of this consistency."""
         await self.wait_ready(timeout_s)
-        engine = self.engine
-        assert engine is not None
-        read_id, future = self.start_read(consistency)
+        future: asyncio.Future[None] = self._loop.create_future()
+
+        def ready() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        read_id = self.start_read(consistency, ready)
         try:
             await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
-            engine.cancel_read(read_id)
-            self._reads.pop(read_id, None)
+            self.cancel_read(read_id)
             raise NoQuorum(
                 f"could not confirm a {consistency} read within {timeout_s:.1f}s: no leader "
                 "with a quorum; try consistency='local' for a possibly stale answer"
             ) from None
 
-    def start_read(self, consistency: str) -> tuple[int, asyncio.Future[None]]:
+    def start_read(self, consistency: str, on_ready: Callable[[], None]) -> int:
+        """Ask the engine for a read barrier; ``on_ready`` runs when local state may serve it."""
         engine = self.engine
         assert engine is not None
         read_id = self._next_read_id
         self._next_read_id += 1
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._reads[read_id] = future
+        self._reads[read_id] = on_ready
         self._step(engine.read(read_id, consistency, time.time()))
-        return read_id, future
+        return read_id
+
+    def cancel_read(self, read_id: int) -> None:
+        self._reads.pop(read_id, None)
+        if self.engine is not None:
+            self.engine.cancel_read(read_id)
 
     def _read_ready(self, read_id: int) -> None:
-        future = self._reads.pop(read_id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
-        for listener in self._read_listeners:
-            listener(read_id)
-
-    def add_read_listener(self, listener: Callable[[int], bool]) -> None:
-        self._read_listeners.append(listener)
+        on_ready = self._reads.pop(read_id, None)
+        if on_ready is not None:
+            on_ready()
 
     def add_applied_listener(self, listener: Callable[[], None]) -> None:
         self._applied_listeners.append(listener)

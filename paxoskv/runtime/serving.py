@@ -13,13 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from paxoskv.errors import Compacted
+from paxoskv.errors import Compacted, InvalidKey
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
 from paxoskv.runtime import protocol
 from paxoskv.runtime.replica import Replica
-from paxoskv.state import ChangeEvent
-from paxoskv.state.keys import key_from_wire, key_to_wire
+from paxoskv.state import ChangeEvent, Key, KeyValue
+from paxoskv.state.keys import check_prefix, key_from_wire, key_to_wire
 from paxoskv.state.results import row_to_wire
 
 WATCH_LEASE_S = 10.0
@@ -34,6 +34,21 @@ class _Watch:
     after_revision: int  # events up to here were considered
     sent_upto: int  # the ``upto`` of the last datagram sent: the client checks continuity
     expires_at: float
+
+
+def all_entries(state: Any, prefix: Key | str | None) -> list[KeyValue]:
+    """Entries under ``prefix``; ``None`` means every key (str, then bytes, then tuple keys)."""
+    if prefix is None:
+        return [*state.range(""), *state.range(b""), *state.range(())]
+    entries: list[KeyValue] = state.range(prefix)
+    return entries
+
+
+def prefix_from_wire(raw: object) -> Any:
+    """A prefix as it travels: None (every key), or a key's wire form, or an empty prefix."""
+    if raw is None:
+        return None
+    return check_prefix(tuple(raw) if type(raw) is list else raw)
 
 
 def event_to_wire(event: ChangeEvent) -> list[Any]:
@@ -51,7 +66,6 @@ class ClientService:
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
         self._origins: dict[tuple[str, int], str] = {}
-        self._reads: dict[int, tuple[str, int, str, Any]] = {}
         self._watches: dict[tuple[str, int], _Watch] = {}
         replica.on_runtime_message("req", self._on_request)
         replica.on_runtime_message("read", self._on_read)
@@ -59,7 +73,6 @@ class ClientService:
         replica.on_runtime_message("unwatch", self._on_unwatch)
         replica.on_runtime_message("status", self._on_status)
         replica.add_answer_listener(self._on_answer)
-        replica.add_read_listener(self._on_read_ready)
         replica.add_applied_listener(self._push_all)
 
     def _send(self, to: str, kind: str, *fields: Any) -> None:
@@ -92,29 +105,24 @@ class ClientService:
         read_id, consistency, op, argument = fields
         if consistency not in ("linearizable", "leader", "local") or op not in ("get", "range"):
             return
-        local_id, _ = self.replica.start_read(consistency)
-        self._reads[local_id] = (sender, read_id, op, argument)
+        reply = (sender, read_id, op, argument)
+        self.replica.start_read(consistency, lambda: self._on_read_ready(reply))
 
-    def _on_read_ready(self, local_id: int) -> bool:
-        pending = self._reads.pop(local_id, None)
+    def _on_read_ready(self, reply: tuple[str, int, str, Any]) -> None:
         engine = self.replica.engine
-        if pending is None or engine is None:
-            return False
-        sender, read_id, op, argument = pending
+        if engine is None:
+            return
+        sender, read_id, op, argument = reply
         state = engine.state
         try:
             if op == "get":
                 row = state.get(key_from_wire(argument))
                 payload: Any = None if row is None else _row(row)
             else:
-                payload = [
-                    _row(kv)
-                    for kv in state.range(key_from_wire(argument) if argument != "" else "")
-                ]
+                payload = [_row(kv) for kv in all_entries(state, prefix_from_wire(argument))]
             self._send(sender, "readrep", read_id, state.revision, payload, "")
-        except Exception as error:  # a bad key from a client: tell it, do not crash
+        except (InvalidKey, ValueError, TypeError) as error:  # a client's bad key: say so
             self._send(sender, "readrep", read_id, state.revision, None, str(error))
-        return True
 
     def _on_watch(self, sender: str, fields: list[Any]) -> None:
         """Subscribe, or renew; a renewal behind what we sent means datagrams were lost."""
@@ -126,7 +134,7 @@ class ClientService:
         watch = self._watches.get(key)
         if watch is None:
             after = engine.state.revision if after_revision is None else int(after_revision)
-            watch = _Watch(sender, int(watch_id), key_from_wire(prefix), after, after, 0.0)
+            watch = _Watch(sender, int(watch_id), prefix_from_wire(prefix), after, after, 0.0)
             self._watches[key] = watch
             self._send(sender, "events", watch.watch_id, after, after, [])
         elif after_revision is not None and int(after_revision) < watch.sent_upto:

@@ -1,0 +1,240 @@
+"""A thin client: use the cluster from a process that is not a replica (the CLI, small apps).
+
+It joins the cluster's transport under an id of its own, learns the members from their
+hellos (asking with a ``whois`` at start), and sends each request to the leader it heard of,
+or to any member. A request that gets no answer is sent again, to the next member, under the
+same (client_id, seq): the state machine's dedup table applies it once however many copies
+arrive. The group, interface and secret are all it needs (``paxoskv.connect(config)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from paxoskv.client import Consistency, KVApi
+from paxoskv.config import Config
+from paxoskv.errors import Compacted, InvalidKey, NoQuorum
+from paxoskv.runtime import protocol
+from paxoskv.runtime.membership import Member, liveness
+from paxoskv.runtime.serving import event_from_wire
+from paxoskv.state import ChangeEvent, Key
+from paxoskv.state.keys import check_prefix, key_to_wire
+from paxoskv.state.results import key_value_from_row
+from paxoskv.transport import Transport, open_transport
+
+RETRY_AFTER_S = 0.5
+WATCH_RENEW_S = 3.0
+
+
+class Client(KVApi):
+    """A handle on a cluster this process does not replicate. Made by :func:`connect`."""
+
+    def __init__(self, config: Config, *, transport: Transport | None = None) -> None:
+        super().__init__(config)
+        self.client_node_id = f"client-{secrets.token_hex(6)}"
+        self.client_id = self.client_node_id
+        self._given_transport = transport
+        self._transport: Transport | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._heard: dict[str, tuple[float, protocol.Hello]] = {}
+        self._heard_any = asyncio.Event()
+        self._waiting: dict[tuple[Any, ...], asyncio.Future[list[Any]]] = {}
+        self._watch_queues: dict[int, asyncio.Queue[tuple[str, list[Any]]]] = {}
+        self._ids = itertools.count(1)
+        self._rotation = 0
+
+    async def start(self) -> None:
+        self._transport = self._given_transport or await open_transport(
+            self.client_node_id, self.config.transport_settings(node_incarnation=None)
+        )
+        self._receiver = asyncio.create_task(self._receive_loop(), name="paxoskv client")
+        await self._transport.broadcast(protocol.encode_runtime("whois"))
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        if self._transport is not None and self._given_transport is None:
+            await self._transport.close()
+
+    # --- the network -----------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        assert self._transport is not None
+        while True:
+            sender, payload = await self._transport.receive()
+            if payload[:1] != protocol.RUNTIME:
+                continue  # Paxos traffic is for the replicas
+            try:
+                name, fields = protocol.decode_runtime(payload)
+                self._on_message(sender, name, fields)
+            except (protocol.MalformedRuntimeMessage, ValueError, TypeError):
+                continue
+
+    def _on_message(self, sender: str, name: str, fields: list[Any]) -> None:
+        if name == "hello":
+            hello = protocol.decode_hello(fields)
+            if hello.wants in ("voter", "learner"):
+                self._heard[sender] = (time.monotonic(), hello)
+                self._heard_any.set()
+            return
+        if name in ("events", "compacted"):
+            queue = self._watch_queues.get(int(fields[0]))
+            if queue is not None:
+                queue.put_nowait((name, fields))
+            return
+        key: tuple[Any, ...]
+        if name == "rep":
+            key = ("rep", fields[0], fields[1])
+        elif name in ("readrep", "statusrep"):
+            key = (name, fields[0])
+        else:
+            return
+        future = self._waiting.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(fields)
+
+    def _members_up(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(
+            node for node, (seen, _) in self._heard.items() if now - seen < self.config.down_after_s
+        )
+
+    def _leader(self) -> str | None:
+        latest = max(self._heard.values(), key=lambda item: item[0], default=None)
+        leader = latest[1].leader_id if latest else ""
+        return leader if leader in self._heard else None
+
+    async def _target(self, deadline: float, attempt: int) -> str:
+        remaining = deadline - time.monotonic()
+        if not self._heard_any.is_set():
+            try:
+                await asyncio.wait_for(self._heard_any.wait(), max(remaining, 0.001))
+            except TimeoutError:
+                raise NoQuorum(
+                    f"no member of cluster {self.config.cluster!r} answered within "
+                    f"{self.config.request_timeout_s:.1f}s on {self.config.group} via "
+                    f"{self.config.interface}: is it running? Check --group, --interface, "
+                    "--cluster and --secret-file"
+                ) from None
+        members = self._members_up() or sorted(self._heard)
+        leader = self._leader()
+        if attempt == 0 and leader is not None:
+            return leader
+        self._rotation += 1
+        return members[self._rotation % len(members)]
+
+    async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:
+        """Send ``message`` until the reply named ``key`` comes, trying member after member."""
+        assert self._transport is not None
+        deadline = time.monotonic() + self.config.request_timeout_s
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[key] = future
+        try:
+            for attempt in itertools.count():
+                target = await self._target(deadline, attempt)
+                await self._transport.send(target, message)
+                wait = min(RETRY_AFTER_S * (attempt + 1), deadline - time.monotonic())
+                if wait <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(asyncio.shield(future), wait)
+                if time.monotonic() >= deadline:
+                    break
+        finally:
+            self._waiting.pop(key, None)
+        raise NoQuorum(
+            f"the cluster did not complete the {what} within "
+            f"{self.config.request_timeout_s:.1f}s (no quorum, or no leader yet)"
+            + ("; the write may or may not have been applied" if what == "write" else "")
+        )
+
+    # --- KVApi ---------------------------------------------------------------------------------
+
+    async def _submit(self, client_id: str, seq: int, command: bytes) -> bytes:
+        message = protocol.encode_runtime("req", client_id, seq, command)
+        fields = await self._ask(("rep", client_id, seq), message, "write")
+        result: bytes = fields[2]
+        return result
+
+    async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
+        read_id = next(self._ids)
+        wire = key_to_wire(argument) if argument is not None else None
+        message = protocol.encode_runtime("read", read_id, consistency, op, wire)
+        _, _, payload, error = await self._ask(("readrep", read_id), message, "read")
+        if error:
+            raise InvalidKey(error)
+        if op == "get":
+            return None if payload is None else key_value_from_row(payload)
+        return [key_value_from_row(row) for row in payload]
+
+    async def watch(
+        self, prefix: Key | str | None = None, from_revision: int | None = None
+    ) -> AsyncIterator[ChangeEvent]:
+        if prefix is not None:
+            check_prefix(prefix)
+        watch_id = next(self._ids)
+        queue: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
+        self._watch_queues[watch_id] = queue
+        wire_prefix = key_to_wire(prefix) if prefix is not None else None
+        after: int | None = None if from_revision is None else from_revision - 1
+        deadline = time.monotonic() + self.config.request_timeout_s
+        target = await self._target(deadline, 0)
+        assert self._transport is not None
+        try:
+            while True:
+                message = protocol.encode_runtime("watch", watch_id, wire_prefix, after)
+                await self._transport.send(target, message)
+                renew_at = time.monotonic() + WATCH_RENEW_S
+                while (remaining := renew_at - time.monotonic()) > 0:
+                    try:
+                        name, fields = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                    if name == "compacted":
+                        raise Compacted(int(fields[1]), int(fields[2]))
+                    _, sent_after, upto, events = fields
+                    if after is not None and sent_after != after:
+                        break  # a datagram was lost: renew now, from what we have
+                    for raw in events:
+                        yield event_from_wire(raw)
+                    after = int(upto)
+                if target not in self._members_up():
+                    target = await self._target(time.monotonic() + self.config.request_timeout_s, 1)
+        finally:
+            self._watch_queues.pop(watch_id, None)
+            with contextlib.suppress(Exception):
+                await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
+
+    async def _status(self) -> list[Any]:
+        request_id = next(self._ids)
+        message = protocol.encode_runtime("status", request_id)
+        return await self._ask(("statusrep", request_id), message, "status request")
+
+    async def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = (await self._status())[1]
+        return status
+
+    async def members(self) -> list[Member]:
+        rows = (await self._status())[2]
+        return [Member(str(a), str(b), str(c), int(d), bool(e)) for a, b, c, d, e in rows]
+
+    def heard_members(self) -> dict[str, str]:
+        """Members this client has heard from, with their liveness (no request sent)."""
+        now = time.monotonic()
+        return {
+            node: liveness(now, seen, self.config.suspect_after_s, self.config.down_after_s)
+            for node, (seen, _) in self._heard.items()
+        }
+
+
+def connect(config: Config, *, transport: Transport | None = None) -> Client:
+    """A client of the cluster ``config`` names: ``async with paxoskv.connect(config) as c:``."""
+    return Client(config, transport=transport)
