@@ -50,6 +50,8 @@ class Config:
     heartbeat_interval_s: float = 0.05
     election_timeout_s: float = 0.5
     snapshot_every_commands: int = 100_000
+    log_retention_slots: int = 2_000  # chosen slots kept past a snapshot for lagging replicas
+    history_limit_events: int = 10_000  # change events kept for watchers resuming
     hello_interval_s: float = 0.25
     suspect_after_s: float = 1.0
     down_after_s: float = 3.0

@@ -35,7 +35,7 @@ from typing import Any
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
-from paxoskv.paxos.batches import batch_size_bytes, decode_batch, encode_batch
+from paxoskv.paxos.batches import batch_size_bytes, encode_batch, read_batch
 from paxoskv.paxos.configs import ConfigHistory
 from paxoskv.paxos.effects import (
     Answer,
@@ -85,6 +85,7 @@ class EngineSettings:
     log_retention_slots: int = 2_000
     clock_drift_bound: float = 0.1
     learner: bool = False
+    history_limit_events: int = 10_000  # change events kept for watchers to resume from
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -151,7 +152,9 @@ class Engine:
         self.state = (
             KVStateMachine.restore(durable.state_snapshot)
             if durable.state_snapshot is not None
-            else KVStateMachine(initial_configuration)
+            else KVStateMachine(
+                initial_configuration, history_limit_events=settings.history_limit_events
+            )
         )
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
         self.last_log_time_ms = durable.last_log_time_ms
@@ -387,25 +390,31 @@ class Engine:
 
     def _apply_slot(self, slot: int, value: bytes) -> None:
         try:
-            log_time_ms, requests = decode_batch(value)
+            log_time_ms, client_ids, seqs, commands = read_batch(value)
         except m.MalformedMessage:  # every replica refuses it alike, so they stay equal
-            log_time_ms, requests = self.last_log_time_ms, []
+            log_time_ms, client_ids, seqs, commands = self.last_log_time_ms, [], [], []
         before = self.state.configuration
-        for request in requests:
-            client = request.client_id or None
-            result = self.state.apply_encoded(
-                request.command, log_time_ms, client_id=client, seq=request.seq if client else None
-            )
-            if client and self._local_waiting.pop((client, request.seq), None) is not None:
-                self._effects.append(Answer(client, request.seq, result))
+        waiting = self._local_waiting
+        # One call per slot; only results a local client waits for are packed here.
+        answers = self.state.apply_batch(
+            client_ids, seqs, commands, log_time_ms, answer=waiting or None
+        )
+        if answers:
+            effects = self._effects
+            for client_id, seq, result in answers:
+                # A request twice in one slot is answered (and applied) once.
+                if waiting.pop((client_id, seq), None) is not None:
+                    effects.append(Answer(client_id, seq, result))
         after = self.state.configuration
-        if after != before:
+        if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
         self.applied_slot = slot
-        self.known_commit = max(self.known_commit, slot)
-        self.last_log_time_ms = max(self.last_log_time_ms, log_time_ms)
+        if slot > self.known_commit:
+            self.known_commit = slot
+        if log_time_ms > self.last_log_time_ms:
+            self.last_log_time_ms = log_time_ms
         self.accepted.pop(slot, None)
-        self._commands_since_snapshot += len(requests)
+        self._commands_since_snapshot += len(commands)
 
     def _after_apply(self, previous_applied: int) -> None:
         self._effects.append(Applied(self.applied_slot, self.state.revision))
