@@ -27,7 +27,8 @@ ENV_PREFIX = "PAXOS_KV_"
 class Config:
     """Everything ``paxoskv.Node`` and ``paxoskv.connect`` need.
 
-    ``data_dir=None`` keeps nothing on disk (``durability`` must then be ``"memory"``).
+    A node with ``data_dir=None`` keeps nothing on disk (its ``durability`` must then be
+    ``"memory"``); a client needs no data dir at all.
     """
 
     data_dir: Path | None = None
@@ -66,10 +67,6 @@ class Config:
             raise ConfigurationError(
                 f"durability {self.durability!r} is not one of durable, os, memory"
             )
-        if self.data_dir is None and self.durability != "memory":
-            raise ConfigurationError(
-                "a node needs --data-dir to persist its state; or choose --durability memory"
-            )
         if self.bootstrap_expect is not None and self.bootstrap_expect < 1:
             raise ConfigurationError("bootstrap_expect must be at least 1")
         if self.learner and self.bootstrap_expect is not None:
@@ -83,6 +80,13 @@ class Config:
         if self.node_id is not None:
             _check_node_id(self.node_id)
         self.transport_settings(node_incarnation=None)  # validates scope, group, peers, secret
+
+    def check_node_storage(self) -> None:
+        """A replica (unlike a client) needs somewhere to persist, unless told not to."""
+        if self.data_dir is None and self.durability != "memory":
+            raise ConfigurationError(
+                "a node needs --data-dir to persist its state; or choose --durability memory"
+            )
 
     def cluster_secret(self) -> bytes | None:
         """The secret, from ``secret`` or read from ``secret_file``."""

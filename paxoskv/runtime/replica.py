@@ -41,6 +41,7 @@ class Replica:
     """A running node. Use it through :class:`paxoskv.Node`."""
 
     def __init__(self, config: Config, *, transport: Transport | None = None) -> None:
+        config.check_node_storage()
         self.config = config
         self.node_id = node_identity(config.data_dir, config.node_id)
         self._given_transport = transport
