@@ -1,0 +1,178 @@
+"""Committed writes per second and single-write latency of a 3-process cluster on loopback.
+
+Three processes each embed a node (``paxoskv.Node``, durable mode: every acknowledged write is
+fsynced on a majority) and, once the cluster has formed, pipeline writes to random keys from
+clients inside the same process (a window of writes outstanding per process) for a fixed time.
+Counted are writes confirmed to their caller. A second phase measures one client's sequential
+writes, one at a time, for p50/p99 latency.
+
+    python benchmarks/cluster.py [--seconds 5] [--window 128] [--durability durable]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORKER_FLAGS = ("--worker",)
+
+
+async def worker(args: argparse.Namespace) -> None:
+    from paxoskv import Config, Node
+
+    config = Config(
+        node_id=args.node_id,
+        data_dir=Path(args.data_dir),
+        durability=args.durability,
+        cluster=args.cluster,
+        group=args.group,
+        interface="127.0.0.1",
+        bootstrap_expect=3,
+        request_timeout_s=30.0,
+    )
+    value = "x" * args.value_bytes
+    async with Node(config) as node:
+        await node.wait_ready(30)
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
+        if args.latency:
+            latencies = []
+            for i in range(args.latency):
+                started = time.perf_counter()
+                await node.set(f"lat{i % 100}", value)
+                latencies.append((time.perf_counter() - started) * 1000)
+            latencies.sort()
+            print(json.dumps({"latency_ms": latencies}), flush=True)
+        else:
+            stop_at = args.start_at + args.seconds
+            done = 0
+
+            async def client() -> None:
+                nonlocal done
+                rng = random.Random()
+                while time.time() < stop_at:
+                    await node.set(f"k{rng.randrange(100_000)}", value)
+                    done += 1
+
+            cpu_before = time.process_time()
+            await asyncio.gather(*(client() for _ in range(args.window)))
+            cpu = time.process_time() - cpu_before
+            print(json.dumps({"writes": done, "cpu_s": cpu}), flush=True)
+        await asyncio.sleep(args.linger)  # let the others finish before a quorum leaves
+
+
+def run_phase(
+    value_bytes: int, seconds: float, window: int, durability: str, latency: int
+) -> list[dict[str, object]]:
+    cluster = f"bench-{secrets.token_hex(4)}"
+    group = (
+        f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}:{random.randint(20000, 60000)}"
+    )
+    start_at = time.time() + 3.0
+    with tempfile.TemporaryDirectory(prefix="paxoskv-bench-") as root:
+        processes = []
+        for index in (1, 2, 3):
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--node-id",
+                f"b{index}",
+                "--data-dir",
+                str(Path(root) / f"b{index}"),
+                "--cluster",
+                cluster,
+                "--group",
+                group,
+                "--value-bytes",
+                str(value_bytes),
+                "--seconds",
+                str(seconds),
+                "--window",
+                str(window),
+                "--durability",
+                durability,
+                "--start-at",
+                str(start_at),
+                "--linger",
+                "1.5",
+                "--latency",
+                str(latency if index == 1 else 0),
+            ]
+            if latency and index != 1:
+                command[command.index("--seconds") + 1] = "0"
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        results = []
+        try:
+            for process in processes:
+                out, _ = process.communicate(timeout=seconds + 60)
+                lines = [line for line in out.splitlines() if line.startswith("{")]
+                results.append(json.loads(lines[-1]) if lines else {})
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+        return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--node-id")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--cluster")
+    parser.add_argument("--group")
+    parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--linger", type=float, default=1.0)
+    parser.add_argument("--latency", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--value-bytes", type=int, default=100)
+    parser.add_argument("--durability", default="durable", choices=("durable", "os"))
+    parser.add_argument("--sizes", default="100,1024")
+    parser.add_argument("--latency-writes", type=int, default=500)
+    args = parser.parse_args()
+    if args.worker:
+        asyncio.run(worker(args))
+        return 0
+    print(f"cluster benchmark: 3 processes on 127.0.0.1, {args.durability} mode", flush=True)
+    for size in (int(s) for s in args.sizes.split(",")):
+        print(
+            f"  pipelined writes, {size} B values, {args.seconds:g}s ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        results = run_phase(size, args.seconds, args.window, args.durability, 0)
+        writes = sum(int(r.get("writes", 0)) for r in results)
+        cpu = sum(float(r.get("cpu_s", 0.0)) for r in results)
+        per_cpu = cpu / writes * 1e6 if writes else float("nan")
+        print(
+            f"{size:>6} B: {writes / args.seconds:>10,.0f} committed writes/s "
+            f"({writes} in {args.seconds:g}s, {per_cpu:.0f} us CPU per write across 3 processes)",
+            flush=True,
+        )
+    print(
+        f"  single client, {args.latency_writes} sequential writes ...", file=sys.stderr, flush=True
+    )
+    results = run_phase(100, 0, 1, args.durability, args.latency_writes)
+    latencies = [x for r in results for x in r.get("latency_ms", [])]  # type: ignore[attr-defined]
+    if latencies:
+        latencies.sort()
+        p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+        print(
+            f"latency of one client's sequential writes: p50 {p(0.5):.2f} ms, p90 {p(0.9):.2f} ms, "
+            f"p99 {p(0.99):.2f} ms (mean {statistics.fmean(latencies):.2f} ms)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
