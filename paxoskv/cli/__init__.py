@@ -1,13 +1,15 @@
-"""The ``paxos-kv`` command line: a click group whose commands drive a node or a cluster."""
+"""The ``paxos-kv`` command line: a click group whose commands run a node or talk to a cluster.
+
+``main`` is the console entry point (``paxos-kv = "paxoskv.cli:main"``). The commands live
+one idea per module: ``node_cmd`` (run a replica), ``kv_cmds`` (get, set, delete, keys,
+watch), ``members_cmd`` (members, status), ``local_cluster`` (N nodes on loopback); the shared
+cluster options are in ``cluster_options``, output formats in ``output``, and exit codes in
+``errors``.
+"""
 
 from __future__ import annotations
 
-import click
+from paxoskv.cli.cluster_options import CliState
+from paxoskv.cli.main import main
 
-from paxoskv import __version__
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="paxos-kv")
-def main() -> None:
-    """paxos-kv: a Paxos-replicated key-value store."""
+__all__ = ["CliState", "main"]

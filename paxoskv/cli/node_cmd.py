@@ -1,0 +1,147 @@
+"""``paxos-kv node``: run one replica in the foreground until SIGTERM or Ctrl-C.
+
+The process is the unit a supervisor (systemd, a container runtime, ``local-cluster``)
+manages, so it behaves as such units should: logs go to stderr one line per event, SIGTERM
+and SIGINT stop it cleanly (the journal is closed, not torn), and a replica that fail-stops
+on an I/O error makes the process exit non-zero with the reason, so the supervisor notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from paxoskv.cli.cluster_options import cluster_options, setting_option, settings_config
+from paxoskv.config import Config
+from paxoskv.errors import NoQuorum
+from paxoskv.node import Node
+
+log = logging.getLogger("paxoskv.cli.node")
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+# How long to wait for a cluster before saying so again in the log (the node keeps waiting).
+READY_REMINDER_S = 30.0
+
+_NODE_OPTIONS = (
+    setting_option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory for the snapshot, journal and node id (one node per directory).",
+    ),
+    setting_option(
+        "--node-id",
+        metavar="ID",
+        help="This node's id (default: kept in the data dir, or a fresh random one).",
+    ),
+    setting_option("--port", type=click.IntRange(0, 65535), help="Unicast UDP port (0: any)."),
+    setting_option("--learner", is_flag=True, default=None, help="Receive the log but never vote."),
+    setting_option("--join", is_flag=True, default=None, help="Join a running cluster."),
+    setting_option(
+        "--bootstrap-expect",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Form a new cluster once N nodes started with the same N have met.",
+    ),
+    setting_option(
+        "--durability",
+        type=click.Choice(["durable", "os", "memory"]),
+        help="durable: fsync before acknowledging (default); os: survive a process crash, not a "
+        "power cut; memory: keep nothing.",
+    ),
+    setting_option(
+        "--encryption-key-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Key file to encrypt the data dir at rest.",
+    ),
+)
+
+
+def node_options(command: click.decorators.FC) -> click.decorators.FC:
+    for option in reversed(_NODE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def configure_logging(level: str) -> None:
+    """One concise line per record on stderr; ``force`` so a second call (tests) re-applies."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
+
+
+@click.command("node")
+@node_options
+@cluster_options
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.pass_context
+def node_command(ctx: click.Context, log_level: str) -> None:
+    """Run a replica in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
+    config = settings_config(ctx)
+    configure_logging(log_level)
+    asyncio.run(serve(config))
+
+
+async def serve(config: Config) -> None:
+    """Run a node until a signal asks it to stop or it fail-stops (then raise its failure)."""
+    loop = asyncio.get_running_loop()
+    asked_to_stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, asked_to_stop.set)
+    try:
+        async with Node(config) as node:
+            log.info(
+                "node %s on %s (cluster %r, group %s, interface %s, data %s)",
+                node.node_id,
+                config.scope,
+                config.cluster,
+                config.group,
+                config.interface,
+                config.data_dir or "in memory",
+            )
+            failure = await _run_until_stopped(node, asked_to_stop)
+        log.info("node %s stopped", node.node_id)
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    if failure is not None:
+        raise failure
+
+
+async def _run_until_stopped(node: Node, asked_to_stop: asyncio.Event) -> BaseException | None:
+    announce = asyncio.create_task(_announce_ready(node))
+    waits = {
+        asyncio.create_task(asked_to_stop.wait()),
+        asyncio.create_task(node.replica.stopped.wait()),
+    }
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (announce, *waits):
+            task.cancel()
+        for task in (announce, *waits):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return node.replica.failure
+
+
+async def _announce_ready(node: Node) -> None:
+    """Say once in the log when the node has a cluster; remind while it has none."""
+    while True:
+        try:
+            await node.wait_ready(READY_REMINDER_S)
+        except NoQuorum as error:
+            log.warning("%s", error)
+            continue
+        status = node.replica.status()
+        log.info(
+            "node %s is a %s of the cluster (%d voters)",
+            node.node_id,
+            status["role"],
+            len(status["voters"]),
+        )
+        return

@@ -1,0 +1,135 @@
+"""How values, keys, entries, events, members and status look on a terminal and as JSON.
+
+Two audiences: a person (strings raw, so ``paxos-kv get greeting`` prints ``hello`` and not
+``"hello"``; tuple and bytes keys as Python literals, so they cannot be mistaken for a str
+key), and a program (``--json``: one document per answer, one per line for ``watch``). JSON
+has no bytes and no tuples, so bytes travel as ``{"$bytes": "<base64>"}`` and tuples as
+arrays; nothing is dropped or guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from paxoskv.runtime.membership import Member
+from paxoskv.state import ChangeEvent, Key, KeyValue
+
+BYTES_TAG = "$bytes"
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with bytes, tuples and non-str map keys turned into what JSON can carry."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        # JSON has no NaN or infinity; their repr is the only lossless text.
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Mapping):
+        return {_map_key(key): jsonable(item) for key, item in value.items()}
+    return repr(value)
+
+
+def _map_key(key: Any) -> str:
+    return key if isinstance(key, str) else json_text(key)
+
+
+def json_text(value: Any) -> str:
+    """Compact one-line JSON, non-ASCII kept as is (a terminal shows it; JSON allows it)."""
+    return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(jsonable(value), ensure_ascii=False, indent=2)
+
+
+def show_value(value: Any) -> str:
+    """A value for a person: a str as itself, anything else as JSON."""
+    return value if isinstance(value, str) else json_text(value)
+
+
+def show_key(key: Key) -> str:
+    """A key for a person: a str key as itself; bytes and tuple keys as Python literals."""
+    return key if isinstance(key, str) else repr(key)
+
+
+def key_json(key: Key) -> Any:
+    return jsonable(key)
+
+
+def entry_json(entry: KeyValue) -> dict[str, Any]:
+    return {
+        "key": key_json(entry.key),
+        "value": jsonable(entry.value),
+        "create_revision": entry.create_revision,
+        "mod_revision": entry.mod_revision,
+        "version": entry.version,
+        "lease": entry.lease_id,
+    }
+
+
+def event_line(event: ChangeEvent) -> str:
+    """``<revision> <kind> <key>[ <value>]``: the value only where there is one (a set)."""
+    line = f"{event.revision} {event.kind} {show_key(event.key)}"
+    return line if event.kind != "set" else f"{line} {show_value(event.value)}"
+
+
+def event_json(event: ChangeEvent) -> dict[str, Any]:
+    return {
+        "revision": event.revision,
+        "kind": event.kind,
+        "key": key_json(event.key),
+        "value": jsonable(event.value),
+        "prev_value": jsonable(event.prev_value),
+    }
+
+
+def member_json(member: Member) -> dict[str, Any]:
+    return {
+        "node_id": member.node_id,
+        "role": member.role,
+        "state": member.state,
+        "applied_revision": member.applied_revision,
+        "is_leader": member.is_leader,
+    }
+
+
+MEMBER_HEADERS = ("ID", "ROLE", "STATE", "APPLIED", "LEADER")
+
+
+def members_table(members: Iterable[Member]) -> list[str]:
+    """An aligned table, the leader marked with ``*``, so ``grep '\\*$'`` finds it."""
+    rows = [MEMBER_HEADERS] + [
+        (m.node_id, m.role, m.state, str(m.applied_revision), "*" if m.is_leader else "")
+        for m in members
+    ]
+    return table(rows)
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def status_lines(status: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``name: value`` lines, nested maps flattened to dotted names (``transport.sent``)."""
+    lines: list[str] = []
+    for name, value in status.items():
+        if isinstance(value, Mapping):
+            lines.extend(status_lines(value, f"{prefix}{name}."))
+        elif isinstance(value, list | tuple):
+            shown = ", ".join(show_value(item) for item in value) or "-"
+            lines.append(f"{prefix}{name}: {shown}")
+        else:
+            lines.append(f"{prefix}{name}: {'-' if value is None else show_value(value)}")
+    return lines
