@@ -51,6 +51,8 @@ class Replica:
         self._committer: GroupCommitter | None = None
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline = float("inf")
+        self._proposals: list[Request] = []
         self._outbox: deque[tuple[str | None, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -203,13 +205,16 @@ class Replica:
         for effect in effects:
             self._carry_out(effect)
         deadline = engine.next_deadline()
+        if self._timer is not None and self._timer_deadline <= deadline:
+            return  # an earlier timer is armed; ticking early is harmless
         if self._timer is not None:
             self._timer.cancel()
-        delay = max(0.0, deadline - time.time())
-        self._timer = self._loop.call_later(delay, self._on_timer)
+        self._timer_deadline = deadline
+        self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._timer_deadline = float("inf")
         if self.engine is not None and self.failure is None:
             self._step(self.engine.tick(time.time()))
 
@@ -424,7 +429,7 @@ class Replica:
         if future is None:
             future = self._loop.create_future()
             self._answers[key] = future
-        self._step(engine.propose([Request(client_id, seq, command)], time.time()))
+        self.queue_proposal(Request(client_id, seq, command))
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout_s)
         except TimeoutError:
@@ -434,6 +439,20 @@ class Replica:
                 f"no quorum answered within {timeout_s:.1f}s; the write may or may not have "
                 "been applied: read the key back, or retry (retries are applied once)"
             ) from None
+
+    def queue_proposal(self, request: Request) -> None:
+        """Hand a request to the engine with every other one made in this loop iteration.
+
+        One engine step for all of them: the batch the leader proposes is whatever waited.
+        """
+        if not self._proposals:
+            self._loop.call_soon(self._flush_proposals)
+        self._proposals.append(request)
+
+    def _flush_proposals(self) -> None:
+        requests, self._proposals = self._proposals, []
+        if self.engine is not None and requests and self.failure is None:
+            self._step(self.engine.propose(requests, time.time()))
 
     def _answer(self, answer: fx.Answer) -> None:
         future = self._answers.pop((answer.client_id, answer.seq), None)

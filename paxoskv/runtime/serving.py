@@ -90,7 +90,7 @@ class ClientService:
             self._send(sender, "rep", client_id, seq, cached)
             return
         self._origins[(client_id, seq)] = sender
-        self.replica._step(engine.propose([Request(client_id, seq, command)], time.time()))
+        self.replica.queue_proposal(Request(client_id, seq, command))
 
     def _on_answer(self, answer: fx.Answer) -> bool:
         origin = self._origins.pop((answer.client_id, answer.seq), None)
