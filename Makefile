@@ -17,16 +17,22 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check paxoskv tests benchmarks
-	$(BIN)/ruff format --check paxoskv tests benchmarks
+	$(BIN)/ruff check paxoskv tests benchmarks simulations
+	$(BIN)/ruff format --check paxoskv tests benchmarks simulations
 	$(BIN)/mypy paxoskv
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix paxoskv tests benchmarks
-	$(BIN)/ruff format paxoskv tests benchmarks
+	$(BIN)/ruff check --fix paxoskv tests benchmarks simulations
+	$(BIN)/ruff format paxoskv tests benchmarks simulations
+
+sim: $(STAMP)
+	$(BIN)/python -m simulations run --seeds 2000 --jobs 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/storage.py
+	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/transport.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
