@@ -148,7 +148,10 @@ class LocalCluster:
         node = self.nodes[node_id]
         args = ["node", "--data-dir", str(node.data_dir), "--node-id", node_id]
         args += self.address.args()
-        args += ["--durability", self.durability, "--log-level", self.log_level]
+        if self.durability != "durable":
+            args += ["--durability", self.durability]
+        if self.log_level != "info":
+            args += ["--log-level", self.log_level]
         if node.learner:
             return [*args, "--learner", "--join"]
         return [*args, "--bootstrap-expect", str(self.voters)]
