@@ -9,8 +9,12 @@ fake records each Config it was given, which is how the settings tests look at p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +155,68 @@ def cli(fake: FakeCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
 
 def lines(text: str) -> Sequence[str]:
     return text.splitlines()
+
+
+# --- real processes --------------------------------------------------------------------------
+
+CLI_TIMEOUT_S = 30.0
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without PAXOS_KV_* settings from a developer's shell."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PAXOS_KV_")}
+
+
+def run_cli(*args: str, timeout_s: float = CLI_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """``paxos-kv ARGS`` as a real process (the entry point, exit codes, stderr as users see)."""
+    return subprocess.run(
+        [sys.executable, "-m", "paxoskv.cli", *args],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def wait_for_text(path: Path, text: str, timeout_s: float) -> str:
+    """Until ``path`` contains ``text`` (polled); its contents, or AssertionError at the bound."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = path.read_text() if path.exists() else ""
+        if text in found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in {path} within {timeout_s}s; it holds:\n{found}")
+        time.sleep(0.05)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {timeout_s}s")
+        time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a killed child not yet reaped is gone)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Teardown for a process a test started: SIGKILL if still running, always reaped."""
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)

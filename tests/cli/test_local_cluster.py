@@ -1,0 +1,124 @@
+"""``paxos-kv local-cluster`` as a person runs it: start, copy the printed line, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import (
+    clean_environment,
+    pid_alive,
+    run_cli,
+    stop_process,
+    wait_for_text,
+    wait_until,
+)
+
+READY_LINE = "Ctrl-C stops every node."
+
+
+class Foreground:
+    """A ``local-cluster`` process with its output in a file."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.output = tmp_path / "local-cluster.out"
+        self._sink = self.output.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "paxoskv.cli", "local-cluster", *args],
+            stdout=self._sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+
+    def wait_ready(self) -> str:
+        return wait_for_text(self.output, READY_LINE, 40.0)
+
+    def node_pids(self) -> list[int]:
+        return [int(pid) for pid in re.findall(r"pid (\d+)", self.output.read_text())]
+
+    def printed_command(self, verb: str) -> list[str]:
+        """The ``paxos-kv VERB ...`` line it printed for people to copy, as arguments."""
+        line = next(
+            line.strip()
+            for line in self.output.read_text().splitlines()
+            if line.strip().startswith(f"paxos-kv {verb} ")
+        )
+        return shlex.split(line)[1:]
+
+    def close(self) -> None:
+        stop_process(self.process)
+        self._sink.close()
+
+
+@pytest.fixture
+def foreground(tmp_path: Path) -> Iterator[list[Foreground]]:
+    started: list[Foreground] = []
+    yield started
+    for each in started:
+        each.close()
+        for pid in each.node_pids():  # never leave a node behind, whatever the test did
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_starts_prints_how_to_reach_it_and_stops_on_ctrl_c(
+    tmp_path: Path, foreground: list[Foreground]
+) -> None:
+    data = tmp_path / "data"
+    cluster = Foreground(tmp_path, "--nodes", "1", "--learners", "1", "--data-dir", str(data))
+    foreground.append(cluster)
+    cluster.wait_ready()
+    pids = cluster.node_pids()
+    assert len(pids) == 2 and all(map(pid_alive, pids))
+
+    set_args = cluster.printed_command("set")
+    assert run_cli(*set_args).returncode == 0
+    got = run_cli(*cluster.printed_command("get"))
+    assert (got.returncode, got.stdout) == (0, "hello\n")
+    members = run_cli("members", *set_args[3:]).stdout
+    assert re.search(r"^l1\s+learner\s+up", members, re.MULTILINE), members
+
+    cluster.process.send_signal(signal.SIGINT)
+    assert cluster.process.wait(20) == 0
+    assert cluster.output.read_text().rstrip().endswith("stopped")
+    wait_until(lambda: not any(map(pid_alive, pids)), 10.0, "every node gone")
+    assert (data / "n1" / "node-id").read_text().strip() == "n1"  # a given data dir is kept
+
+
+def test_a_temporary_data_dir_is_removed_on_sigterm(
+    tmp_path: Path, foreground: list[Foreground]
+) -> None:
+    cluster = Foreground(tmp_path, "--nodes", "1", "--durability", "memory")
+    foreground.append(cluster)
+    text = cluster.wait_ready()
+    data = Path(re.search(r"data in (\S+) \(removed on exit\)", text).group(1))  # type: ignore[union-attr]
+    assert data.is_dir()
+    cluster.process.terminate()
+    assert cluster.process.wait(20) == 0
+    assert not data.exists()
+
+
+def test_no_orphans_even_if_it_is_killed(tmp_path: Path, foreground: list[Foreground]) -> None:
+    """SIGKILL gives local-cluster no chance to clean up; the kernel stops the nodes."""
+    cluster = Foreground(tmp_path, "--nodes", "2", "--data-dir", str(tmp_path / "data"))
+    foreground.append(cluster)
+    cluster.wait_ready()
+    pids = cluster.node_pids()
+    assert len(pids) == 2
+    cluster.process.kill()
+    cluster.process.wait(10)
+    wait_until(lambda: not any(map(pid_alive, pids)), 15.0, "the nodes gone with their parent")
+
+
+def test_a_bad_count_is_a_usage_error() -> None:
+    done = run_cli("local-cluster", "--nodes", "0")
+    assert done.returncode == 2
+    assert done.stderr.startswith("paxos-kv: usage error: Invalid value for '--nodes'")

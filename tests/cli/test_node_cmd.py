@@ -1,0 +1,69 @@
+"""``paxos-kv node``: settings errors before anything starts, a clean stop on SIGTERM, and a
+clear refusal to share a data dir."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paxoskv.cli.local_cluster import ClusterAddress
+from tests.cli.conftest import Cli, clean_environment, run_cli, stop_process, wait_for_text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "a node needs --data-dir"),
+        (["--data-dir", "d", "--learner", "--bootstrap-expect", "3"], "a learner cannot bootstrap"),
+        (["--data-dir", "d", "--node-id", "has space"], "must be 1-64 printable characters"),
+        (["--data-dir", "d", "--scope", "unicast"], "unicast scope needs peers"),
+        (["--data-dir", "d", "--peer", "localhost"], "is not an IPv4 host:port"),
+    ],
+)
+def test_bad_settings_exit_2_before_starting(
+    cli: Cli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = cli("node", *[str(tmp_path / a) if a == "d" else a for a in args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("paxos-kv: error: ")
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_settings_can_come_from_the_environment(cli: Cli, tmp_path: Path) -> None:
+    result = cli("node", env={"PAXOS_KV_BOOTSTRAP_EXPECT": "0", "PAXOS_KV_DATA_DIR": "x"})
+    assert result.exit_code == 2
+    assert "bootstrap_expect must be at least 1" in result.stderr
+
+
+def test_runs_until_sigterm_and_refuses_a_second_node_on_its_data_dir(tmp_path: Path) -> None:
+    address = ClusterAddress.fresh()
+    data = tmp_path / "n1"
+    log = tmp_path / "n1.log"
+    args = ["node", "--data-dir", str(data), "--bootstrap-expect", "1", *address.args()]
+    with log.open("w") as sink:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "paxoskv.cli", *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+        try:
+            wait_for_text(log, "is a voter of the cluster", 20.0)
+            written = run_cli("set", "k", "v", *address.args())
+            assert written.returncode == 0, written.stderr
+
+            second = run_cli(*args)
+            assert second.returncode == 4
+            assert f"data dir {data} is in use by process {node.pid}" in second.stderr
+            assert len(second.stderr.splitlines()) == 1
+
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(15) == 0
+        finally:
+            stop_process(node)
+    assert "stopped" in log.read_text() and "Traceback" not in log.read_text()

@@ -1,0 +1,90 @@
+"""Output formats: what a person sees and what a program parses."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paxoskv.cli.output import (
+    event_line,
+    json_text,
+    jsonable,
+    members_table,
+    show_key,
+    show_value,
+    status_lines,
+)
+from paxoskv.runtime.membership import Member
+from paxoskv.state import ChangeEvent
+
+# What msgpack can carry (and so what a value in the store can be).
+leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats()
+    | st.text()
+    | st.binary()
+)
+values = st.recursive(
+    leaves,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text() | st.integers() | st.binary(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150)
+@given(values)
+def test_every_storable_value_has_a_json_text(value: Any) -> None:
+    text = json_text(value)
+    assert "\n" not in text  # one event per line in `watch --json`
+    json.loads(text)
+
+
+@settings(max_examples=100)
+@given(st.text())
+def test_a_string_value_is_shown_as_itself(text: str) -> None:
+    assert show_value(text) == text
+
+
+def test_bytes_and_non_finite_floats_are_not_lost() -> None:
+    assert jsonable(b"\x00\xff") == {"$bytes": "AP8="}
+    assert jsonable([math.inf, -math.inf, 1.5]) == ["inf", "-inf", 1.5]
+    assert jsonable(math.nan) == "nan"
+    assert jsonable({1: "a", b"k": "b"}) == {"1": "a", '{"$bytes":"aw=="}': "b"}
+
+
+def test_keys_of_other_kinds_cannot_pass_for_str_keys() -> None:
+    assert show_key("user/1") == "user/1"
+    assert show_key(b"user/1") == "b'user/1'"
+    assert show_key(("user", 1)) == "('user', 1)"
+
+
+def test_event_lines_show_the_value_only_for_sets() -> None:
+    assert event_line(ChangeEvent("set", "k", [1], None, 4)) == "4 set k [1]"
+    assert event_line(ChangeEvent("delete", "k", None, [1], 5)) == "5 delete k"
+    assert event_line(ChangeEvent("expire", ("s", 1), None, "x", 6)) == "6 expire ('s', 1)"
+
+
+def test_members_table_aligns_long_ids() -> None:
+    table = members_table([Member("a-long-node-id", "voter", "up", 12345, True)])
+    assert table == [
+        "ID              ROLE   STATE  APPLIED  LEADER",
+        "a-long-node-id  voter  up     12345    *",
+    ]
+
+
+def test_status_lines_flatten_nested_maps() -> None:
+    assert status_lines({"a": 1, "b": {"c": True, "d": None}, "e": []}) == [
+        "a: 1",
+        "b.c: true",
+        "b.d: -",
+        "e: -",
+    ]

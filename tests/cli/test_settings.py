@@ -1,0 +1,97 @@
+"""Where a command's cluster settings come from: flags, then PAXOS_KV_* variables, then TOML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.conftest import Cli, FakeCluster
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_loopback_and_the_default_group(cli: Cli, fake: FakeCluster) -> None:
+    cli("status")
+    config = fake.configs[-1]
+    assert (config.interface, config.group, config.cluster) == (
+        "127.0.0.1",
+        "239.192.74.75:47475",
+        "paxos-kv",
+    )
+    assert config.durability == "memory" and config.request_timeout_s == 5.0
+
+
+def test_flags_reach_the_client_config(cli: Cli, fake: FakeCluster, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32)
+    cli(
+        "status",
+        "--group", "239.1.2.3:4000",
+        "--cluster", "blue",
+        "--scope", "unicast",
+        "--peer", "127.0.0.1:5000",
+        "--peer", "127.0.0.1:5001",
+        "--secret-file", str(secret),
+        "--timeout", "2.5",
+    )  # fmt: skip
+    config = fake.configs[-1]
+    assert config.group == "239.1.2.3:4000"
+    assert config.cluster == "blue"
+    assert config.scope == "unicast"
+    assert config.peers == ("127.0.0.1:5000", "127.0.0.1:5001")
+    assert config.cluster_secret() == b"s" * 32
+    assert config.request_timeout_s == 2.5
+
+
+def test_flags_beat_environment_beats_file(cli: Cli, fake: FakeCluster, tmp_path: Path) -> None:
+    toml = write_toml(
+        tmp_path / "c.toml",
+        '[paxos-kv]\ncluster = "from-file"\ngroup = "239.9.9.9:9999"\nrequest-timeout-s = 7\n',
+    )
+    env = {"PAXOS_KV_CLUSTER": "from-env", "PAXOS_KV_GROUP": "239.8.8.8:8888"}
+    cli("status", "--config", str(toml), "--cluster", "from-flag", env=env)
+    config = fake.configs[-1]
+    assert config.cluster == "from-flag"
+    assert config.group == "239.8.8.8:8888"
+    assert config.request_timeout_s == 7.0
+
+
+def test_the_config_file_can_come_from_the_environment(
+    cli: Cli, fake: FakeCluster, tmp_path: Path
+) -> None:
+    toml = write_toml(tmp_path / "c.toml", 'cluster = "green"\n')
+    cli("status", env={"PAXOS_KV_CONFIG": str(toml)})
+    assert fake.configs[-1].cluster == "green"
+
+
+def test_a_node_settings_file_serves_clients_too(
+    cli: Cli, fake: FakeCluster, tmp_path: Path
+) -> None:
+    """A file written for a node (data dir, durable) must not stop a client from starting."""
+    toml = write_toml(tmp_path / "node.toml", f'data_dir = "{tmp_path}"\ndurability = "durable"\n')
+    assert cli("status", "--config", str(toml)).exit_code == 0
+    assert fake.configs[-1].durability == "memory"
+
+
+def test_a_bad_environment_value_exits_2_naming_the_variable(cli: Cli, fake: FakeCluster) -> None:
+    result = cli("status", env={"PAXOS_KV_REQUEST_TIMEOUT_S": "soon"})
+    assert result.exit_code == 2
+    assert "$PAXOS_KV_REQUEST_TIMEOUT_S" in result.stderr
+    assert fake.calls == []
+
+
+def test_a_missing_or_broken_config_file_exits_2(cli: Cli, tmp_path: Path) -> None:
+    missing = cli("status", "--config", str(tmp_path / "absent.toml"))
+    assert missing.exit_code == 2 and "cannot read config file" in missing.stderr
+    broken = write_toml(tmp_path / "broken.toml", "cluster = \n")
+    result = cli("status", "--config", str(broken))
+    assert result.exit_code == 2 and "is not valid TOML" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_an_unreadable_secret_file_exits_2(cli: Cli, tmp_path: Path) -> None:
+    result = cli("status", "--secret-file", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert "cannot read the secret file" in result.stderr
