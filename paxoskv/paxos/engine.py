@@ -31,6 +31,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from paxoskv.paxos import messages as m
@@ -218,21 +219,27 @@ class Engine:
     def handle_durable(self, sync_id: int, now: float) -> list[Effect]:
         """Every :class:`Persist` up to ``sync_id`` is durable: release what waited for it."""
         self._now = now
-        self._durable_sync_id = max(self._durable_sync_id, sync_id)
-        released: list[Send] = []
-        while self._held and self._held[0][0] <= self._durable_sync_id:
-            released.append(self._held.popleft()[1])
-        for send in _coalesce_accepted(released):
-            self._send(send.to, send.message)
+        if sync_id > self._durable_sync_id:
+            self._durable_sync_id = sync_id
+        held = self._held
+        if held and held[0][0] <= self._durable_sync_id:
+            released: list[Send] = []
+            while held and held[0][0] <= self._durable_sync_id:
+                released.append(held.popleft()[1])
+            if len(released) > 1:
+                released = _coalesce_accepted(released)
+            for send in released:
+                self._send(send.to, send.message)
         return self._drain(now)
 
     def propose(self, requests: Sequence[m.Request], now: float) -> list[Effect]:
         """Local clients ask; each gets an :class:`Answer` when its command is applied here."""
         self._now = now
+        if not all(map(_client_id_of, requests)):
+            raise ValueError("a client request needs a non-empty client_id")
+        waiting = self._local_waiting
         for request in requests:
-            if not request.client_id:
-                raise ValueError("a client request needs a non-empty client_id")
-            self._local_waiting[(request.client_id, request.seq)] = request
+            waiting[(request.client_id, request.seq)] = request
         if self.role is Role.LEADER:
             self._enqueue(requests)
         else:
@@ -336,7 +343,8 @@ class Engine:
             return
         self.promised = msg.ballot
         self._heard_leader(msg.ballot, now)
-        if msg.slot > self.applied_slot and self.accepted.get(msg.slot, (None,))[0] != msg.ballot:
+        accepted = self.accepted.get(msg.slot)
+        if msg.slot > self.applied_slot and (accepted is None or accepted[0] != msg.ballot):
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._persist(accepted_record(msg.slot, msg.ballot, msg.value))
         if self._votes_in(msg.slot):
@@ -366,7 +374,8 @@ class Engine:
         """
         if self.role is Role.LEADER and sender != self.node_id:
             return
-        self.known_commit = max(self.known_commit, upto)
+        if upto > self.known_commit:
+            self.known_commit = upto
         first = slot = self.applied_slot + 1
         while slot <= upto:
             if slot not in self.values:
@@ -418,9 +427,10 @@ class Engine:
 
     def _after_apply(self, previous_applied: int) -> None:
         self._effects.append(Applied(self.applied_slot, self.state.revision))
-        self._expiring = {
-            lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
-        }
+        if self._expiring:
+            self._expiring = {
+                lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
+            }
         if self._commands_since_snapshot >= self.settings.snapshot_every_commands:
             self._take_snapshot()
         keep_from = self.applied_slot - self.settings.log_retention_slots
@@ -430,9 +440,10 @@ class Engine:
                 self.values.pop(slot, None)
             self.compacted_slot = max(self.compacted_slot, keep_from)
         self.configs.forget_before(self.compacted_slot)
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER and self._leader_reads:
             self._answer_ready_reads()
-        self._serve_follower_reads()
+        if self._follower_reads:
+            self._serve_follower_reads()
 
     def _take_snapshot(self) -> None:
         """Snapshot state and acceptor together so the journal before it can be dropped."""
@@ -544,7 +555,8 @@ class Engine:
         return recent and self.leader_id is not None and sender != self.leader_id
 
     def _observe(self, ballot: Ballot) -> None:
-        self.max_seen = max(self.max_seen, ballot)
+        if ballot > self.max_seen:
+            self.max_seen = ballot
         if self.role is not Role.FOLLOWER and ballot > self._ballot:
             self._step_down()
 
@@ -686,15 +698,18 @@ class Engine:
         while self._next_slot <= window_end and self._config_change_waiting():
             # A chosen change governs only from alpha slots on: pad so it takes effect now.
             self._propose_slot(self._noop(now), now)
-        while self._pending and self._next_slot <= self.applied_slot + self.settings.window_slots:
-            batch: list[m.Request] = []
-            size = 0
-            while self._pending and (
-                not batch or size + len(self._pending[0].command) + 64 <= limit
-            ):
-                request = self._pending.popleft()
-                batch.append(request)
-                size += len(request.command) + len(request.client_id) + 16
+        pending = self._pending
+        while pending and self._next_slot <= self.applied_slot + self.settings.window_slots:
+            if _size_bytes(pending) + 64 <= limit:
+                batch = list(pending)  # the usual case: all that waits fits in one slot
+                pending.clear()
+            else:
+                batch = []
+                size = 0
+                while pending and (not batch or size + len(pending[0].command) + 64 <= limit):
+                    request = pending.popleft()
+                    batch.append(request)
+                    size += len(request.command) + len(request.client_id) + 16
             self._propose_slot(encode_batch(self._log_time_ms(now), batch), now)
 
     def _on_accepted(self, sender: str, msg: m.Accepted, now: float) -> None:
@@ -726,7 +741,10 @@ class Engine:
         return encode_batch(self._log_time_ms(now), [request])
 
     def _config_change_waiting(self) -> bool:
-        return not self._pending and self.configs.at(self._next_slot) != self.configs.latest()
+        if self._pending:
+            return False
+        governing, latest = self.configs.at(self._next_slot), self.configs.latest()
+        return governing is not latest and governing != latest
 
     def _leader_tick(self, now: float) -> None:
         if self.node_id not in self.configs.at(self._next_slot).voters:
@@ -903,11 +921,14 @@ class Engine:
             self._next_sync_id += 1
 
     def _drain(self, now: float) -> list[Effect]:
-        self._flush_forwards()
+        if self._to_forward or self._read_requests_out:
+            self._flush_forwards()
         if self.role is Role.LEADER:
-            self._start_leader_reads(now)
+            if self._leader_reads_waiting:
+                self._start_leader_reads(now)
             self._pump(now)
-        self._flush_persist()
+        if self._pending_records:
+            self._flush_persist()
         effects, self._effects = self._effects, []
         return effects
 
@@ -939,6 +960,16 @@ class Engine:
             self._effects.append(Send(leader, m.Forward(tuple(batch))))
         if read_ids:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
+
+
+_client_id_of = attrgetter("client_id")
+_command_of = attrgetter("command")
+
+
+def _size_bytes(requests: deque[m.Request]) -> int:
+    """What the batching loop in ``_pump`` would count for all of ``requests``, in C loops."""
+    commands = sum(map(len, map(_command_of, requests)))
+    return commands + sum(map(len, map(_client_id_of, requests))) + 16 * len(requests)
 
 
 def _coalesce_accepted(sends: list[Send]) -> list[Send]:

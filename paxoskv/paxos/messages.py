@@ -13,8 +13,9 @@ it only relays, which keeps one msgpack pass per batch on the hot path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, ClassVar
 
 import msgpack
@@ -206,6 +207,12 @@ Message = (
 )
 
 # --- codec ---------------------------------------------------------------------------------
+#
+# Every datagram is encoded once and decoded once per receiver, so the codec is written per
+# message type rather than walked generically over ``dataclasses.fields``: a Ballot (a
+# NamedTuple) and a tuple of ints pack as arrays as they are, so most messages are one
+# ``attrgetter`` and one pack; only the three with nested records flatten them. Decoding checks
+# every field's type inline before the message object is built.
 
 _MESSAGE_TYPES: tuple[type[Any], ...] = (
     Prepare,
@@ -226,35 +233,65 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
 )
 _BY_TAG: dict[int, type[Any]] = {cls.TAG: cls for cls in _MESSAGE_TYPES}
 
+# A free list rather than one shared packer (a runtime may encode from more than one thread);
+# ``msgpack.packb`` would build a new Packer per call, which costs more than the packing.
+_packers: list[msgpack.Packer] = []
 
-def _flatten(value: object) -> object:
-    if isinstance(value, Ballot):
-        return [value.round, value.node_id]
-    if isinstance(value, tuple):
-        return [_flatten(item) for item in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return [_flatten(getattr(value, f.name)) for f in fields(value)]  # type: ignore[arg-type]
-    return value
+
+def _pack(body: list[Any]) -> bytes:
+    try:
+        packer = _packers.pop()
+    except IndexError:
+        packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+    try:
+        return packer.pack(body)
+    finally:
+        _packers.append(packer)
+
+
+def _flat_encoder(cls: type[Any]) -> Callable[[Any], list[Any]]:
+    names = [f.name for f in fields(cls)]
+    head = [WIRE_VERSION, cls.TAG]
+    if len(names) == 1:
+        name = names[0]
+        return lambda message: [*head, getattr(message, name)]
+    getter = attrgetter(*names)
+    return lambda message: [*head, *getter(message)]
+
+
+_ENCODERS: dict[type[Any], Callable[[Any], list[Any]]] = {
+    cls: _flat_encoder(cls) for cls in _MESSAGE_TYPES
+}
+_ENCODERS[Promise] = lambda p: [
+    WIRE_VERSION,
+    Promise.TAG,
+    p.ballot,
+    p.from_slot,
+    [[e.slot, e.ballot, e.value, e.chosen] for e in p.entries],
+    p.chosen_upto,
+    p.truncated,
+]
+_ENCODERS[Forward] = lambda f: [
+    WIRE_VERSION,
+    Forward.TAG,
+    [[r.client_id, r.seq, r.command] for r in f.requests],
+]
+_ENCODERS[CatchupReply] = lambda c: [
+    WIRE_VERSION,
+    CatchupReply.TAG,
+    [[e.slot, e.value] for e in c.entries],
+    c.chosen_upto,
+    c.snapshot_slot,
+]
 
 
 def encode_message(message: Message) -> bytes:
-    body = [
-        WIRE_VERSION,
-        message.TAG,
-        *(_flatten(getattr(message, f.name)) for f in fields(message)),
-    ]
-    return msgpack.packb(body, use_bin_type=True)
+    return _pack(_ENCODERS[type(message)](message))
 
 
 def _int(raw: object) -> int:
     if type(raw) is not int:
         raise MalformedMessage(f"expected int, got {type(raw).__name__}")
-    return raw
-
-
-def _str(raw: object) -> str:
-    if type(raw) is not str:
-        raise MalformedMessage(f"expected str, got {type(raw).__name__}")
     return raw
 
 
@@ -270,19 +307,27 @@ def _bool(raw: object) -> bool:
     return raw
 
 
-def _list(raw: object, length: int | None = None) -> Sequence[object]:
+def _list(raw: object, length: int | None = None) -> list[Any]:
     if type(raw) is not list or (length is not None and len(raw) != length):
         raise MalformedMessage(f"expected a list of {length} items")
     return raw
 
 
+_new_tuple = tuple.__new__
+
+
 def _ballot(raw: object) -> Ballot:
-    round_, node_id = _list(raw, 2)
-    return Ballot(_int(round_), _str(node_id))
+    if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
+        # What Ballot._make does, minus the checks just made.
+        ballot: Ballot = _new_tuple(Ballot, raw)
+        return ballot
+    raise MalformedMessage("a ballot is [int round, str node id]")
 
 
-def _tuple_of(item: Callable[[object], Any]) -> Callable[[object], tuple[Any, ...]]:
-    return lambda raw: tuple(item(element) for element in _list(raw))
+def _ints(raw: object) -> tuple[int, ...]:
+    if type(raw) is list and set(map(type, raw)) <= {int}:
+        return tuple(raw)
+    raise MalformedMessage("expected a list of ints")
 
 
 def _promise_entry(raw: object) -> PromiseEntry:
@@ -292,7 +337,9 @@ def _promise_entry(raw: object) -> PromiseEntry:
 
 def _request(raw: object) -> Request:
     client_id, seq, command = _list(raw, 3)
-    return Request(_str(client_id), _int(seq), _bytes(command))
+    if type(client_id) is not str or type(seq) is not int or type(command) is not bytes:
+        raise MalformedMessage("a request is [str client id, int seq, bytes command]")
+    return Request(client_id, seq, command)
 
 
 def _catchup_entry(raw: object) -> CatchupEntry:
@@ -300,22 +347,58 @@ def _catchup_entry(raw: object) -> CatchupEntry:
     return CatchupEntry(_int(slot), _bytes(value))
 
 
-_FIELD_PARSERS: dict[type[Any], tuple[Callable[[object], Any], ...]] = {
-    Prepare: (_ballot, _int),
-    Promise: (_ballot, _int, _tuple_of(_promise_entry), _int, _bool),
-    Nack: (_ballot, _ballot),
-    Accept: (_ballot, _int, _bytes, _int),
-    Accepted: (_ballot, _tuple_of(_int)),
-    Commit: (_ballot, _int),
-    Heartbeat: (_ballot, _int, _int),
-    HeartbeatAck: (_ballot, _int, _int),
-    Forward: (_tuple_of(_request),),
-    ReadIndexRequest: (_tuple_of(_int),),
-    ReadIndexReply: (_tuple_of(_int), _int),
-    CatchupRequest: (_int,),
-    CatchupReply: (_tuple_of(_catchup_entry), _int, _int),
-    SnapshotRequest: (_int, _int),
-    SnapshotChunk: (_int, _int, _int, _bytes),
+def _accept(f: list[Any]) -> Accept:
+    ballot, slot, value, commit_upto = f
+    if type(slot) is not int or type(value) is not bytes or type(commit_upto) is not int:
+        raise MalformedMessage("an accept is [ballot, int slot, bytes value, int commit]")
+    return Accept(_ballot(ballot), slot, value, commit_upto)
+
+
+def _two_ints(cls: type[Any]) -> Callable[[list[Any]], Any]:
+    """A decoder for the messages that are a ballot and two ints."""
+
+    def decode(f: list[Any]) -> Any:
+        ballot, first, second = f
+        if type(first) is not int or type(second) is not int:
+            raise MalformedMessage(f"{cls.__name__} is [ballot, int, int]")
+        return cls(_ballot(ballot), first, second)
+
+    return decode
+
+
+_DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
+    Prepare.TAG: (2, lambda f: Prepare(_ballot(f[0]), _int(f[1]))),
+    Promise.TAG: (
+        5,
+        lambda f: Promise(
+            _ballot(f[0]),
+            _int(f[1]),
+            tuple(_promise_entry(e) for e in _list(f[2])),
+            _int(f[3]),
+            _bool(f[4]),
+        ),
+    ),
+    Nack.TAG: (2, lambda f: Nack(_ballot(f[0]), _ballot(f[1]))),
+    Accept.TAG: (4, _accept),
+    Accepted.TAG: (2, lambda f: Accepted(_ballot(f[0]), _ints(f[1]))),
+    Commit.TAG: (2, lambda f: Commit(_ballot(f[0]), _int(f[1]))),
+    Heartbeat.TAG: (3, _two_ints(Heartbeat)),
+    HeartbeatAck.TAG: (3, _two_ints(HeartbeatAck)),
+    Forward.TAG: (1, lambda f: Forward(tuple(_request(r) for r in _list(f[0])))),
+    ReadIndexRequest.TAG: (1, lambda f: ReadIndexRequest(_ints(f[0]))),
+    ReadIndexReply.TAG: (2, lambda f: ReadIndexReply(_ints(f[0]), _int(f[1]))),
+    CatchupRequest.TAG: (1, lambda f: CatchupRequest(_int(f[0]))),
+    CatchupReply.TAG: (
+        3,
+        lambda f: CatchupReply(
+            tuple(_catchup_entry(e) for e in _list(f[0])), _int(f[1]), _int(f[2])
+        ),
+    ),
+    SnapshotRequest.TAG: (2, lambda f: SnapshotRequest(_int(f[0]), _int(f[1]))),
+    SnapshotChunk.TAG: (
+        4,
+        lambda f: SnapshotChunk(_int(f[0]), _int(f[1]), _int(f[2]), _bytes(f[3])),
+    ),
 }
 
 
@@ -327,14 +410,14 @@ def decode_message(data: bytes) -> Message:
         raise MalformedMessage(f"not msgpack: {error}") from None
     if type(body) is not list or len(body) < 2:
         raise MalformedMessage("not a message envelope")
-    version, tag, *raw_fields = body
-    if version != WIRE_VERSION:
+    version, tag = body[0], body[1]
+    if version != WIRE_VERSION or type(version) is not int:
         raise MalformedMessage(f"wire version {version!r}, expected {WIRE_VERSION}")
-    cls = _BY_TAG.get(tag) if type(tag) is int else None
-    if cls is None:
+    decoder = _DECODERS.get(tag) if type(tag) is int else None
+    if decoder is None:
         raise MalformedMessage(f"unknown message tag {tag!r}")
-    parsers = _FIELD_PARSERS[cls]
-    if len(raw_fields) != len(parsers):
-        raise MalformedMessage(f"{cls.__name__} needs {len(parsers)} fields")
-    message: Message = cls(*(parse(raw) for parse, raw in zip(parsers, raw_fields, strict=True)))
+    length, decode = decoder
+    if len(body) != length + 2:
+        raise MalformedMessage(f"{_BY_TAG[tag].__name__} needs {length} fields")
+    message: Message = decode(body[2:])
     return message

@@ -15,26 +15,66 @@ Clients that go quiet are forgotten after ``client_idle_ms`` of *log* time, judg
 so every replica forgets the same clients at the same command. Clients are kept in an
 ``OrderedDict`` in order of last use: log time never goes back, so the front is always the
 longest idle, and forgetting is a pop from the front.
+
+A result is kept *unencoded* until someone needs its bytes (a duplicate arrives, a snapshot or a
+digest is taken): most results are never asked for again, and on a replica with no local client
+waiting, packing each one would be most of the cost of applying a write. The kept form is the
+result's wire array, or ``(revision, previous_row)`` for a plain Set; the rows and values it
+refers to are immutable, so the bytes made later are the bytes that would have been made at
+once, and they replace the kept form when made (each result is packed at most once).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
+
+from paxoskv.state.results import WRITTEN, row_to_wire
+from paxoskv.state.wire import pack
 
 ClientId = str
+Kept: TypeAlias = bytes | list[Any] | tuple[int, Any]
+"""A kept result: its bytes, its wire array, or ``(revision, previous_row)`` of a Set."""
 
 STALE: Final = b""
 """Returned by :meth:`DedupTable.check` for a seq older than the window (a real encoded result
 is never empty, so the empty bytes are free to mean this)."""
 
 
+def encode_kept(kept: Kept) -> bytes:
+    """The bytes of a kept result (see the module docstring for the forms)."""
+    if isinstance(kept, bytes):
+        return kept
+    if isinstance(kept, tuple):
+        revision, prev = kept
+        return pack([WRITTEN, revision, row_to_wire(prev)])
+    return pack(kept)
+
+
 @dataclass(slots=True)
-class _Client:
+class ClientRecord:
+    """One client's recent results. The state machine's batch loop works on it directly."""
+
     last_seen_ms: int
     highest_seq: int = -1
-    results: dict[int, bytes] = field(default_factory=dict)
+    results: dict[int, Kept] = field(default_factory=dict)
+
+    def encoded(self, seq: int) -> bytes | None:
+        """The bytes of ``seq``'s result if kept; packs it now (once) if it was not yet."""
+        kept = self.results.get(seq)
+        if kept is None or isinstance(kept, bytes):
+            return kept
+        encoded = self.results[seq] = encode_kept(kept)
+        return encoded
+
+    def encoded_results(self) -> dict[int, bytes]:
+        """Every kept result as bytes (packing the ones not yet packed, once)."""
+        results = self.results
+        for seq, kept in results.items():
+            if type(kept) is not bytes:
+                results[seq] = encode_kept(kept)  # replacing a value keeps the dict's order
+        return results  # type: ignore[return-value]
 
 
 class DedupTable:
@@ -43,7 +83,7 @@ class DedupTable:
     def __init__(self, window_requests: int, client_idle_ms: int) -> None:
         self.window_requests = window_requests
         self.client_idle_ms = client_idle_ms
-        self._clients: OrderedDict[ClientId, _Client] = OrderedDict()
+        self._clients: OrderedDict[ClientId, ClientRecord] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -62,19 +102,24 @@ class DedupTable:
 
         Marks the client as seen at ``now_ms`` in every case.
         """
-        clients = self._clients
-        client = clients.get(client_id)
-        if client is None:
-            clients[client_id] = _Client(now_ms)
-            return None
-        clients.move_to_end(client_id)
-        client.last_seen_ms = now_ms
-        cached = client.results.get(seq)
+        client = self.touch(client_id, now_ms)
+        cached = client.encoded(seq)
         if cached is not None:
             return cached
         if seq <= client.highest_seq - self.window_requests:
             return STALE
         return None
+
+    def touch(self, client_id: ClientId, now_ms: int) -> ClientRecord:
+        """The client's record (a new one for a new client), marked as seen at ``now_ms``."""
+        clients = self._clients
+        client = clients.get(client_id)
+        if client is None:
+            client = clients[client_id] = ClientRecord(now_ms)
+            return client
+        clients.move_to_end(client_id)
+        client.last_seen_ms = now_ms
+        return client
 
     def peek(self, client_id: ClientId, seq: int) -> bytes | None:
         """The cached result for ``(client_id, seq)`` if any, changing nothing.
@@ -82,9 +127,9 @@ class DedupTable:
         For a leader that wants to answer a retry without proposing it again.
         """
         client = self._clients.get(client_id)
-        return None if client is None else client.results.get(seq)
+        return None if client is None else client.encoded(seq)
 
-    def remember(self, client_id: ClientId, seq: int, encoded: bytes) -> None:
+    def remember(self, client_id: ClientId, seq: int, kept: Kept) -> None:
         """Keep the result of a request just applied (after :meth:`check` said it was new).
 
         Results that fall below the window are pruned in batches, once a client holds twice
@@ -94,12 +139,17 @@ class DedupTable:
         """
         client = self._clients[client_id]
         results = client.results
-        results[seq] = encoded
+        results[seq] = kept
         if seq > client.highest_seq:
             client.highest_seq = seq
         if len(results) > 2 * self.window_requests:
-            floor_seq = client.highest_seq - self.window_requests
-            client.results = {s: r for s, r in results.items() if s > floor_seq}
+            self.prune(client)
+
+    def prune(self, client: ClientRecord) -> dict[int, Kept]:
+        """Drop the client's results below the window; return its new results dict."""
+        floor_seq = client.highest_seq - self.window_requests
+        client.results = {s: r for s, r in client.results.items() if s > floor_seq}
+        return client.results
 
     # --- snapshot and digest ---------------------------------------------------------------
 
@@ -110,7 +160,7 @@ class DedupTable:
                 client_id,
                 c.last_seen_ms,
                 c.highest_seq,
-                [x for item in c.results.items() for x in item],
+                [x for item in c.encoded_results().items() for x in item],
             ]
             for client_id, c in self._clients.items()
         ]
@@ -120,7 +170,8 @@ class DedupTable:
         rows = []
         for client_id in sorted(self._clients):
             c = self._clients[client_id]
-            flat = [x for seq in sorted(c.results) for x in (seq, c.results[seq])]
+            results = c.encoded_results()
+            flat = [x for seq in sorted(results) for x in (seq, results[seq])]
             rows.append([client_id, c.last_seen_ms, c.highest_seq, flat])
         return [self.window_requests, self.client_idle_ms, rows]
 
@@ -137,10 +188,10 @@ class DedupTable:
             if type(highest_seq) is not int or type(flat) is not list or len(flat) % 2:
                 raise ValueError("dedup seqs are ints and results a flat array of pairs")
             items = iter(flat)
-            results = dict(zip(items, items, strict=True))
+            results: dict[int, Kept] = dict(zip(items, items, strict=True))
             if not all(type(s) is int and type(r) is bytes and r for s, r in results.items()):
                 raise ValueError("dedup results are int seqs with non-empty bytes")
             if client_id in table._clients:
                 raise ValueError(f"dedup client {client_id!r} appears twice")
-            table._clients[client_id] = _Client(last_seen_ms, highest_seq, results)
+            table._clients[client_id] = ClientRecord(last_seen_ms, highest_seq, results)
         return table

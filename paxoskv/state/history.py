@@ -8,12 +8,18 @@ telling it to read the current state and watch from there, never a silent gap.
 
 Events are stored as plain tuples and turned into :class:`ChangeEvent` objects only when read:
 recording sits on the apply path of every write, reading does not.
+
+The ring holds one record more than it serves. Once it is full, that extra oldest record is the
+last one dropped, so its revision *is* the floor: recording is a bare ``deque.append`` (which the
+state machine calls directly on its hot path) with no bookkeeping, and the floor is read off the
+ring when asked for.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
@@ -50,35 +56,45 @@ class History:
     def __init__(self, limit_events: int) -> None:
         assert limit_events >= 1, "history needs room for at least one event"
         self.limit_events = limit_events
-        self._records: deque[_Record] = deque(maxlen=limit_events)
+        self._records: deque[_Record] = deque(maxlen=limit_events + 1)
         # Events at or below this revision may have been dropped: a resume must start here or
         # later. A revision can lose only some of its events, which is why it is "at or below".
-        self._floor_revision = 0
+        # Used only until the ring is full; from then on the ring's extra record tells.
+        self._initial_floor_revision = 0
+        self.append = self._records.append
+        """Record ``(revision, kind code, key, value, prev_value)``: the hot path's entry."""
 
     @property
     def floor_revision(self) -> int:
         """The oldest revision a watcher may resume after."""
-        return self._floor_revision
+        records = self._records
+        if len(records) > self.limit_events:
+            return records[0][0]
+        return self._initial_floor_revision
 
     def __len__(self) -> int:
-        return len(self._records)
+        return min(len(self._records), self.limit_events)
 
     def record(self, revision: int, kind: int, key: Key, value: Any, prev_value: Any) -> None:
+        self.append((revision, kind, key, value, prev_value))
+
+    def _served(self) -> Iterator[_Record]:
+        """The records a watcher may see: all but the extra oldest one of a full ring."""
         records = self._records
-        if len(records) == self.limit_events:
-            self._floor_revision = records[0][0]
-        records.append((revision, kind, key, value, prev_value))
+        return islice(records, len(records) - len(self), None)
 
     def since(self, revision: int, prefix: Prefix | None = None) -> list[ChangeEvent]:
         """Events with a revision above ``revision``, oldest first, optionally under a prefix.
 
         Raises Compacted if some of those events were already dropped.
         """
-        if revision < self._floor_revision:
-            raise Compacted(revision, self._floor_revision)
+        floor_revision = self.floor_revision
+        if revision < floor_revision:
+            raise Compacted(revision, floor_revision)
         records = self._records
         if not records or records[-1][0] <= revision:
             return []
+        # Records at or below the floor (the extra one) are never above ``revision``.
         start = bisect_right(records, revision, key=_revision_of)
         return [
             ChangeEvent(_KINDS[kind], key, value, prev_value, event_revision)
@@ -91,9 +107,9 @@ class History:
     def to_wire(self) -> list[Any]:
         """``[floor_revision, [revision, kind, key, value, prev_value, ...]]``."""
         flat: list[Any] = []
-        for revision, kind, key, value, prev_value in self._records:
+        for revision, kind, key, value, prev_value in self._served():
             flat += (revision, kind, key_to_wire(key), value, prev_value)
-        return [self._floor_revision, flat]
+        return [self.floor_revision, flat]
 
     @classmethod
     def from_wire(cls, raw: object, limit_events: int) -> History:
@@ -107,7 +123,7 @@ class History:
         if type(floor_revision) is not int or type(flat) is not list or len(flat) % 5:
             raise ValueError("history records are a flat array of five-field records")
         history = cls(limit_events)
-        history._floor_revision = floor_revision
+        history._initial_floor_revision = floor_revision
         fields = iter(flat)
         previous = floor_revision
         for revision, kind, key, value, prev_value in zip(*[fields] * 5, strict=True):

@@ -28,15 +28,15 @@ after reading it, or this replica's state silently drifts from the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from paxoskv.errors import ConfigurationError, InvalidCommand
 from paxoskv.state import commands as c
 from paxoskv.state import results as r
-from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
+from paxoskv.state.commands import Command, command_to_wire, read_command_wire
 from paxoskv.state.configuration import Configuration, RejectedChange
-from paxoskv.state.dedup import STALE, ClientId, DedupTable
+from paxoskv.state.dedup import STALE, ClientId, ClientRecord, DedupTable, Kept, encode_kept
 from paxoskv.state.history import DELETE_EVENT, EXPIRE_EVENT, SET_EVENT, ChangeEvent, History
 from paxoskv.state.keys import Key, Prefix, check_key, check_prefix, sort_keys
 from paxoskv.state.leases import LeaseInfo, LeaseTable
@@ -50,7 +50,7 @@ from paxoskv.state.results import (
     row_to_wire,
 )
 from paxoskv.state.snapshot import digest_state, paused_gc, restore_state, snapshot_state
-from paxoskv.state.wire import UINT64_MAX, MalformedCommand, new_packer, pack
+from paxoskv.state.wire import UINT64_MAX, MalformedCommand, new_packer, pack, unpack
 
 Row = tuple[Key, Any, int, int, int, int | None]
 _Handler = Callable[[list[Any], int], list[Any]]
@@ -58,7 +58,22 @@ _Handler = Callable[[list[Any], int], list[Any]]
 # Which row field a compare target reads, and what a missing key reads as.
 _TARGET_FIELD = (1, 4, 2, 3)  # value, version, create_revision, mod_revision
 _TARGET_MISSING = (None, 0, 0, 0)
-_MAX_LOG_TIME_MS = 2**62
+MAX_LOG_TIME_MS = 2**62
+"""The largest log time a command may carry (ms); far beyond any clock, well inside int64."""
+
+
+_SET = c.SET
+_NO_CLIENT = ClientRecord(0)  # stands in before the batch's first identified request
+
+
+class _EveryRequest:
+    """The ``answer`` of a batch that answers every request, even one with no id."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY_REQUEST: Container[tuple[ClientId, int]] = _EveryRequest()
 
 _MALFORMED_MESSAGE = (
     "the command could not be decoded: the proposer runs an incompatible version or the bytes "
@@ -178,25 +193,139 @@ class KVStateMachine:
         Never raises on bad command bytes: a malformed command is answered with an encoded
         ``Failed("malformed_command")`` that is the same on every replica, and takes a
         revision like any other entry. A duplicate ``(client_id, seq)`` gets the cached bytes
-        of its first application and changes nothing.
+        of its first application and changes nothing. The same as a batch of one.
         """
-        identified = _check_request_id(client_id, seq)
+        request_id: tuple[ClientId, int] = ("", 0)
+        if _check_request_id(client_id, seq):
+            assert client_id is not None and seq is not None  # just checked: for mypy
+            if not client_id:
+                raise InvalidCommand("a request id needs a non-empty client_id (empty is none)")
+            request_id = (client_id, seq)
         self._advance_time(log_time_ms)
-        if identified:
-            cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
-            if cached is not None:
-                return cached
+        [(_, _, encoded)] = self._apply_requests(
+            (request_id[0],), (request_id[1],), (data,), _EVERY_REQUEST
+        )
+        return encoded
+
+    def apply_batch(
+        self,
+        client_ids: Sequence[ClientId],
+        seqs: Sequence[int],
+        commands: Sequence[bytes],
+        log_time_ms: int,
+        *,
+        answer: Container[tuple[ClientId, int]] | None = None,
+    ) -> list[tuple[ClientId, int, bytes]]:
+        """Apply one log slot's requests, in order, all stamped ``log_time_ms``.
+
+        Request *i* is ``(client_ids[i], seqs[i], commands[i])``; an empty client id names no
+        request (the engine's own no-ops and lease expiries), and is not deduplicated. The same
+        as :meth:`apply_encoded` of each in turn, but one call per slot: the per-command work
+        is inlined, and a result is packed only if ``answer`` holds its ``(client_id, seq)``
+        (a client waits on this node) or a retry later asks the dedup table for it. Returns
+        ``(client_id, seq, encoded result)`` for those in ``answer``, in log order.
+        """
+        count = len(client_ids)
+        if len(seqs) != count or len(commands) != count:
+            raise InvalidCommand("a batch needs as many seqs and commands as client ids")
+        if count and not (
+            set(map(type, client_ids)) <= {str}
+            and set(map(type, seqs)) <= {int}
+            and set(map(type, commands)) <= {bytes}
+            and min(seqs) >= 0
+            and max(seqs) <= UINT64_MAX
+        ):
+            raise InvalidCommand("a batch holds str client ids, int seqs >= 0 and bytes commands")
+        self._advance_time(log_time_ms)
+        return self._apply_requests(client_ids, seqs, commands, answer)
+
+    def _apply_requests(
+        self,
+        client_ids: Sequence[ClientId],
+        seqs: Sequence[int],
+        commands: Sequence[bytes],
+        answer: Container[tuple[ClientId, int]] | None,
+    ) -> list[tuple[ClientId, int, bytes]]:
+        """The loop behind both entry points; arguments already checked, time advanced.
+
+        The common case, a Set of an ASCII str key with no lease, is done inline (what
+        ``_put`` and ``_apply_set`` would do, minus their calls); everything else goes the
+        general way through :meth:`_execute_encoded`.
+        """
+        answers: list[tuple[ClientId, int, bytes]] = []
+        every = answer is _EVERY_REQUEST
+        wanted = bool(answer)
+        data, record, detach = self._data, self._history.append, self._leases.detach
+        dedup, window = self._dedup, self._dedup.window_requests
+        now_ms, revision = self._log_time_ms, self._revision
+        current_id: ClientId | None = None
+        results: dict[int, Kept] = {}
+        client = _NO_CLIENT
+        for client_id, seq, command in zip(client_ids, seqs, commands, strict=True):
+            if client_id:
+                if client_id != current_id:
+                    client = dedup.touch(client_id, now_ms)
+                    current_id, results = client_id, client.results
+                if seq in results:
+                    if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                        answers.append((client_id, seq, client.encoded(seq)))  # type: ignore[arg-type]
+                    continue
+                if seq <= client.highest_seq - window:
+                    self._revision = revision
+                    stale = self._stale(client_id, seq)
+                    revision = self._revision
+                    if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                        answers.append((client_id, seq, stale))
+                    continue
+            try:
+                wire = unpack(command)
+            except Exception:
+                wire = None
+            # ``is _SET`` tests type and value at once (a bool tag is not the int); whatever
+            # fails these tests, an odd but valid Set included, goes the general way.
+            if type(wire) is list and len(wire) == 4 and wire[0] is _SET and wire[3] is None:
+                key = wire[1]
+                if type(key) is str and key and key.isascii():
+                    revision += 1
+                    value = wire[2]
+                    prev = data.get(key)
+                    if prev is None:
+                        data[key] = (key, value, revision, revision, 1, None)
+                        record((revision, SET_EVENT, key, value, None))
+                    else:
+                        data[key] = (key, value, prev[2], revision, prev[4] + 1, None)
+                        if prev[5] is not None:
+                            detach(key, prev[5])
+                        record((revision, SET_EVENT, key, value, prev[1]))
+                    kept: Kept = (revision, prev)
+                else:
+                    self._revision = revision
+                    kept = self._execute_encoded(wire)
+                    revision = self._revision
+            else:
+                self._revision = revision
+                kept = self._execute_encoded(wire)
+                revision = self._revision
+            if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                kept = encode_kept(kept)
+                answers.append((client_id, seq, kept))
+            if client_id:
+                results[seq] = kept
+                if seq > client.highest_seq:
+                    client.highest_seq = seq
+                if len(results) > 2 * window:
+                    results = dedup.prune(client)
+        self._revision = revision
+        return answers
+
+    def _execute_encoded(self, raw: object) -> list[Any]:
+        """Check an unpacked command (None: it did not unpack) and apply it: its result."""
         try:
-            wire = unpack_command(data)
+            wire = read_command_wire(raw)
         except MalformedCommand:
             self._revision += 1
-            result = [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
-        else:
-            result = self._execute(wire)
-        encoded = self._pack(result)
-        if identified:
-            self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
-        return encoded
+            return [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
+        return self._execute(wire)
 
     def cached_result(self, client_id: ClientId, seq: int) -> bytes | None:
         """The encoded result of ``(client_id, seq)`` if it was applied and is still kept.
@@ -208,7 +337,7 @@ class KVStateMachine:
     def _advance_time(self, log_time_ms: int) -> None:
         # Log time never goes back: a new leader whose clock is behind must not un-expire
         # leases or revive idle clients, so the machine keeps the largest stamp seen.
-        if type(log_time_ms) is not int or log_time_ms > _MAX_LOG_TIME_MS:
+        if type(log_time_ms) is not int or log_time_ms > MAX_LOG_TIME_MS:
             raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
         if log_time_ms > self._log_time_ms:
             self._log_time_ms = log_time_ms
@@ -219,6 +348,10 @@ class KVStateMachine:
         cached = self._dedup.check(client_id, seq, self._log_time_ms)
         if cached is not STALE:
             return cached
+        return self._stale(client_id, seq)
+
+    def _stale(self, client_id: ClientId, seq: int) -> bytes:
+        """Answer a seq below the window: it takes a revision and is not remembered."""
         self._revision += 1
         message = (
             f"request {seq} of client {client_id!r} is older than the last "

@@ -1,10 +1,11 @@
-"""Benchmark of the state machine alone (not a test: pytest does not collect this file).
+"""Benchmark of the state machine alone (a benchmark, not a test).
 
-    .venv/bin/python tests/state/bench_state.py [--keys 1000000] [--commands 200000]
+    .venv/bin/python benchmarks/state.py [--keys 1000000] [--commands 200000]
 
-Measures the replica's hot path (``apply_encoded`` of a Set, with and without a request id),
-the object path (``apply``), the codec, and snapshot / restore / digest of a large map. Each
-figure is the best of three runs, to keep other processes' noise out of it.
+Measures the replica's hot path (``apply_batch`` of a slot of Sets, as the engine applies a log
+slot, with and without packing every answer; ``apply_encoded`` of one Set, with and without a
+request id), the object path (``apply``), the codec, and snapshot / restore / digest of a large
+map. Each figure is the best of three runs, to keep other processes' noise out of it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,36 @@ def per_command_us(commands: list[bytes], *, with_ids: bool, distinct_keys: bool
                 machine.apply_encoded(data, log_time_ms, client_id=client, seq=log_time_ms // 64)
             else:
                 machine.apply_encoded(data, log_time_ms)
+        return (time.perf_counter() - start) / len(commands) * 1e6
+
+    return best_of_three(run)
+
+
+def batch_us(commands: list[bytes], *, answered: bool, batch: int = 100) -> float:
+    """Per command, slots of ``batch`` requests from 64 clients, as the engine feeds them.
+
+    ``answered``: every result is packed, as on the node whose clients wait for them (the
+    leader, in a benchmark); otherwise only the dedup table keeps them, as on a follower.
+    """
+
+    def run() -> float:
+        machine = KVStateMachine(CONFIG)
+        for log_time_ms, data in enumerate(commands[:10_000]):
+            machine.apply_encoded(data, log_time_ms)
+        slots = []
+        for first in range(0, len(commands), batch):
+            numbers = range(first, min(first + batch, len(commands)))
+            slots.append(
+                (
+                    [f"client-{i % 64}" for i in numbers],
+                    [i // 64 for i in numbers],
+                    commands[first : first + batch],
+                )
+            )
+        start = time.perf_counter()
+        for log_time_ms, (client_ids, seqs, slot_commands) in enumerate(slots, 10_000):
+            wanted = set(zip(client_ids, seqs, strict=True)) if answered else None
+            machine.apply_batch(client_ids, seqs, slot_commands, log_time_ms, answer=wanted)
         return (time.perf_counter() - start) / len(commands) * 1e6
 
     return best_of_three(run)
@@ -117,6 +148,10 @@ def main() -> None:
     ]:
         micros = per_command_us(commands, with_ids=with_ids, distinct_keys=distinct)
         print(f"{label}: {micros:.2f} us/command ({1e6 / micros:,.0f}/s)")
+    for answered in (False, True):
+        micros = batch_us(updates, answered=answered)
+        label = "every result packed" if answered else "results kept unpacked"
+        print(f"apply_batch of 100 Sets, 64 clients, {label}: {micros:.2f} us/command")
     print(f"apply(Set) object path: {object_path_us(args.commands):.2f} us/command")
     encode, decode = codec_us(args.commands)
     print(f"encode_command {encode:.2f} us, decode_command {decode:.2f} us (tuple key, dict value)")
