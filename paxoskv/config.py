@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paxoskv.errors import ConfigurationError
-from paxoskv.transport import TransportSettings, UdpSettings
+from paxoskv.transport import FaultSettings, TransportSettings, UdpSettings
 from paxoskv.transport.settings import DEFAULT_GROUP, DEFAULT_GROUP_PORT, parse_host_port
 
 Durability = Literal["durable", "os", "memory"]
@@ -58,6 +58,7 @@ class Config:
     down_after_s: float = 3.0
     auto_remove_down_after_s: float | None = None
     min_voters: int = 3
+    faults: FaultSettings | None = None  # seeded fault injection on real sockets (chaos runs)
 
     def __post_init__(self) -> None:
         if self.data_dir is not None:
@@ -120,6 +121,7 @@ class Config:
             encrypt=self.encrypt,
             incarnation=node_incarnation,
             udp=udp,
+            faults=self.faults,
         )
 
 
@@ -191,6 +193,9 @@ def _from_toml(path: Path) -> dict[str, object]:
     values: dict[str, object] = {}
     for key, raw in section.items():
         name = key.replace("-", "_")
+        if name == "faults" and isinstance(raw, dict):  # a [paxos-kv.faults] table
+            values["faults"] = FaultSettings.from_mapping(raw)
+            continue
         if name not in _FIELDS:
             raise ConfigurationError(f"config file {path}: unknown setting {key!r}")
         values[name] = _coerce(name, raw, f"config file {path}")

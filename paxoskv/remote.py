@@ -19,14 +19,14 @@ from typing import Any
 
 from paxoskv.client import Consistency, KVApi
 from paxoskv.config import Config
-from paxoskv.errors import Compacted, InvalidKey, NoQuorum
+from paxoskv.errors import Compacted, InvalidKey, NoQuorum, WrongSecret
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import Member, liveness
 from paxoskv.runtime.serving import event_from_wire
 from paxoskv.state import ChangeEvent, Key
 from paxoskv.state.keys import check_prefix, key_to_wire
 from paxoskv.state.results import key_value_from_row
-from paxoskv.transport import Transport, open_transport
+from paxoskv.transport import DropReason, Transport, open_transport
 
 RETRY_AFTER_S = 0.5
 WATCH_RENEW_S = 3.0
@@ -118,6 +118,7 @@ class Client(KVApi):
             try:
                 await asyncio.wait_for(self._heard_any.wait(), max(remaining, 0.001))
             except TimeoutError:
+                self._raise_if_wrong_secret()
                 raise NoQuorum(
                     f"no member of cluster {self.config.cluster!r} answered within "
                     f"{self.config.request_timeout_s:.1f}s on {self.config.group} via "
@@ -130,6 +131,15 @@ class Client(KVApi):
             return leader
         self._rotation += 1
         return members[self._rotation % len(members)]
+
+    def _raise_if_wrong_secret(self) -> None:
+        """Frames arrived but none authenticated: the secret is wrong, not the cluster down."""
+        transport = self._transport
+        if transport is not None and transport.stats.dropped[DropReason.BAD_TAG] > 0:
+            raise WrongSecret(
+                f"datagrams from cluster {self.config.cluster!r} failed authentication: the "
+                "secret given (--secret-file) is not the cluster's; use the same secret file"
+            )
 
     async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:
         """Send ``message`` until the reply named ``key`` comes, trying member after member."""

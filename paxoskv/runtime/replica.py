@@ -73,6 +73,7 @@ class Replica:
         self._policy_pending: tuple[str, int] | None = None
         self._policy_seq = 0
         self._started_at = time.time()
+        self._catch_up_logged_at = 0.0
         self._rng = random.Random()
         self.failure: BaseException | None = None
         self.stopped = asyncio.Event()
@@ -241,8 +242,27 @@ class Replica:
         elif isinstance(effect, fx.Applied):
             for listener in list(self._applied_listeners):
                 listener()
+            self._log_catch_up(effect)
         elif isinstance(effect, fx.LeaderChanged):
             log.info("%s: leader is now %s", self.node_id, effect.leader_id)
+
+    def _log_catch_up(self, applied: fx.Applied) -> None:
+        """Progress in the log while a node is far behind (joining, or back from a crash)."""
+        engine = self.engine
+        assert engine is not None
+        behind = engine.known_commit - applied.slot
+        now = time.monotonic()
+        if behind > 100 and now - self._catch_up_logged_at > 1.0:
+            self._catch_up_logged_at = now
+            log.info(
+                "%s catching up: applied slot %d of %d",
+                self.node_id,
+                applied.slot,
+                engine.known_commit,
+            )
+        elif behind <= 100 and self._catch_up_logged_at:
+            self._catch_up_logged_at = 0.0
+            log.info("%s caught up at slot %d", self.node_id, applied.slot)
 
     def _persist(self, effect: fx.Persist) -> None:
         assert self._committer is not None

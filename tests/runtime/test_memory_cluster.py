@@ -202,6 +202,12 @@ async def test_a_restarted_node_recovers_from_its_data_dir(tmp_path: Path) -> No
             await cluster.start(node_id, bootstrap_expect=3)
         for i in range(20):
             await cluster.nodes["n2"].set(f"k{i}", i)
+        n3 = cluster.nodes["n3"]
+        await eventually(
+            lambda: n3.replica.engine.state.get("k19") is not None,  # type: ignore[union-attr]
+            5,
+            "n3 applying the last write before it stops",
+        )
         await cluster.stop("n3")
         await cluster.nodes["n1"].set("while-away", True)
         restarted = await cluster.start("n3")
