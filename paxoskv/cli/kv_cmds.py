@@ -33,7 +33,7 @@ from paxoskv.state import KeyValue
 CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
 
 
-@click.command("get")
+@click.command("get", short_help="Print the value of a key.")
 @click.argument("key")
 @click.option(
     "--consistency",
@@ -70,7 +70,7 @@ def _parse_json_value(text: str) -> Any:
         raise click.BadParameter(f"{text!r} is not JSON ({error})", param_hint="VALUE") from None
 
 
-@click.command("set")
+@click.command("set", short_help="Write a key; print the revision.")
 @click.argument("key")
 @click.argument("value")
 @click.option(
@@ -110,7 +110,7 @@ def set_command(
     click.echo(run_client(ctx, write))
 
 
-@click.command("delete")
+@click.command("delete", short_help="Delete a key.")
 @click.argument("key")
 @click.option("--missing-ok", is_flag=True, help="Exit 0 even if KEY does not exist.")
 @client_options
@@ -125,7 +125,7 @@ def delete_command(ctx: click.Context, key: str, missing_ok: bool) -> None:
         raise KeyNotFound(key)
 
 
-@click.command("keys")
+@click.command("keys", short_help="List the keys under a prefix.")
 @click.argument("prefix", required=False)
 @click.option("--consistency", type=CONSISTENCY, default="linearizable", show_default=True)
 @json_option
@@ -147,7 +147,7 @@ def keys_command(
         click.echo(show_key(key))
 
 
-@click.command("watch")
+@click.command("watch", short_help="Print changes as they are applied.")
 @click.argument("prefix", required=False)
 @click.option(
     "--from-revision",

@@ -34,7 +34,7 @@ from typing import IO, Self
 
 from paxoskv.cli.cluster_options import ClientFactory, remote_client
 from paxoskv.config import Config
-from paxoskv.errors import NoQuorum, PaxosKVError
+from paxoskv.errors import ConfigurationError, NoQuorum, PaxosKVError
 from paxoskv.runtime.membership import Member
 
 LOOPBACK = "127.0.0.1"
@@ -127,7 +127,9 @@ class LocalCluster:
         connect: ClientFactory = remote_client,
     ) -> None:
         if voters < 1 or learners < 0:
-            raise PaxosKVError("a local cluster needs at least one voter and no negative learners")
+            raise ConfigurationError(
+                "a local cluster needs at least one voter and no negative learners"
+            )
         self.base_dir = Path(base_dir)
         self.voters = voters
         self.address = address or ClusterAddress.fresh()

@@ -25,7 +25,7 @@ READY_TIMEOUT_S = 30.0
 WATCH_INTERVAL_S = 0.5
 
 
-@click.command("local-cluster")
+@click.command("local-cluster", short_help="Run N nodes on loopback, to try it out.")
 @click.option(
     "--nodes", type=click.IntRange(1, 9), default=3, show_default=True, help="Voting nodes."
 )

@@ -17,7 +17,7 @@ from paxoskv.client import KVApi
 from paxoskv.runtime.membership import Member
 
 
-@click.group("members", invoke_without_command=True)
+@click.group("members", invoke_without_command=True, short_help="List the members, or change them.")
 @json_option
 @client_options
 @click.pass_context
@@ -68,7 +68,7 @@ def remove_command(ctx: click.Context, node_id: str) -> None:
     click.echo(f"removed {node_id}")
 
 
-@click.command("status")
+@click.command("status", short_help="Show the contacted node's status.")
 @json_option
 @client_options
 @click.pass_context

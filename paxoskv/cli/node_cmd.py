@@ -73,7 +73,7 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, datefmt="%H:%M:%S", force=True)
 
 
-@click.command("node")
+@click.command("node", short_help="Run a replica in the foreground.")
 @node_options
 @cluster_options
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
