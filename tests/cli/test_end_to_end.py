@@ -179,7 +179,8 @@ def test_a_wrong_secret_exits_3_and_says_why(cluster: LocalCluster, tmp_path: Pa
     args = ["--group", cluster.address.group, "--cluster", cluster.address.cluster]
     done = run_cli("get", "k", *args, "--secret-file", str(wrong), "--timeout", "1")
     assert done.returncode == 3
-    assert "do not authenticate" in done.stderr
+    # Either the client's own WrongSecret or the transport's warning kept for the message.
+    assert "authenticat" in done.stderr and "secret" in done.stderr
     assert len(done.stderr.splitlines()) == 1
 
 
