@@ -35,8 +35,11 @@ WATCH_RENEW_S = 3.0
 class Client(KVApi):
     """A handle on a cluster this process does not replicate. Made by :func:`connect`."""
 
-    def __init__(self, config: Config, *, transport: Transport | None = None) -> None:
+    def __init__(
+        self, config: Config, *, transport: Transport | None = None, node_id: str | None = None
+    ) -> None:
         super().__init__(config)
+        self.pinned_node_id = node_id  # send everything to this member (its own local reads)
         self.client_node_id = f"client-{secrets.token_hex(6)}"
         self.client_id = self.client_node_id
         self._given_transport = transport
@@ -125,12 +128,23 @@ class Client(KVApi):
                     f"{self.config.interface}: is it running? Check --group, --interface, "
                     "--cluster and --secret-file"
                 ) from None
+        if self.pinned_node_id is not None:
+            await self._await_heard(self.pinned_node_id, deadline)
+            return self.pinned_node_id
         members = self._members_up() or sorted(self._heard)
         leader = self._leader()
         if attempt == 0 and leader is not None:
             return leader
         self._rotation += 1
         return members[self._rotation % len(members)]
+
+    async def _await_heard(self, node_id: str, deadline: float) -> None:
+        """Until ``node_id`` has said hello (so the transport knows where it is)."""
+        while node_id not in self._heard:
+            if time.monotonic() >= deadline:
+                heard = ", ".join(sorted(self._heard)) or "none"
+                raise NoQuorum(f"member {node_id!r} did not answer; members heard: {heard}")
+            await asyncio.sleep(0.02)
 
     def _raise_if_wrong_secret(self) -> None:
         """Frames arrived but none authenticated: the secret is wrong, not the cluster down."""
@@ -245,6 +259,12 @@ class Client(KVApi):
         }
 
 
-def connect(config: Config, *, transport: Transport | None = None) -> Client:
-    """A client of the cluster ``config`` names: ``async with paxoskv.connect(config) as c:``."""
-    return Client(config, transport=transport)
+def connect(
+    config: Config, *, transport: Transport | None = None, node_id: str | None = None
+) -> Client:
+    """A client of the cluster ``config`` names: ``async with paxoskv.connect(config) as c:``.
+
+    With ``node_id`` every request goes to that member, so ``consistency="local"`` reads its
+    own copy (how stale is that learner?) instead of whichever member answers first.
+    """
+    return Client(config, transport=transport, node_id=node_id)

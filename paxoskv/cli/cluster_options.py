@@ -43,10 +43,9 @@ COMMAND_GRACE_S = 5.0
 
 def remote_client(config: Config, node_id: str | None = None) -> KVApi:
     """The real thin client, pinned to one member when ``node_id`` is given."""
-    from paxoskv.cli.pinned import PinnedClient
     from paxoskv.remote import connect
 
-    return connect(config) if node_id is None else PinnedClient(config, node_id)
+    return connect(config, node_id=node_id)
 
 
 @dataclass(frozen=True, slots=True)
