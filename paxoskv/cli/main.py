@@ -113,5 +113,9 @@ def _register() -> None:
     ):
         main.add_command(command)
 
+    from paxoskv.cli.bench_cmd import bench_command
+
+    main.add_command(bench_command)
+
 
 _register()
