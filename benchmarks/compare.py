@@ -17,6 +17,7 @@ paxos-kv's figures are measured and the ratios say "-".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -46,7 +47,8 @@ from benchmarks.compare_plots import draw
 from benchmarks.compare_report import Results, render, to_json
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-RECOVERY_RESERVE_S = 40.0  # one restart and its cluster's start and stop, per system
+RECOVERY_RESERVE_S = 15.0  # one restart and its cluster's start and stop, per system
+BUDGET_MARGIN = 0.1  # of the budget kept free for a machine slower than expected
 FIRST_BUILD_SHARE = 0.65  # of the time left for building stores
 NOTES = {
     "pysyncobj": "PySyncObj runs with SyncObjConf() defaults: appendEntriesUseBatch=True and "
@@ -109,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery-build-s", type=float)
     parser.add_argument("--budget-s", type=float)
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep the nodes' data dirs and logs here (default: removed)"
+    )
     return parser.parse_args(argv)
 
 
@@ -153,8 +158,7 @@ def run(args: argparse.Namespace) -> tuple[Results, int]:
         results.notes.append(skipped)
     progress = Progress(plan.budget_s)
     exit_code = 0
-    with tempfile.TemporaryDirectory(prefix="paxoskv-compare-") as temporary:
-        root = Path(temporary)
+    with _work_dir(args.work_dir) as root:
         for name, step in _steps(plan, systems, phases, root, results, progress):
             if progress.elapsed_s() > plan.budget_s - 5:
                 results.notes.append(f"{name} skipped: the {plan.budget_s:.0f}s budget ran out")
@@ -173,6 +177,17 @@ def run(args: argparse.Namespace) -> tuple[Results, int]:
     results.settings["load_average_end"] = list(os.getloadavg())
     results.elapsed_s = progress.elapsed_s()
     return results, exit_code
+
+
+@contextlib.contextmanager
+def _work_dir(kept: Path | None) -> Iterator[Path]:
+    """Where the nodes keep their data and logs: a temporary dir, or one kept for a look."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    with tempfile.TemporaryDirectory(prefix="paxoskv-compare-") as temporary:
+        yield Path(temporary)
 
 
 def _steps(
@@ -217,7 +232,8 @@ def _recovery(
 ) -> None:
     """PySyncObj builds first; paxos-kv then builds to the same count, so both recover as much
     (PySyncObj builds slower, so it gets the larger share of the time left)."""
-    remaining_s = plan.budget_s - progress.elapsed_s() - RECOVERY_RESERVE_S * systems_left
+    usable_s = plan.budget_s * (1 - BUDGET_MARGIN) - progress.elapsed_s()
+    remaining_s = usable_s - RECOVERY_RESERVE_S * systems_left
     share = FIRST_BUILD_SHARE if systems_left > 1 else 1.0
     build_s = max(5.0, min(plan.recovery_build_s, remaining_s * share))
     entry = recovery(SETUPS[name], plan, root, progress.say, target[0], build_s)

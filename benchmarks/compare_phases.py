@@ -23,6 +23,7 @@ START_DELAY_S = 0.3  # lets the command reach all three processes before the agr
 ANSWER_MARGIN_S = 30.0  # beyond a phase's own length, for a drain and a slow machine
 LATENCY_VALUE_BYTES = 100
 RECOVERY_VALUE_BYTES = 100
+LEADER_AGAIN_TIMEOUT_S = 15.0  # between sizes: a cluster that lost its leader for this long failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,26 +68,36 @@ QUICK = Plan(
 def throughput_and_latency(
     setup: Setup, plan: Plan, root: Path, results: Results, say: Say, *, pipelined: bool = True
 ) -> None:
-    """Pipelined writes at every value size, then one client's latency, on one cluster."""
+    """One client's latency, then pipelined writes at every value size, on one cluster.
+
+    Latency goes first so that an overload at a large value size cannot leave its backlog
+    in the way of the one-at-a-time writes; the leader is asked again before each size, so
+    its CPU is the leader's even if leadership moved.
+    """
     label = LABELS[setup.name]
     say(f"{label}: starting 3 processes")
     with Cluster(setup, root / setup.name) as cluster:
         leader = cluster.wait_leader()
-        for size in plan.sizes if pipelined else ():
-            say(f"{label}: pipelined writes, {size} B values, {plan.seconds:g}s")
-            results.throughput.append(_pipelined(cluster, setup, plan, size, leader))
         if plan.latency_writes:
             say(f"{label}: one client's sequential writes, up to {plan.latency_seconds:g}s")
-            answer = cluster.ask(
-                leader,
-                "latency",
-                plan.latency_seconds + ANSWER_MARGIN_S,
-                value_bytes=LATENCY_VALUE_BYTES,
-                max_writes=plan.latency_writes,
-                seconds=plan.latency_seconds,
-            )
-            samples = tuple(float(sample) for sample in answer["latency_ms"])
-            results.latency.append(Latency(setup.name, samples, int(answer["errors"])))
+            results.latency.append(_latency(cluster, setup, plan, leader))
+        for size in plan.sizes if pipelined else ():
+            leader = cluster.wait_leader(LEADER_AGAIN_TIMEOUT_S)
+            say(f"{label}: pipelined writes, {size} B values, {plan.seconds:g}s")
+            results.throughput.append(_pipelined(cluster, setup, plan, size, leader))
+
+
+def _latency(cluster: Cluster, setup: Setup, plan: Plan, leader: int) -> Latency:
+    answer = cluster.ask(
+        leader,
+        "latency",
+        plan.latency_seconds + ANSWER_MARGIN_S,
+        value_bytes=LATENCY_VALUE_BYTES,
+        max_writes=plan.latency_writes,
+        seconds=plan.latency_seconds,
+    )
+    samples = tuple(float(sample) for sample in answer["latency_ms"])
+    return Latency(setup.name, samples, int(answer["errors"]))
 
 
 def _pipelined(cluster: Cluster, setup: Setup, plan: Plan, size: int, leader: int) -> Throughput:

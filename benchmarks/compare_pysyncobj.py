@@ -16,6 +16,7 @@ process keeps ``window`` client coroutines busy.
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import threading
 import time
@@ -247,6 +248,8 @@ def main() -> None:
     parser.add_argument("--recover-value")
     parser.add_argument("--timeout-s", type=float, default=60.0)
     parser.set_defaults(imported_at=time.time())  # interpreter start-up and imports are done
+    # Warnings go to stderr, which the parent keeps as this node's log (--work-dir keeps it).
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     serve(parser.parse_args())
 
 
