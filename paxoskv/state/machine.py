@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Sequence
 from typing import Any
 
+from msgpack import unpackb
+
 from paxoskv.errors import ConfigurationError, InvalidCommand
 from paxoskv.state import commands as c
 from paxoskv.state import results as r
@@ -50,7 +52,13 @@ from paxoskv.state.results import (
     row_to_wire,
 )
 from paxoskv.state.snapshot import digest_state, paused_gc, restore_state, snapshot_state
-from paxoskv.state.wire import UINT64_MAX, MalformedCommand, new_packer, pack, unpack
+from paxoskv.state.wire import (
+    TOP_EXT_HOOK,
+    UINT64_MAX,
+    MalformedCommand,
+    new_packer,
+    pack,
+)
 
 Row = tuple[Key, Any, int, int, int, int | None]
 _Handler = Callable[[list[Any], int], list[Any]]
@@ -253,6 +261,7 @@ class KVStateMachine:
         general way through :meth:`_execute_encoded`.
         """
         answers: list[tuple[ClientId, int, bytes]] = []
+        SET, WRITTEN, own_pack = _SET, r.WRITTEN, self._pack
         every = answer is _EVERY_REQUEST
         wanted = bool(answer)
         data, record, detach = self._data, self._history.append, self._leases.detach
@@ -261,7 +270,8 @@ class KVStateMachine:
         current_id: ClientId | None = None
         results: dict[int, Kept] = {}
         client = _NO_CLIENT
-        for client_id, seq, command in zip(client_ids, seqs, commands, strict=True):
+        # Lengths were checked by the caller; ``strict`` would check again on every step.
+        for client_id, seq, command in zip(client_ids, seqs, commands, strict=False):
             if client_id:
                 if client_id != current_id:
                     client = dedup.touch(client_id, now_ms)
@@ -277,38 +287,45 @@ class KVStateMachine:
                     if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
                         answers.append((client_id, seq, stale))
                     continue
-            try:
-                wire = unpack(command)
+            try:  # wire.unpack, inlined (raw=False is msgpack's default)
+                wire = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
             except Exception:
                 wire = None
-            # ``is _SET`` tests type and value at once (a bool tag is not the int); whatever
-            # fails these tests, an odd but valid Set included, goes the general way.
-            if type(wire) is list and len(wire) == 4 and wire[0] is _SET and wire[3] is None:
-                key = wire[1]
-                if type(key) is str and key and key.isascii():
-                    revision += 1
-                    value = wire[2]
-                    prev = data.get(key)
-                    if prev is None:
-                        data[key] = (key, value, revision, revision, 1, None)
-                        record((revision, SET_EVENT, key, value, None))
-                    else:
-                        data[key] = (key, value, prev[2], revision, prev[4] + 1, None)
-                        if prev[5] is not None:
-                            detach(key, prev[5])
-                        record((revision, SET_EVENT, key, value, prev[1]))
-                    kept: Kept = (revision, prev)
+            # ``is SET`` tests type and value at once (a bool tag is not the int 1), and a str
+            # that came out of msgpack is valid UTF-8, so any non-empty one is a valid key.
+            # Whatever fails these tests, an odd but valid Set included, goes the general way.
+            if (
+                type(wire) is list
+                and len(wire) == 4
+                and wire[0] is SET
+                and wire[3] is None
+                and type(key := wire[1]) is str
+                and key
+            ):
+                revision += 1
+                value = wire[2]
+                prev = data.get(key)
+                if prev is None:
+                    data[key] = (key, value, revision, revision, 1, None)
+                    record((revision, SET_EVENT, key, value, None))
                 else:
-                    self._revision = revision
-                    kept = self._execute_encoded(wire)
-                    revision = self._revision
+                    data[key] = (key, value, prev[2], revision, prev[4] + 1, None)
+                    if prev[5] is not None:
+                        detach(key, prev[5])
+                    record((revision, SET_EVENT, key, value, prev[1]))
+                if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                    encoded = own_pack([WRITTEN, revision, None if prev is None else [*prev]])
+                    answers.append((client_id, seq, encoded))
+                    kept: Kept = encoded
+                else:
+                    kept = (revision, prev)
             else:
                 self._revision = revision
                 kept = self._execute_encoded(wire)
                 revision = self._revision
-            if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
-                kept = encode_kept(kept)
-                answers.append((client_id, seq, kept))
+                if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                    kept = encode_kept(kept)
+                    answers.append((client_id, seq, kept))
             if client_id:
                 results[seq] = kept
                 if seq > client.highest_seq:

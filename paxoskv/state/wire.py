@@ -123,11 +123,14 @@ def _ext_hook_at(depth: int) -> Callable[[int, bytes], object]:
 
 
 _EXT_HOOKS = [_ext_hook_at(depth) for depth in range(MAX_NESTING + 2)]
+TOP_EXT_HOOK = _EXT_HOOKS[0]
+"""The ext hook of a top-level unpack, for a hot loop that calls ``msgpack.unpackb`` itself
+(``unpackb(data, ext_hook=TOP_EXT_HOOK, strict_map_key=False)`` is :func:`unpack`)."""
 
 
 def unpack(data: bytes) -> Any:
     """Unpack one object; raise whatever msgpack raises (callers wrap it in their Malformed*)."""
-    return msgpack.unpackb(data, ext_hook=_EXT_HOOKS[0], strict_map_key=False, raw=False)
+    return msgpack.unpackb(data, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
 
 
 # --- values --------------------------------------------------------------------------------
