@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,15 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu_before = cpu_s()
     counts = {"writes": 0, "writes_total": 0, "errors": 0}
+    error_kinds: Counter[str] = Counter()
 
     async def client(rng: random.Random) -> None:
         while time.time() < stop_at:
             try:
                 await node.set(key_for(rng.randrange(KEY_SPACE)), value)
-            except PaxosKVError:
+            except PaxosKVError as error:
                 counts["errors"] += 1
+                error_kinds[type(error).__name__] += 1
                 continue
             counts["writes_total"] += 1
             if time.time() <= stop_at:
@@ -64,7 +67,7 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
     seed = int(command["seed"])
     rngs = [random.Random(client_seed(seed, index, i)) for i in range(int(command["window"]))]
     await asyncio.gather(*(client(rng) for rng in rngs))
-    return {**counts, "cpu_s": cpu_s() - cpu_before}
+    return {**counts, "cpu_s": cpu_s() - cpu_before, "error_kinds": dict(error_kinds)}
 
 
 async def latency(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:

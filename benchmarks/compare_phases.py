@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,16 @@ def _pipelined(cluster: Cluster, setup: Setup, plan: Plan, size: int, leader: in
         errors=sum(int(a["errors"]) for a in answers),
         cpu_s=sum(float(a["cpu_s"]) for a in answers),
         leader_cpu_s=float(answers[leader - 1]["cpu_s"]),
+        error_kinds=merge_counts(a.get("error_kinds", {}) for a in answers),
     )
+
+
+def merge_counts(counts: Iterable[dict[str, int]]) -> tuple[tuple[str, int], ...]:
+    """Counts by name summed over processes, most frequent first."""
+    total: Counter[str] = Counter()
+    for one in counts:
+        total.update(one)
+    return tuple(total.most_common())
 
 
 def split(total: int, parts: int) -> list[int]:

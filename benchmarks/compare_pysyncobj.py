@@ -20,6 +20,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ from benchmarks.compare_protocol import (
 )
 
 POLL_INTERVAL_S = 0.001
+REASONS = {
+    code: name for name, code in vars(FAIL_REASON).items() if name.isupper() and code != 0
+}  # FAIL_REASON's numbers by name, so that the table says why a write failed
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -75,6 +79,7 @@ class Window:
         self.writes = 0
         self.writes_total = 0
         self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
         self.issued = 0
 
     def done(self, result: Any, error: int) -> None:
@@ -85,6 +90,7 @@ class Window:
                     self.writes += 1
             else:
                 self.errors += 1
+                self.error_kinds[REASONS.get(error, str(error))] += 1
         self.free.release()
 
     def in_flight(self) -> int:
@@ -128,6 +134,7 @@ def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
         "writes_total": window.writes_total,
         "errors": window.errors,
         "cpu_s": cpu_s() - cpu_before,
+        "error_kinds": dict(window.error_kinds),
     }
 
 

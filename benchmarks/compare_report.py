@@ -34,6 +34,7 @@ class Throughput:
     errors: int
     cpu_s: float  # the three processes, from the start to the last confirmation
     leader_cpu_s: float
+    error_kinds: tuple[tuple[str, int], ...] = ()  # why writes failed, most frequent first
 
     @property
     def writes_per_s(self) -> float:
@@ -193,6 +194,7 @@ def _recovery_goal(results: Results) -> Goal:
 
 def render(results: Results) -> str:
     sections = [
+        _render_machine(results),
         _render_throughput(results),
         _render_latency(results),
         _render_recovery(results),
@@ -200,6 +202,19 @@ def render(results: Results) -> str:
         "\n".join(f"note: {note}" for note in results.notes),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _render_machine(results: Results) -> str:
+    settings = results.settings
+    if "cpus" not in settings:
+        return ""
+    start = settings.get("load_average_start", ["?"])[0]
+    end = settings.get("load_average_end", ["?"])[0]
+    return (
+        f"{settings['cpus']} CPUs, Python {settings.get('python')}, PySyncObj "
+        f"{settings.get('pysyncobj') or 'not installed'}; 1-minute load average {start} at the "
+        f"start, {end} at the end (other work on the machine shows in every figure)"
+    )
 
 
 def setups_in(entries: list[Throughput] | list[Latency] | list[Recovery]) -> list[str]:
@@ -221,6 +236,11 @@ def _render_throughput(results: Results) -> str:
     for size in sizes:
         cells = [_cpu_cell(results.throughput_of(setup, size)) for setup in setups]
         lines.append(f"{size_label(size):>5}  " + "".join(f"{cell:>26}" for cell in cells))
+    for entry in results.throughput:
+        if entry.error_kinds:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in entry.error_kinds)
+            where = f"{LABELS[entry.setup]} at {size_label(entry.value_bytes)}"
+            lines.append(f"failed writes, {where}: {kinds}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.compare import parse_args, plan_from
-from benchmarks.compare_phases import FULL, QUICK, split
+from benchmarks.compare_phases import FULL, QUICK, merge_counts, split
 from benchmarks.compare_protocol import REPLY_PREFIX, parse_reply
 from benchmarks.compare_report import (
     Latency,
@@ -130,3 +130,18 @@ def test_only_prefixed_lines_are_replies() -> None:
     assert parse_reply(REPLY_PREFIX + '{"writes": 3}\n') == {"writes": 3}
     assert parse_reply('{"writes": 3}\n') is None
     assert parse_reply("INFO elected leader\n") is None
+
+
+def test_failed_writes_are_listed_with_their_reasons() -> None:
+    results = Results()
+    results.throughput.append(
+        Throughput("paxoskv-durable", 8192, 2.0, 10, 10, 7, 0.1, 0.05, (("NoQuorum", 7),))
+    )
+    table = render(results)
+    assert "(7 err)" in table
+    assert "failed writes, paxos-kv durable at 8 KB: 7 NoQuorum" in table
+
+
+def test_error_counts_add_up_across_processes_most_frequent_first() -> None:
+    merged = merge_counts([{"LEADER_CHANGED": 2}, {}, {"NOT_LEADER": 5, "LEADER_CHANGED": 1}])
+    assert merged == (("NOT_LEADER", 5), ("LEADER_CHANGED", 3))
