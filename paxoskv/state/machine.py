@@ -244,6 +244,9 @@ class KVStateMachine:
             and max(seqs) <= UINT64_MAX
         ):
             raise InvalidCommand("a batch holds str client ids, int seqs >= 0 and bytes commands")
+        if not count:
+            _check_log_time(log_time_ms)
+            return []  # time moves with commands, as it does one command at a time
         self._advance_time(log_time_ms)
         return self._apply_requests(client_ids, seqs, commands, answer)
 
@@ -277,14 +280,14 @@ class KVStateMachine:
                     client = dedup.touch(client_id, now_ms)
                     current_id, results = client_id, client.results
                 if seq in results:
-                    if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                    if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
                         answers.append((client_id, seq, client.encoded(seq)))  # type: ignore[arg-type]
                     continue
                 if seq <= client.highest_seq - window:
                     self._revision = revision
                     stale = self._stale(client_id, seq)
                     revision = self._revision
-                    if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                    if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
                         answers.append((client_id, seq, stale))
                     continue
             try:  # wire.unpack, inlined (raw=False is msgpack's default)
@@ -313,7 +316,7 @@ class KVStateMachine:
                     if prev[5] is not None:
                         detach(key, prev[5])
                     record((revision, SET_EVENT, key, value, prev[1]))
-                if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
                     encoded = own_pack([WRITTEN, revision, None if prev is None else [*prev]])
                     answers.append((client_id, seq, encoded))
                     kept: Kept = encoded
@@ -323,7 +326,7 @@ class KVStateMachine:
                 self._revision = revision
                 kept = self._execute_encoded(wire)
                 revision = self._revision
-                if every or (wanted and (client_id, seq) in answer):  # type: ignore[operator]
+                if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
                     kept = encode_kept(kept)
                     answers.append((client_id, seq, kept))
             if client_id:
@@ -354,8 +357,7 @@ class KVStateMachine:
     def _advance_time(self, log_time_ms: int) -> None:
         # Log time never goes back: a new leader whose clock is behind must not un-expire
         # leases or revive idle clients, so the machine keeps the largest stamp seen.
-        if type(log_time_ms) is not int or log_time_ms > MAX_LOG_TIME_MS:
-            raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
+        _check_log_time(log_time_ms)
         if log_time_ms > self._log_time_ms:
             self._log_time_ms = log_time_ms
             self._dedup.forget_idle(log_time_ms)
@@ -650,6 +652,11 @@ def _check_request_id(client_id: object, seq: object) -> bool:
             f"a request id is a str client_id with an int seq >= 0, not ({client_id!r}, {seq!r})"
         )
     return True
+
+
+def _check_log_time(log_time_ms: object) -> None:
+    if type(log_time_ms) is not int or log_time_ms > MAX_LOG_TIME_MS:
+        raise InvalidCommand(f"log_time_ms {log_time_ms!r} is not an int in range")
 
 
 def _require_positive(name: str, number: object) -> None:

@@ -1,0 +1,138 @@
+"""apply_batch: one call per log slot, the same replica as one apply_encoded per command.
+
+The batch entry point inlines the hot path and packs a result only when someone waits for it
+or a retry asks; these tests pin that it changes nothing a replica, a client or a snapshot can
+observe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paxoskv.errors import InvalidCommand
+from paxoskv.state import Configuration, KVStateMachine, NoOp, Set, encode_command
+from tests.state.test_properties import PROPERTY, commands, fresh, small_keys, visible
+
+# A slot: (log time step, [(command or raw bytes, request id or None), ...]).
+slot_entries = st.tuples(
+    st.one_of(commands(small_keys), st.binary(max_size=6)),
+    st.none() | st.tuples(st.sampled_from(["x", "y"]), st.integers(0, 30)),
+)
+slots = st.lists(
+    st.tuples(st.integers(min_value=-50, max_value=400), st.lists(slot_entries, max_size=8)),
+    max_size=12,
+)
+
+
+def _bytes(item: Any) -> bytes:
+    return item if isinstance(item, bytes) else encode_command(item)
+
+
+def _columns(entries: list[Any]) -> tuple[list[str], list[int], list[bytes]]:
+    client_ids = [request[0] if request else "" for _, request in entries]
+    seqs = [request[1] if request else 0 for _, request in entries]
+    return client_ids, seqs, [_bytes(item) for item, _ in entries]
+
+
+@PROPERTY
+@given(slots, st.data())
+def test_a_batch_is_the_same_as_applying_its_commands_one_by_one(
+    log: list[Any], data: st.DataObject
+) -> None:
+    batched, one_by_one = fresh(), fresh()
+    now_ms = 0
+    for step_ms, entries in log:
+        now_ms = max(0, now_ms + step_ms)
+        ids = [request for _, request in entries if request is not None]
+        wanted = set(data.draw(st.lists(st.sampled_from(ids), max_size=4))) if ids else set()
+        answers = batched.apply_batch(*_columns(entries), now_ms, answer=wanted)
+        expected = []
+        for item, request in entries:
+            client_id, seq = request if request is not None else (None, None)
+            result = one_by_one.apply_encoded(_bytes(item), now_ms, client_id=client_id, seq=seq)
+            if request in wanted:
+                expected.append((client_id, seq, result))
+        assert answers == expected
+        assert batched.revision == one_by_one.revision
+    assert batched.digest() == one_by_one.digest()
+    assert visible(batched) == visible(one_by_one)
+    assert batched.snapshot() == one_by_one.snapshot()
+
+
+def test_a_result_nobody_waited_for_is_packed_when_a_retry_asks_with_the_same_bytes() -> None:
+    lazy, eager = fresh(), fresh()
+    command = encode_command(Set("k", {"nested": (1, [2.5, None])}))
+    first = eager.apply_encoded(command, 10, client_id="c", seq=1)
+    assert lazy.apply_batch(["c"], [1], [command], 10) == []  # kept unpacked
+    retry = encode_command(NoOp())  # a retry's bytes do not matter, its id does
+    assert lazy.apply_batch(["c"], [1], [retry], 20, answer={("c", 1)}) == [("c", 1, first)]
+    assert lazy.cached_result("c", 1) == first
+    assert lazy.revision == eager.revision == 1
+
+
+def test_a_request_twice_in_one_slot_is_applied_once_and_answered_alike() -> None:
+    m = fresh()
+    command = encode_command(Set("k", 1))
+    answers = m.apply_batch(["c", "c"], [7, 7], [command, command], 0, answer={("c", 7)})
+    assert m.revision == 1
+    assert [a[2] for a in answers] == [answers[0][2]] * 2
+
+
+def test_requests_without_an_id_are_applied_but_never_answered_or_deduplicated() -> None:
+    m = fresh()
+    command = encode_command(Set("k", 1))
+    assert m.apply_batch(["", ""], [0, 0], [command, command], 0, answer={("", 0)}) == []
+    assert m.revision == 2
+
+
+@pytest.mark.parametrize(
+    ("client_ids", "seqs", "commands_"),
+    [
+        (["c"], [1, 2], [b"\x91\x00"]),  # columns of different lengths
+        ([b"c"], [1], [b"\x91\x00"]),  # a client id that is not a str
+        (["c"], [-1], [b"\x91\x00"]),  # a negative seq
+        (["c"], [2**64], [b"\x91\x00"]),  # a seq beyond uint64
+        (["c"], [True], [b"\x91\x00"]),  # a bool is not a seq
+        (["c"], [1], ["text"]),  # a command that is not bytes
+    ],
+)
+def test_a_bad_batch_is_refused_before_any_change(
+    client_ids: list[Any], seqs: list[Any], commands_: list[Any]
+) -> None:
+    m = fresh()
+    m.apply_encoded(encode_command(Set("k", 1)), 5, client_id="c", seq=0)
+    digest = m.digest()
+    with pytest.raises(InvalidCommand):
+        m.apply_batch(client_ids, seqs, commands_, 6)
+    assert m.digest() == digest
+    assert m.log_time_ms == 5
+
+
+def test_a_bad_log_time_is_refused_before_any_change() -> None:
+    m = fresh()
+    with pytest.raises(InvalidCommand):
+        m.apply_batch(["c"], [1], [encode_command(NoOp())], 2**63)
+    assert m.revision == 0
+
+
+def test_apply_encoded_refuses_an_empty_client_id_which_would_name_no_request() -> None:
+    m = KVStateMachine(Configuration(frozenset({"a"})))
+    with pytest.raises(InvalidCommand, match="non-empty client_id"):
+        m.apply_encoded(encode_command(NoOp()), 0, client_id="", seq=1)
+    assert m.revision == 0
+
+
+def test_the_dedup_window_still_prunes_and_refuses_stale_seqs_in_batches() -> None:
+    m = KVStateMachine(Configuration(frozenset({"a"})), dedup_window_requests=4)
+    command = encode_command(Set("k", 1))
+    for first in range(0, 40, 10):
+        seqs = list(range(first, first + 10))
+        m.apply_batch(["c"] * 10, seqs, [command] * 10, first)
+    stale = m.apply_batch(["c"], [3], [command], 50, answer={("c", 3)})
+    assert m.cached_result("c", 3) is None
+    assert b"stale_request" in stale[0][2]
+    assert m.revision == 41  # the stale request takes a revision, like any failure
