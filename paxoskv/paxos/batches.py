@@ -21,25 +21,30 @@ from collections.abc import Sequence
 
 import msgpack
 
-from paxoskv.paxos.messages import MalformedMessage, Request
+from paxoskv.paxos.messages import MalformedMessage, Request, pack_body
 from paxoskv.state.machine import MAX_LOG_TIME_MS
 from paxoskv.state.wire import UINT64_MAX
 
 Columns = tuple[int, list[str], list[int], list[bytes]]
 """A decoded batch: ``(log_time_ms, client_ids, seqs, commands)``, all three of one length."""
 
-_PACK = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+def batch_columns(log_time_ms: int, requests: Sequence[Request]) -> Columns:
+    """The columns of a batch of ``requests``, as :func:`read_batch` gives them back."""
+    return (
+        log_time_ms,
+        [r.client_id for r in requests],
+        [r.seq for r in requests],
+        [r.command for r in requests],
+    )
+
+
+def encode_columns(columns: Columns) -> bytes:
+    return pack_body(list(columns))
 
 
 def encode_batch(log_time_ms: int, requests: Sequence[Request]) -> bytes:
-    return _PACK(
-        [
-            log_time_ms,
-            [r.client_id for r in requests],
-            [r.seq for r in requests],
-            [r.command for r in requests],
-        ]
-    )
+    return encode_columns(batch_columns(log_time_ms, requests))
 
 
 def read_batch(value: bytes) -> Columns:
@@ -54,7 +59,17 @@ def read_batch(value: bytes) -> Columns:
         raise MalformedMessage(f"not a batch: {error}") from None
     if type(body) is not list or len(body) != 4:
         raise MalformedMessage("not a batch")
+    check_columns(*body)
     log_time_ms, client_ids, seqs, commands = body
+    return log_time_ms, client_ids, seqs, commands
+
+
+def check_columns(log_time_ms: object, client_ids: object, seqs: object, commands: object) -> None:
+    """Raise ``MalformedMessage`` unless these are the columns of a batch every replica applies.
+
+    The leader runs the same check on the columns of its own batches, which it applies without
+    decoding them again (see ``Engine._apply_slot``): both sides must refuse the same values.
+    """
     if type(log_time_ms) is not int or not 0 <= log_time_ms <= MAX_LOG_TIME_MS:
         raise MalformedMessage("a batch's log time is an int in range")
     if type(client_ids) is not list or type(seqs) is not list or type(commands) is not list:
@@ -69,7 +84,6 @@ def read_batch(value: bytes) -> Columns:
         and max(seqs) <= UINT64_MAX
     ):
         raise MalformedMessage("a batch holds str client ids, int seqs >= 0 and bytes commands")
-    return log_time_ms, client_ids, seqs, commands
 
 
 def decode_batch(value: bytes) -> tuple[int, list[Request]]:

@@ -238,7 +238,8 @@ _BY_TAG: dict[int, type[Any]] = {cls.TAG: cls for cls in _MESSAGE_TYPES}
 _packers: list[msgpack.Packer] = []
 
 
-def _pack(body: list[Any]) -> bytes:
+def pack_body(body: list[Any]) -> bytes:
+    """Pack one msgpack body (bin type for bytes) with a packer of the free list."""
     try:
         packer = _packers.pop()
     except IndexError:
@@ -286,7 +287,7 @@ _ENCODERS[CatchupReply] = lambda c: [
 
 
 def encode_message(message: Message) -> bytes:
-    return _pack(_ENCODERS[type(message)](message))
+    return pack_body(_ENCODERS[type(message)](message))
 
 
 def _int(raw: object) -> int:
