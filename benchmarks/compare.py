@@ -166,8 +166,7 @@ def run(args: argparse.Namespace) -> tuple[Results, int]:
             try:
                 step()
             except WorkerFailed as error:
-                exit_code = 1
-                results.notes.append(f"{name} failed: {error}")
+                results.failures.append(f"{name}: {error}")
             except KeyboardInterrupt:
                 results.notes.append(f"interrupted during {name}: the figures are partial")
                 exit_code = 130
@@ -176,7 +175,7 @@ def run(args: argparse.Namespace) -> tuple[Results, int]:
     results.notes.extend(_notes(systems))
     results.settings["load_average_end"] = list(os.getloadavg())
     results.elapsed_s = progress.elapsed_s()
-    return results, exit_code
+    return results, exit_code or (1 if results.failures else 0)
 
 
 @contextlib.contextmanager

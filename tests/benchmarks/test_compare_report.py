@@ -145,3 +145,15 @@ def test_failed_writes_are_listed_with_their_reasons() -> None:
 def test_error_counts_add_up_across_processes_most_frequent_first() -> None:
     merged = merge_counts([{"LEADER_CHANGED": 2}, {}, {"NOT_LEADER": 5, "LEADER_CHANGED": 1}])
     assert merged == (("NOT_LEADER", 5), ("LEADER_CHANGED", 3))
+
+
+def test_failures_and_every_restart_show_in_the_table() -> None:
+    results = Results()
+    results.recovery.append(
+        Recovery("paxoskv-durable", 1000, 1.0, 0.6, 0.7, 0.3, read_s_runs=(0.5, 0.6, 0.9))
+    )
+    results.failures.append("paxos-kv durable at 8192 B: no single leader within 60s")
+    table = render(results)
+    assert "0.50 0.60 0.90" in table
+    assert "FAILED: paxos-kv durable at 8192 B: no single leader" in table
+    assert to_json(results)["failures"] == results.failures

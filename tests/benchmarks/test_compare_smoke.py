@@ -63,6 +63,8 @@ def assert_measured(document: dict[str, Any], setups: set[str], recovered: str) 
     (recovery,) = document["recovery"]
     assert recovery["setup"] == recovered and recovery["writes"] == 300
     assert 0 < recovery["imports_s"] <= recovery["read_s"] <= recovery["ready_s"]
+    assert len(recovery["read_s_runs"]) == 3  # the follower was restarted three times
+    assert document["failures"] == []
 
 
 def test_paxos_kv_alone(tmp_path: Path) -> None:
