@@ -23,7 +23,7 @@ from benchmarks.compare_report import LABELS, Latency, Recovery, Results, Throug
 
 Say = Callable[[str], None]
 START_DELAY_S = 0.3  # lets the command reach all three processes before the agreed start
-ANSWER_MARGIN_S = 30.0  # beyond a phase's own length, for a drain and a slow machine
+ANSWER_MARGIN_S = 30.0  # beyond a phase's own length, for a slow machine
 LATENCY_VALUE_BYTES = 100
 RECOVERY_VALUE_BYTES = 100
 RESTARTS = 3  # of the same follower over the same store: the median is reported
@@ -136,7 +136,6 @@ def _pipelined(cluster: Cluster, setup: Setup, plan: Plan, size: int, leader: in
         value_bytes=size,
         seconds=plan.seconds,
         writes=sum(int(a["writes"]) for a in answers),
-        writes_total=sum(int(a["writes_total"]) for a in answers),
         errors=sum(int(a["errors"]) for a in answers),
         cpu_s=sum(float(a["cpu_s"]) for a in answers),
         leader_cpu_s=float(answers[leader - 1]["cpu_s"]),

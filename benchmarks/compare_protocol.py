@@ -12,9 +12,9 @@ Commands (``op``) and their replies:
 
 * ``status``: ``{"leader": bool}``.
 * ``pipeline`` (value_bytes, seconds, window, start_at, seed): clients keep ``window`` writes
-  outstanding to random keys from ``start_at`` for ``seconds``; replies ``writes`` (confirmed
-  by the end of the window), ``writes_total`` (including those in flight at the end),
-  ``errors`` and ``cpu_s`` (this process, from start to the last confirmation).
+  outstanding to random keys from ``start_at`` for ``seconds``; replies, as the window
+  closes, ``writes`` confirmed and ``errors`` within it, ``error_kinds`` and ``cpu_s`` (this
+  process, within the window). Writes still in flight are abandoned with the cluster.
 * ``latency`` (value_bytes, max_writes, seconds): one client, one write at a time; replies
   ``latency_ms`` (sorted) and ``errors``.
 * ``fill`` (count, window, value_bytes, seed, seconds_max): pipelined writes until ``count``

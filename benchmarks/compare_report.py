@@ -30,9 +30,8 @@ class Throughput:
     value_bytes: int
     seconds: float
     writes: int  # confirmed within the window
-    writes_total: int  # also those confirmed while the last writes drained
     errors: int
-    cpu_s: float  # the three processes, from the start to the last confirmation
+    cpu_s: float  # the three processes, within the window
     leader_cpu_s: float
     error_kinds: tuple[tuple[str, int], ...] = ()  # why writes failed, most frequent first
 
@@ -42,11 +41,11 @@ class Throughput:
 
     @property
     def cpu_us_per_write(self) -> float | None:
-        return self.cpu_s / self.writes_total * 1e6 if self.writes_total else None
+        return self.cpu_s / self.writes * 1e6 if self.writes else None
 
     @property
     def leader_cpu_us_per_write(self) -> float | None:
-        return self.leader_cpu_s / self.writes_total * 1e6 if self.writes_total else None
+        return self.leader_cpu_s / self.writes * 1e6 if self.writes else None
 
 
 @dataclass(frozen=True, slots=True)
