@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-The Multi-Paxos engine decides one ordered log; every replica feeds each chosen command to
-:meth:`KVStateMachine.apply_encoded` with the time the leader stamped into it. The machine is
+The Multi-Paxos engine decides one ordered log; every replica feeds each chosen slot (a batch
+of commands) to :meth:`KVStateMachine.apply_batch` with the time the leader stamped into it
+(:meth:`~KVStateMachine.apply_encoded` applies one command the same way). The machine is
 pure: no clocks, no I/O, no randomness, no threads. Its answers and its state are a function of
 the commands it was given and nothing else, which is what lets the simulator compare replicas
 by :meth:`~KVStateMachine.digest` and lets a snapshot stand in for the log before it.
@@ -14,13 +15,17 @@ whose compares fail, a malformed command, a refused configuration change, a stal
 exception is a duplicate ``(client_id, seq)``: it is answered from the dedup table with the
 bytes the first copy produced and applies nothing, so it takes no revision either.
 
-The hot path is ``apply_encoded`` of a Set: unpack one msgpack array, check its fields, update
-one dict entry, append one tuple to the history, pack the answer. It builds no dataclasses:
-handlers work on the wire form of commands and return the wire form of results, and the
-dataclasses are built only for callers who ask through :meth:`apply` or the read methods. A
-stored row is the tuple ``(key, value, create_revision, mod_revision, version, lease_id)``:
-immutable, so the old row can be handed out as the previous value with no copy, and cheaper
-than a list to build, to keep and (when the value is a scalar) for the garbage collector.
+The hot path is ``apply_batch`` of Sets, one call per slot, with the per-command work inlined
+in one loop: unpack one msgpack array, check its fields, update one dict entry, append one tuple
+to the history ring, note the result in the dedup table. It builds no dataclasses: handlers
+work on the wire form of commands and return the wire form of results, and the dataclasses are
+built only for callers who ask through :meth:`apply` or the read methods. A result is packed
+only for a client waiting on this node; the dedup table keeps the others unpacked (see
+:mod:`paxoskv.state.dedup`) and packs one only if a retry asks, so a follower packs nothing.
+A stored row is the tuple ``(key, value, create_revision, mod_revision, version, lease_id)``:
+immutable, so the old row can be handed out as the previous value with no copy, kept as part
+of an unpacked result, and cheaper than a list to build, to keep and (when the value is a
+scalar) for the garbage collector.
 
 Values are not copied on the way in or out either: do not mutate a value after writing it or
 after reading it, or this replica's state silently drifts from the others.
@@ -36,7 +41,7 @@ from msgpack import unpackb
 from paxoskv.errors import ConfigurationError, InvalidCommand
 from paxoskv.state import commands as c
 from paxoskv.state import results as r
-from paxoskv.state.commands import Command, command_to_wire, read_command_wire
+from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
 from paxoskv.state.configuration import Configuration, RejectedChange
 from paxoskv.state.dedup import STALE, ClientId, ClientRecord, DedupTable, Kept, encode_kept
 from paxoskv.state.history import DELETE_EVENT, EXPIRE_EVENT, SET_EVENT, ChangeEvent, History
@@ -73,15 +78,6 @@ MAX_LOG_TIME_MS = 2**62
 _SET = c.SET
 _NO_CLIENT = ClientRecord(0)  # stands in before the batch's first identified request
 
-
-class _EveryRequest:
-    """The ``answer`` of a batch that answers every request, even one with no id."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-_EVERY_REQUEST: Container[tuple[ClientId, int]] = _EveryRequest()
 
 _MALFORMED_MESSAGE = (
     "the command could not be decoded: the proposer runs an incompatible version or the bytes "
@@ -201,18 +197,30 @@ class KVStateMachine:
         Never raises on bad command bytes: a malformed command is answered with an encoded
         ``Failed("malformed_command")`` that is the same on every replica, and takes a
         revision like any other entry. A duplicate ``(client_id, seq)`` gets the cached bytes
-        of its first application and changes nothing. The same as a batch of one.
+        of its first application and changes nothing.
+
+        The same as :meth:`apply_batch` of one request answered, written out plainly (the
+        tests hold the two to each other): for one command, the batch loop's set-up costs
+        more than it saves.
         """
-        request_id: tuple[ClientId, int] = ("", 0)
-        if _check_request_id(client_id, seq):
-            assert client_id is not None and seq is not None  # just checked: for mypy
-            if not client_id:
-                raise InvalidCommand("a request id needs a non-empty client_id (empty is none)")
-            request_id = (client_id, seq)
+        identified = _check_request_id(client_id, seq)
+        if identified and not client_id:
+            raise InvalidCommand("a request id needs a non-empty client_id (empty is none)")
         self._advance_time(log_time_ms)
-        [(_, _, encoded)] = self._apply_requests(
-            (request_id[0],), (request_id[1],), (data,), _EVERY_REQUEST
-        )
+        if identified:
+            cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
+            if cached is not None:
+                return cached
+        try:
+            wire = unpack_command(data)
+        except MalformedCommand:
+            self._revision += 1
+            result = [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
+        else:
+            result = self._execute(wire)
+        encoded = self._pack(result)
+        if identified:
+            self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
         return encoded
 
     def apply_batch(
@@ -257,15 +265,14 @@ class KVStateMachine:
         commands: Sequence[bytes],
         answer: Container[tuple[ClientId, int]] | None,
     ) -> list[tuple[ClientId, int, bytes]]:
-        """The loop behind both entry points; arguments already checked, time advanced.
+        """The loop of :meth:`apply_batch`; arguments already checked, time advanced.
 
-        The common case, a Set of an ASCII str key with no lease, is done inline (what
-        ``_put`` and ``_apply_set`` would do, minus their calls); everything else goes the
-        general way through :meth:`_execute_encoded`.
+        The common case, a Set of a str key with no lease, is done inline (what ``_put`` and
+        ``_apply_set`` would do, minus their calls); everything else goes the general way
+        through :meth:`_execute_encoded`.
         """
         answers: list[tuple[ClientId, int, bytes]] = []
         SET, WRITTEN, own_pack = _SET, r.WRITTEN, self._pack
-        every = answer is _EVERY_REQUEST
         wanted = bool(answer)
         data, record, detach = self._data, self._history.append, self._leases.detach
         dedup, window = self._dedup, self._dedup.window_requests
@@ -280,14 +287,14 @@ class KVStateMachine:
                     client = dedup.touch(client_id, now_ms)
                     current_id, results = client_id, client.results
                 if seq in results:
-                    if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
+                    if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
                         answers.append((client_id, seq, client.encoded(seq)))  # type: ignore[arg-type]
                     continue
                 if seq <= client.highest_seq - window:
                     self._revision = revision
                     stale = self._stale(client_id, seq)
                     revision = self._revision
-                    if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
+                    if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
                         answers.append((client_id, seq, stale))
                     continue
             try:  # wire.unpack, inlined (raw=False is msgpack's default)
@@ -316,7 +323,7 @@ class KVStateMachine:
                     if prev[5] is not None:
                         detach(key, prev[5])
                     record((revision, SET_EVENT, key, value, prev[1]))
-                if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
+                if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
                     encoded = own_pack([WRITTEN, revision, None if prev is None else [*prev]])
                     answers.append((client_id, seq, encoded))
                     kept: Kept = encoded
@@ -326,7 +333,7 @@ class KVStateMachine:
                 self._revision = revision
                 kept = self._execute_encoded(wire)
                 revision = self._revision
-                if every or (wanted and client_id and (client_id, seq) in answer):  # type: ignore[operator]
+                if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
                     kept = encode_kept(kept)
                     answers.append((client_id, seq, kept))
             if client_id:
