@@ -245,8 +245,7 @@ class Engine:
     def propose(self, requests: Sequence[m.Request], now: float) -> list[Effect]:
         """Local clients ask; each gets an :class:`Answer` when its command is applied here."""
         self._now = now
-        if not all(map(_client_id_of, requests)):
-            raise ValueError("a client request needs a non-empty client_id")
+        _check_requests(requests)
         waiting = self._local_waiting
         for request in requests:
             waiting[(request.client_id, request.seq)] = request
@@ -984,6 +983,20 @@ class Engine:
 
 _client_id_of = attrgetter("client_id")
 _command_of = attrgetter("command")
+
+
+def _check_requests(requests: Sequence[m.Request]) -> None:
+    """Refuse what would make its whole batch refused by every replica (see read_batch)."""
+    _, client_ids, seqs, commands = batch_columns(0, requests)
+    try:
+        check_columns(0, client_ids, seqs, commands)
+    except m.MalformedMessage:
+        raise ValueError(
+            "a client request is a str client_id, an int seq from 0 to 2**64 - 1 and the "
+            "command's bytes"
+        ) from None
+    if not all(client_ids):
+        raise ValueError("a client request needs a non-empty client_id")
 
 
 def _size_bytes(requests: deque[m.Request]) -> int:

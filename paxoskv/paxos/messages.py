@@ -23,6 +23,7 @@ import msgpack
 from paxoskv.paxos.ballot import Ballot
 
 WIRE_VERSION = 1
+_UINT64_MAX = 2**64 - 1
 
 
 class MalformedMessage(ValueError):
@@ -340,6 +341,9 @@ def _request(raw: object) -> Request:
     client_id, seq, command = _list(raw, 3)
     if type(client_id) is not str or type(seq) is not int or type(command) is not bytes:
         raise MalformedMessage("a request is [str client id, int seq, bytes command]")
+    if not client_id or not 0 <= seq <= _UINT64_MAX:
+        # Passed on, it would make the leader's whole batch one no replica applies.
+        raise MalformedMessage("a request has a client id and a seq from 0 to 2**64 - 1")
     return Request(client_id, seq, command)
 
 

@@ -1,6 +1,7 @@
 """The slot value codec: columns round-trip, and anything else is refused whole."""
 
 import contextlib
+import random
 
 import msgpack
 import pytest
@@ -8,7 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paxoskv.paxos.batches import decode_batch, encode_batch, read_batch
-from paxoskv.paxos.messages import MalformedMessage, Request
+from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.messages import WIRE_VERSION, Forward, MalformedMessage, Request, decode_message
+from paxoskv.state import Configuration
+
+CONFIG = Configuration(voters=frozenset({"a", "b", "c"}))
 
 requests = st.lists(
     st.builds(
@@ -61,3 +66,13 @@ def test_random_bytes_read_as_a_batch_or_raise_malformed_only(data: bytes) -> No
 def test_a_value_no_leader_of_ours_could_make_is_refused_whole(body: list[object]) -> None:
     with pytest.raises(MalformedMessage):
         read_batch(msgpack.packb(body, use_bin_type=True))
+
+
+def test_a_request_that_would_spoil_its_whole_batch_is_refused_at_the_boundary() -> None:
+    engine = Engine(EngineSettings(node_id="a"), random.Random(1), CONFIG)
+    for bad in (Request("c", -1, b""), Request("", 1, b""), Request("c", 2**64, b"")):
+        with pytest.raises(ValueError, match="client"):
+            engine.propose([Request("ok", 1, b""), bad], now=0.0)
+    for bad_raw in (["c", -1, b""], ["", 1, b""]):
+        with pytest.raises(MalformedMessage):
+            decode_message(msgpack.packb([WIRE_VERSION, Forward.TAG, [bad_raw]]))
