@@ -30,6 +30,7 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/storage.py
+	$(BIN)/python benchmarks/state.py
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/transport.py
 	$(BIN)/python benchmarks/cluster.py

@@ -51,6 +51,7 @@ class Config:
     heartbeat_interval_s: float = 0.05
     election_timeout_s: float = 0.5
     snapshot_every_commands: int = 100_000
+    snapshot_every_bytes: int = 64 << 20
     log_retention_slots: int = 2_000  # chosen slots kept past a snapshot for lagging replicas
     history_limit_events: int = 10_000  # change events kept for watchers resuming
     hello_interval_s: float = 0.25

@@ -92,6 +92,7 @@ class EngineSettings:
     request_retry_s: float = 0.5
     max_message_bytes: int = 48_000
     snapshot_every_commands: int = 100_000
+    snapshot_every_bytes: int = 64 << 20  # of applied log values: big values snapshot sooner
     log_retention_slots: int = 2_000
     clock_drift_bound: float = 0.1
     learner: bool = False
@@ -172,6 +173,7 @@ class Engine:
         self.known_commit = durable.applied_slot
         self._transfer: tuple[int, bytes] | None = None
         self._commands_since_snapshot = 0
+        self._bytes_since_snapshot = 0
         # volatile
         self.role = Role.FOLLOWER
         self.leader_id: str | None = None
@@ -437,6 +439,7 @@ class Engine:
             self.last_log_time_ms = log_time_ms
         self.accepted.pop(slot, None)
         self._commands_since_snapshot += len(commands)
+        self._bytes_since_snapshot += len(value)
 
     def _after_apply(self, previous_applied: int) -> None:
         self._effects.append(Applied(self.applied_slot, self.state.revision))
@@ -444,7 +447,11 @@ class Engine:
             self._expiring = {
                 lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
             }
-        if self._commands_since_snapshot >= self.settings.snapshot_every_commands:
+        settings = self.settings
+        if (
+            self._commands_since_snapshot >= settings.snapshot_every_commands
+            or self._bytes_since_snapshot >= settings.snapshot_every_bytes
+        ):
             self._take_snapshot()
         keep_from = self.applied_slot - self.settings.log_retention_slots
         if self._transfer is not None and keep_from > self.compacted_slot:
@@ -473,6 +480,7 @@ class Engine:
         blob = encode_local_snapshot(transfer, durable)
         self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, blob))
         self._commands_since_snapshot = 0
+        self._bytes_since_snapshot = 0
 
     # --- catch-up ----------------------------------------------------------------------------
 

@@ -143,6 +143,7 @@ class Replica:
             election_timeout_max_s=config.election_timeout_s * 2,
             retransmit_interval_s=max(config.heartbeat_interval_s * 2, 0.02),
             snapshot_every_commands=config.snapshot_every_commands,
+            snapshot_every_bytes=config.snapshot_every_bytes,
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
             learner=config.learner,

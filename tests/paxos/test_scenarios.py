@@ -179,3 +179,15 @@ def test_learners_alone_cannot_make_a_quorum() -> None:
     assert not s.answered(ticket)
     assert {s.local(n, "k") for n in ("n4", "n5")} == {"before"}
     assert not any(s.world.nodes[n].engine.is_leader for n in ("n4", "n5"))
+
+
+def test_a_snapshot_is_taken_by_bytes_as_well_as_by_commands() -> None:
+    s = Scenario(3, seed=41, snapshot_every_commands=10**9, snapshot_every_bytes=4_000)
+    leader = s.elect()
+    engine = s.world.nodes[leader].engine
+    assert engine is not None
+    s.set(leader, "small", 1)
+    assert engine._transfer is None  # far under both thresholds
+    for i in range(4):
+        s.set(leader, f"big{i}", "x" * 1_500)
+    assert engine._transfer is not None and engine._transfer[0] > 0
