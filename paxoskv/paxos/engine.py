@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import random
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
@@ -73,6 +72,12 @@ from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, enco
 
 Consistency = str  # "linearizable" | "leader" | "local"
 _INTERNAL_CLIENT = ""  # requests the engine itself proposes (no-ops, lease expiry)
+
+
+class Randomness(Protocol):
+    """What the engine draws from: handed in seeded, never global (``random.Random`` fits)."""
+
+    def uniform(self, a: float, b: float) -> float: ...
 
 
 class Role(enum.Enum):
@@ -142,7 +147,7 @@ class Engine:
     def __init__(
         self,
         settings: EngineSettings,
-        rng: random.Random,
+        rng: Randomness,
         initial_configuration: Configuration,
         *,
         durable: DurableState | None = None,
