@@ -9,7 +9,7 @@ across a reconfiguration it has not seen chosen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from paxoskv.paxos.batches import decode_batch
 from paxoskv.paxos.messages import MalformedMessage
@@ -22,23 +22,25 @@ from paxoskv.state import (
     RemoveMember,
     decode_command,
 )
+from paxoskv.state.configuration import RejectedChange
+
+_CHANGES: dict[type[object], Callable[[Configuration, str], Configuration]] = {
+    AddLearner: Configuration.with_learner_added,
+    PromoteLearner: Configuration.with_learner_promoted,
+    DemoteVoter: Configuration.with_voter_demoted,
+    RemoveMember: Configuration.with_member_removed,
+}
 
 
 def apply_change(config: Configuration, command: object) -> Configuration:
-    """The configuration after ``command``, the way the state machine would change it."""
-    voters, learners = set(config.voters), set(config.learners)
-    if isinstance(command, AddLearner) and command.node_id not in voters | learners:
-        learners.add(command.node_id)
-    elif isinstance(command, PromoteLearner) and command.node_id in learners:
-        learners.discard(command.node_id)
-        voters.add(command.node_id)
-    elif isinstance(command, DemoteVoter) and command.node_id in voters and len(voters) > 1:
-        voters.discard(command.node_id)
-        learners.add(command.node_id)
-    elif isinstance(command, RemoveMember) and (command.node_id in learners or len(voters) > 1):
-        voters.discard(command.node_id)
-        learners.discard(command.node_id)
-    return Configuration(voters=frozenset(voters), learners=frozenset(learners))
+    """The configuration after ``command``, by the state machine's own rules."""
+    change = _CHANGES.get(type(command))
+    if change is None:
+        return config
+    try:
+        return change(config, command.node_id)  # type: ignore[attr-defined]
+    except RejectedChange:  # the state machine refuses it too: nothing changes
+        return config
 
 
 def configs_implied_by(start: Configuration, values: Iterable[bytes]) -> list[Configuration]:

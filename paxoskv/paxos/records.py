@@ -75,19 +75,11 @@ class DurableState:
             raise AssertionError(f"unknown journal record kind {kind!r}")
 
 
-def _encode_config(config: Configuration) -> list[list[str]]:
-    return [sorted(config.voters), sorted(config.learners)]
-
-
-def _decode_config(raw: list[list[str]]) -> Configuration:
-    return Configuration(voters=frozenset(raw[0]), learners=frozenset(raw[1]))
-
-
 def encode_state_transfer(
     slot: int, state_snapshot: bytes, configs: list[tuple[int, Configuration]], log_time_ms: int
 ) -> bytes:
     """The part of a snapshot a peer may install: the applied state, not our acceptor state."""
-    entries = [[start, *_encode_config(config)] for start, config in configs]
+    entries = [[start, *config.to_wire()] for start, config in configs]
     return msgpack.packb(
         [SNAPSHOT_VERSION, slot, state_snapshot, entries, log_time_ms], use_bin_type=True
     )
@@ -97,7 +89,9 @@ def decode_state_transfer(blob: bytes) -> tuple[int, bytes, list[tuple[int, Conf
     version, slot, state_snapshot, entries, log_time_ms = msgpack.unpackb(blob, raw=False)
     if version != SNAPSHOT_VERSION:
         raise ValueError(f"snapshot version {version}, expected {SNAPSHOT_VERSION}")
-    configs = [(start, _decode_config([voters, learners])) for start, voters, learners in entries]
+    configs = [
+        (start, Configuration.from_wire([voters, learners])) for start, voters, learners in entries
+    ]
     return slot, state_snapshot, configs, log_time_ms
 
 
