@@ -377,7 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", help=f"VOTERS+LEARNERS list (default {FULL_SHAPES})")
     parser.add_argument("--seconds", type=float, help="measured window per shape (default 10)")
     parser.add_argument("--warmup-s", type=float, help="load before the window (default 2)")
-    parser.add_argument("--window", type=int, default=128, help="writes outstanding per client")
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="writes outstanding per client process (default 384 in the leader, as cluster.py's "
+        "3 x 128; 128 per voter with --clients-in voters)",
+    )
     parser.add_argument("--value-bytes", type=int, default=100)
     parser.add_argument("--durability", default="os", choices=("os", "durable"))
     parser.add_argument("--clients-in", default="leader", choices=("leader", "voters"))
@@ -396,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         seconds=args.seconds if args.seconds is not None else (2.0 if quick else 10.0),
         warmup_s=args.warmup_s if args.warmup_s is not None else (1.0 if quick else 2.0),
-        window=args.window,
+        window=args.window or (384 if args.clients_in == "leader" else 128),
         value_bytes=args.value_bytes,
         durability=args.durability,
         clients_in=args.clients_in,
