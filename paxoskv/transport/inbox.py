@@ -62,6 +62,18 @@ class Inbox:
             raise TransportClosed("the transport is closed")
         return self._items.popleft()
 
+    async def get_many(self, max_items: int) -> list[Delivery]:
+        """Wait as :meth:`get` does, then take up to ``max_items`` (at least one)."""
+        items = self._items
+        if not items or self._closed:
+            items.appendleft(await self.get())
+        count = min(len(items), max_items)
+        if count == len(items):
+            taken = list(items)
+            items.clear()
+            return taken
+        return [items.popleft() for _ in range(count)]
+
     def close(self) -> None:
         self._closed = True
         self._items.clear()

@@ -37,6 +37,12 @@ class PeerTable:
         self._addresses: dict[str, Address] = {}
         self._direct: set[str] = set()
 
+    @property
+    def addresses(self) -> Mapping[str, Address]:
+        """The live table, read-only: the receive path checks a sender's address with one
+        ``get`` on it per datagram, instead of a call into this class."""
+        return self._addresses
+
     def address_of(self, node_id: str) -> Address | None:
         return self._addresses.get(node_id)
 
