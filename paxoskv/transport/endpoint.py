@@ -21,8 +21,15 @@ import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
-from paxoskv.errors import PayloadTooLarge, TransportClosed
-from paxoskv.transport.base import Address, ClosesOnExit, Delivery, DropReason, TransportStats
+from paxoskv.errors import TransportClosed
+from paxoskv.transport.base import (
+    Address,
+    ClosesOnExit,
+    Delivery,
+    DropReason,
+    TransportStats,
+    check_sizes,
+)
 from paxoskv.transport.frames import FrameCodec, FrameKind, FrameOpener, FrameSealer
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
@@ -154,10 +161,7 @@ class FramedEndpoint(ClosesOnExit):
         """
         if self._closed:
             self._check_open()
-        limit = self._sealer.max_body_bytes
-        for _, payload in messages:
-            if len(payload) > limit:
-                raise PayloadTooLarge(len(payload), limit)
+        check_sizes(messages, self._sealer.max_body_bytes)
         seal, address_of, send_now = self._sealer.seal, self._peers.address_of, self._send_now
         for node_id, payload in messages:
             if node_id is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -31,6 +31,7 @@ from paxoskv.transport.base import (
     DropReason,
     Transport,
     TransportStats,
+    check_sizes,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 
@@ -178,6 +179,15 @@ class FaultyTransport(ClosesOnExit):
 
     async def receive(self) -> Delivery:
         return await self._inbox.get()
+
+    async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
+        check_sizes(messages, self.inner.max_payload_bytes)  # a cut link hides no caller bug
+        through = [(node_id, payload) for node_id, payload in messages if node_id not in self._cut]
+        self.stats.dropped[DropReason.CUT] += len(messages) - len(through)
+        await self.inner.send_many(through)
+
+    async def receive_many(self, max_frames: int = DEFAULT_INBOX_FRAMES) -> list[Delivery]:
+        return await self._inbox.get_many(max_frames)
 
     async def close(self) -> None:
         self._inbox.close()

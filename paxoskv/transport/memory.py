@@ -13,10 +13,17 @@ Payloads are not framed: nothing here can be forged, so the frame checks would o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge, TransportClosed
-from paxoskv.transport.base import Address, ClosesOnExit, Delivery, DropReason, TransportStats
+from paxoskv.transport.base import (
+    Address,
+    ClosesOnExit,
+    Delivery,
+    DropReason,
+    TransportStats,
+    check_sizes,
+)
 from paxoskv.transport.faults import FaultPlan, FaultSettings
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 
@@ -149,6 +156,19 @@ class MemoryTransport(ClosesOnExit):
 
     async def receive(self) -> Delivery:
         return await self._inbox.get()
+
+    async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
+        if self._closed:
+            raise TransportClosed(f"transport of node {self._node_id!r} is closed")
+        check_sizes(messages, self._network.max_payload_bytes)
+        for node_id, payload in messages:
+            if node_id is None:
+                await self.broadcast(payload)
+            else:
+                await self.send(node_id, payload)
+
+    async def receive_many(self, max_frames: int = DEFAULT_INBOX_FRAMES) -> list[Delivery]:
+        return await self._inbox.get_many(max_frames)
 
     async def close(self) -> None:
         if not self._closed:

@@ -64,3 +64,29 @@ def test_window_accepts_exactly_what_an_unbounded_memory_would_within_its_reach(
         if accepted:
             seen.add(seq)
             highest = max(highest, seq)
+
+
+@settings(max_examples=200)
+@given(
+    window_frames=st.integers(min_value=1, max_value=16),
+    runs=st.lists(
+        st.tuples(st.integers(min_value=-40, max_value=40), st.integers(0, 40)), max_size=12
+    ),
+)
+def test_the_guards_in_order_shortcut_accepts_exactly_what_an_unbounded_memory_would(
+    window_frames: int, runs: list[tuple[int, int]]
+) -> None:
+    """Long in-order runs (where the guard skips the bitmap), broken by jumps both ways."""
+    guard = ReplayGuard(window_frames)
+    seen: set[int] = set()
+    highest = -1
+    seq = 100
+    for jump, length in runs:
+        seq = max(0, seq + jump)
+        for _ in range(length):
+            expected = seq not in seen and seq > highest - window_frames
+            assert guard.accept("a", 1, seq) == expected, (seq, highest)
+            if expected:
+                seen.add(seq)
+                highest = max(highest, seq)
+            seq += 1
