@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import (
@@ -221,8 +221,8 @@ class FramedEndpoint(ClosesOnExit):
             self._stats.dropped[DropReason.OWN_ECHO] += 1
             return
         fields = self._unpack(datagram, self._replay_guard)
-        if isinstance(fields, DropReason):
-            self._refused(fields, address)
+        if type(fields) is not tuple:  # a DropReason; isinstance on an enum costs 150 ns
+            self._refused(cast(DropReason, fields), address)
             return
         kind, sender_id, incarnation, _, destination, body = fields
         if sender_id == self._node_id:
