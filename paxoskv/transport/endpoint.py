@@ -2,8 +2,8 @@
 
 A concrete transport supplies the sockets: the one it sends from, where a broadcast goes
 (``_broadcast_addresses``), which address is its own, and a call to
-:meth:`FramedEndpoint.datagram_received` for every datagram that arrives. The rest -- the one
-receive path that checks, counts and routes every datagram -- lives here once.
+:meth:`FramedEndpoint.datagrams_received` with what each wake-up of a socket drained. The rest
+-- the one receive path that checks, counts and routes every datagram -- lives here once.
 
 Routing a ``send``: to the peer's learned unicast address when there is one; otherwise the
 frame carries the destination id and goes the broadcast way, and every other node drops it.
@@ -163,19 +163,18 @@ class FramedEndpoint(ClosesOnExit):
             self._check_open()
         check_sizes(messages, self._sealer.max_body_bytes)
         seal, address_of, send_now = self._sealer.seal, self._peers.address_of, self._send_now
+        everyone = self._broadcast_addresses()  # once per burst: it is one moment's peer list
         for node_id, payload in messages:
             if node_id is None:
                 datagram = seal(payload)
-                blocked = send_now(datagram, self._broadcast_addresses())
+                blocked = send_now(datagram, everyone)
             elif node_id == self._node_id:
                 self._deliver(_new_delivery(Delivery, (node_id, bytes(payload))))
                 continue
             else:
                 datagram = seal(payload, node_id)
                 address = address_of(node_id)
-                blocked = send_now(
-                    datagram, self._broadcast_addresses() if address is None else (address,)
-                )
+                blocked = send_now(datagram, everyone if address is None else (address,))
             if blocked:
                 await self._send_blocked(datagram, blocked)
 
@@ -209,39 +208,53 @@ class FramedEndpoint(ClosesOnExit):
     # --- the receive path: every datagram of every socket ends here -----------------------
 
     def datagram_received(self, datagram: bytes, address: Address) -> None:
-        """Check, count and route one datagram. Never raises on anything the network sends.
+        """Check, count and route one datagram. Never raises on anything the network sends."""
+        self.datagrams_received([(datagram, address)])
+
+    def datagrams_received(self, batch: list[tuple[bytes, Address]]) -> None:
+        """Check, count and route what one wake-up of a socket drained, in arrival order.
 
         Every datagram of every socket comes through here, so it is written for the common
         case -- a data frame from a peer already known at that address -- in as few Python
-        calls as possible; anything else leaves the straight path early.
+        calls as possible: one to open the frame, and one per batch to count and queue the
+        deliveries. Anything else leaves the straight path early.
         """
-        if address == self._own_address:
-            # Our own multicast looped back (where the kernel filter could not drop it):
-            # refused on the source address alone, before any parsing or tag work.
-            self._stats.dropped[DropReason.OWN_ECHO] += 1
-            return
-        fields = self._unpack(datagram, self._replay_guard)
-        if type(fields) is not tuple:  # a DropReason; isinstance on an enum costs 150 ns
-            self._refused(cast(DropReason, fields), address)
-            return
-        kind, sender_id, incarnation, _, destination, body = fields
-        if sender_id == self._node_id:
-            self._stats.dropped[DropReason.OWN_ECHO] += 1
-            self._warn_impostor(incarnation, address)
-            return
-        if self._peer_addresses.get(sender_id) != address:
-            self._learn(sender_id, address)
-        if destination and destination != self._node_id:
-            self._stats.dropped[DropReason.OTHER_DESTINATION] += 1
-            return
-        if kind:  # FrameKind.PEERS, the only other kind
-            self._take_peer_list(body)
-            return
-        stats = self._stats
-        stats.received_frames += 1
-        stats.received_bytes += len(body)
-        if not self._inbox.put(_new_delivery(Delivery, (sender_id, body))):
-            stats.dropped[DropReason.OVERFLOW] += 1
+        own_address, node_id = self._own_address, self._node_id
+        unpack, guard, peer_addresses = self._unpack, self._replay_guard, self._peer_addresses
+        deliveries: list[Delivery] = []
+        delivered_bytes = 0
+        for datagram, address in batch:
+            if address == own_address:
+                # Our own multicast looped back (where the kernel filter could not drop it):
+                # refused on the source address alone, before any parsing or tag work.
+                self._stats.dropped[DropReason.OWN_ECHO] += 1
+                continue
+            fields = unpack(datagram, guard)
+            if type(fields) is not tuple:  # a DropReason; isinstance on an enum costs 150 ns
+                self._refused(cast(DropReason, fields), address)
+                continue
+            kind, sender_id, incarnation, _, destination, body = fields
+            if sender_id == node_id:
+                self._stats.dropped[DropReason.OWN_ECHO] += 1
+                self._warn_impostor(incarnation, address)
+                continue
+            if peer_addresses.get(sender_id) != address:
+                self._learn(sender_id, address)
+            if destination and destination != node_id:
+                self._stats.dropped[DropReason.OTHER_DESTINATION] += 1
+                continue
+            if kind:  # FrameKind.PEERS, the only other kind
+                self._take_peer_list(body)
+                continue
+            delivered_bytes += len(body)
+            deliveries.append(_new_delivery(Delivery, (sender_id, body)))
+        if deliveries:
+            stats = self._stats
+            stats.received_frames += len(deliveries)
+            stats.received_bytes += delivered_bytes
+            overflow = self._inbox.put_many(deliveries)
+            if overflow:
+                stats.dropped[DropReason.OVERFLOW] += overflow
 
     def _refused(self, reason: DropReason, address: Address) -> None:
         self._stats.dropped[reason] += 1

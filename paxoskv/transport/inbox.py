@@ -45,6 +45,19 @@ class Inbox:
             self._wake_one()
         return True
 
+    def put_many(self, items: list[Delivery]) -> int:
+        """Queue ``items`` in order as far as there is room; how many were dropped."""
+        room = 0 if self._closed else self.capacity_frames - len(self._items)
+        if room <= 0:
+            return len(items)
+        dropped = len(items) - room
+        if dropped > 0:
+            items = items[:room]
+        self._items.extend(items)
+        for _ in range(min(len(items), len(self._waiters))):
+            self._wake_one()
+        return max(dropped, 0)
+
     async def get(self) -> Delivery:
         while not self._items:
             if self._closed:

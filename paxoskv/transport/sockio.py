@@ -43,17 +43,23 @@ class DatagramSocket(Protocol):
 
 
 class SocketReader:
-    """Calls ``on_datagram(datagram, address)`` for everything a socket receives."""
+    """Hands ``on_datagrams`` everything a socket holds, one list of ``(datagram, address)``
+    per wake-up of the event loop.
+
+    A list per wake-up rather than a call per datagram: the receive path then runs its checks
+    in one loop, updates its counters and wakes the runtime once per burst, which at 100-byte
+    frames is a noticeable part of what a datagram costs in Python.
+    """
 
     def __init__(
         self,
         sock: DatagramSocket,
-        on_datagram: Callable[[bytes, Address], None],
+        on_datagrams: Callable[[list[tuple[bytes, Address]]], None],
         on_error: Callable[[OSError], None],
         receive_bytes: int,
     ) -> None:
         self.sock = sock
-        self._on_datagram = on_datagram
+        self._on_datagrams = on_datagrams
         self._on_error = on_error
         # One byte more than the largest datagram we accept, so an oversized one shows as
         # oversized rather than arriving silently truncated.
@@ -70,18 +76,20 @@ class SocketReader:
             self._loop = None
 
     def _readable(self) -> None:
-        recvfrom, on_datagram, size = self.sock.recvfrom, self._on_datagram, self._receive_bytes
+        recvfrom, size = self.sock.recvfrom, self._receive_bytes
+        batch: list[tuple[bytes, Address]] = []
+        append = batch.append
         for _ in range(_READS_PER_WAKEUP):
             try:
-                datagram, address = recvfrom(size)
+                append(recvfrom(size))
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as error:
                 # An error queued on the socket (an ICMP reply to an earlier send): it belongs
                 # to no datagram still waiting, so report it and keep reading.
                 self._on_error(error)
-                continue
-            on_datagram(datagram, address)
+        if batch:
+            self._on_datagrams(batch)
 
 
 # Classic BPF, as in linux/filter.h: a program the kernel runs on every datagram for a socket.

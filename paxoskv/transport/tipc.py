@@ -112,7 +112,7 @@ class TipcTransport(FramedEndpoint):
         self.service_type = settings.tipc.service_type
         self._sock = sock
         self._reader = SocketReader(
-            sock, self.datagram_received, self._socket_error, TIPC_MAX_DATAGRAM_BYTES
+            sock, self.datagrams_received, self._socket_error, TIPC_MAX_DATAGRAM_BYTES
         )
         self._all = [all_nodes_address(self.service_type)]
 

@@ -84,7 +84,7 @@ class UdpTransport(FramedEndpoint):
         if group is not None:
             self.echo_filtered = drop_own_echo(group, (own_address[0], own_address[1]))  # type: ignore[arg-type]
         self._readers = [
-            SocketReader(sock, self.datagram_received, self._socket_error, udp.max_datagram_bytes)
+            SocketReader(sock, self.datagrams_received, self._socket_error, udp.max_datagram_bytes)
             for sock in self._sockets
         ]
         self._group_address: list[Address] = []
