@@ -396,7 +396,7 @@ def breakdown(size_bytes: int, results: dict[str, Result]) -> None:
         codec = FrameCodec("bench", secret, encrypt=encrypt)
         datagrams = [FrameSealer(codec, "sender", 1).seal(payload) for _ in range(10_000)]
         seal_us = per_frame_us(lambda c=codec: FrameSealer(c, "s", 1).seal, [payload] * 10_000)  # type: ignore[misc]
-        open_us = per_frame_us(lambda c=codec: FrameOpener(c).open, datagrams)  # type: ignore[misc]
+        open_us = per_frame_us(lambda c=codec: FrameOpener(c).unpack, datagrams)  # type: ignore[misc]
         whole_us = 1e6 / results[name].cpu_rate
         over_us = whole_us - drain_us
         rest_us = over_us - seal_us - open_us
