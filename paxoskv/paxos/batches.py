@@ -7,44 +7,113 @@ every replica decides the same (Prevayler stamps transaction time the same way).
 
 On the wire a batch is columns, not rows::
 
-    [log_time_ms, [client_id, ...], [seq, ...], [command, ...]]
+    [log_time_ms, [client_id, ...], [seq, ...], [item, ...]]
 
-Every replica decodes every chosen value, so the layout is picked for that side: three flat
-arrays are checked with a few C-level passes (``set(map(type, column))``) instead of a Python
-loop over rows, and they are handed to :meth:`KVStateMachine.apply_batch` as they come out of
-the unpacker. An empty client id names no request (the engine's own no-ops and lease expiries).
+Every replica decodes every chosen value, so the layout is picked for that side: the columns
+are checked with a few C-level passes (``set(map(type, column))``) instead of a Python loop
+over rows, and handed to :meth:`KVStateMachine.apply_items` as they come out of the unpacker.
+An empty client id names no request (the engine's own no-ops and lease expiries).
+
+An *item* is a command, in one of two forms:
+
+* **embedded**: the command's own msgpack array, its bytes spliced into the batch as the client
+  encoded them (a msgpack array is its header followed by its elements' encodings back to back,
+  so the leader writes the item column as a header plus ``b"".join(commands)``, re-encoding
+  nothing). A replica then decodes a whole slot in ONE ``unpackb`` and gets every command as
+  the list the state machine works on, instead of one ``unpackb`` call per command per replica.
+* **wrapped**: the command's bytes as a msgpack bin, unpacked by the state machine on its own.
+  The leader wraps whatever it cannot prove decodes inside the batch exactly as it decodes
+  alone: bytes that are not exactly one well-formed msgpack array (the state machine answers
+  those ``malformed_command`` on every replica alike), and long commands that could be nested
+  deep enough to overflow the unpacker's stack once they sit two arrays down.
+
+Either way an item reads the same as its command's bytes read alone: the leader unpacked each
+command with the options the replicas unpack the batch with (:func:`pack_batch`), and applies
+its own batches from those very lists (``Engine._apply_slot``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import msgpack
 
 from paxoskv.paxos.messages import MalformedMessage, Request, pack_body
 from paxoskv.state.machine import MAX_LOG_TIME_MS
-from paxoskv.state.wire import UINT64_MAX
+from paxoskv.state.wire import TOP_EXT_HOOK, UINT64_MAX
 
-Columns = tuple[int, list[str], list[int], list[bytes]]
-"""A decoded batch: ``(log_time_ms, client_ids, seqs, commands)``, all three of one length."""
+Columns = tuple[int, list[str], list[int], list[Any]]
+"""A decoded batch: ``(log_time_ms, client_ids, seqs, items)``, all three of one length.
+
+An item is ``bytes`` (a wrapped command, still encoded) or a list (an embedded command,
+unpacked), as :meth:`~paxoskv.state.KVStateMachine.apply_items` takes them."""
+
+UNPACKER_DEPTH = 1024
+"""Containers msgpack's C unpacker nests before it refuses (its fixed stack)."""
+_BATCH_DEPTH = 2  # an item sits inside the batch array and the item column
+_SHALLOW_BYTES = UNPACKER_DEPTH - _BATCH_DEPTH
+# Every byte that is not an array or map header (fixmap, fixarray, map/array 16 and 32): what
+# ``bytes.translate`` deletes to count the headers a long command could nest by.
+_NOT_CONTAINER_HEADERS = bytes(
+    b for b in range(256) if not (0x80 <= b <= 0x9F or 0xDC <= b <= 0xDF)
+)
 
 
-def batch_columns(log_time_ms: int, requests: Sequence[Request]) -> Columns:
-    """The columns of a batch of ``requests``, as :func:`read_batch` gives them back."""
+def _embeddable(command: bytes) -> bool:
+    """True if ``command`` cannot nest deep enough to overflow the unpacker inside a batch.
+
+    Nesting takes at least one container header per level, so a command shorter than the
+    unpacker's spare depth, or one with fewer header-valued bytes than that (a count that
+    includes lookalike bytes inside strings, so it only errs on the safe side), is safe.
+    """
     return (
-        log_time_ms,
-        [r.client_id for r in requests],
-        [r.seq for r in requests],
-        [r.command for r in requests],
+        len(command) <= _SHALLOW_BYTES
+        or len(command.translate(None, _NOT_CONTAINER_HEADERS)) <= _SHALLOW_BYTES
     )
 
 
-def encode_columns(columns: Columns) -> bytes:
-    return pack_body(list(columns))
+def pack_batch(
+    log_time_ms: int, client_ids: list[str], seqs: list[int], commands: Sequence[bytes]
+) -> tuple[bytes, list[Any]]:
+    """The batch's bytes and its item column, the latter as :func:`read_batch` will read it.
+
+    One ``unpackb`` per command, on the leader only: it proves a command embeddable, and the
+    lists it makes are what the leader applies.
+    """
+    items: list[Any] = []
+    parts: list[bytes] = []
+    wrap = pack_body
+    for command in commands:
+        try:
+            item = msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+        except Exception:
+            item = None
+        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+            items.append(item)
+            parts.append(command)
+        else:
+            items.append(command)
+            parts.append(wrap(command))
+    head = pack_body([log_time_ms, client_ids, seqs])
+    # ``head`` is a 3-array; the batch is a 4-array of the same first three, then the items.
+    body = [b"\x94", head[1:], _array_header(len(parts)), *parts]
+    return b"".join(body), items
+
+
+def _array_header(length: int) -> bytes:
+    if length < 16:
+        return bytes((0x90 | length,))
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def encode_batch(log_time_ms: int, requests: Sequence[Request]) -> bytes:
-    return encode_columns(batch_columns(log_time_ms, requests))
+    """The bytes of a batch of ``requests`` (its item column as :func:`pack_batch` makes it)."""
+    client_ids = [r.client_id for r in requests]
+    seqs = [r.seq for r in requests]
+    return pack_batch(log_time_ms, client_ids, seqs, [r.command for r in requests])[0]
 
 
 def read_batch(value: bytes) -> Columns:
@@ -54,43 +123,65 @@ def read_batch(value: bytes) -> Columns:
     :func:`~paxoskv.paxos.membership.configs_implied_by` must see the same requests in it.
     """
     try:
-        body = msgpack.unpackb(value, use_list=True, raw=False)
+        body = msgpack.unpackb(value, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
     except Exception as error:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage(f"not a batch: {error}") from None
     if type(body) is not list or len(body) != 4:
         raise MalformedMessage("not a batch")
     check_columns(*body)
-    log_time_ms, client_ids, seqs, commands = body
-    return log_time_ms, client_ids, seqs, commands
+    log_time_ms, client_ids, seqs, items = body
+    return log_time_ms, client_ids, seqs, items
 
 
-def check_columns(log_time_ms: object, client_ids: object, seqs: object, commands: object) -> None:
+def check_columns(log_time_ms: object, client_ids: object, seqs: object, items: object) -> None:
     """Raise ``MalformedMessage`` unless these are the columns of a batch every replica applies.
 
     The leader runs the same check on the columns of its own batches, which it applies without
     decoding them again (see ``Engine._apply_slot``): both sides must refuse the same values.
+    An item's content is not checked here: a command that is not one is answered as malformed
+    by the state machine, on every replica alike.
     """
     if type(log_time_ms) is not int or not 0 <= log_time_ms <= MAX_LOG_TIME_MS:
         raise MalformedMessage("a batch's log time is an int in range")
-    if type(client_ids) is not list or type(seqs) is not list or type(commands) is not list:
+    if type(client_ids) is not list or type(seqs) is not list or type(items) is not list:
         raise MalformedMessage("a batch is three columns")
-    if not len(client_ids) == len(seqs) == len(commands):
+    if not len(client_ids) == len(seqs) == len(items):
         raise MalformedMessage("a batch's columns differ in length")
     if client_ids and not (
         set(map(type, client_ids)) <= {str}
         and set(map(type, seqs)) <= {int}
-        and set(map(type, commands)) <= {bytes}
+        and set(map(type, items)) <= {bytes, list}
         and min(seqs) >= 0
         and max(seqs) <= UINT64_MAX
     ):
-        raise MalformedMessage("a batch holds str client ids, int seqs >= 0 and bytes commands")
+        raise MalformedMessage("a batch holds str client ids, int seqs >= 0 and command items")
 
 
 def decode_batch(value: bytes) -> tuple[int, list[Request]]:
-    """The batch as :class:`Request` objects, for readers off the hot path (checkers, tools)."""
-    log_time_ms, client_ids, seqs, commands = read_batch(value)
+    """The batch as :class:`Request` objects, each command its very bytes, for readers off the
+    hot path (checkers, tools, the membership rules)."""
+    log_time_ms, client_ids, seqs, items = read_batch(value)
+    commands = _item_bytes(value, items)
     requests = [Request(*row) for row in zip(client_ids, seqs, commands, strict=True)]
     return log_time_ms, requests
+
+
+def _item_bytes(value: bytes, items: list[Any]) -> list[bytes]:
+    """Each item's command bytes: a wrapped one's content, an embedded one's span of ``value``."""
+    if all(type(item) is bytes for item in items):
+        return items
+    unpacker = msgpack.Unpacker(ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
+    unpacker.feed(value)
+    unpacker.read_array_header()
+    for _ in range(3):
+        unpacker.skip()
+    unpacker.read_array_header()
+    commands: list[bytes] = []
+    for item in items:
+        start = unpacker.tell()
+        unpacker.skip()
+        commands.append(item if type(item) is bytes else value[start : unpacker.tell()])
+    return commands
 
 
 def batch_size_bytes(requests: Sequence[Request]) -> int:

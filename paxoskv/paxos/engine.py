@@ -29,20 +29,19 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any, Protocol
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
 from paxoskv.paxos.batches import (
     Columns,
-    batch_columns,
     batch_size_bytes,
     check_columns,
     encode_batch,
-    encode_columns,
+    pack_batch,
     read_batch,
 )
 from paxoskv.paxos.configs import ConfigHistory
@@ -69,6 +68,7 @@ from paxoskv.paxos.records import (
     promised_record,
 )
 from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
+from paxoskv.state.wire import UINT64_MAX
 
 Consistency = str  # "linearizable" | "leader" | "local"
 _INTERNAL_CLIENT = ""  # requests the engine itself proposes (no-ops, lease expiry)
@@ -136,6 +136,7 @@ class Engine:
     _promises: dict[str, m.Promise]
     _in_flight: dict[int, _InFlight]
     _pending: deque[m.Request]
+    _pending_bytes: int
     _heartbeat_sent: dict[int, float]
     _acked_seq: dict[str, int]
     _member_applied: dict[str, int]
@@ -252,14 +253,14 @@ class Engine:
     def propose(self, requests: Sequence[m.Request], now: float) -> list[Effect]:
         """Local clients ask; each gets an :class:`Answer` when its command is applied here."""
         self._now = now
-        _check_requests(requests)
-        waiting = self._local_waiting
-        for request in requests:
-            waiting[(request.client_id, request.seq)] = request
-        if self.role is Role.LEADER:
-            self._enqueue(requests)
-        else:
-            self._to_forward.update(((r.client_id, r.seq), r) for r in requests)
+        if requests:
+            client_ids, seqs = _check_requests(requests)
+            keyed = list(zip(zip(client_ids, seqs, strict=True), requests, strict=True))
+            self._local_waiting.update(keyed)
+            if self.role is Role.LEADER:
+                self._enqueue(requests)
+            else:
+                self._to_forward.update(keyed)
         return self._drain(now)
 
     def cancel(self, client_id: str, seq: int) -> None:
@@ -425,15 +426,15 @@ class Engine:
         before = self.state.configuration
         waiting = self._local_waiting
         # One call per slot; only results a local client waits for are packed here.
-        answers = self.state.apply_batch(
+        answers = self.state.apply_items(
             client_ids, seqs, commands, log_time_ms, answer=waiting or None
         )
         if answers:
-            effects = self._effects
-            for client_id, seq, result in answers:
+            append, pop = self._effects.append, waiting.pop
+            for answer in answers:
                 # A request twice in one slot is answered (and applied) once.
-                if waiting.pop((client_id, seq), None) is not None:
-                    effects.append(Answer(client_id, seq, result))
+                if pop(answer[:2], None) is not None:  # (client_id, seq)
+                    append(_new_tuple(Answer, answer))
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
@@ -689,6 +690,7 @@ class Engine:
         self._term_first_slot = self._next_slot
         self._in_flight = {}
         self._pending = deque()
+        self._pending_bytes = 0  # _size_bytes(self._pending), kept as requests come and go
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
         self._heartbeat_sent = {}
@@ -707,8 +709,9 @@ class Engine:
         """Log time never runs backwards, even when a new leader's clock is behind."""
         return max(int(now * 1000), self.last_log_time_ms)
 
-    def _enqueue(self, requests: Iterable[m.Request]) -> None:
+    def _enqueue(self, requests: Sequence[m.Request]) -> None:
         self._pending.extend(requests)
+        self._pending_bytes += _size_bytes(requests)
 
     def _propose_slot(self, value: bytes, now: float) -> None:
         slot = self._next_slot
@@ -727,9 +730,10 @@ class Engine:
             self._propose_slot(self._noop(now), now)
         pending = self._pending
         while pending and self._next_slot <= self.applied_slot + self.settings.window_slots:
-            if _size_bytes(pending) + 64 <= limit:
+            if self._pending_bytes + 64 <= limit:
                 batch = list(pending)  # the usual case: all that waits fits in one slot
                 pending.clear()
+                self._pending_bytes = 0
             else:
                 batch = []
                 size = 0
@@ -737,11 +741,13 @@ class Engine:
                     request = pending.popleft()
                     batch.append(request)
                     size += len(request.command) + len(request.client_id) + 16
-            columns = batch_columns(self._log_time_ms(now), batch)
-            value = encode_columns(columns)
+                self._pending_bytes -= size
+            log_time_ms = self._log_time_ms(now)
+            client_ids, seqs, commands = map(list, zip(*batch, strict=True))
+            value, items = pack_batch(log_time_ms, client_ids, seqs, commands)
             with contextlib.suppress(m.MalformedMessage):  # the replicas refuse it: so do we
-                check_columns(*columns)
-                self._own_batches[self._next_slot] = (value, columns)
+                check_columns(log_time_ms, client_ids, seqs, items)
+                self._own_batches[self._next_slot] = (value, (log_time_ms, client_ids, seqs, items))
             self._propose_slot(value, now)
 
     def _on_accepted(self, sender: str, msg: m.Accepted, now: float) -> None:
@@ -994,25 +1000,34 @@ class Engine:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 
 
-_client_id_of = attrgetter("client_id")
-_command_of = attrgetter("command")
+_client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
+_command_of = itemgetter(2)
+_new_tuple = tuple.__new__
 
 
-def _check_requests(requests: Sequence[m.Request]) -> None:
-    """Refuse what would make its whole batch refused by every replica (see read_batch)."""
-    _, client_ids, seqs, commands = batch_columns(0, requests)
-    try:
-        check_columns(0, client_ids, seqs, commands)
-    except m.MalformedMessage:
+def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Refuse what would make its whole batch refused by every replica (see read_batch).
+
+    Returns the client ids and seqs, split out in C (``zip(*requests)``) for the caller.
+    """
+    client_ids, seqs, commands = zip(*requests, strict=True)
+    if not (
+        set(map(type, client_ids)) <= {str}
+        and set(map(type, seqs)) <= {int}
+        and set(map(type, commands)) <= {bytes}
+        and min(seqs) >= 0
+        and max(seqs) <= UINT64_MAX
+    ):
         raise ValueError(
             "a client request is a str client_id, an int seq from 0 to 2**64 - 1 and the "
             "command's bytes"
-        ) from None
+        )
     if not all(client_ids):
         raise ValueError("a client request needs a non-empty client_id")
+    return client_ids, seqs
 
 
-def _size_bytes(requests: deque[m.Request]) -> int:
+def _size_bytes(requests: Sequence[m.Request]) -> int:
     """What the batching loop in ``_pump`` would count for all of ``requests``, in C loops."""
     commands = sum(map(len, map(_command_of, requests)))
     return commands + sum(map(len, map(_client_id_of, requests))) + 16 * len(requests)

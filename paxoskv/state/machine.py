@@ -77,6 +77,10 @@ MAX_LOG_TIME_MS = 2**62
 
 _SET = c.SET
 _NO_CLIENT = ClientRecord(0)  # stands in before the batch's first identified request
+_STR: set[type] = {str}
+_INT: set[type] = {int}
+_BYTES: set[type] = {bytes}
+_ITEMS: set[type] = {bytes, list}
 
 
 _MALFORMED_MESSAGE = (
@@ -241,13 +245,42 @@ class KVStateMachine:
         (a client waits on this node) or a retry later asks the dedup table for it. Returns
         ``(client_id, seq, encoded result)`` for those in ``answer``, in log order.
         """
+        return self._apply_columns(client_ids, seqs, commands, log_time_ms, answer, _BYTES)
+
+    def apply_items(
+        self,
+        client_ids: Sequence[ClientId],
+        seqs: Sequence[int],
+        items: Sequence[bytes | list[Any]],
+        log_time_ms: int,
+        *,
+        answer: Container[tuple[ClientId, int]] | None = None,
+    ) -> list[tuple[ClientId, int, bytes]]:
+        """:meth:`apply_batch` of commands that may come unpacked already: the hot path.
+
+        An item is a command's bytes, or the list ``msgpack.unpackb(data, ext_hook=TOP_EXT_HOOK,
+        strict_map_key=False)`` made of them (a log slot carries most commands that way, so a
+        replica unpacks a slot in one call; see :mod:`paxoskv.paxos.batches`). Either gives the
+        same result; the list is the machine's to keep and change from then on.
+        """
+        return self._apply_columns(client_ids, seqs, items, log_time_ms, answer, _ITEMS)
+
+    def _apply_columns(
+        self,
+        client_ids: Sequence[ClientId],
+        seqs: Sequence[int],
+        items: Sequence[bytes | list[Any]],
+        log_time_ms: int,
+        answer: Container[tuple[ClientId, int]] | None,
+        item_types: set[type],
+    ) -> list[tuple[ClientId, int, bytes]]:
         count = len(client_ids)
-        if len(seqs) != count or len(commands) != count:
+        if len(seqs) != count or len(items) != count:
             raise InvalidCommand("a batch needs as many seqs and commands as client ids")
         if count and not (
-            set(map(type, client_ids)) <= {str}
-            and set(map(type, seqs)) <= {int}
-            and set(map(type, commands)) <= {bytes}
+            set(map(type, client_ids)) <= _STR
+            and set(map(type, seqs)) <= _INT
+            and set(map(type, items)) <= item_types
             and min(seqs) >= 0
             and max(seqs) <= UINT64_MAX
         ):
@@ -256,51 +289,58 @@ class KVStateMachine:
             _check_log_time(log_time_ms)
             return []  # time moves with commands, as it does one command at a time
         self._advance_time(log_time_ms)
-        return self._apply_requests(client_ids, seqs, commands, answer)
+        return self._apply_requests(client_ids, seqs, items, answer)
 
     def _apply_requests(
         self,
         client_ids: Sequence[ClientId],
         seqs: Sequence[int],
-        commands: Sequence[bytes],
+        items: Sequence[bytes | list[Any]],
         answer: Container[tuple[ClientId, int]] | None,
     ) -> list[tuple[ClientId, int, bytes]]:
-        """The loop of :meth:`apply_batch`; arguments already checked, time advanced.
+        """The loop of :meth:`apply_items`; arguments already checked, time advanced.
 
         The common case, a Set of a str key with no lease, is done inline (what ``_put`` and
         ``_apply_set`` would do, minus their calls); everything else goes the general way
-        through :meth:`_execute_encoded`.
+        through :meth:`_execute_encoded`. The current client's highest seq lives in a local
+        while its requests run, and goes back to its record before anything else reads it.
         """
         answers: list[tuple[ClientId, int, bytes]] = []
         SET, WRITTEN, own_pack = _SET, r.WRITTEN, self._pack
         wanted = bool(answer)
         data, record, detach = self._data, self._history.append, self._leases.detach
         dedup, window = self._dedup, self._dedup.window_requests
+        prune_above = 2 * window
         now_ms, revision = self._log_time_ms, self._revision
         current_id: ClientId | None = None
         results: dict[int, Kept] = {}
         client = _NO_CLIENT
+        highest = -1
         # Lengths were checked by the caller; ``strict`` would check again on every step.
-        for client_id, seq, command in zip(client_ids, seqs, commands, strict=False):
+        for client_id, seq, item in zip(client_ids, seqs, items, strict=False):
             if client_id:
                 if client_id != current_id:
+                    client.highest_seq = highest
                     client = dedup.touch(client_id, now_ms)
-                    current_id, results = client_id, client.results
+                    current_id, results, highest = client_id, client.results, client.highest_seq
                 if seq in results:
-                    if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
+                    if wanted and (client_id, seq) in answer:  # type: ignore[operator]
                         answers.append((client_id, seq, client.encoded(seq)))  # type: ignore[arg-type]
                     continue
-                if seq <= client.highest_seq - window:
+                if seq <= highest - window:
                     self._revision = revision
                     stale = self._stale(client_id, seq)
                     revision = self._revision
-                    if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
+                    if wanted and (client_id, seq) in answer:  # type: ignore[operator]
                         answers.append((client_id, seq, stale))
                     continue
-            try:  # wire.unpack, inlined (raw=False is msgpack's default)
-                wire = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
-            except Exception:
-                wire = None
+            if type(item) is bytes:
+                try:  # wire.unpack, inlined (raw=False is msgpack's default)
+                    wire = unpackb(item, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+                except Exception:
+                    wire = None
+            else:
+                wire = item
             # ``is SET`` tests type and value at once (a bool tag is not the int 1), and a str
             # that came out of msgpack is valid UTF-8, so any non-empty one is a valid key.
             # Whatever fails these tests, an odd but valid Set included, goes the general way.
@@ -338,10 +378,12 @@ class KVStateMachine:
                     answers.append((client_id, seq, kept))
             if client_id:
                 results[seq] = kept
-                if seq > client.highest_seq:
-                    client.highest_seq = seq
-                if len(results) > 2 * window:
+                if seq > highest:
+                    highest = seq
+                if len(results) > prune_above:
+                    client.highest_seq = highest
                     results = dedup.prune(client)
+        client.highest_seq = highest
         self._revision = revision
         return answers
 

@@ -8,10 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paxoskv.paxos.batches import decode_batch, encode_batch, read_batch
+from paxoskv.paxos.batches import UNPACKER_DEPTH, decode_batch, encode_batch, read_batch
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import WIRE_VERSION, Forward, MalformedMessage, Request, decode_message
-from paxoskv.state import Configuration
+from paxoskv.state import Configuration, Set, decode_result, encode_command
+from paxoskv.state.wire import TOP_EXT_HOOK
+from tests.state.test_properties import commands, fresh, small_keys
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}))
 
@@ -59,7 +61,8 @@ def test_random_bytes_read_as_a_batch_or_raise_malformed_only(data: bytes) -> No
         [1, [b"c"], [1], [b""]],  # a client id that is not a str
         [1, ["c"], [-1], [b""]],  # a negative seq
         [1, ["c"], [False], [b""]],  # a bool seq
-        [1, ["c"], [1], ["not bytes"]],  # a command that is not bytes
+        [1, ["c"], [1], ["not bytes"]],  # an item neither bytes nor an array
+        [1, ["c"], [1], [{"a": 1}]],  # a map is no item a leader makes either
         [1, "c", [1], [b""]],  # a column that is not an array
     ],
 )
@@ -76,3 +79,74 @@ def test_a_request_that_would_spoil_its_whole_batch_is_refused_at_the_boundary()
     for bad_raw in (["c", -1, b""], ["", 1, b""]):
         with pytest.raises(MalformedMessage):
             decode_message(msgpack.packb([WIRE_VERSION, Forward.TAG, [bad_raw]]))
+
+
+# --- the item column: commands embedded as msgpack arrays, or wrapped as bin ---------------
+
+odd_commands = st.one_of(
+    commands(small_keys).map(encode_command),  # what clients send: embedded
+    st.binary(max_size=12),  # garbage, truncated or trailing bytes: wrapped
+    st.builds(msgpack.packb, st.lists(st.integers(-5, 300), max_size=3)),  # an array, no command
+    st.builds(msgpack.packb, st.binary(max_size=6)),  # one bin object: must stay wrapped
+)
+
+
+def _unpacked(command: bytes) -> object:
+    try:
+        return msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+    except Exception:
+        return None
+
+
+@given(st.integers(0, 2**62), st.lists(odd_commands, max_size=8))
+@settings(max_examples=80, derandomize=True, database=None)
+def test_an_item_reads_as_its_command_reads_alone_and_gives_back_its_very_bytes(
+    log_time_ms: int, commands_: list[bytes]
+) -> None:
+    batch = [Request("c", seq, command) for seq, command in enumerate(commands_)]
+    value = encode_batch(log_time_ms, batch)
+    _, _, _, items = read_batch(value)
+    for command, item in zip(commands_, items, strict=True):
+        alone = _unpacked(command)
+        if type(alone) is list:
+            assert item == alone  # embedded: the replica gets the list, no second unpack
+        else:
+            assert item == command  # wrapped: unpacked (and refused) by the state machine
+    assert decode_batch(value) == (log_time_ms, batch)
+
+
+@given(st.lists(odd_commands, min_size=1, max_size=8))
+@settings(max_examples=60, derandomize=True, database=None)
+def test_a_replica_applying_the_items_equals_one_applying_each_commands_bytes(
+    commands_: list[bytes],
+) -> None:
+    by_items, by_bytes = fresh(), fresh()
+    seqs = list(range(len(commands_)))
+    _, _, _, items = read_batch(
+        encode_batch(7, [Request("c", s, c) for s, c in zip(seqs, commands_, strict=True)])
+    )
+    wanted = {("c", s) for s in seqs}
+    answers = by_items.apply_items(["c"] * len(seqs), seqs, items, 7, answer=wanted)
+    expected = by_bytes.apply_batch(["c"] * len(seqs), seqs, commands_, 7, answer=wanted)
+    assert answers == expected
+    assert by_items.digest() == by_bytes.digest()
+
+
+def test_a_command_nested_to_the_unpackers_limit_is_wrapped_so_the_batch_still_reads() -> None:
+    deep = b"\x91" * (UNPACKER_DEPTH - 1) + b"\xc0"  # unpacks alone; two arrays down it would not
+    assert type(msgpack.unpackb(deep)) is list
+    shallow_but_long = encode_command(Set("k", "x" * 5000))
+    value = encode_batch(1, [Request("c", 1, deep), Request("c", 2, shallow_but_long)])
+    _, _, _, items = read_batch(value)
+    assert items[0] == deep
+    assert items[1] == msgpack.unpackb(shallow_but_long)
+    machine = fresh()
+    [(_, _, result)] = machine.apply_items(["c"], [1], items[:1], 1, answer={("c", 1)})
+    assert decode_result(result).error_code == "malformed_command"  # type: ignore[union-attr]
+
+
+def test_a_batch_of_the_old_layout_with_every_command_wrapped_still_reads() -> None:
+    command = encode_command(Set("k", 1))
+    old = msgpack.packb([5, ["c"], [1], [command]], use_bin_type=True)
+    assert read_batch(old) == (5, ["c"], [1], [command])
+    assert decode_batch(old) == (5, [Request("c", 1, command)])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from paxoskv.errors import InvalidCommand
 from paxoskv.state import Configuration, KVStateMachine, NoOp, Set, encode_command
+from paxoskv.state.wire import TOP_EXT_HOOK
 from tests.state.test_properties import PROPERTY, commands, fresh, small_keys, visible
 
 # A slot: (log time step, [(command or raw bytes, request id or None), ...]).
@@ -32,6 +34,15 @@ def _bytes(item: Any) -> bytes:
     return item if isinstance(item, bytes) else encode_command(item)
 
 
+def _item(command: bytes) -> bytes | list[Any]:
+    """What a batch carries for ``command``: the list it unpacks to if it is one (embedded)."""
+    try:
+        item = msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+    except Exception:
+        return command
+    return item if type(item) is list else command
+
+
 def _columns(entries: list[Any]) -> tuple[list[str], list[int], list[bytes]]:
     client_ids = [request[0] if request else "" for _, request in entries]
     seqs = [request[1] if request else 0 for _, request in entries]
@@ -43,13 +54,16 @@ def _columns(entries: list[Any]) -> tuple[list[str], list[int], list[bytes]]:
 def test_a_batch_is_the_same_as_applying_its_commands_one_by_one(
     log: list[Any], data: st.DataObject
 ) -> None:
-    batched, one_by_one = fresh(), fresh()
+    batched, one_by_one, unpacked = fresh(), fresh(), fresh()
     now_ms = 0
     for step_ms, entries in log:
         now_ms = max(0, now_ms + step_ms)
         ids = [request for _, request in entries if request is not None]
         wanted = set(data.draw(st.lists(st.sampled_from(ids), max_size=4))) if ids else set()
         answers = batched.apply_batch(*_columns(entries), now_ms, answer=wanted)
+        client_ids, seqs, commands_ = _columns(entries)
+        items = [_item(command) for command in commands_]
+        assert unpacked.apply_items(client_ids, seqs, items, now_ms, answer=wanted) == answers
         expected = []
         for item, request in entries:
             client_id, seq = request if request is not None else (None, None)
@@ -58,9 +72,9 @@ def test_a_batch_is_the_same_as_applying_its_commands_one_by_one(
                 expected.append((client_id, seq, result))
         assert answers == expected
         assert batched.revision == one_by_one.revision
-    assert batched.digest() == one_by_one.digest()
-    assert visible(batched) == visible(one_by_one)
-    assert batched.snapshot() == one_by_one.snapshot()
+    assert batched.digest() == one_by_one.digest() == unpacked.digest()
+    assert visible(batched) == visible(one_by_one) == visible(unpacked)
+    assert batched.snapshot() == one_by_one.snapshot() == unpacked.snapshot()
 
 
 def test_a_result_nobody_waited_for_is_packed_when_a_retry_asks_with_the_same_bytes() -> None:
