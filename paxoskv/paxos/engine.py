@@ -119,6 +119,7 @@ class _InFlight:
     value: bytes
     sent_at: float
     acks: set[str] = field(default_factory=set)
+    resends: int = 0  # each resend doubles the wait before the next (capped)
 
 
 @dataclass(slots=True)
@@ -193,6 +194,7 @@ class Engine:
         self._held: deque[tuple[int, Send]] = deque()
         self._local_waiting: dict[tuple[str, int], m.Request] = {}
         self._to_forward: dict[tuple[str, int], m.Request] = {}
+        self._sent_recently: set[tuple[str, int]] = set()  # since the last retry period
         self._retry_at = now + settings.request_retry_s
         self._catchup_retry_at = 0.0
         self._download: tuple[int, bytearray] | None = None
@@ -224,7 +226,7 @@ class Engine:
             self._broadcast_prepare(now)
         if now >= self._retry_at:
             self._retry_at = now + self.settings.request_retry_s
-            self._to_forward.update(self._local_waiting)
+            self._retry_unanswered()
             self._read_requests_out.extend(
                 rid for rid, index in self._follower_reads.items() if index is None
             )
@@ -255,13 +257,29 @@ class Engine:
         self._now = now
         if requests:
             client_ids, seqs = _check_requests(requests)
-            keyed = list(zip(zip(client_ids, seqs, strict=True), requests, strict=True))
+            keys = list(zip(client_ids, seqs, strict=True))
+            keyed = list(zip(keys, requests, strict=True))
             self._local_waiting.update(keyed)
+            self._sent_recently.update(keys)
             if self.role is Role.LEADER:
                 self._enqueue(requests)
             else:
                 self._to_forward.update(keyed)
         return self._drain(now)
+
+    def _retry_unanswered(self) -> None:
+        """Send again the local requests that were sent before the last retry and not answered.
+
+        Only those: a request sent a moment ago is not lost, just queued behind others, and
+        resending every waiting request each period turned a deep queue (many clients, big
+        values) into a storm of duplicates that the leader then had to replicate. A request
+        lost on the way is sent again within two periods.
+        """
+        recent = self._sent_recently
+        self._sent_recently = set()
+        self._to_forward.update(
+            (key, request) for key, request in self._local_waiting.items() if key not in recent
+        )
 
     def cancel(self, client_id: str, seq: int) -> None:
         """The client gave up waiting; forget it (the command may still be applied)."""
@@ -294,7 +312,9 @@ class Engine:
         if self.role is Role.LEADER:
             deadlines.append(self._heartbeat_due)
             deadlines.extend(
-                f.sent_at + self.settings.retransmit_interval_s for f in self._in_flight.values()
+                flight.sent_at + self._resend_after(flight)
+                for slot, flight in self._in_flight.items()
+                if not self.configs.at(slot).is_quorum(flight.acks)
             )
         elif self._can_campaign():
             deadlines.append(self._election_deadline)
@@ -795,12 +815,25 @@ class Engine:
         if now >= self._heartbeat_due:
             self._send_heartbeat(now)
         for slot, flight in self._in_flight.items():
-            if now >= flight.sent_at + self.settings.retransmit_interval_s:
+            if now >= flight.sent_at + self._resend_after(flight) and not self.configs.at(
+                slot
+            ).is_quorum(flight.acks):
                 flight.sent_at = now
+                flight.resends += 1
                 self._effects.append(
                     Broadcast(m.Accept(self._ballot, slot, flight.value, self.applied_slot))
                 )
         self._propose_due_lease_expiries(now)
+
+    def _resend_after(self, flight: _InFlight) -> float:
+        """How long a slot may wait for its quorum before its Accept goes out again.
+
+        A slot that already has its quorum is never resent (it waits only for an earlier
+        slot), and the wait doubles with every resend up to 16 times: a loaded follower whose
+        replies are merely late must not be buried under copies of 48 KB accepts it already
+        holds, which is how a burst of big values used to collapse into a resend storm.
+        """
+        return self.settings.retransmit_interval_s * (1 << min(flight.resends, 4))
 
     def _propose_due_lease_expiries(self, now: float) -> None:
         """A quiet cluster still expires leases on time: the leader proposes each due one."""
