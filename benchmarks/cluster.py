@@ -103,7 +103,7 @@ def run_phase(
                 "--start-at",
                 str(start_at),
                 "--linger",
-                "1.5",
+                str(1.5 + latency * 0.01),  # the others outlive the latency run
                 "--latency",
                 str(latency if index == 1 else 0),
             ]

@@ -304,30 +304,41 @@ class Replica:
         self._queue(to, payload)
 
     async def _send_loop(self) -> None:
+        """Send whatever the engine queued since the last wake-up as one burst."""
         transport = self.transport
         assert transport is not None
+        outbox = self._outbox
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self._outbox:
-                to, payload = self._outbox.popleft()
+            while outbox:
+                burst = list(outbox)
+                outbox.clear()
                 try:
-                    if to is None:
-                        await transport.broadcast(payload)
-                    else:
-                        await transport.send(to, payload)
-                except Exception as error:  # a send that fails is a lost datagram: Paxos retries
-                    log.debug("send to %s failed: %s", to or "all", error)
+                    await transport.send_many(burst)
+                except Exception:  # one refused payload refuses the burst: send the rest alone
+                    await self._send_each(transport, burst)
+
+    async def _send_each(self, transport: Transport, burst: list[tuple[str | None, bytes]]) -> None:
+        for to, payload in burst:
+            try:
+                if to is None:
+                    await transport.broadcast(payload)
+                else:
+                    await transport.send(to, payload)
+            except Exception as error:  # a send that fails is a lost datagram: Paxos retries
+                log.debug("send to %s failed: %s", to or "all", error)
 
     async def _receive_loop(self) -> None:
+        """Take every datagram that is waiting in one wake-up, and hand each to the engine."""
         transport = self.transport
         assert transport is not None
         while True:
-            sender, payload = await transport.receive()
-            try:
-                self._dispatch(sender, payload)
-            except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
-                log.debug("dropped a malformed message from %s: %s", sender, error)
+            for sender, payload in await transport.receive_many():
+                try:
+                    self._dispatch(sender, payload)
+                except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
+                    log.debug("dropped a malformed message from %s: %s", sender, error)
 
     def _dispatch(self, sender: str, payload: bytes) -> None:
         if self.failure is not None:
