@@ -27,6 +27,8 @@ from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.state import Configuration
 from paxoskv.storage import MemoryDisk, Store
 
+LAZY_SYNC_S = 0.05  # as paxoskv.runtime.replica: how long an unwaited-for record stays unsynced
+
 
 class SimulationFailure(AssertionError):
     """An invariant broke. The message says which; the seed replays it."""
@@ -74,6 +76,7 @@ class SimNode:
     incarnation: int = 0
     unsynced_ids: list[int] = field(default_factory=list)
     sync_scheduled: bool = False
+    sync_due: float = 0.0
     tick_at: float = float("inf")
     recorded_slot: int = 0
 
@@ -205,10 +208,15 @@ class World:
             elif isinstance(effect, fx.Persist):
                 store.append(effect.records)
                 node.unsynced_ids.append(effect.sync_id)
-                if not node.sync_scheduled:
+                # As the runtime does: records no reply waits on are synced by a later sync,
+                # or by a timer, so a crash before then loses them.
+                due = self.now + (
+                    self.rng.uniform(*self.sync_latency_s) if effect.sync_now else LAZY_SYNC_S
+                )
+                if not node.sync_scheduled or due < node.sync_due:
                     node.sync_scheduled = True
-                    delay = self.rng.uniform(*self.sync_latency_s)
-                    self.scheduler.at(self.now + delay, self._sync, node, node.incarnation)
+                    node.sync_due = due
+                    self.scheduler.at(due, self._sync, node, node.incarnation)
             elif isinstance(effect, fx.SaveSnapshot):
                 store.write_snapshot(effect.journal_index, effect.blob)
             elif isinstance(effect, fx.Answer):

@@ -39,6 +39,10 @@ class Persist:
 
     records: tuple[bytes, ...]
     sync_id: int
+    sync_now: bool = True
+    """False when no reply waits on these records (chosen markers, entries learned by catch-up):
+    the runtime may let them ride with the next sync, or a short timer, rather than pay an
+    fsync of their own that a following accept would have to queue behind."""
 
 
 @dataclass(frozen=True, slots=True)

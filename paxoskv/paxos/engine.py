@@ -192,6 +192,7 @@ class Engine:
         self._next_sync_id = 1
         self._durable_sync_id = 0
         self._held: deque[tuple[int, Send]] = deque()
+        self._last_persist_lazy = False  # the last Persist went out with sync_now=False
         self._local_waiting: dict[tuple[str, int], m.Request] = {}
         self._to_forward: dict[tuple[str, int], m.Request] = {}
         self._sent_recently: set[tuple[str, int]] = set()  # since the last retry period
@@ -974,6 +975,8 @@ class Engine:
         """Queue a reply until everything persisted so far is durable."""
         if self._pending_records:
             self._flush_persist()
+        elif self._last_persist_lazy and self._next_sync_id - 1 > self._durable_sync_id:
+            self._flush_persist(force=True)  # the reply needs what was written lazily
         sync_id = self._next_sync_id - 1
         if sync_id <= self._durable_sync_id:
             self._send(to, message)
@@ -983,13 +986,20 @@ class Engine:
     def _persist(self, record: bytes) -> None:
         self._pending_records.append(record)
 
-    def _flush_persist(self) -> None:
-        if self._pending_records:
+    def _flush_persist(self, *, sync_now: bool = True, force: bool = False) -> None:
+        """Hand what was persisted to the runtime; ``force`` sends even no records.
+
+        Records flushed at the end of a step (``sync_now=False``) have no reply held on them;
+        a reply held later on such a flush forces an empty urgent one, since the runtime's
+        sync of it covers every record written before.
+        """
+        if self._pending_records or force:
             records = tuple(self._pending_records)
             self._pending_records = []
             self._journal_index += len(records)
-            self._effects.append(Persist(records, self._next_sync_id))
+            self._effects.append(Persist(records, self._next_sync_id, sync_now))
             self._next_sync_id += 1
+            self._last_persist_lazy = not sync_now
 
     def _drain(self, now: float) -> list[Effect]:
         if self._to_forward or self._read_requests_out:
@@ -999,7 +1009,7 @@ class Engine:
                 self._start_leader_reads(now)
             self._pump(now)
         if self._pending_records:
-            self._flush_persist()
+            self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
         effects, self._effects = self._effects, []
         return effects
 

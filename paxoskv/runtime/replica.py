@@ -37,6 +37,9 @@ from paxoskv.transport import Transport, open_transport
 
 log = logging.getLogger("paxoskv.node")
 
+LAZY_SYNC_S = 0.05
+"""How long records no reply waits on (chosen markers) may stay unsynced if no sync comes."""
+
 
 class Replica:
     """A running node. Use it through :class:`paxoskv.Node`."""
@@ -58,6 +61,7 @@ class Replica:
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: deque[tuple[str | None, bytes]] = deque()
         self._outbox_ready = asyncio.Event()
+        self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._answers: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._reads: dict[int, Callable[[], None]] = {}
@@ -177,6 +181,8 @@ class Replica:
     async def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._lazy_sync is not None:
+            self._lazy_sync.cancel()  # closing the committer syncs what it holds
         if self._sweeper is not None:
             self._tasks.append(self._sweeper)
         for task in self._tasks:
@@ -266,8 +272,11 @@ class Replica:
             log.info("%s caught up at slot %d", self.node_id, applied.slot)
 
     def _persist(self, effect: fx.Persist) -> None:
-        assert self._committer is not None
-        future: Future[int] = self._committer.submit(effect.records)
+        committer = self._committer
+        assert committer is not None
+        future: Future[int] = committer.submit(effect.records, sync=effect.sync_now)
+        if not effect.sync_now and self._lazy_sync is None:
+            self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
         sync_id = effect.sync_id
 
         def durable(done: Future[int]) -> None:
@@ -278,6 +287,11 @@ class Replica:
                 self._loop.call_soon_threadsafe(self._durable, sync_id)
 
         future.add_done_callback(durable)
+
+    def _sync_lazy(self) -> None:
+        self._lazy_sync = None
+        if self._committer is not None:
+            self._committer.request_sync()
 
     def _durable(self, sync_id: int) -> None:
         if self.engine is not None and self.failure is None:

@@ -2,7 +2,10 @@
 
 An fdatasync costs the same for one record as for a thousand, so the way to go fast and stay
 durable is to let records pile up while the previous sync is in flight and make the next sync
-take them all: the batch size is whatever is waiting, never a timer. Callers submit from any
+take them all: the batch size is whatever is waiting, never a timer. Records nobody waits on
+yet (``sync=False``: a replica's "this slot is chosen" markers) are written at once but start no
+sync of their own; they ride with the next one, or with :meth:`request_sync` from a timer, so
+an accept that follows never queues behind an fsync it does not need. Callers submit from any
 thread (the event loop, via ``asyncio.wrap_future``) and get a future that resolves to the
 index of their last record once it is durable - not before, and never if the sync failed.
 """
@@ -29,13 +32,16 @@ class GroupCommitter:
         self._waiting: deque[tuple[int, Future[int]]] = deque()  # ordered by index
         self._error: StorageError | None = None
         self._closing = False
+        self._sync_wanted = False
         self._thread = threading.Thread(
             target=self._run, name=f"paxoskv-group-commit {store.location}", daemon=True
         )
         self._thread.start()
 
-    def submit(self, records: Sequence[bytes]) -> Future[int]:
+    def submit(self, records: Sequence[bytes], *, sync: bool = True) -> Future[int]:
         """Queue records; the future gives the index of the last one once it is durable.
+
+        With ``sync=False`` they are appended but wait for the next sync someone asks for.
 
         A record that is not bytes or is too big raises here, at once; a disk failure later
         fails the future with :class:`~paxoskv.errors.StorageFailed`.
@@ -47,8 +53,17 @@ class GroupCommitter:
                 return future
             last = self._store.append(records)
             self._waiting.append((last, future))
-            self._condition.notify()
+            if sync:
+                self._sync_wanted = True
+                self._condition.notify()
         return future
+
+    def request_sync(self) -> None:
+        """Sync whatever was submitted without ``sync`` (a no-op if nothing waits)."""
+        with self._condition:
+            if self._waiting:
+                self._sync_wanted = True
+                self._condition.notify()
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""
@@ -60,10 +75,13 @@ class GroupCommitter:
     def _run(self) -> None:
         while True:
             with self._condition:
-                while not self._waiting and not self._closing:
+                while not self._sync_wanted and not self._closing:
                     self._condition.wait()
+                self._sync_wanted = False
                 if not self._waiting:
-                    return
+                    if self._closing:
+                        return
+                    continue  # an earlier sync already covered what was asked for
             try:
                 durable = self._store.sync()
             except StorageError as error:

@@ -215,6 +215,27 @@ def test_group_commit_batches_whatever_waits_and_resolves_only_when_durable() ->
     store.close()
 
 
+def test_group_commit_lets_unwaited_records_ride_with_the_next_sync() -> None:
+    disk = _GatedDisk()
+    disk.gate.set()
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    lazy = committer.submit([b"chosen 1"], sync=False)
+    assert store.last_index == 1  # written at once ...
+    assert not lazy.done() and disk.calls.get("fsync", 0) == 0  # ... but no sync of its own
+    urgent = committer.submit([b"accept 2"])
+    assert urgent.result(timeout=30) == 2 and lazy.result(timeout=30) == 1
+    assert disk.calls["fsync"] == 1  # one sync covered both
+    later = committer.submit([b"chosen 3"], sync=False)
+    committer.request_sync()  # the runtime's timer
+    assert later.result(timeout=30) == 3 and disk.calls["fsync"] == 2
+    committer.request_sync()  # nothing waits: no sync
+    last = committer.submit([b"chosen 4"], sync=False)
+    committer.close()  # closing syncs what is left
+    assert last.result(timeout=30) == 4 and store.durable_index == 4
+    store.close()
+
+
 def test_group_commit_from_many_threads() -> None:
     store = Store.open(None, durability="memory")
     committer = GroupCommitter(store)
