@@ -234,7 +234,10 @@ class Replica:
             self._step(self.engine.tick(time.time()))
 
     def _carry_out(self, effect: fx.Effect) -> None:
-        if isinstance(effect, fx.Send):
+        # Answers first: a leader makes one per write, every other kind one per slot or fewer.
+        if isinstance(effect, fx.Answer):
+            self._answer(effect)
+        elif isinstance(effect, fx.Send):
             self._queue(effect.to, protocol.paxos_payload(effect.message))
         elif isinstance(effect, fx.Broadcast):
             self._queue(None, protocol.paxos_payload(effect.message))
@@ -242,8 +245,6 @@ class Replica:
             self._persist(effect)
         elif isinstance(effect, fx.SaveSnapshot):
             self._loop.create_task(self._save_snapshot(effect))
-        elif isinstance(effect, fx.Answer):
-            self._answer(effect)
         elif isinstance(effect, fx.ReadReady):
             self._read_ready(effect.read_id)
         elif isinstance(effect, fx.Applied):
