@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from paxoskv.runtime.loop import run
+
 WORKER_FLAGS = ("--worker",)
 
 
@@ -141,7 +143,7 @@ def main() -> int:
     parser.add_argument("--latency-writes", type=int, default=500)
     args = parser.parse_args()
     if args.worker:
-        asyncio.run(worker(args))
+        run(worker(args))  # on uvloop where installed, as `paxos-kv node` runs
         return 0
     print(f"cluster benchmark: 3 processes on 127.0.0.1, {args.durability} mode", flush=True)
     for size in (int(s) for s in args.sizes.split(",")):

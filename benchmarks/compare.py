@@ -45,6 +45,7 @@ from benchmarks.compare_phases import (
 )
 from benchmarks.compare_plots import draw
 from benchmarks.compare_report import Results, render, to_json
+from paxoskv.runtime.loop import loop_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RECOVERY_RESERVE_S = 15.0  # one restart and its cluster's start and stop, per system
@@ -254,6 +255,7 @@ def _settings(plan: Plan, systems: set[str], phases: set[str]) -> dict[str, Any]
         "python": platform.python_version(),
         "platform": platform.platform(),
         "pysyncobj": pysyncobj_version(),
+        "event_loop": loop_name(),  # what the paxos-kv node processes run on
         "load_average_start": list(os.getloadavg()),
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }

@@ -31,6 +31,7 @@ from benchmarks.compare_protocol import (
 )
 from paxoskv import Config, Node
 from paxoskv.errors import PaxosKVError
+from paxoskv.runtime.loop import run
 
 POLL_INTERVAL_S = 0.001  # how often a waiting node re-reads its own copy
 REQUEST_TIMEOUT_S = 10.0  # a stuck write fails within the parent's bound for a phase
@@ -201,7 +202,7 @@ def main() -> None:
     parser.set_defaults(imported_at=time.time())  # interpreter start-up and imports are done
     # Warnings go to stderr, which the parent keeps as this node's log (--work-dir keeps it).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(serve(parser.parse_args()))
+    run(serve(parser.parse_args()))  # on uvloop where installed, as `paxos-kv node` runs
 
 
 if __name__ == "__main__":

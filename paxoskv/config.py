@@ -60,6 +60,9 @@ class Config:
     auto_remove_down_after_s: float | None = None
     min_voters: int = 3
     faults: FaultSettings | None = None  # seeded fault injection on real sockets (chaos runs)
+    event_loop: str = (
+        "auto"  # what `paxos-kv node` runs on: auto (uvloop if installed), asyncio, uvloop
+    )
 
     def __post_init__(self) -> None:
         if self.data_dir is not None:
@@ -68,6 +71,10 @@ class Config:
         if self.durability not in ("durable", "os", "memory"):
             raise ConfigurationError(
                 f"durability {self.durability!r} is not one of durable, os, memory"
+            )
+        if self.event_loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigurationError(
+                f"event_loop {self.event_loop!r} is not one of auto, asyncio, uvloop"
             )
         if self.bootstrap_expect is not None and self.bootstrap_expect < 1:
             raise ConfigurationError("bootstrap_expect must be at least 1")

@@ -20,6 +20,7 @@ from paxoskv.cli.cluster_options import cluster_options, setting_option, setting
 from paxoskv.config import Config
 from paxoskv.errors import NoQuorum
 from paxoskv.node import Node
+from paxoskv.runtime.loop import loop_name, run
 
 log = logging.getLogger("paxoskv.cli.node")
 
@@ -55,6 +56,11 @@ _NODE_OPTIONS = (
         "power cut; memory: keep nothing.",
     ),
     setting_option(
+        "--event-loop",
+        type=click.Choice(["auto", "asyncio", "uvloop"]),
+        help="auto (default): uvloop if installed (pip install 'paxos-kv[fast]'), else asyncio.",
+    ),
+    setting_option(
         "--encryption-key-file",
         type=click.Path(dir_okay=False, path_type=Path),
         help="Key file to encrypt the data dir at rest.",
@@ -82,7 +88,7 @@ def node_command(ctx: click.Context, log_level: str) -> None:
     """Run a replica in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
     config = settings_config(ctx)
     configure_logging(log_level)
-    asyncio.run(serve(config))
+    run(serve(config), event_loop=config.event_loop)
 
 
 async def serve(config: Config) -> None:
@@ -95,13 +101,14 @@ async def serve(config: Config) -> None:
     try:
         async with Node(config) as node:
             log.info(
-                "node %s on %s (cluster %r, group %s, interface %s, data %s)",
+                "node %s on %s (cluster %r, group %s, interface %s, data %s, %s loop)",
                 node.node_id,
                 config.scope,
                 config.cluster,
                 config.group,
                 config.interface,
                 config.data_dir or "in memory",
+                loop_name(config.event_loop),
             )
             failure = await _run_until_stopped(node, asked_to_stop)
         log.info("node %s stopped", node.node_id)

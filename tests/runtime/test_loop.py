@@ -1,0 +1,55 @@
+"""The event loop our own processes pick: uvloop when installed and allowed, else asyncio's."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from paxoskv import Config
+from paxoskv.errors import ConfigurationError
+from paxoskv.runtime.loop import loop_factory, loop_name, run
+
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_asyncio_is_asyncio_whatever_is_installed() -> None:
+    assert loop_factory("asyncio") is None
+    assert loop_name("asyncio") == "asyncio"
+    assert run(_loop_module(), event_loop="asyncio").startswith("asyncio")
+
+
+@pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop is not installed (pip install '.[fast]')")
+def test_auto_and_uvloop_run_on_uvloop_when_it_is_installed() -> None:
+    assert loop_name("auto") == loop_name("uvloop") == "uvloop"
+    assert run(_loop_module(), event_loop="auto").startswith("uvloop")
+
+
+def test_an_unknown_loop_is_a_configuration_error_that_names_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match="auto, asyncio, uvloop"):
+        run(_loop_module(), event_loop="tokio")
+    with pytest.raises(ConfigurationError, match="auto, asyncio, uvloop"):
+        Config(event_loop="tokio")
+
+
+def test_asking_for_uvloop_without_it_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_uvloop(name: str, *args: object, **kwargs: object) -> object:
+        if name == "uvloop":
+            raise ImportError("no uvloop here")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_uvloop)
+    assert loop_factory("auto") is None  # auto falls back quietly
+    with pytest.raises(ConfigurationError, match=r"pip install 'paxos-kv\[fast\]'"):
+        loop_factory("uvloop")
