@@ -4,7 +4,8 @@ Three processes each embed a node (``paxoskv.Node``, durable mode: every acknowl
 fsynced on a majority) and, once the cluster has formed, pipeline writes to random keys from
 clients inside the same process (a window of writes outstanding per process) for a fixed time.
 Counted are writes confirmed to their caller. A second phase measures one client's sequential
-writes, one at a time, for p50/p99 latency.
+writes, one at a time, for p50/p99 latency, from the leader's process (as an application
+embedding the leader sees them; a client on a follower adds a forward and an answer hop).
 
     python benchmarks/cluster.py [--seconds 5] [--window 128] [--durability durable]
 """
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from paxoskv.runtime.loop import run
 
@@ -45,7 +47,9 @@ async def worker(args: argparse.Namespace) -> None:
     async with Node(config) as node:
         await node.wait_ready(30)
         await asyncio.sleep(max(0.0, args.start_at - time.time()))
-        if args.latency:
+        if args.latency and not await _leads(node, args.start_at):
+            print(json.dumps({}), flush=True)  # the client runs in the leader's process
+        elif args.latency:
             latencies = []
             for i in range(args.latency):
                 started = time.perf_counter()
@@ -69,6 +73,15 @@ async def worker(args: argparse.Namespace) -> None:
             cpu = time.process_time() - cpu_before
             print(json.dumps({"writes": done, "cpu_s": cpu}), flush=True)
         await asyncio.sleep(args.linger)  # let the others finish before a quorum leaves
+
+
+async def _leads(node: Any, until: float) -> bool:
+    """Whether this node leads, once the cluster has one (the others answer no)."""
+    while True:
+        status = await node.status()
+        if status["is_leader"] or status.get("leader") or time.time() > until + 10:
+            return bool(status["is_leader"])
+        await asyncio.sleep(0.05)
 
 
 def run_phase(
@@ -107,9 +120,9 @@ def run_phase(
                 "--linger",
                 str(1.5 + latency * 0.01),  # the others outlive the latency run
                 "--latency",
-                str(latency if index == 1 else 0),
+                str(latency),
             ]
-            if latency and index != 1:
+            if latency:
                 command[command.index("--seconds") + 1] = "0"
             processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
         results = []
