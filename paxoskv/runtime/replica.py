@@ -37,6 +37,9 @@ from paxoskv.transport import Transport, open_transport
 
 log = logging.getLogger("paxoskv.node")
 
+MAX_MESSAGE_BYTES = 64_000  # an engine message, at most (UDP carries 65,507 bytes)
+MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fields
+_ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
 LAZY_SYNC_S = 0.05
 """How long records no reply waits on (chosen markers) may stay unsynced if no sync comes."""
 
@@ -151,6 +154,7 @@ class Replica:
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
             learner=config.learner,
+            max_message_bytes=self._message_limit_bytes(),
         )
         genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
         self.engine = Engine(
@@ -164,6 +168,17 @@ class Replica:
         self._engine_ready.set()
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
         self._step(self.engine.tick(time.time()))
+
+    def _message_limit_bytes(self) -> int:
+        """The largest engine message: as much of a datagram as leaves room for envelopes.
+
+        A bigger slot carries more big values per round (seven 8 KB values instead of five);
+        the 1 KB left over is for the message's own fields and the runtime's prefix, far more
+        than they take. Never below the engine's default, which every transport carries.
+        """
+        assert self.transport is not None
+        room = self.transport.max_payload_bytes - MESSAGE_ENVELOPE_BYTES
+        return max(_ENGINE_MESSAGE_BYTES, min(MAX_MESSAGE_BYTES, room))
 
     async def wait_ready(self, timeout_s: float) -> None:
         """Until this node has a configuration (bootstrapped or joined)."""
