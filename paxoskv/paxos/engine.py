@@ -1004,6 +1004,8 @@ class Engine:
     def _drain(self, now: float) -> list[Effect]:
         if self._to_forward or self._read_requests_out:
             self._flush_forwards()
+        if not self._local_waiting and self._sent_recently:
+            self._sent_recently.clear()  # nothing waits, so nothing can be retried early
         if self.role is Role.LEADER:
             if self._leader_reads_waiting:
                 self._start_leader_reads(now)
