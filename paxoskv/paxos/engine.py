@@ -368,7 +368,10 @@ class Engine:
             ballot, value = self.accepted.get(slot, (ZERO_BALLOT, b""))
             if chosen is not None:
                 value = chosen
-            size += len(value) + 32
+            # An entry costs its value, its ballot's node id (up to 64 bytes) and at most 32
+            # more: at a message limit 1 KB under the datagram's, a guess that leaves the id
+            # out made a Promise of many small entries too big to send.
+            size += len(value) + len(ballot.node_id) + 32
             if size > self.settings.max_message_bytes:
                 return tuple(entries), True
             entries.append(m.PromiseEntry(slot, ballot, value, chosen is not None))

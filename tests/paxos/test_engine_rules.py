@@ -74,3 +74,23 @@ def test_a_voter_campaigns_after_the_election_timeout_with_a_higher_ballot() -> 
             break
     assert prepares == [m.Prepare(Ballot(4, "a"), 1)]
     assert now >= a.settings.election_timeout_min_s
+
+
+def test_a_promise_of_many_small_entries_from_long_node_ids_stays_under_the_limit() -> None:
+    leader, candidate = "a" * 64, "c" * 64  # node ids may be 64 characters long
+    config = Configuration(voters=frozenset({leader, "b", candidate}), learners=frozenset())
+    limit_bytes = 8_000
+    b = Engine(EngineSettings(node_id="b", max_message_bytes=limit_bytes), random.Random(1), config)
+    sync_ids = []
+    for slot in range(1, 400):  # far more small accepted values than one message holds
+        effects = b.receive(leader, m.Accept(Ballot(1, leader), slot, b"v" * 8, 0), now=0.0)
+        sync_ids += [e.sync_id for e in effects if isinstance(e, Persist)]
+    effects = b.receive(candidate, m.Prepare(Ballot(2, candidate), 1), now=5.0)
+    sync_ids += [e.sync_id for e in effects if isinstance(e, Persist)]
+    promises = [
+        e.message
+        for e in b.handle_durable(max(sync_ids), now=5.0)
+        if isinstance(e, Send) and isinstance(e.message, m.Promise)
+    ]
+    assert len(promises) == 1 and promises[0].truncated and promises[0].entries
+    assert len(m.encode_message(promises[0])) <= limit_bytes
