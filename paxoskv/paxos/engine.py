@@ -225,14 +225,15 @@ class Engine:
             self._start_campaign(now)
         elif self.role is Role.CANDIDATE and now >= self._prepare_resend_at:
             self._broadcast_prepare(now)
+        if self._download is not None and now >= self._download_deadline:
+            self._download = None  # a chunk was lost: start the transfer over, now
+            self._retry_at = now  # (waiting for the retry period spun on a past deadline)
         if now >= self._retry_at:
             self._retry_at = now + self.settings.request_retry_s
             self._retry_unanswered()
             self._read_requests_out.extend(
                 rid for rid, index in self._follower_reads.items() if index is None
             )
-            if self._download is not None and now >= self._download_deadline:
-                self._download = None  # a chunk was lost: start the transfer over
             if self.known_commit > self.applied_slot and self.leader_id:
                 self._request_catchup(self.leader_id, now)
         return self._drain(now)

@@ -94,3 +94,12 @@ def test_a_promise_of_many_small_entries_from_long_node_ids_stays_under_the_limi
     ]
     assert len(promises) == 1 and promises[0].truncated and promises[0].entries
     assert len(m.encode_message(promises[0])) <= limit_bytes
+
+
+def test_a_snapshot_download_whose_chunk_was_lost_restarts_without_spinning() -> None:
+    b = engine("b")
+    b.receive("a", m.CatchupReply((), 50, 40), now=0.3)  # compacted: download from slot 40
+    b.tick(now=0.5)  # a retry period ends; the next ends at 1.0, after the chunk's 0.8
+    assert b.next_deadline() <= 0.8  # the chunk's deadline is armed
+    b.tick(now=0.8)  # the chunk never came
+    assert b.next_deadline() > 0.8, "a past deadline would have the runtime tick in a loop"
