@@ -25,9 +25,7 @@ from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import decode_message, encode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.state import Configuration
-from paxoskv.storage import MemoryDisk, Store
-
-LAZY_SYNC_S = 0.05  # as paxoskv.runtime.replica: how long an unwaited-for record stays unsynced
+from paxoskv.storage import LAZY_SYNC_S, MemoryDisk, Store
 
 
 class SimulationFailure(AssertionError):

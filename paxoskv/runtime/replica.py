@@ -32,7 +32,7 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import load_genesis, node_identity, save_genesis
 from paxoskv.runtime.membership import Member, PeerView, liveness, membership_change
 from paxoskv.state import Configuration, encode_command
-from paxoskv.storage import GroupCommitter, Store
+from paxoskv.storage import LAZY_SYNC_S, GroupCommitter, Store
 from paxoskv.transport import Transport, open_transport
 
 log = logging.getLogger("paxoskv.node")
@@ -40,8 +40,6 @@ log = logging.getLogger("paxoskv.node")
 MAX_MESSAGE_BYTES = 64_000  # an engine message, at most (UDP carries 65,507 bytes)
 MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fields
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
-LAZY_SYNC_S = 0.05
-"""How long records no reply waits on (chosen markers) may stay unsynced if no sync comes."""
 
 
 class Replica:

@@ -12,7 +12,7 @@ from paxoskv.storage.crc import IMPLEMENTATION as CRC32C_IMPLEMENTATION
 from paxoskv.storage.crc import crc32c
 from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
 from paxoskv.storage.faults import DiskStopped, FaultyDisk
-from paxoskv.storage.group_commit import GroupCommitter
+from paxoskv.storage.group_commit import LAZY_SYNC_S, GroupCommitter
 from paxoskv.storage.memory_disk import MemoryDisk
 from paxoskv.storage.snapshots import SnapshotStream
 from paxoskv.storage.store import (
@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_KEEP_JOURNAL_RECORDS",
     "DEFAULT_KEEP_SNAPSHOTS",
     "DEFAULT_SEGMENT_SIZE_BYTES",
+    "LAZY_SYNC_S",
     "Disk",
     "DiskStopped",
     "Durability",

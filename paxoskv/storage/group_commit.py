@@ -20,7 +20,11 @@ from concurrent.futures import Future
 from paxoskv.errors import StorageError, StoreClosed
 from paxoskv.storage.store import Store
 
-__all__ = ["GroupCommitter"]
+__all__ = ["LAZY_SYNC_S", "GroupCommitter"]
+
+LAZY_SYNC_S = 0.05
+"""How long records submitted with ``sync=False`` may stay unsynced if no sync comes: the
+runtime arms a timer for :meth:`GroupCommitter.request_sync`, and the simulator models it."""
 
 
 class GroupCommitter:

@@ -9,8 +9,8 @@ from paxoskv.state import (
     Set,
     Written,
 )
+from paxoskv.storage import LAZY_SYNC_S
 from simulations.scenario import Scenario
-from simulations.world import LAZY_SYNC_S
 
 
 def test_a_write_on_a_follower_is_read_linearizably_on_another() -> None:
