@@ -154,12 +154,14 @@ def main() -> int:
     parser.add_argument("--durability", default="durable", choices=("durable", "os"))
     parser.add_argument("--sizes", default="100,1024")
     parser.add_argument("--latency-writes", type=int, default=500)
+    parser.add_argument("--latency-only", action="store_true", help="skip the pipelined phase")
     args = parser.parse_args()
     if args.worker:
         run(worker(args))  # on uvloop where installed, as `paxos-kv node` runs
         return 0
     print(f"cluster benchmark: 3 processes on 127.0.0.1, {args.durability} mode", flush=True)
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [] if args.latency_only else [int(s) for s in args.sizes.split(",") if s.strip()]
+    for size in sizes:
         print(
             f"  pipelined writes, {size} B values, {args.seconds:g}s ...",
             file=sys.stderr,

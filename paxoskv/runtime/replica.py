@@ -16,9 +16,10 @@ import contextlib
 import heapq
 import logging
 import random
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -61,7 +62,9 @@ class Replica:
         self._deadlines: list[tuple[float, tuple[str, int], float]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: deque[tuple[str | None, bytes]] = deque()
-        self._outbox_ready = asyncio.Event()
+        self._flush_queued = False  # a flush of the outbox is scheduled for this loop turn
+        self._draining: asyncio.Task[None] | None = None  # sends waiting for socket room
+        self._sync_due = False  # a step persisted records someone waits on
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._answers: dict[tuple[str, int], asyncio.Future[bytes]] = {}
@@ -95,7 +98,6 @@ class Replica:
         )
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name=f"{self.node_id} receive"),
-            asyncio.create_task(self._send_loop(), name=f"{self.node_id} send"),
             asyncio.create_task(self._hello_loop(), name=f"{self.node_id} hello"),
         ]
         if self.config.bootstrap_expect == 1 and self._genesis is None and not has_state:
@@ -198,6 +200,8 @@ class Replica:
             self._lazy_sync.cancel()  # closing the committer syncs what it holds
         if self._sweeper is not None:
             self._tasks.append(self._sweeper)
+        if self._draining is not None:
+            self._tasks.append(self._draining)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -227,11 +231,25 @@ class Replica:
     # --- the engine's inputs -----------------------------------------------------------------
 
     def _step(self, effects: list[fx.Effect]) -> None:
-        """Carry out ``effects`` in order, then re-arm the one timer."""
+        """Carry out ``effects`` in order, send what they queued, sync, re-arm the one timer.
+
+        The order at the end is the latency of a write: an accept goes out to the other
+        acceptors before this node's own fsync starts, so the two run at once; and on a quiet
+        node the fsync runs right here rather than on the writer thread (see
+        :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile.
+        """
         engine = self.engine
         assert engine is not None
         for effect in effects:
             self._carry_out(effect)
+        if self._outbox:
+            self._flush_outbox()
+        if self._sync_due:
+            self._sync_due = False
+            committer = self._committer
+            assert committer is not None
+            if not committer.sync_here():
+                committer.request_sync()
         deadline = engine.next_deadline()
         if self._timer is not None and self._timer_deadline <= deadline:
             return  # an earlier timer is armed; ticking early is harmless
@@ -288,17 +306,28 @@ class Replica:
     def _persist(self, effect: fx.Persist) -> None:
         committer = self._committer
         assert committer is not None
-        future: Future[int] = committer.submit(effect.records, sync=effect.sync_now)
-        if not effect.sync_now and self._lazy_sync is None:
+        future: Future[int] = committer.submit(effect.records, sync=False)
+        if effect.sync_now:
+            self._sync_due = True  # at the end of the step, after its sends
+        elif self._lazy_sync is None:
             self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
         sync_id = effect.sync_id
+        loop = self._loop
+        loop_thread = threading.get_ident()
 
         def durable(done: Future[int]) -> None:
+            # Synced here (sync_here) or on the writer thread: either way the engine hears of
+            # it in a later turn of the loop, never inside the step that is running now.
+            call = (
+                loop.call_soon
+                if threading.get_ident() == loop_thread
+                else loop.call_soon_threadsafe
+            )
             error = done.exception()
             if error is not None:
-                self._loop.call_soon_threadsafe(self._fail_stop, error)
+                call(self._fail_stop, error)
             else:
-                self._loop.call_soon_threadsafe(self._durable, sync_id)
+                call(self._durable, sync_id)
 
         future.add_done_callback(durable)
 
@@ -325,20 +354,41 @@ class Replica:
     # --- the network -----------------------------------------------------------------------
 
     def _queue(self, to: str | None, payload: bytes) -> None:
+        """Queue a send; an engine step sends its queue when it ends, anyone else's goes in
+        this turn of the loop, with whatever else was queued by then."""
         self._outbox.append((to, payload))
-        self._outbox_ready.set()
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._loop.call_soon(self._flush_outbox)
 
     def send_runtime(self, to: str | None, payload: bytes) -> None:
         self._queue(to, payload)
 
-    async def _send_loop(self) -> None:
-        """Send whatever the engine queued since the last wake-up as one burst."""
+    def _flush_outbox(self) -> None:
+        """Send everything queued as one burst, now, with no task switch on the way.
+
+        Only a full socket buffer makes a send wait: then one task sends the rest, and every
+        burst queued meanwhile waits behind it, so the order of sends is kept.
+        """
+        self._flush_queued = False
+        transport = self.transport
+        if not self._outbox or transport is None or self._draining is not None:
+            return
+        burst = list(self._outbox)
+        self._outbox.clear()
+        try:
+            rest = transport.send_soon(burst)
+        except Exception:  # one refused payload refuses the burst: send the rest alone
+            rest = self._send_each(transport, burst)
+        if rest is not None:
+            self._draining = self._loop.create_task(self._drain_outbox(rest))
+
+    async def _drain_outbox(self, rest: Coroutine[Any, Any, None]) -> None:
         transport = self.transport
         assert transport is not None
         outbox = self._outbox
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
+        try:
+            await rest
             while outbox:
                 burst = list(outbox)
                 outbox.clear()
@@ -346,6 +396,8 @@ class Replica:
                     await transport.send_many(burst)
                 except Exception:  # one refused payload refuses the burst: send the rest alone
                     await self._send_each(transport, burst)
+        finally:
+            self._draining = None
 
     async def _send_each(self, transport: Transport, burst: list[tuple[str | None, bytes]]) -> None:
         for to, payload in burst:

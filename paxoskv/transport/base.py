@@ -12,6 +12,9 @@ and counts them. Three verbs and a few facts:
 * ``await send_many([(node_id or None, payload), ...])`` and ``await receive_many()`` -- the
   same for a burst, in one call: at small frames a coroutine per frame is a noticeable part
   of the cost of moving it (benchmarks/transport.py measures both forms);
+* ``send_soon(messages)`` -- ``send_many`` without the wait: sends what the sockets take at
+  once and returns ``None``, or a coroutine that sends the rest once they drain. A runtime
+  sends an engine step's messages the moment the step ends, without a task switch first;
 * ``local_address``, ``max_payload_bytes``, ``stats``, ``close()`` (and ``async with``).
 
 Why ``receive()`` is pulled rather than a callback: the runtime is one asyncio task that waits
@@ -33,10 +36,10 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from paxoskv.errors import PayloadTooLarge
 
@@ -144,6 +147,14 @@ class Transport(Protocol):
     async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
         """``send`` (or ``broadcast`` where the node id is None) for each, in order, as one
         call; every size is checked before anything is sent, so a refusal sends nothing."""
+        ...
+
+    def send_soon(
+        self, messages: Sequence[tuple[str | None, bytes]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """``send_many`` now, as far as the sockets take it: None when everything went, else a
+        coroutine the caller must await to send the rest (a full socket buffer's back-pressure).
+        Sizes are checked first, as ``send_many`` does, and a refusal raises here."""
         ...
 
     async def receive_many(self, max_frames: int = ...) -> list[Delivery]:

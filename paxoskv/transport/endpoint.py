@@ -159,11 +159,20 @@ class FramedEndpoint(ClosesOnExit):
         frames a coroutine per frame is a tenth of the send path. Every payload is checked
         against ``max_payload_bytes`` before anything is sent, so a refusal sends nothing.
         """
+        rest = self.send_soon(messages)
+        if rest is not None:
+            await rest
+
+    def send_soon(
+        self, messages: Sequence[tuple[str | None, bytes]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """What ``send_many`` does before its first wait, with the waiting handed back."""
         if self._closed:
             self._check_open()
         check_sizes(messages, self._sealer.max_body_bytes)
         seal, address_of, send_now = self._sealer.seal, self._peers.address_of, self._send_now
         everyone = self._broadcast_addresses()  # once per burst: it is one moment's peer list
+        waiting: list[tuple[bytes, list[Address]]] | None = None
         for node_id, payload in messages:
             if node_id is None:
                 datagram = seal(payload)
@@ -176,7 +185,14 @@ class FramedEndpoint(ClosesOnExit):
                 address = address_of(node_id)
                 blocked = send_now(datagram, everyone if address is None else (address,))
             if blocked:
-                await self._send_blocked(datagram, blocked)
+                if waiting is None:
+                    waiting = []
+                waiting.append((datagram, blocked))
+        return None if waiting is None else self._send_all_blocked(waiting)
+
+    async def _send_all_blocked(self, waiting: list[tuple[bytes, list[Address]]]) -> None:
+        for datagram, addresses in waiting:
+            await self._send_blocked(datagram, addresses)
 
     def receive(self) -> Coroutine[Any, Any, Delivery]:
         """The inbox's own coroutine, not one of ours around it: one frame less per datagram."""

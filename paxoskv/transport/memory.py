@@ -13,7 +13,8 @@ Payloads are not framed: nothing here can be forged, so the frame checks would o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge, TransportClosed
 from paxoskv.transport.base import (
@@ -139,6 +140,12 @@ class MemoryTransport(ClosesOnExit):
         return self._stats
 
     async def send(self, node_id: str, payload: bytes) -> None:
+        self._send_now(node_id, payload)
+
+    async def broadcast(self, payload: bytes) -> None:
+        self._broadcast_now(payload)
+
+    def _send_now(self, node_id: str, payload: bytes) -> None:
         self._check(payload)
         self._count_sent(payload)
         if node_id == self._node_id:
@@ -146,7 +153,7 @@ class MemoryTransport(ClosesOnExit):
         else:
             self._network._carry(self._node_id, node_id, bytes(payload))
 
-    async def broadcast(self, payload: bytes) -> None:
+    def _broadcast_now(self, payload: bytes) -> None:
         self._check(payload)
         frozen = bytes(payload)
         for node_id in list(self._network.nodes):
@@ -158,14 +165,21 @@ class MemoryTransport(ClosesOnExit):
         return await self._inbox.get()
 
     async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
+        self.send_soon(messages)
+
+    def send_soon(
+        self, messages: Sequence[tuple[str | None, bytes]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """Everything goes at once: an in-process network has no buffer to fill."""
         if self._closed:
             raise TransportClosed(f"transport of node {self._node_id!r} is closed")
         check_sizes(messages, self._network.max_payload_bytes)
         for node_id, payload in messages:
             if node_id is None:
-                await self.broadcast(payload)
+                self._broadcast_now(payload)
             else:
-                await self.send(node_id, payload)
+                self._send_now(node_id, payload)
+        return None
 
     async def receive_many(self, max_frames: int = DEFAULT_INBOX_FRAMES) -> list[Delivery]:
         return await self._inbox.get_many(max_frames)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paxoskv.errors import ConfigurationError, StoreClosed, ValueTooLarge
+from paxoskv.errors import ConfigurationError, StorageFailed, StoreClosed, ValueTooLarge
 from paxoskv.storage import FaultyDisk, GroupCommitter, MemoryDisk, OsDisk, Store
 
 from .conftest import journal_names, numbered, recover_all
@@ -234,6 +234,53 @@ def test_group_commit_lets_unwaited_records_ride_with_the_next_sync() -> None:
     committer.close()  # closing syncs what is left
     assert last.result(timeout=30) == 4 and store.durable_index == 4
     store.close()
+
+
+def test_sync_here_syncs_on_the_callers_thread_only_when_the_writer_is_idle() -> None:
+    disk = _GatedDisk()
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    assert not committer.sync_here()  # nothing waits: nothing to do
+    quiet = committer.submit([b"accept 1"], sync=False)
+    fsyncs_on: list[str] = []
+    original_fsync = disk.fsync
+
+    def fsync(handle: int) -> None:
+        fsyncs_on.append(threading.current_thread().name)
+        original_fsync(handle)
+
+    disk.fsync = fsync  # type: ignore[method-assign]
+    disk.gate.set()
+    assert committer.sync_here()  # the writer thread is idle: synced here, before returning
+    assert quiet.done() and quiet.result() == 1 and store.durable_index == 1
+    assert fsyncs_on == [threading.current_thread().name]
+
+    disk.gate.clear()
+    disk.in_fsync.clear()
+    busy = committer.submit([b"accept 2"])  # the writer thread takes this one ...
+    assert disk.in_fsync.wait(timeout=30)
+    behind = committer.submit([b"accept 3"], sync=False)
+    assert not committer.sync_here()  # ... so a caller does not sync beside it
+    committer.request_sync()
+    disk.gate.set()
+    assert busy.result(timeout=30) == 2 and behind.result(timeout=30) == 3
+    assert fsyncs_on[1:] == ["paxoskv-group-commit " + store.location] * 2
+    committer.close()
+    store.close()
+
+
+def test_a_failed_sync_here_fails_every_waiter_and_every_later_submit() -> None:
+    disk = FaultyDisk(MemoryDisk())
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    waiting = committer.submit([b"accept 1"], sync=False)
+    disk.fail("fsync")
+    assert committer.sync_here()
+    with pytest.raises(StorageFailed):
+        waiting.result(timeout=30)
+    with pytest.raises(StorageFailed):
+        committer.submit([b"accept 2"]).result(timeout=30)
+    committer.close()
 
 
 def test_group_commit_from_many_threads() -> None:

@@ -112,3 +112,27 @@ async def test_closing_wakes_a_waiting_receive_many() -> None:
     inbox.close()
     with pytest.raises(TransportClosed):
         await asyncio.wait_for(waiting, 1.0)
+
+
+async def test_send_soon_sends_a_burst_before_returning_on_every_transport(
+    group_settings: Settings,
+) -> None:
+    """Nothing waits on a socket with room: the runtime sends a step's burst without a task."""
+    settings = group_settings(secret=SECRET)
+    async with (
+        await UdpTransport.open("a", settings) as a,
+        await UdpTransport.open("b", settings) as b,
+    ):
+        assert a.send_soon([(None, b"one"), (None, b"two")]) is None
+        assert a.stats.sent_frames == 2  # sent already, not scheduled
+        assert await take(b.receive_many, 2) == [("a", b"one"), ("a", b"two")]
+        with pytest.raises(PayloadTooLarge):
+            a.send_soon([(None, b"x" * (a.max_payload_bytes + 1))])
+    network = MemoryNetwork()
+    m = FaultyTransport(network.attach("m"), FaultSettings())
+    n = network.attach("n")
+    m.cut("nobody")
+    assert m.send_soon([("n", b"direct"), (None, b"all")]) is None
+    assert n.stats.received_frames == 2
+    assert await take(n.receive_many, 2) == [("m", b"direct"), ("m", b"all")]
+    await m.close()

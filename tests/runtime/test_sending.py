@@ -1,0 +1,76 @@
+"""The runtime's send path: a step's burst goes out at once, and a full socket keeps order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from paxoskv import Node
+from paxoskv.transport import MemoryTransport
+from tests.runtime.cluster import MemoryCluster, eventually
+
+
+class FillingTransport(MemoryTransport):
+    """A memory transport whose socket buffer is full while ``full`` is clear.
+
+    Like the UDP endpoint, it sends nothing of a burst it cannot take: it hands back a
+    coroutine that sends once there is room, and records the order bursts went out in.
+    """
+
+    room: asyncio.Event
+    sent: list[bytes]
+    deferred: int
+
+    def send_soon(
+        self, messages: Sequence[tuple[str | None, bytes]]
+    ) -> Coroutine[Any, Any, None] | None:
+        if self.room.is_set():
+            self.sent.extend(payload for _, payload in messages)
+            return super().send_soon(messages)
+        self.deferred += 1
+        return self._when_room(list(messages))
+
+    async def _when_room(self, messages: list[tuple[str | None, bytes]]) -> None:
+        await self.room.wait()
+        self.sent.extend(payload for _, payload in messages)
+        super().send_soon(messages)
+
+
+async def test_sends_wait_for_a_full_socket_in_order_and_nothing_is_lost() -> None:
+    cluster = MemoryCluster()
+    transport = FillingTransport(cluster.network, "n1")
+    cluster.network._nodes["n1"] = transport  # in place of the one attach() would make
+    transport.room, transport.sent, transport.deferred = asyncio.Event(), [], 0
+    transport.room.set()
+    node = Node(cluster.config("n1", bootstrap_expect=3), transport=transport)
+    await node.start()
+    cluster.nodes["n1"] = node
+    for node_id in ("n2", "n3"):
+        await cluster.start(node_id, bootstrap_expect=3)
+    try:
+        for each in cluster.nodes.values():
+            await each.wait_ready(5)
+        await node.set("before", 1)
+        transport.room.clear()
+        queued: list[bytes] = []
+        original = node.replica._queue
+
+        def record(to: str | None, payload: bytes) -> None:
+            queued.append(payload)
+            original(to, payload)
+
+        node.replica._queue = record  # type: ignore[method-assign]
+        writes = [asyncio.create_task(node.set(f"k{i}", i)) for i in range(20)]
+        await eventually(lambda: transport.deferred == 1, what="a send to find the socket full")
+        await eventually(lambda: len(queued) > 3, what="more sends to queue behind it")
+        assert transport.deferred == 1  # one burst waits; the rest queue behind it, not beside
+        sent_before = len(transport.sent)
+        transport.room.set()
+        assert await asyncio.wait_for(asyncio.gather(*writes), 10) is not None
+        went = transport.sent[sent_before:]
+        count = min(len(went), len(queued))
+        assert count >= 4 and went[:count] == queued[:count]  # in the order they were queued
+        assert (await node.get("k19")) == 19
+    finally:
+        await cluster.close()
