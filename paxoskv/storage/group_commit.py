@@ -9,16 +9,18 @@ an accept that follows never queues behind an fsync it does not need. Callers su
 thread (the event loop, via ``asyncio.wrap_future``) and get a future that resolves to the
 index of their last record once it is durable - not before, and never if the sync failed.
 
-A sync may also run on the caller's own thread (:meth:`sync_here`) when the writer thread is
-idle: a lone write on a quiet node then costs no thread wake-up on the way in and none on the
-way out (two handoffs and, under the GIL, up to a switch interval each), which is a third of a
-single write's latency on a fast disk. Under load the writer thread is busy, ``sync_here``
-declines, and the batching above works as before.
+A sync may also run on the caller's own thread (:meth:`sync_here`) when the disk is quiet: a
+lone write then costs no thread wake-up on the way in and none on the way out (two handoffs,
+each a scheduler round trip and a wait for the GIL). "Quiet" means no sync is running, and
+the disk has sat idle between syncs, lately and on average, for more than two syncs' time:
+under a stream of writes the caller (the event loop) has better things to do than wait on
+the disk, and the writer thread batches as above.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -33,6 +35,9 @@ LAZY_SYNC_S = 0.05
 runtime arms a timer for :meth:`GroupCommitter.request_sync`, and the simulator models it."""
 
 
+_LONGEST_IDLE_S = 0.1  # one long pause counts no longer than this in the average
+
+
 class GroupCommitter:
     """One writer thread: submit() from any thread, future resolves when durable."""
 
@@ -44,6 +49,9 @@ class GroupCommitter:
         self._closing = False
         self._sync_wanted = False
         self._syncing = False  # a sync is running, on the writer thread or a caller's
+        self._quiet_at = 0.0  # time.monotonic() after which the disk counts as quiet
+        self._last_end = time.monotonic()  # when the last sync ended
+        self._idle_s = 0.0  # the disk's idle time between syncs, a moving average
         self._thread = threading.Thread(
             target=self._run, name=f"paxoskv-group-commit {store.location}", daemon=True
         )
@@ -77,18 +85,25 @@ class GroupCommitter:
                 self._condition.notify()
 
     def sync_here(self) -> bool:
-        """Sync what was submitted on this thread, now, if no sync is running; else False.
+        """Sync what was submitted on this thread, now, if the disk is quiet; else False.
 
         For a caller that would otherwise wait on the writer thread while doing nothing: it
         blocks for one fdatasync. On False nothing changed and the caller submits as usual
         (or calls :meth:`request_sync`); the writer thread's batching is untouched.
         """
         with self._condition:
-            if self._syncing or self._error is not None or self._closing or not self._waiting:
+            if (
+                self._syncing
+                or self._error is not None
+                or self._closing
+                or not self._waiting
+                or time.monotonic() < self._quiet_at
+                or self._idle_s < self._quiet_at - self._last_end
+            ):
                 return False
             self._syncing = True
         try:
-            durable = self._store.sync()
+            durable = self._timed_sync()
         except StorageError as error:
             self._fail_all(error)
             return True
@@ -98,6 +113,16 @@ class GroupCommitter:
                 self._condition.notify()  # the writer thread may wait for this sync to end
         self._release(durable)
         return True
+
+    def _timed_sync(self) -> int:
+        started = time.monotonic()
+        idle_s = min(max(0.0, started - self._last_end), _LONGEST_IDLE_S)
+        self._idle_s += (idle_s - self._idle_s) * 0.25
+        try:
+            return self._store.sync()
+        finally:
+            self._last_end = ended = time.monotonic()
+            self._quiet_at = ended + 2 * (ended - started)
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""
@@ -118,7 +143,7 @@ class GroupCommitter:
                     continue  # an earlier sync already covered what was asked for
                 self._syncing = True
             try:
-                durable = self._store.sync()
+                durable = self._timed_sync()
             except StorageError as error:
                 self._fail_all(error)
                 return

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv.errors import ConfigurationError, StorageFailed, StoreClosed, ValueTooLarge
-from paxoskv.storage import FaultyDisk, GroupCommitter, MemoryDisk, OsDisk, Store
+from paxoskv.storage import FaultyDisk, GroupCommitter, MemoryDisk, OsDisk, Store, group_commit
 
 from .conftest import journal_names, numbered, recover_all
 
@@ -182,6 +182,18 @@ class _GatedDisk(FaultyDisk):
         super().fsync(handle)
 
 
+class _SlowDisk(FaultyDisk):
+    """Every fsync takes ``fsync_s`` on a clock the test holds."""
+
+    def __init__(self, clock: list[float], fsync_s: float) -> None:
+        super().__init__(MemoryDisk())
+        self.clock, self.fsync_s = clock, fsync_s
+
+    def fsync(self, handle: int) -> None:
+        self.clock[0] += self.fsync_s
+        super().fsync(handle)
+
+
 def test_records_appended_during_a_sync_go_into_the_next_one() -> None:
     disk = _GatedDisk()
     store = Store.open(None, disk=disk)
@@ -265,6 +277,44 @@ def test_sync_here_syncs_on_the_callers_thread_only_when_the_writer_is_idle() ->
     disk.gate.set()
     assert busy.result(timeout=30) == 2 and behind.result(timeout=30) == 3
     assert fsyncs_on[1:] == ["paxoskv-group-commit " + store.location] * 2
+    committer.close()
+    store.close()
+
+
+def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within two syncs' time of the last one the disk is busy: the writer thread batches."""
+    clock = [100.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(group_commit, "time", Clock)
+    disk = _SlowDisk(clock, fsync_s=0.001)
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    clock[0] += 0.1
+    first = committer.submit([b"accept 1"], sync=False)
+    assert committer.sync_here() and first.result(timeout=30) == 1  # quiet: synced here
+    second = committer.submit([b"accept 2"], sync=False)
+    clock[0] += 0.0015  # less than two syncs' time since the last one ended
+    assert not committer.sync_here()
+    clock[0] += 0.01  # now more
+    assert committer.sync_here() and second.result(timeout=30) == 2
+    for index in range(3, 23):  # a stream of writes: each sync starts as the last one ends
+        assert committer.submit([b"accept %d" % index]).result(timeout=30) == index
+    third = committer.submit([b"accept 23"], sync=False)
+    clock[0] += 0.0025  # a pause in the stream is not yet a quiet disk ...
+    assert not committer.sync_here()
+    committer.request_sync()
+    assert third.result(timeout=30) == 23
+    for index in range(24, 34):  # ... but a run of pauses is
+        clock[0] += 0.01
+        assert committer.submit([b"accept %d" % index]).result(timeout=30) == index
+    clock[0] += 0.01
+    fourth = committer.submit([b"accept 34"], sync=False)
+    assert committer.sync_here() and fourth.result(timeout=30) == 34
     committer.close()
     store.close()
 
