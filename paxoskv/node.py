@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from paxoskv.client import Consistency, KVApi
@@ -52,8 +52,8 @@ class Node(KVApi):
         if self._replica is not None:
             await self._replica.stop()
 
-    async def _submit(self, client_id: str, seq: int, command: bytes) -> bytes:
-        return await self.replica.propose(client_id, seq, command, self.config.request_timeout_s)
+    def _submit(self, client_id: str, seq: int, command: bytes) -> Awaitable[bytes]:
+        return self.replica.submit(client_id, seq, command, self.config.request_timeout_s)
 
     async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
         replica = self.replica

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -539,12 +539,22 @@ class Replica:
     # --- what local callers use -------------------------------------------------------------
 
     async def propose(self, client_id: str, seq: int, command: bytes, timeout_s: float) -> bytes:
-        """Propose one command and wait for its result (the encoded state machine result).
+        """Propose one command and wait for its result (the encoded state machine result)."""
+        return await self.submit(client_id, seq, command, timeout_s)
 
+    def submit(
+        self, client_id: str, seq: int, command: bytes, timeout_s: float
+    ) -> Awaitable[bytes]:
+        """Propose one command; the future of its result, to await.
+
+        A plain function handing back the future itself, not a coroutine around it: a
+        pipelined write's caller awaits one object, with no frames in between. Until this
+        node has a configuration the proposal waits for one (a coroutine, only then).
         Deadlines are swept by one periodic task rather than a timer per request: at tens of
         thousands of requests a second, per-request timers cost more than the requests.
         """
-        await self.wait_ready(timeout_s)
+        if not self._engine_ready.is_set():
+            return self._submit_when_ready(client_id, seq, command, timeout_s)
         key = (client_id, seq)
         future = self._answers.get(key)
         if future is None:
@@ -554,7 +564,13 @@ class Replica:
         if self._sweeper is None:
             self._sweeper = self._loop.create_task(self._sweep_deadlines())
         self.queue_proposal(Request(client_id, seq, command))
-        return await future
+        return future
+
+    async def _submit_when_ready(
+        self, client_id: str, seq: int, command: bytes, timeout_s: float
+    ) -> bytes:
+        await self.wait_ready(timeout_s)
+        return await self.submit(client_id, seq, command, timeout_s)
 
     async def _sweep_deadlines(self) -> None:
         while self._deadlines:

@@ -25,6 +25,7 @@ from paxoskv.state.commands import (
     Txn,
     decode_command,
     encode_command,
+    encode_set,
 )
 from paxoskv.state.configuration import Configuration, NodeId
 from paxoskv.state.dedup import ClientId
@@ -109,5 +110,6 @@ __all__ = [
     "decode_result",
     "encode_command",
     "encode_result",
+    "encode_set",
     "sort_keys",
 ]

@@ -268,6 +268,19 @@ def encode_command(command: Command) -> bytes:
     return pack(command_to_wire(command))
 
 
+def encode_set(key: Key, value: Any, lease_id: int | None = None) -> bytes:
+    """``encode_command(Set(key, value, lease_id))``, checked the same, without the object.
+
+    The one command a pipelined client sends most: building the frozen dataclass only to
+    take it apart again was a tenth of a write's client-side cost.
+    """
+    check_key(key)
+    check_value(value)
+    if lease_id is not None:
+        _check_lease_id(lease_id)
+    return pack([SET, key_to_wire(key), value, lease_id])
+
+
 def _operation_to_wire(operation: Set | Delete) -> list[Any]:
     if type(operation) is Set:
         return [SET, key_to_wire(operation.key), operation.value, operation.lease_id]

@@ -26,6 +26,7 @@ from paxoskv.state import (
     Txn,
     decode_command,
     encode_command,
+    encode_set,
 )
 from paxoskv.state.commands import MAX_TTL_MS
 from paxoskv.state.wire import MAX_NESTING
@@ -232,3 +233,29 @@ def test_deeply_nested_tuple_exts_are_malformed_not_a_recursion_crash() -> None:
 
 def test_malformed_command_is_a_value_error() -> None:
     assert issubclass(MalformedCommand, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "lease_id"),
+    [("k", "v", None), (("session", 42, b"x"), {"a": [1, 2.5, None]}, 7), (b"raw", b"\0", None)],
+)
+def test_encode_set_is_encode_command_of_a_set(key: Any, value: Any, lease_id: Any) -> None:
+    assert encode_set(key, value, lease_id) == encode_command(Set(key, value, lease_id))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "lease_id", "error"),
+    [
+        ("", "v", None, InvalidKey),
+        ("k", object(), None, ValueNotSerialisable),
+        ("k", 2**70, None, ValueNotSerialisable),
+        ("k", "v", -1, InvalidCommand),
+    ],
+)
+def test_encode_set_refuses_what_set_refuses(
+    key: Any, value: Any, lease_id: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        Set(key, value, lease_id)
+    with pytest.raises(error):
+        encode_set(key, value, lease_id)
