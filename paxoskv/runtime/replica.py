@@ -333,7 +333,7 @@ class Replica:
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None
-        if self._committer is not None:
+        if self._committer is not None and not self._committer.sync_here():
             self._committer.request_sync()
 
     def _durable(self, sync_id: int) -> None:

@@ -110,7 +110,8 @@ class GroupCommitter:
         finally:
             with self._condition:
                 self._syncing = False
-                self._condition.notify()  # the writer thread may wait for this sync to end
+                if self._sync_wanted or self._closing:  # the writer waits for this sync to end
+                    self._condition.notify()  # (a needless wake costs a GIL handoff)
         self._release(durable)
         return True
 
