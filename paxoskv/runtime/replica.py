@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from paxoskv.config import Config
-from paxoskv.errors import NoQuorum, StorageError
+from paxoskv.errors import ConfigurationError, NoQuorum, StorageError
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import MalformedMessage, Request, decode_message
@@ -96,6 +96,11 @@ class Replica:
         self.transport = self._given_transport or await open_transport(
             self.node_id, self.config.transport_settings(node_incarnation=None)
         )
+        try:
+            self._check_transport_room(self.transport)
+        except ConfigurationError:
+            await self.stop()  # the store's lock and the writer thread go too
+            raise
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name=f"{self.node_id} receive"),
             asyncio.create_task(self._hello_loop(), name=f"{self.node_id} hello"),
@@ -168,6 +173,21 @@ class Replica:
         self._engine_ready.set()
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
         self._step(self.engine.tick(time.time()))
+
+    def _check_transport_room(self, transport: Transport) -> None:
+        """Refuse, at start, a transport too small for the largest slot the engine makes.
+
+        Every slot must fit one datagram. Found only at the first big write, a small transport
+        would leave a running node whose every big batch is refused at send.
+        """
+        needed = _ENGINE_MESSAGE_BYTES + MESSAGE_ENVELOPE_BYTES
+        if transport.max_payload_bytes < needed:
+            raise ConfigurationError(
+                f"the transport carries payloads of at most {transport.max_payload_bytes} "
+                f"bytes; a paxos-kv node needs {needed} (one slot of up to "
+                f"{_ENGINE_MESSAGE_BYTES} bytes and its envelope): raise the transport's "
+                "max_datagram_bytes"
+            )
 
     def _message_limit_bytes(self) -> int:
         """The largest engine message: as much of a datagram as leaves room for envelopes.

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from paxoskv import Node
-from paxoskv.transport import MemoryTransport
+from paxoskv.errors import ConfigurationError
+from paxoskv.transport import MemoryNetwork, MemoryTransport
 from tests.runtime.cluster import MemoryCluster, eventually
 
 
@@ -74,3 +78,15 @@ async def test_sends_wait_for_a_full_socket_in_order_and_nothing_is_lost() -> No
         assert (await node.get("k19")) == 19
     finally:
         await cluster.close()
+
+
+async def test_a_transport_too_small_for_a_slot_is_refused_at_start(tmp_path: Path) -> None:
+    network = MemoryNetwork(max_payload_bytes=8_000)
+    config = MemoryCluster(tmp_path).config("n1", bootstrap_expect=1)
+    node = Node(config, transport=network.attach("n1"))
+    with pytest.raises(ConfigurationError, match="at most 8000 bytes.*max_datagram_bytes"):
+        await node.start()
+    # Nothing is left holding the data dir: the same node starts on a transport that fits.
+    async with Node(config, transport=MemoryNetwork().attach("n1")) as again:
+        await again.wait_ready(5)
+        assert await again.set("k", "v") > 0
