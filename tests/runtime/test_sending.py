@@ -84,7 +84,7 @@ async def test_a_transport_too_small_for_a_slot_is_refused_at_start(tmp_path: Pa
     network = MemoryNetwork(max_payload_bytes=8_000)
     config = MemoryCluster(tmp_path).config("n1", bootstrap_expect=1)
     node = Node(config, transport=network.attach("n1"))
-    with pytest.raises(ConfigurationError, match="at most 8000 bytes.*max_datagram_bytes"):
+    with pytest.raises(ConfigurationError, match=r"at most 8000 bytes.*max_datagram_bytes"):
         await node.start()
     # Nothing is left holding the data dir: the same node starts on a transport that fits.
     async with Node(config, transport=MemoryNetwork().attach("n1")) as again:
