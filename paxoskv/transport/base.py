@@ -15,6 +15,8 @@ and counts them. Three verbs and a few facts:
 * ``send_soon(messages)`` -- ``send_many`` without the wait: sends what the sockets take at
   once and returns ``None``, or a coroutine that sends the rest once they drain. A runtime
   sends an engine step's messages the moment the step ends, without a task switch first;
+* ``deliver_to(consumer)`` -- instead of queueing deliveries for ``receive()``, hand each
+  burst to ``consumer`` as it arrives (a runtime that wants no task switch per hop);
 * ``local_address``, ``max_payload_bytes``, ``stats``, ``close()`` (and ``async with``).
 
 Why ``receive()`` is pulled rather than a callback: the runtime is one asyncio task that waits
@@ -22,7 +24,10 @@ for the next input, steps the sans-IO engine and carries out its effects, in tha
 pull keeps that order in the runtime's hands (no engine step ever runs inside a socket
 callback, so an exception in the engine is never swallowed by the event loop's protocol
 machinery) and gives back-pressure a single, visible place: a bounded inbox whose overflow is
-counted. Tests read the same way: ``sender, payload = await transport.receive()``.
+counted. Tests read the same way: ``sender, payload = await transport.receive()``. The
+runtime itself, since a task switch on every hop is latency on every write, takes the
+deliveries by ``deliver_to``: the engine step then does run inside the socket callback, so the
+runtime catches whatever the step raises and stops the node (see ``Replica._on_deliveries``).
 
 Broadcasts never come back to their sender: the engine handles its own messages itself, and a
 looped-back multicast copy is dropped (counted as ``own_echo``).
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self
@@ -159,6 +164,12 @@ class Transport(Protocol):
 
     async def receive_many(self, max_frames: int = ...) -> list[Delivery]:
         """Wait for at least one delivery, then take up to ``max_frames`` waiting ones."""
+        ...
+
+    def deliver_to(self, consumer: Callable[[list[Delivery]], None] | None) -> None:
+        """Hand every delivery to ``consumer`` as it arrives instead of queueing it for
+        ``receive()`` (None: queue again). Bounded and counted as before; ``consumer`` must not
+        raise."""
         ...
 
     async def close(self) -> None: ...

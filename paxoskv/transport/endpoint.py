@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from paxoskv.errors import TransportClosed
@@ -207,6 +207,9 @@ class FramedEndpoint(ClosesOnExit):
         burst instead of per datagram.
         """
         return self._inbox.get_many(max_frames)
+
+    def deliver_to(self, consumer: Callable[[list[Delivery]], None] | None) -> None:
+        self._inbox.hand_to(consumer)
 
     async def close(self) -> None:
         if self._closed:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -195,6 +195,9 @@ class FaultyTransport(ClosesOnExit):
 
     async def receive_many(self, max_frames: int = DEFAULT_INBOX_FRAMES) -> list[Delivery]:
         return await self._inbox.get_many(max_frames)
+
+    def deliver_to(self, consumer: Callable[[list[Delivery]], None] | None) -> None:
+        self._inbox.hand_to(consumer)
 
     async def close(self) -> None:
         self._inbox.close()

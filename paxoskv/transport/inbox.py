@@ -5,12 +5,17 @@ neither -- a full inbox means the runtime is not keeping up, and the honest answ
 medium is to drop the newest datagram and count it, as the kernel does with a full socket
 buffer. Closing wakes every waiting ``get`` with :class:`TransportClosed`, so a runtime blocked
 on ``receive()`` stops cleanly when the node shuts down.
+
+A consumer may take the inbox's place (:meth:`Inbox.hand_to`): every delivery then goes to it
+the moment the transport has it, with no queue and no task switch. The runtime does so; what
+a receive path costs in wake-ups is latency on every hop of a write.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import Delivery
@@ -28,6 +33,7 @@ class Inbox:
         self._items: deque[Delivery] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._consumer: Callable[[list[Delivery]], None] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,10 +42,25 @@ class Inbox:
     def closed(self) -> bool:
         return self._closed
 
+    def hand_to(self, consumer: Callable[[list[Delivery]], None] | None) -> None:
+        """From now on give every delivery to ``consumer`` (None: queue them again).
+
+        What waits in the queue goes to it at once. The consumer runs inside the transport's
+        receive path and must not raise.
+        """
+        self._consumer = consumer
+        if consumer is not None and self._items and not self._closed:
+            waiting = list(self._items)
+            self._items.clear()
+            consumer(waiting)
+
     def put(self, item: Delivery) -> bool:
         """Queue ``item``; False (and nothing queued) when full or closed."""
         if self._closed or len(self._items) >= self.capacity_frames:
             return False
+        if self._consumer is not None:
+            self._consumer([item])
+            return True
         self._items.append(item)
         if self._waiters:
             self._wake_one()
@@ -50,6 +71,9 @@ class Inbox:
         room = 0 if self._closed else self.capacity_frames - len(self._items)
         if room <= 0:
             return len(items)
+        if self._consumer is not None:
+            self._consumer(items)
+            return 0
         dropped = len(items) - room
         if dropped > 0:
             items = items[:room]

@@ -13,7 +13,7 @@ Payloads are not framed: nothing here can be forged, so the frame checks would o
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge, TransportClosed
@@ -183,6 +183,20 @@ class MemoryTransport(ClosesOnExit):
 
     async def receive_many(self, max_frames: int = DEFAULT_INBOX_FRAMES) -> list[Delivery]:
         return await self._inbox.get_many(max_frames)
+
+    def deliver_to(self, consumer: Callable[[list[Delivery]], None] | None) -> None:
+        """As a network would: the consumer gets a delivery in a later turn of the loop, never
+        inside the sender's own call (where an in-process cluster would nest one node's
+        engine step inside another's)."""
+        if consumer is None:
+            self._inbox.hand_to(None)
+            return
+        call_soon = asyncio.get_running_loop().call_soon
+
+        def later(deliveries: list[Delivery]) -> None:
+            call_soon(consumer, deliveries)
+
+        self._inbox.hand_to(later)
 
     async def close(self) -> None:
         if not self._closed:

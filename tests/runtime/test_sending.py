@@ -90,3 +90,30 @@ async def test_a_transport_too_small_for_a_slot_is_refused_at_start(tmp_path: Pa
     async with Node(config, transport=MemoryNetwork().attach("n1")) as again:
         await again.wait_ready(5)
         assert await again.set("k", "v") > 0
+
+
+async def test_a_bug_while_handling_a_message_stops_the_node(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """Deliveries are handled inside the transport's receive path: a step that raises must
+    stop its node for good (fail-stop), not vanish into the event loop's error log."""
+    leader = await _leader_of(memory_cluster)
+    victim = next(node for node in memory_cluster.nodes.values() if node is not leader)
+    engine = victim.replica.engine
+    assert engine is not None
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the engine")
+
+    engine.receive = broken  # type: ignore[method-assign]
+    await leader.set("k", "v")  # the other follower makes the quorum
+    await eventually(lambda: victim.replica.stopped.is_set(), what="the node to stop")
+    assert isinstance(victim.replica.failure, RuntimeError)
+    assert await leader.set("k2", "v2") > 0  # the rest of the cluster goes on
+
+
+async def _leader_of(cluster: MemoryCluster) -> Node:
+    await eventually(lambda: cluster.leader() is not None, what="a leader")
+    leader = cluster.leader()
+    assert leader is not None
+    return leader
