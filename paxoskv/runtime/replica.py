@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from paxoskv.config import Config
@@ -56,6 +56,7 @@ class Replica:
         self.store: Store | None = None
         self._committer: GroupCommitter | None = None
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = float("inf")
         self._proposals: list[Request] = []
@@ -334,30 +335,22 @@ class Replica:
     def _persist(self, effect: fx.Persist) -> None:
         committer = self._committer
         assert committer is not None
-        future: Future[int] = committer.submit(effect.records, sync=False)
+        committer.submit_then(effect.records, partial(self._synced, effect.sync_id), sync=False)
         if effect.sync_now:
             self._sync_due = True  # at the end of the step, after its sends
         elif self._lazy_sync is None:
             self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
-        sync_id = effect.sync_id
+
+    def _synced(self, sync_id: int, _last: int, error: StorageError | None) -> None:
+        """Synced here (``sync_here``) or on the writer thread: either way the engine hears
+        of it in a later turn of the loop, never inside the step that is running now."""
         loop = self._loop
-        loop_thread = threading.get_ident()
-
-        def durable(done: Future[int]) -> None:
-            # Synced here (sync_here) or on the writer thread: either way the engine hears of
-            # it in a later turn of the loop, never inside the step that is running now.
-            call = (
-                loop.call_soon
-                if threading.get_ident() == loop_thread
-                else loop.call_soon_threadsafe
-            )
-            error = done.exception()
-            if error is not None:
-                call(self._fail_stop, error)
-            else:
-                call(self._durable, sync_id)
-
-        future.add_done_callback(durable)
+        on_loop = threading.get_ident() == self._loop_thread
+        call = loop.call_soon if on_loop else loop.call_soon_threadsafe
+        if error is not None:
+            call(self._fail_stop, error)
+        else:
+            call(self._durable, sync_id)
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None
