@@ -14,7 +14,8 @@ lone write then costs no thread wake-up on the way in and none on the way out (t
 each a scheduler round trip and a wait for the GIL). "Quiet" means no sync is running, and
 the disk has sat idle between syncs, lately and on average, for more than two syncs' time:
 under a stream of writes the caller (the event loop) has better things to do than wait on
-the disk, and the writer thread batches as above.
+the disk, and the writer thread batches as above. Nor does it on a disk whose last sync took
+over 2 ms: a loop waiting on a slow or stalled disk would send no heartbeats meanwhile.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ runtime arms a timer for :meth:`GroupCommitter.request_sync`, and the simulator 
 
 
 _LONGEST_IDLE_S = 0.1  # one long pause counts no longer than this in the average
+_SLOWEST_SYNC_HERE_S = 0.002
+"""A disk whose last sync took longer is never synced on the caller's thread: an event loop
+that waits on a slow (or stalled) disk sends no heartbeats meanwhile."""
 
 
 Durable = Callable[[int, StorageError | None], None]
@@ -61,6 +65,7 @@ class GroupCommitter:
         self._quiet_at = 0.0  # time.monotonic() after which the disk counts as quiet
         self._last_end = time.monotonic()  # when the last sync ended
         self._idle_s = 0.0  # the disk's idle time between syncs, a moving average
+        self._last_sync_s = 0.0  # how long the last sync took
         self._thread = threading.Thread(
             target=self._run, name=f"paxoskv-group-commit {store.location}", daemon=True
         )
@@ -121,6 +126,7 @@ class GroupCommitter:
                 or not self._waiting
                 or time.monotonic() < self._quiet_at
                 or self._idle_s < self._quiet_at - self._last_end
+                or self._last_sync_s > _SLOWEST_SYNC_HERE_S
             ):
                 return False
             self._syncing = True
@@ -145,7 +151,8 @@ class GroupCommitter:
             return self._store.sync()
         finally:
             self._last_end = ended = time.monotonic()
-            self._quiet_at = ended + 2 * (ended - started)
+            self._last_sync_s = ended - started
+            self._quiet_at = ended + 2 * self._last_sync_s
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""

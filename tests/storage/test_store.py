@@ -319,6 +319,31 @@ def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPat
     store.close()
 
 
+def test_sync_here_never_waits_on_a_slow_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(group_commit, "time", Clock)
+    disk = _SlowDisk(clock, fsync_s=0.02)  # a spinning disk's fsync
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    clock[0] += 1.0
+    first = committer.submit([b"accept 1"], sync=False)
+    assert committer.sync_here() and first.result(timeout=30) == 1  # not known to be slow yet
+    for index in range(2, 5):
+        clock[0] += 1.0  # however quiet the disk has been since
+        waiting = committer.submit([b"accept %d" % index], sync=False)
+        assert not committer.sync_here()  # the loop never waits 20 ms on it
+        committer.request_sync()
+        assert waiting.result(timeout=30) == index
+    committer.close()
+    store.close()
+
+
 def test_a_failed_sync_here_fails_every_waiter_and_every_later_submit() -> None:
     disk = FaultyDisk(MemoryDisk())
     store = Store.open(None, disk=disk)
