@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
 import random
 import threading
@@ -60,7 +59,6 @@ class Replica:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = float("inf")
         self._proposals: list[Request] = []
-        self._deadlines: list[tuple[float, tuple[str, int], float]] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: deque[tuple[str | None, bytes]] = deque()
         self._flush_queued = False  # a flush of the outbox is scheduled for this loop turn
@@ -69,7 +67,8 @@ class Replica:
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._answers: dict[tuple[str, int], asyncio.Future[bytes]] = {}
+        # What each local request waits on: its future, its deadline, its timeout.
+        self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
         self._reads: dict[int, Callable[[], None]] = {}
         self._next_read_id = 1
         self._applied_listeners: list[Callable[[], None]] = []
@@ -238,7 +237,7 @@ class Replica:
             with contextlib.suppress(StorageError):
                 await self._loop.run_in_executor(None, store.close)
         self._reads.clear()
-        for future in self._answers.values():
+        for future, _, _ in self._answers.values():
             if not future.done():
                 future.set_exception(NoQuorum("the node stopped before the request completed"))
         self.stopped.set()
@@ -588,11 +587,12 @@ class Replica:
         if not self._engine_ready.is_set():
             return self._submit_when_ready(client_id, seq, command, timeout_s)
         key = (client_id, seq)
-        future = self._answers.get(key)
-        if future is None:
+        waiting = self._answers.get(key)
+        if waiting is None:
             future = self._loop.create_future()
-            self._answers[key] = future
-        heapq.heappush(self._deadlines, (time.monotonic() + timeout_s, key, timeout_s))
+            self._answers[key] = (future, time.monotonic() + timeout_s, timeout_s)
+        else:  # the same request again: it keeps its first deadline
+            future = waiting[0]
         if self._sweeper is None:
             self._sweeper = self._loop.create_task(self._sweep_deadlines())
         self.queue_proposal(Request(client_id, seq, command))
@@ -605,15 +605,25 @@ class Replica:
         return await self.submit(client_id, seq, command, timeout_s)
 
     async def _sweep_deadlines(self) -> None:
-        while self._deadlines:
+        """Fail what waited past its deadline, looking only at what still waits.
+
+        A scan of the waiting requests (as many as clients have outstanding) every 50 ms,
+        rather than a heap of every request's deadline: the heap kept each answered request
+        until its deadline passed, hundreds of thousands of entries under load.
+        """
+        answers = self._answers
+        while answers:
             await asyncio.sleep(0.05)
             now = time.monotonic()
-            while self._deadlines and self._deadlines[0][0] <= now:
-                _, key, timeout_s = heapq.heappop(self._deadlines)
-                future = self._answers.get(key)
-                if future is None or future.done():
+            expired = [
+                (key, future, timeout_s)
+                for key, (future, deadline, timeout_s) in answers.items()
+                if deadline <= now
+            ]
+            for key, future, timeout_s in expired:
+                del answers[key]
+                if future.done():  # cancelled by its caller
                     continue
-                del self._answers[key]
                 if self.engine is not None:
                     self.engine.cancel(*key)
                 future.set_exception(
@@ -639,9 +649,9 @@ class Replica:
             self._step(self.engine.propose(requests, time.time()))
 
     def _answer(self, answer: fx.Answer) -> None:
-        future = self._answers.pop((answer.client_id, answer.seq), None)
-        if future is not None and not future.done():
-            future.set_result(answer.result)
+        waiting = self._answers.pop((answer.client_id, answer.seq), None)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(answer.result)
             return
         for listener in self._answer_listeners:
             if listener(answer):
