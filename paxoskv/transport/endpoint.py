@@ -109,6 +109,10 @@ class FramedEndpoint(ClosesOnExit):
         self._own_address = own_address
         self._peers = PeerTable(node_id, own_address, seeds)
         self._peer_addresses = self._peers.addresses
+        # Where every broadcast goes when that is one address that never changes (a multicast
+        # group, a subnet's broadcast address, TIPC's all-nodes range): subclasses set it, and
+        # broadcast() then sends without asking _broadcast_addresses. None: ask every time.
+        self._group_target: Address | None = None
         self._codec = codec
         self._known: dict[bytes, _KnownHeader] = {}
         self._max_datagram_bytes = codec.max_datagram_bytes
@@ -173,14 +177,13 @@ class FramedEndpoint(ClosesOnExit):
         if self._closed:
             self._check_open()
         datagram = self._sealer.seal(payload)
-        everyone = self._broadcast_addresses()
-        if len(everyone) != 1:
-            blocked = self._send_now(datagram, everyone)
+        address = self._group_target
+        if address is None:
+            blocked = self._send_now(datagram, self._broadcast_addresses())
             if blocked:
                 await self._send_blocked(datagram, blocked)
             return
-        # One address (a multicast group, a broadcast address): _send_now written out.
-        address = everyone[0]
+        # One fixed address (a multicast group, a broadcast address): _send_now written out.
         try:
             self._send_socket.sendto(datagram, address)
         except (BlockingIOError, InterruptedError):
@@ -210,6 +213,7 @@ class FramedEndpoint(ClosesOnExit):
         sendto, stats = self._send_socket.sendto, self._stats
         everyone = self._broadcast_addresses()  # once per burst: it is one moment's peer list
         only_one = everyone[0] if len(everyone) == 1 else None
+        assert self._group_target is None or everyone == [self._group_target]
         sent_frames = sent_bytes = 0
         try:
             for node_id, payload in messages:

@@ -384,7 +384,7 @@ class FrameSealer:
         self.next_seq = 0
         # Per destination ("" for everyone), the DATA header around ``seq``: packed once.
         self._data_headers: dict[str, tuple[bytes, bytes]] = {}
-        self._hmac = codec.hmac
+        self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
         self._plain = not codec.authenticated
 
     def seal(self, body: bytes, destination: str = "", kind: FrameKind = FrameKind.DATA) -> bytes:
@@ -398,9 +398,9 @@ class FrameSealer:
         self.next_seq = seq + 1
         # FrameCodec.seal_parts's HMAC and plain cases, written out: one call fewer per frame
         # sent (tests/transport/test_frames.py holds the two to the same bytes).
-        if self._hmac is not None:
+        if self._keyed_mac is not None:
             signed = b"".join((parts[0], SEQ_FIELD.pack(seq), parts[1], body))
-            mac = self._hmac.keyed_copy()
+            mac = self._keyed_mac()
             mac.update(signed)
             return signed + mac.finalize()[:TAG_BYTES]
         if self._plain:

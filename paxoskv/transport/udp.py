@@ -93,6 +93,8 @@ class UdpTransport(FramedEndpoint):
             self._group_address = [(udp.group, udp.group_port)]
         elif udp.scope is UdpScope.BROADCAST and interface.broadcast is not None:
             self._group_address = [(interface.broadcast, udp.group_port)]
+        if self._group_address:
+            self._group_target = self._group_address[0]
 
     @classmethod
     async def open(cls, node_id: str, settings: TransportSettings) -> UdpTransport:

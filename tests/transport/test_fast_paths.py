@@ -60,6 +60,8 @@ class _Endpoint(FramedEndpoint):
     def __init__(self, codec: FrameCodec, everyone: list[Address], sock: _Recorder) -> None:
         super().__init__(RECEIVER, codec, OWN_ADDRESS, sock, incarnation=7, replay_window_frames=8)
         self.everyone = everyone
+        if len(everyone) == 1:
+            self._group_target = everyone[0]  # as UDP's multicast and broadcast scopes do
 
     def _broadcast_addresses(self) -> list[Address]:
         return self.everyone
