@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import resource
 import socket
 import statistics
 import sys
@@ -74,11 +75,13 @@ RECEIVE_TIMEOUT_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """One round: wall-clock and process CPU seconds, and frames that never arrived."""
+    """One round: wall-clock and process CPU seconds, frames that never arrived, and the
+    process's minor page faults (see :class:`Stopwatch`)."""
 
     wall_s: float
     cpu_s: float
     lost: int
+    page_faults: int
 
 
 class Stopwatch:
@@ -88,15 +91,27 @@ class Stopwatch:
     process, so CPU seconds are what the frames cost. Other processes on a shared machine
     stretch the wall clock, not that: the CPU rate is the steadier figure, and on an idle
     machine the two agree (the loop never sleeps).
+
+    Minor page faults are counted too, because they are the one cost here that the code being
+    measured does not decide: every datagram is read with ``recvfrom`` into a fresh buffer of
+    the largest datagram size (64 KB) that is then shrunk to fit, and depending on how the
+    process's heap happens to be laid out, glibc may hand the freed tail back to the kernel
+    and fault fresh pages in for the next read -- two or three faults per datagram, which
+    at 8 KB can add half to a frame's cost, for a bare loop and for ours alike. Which way it
+    falls changes from one process to the next (seen: 6,500 faults in a run, or 116,000 for
+    the same code), so compare variants within one run and look at this column before
+    believing a difference.
     """
 
     def __init__(self) -> None:
         self.wall_start = time.perf_counter()
         self.cpu_start = time.process_time()
+        self.faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     def stop(self, lost: int) -> Timing:
         wall_s = time.perf_counter() - self.wall_start
-        return Timing(wall_s, time.process_time() - self.cpu_start, lost)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults_start
+        return Timing(wall_s, time.process_time() - self.cpu_start, lost, faults)
 
 
 Round = Callable[[bytes, int], Awaitable[Timing]]
@@ -314,6 +329,7 @@ class Result:
     cpu_rate: float  # frames per CPU second, median of the rounds
     wall_rate: float  # frames per wall-clock second, median of the rounds
     lost: int
+    page_faults_per_frame: float  # median of the rounds
 
 
 async def measure(size_bytes: int, frames: int, rounds: int) -> dict[str, Result]:
@@ -328,6 +344,7 @@ async def measure(size_bytes: int, frames: int, rounds: int) -> dict[str, Result
             statistics.median(frames / t.cpu_s for t in runs),
             statistics.median(frames / t.wall_s for t in runs),
             sum(t.lost for t in runs),
+            statistics.median(t.page_faults / frames for t in runs),
         )
         for name, runs in timings.items()
     }
@@ -346,15 +363,16 @@ def report(size_bytes: int, results: dict[str, Result]) -> None:
     print(f"\n### {size_bytes} B payloads\n")
     print(
         "| variant | frames/s (CPU) | MB/s (CPU) | frames/s (wall) | vs bare socket "
-        "| vs bare asyncio drain | lost |"
+        "| vs bare asyncio drain | lost | page faults/frame |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, result in results.items():
         rate = result.cpu_rate
         bare_drain = results[bare_loop_of(name)].cpu_rate
         print(
             f"| {name} | {rate:,.0f} | {rate * size_bytes / 1e6:,.1f} | {result.wall_rate:,.0f} "
-            f"| {rate / bare_socket:.0%} | {rate / bare_drain:.0%} | {result.lost} |"
+            f"| {rate / bare_socket:.0%} | {rate / bare_drain:.0%} | {result.lost} "
+            f"| {result.page_faults_per_frame:.2f} |"
         )
     if size_bytes == 100:
         print()
