@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import resource
 import socket
 import statistics
 import sys
@@ -60,6 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncio_dgram
 
 from paxoskv.transport import TransportSettings, UdpSettings, UdpTransport
+from paxoskv.transport.base import Address
+from paxoskv.transport.endpoint import FramedEndpoint
 from paxoskv.transport.frames import FrameCodec, FrameOpener, FrameSealer
 from paxoskv.transport.inbox import Inbox
 from paxoskv.transport.sockio import SocketReader, drop_own_echo
@@ -72,11 +75,13 @@ RECEIVE_TIMEOUT_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """One round: wall-clock and process CPU seconds, and frames that never arrived."""
+    """One round: wall-clock and process CPU seconds, frames that never arrived, and the
+    process's minor page faults (see :class:`Stopwatch`)."""
 
     wall_s: float
     cpu_s: float
     lost: int
+    page_faults: int
 
 
 class Stopwatch:
@@ -86,15 +91,27 @@ class Stopwatch:
     process, so CPU seconds are what the frames cost. Other processes on a shared machine
     stretch the wall clock, not that: the CPU rate is the steadier figure, and on an idle
     machine the two agree (the loop never sleeps).
+
+    Minor page faults are counted too, because they are the one cost here that the code being
+    measured does not decide: every datagram is read with ``recvfrom`` into a fresh buffer of
+    the largest datagram size (64 KB) that is then shrunk to fit, and depending on how the
+    process's heap happens to be laid out, glibc may hand the freed tail back to the kernel
+    and fault fresh pages in for the next read -- two or three faults per datagram, which
+    at 8 KB can add half to a frame's cost, for a bare loop and for ours alike. Which way it
+    falls changes from one process to the next (seen: 6,500 faults in a run, or 116,000 for
+    the same code), so compare variants within one run and look at this column before
+    believing a difference.
     """
 
     def __init__(self) -> None:
         self.wall_start = time.perf_counter()
         self.cpu_start = time.process_time()
+        self.faults_start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     def stop(self, lost: int) -> Timing:
         wall_s = time.perf_counter() - self.wall_start
-        return Timing(wall_s, time.process_time() - self.cpu_start, lost)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults_start
+        return Timing(wall_s, time.process_time() - self.cpu_start, lost, faults)
 
 
 Round = Callable[[bytes, int], Awaitable[Timing]]
@@ -312,6 +329,7 @@ class Result:
     cpu_rate: float  # frames per CPU second, median of the rounds
     wall_rate: float  # frames per wall-clock second, median of the rounds
     lost: int
+    page_faults_per_frame: float  # median of the rounds
 
 
 async def measure(size_bytes: int, frames: int, rounds: int) -> dict[str, Result]:
@@ -326,6 +344,7 @@ async def measure(size_bytes: int, frames: int, rounds: int) -> dict[str, Result
             statistics.median(frames / t.cpu_s for t in runs),
             statistics.median(frames / t.wall_s for t in runs),
             sum(t.lost for t in runs),
+            statistics.median(t.page_faults / frames for t in runs),
         )
         for name, runs in timings.items()
     }
@@ -344,15 +363,16 @@ def report(size_bytes: int, results: dict[str, Result]) -> None:
     print(f"\n### {size_bytes} B payloads\n")
     print(
         "| variant | frames/s (CPU) | MB/s (CPU) | frames/s (wall) | vs bare socket "
-        "| vs bare asyncio drain | lost |"
+        "| vs bare asyncio drain | lost | page faults/frame |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, result in results.items():
         rate = result.cpu_rate
         bare_drain = results[bare_loop_of(name)].cpu_rate
         print(
             f"| {name} | {rate:,.0f} | {rate * size_bytes / 1e6:,.1f} | {result.wall_rate:,.0f} "
-            f"| {rate / bare_socket:.0%} | {rate / bare_drain:.0%} | {result.lost} |"
+            f"| {rate / bare_socket:.0%} | {rate / bare_drain:.0%} | {result.lost} "
+            f"| {result.page_faults_per_frame:.2f} |"
         )
     if size_bytes == 100:
         print()
@@ -379,30 +399,68 @@ def per_frame_us(make_call: Callable[[], Callable[[bytes], object]], inputs: lis
     return best_s / len(inputs) * 1e6
 
 
+class Socketless(FramedEndpoint):
+    """The shared receive path with no sockets behind it, to time it alone."""
+
+    def _broadcast_addresses(self) -> list[Address]:
+        return []
+
+    def _close_sockets(self) -> None:
+        pass
+
+
+def receive_us(codec: FrameCodec, datagrams: list[bytes]) -> float:
+    """CPU microseconds per frame through the receive path (``datagrams_received``) in
+    windows, as a socket's wake-up hands them over: after the first frame, every one takes
+    the straight path for a header already checked; includes the delivery and the inbox."""
+    source = ("127.0.0.1", 1)
+    batches = [
+        [(datagram, source) for datagram in datagrams[at : at + WINDOW_FRAMES]]
+        for at in range(0, len(datagrams), WINDOW_FRAMES)
+    ]
+    best_s = float("inf")
+    for _ in range(5):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+            endpoint = Socketless(
+                "receiver", codec, ("127.0.0.1", 2), unused, inbox_frames=len(datagrams)
+            )
+            start_s = time.process_time()
+            for batch in batches:
+                endpoint.datagrams_received(batch)
+            best_s = min(best_s, time.process_time() - start_s)
+            assert endpoint.stats.received_frames == len(datagrams)
+    return best_s / len(datagrams) * 1e6
+
+
 def breakdown(size_bytes: int, results: dict[str, Result]) -> None:
-    """Where a frame's CPU time goes: the whole path, and sealing and opening alone."""
+    """Where a frame's CPU time goes: the whole path, and sealing and receiving alone."""
     payload = random.Random(size_bytes).randbytes(size_bytes)
-    print(f"\nCPU us per frame at {size_bytes} B: whole path, and seal / open alone\n")
-    print("| variant | whole path | over bare asyncio drain | seal | open | rest of our layer |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"\nCPU us per frame at {size_bytes} B: whole path, and seal / receive alone\n")
+    print(
+        "| variant | whole path | over bare asyncio drain | seal | receive path "
+        "| rest of our layer | open (full checks, for reference) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     drain_us = 1e6 / results["bare asyncio drain"].cpu_rate
     for name in ("bare socket", "bare asyncio drain"):
-        print(f"| {name} | {1e6 / results[name].cpu_rate:.1f} | | | | |")
+        print(f"| {name} | {1e6 / results[name].cpu_rate:.1f} | | | | | |")
     for name, secret, encrypt in (
         ("paxos-kv", None, False),
         ("paxos-kv hmac", SECRET, False),
         ("paxos-kv aes", SECRET, True),
     ):
         codec = FrameCodec("bench", secret, encrypt=encrypt)
-        datagrams = [FrameSealer(codec, "sender", 1).seal(payload) for _ in range(10_000)]
+        sealer = FrameSealer(codec, "sender", 1)
+        datagrams = [sealer.seal(payload) for _ in range(10_000)]
         seal_us = per_frame_us(lambda c=codec: FrameSealer(c, "s", 1).seal, [payload] * 10_000)  # type: ignore[misc]
         open_us = per_frame_us(lambda c=codec: FrameOpener(c).unpack, datagrams)  # type: ignore[misc]
+        path_us = receive_us(codec, datagrams)
         whole_us = 1e6 / results[name].cpu_rate
         over_us = whole_us - drain_us
-        rest_us = over_us - seal_us - open_us
+        rest_us = over_us - seal_us - path_us
         print(
-            f"| {name} | {whole_us:.1f} | {over_us:.1f} | {seal_us:.1f} | {open_us:.1f} "
-            f"| {rest_us:.1f} |"
+            f"| {name} | {whole_us:.1f} | {over_us:.1f} | {seal_us:.1f} | {path_us:.1f} "
+            f"| {rest_us:.1f} | {open_us:.1f} |"
         )
 
 
@@ -412,7 +470,7 @@ async def main() -> None:
     parser.add_argument("--frames", type=int, default=20_000, help="frames per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--breakdown", action="store_true", help="also time seal and open alone per frame"
+        "--breakdown", action="store_true", help="also time seal and receive alone per frame"
     )
     args = parser.parse_args()
     frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)

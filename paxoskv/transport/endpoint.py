@@ -19,7 +19,11 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from hmac import compare_digest
 from typing import Any, cast
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import (
@@ -30,7 +34,16 @@ from paxoskv.transport.base import (
     TransportStats,
     check_sizes,
 )
-from paxoskv.transport.frames import FrameCodec, FrameKind, FrameOpener, FrameSealer
+from paxoskv.transport.frames import (
+    HEADER_BYTES,
+    SEQ_FIELD,
+    SEQ_OFFSET,
+    TAG_BYTES,
+    FrameCodec,
+    FrameKind,
+    FrameOpener,
+    FrameSealer,
+)
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
 from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES
@@ -53,6 +66,13 @@ _WORTH_A_WARNING = {
 
 
 _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-level __new__
+
+# A data frame's header as the straight receive path knows it (FramedEndpoint._remember):
+# the ids' bytes, the sender id, where the body starts, the source address, the incarnation,
+# and the sender's AES-GCM cipher when that is the protection.
+_KnownHeader = tuple[bytes, str, int, Address, int, AESGCM | None]
+_KNOWN_HEADERS = 1024
+_NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
 
 def default_incarnation() -> int:
@@ -89,6 +109,15 @@ class FramedEndpoint(ClosesOnExit):
         self._own_address = own_address
         self._peers = PeerTable(node_id, own_address, seeds)
         self._peer_addresses = self._peers.addresses
+        # Where every broadcast goes when that is one address that never changes (a multicast
+        # group, a subnet's broadcast address, TIPC's all-nodes range): subclasses set it, and
+        # broadcast() then sends without asking _broadcast_addresses. None: ask every time.
+        self._group_target: Address | None = None
+        self._codec = codec
+        self._known: dict[bytes, _KnownHeader] = {}
+        self._max_datagram_bytes = codec.max_datagram_bytes
+        self._tag_bytes = codec.tag_bytes
+        self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
         self._inbox = Inbox(inbox_frames)
         self._stats = TransportStats()
         self._closed = False
@@ -128,6 +157,7 @@ class FramedEndpoint(ClosesOnExit):
     def forget(self, node_id: str) -> None:
         """Stop addressing a node that left the cluster (the runtime calls this)."""
         self._peers.forget(node_id)
+        self._known.clear()
 
     async def send(self, node_id: str, payload: bytes) -> None:
         if self._closed:
@@ -136,7 +166,7 @@ class FramedEndpoint(ClosesOnExit):
             self._deliver(_new_delivery(Delivery, (node_id, bytes(payload))))
             return
         datagram = self._sealer.seal(payload, node_id)
-        address = self._peers.address_of(node_id)
+        address = self._peer_addresses.get(node_id)
         blocked = self._send_now(
             datagram, self._broadcast_addresses() if address is None else (address,)
         )
@@ -147,9 +177,23 @@ class FramedEndpoint(ClosesOnExit):
         if self._closed:
             self._check_open()
         datagram = self._sealer.seal(payload)
-        blocked = self._send_now(datagram, self._broadcast_addresses())
-        if blocked:
-            await self._send_blocked(datagram, blocked)
+        address = self._group_target
+        if address is None:
+            blocked = self._send_now(datagram, self._broadcast_addresses())
+            if blocked:
+                await self._send_blocked(datagram, blocked)
+            return
+        # One fixed address (a multicast group, a broadcast address): _send_now written out.
+        try:
+            self._send_socket.sendto(datagram, address)
+        except (BlockingIOError, InterruptedError):
+            await self._send_when_writable(datagram, address)
+        except OSError as error:
+            self._send_failed(error, address)
+        else:
+            stats = self._stats
+            stats.sent_frames += 1
+            stats.sent_bytes += len(datagram)
 
     async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
         """Send each ``(node_id, payload)`` in order; ``None`` for a node id means everyone.
@@ -158,6 +202,9 @@ class FramedEndpoint(ClosesOnExit):
         node sends in bursts (an accept to everyone, replies, commit notices), and at 100-byte
         frames a coroutine per frame is a tenth of the send path. Every payload is checked
         against ``max_payload_bytes`` before anything is sent, so a refusal sends nothing.
+
+        A datagram that goes to one address (a known peer, or a multicast group) is sent right
+        here, :meth:`_send_now` written out; several addresses take :meth:`_send_now`.
         """
         rest = self.send_soon(messages)
         if rest is not None:
@@ -170,24 +217,46 @@ class FramedEndpoint(ClosesOnExit):
         if self._closed:
             self._check_open()
         check_sizes(messages, self._sealer.max_body_bytes)
-        seal, address_of, send_now = self._sealer.seal, self._peers.address_of, self._send_now
+        seal, address_of, own_id = self._sealer.seal, self._peer_addresses.get, self._node_id
+        sendto, stats = self._send_socket.sendto, self._stats
         everyone = self._broadcast_addresses()  # once per burst: it is one moment's peer list
+        only_one = everyone[0] if len(everyone) == 1 else None
+        assert self._group_target is None or everyone == [self._group_target]
+        sent_frames = sent_bytes = 0
         waiting: list[tuple[bytes, list[Address]]] | None = None
-        for node_id, payload in messages:
-            if node_id is None:
-                datagram = seal(payload)
-                blocked = send_now(datagram, everyone)
-            elif node_id == self._node_id:
-                self._deliver(_new_delivery(Delivery, (node_id, bytes(payload))))
-                continue
-            else:
-                datagram = seal(payload, node_id)
-                address = address_of(node_id)
-                blocked = send_now(datagram, everyone if address is None else (address,))
-            if blocked:
-                if waiting is None:
-                    waiting = []
-                waiting.append((datagram, blocked))
+        try:
+            for node_id, payload in messages:
+                if node_id is None:
+                    datagram = seal(payload)
+                    address = only_one
+                elif node_id == own_id:
+                    self._deliver(_new_delivery(Delivery, (node_id, bytes(payload))))
+                    continue
+                else:
+                    datagram = seal(payload, node_id)
+                    address = address_of(node_id, only_one)
+                if address is None:
+                    blocked = self._send_now(datagram, everyone)
+                else:
+                    try:
+                        sendto(datagram, address)
+                    except (BlockingIOError, InterruptedError):
+                        blocked = [address]
+                    except OSError as error:
+                        self._send_failed(error, address)
+                        continue
+                    else:
+                        sent_frames += 1
+                        sent_bytes += len(datagram)
+                        continue
+                if blocked:
+                    if waiting is None:
+                        waiting = []
+                    waiting.append((datagram, blocked))
+        finally:
+            # Counted once per burst; a sealing error (a bad node id) still counts what went.
+            stats.sent_frames += sent_frames
+            stats.sent_bytes += sent_bytes
         return None if waiting is None else self._send_all_blocked(waiting)
 
     async def _send_all_blocked(self, waiting: list[tuple[bytes, list[Address]]]) -> None:
@@ -234,39 +303,71 @@ class FramedEndpoint(ClosesOnExit):
         """Check, count and route what one wake-up of a socket drained, in arrival order.
 
         Every datagram of every socket comes through here, so it is written for the common
-        case -- a data frame from a peer already known at that address -- in as few Python
-        calls as possible: one to open the frame, and one per batch to count and queue the
-        deliveries. Anything else leaves the straight path early.
+        case -- a data frame from a peer whose header this path has already checked once (see
+        :meth:`_remember`) -- with no Python call per datagram: the header is looked up by its
+        fixed bytes, and only the tag, the replay window and the body are worked out per
+        frame. Anything else takes :meth:`_receive_one`, the full path.
         """
-        own_address, node_id = self._own_address, self._node_id
-        unpack, guard, peer_addresses = self._unpack, self._replay_guard, self._peer_addresses
+        known_get = self._known.get
+        max_bytes, tag_bytes, guard = self._max_datagram_bytes, self._tag_bytes, self._replay_guard
+        keyed_mac = self._keyed_mac
+        guard_accept = guard.accept if guard is not None else None
+        window_of = guard.windows.get if guard is not None else None
         deliveries: list[Delivery] = []
+        append = deliveries.append
         delivered_bytes = 0
         for datagram, address in batch:
-            if address == own_address:
-                # Our own multicast looped back (where the kernel filter could not drop it):
-                # refused on the source address alone, before any parsing or tag work.
-                self._stats.dropped[DropReason.OWN_ECHO] += 1
+            entry = known_get(datagram[:SEQ_OFFSET])
+            if (
+                entry is None
+                or address != entry[3]
+                or not datagram.startswith(entry[0], HEADER_BYTES)
+                or len(datagram) > max_bytes
+            ):
+                delivered_bytes += self._receive_one(datagram, address, append)
                 continue
-            fields = unpack(datagram, guard)
-            if type(fields) is not tuple:  # a DropReason; isinstance on an enum costs 150 ns
-                self._refused(cast(DropReason, fields), address)
+            _, sender_id, header_end, _, incarnation, aead = entry
+            body_end = len(datagram) - tag_bytes
+            if body_end < header_end:
+                delivered_bytes += self._receive_one(datagram, address, append)
                 continue
-            kind, sender_id, incarnation, _, destination, body = fields
-            if sender_id == node_id:
-                self._stats.dropped[DropReason.OWN_ECHO] += 1
-                self._warn_impostor(incarnation, address)
-                continue
-            if peer_addresses.get(sender_id) != address:
-                self._learn(sender_id, address)
-            if destination and destination != node_id:
-                self._stats.dropped[DropReason.OTHER_DESTINATION] += 1
-                continue
-            if kind:  # FrameKind.PEERS, the only other kind
-                self._take_peer_list(body)
-                continue
+            if keyed_mac is not None:
+                # _HmacSha256.tag written out, as in FrameCodec.unpack.
+                mac = keyed_mac()
+                mac.update(
+                    datagram[:body_end] if body_end < 1024 else memoryview(datagram)[:body_end]
+                )
+                if not compare_digest(mac.finalize()[:TAG_BYTES], datagram[body_end:]):
+                    self._refused(DropReason.BAD_TAG, address)
+                    continue
+                body = datagram[header_end:body_end]
+            elif aead is not None:
+                try:
+                    body = aead.decrypt(
+                        _NONCE_PAD + datagram[SEQ_OFFSET:HEADER_BYTES],
+                        datagram[header_end:],
+                        datagram[:header_end],
+                    )
+                except InvalidTag:
+                    self._refused(DropReason.BAD_TAG, address)
+                    continue
+            else:
+                body = datagram[header_end:]
+            if window_of is not None:
+                seq = SEQ_FIELD.unpack_from(datagram, SEQ_OFFSET)[0]
+                window = window_of(sender_id)
+                if (
+                    window is not None
+                    and seq == window.highest + 1
+                    and window.seen == window.full
+                    and incarnation == window.incarnation
+                ):
+                    window.highest = seq  # ReplayWindow.accept's steady state, without the call
+                elif not guard_accept(sender_id, incarnation, seq):  # type: ignore[misc]
+                    self._stats.dropped[DropReason.REPLAYED] += 1
+                    continue
             delivered_bytes += len(body)
-            deliveries.append(_new_delivery(Delivery, (sender_id, body)))
+            append(_new_delivery(Delivery, (sender_id, body)))
         if deliveries:
             stats = self._stats
             stats.received_frames += len(deliveries)
@@ -275,12 +376,73 @@ class FramedEndpoint(ClosesOnExit):
             if overflow:
                 stats.dropped[DropReason.OVERFLOW] += overflow
 
+    def _receive_one(
+        self, datagram: bytes, address: Address, deliver: Callable[[Delivery], None]
+    ) -> int:
+        """The full receive path for one datagram: hand ``deliver`` its delivery, if any, and
+        return the payload's size (0 if none). Never raises on anything the network sends."""
+        if address == self._own_address:
+            # Our own multicast looped back (where the kernel filter could not drop it):
+            # refused on the source address alone, before any parsing or tag work.
+            self._stats.dropped[DropReason.OWN_ECHO] += 1
+            return 0
+        fields = self._unpack(datagram, self._replay_guard)
+        if type(fields) is not tuple:  # a DropReason; isinstance on an enum costs 150 ns
+            self._refused(cast(DropReason, fields), address)
+            return 0
+        kind, sender_id, incarnation, _, destination, body = fields
+        if sender_id == self._node_id:
+            self._stats.dropped[DropReason.OWN_ECHO] += 1
+            self._warn_impostor(incarnation, address)
+            return 0
+        if self._peer_addresses.get(sender_id) != address:
+            self._learn(sender_id, address)
+        if destination and destination != self._node_id:
+            self._stats.dropped[DropReason.OTHER_DESTINATION] += 1
+            return 0
+        if kind:  # FrameKind.PEERS, the only other kind
+            self._take_peer_list(body)
+            return 0
+        self._remember(datagram, sender_id, incarnation, address)
+        deliver(_new_delivery(Delivery, (sender_id, body)))
+        return len(body)
+
+    def _remember(
+        self, datagram: bytes, sender_id: str, incarnation: int, address: Address
+    ) -> None:
+        """Keep the header of a data frame that was just delivered, for the straight path.
+
+        Everything before ``seq`` (magic, version, protection, kind, the id lengths, cluster,
+        incarnation) and the ids after it are the same in every frame a sender sends to one
+        destination, so once one such frame has passed every check, the next one needs only
+        a byte comparison of its header, its tag, its replay window and its body. Only frames
+        that were delivered are kept -- with a secret, only frames whose tag checked out -- and
+        only with the address they came from, which the peer table also holds (``_learn`` and
+        ``forget`` empty this cache when the table changes), so a frame that takes the straight
+        path gets exactly the verdict and the side effects of the full one.
+        """
+        known = self._known
+        if len(known) >= _KNOWN_HEADERS:
+            known.clear()  # bounded: without a secret anyone can make new headers
+        header_end = HEADER_BYTES + datagram[7] + datagram[8]
+        known[datagram[:SEQ_OFFSET]] = (
+            datagram[HEADER_BYTES:header_end],
+            sender_id,
+            header_end,
+            address,
+            incarnation,
+            self._codec.cipher_for(
+                datagram[HEADER_BYTES : HEADER_BYTES + datagram[7]], incarnation
+            ),
+        )
+
     def _refused(self, reason: DropReason, address: Address) -> None:
         self._stats.dropped[reason] += 1
         if reason in _WORTH_A_WARNING:
             self._warn_once(reason, address)
 
     def _learn(self, sender_id: str, address: Address) -> None:
+        self._known.clear()  # the straight path skips learning: it must not outlive a change
         if self._peers.learn_direct(sender_id, address) and self._gossip_interval_s is not None:
             self._gossip_wanted.set()
 

@@ -18,6 +18,8 @@ a fresh number, so the window would protect nothing and is not used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = ["DEFAULT_WINDOW_FRAMES", "ReplayGuard", "ReplayWindow"]
 
 DEFAULT_WINDOW_FRAMES = 1024
@@ -27,19 +29,19 @@ _DEFAULT_MAX_SENDERS = 4096
 class ReplayWindow:
     """The window for one sender. ``accept`` says whether a frame is new, and records it."""
 
-    __slots__ = ("_mask", "_seen", "highest", "incarnation", "window_frames")
+    __slots__ = ("full", "highest", "incarnation", "seen", "window_frames")
 
     def __init__(self, incarnation: int, seq: int, window_frames: int) -> None:
         if window_frames < 1:
             raise ValueError("window_frames must be at least 1")
         self.window_frames = window_frames
-        self._mask = (1 << window_frames) - 1
+        self.full = (1 << window_frames) - 1  # ``seen`` when every frame of the window came
         self.incarnation = incarnation
         self.highest = seq
-        self._seen = 1  # bit i set: frame ``highest - i`` was accepted
+        self.seen = 1  # bit i set: frame ``highest - i`` was accepted
 
     def accept(self, incarnation: int, seq: int) -> bool:
-        if seq == self.highest + 1 and self._seen == self._mask and incarnation == self.incarnation:
+        if seq == self.highest + 1 and self.seen == self.full and incarnation == self.incarnation:
             # The steady state: the next frame in order, after a full window of frames in
             # order. Shifting a full window by one leaves it full, so the general case below
             # would give the same answer -- after three big-int operations on a 1024-bit
@@ -49,22 +51,20 @@ class ReplayWindow:
         if incarnation != self.incarnation:
             if incarnation < self.incarnation:
                 return False
-            self.incarnation, self.highest, self._seen = incarnation, seq, 1
+            self.incarnation, self.highest, self.seen = incarnation, seq, 1
             return True
         if seq > self.highest:
             shift = seq - self.highest
-            self._seen = (
-                ((self._seen << shift) | 1) & self._mask if shift < self.window_frames else 1
-            )
+            self.seen = ((self.seen << shift) | 1) & self.full if shift < self.window_frames else 1
             self.highest = seq
             return True
         offset = self.highest - seq
         if offset >= self.window_frames:
             return False
         bit = 1 << offset
-        if self._seen & bit:
+        if self.seen & bit:
             return False
-        self._seen |= bit
+        self.seen |= bit
         return True
 
 
@@ -93,7 +93,7 @@ class ReplayGuard:
         if window is not None:
             if (
                 seq == window.highest + 1
-                and window._seen == window._mask
+                and window.seen == window.full
                 and incarnation == window.incarnation
             ):
                 window.highest = seq  # ReplayWindow.accept's steady state, without the call
@@ -103,6 +103,12 @@ class ReplayGuard:
             del self._windows[next(iter(self._windows))]
         self._windows[sender_id] = ReplayWindow(incarnation, seq, self.window_frames)
         return True
+
+    @property
+    def windows(self) -> Mapping[str, ReplayWindow]:
+        """The live windows by sender, read-only: the receive path takes the in-order case
+        (:meth:`ReplayWindow.accept`'s first test) with one ``get`` on it, without a call."""
+        return self._windows
 
     def __len__(self) -> int:
         return len(self._windows)

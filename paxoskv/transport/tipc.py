@@ -115,6 +115,7 @@ class TipcTransport(FramedEndpoint):
             sock, self.datagrams_received, self._socket_error, TIPC_MAX_DATAGRAM_BYTES
         )
         self._all = [all_nodes_address(self.service_type)]
+        self._group_target = self._all[0]
 
     @classmethod
     async def open(cls, node_id: str, settings: TransportSettings) -> TipcTransport:

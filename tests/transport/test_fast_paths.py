@@ -1,0 +1,275 @@
+"""The written-out fast paths mean exactly what the general ones mean, frame for frame.
+
+The receive path takes a data frame whose header it has checked before by a straight path
+(endpoint.py, ``FramedEndpoint._remember``), and ``send_many``/``broadcast`` send to a single
+address without going through ``_send_now``. Both exist for speed only: here a reference
+endpoint that never takes the straight path (it remembers nothing) gets the same datagrams --
+valid, replayed, reordered, damaged, foreign, from moved or impersonated senders -- and must
+deliver, count and learn exactly the same; and bursts must put the same bytes on the wire as
+the general send path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from paxoskv.transport.base import Address, Delivery
+from paxoskv.transport.endpoint import FramedEndpoint
+from paxoskv.transport.frames import FrameCodec, FrameKind, FrameSealer, encode_node_id
+
+from .conftest import SECRET
+
+PROTECTIONS = [(None, False), (SECRET, False), (SECRET, True)]
+RECEIVER = "rx"
+OWN_ADDRESS: Address = ("10.0.0.9", 9)
+SOURCES: list[Address] = [("10.0.0.1", 1), ("10.0.0.2", 2), OWN_ADDRESS]
+MAX_DATAGRAM_BYTES = 700
+
+
+class _Recorder:
+    """A socket that records what is sent and fails for one address, as a kernel may."""
+
+    def __init__(self, failing: Address | None = None) -> None:
+        self.sent: list[tuple[bytes, Any]] = []
+        self.failing = failing
+
+    def sendto(self, data: bytes, address: Any, /) -> int:
+        if address == self.failing:
+            raise OSError("no route")
+        self.sent.append((data, address))
+        return len(data)
+
+    def recvfrom(self, size_bytes: int, /) -> tuple[bytes, Any]:
+        raise BlockingIOError
+
+    def fileno(self) -> int:
+        return -1
+
+    def getsockname(self) -> Any:
+        return OWN_ADDRESS
+
+    def close(self) -> None:
+        pass
+
+
+class _Endpoint(FramedEndpoint):
+    def __init__(self, codec: FrameCodec, everyone: list[Address], sock: _Recorder) -> None:
+        super().__init__(RECEIVER, codec, OWN_ADDRESS, sock, incarnation=7, replay_window_frames=8)
+        self.everyone = everyone
+        if len(everyone) == 1:
+            self._group_target = everyone[0]  # as UDP's multicast and broadcast scopes do
+
+    def _broadcast_addresses(self) -> list[Address]:
+        return self.everyone
+
+    def _close_sockets(self) -> None:
+        pass
+
+
+class _Reference(_Endpoint):
+    """Never remembers a header, so every datagram takes the full path."""
+
+    def _remember(
+        self, datagram: bytes, sender_id: str, incarnation: int, address: Address
+    ) -> None:
+        pass
+
+
+def _drain(endpoint: FramedEndpoint) -> list[Delivery]:
+    taken = []
+    inbox = endpoint._inbox
+    while len(inbox):
+        taken.append(inbox._items.popleft())
+    return taken
+
+
+# One step of the story a receiver hears: which sender (id, incarnation), to whom, what, from
+# where, how the sender's numbering moves, and what happened to the datagram on the way.
+_senders = st.sampled_from(
+    [
+        ("s1", 1),
+        ("s2", 1),  # same id length and incarnation as s1: the same header up to seq
+        ("s1", 2),  # s1 restarted
+        ("longer-id", 5),
+        (RECEIVER, 7),  # ourselves, or an impostor with our id
+        (RECEIVER, 8),
+    ]
+)
+_damage = st.sampled_from(["none", "none", "none", "replay", "flip", "cut", "retag", "pad"])
+_step = st.tuples(
+    _senders,
+    st.sampled_from(["", "", RECEIVER, "other"]),
+    st.sampled_from([FrameKind.DATA, FrameKind.DATA, FrameKind.DATA, FrameKind.PEERS]),
+    st.binary(max_size=40),
+    st.sampled_from([0, 0, 0, 1]),  # source: mostly the first one
+    st.sampled_from([1, 1, 1, 0, 3, 12]),  # how far the sender's seq moves first
+    _damage,
+    st.integers(min_value=0, max_value=10_000),
+    st.sampled_from([False, False, False, False, True]),  # forget the sender first
+    st.sampled_from([False, False, True]),  # end the batch after this datagram
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(protection=st.sampled_from(PROTECTIONS), steps=st.lists(_step, max_size=40))
+def test_the_receive_paths_straight_case_agrees_with_the_full_path(
+    protection: tuple[bytes | None, bool], steps: list[Any]
+) -> None:
+    secret, encrypt = protection
+    codec = FrameCodec("fast", secret, encrypt=encrypt, max_datagram_bytes=MAX_DATAGRAM_BYTES)
+    fast = _Endpoint(codec, [], _Recorder())
+    reference = _Reference(
+        FrameCodec("fast", secret, encrypt=encrypt, max_datagram_bytes=MAX_DATAGRAM_BYTES),
+        [],
+        _Recorder(),
+    )
+    sealers: dict[tuple[str, int], FrameSealer] = {}
+    sent: list[bytes] = []
+    batch: list[tuple[bytes, Address]] = []
+    for step in steps:
+        (node_id, incarnation), destination, kind, body, source, skip, damage, at, forget, end = (
+            step
+        )
+        sealer = sealers.setdefault(
+            (node_id, incarnation), FrameSealer(codec, node_id, incarnation)
+        )
+        sealer.next_seq += skip
+        if kind is FrameKind.PEERS:
+            body = b"\x90"  # an empty peer list
+        datagram = sealer.seal(body, destination, kind)
+        if damage == "replay" and sent:
+            datagram = sent[at % len(sent)]
+        elif damage == "flip":
+            flipped = bytearray(datagram)
+            flipped[at % len(flipped)] ^= 1 << (at % 8)
+            datagram = bytes(flipped)
+        elif damage == "cut":
+            datagram = datagram[: at % len(datagram)]
+        elif damage == "retag" and secret is not None:
+            datagram = datagram[:-16] + bytes(16)
+        elif damage == "pad":
+            datagram += bytes(MAX_DATAGRAM_BYTES)  # oversized
+        sent.append(datagram)
+        if forget:
+            fast.forget(node_id)
+            reference.forget(node_id)
+        batch.append((datagram, SOURCES[source]))
+        if end:
+            fast.datagrams_received(batch)
+            reference.datagrams_received(batch)
+            batch = []
+        assert _drain(fast) == _drain(reference)
+        assert fast.stats == reference.stats
+        assert fast.peers == reference.peers
+    fast.datagrams_received(batch)
+    reference.datagrams_received(batch)
+    assert _drain(fast) == _drain(reference)
+    assert fast.stats == reference.stats
+    assert fast.peers == reference.peers
+    assert fast._impostors_seen == reference._impostors_seen
+    assert fast._warned_sources == reference._warned_sources
+
+
+def test_the_straight_case_is_taken_and_a_replay_through_it_is_refused() -> None:
+    """The test above would pass if the straight case never ran: show that it does."""
+    codec = FrameCodec("fast", SECRET)
+    receiver = _Endpoint(codec, [], _Recorder())
+    sealer = FrameSealer(codec, "s1", 1)
+    first, second = sealer.seal(b"one"), sealer.seal(b"two")
+    receiver.datagrams_received([(first, SOURCES[0])])
+    assert len(receiver._known) == 1
+    full_path = receiver._receive_one
+    receiver._receive_one = None  # type: ignore[assignment,method-assign]
+    receiver.datagrams_received([(second, SOURCES[0]), (second, SOURCES[0])])
+    receiver._receive_one = full_path  # type: ignore[method-assign]
+    assert [tuple(d) for d in _drain(receiver)] == [("s1", b"one"), ("s1", b"two")]
+    assert receiver.stats.dropped_total == 1
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    protection=st.sampled_from(PROTECTIONS),
+    everyone=st.sampled_from([[], [("239.1.1.1", 5)], [("10.0.0.1", 1), ("10.0.0.2", 2)]]),
+    known=st.sets(st.sampled_from(["s1", "s2", "s3"])),
+    failing=st.sampled_from([None, ("239.1.1.1", 5), ("10.0.0.2", 2)]),
+    burst=st.lists(
+        st.tuples(
+            st.sampled_from([None, None, "s1", "s2", "s3", RECEIVER]), st.binary(max_size=20)
+        ),
+        max_size=12,
+    ),
+)
+def test_bursts_and_broadcasts_send_what_the_general_path_sends(
+    protection: tuple[bytes | None, bool],
+    everyone: list[Address],
+    known: set[str],
+    failing: Address | None,
+    burst: list[tuple[str | None, bytes]],
+) -> None:
+    secret, encrypt = protection
+    codec = FrameCodec("fast", secret, encrypt=encrypt)
+    addresses = {"s1": ("10.0.0.1", 1), "s2": ("10.0.0.2", 2), "s3": ("10.0.0.3", 3)}
+    endpoints = []
+    for _ in range(3):
+        endpoint = _Endpoint(codec, everyone, _Recorder(failing))
+        for node_id in sorted(known):
+            endpoint._peers.learn_direct(node_id, addresses[node_id])
+        endpoints.append(endpoint)
+    with_burst, one_by_one, general = endpoints
+
+    asyncio.run(with_burst.send_many(burst))
+
+    async def each() -> None:
+        for node_id, payload in burst:
+            if node_id is None:
+                await one_by_one.broadcast(payload)
+            else:
+                await one_by_one.send(node_id, payload)
+
+    asyncio.run(each())
+    # The reference: seal with the general sealer, send through _send_now, for each.
+    for node_id, payload in burst:
+        if node_id == RECEIVER:
+            general._deliver(Delivery(node_id, payload))
+            continue
+        destination = "" if node_id is None else node_id
+        datagram = codec.seal(
+            FrameKind.DATA,
+            encode_node_id(RECEIVER),
+            7,
+            general._sealer.next_seq,
+            destination.encode(),
+            payload,
+        )
+        general._sealer.next_seq += 1
+        address = None if node_id is None else general.peers.get(node_id)
+        assert not general._send_now(datagram, everyone if address is None else [address])
+    delivered = _drain(general)
+    for endpoint in (with_burst, one_by_one):
+        assert endpoint._send_socket.sent == general._send_socket.sent  # type: ignore[attr-defined]
+        assert endpoint.stats == general.stats
+        assert _drain(endpoint) == delivered
+
+
+def test_a_sender_seen_at_a_new_address_is_relearned_whichever_header_it_uses() -> None:
+    """Headers are remembered with their source address, and the peer table is the truth:
+    when one header shows the sender elsewhere, the others must not keep the old address."""
+    codec = FrameCodec("fast", SECRET)
+    fast, reference = _Endpoint(codec, [], _Recorder()), _Reference(codec, [], _Recorder())
+    sealer = FrameSealer(codec, "s1", 1)
+    story = [
+        (sealer.seal(b"to all"), SOURCES[0]),
+        (sealer.seal(b"to rx", RECEIVER), SOURCES[0]),
+        (sealer.seal(b"to rx", RECEIVER), SOURCES[1]),  # s1 seen at another address
+        (sealer.seal(b"to all"), SOURCES[0]),  # and back, through the other header
+    ]
+    for datagram, source in story:
+        for endpoint in (fast, reference):
+            endpoint.datagrams_received([(datagram, source)])
+        assert fast.peers == reference.peers
+    assert fast.peers == {"s1": SOURCES[0]}
+    assert _drain(fast) == _drain(reference)
