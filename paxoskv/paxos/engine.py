@@ -31,6 +31,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -452,14 +453,16 @@ class Engine:
         waiting = self._local_waiting
         # One call per slot; only results a local client waits for are packed here.
         answers = self.state.apply_items(
-            client_ids, seqs, commands, log_time_ms, answer=waiting or None
+            client_ids, seqs, commands, log_time_ms, answer=waiting or None, checked=True
         )
         if answers:
-            append, pop = self._effects.append, waiting.pop
-            for answer in answers:
-                # A request twice in one slot is answered (and applied) once.
-                if pop(answer[:2], None) is not None:  # (client_id, seq)
-                    append(_new_tuple(Answer, answer))
+            # Each answered request leaves the waiting table, in C: a pop per answer, then the
+            # answers become Answer effects as they are (the same three fields). A request
+            # twice in one slot is answered (and applied) once: its second pop finds nothing.
+            popped = list(map(waiting.pop, map(_request_id_of, answers), repeat(None)))
+            if None in popped:
+                answers = list(compress(answers, popped))  # a Request is a non-empty tuple
+            self._effects.extend(map(_new_tuple, repeat(Answer), answers))
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
@@ -1052,6 +1055,7 @@ class Engine:
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
 _command_of = itemgetter(2)
 _new_tuple = tuple.__new__
+_request_id_of = itemgetter(slice(2))  # (client_id, seq) of an answer, as _local_waiting keys it
 
 
 def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tuple[int, ...]]:
