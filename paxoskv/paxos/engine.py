@@ -31,7 +31,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -196,7 +196,9 @@ class Engine:
         self._last_persist_lazy = False  # the last Persist went out with sync_now=False
         self._local_waiting: dict[tuple[str, int], m.Request] = {}
         self._to_forward: dict[tuple[str, int], m.Request] = {}
-        self._sent_recently: set[tuple[str, int]] = set()  # since the last retry period
+        # The ids of the requests proposed since the last retry period, a list per call: made
+        # into a set only when a retry period asks, not on every propose.
+        self._sent_recently: list[list[tuple[str, int]]] = []
         self._retry_at = now + settings.request_retry_s
         self._catchup_retry_at = 0.0
         self._download: tuple[int, bytearray] | None = None
@@ -261,13 +263,12 @@ class Engine:
         if requests:
             client_ids, seqs = _check_requests(requests)
             keys = list(zip(client_ids, seqs, strict=True))
-            keyed = list(zip(keys, requests, strict=True))
-            self._local_waiting.update(keyed)
-            self._sent_recently.update(keys)
+            self._local_waiting.update(zip(keys, requests, strict=True))
+            self._sent_recently.append(keys)
             if self.role is Role.LEADER:
                 self._enqueue(requests)
             else:
-                self._to_forward.update(keyed)
+                self._to_forward.update(zip(keys, requests, strict=True))
         return self._drain(now)
 
     def _retry_unanswered(self) -> None:
@@ -278,8 +279,8 @@ class Engine:
         values) into a storm of duplicates that the leader then had to replicate. A request
         lost on the way is sent again within two periods.
         """
-        recent = self._sent_recently
-        self._sent_recently = set()
+        recent = set(chain.from_iterable(self._sent_recently))
+        self._sent_recently = []
         self._to_forward.update(
             (key, request) for key, request in self._local_waiting.items() if key not in recent
         )

@@ -405,6 +405,7 @@ class KVStateMachine:
                     results = dedup.prune(client)
         client.highest_seq = highest
         self._revision = revision
+        self._history.trim()  # ``record`` above appended without trimming
         return answers
 
     def _execute_encoded(self, raw: object) -> list[Any]:

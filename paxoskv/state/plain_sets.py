@@ -7,8 +7,9 @@ client id, whether the client changed, whether its seq is a duplicate or stale, 
 command is a plain Set, whether its result is wanted, whether the dedup table must prune: some
 70 bytecodes a command, on every replica. Here those questions are asked once for the whole
 slot, by C-level passes over its columns (``zip(*items)`` splits the commands into tags, keys,
-values and leases), and the loop that remains only writes: the row, the history record, the
-dedup entry. Results for a waiting client are packed by one ``map``.
+values and leases), and the loop that remains only writes the rows; the dedup entries go in
+by one ``update`` and the history records the slot's columns as one entry. Results for a
+waiting client are packed by one ``map``.
 
 The state, answers and snapshot bytes are exactly the general loop's (the tests hold the two
 to each other): the slot is taken here only when that loop would take its plain-Set branch for
@@ -20,18 +21,17 @@ the general loop, which handles every case.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from itertools import repeat
-from operator import is_, itemgetter
+from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from paxoskv.state.commands import SET
 from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept
-from paxoskv.state.history import SET_EVENT
 from paxoskv.state.results import WRITTEN
 
 if TYPE_CHECKING:
-    from paxoskv.state.machine import KVStateMachine
+    from paxoskv.state.machine import KVStateMachine, Row
 
 MIN_REQUESTS = 4
 """Below this many requests a slot goes through the general loop, whose set-up is cheaper."""
@@ -85,29 +85,44 @@ def apply_plain_sets(
 
     # Checked: from here on every request is applied, in order, as the general loop would.
     client = dedup.touch(client_id, machine._log_time_ms)
-    data, history = machine._data, machine._history.append
+    data = machine._data
     get, detach = data.get, machine._leases.detach
-    revision = machine._revision
-    kept: list[Any] = []
-    keep = kept.append
+    first = revision = machine._revision + 1
+    prevs: list[Row | None] = []
+    keep = prevs.append
     for key, value in zip(keys, values, strict=True):
-        revision += 1
         prev = get(key)
         if prev is None:
             data[key] = (key, value, revision, revision, 1, None)
-            history((revision, SET_EVENT, key, value, None))
         else:
             data[key] = (key, value, prev[2], revision, prev[4] + 1, None)
             if prev[5] is not None:
                 detach(key, prev[5])
-            history((revision, SET_EVENT, key, value, prev[1]))
-        keep((revision, prev))
-    machine._revision = revision
+        keep(prev)
+        revision += 1
+    machine._revision = revision - 1
+    machine._history.record_sets(first, keys, values, prevs)  # one entry, not one per Set
+    revisions = range(first, revision)
+    wanted = list(map(answer.__contains__, zip(client_ids, seqs, strict=True))) if answer else []
     answers: list[tuple[ClientId, int, bytes]] = []
-    if answer:
-        wanted = list(map(answer.__contains__, zip(client_ids, seqs, strict=True)))
-        if any(wanted):
-            answers = _pack_wanted(machine._pack, client_id, seqs, kept, wanted)
+    kept: list[Kept]
+    if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
+        kept = list(zip(revisions, prevs, strict=True))
+    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
+        rows: Any = map(list, prevs)  # type: ignore[arg-type]  # no None among them
+        wires = zip(repeat(WRITTEN), revisions, rows, strict=False)  # ``repeat`` never ends
+        kept = list(map(machine._pack, map(list, wires)))
+        answers = list(zip(client_ids, seqs, kept, strict=True))  # type: ignore[arg-type]
+    else:
+        kept = list(zip(revisions, prevs, strict=True))
+        pack = machine._pack
+        for index, asked in enumerate(wanted):
+            if asked:
+                prev = prevs[index]
+                kept[index] = encoded = pack(
+                    [WRITTEN, first + index, None if prev is None else [*prev]]
+                )
+                answers.append((client_id, seqs[index], encoded))
     _remember(dedup, client, seqs, kept)
     client.highest_seq = highest
     return answers
@@ -125,28 +140,3 @@ def _remember(
     client.results.update(zip(seqs[: room + 1], kept[: room + 1], strict=True))
     client.highest_seq = max(client.highest_seq, max(seqs[: room + 1]))
     dedup.prune(client).update(zip(seqs[room + 1 :], kept[room + 1 :], strict=True))
-
-
-def _pack_wanted(
-    pack: Callable[[Any], bytes],
-    client_id: ClientId,
-    seqs: Sequence[int],
-    kept: list[Any],
-    wanted: list[bool],
-) -> list[tuple[ClientId, int, bytes]]:
-    """Pack the results a client waits for, in place of their kept forms; the answers."""
-    prevs = list(map(_prev_of, kept))
-    if all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
-        wires = zip(repeat(WRITTEN), map(_revision_of, kept), map(list, prevs), strict=False)
-        kept[:] = map(pack, map(list, wires))
-        return list(zip(repeat(client_id), seqs, kept, strict=False))
-    answers = []
-    for index, asked in enumerate(wanted):
-        if asked:
-            revision, prev = kept[index]
-            kept[index] = pack([WRITTEN, revision, None if prev is None else [*prev]])
-            answers.append((client_id, seqs[index], kept[index]))
-    return answers
-
-
-_revision_of, _prev_of = itemgetter(0), itemgetter(1)
