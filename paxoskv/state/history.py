@@ -25,7 +25,7 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat, starmap
 from operator import itemgetter
 from typing import Any, Literal, TypeAlias
 
@@ -71,6 +71,7 @@ class History:
         self._initial_floor_revision = 0
         self._run_extra = 0  # events in the ring beyond one per entry (runs hold several)
         self._skip = 0  # events of the front entry (a run) already dropped
+        self._ring_events = limit_events + 1
         self.append = self._records.append
         """Record ``(revision, kind code, key, value, prev_value)``: the hot path's entry.
         The caller calls :meth:`trim` before anything reads the history."""
@@ -81,7 +82,12 @@ class History:
     def trim(self) -> None:
         """Drop the oldest events beyond the one extra the ring holds (see the docstring)."""
         excess = self._events() - self.limit_events - 1
+        if excess <= 0:
+            return
         records = self._records
+        if not self._run_extra:  # every entry is one event: drop them in C
+            deque(starmap(records.popleft, repeat((), excess)), maxlen=0)
+            return
         while excess > 0:
             front = records[0]
             size = 1 if front[1] != RUN else len(front[2]) - self._skip
@@ -107,9 +113,15 @@ class History:
         return min(self._events(), self.limit_events)
 
     def record(self, revision: int, kind: int, key: Key, value: Any, prev_value: Any) -> None:
-        self.append((revision, kind, key, value, prev_value))
-        if self._events() > self.limit_events + 1:
-            self.trim()
+        """Record one event and keep the ring trimmed (a ``popleft`` while it holds no run, as
+        a bounded deque would drop its oldest: no garbage piles up between trims)."""
+        records = self._records
+        records.append((revision, kind, key, value, prev_value))
+        if len(records) + self._run_extra - self._skip > self._ring_events:
+            if self._run_extra:
+                self.trim()
+            else:  # every entry is one event, and the ring was trimmed before this one
+                records.popleft()
 
     def record_sets(
         self,

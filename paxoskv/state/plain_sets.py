@@ -52,8 +52,8 @@ def apply_plain_sets(
     """
     count = len(items)
     client_id = client_ids[0]
-    if not client_id or client_ids.count(client_id) != count:
-        return None  # several clients, or the engine's own requests: the general loop
+    if not client_id or client_ids.count(client_id) != count or type(items[0]) is not list:
+        return None  # several clients, the engine's own requests, or commands still bytes
     try:  # every item a list of four (a wrapped command's bytes would give int keys below)
         tags, keys, values, leases = zip(*items, strict=True)
     except (TypeError, ValueError):
