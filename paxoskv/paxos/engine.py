@@ -31,6 +31,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -195,7 +196,9 @@ class Engine:
         self._last_persist_lazy = False  # the last Persist went out with sync_now=False
         self._local_waiting: dict[tuple[str, int], m.Request] = {}
         self._to_forward: dict[tuple[str, int], m.Request] = {}
-        self._sent_recently: set[tuple[str, int]] = set()  # since the last retry period
+        # The ids of the requests proposed since the last retry period, a list per call: made
+        # into a set only when a retry period asks, not on every propose.
+        self._sent_recently: list[list[tuple[str, int]]] = []
         self._retry_at = now + settings.request_retry_s
         self._catchup_retry_at = 0.0
         self._download: tuple[int, bytearray] | None = None
@@ -260,13 +263,12 @@ class Engine:
         if requests:
             client_ids, seqs = _check_requests(requests)
             keys = list(zip(client_ids, seqs, strict=True))
-            keyed = list(zip(keys, requests, strict=True))
-            self._local_waiting.update(keyed)
-            self._sent_recently.update(keys)
+            self._local_waiting.update(zip(keys, requests, strict=True))
+            self._sent_recently.append(keys)
             if self.role is Role.LEADER:
                 self._enqueue(requests)
             else:
-                self._to_forward.update(keyed)
+                self._to_forward.update(zip(keys, requests, strict=True))
         return self._drain(now)
 
     def _retry_unanswered(self) -> None:
@@ -277,8 +279,8 @@ class Engine:
         values) into a storm of duplicates that the leader then had to replicate. A request
         lost on the way is sent again within two periods.
         """
-        recent = self._sent_recently
-        self._sent_recently = set()
+        recent = set(chain.from_iterable(self._sent_recently))
+        self._sent_recently = []
         self._to_forward.update(
             (key, request) for key, request in self._local_waiting.items() if key not in recent
         )
@@ -452,14 +454,16 @@ class Engine:
         waiting = self._local_waiting
         # One call per slot; only results a local client waits for are packed here.
         answers = self.state.apply_items(
-            client_ids, seqs, commands, log_time_ms, answer=waiting or None
+            client_ids, seqs, commands, log_time_ms, answer=waiting or None, checked=True
         )
         if answers:
-            append, pop = self._effects.append, waiting.pop
-            for answer in answers:
-                # A request twice in one slot is answered (and applied) once.
-                if pop(answer[:2], None) is not None:  # (client_id, seq)
-                    append(_new_tuple(Answer, answer))
+            # Each answered request leaves the waiting table, in C: a pop per answer, then the
+            # answers become Answer effects as they are (the same three fields). A request
+            # twice in one slot is answered (and applied) once: its second pop finds nothing.
+            popped = list(map(waiting.pop, map(_request_id_of, answers), repeat(None)))
+            if None in popped:
+                answers = list(compress(answers, popped))  # a Request is a non-empty tuple
+            self._effects.extend(map(_new_tuple, repeat(Answer), answers))
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
@@ -1052,6 +1056,7 @@ class Engine:
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
 _command_of = itemgetter(2)
 _new_tuple = tuple.__new__
+_request_id_of = itemgetter(slice(2))  # (client_id, seq) of an answer, as _local_waiting keys it
 
 
 def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tuple[int, ...]]:

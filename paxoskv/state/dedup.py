@@ -26,8 +26,10 @@ once, and they replace the kept form when made (each result is packed at most on
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final, TypeAlias
 
 from paxoskv.state.results import WRITTEN, row_to_wire
@@ -148,7 +150,13 @@ class DedupTable:
     def prune(self, client: ClientRecord) -> dict[int, Kept]:
         """Drop the client's results below the window; return its new results dict."""
         floor_seq = client.highest_seq - self.window_requests
-        client.results = {s: r for s, r in client.results.items() if s > floor_seq}
+        results = client.results
+        seqs = list(results)
+        if seqs == sorted(seqs):  # in seq order, as a pipelining client sends: cut, in C
+            cut = bisect_right(seqs, floor_seq)
+            client.results = dict(zip(seqs[cut:], islice(results.values(), cut, None), strict=True))
+        else:
+            client.results = {s: r for s, r in results.items() if s > floor_seq}
         return client.results
 
     # --- snapshot and digest ---------------------------------------------------------------

@@ -17,11 +17,13 @@ bytes the first copy produced and applies nothing, so it takes no revision eithe
 
 The hot path is ``apply_batch`` of Sets, one call per slot, with the per-command work inlined
 in one loop: unpack one msgpack array, check its fields, update one dict entry, append one tuple
-to the history ring, note the result in the dedup table. It builds no dataclasses: handlers
-work on the wire form of commands and return the wire form of results, and the dataclasses are
-built only for callers who ask through :meth:`apply` or the read methods. A result is packed
-only for a client waiting on this node; the dedup table keeps the others unpacked (see
-:mod:`paxoskv.state.dedup`) and packs one only if a retry asks, so a follower packs nothing.
+to the history ring, note the result in the dedup table. The usual slot, one client's plain Sets
+with new seqs, has those checks done once for the whole slot instead (:mod:`.plain_sets`).
+It builds no dataclasses: handlers work on the wire form of commands and return the wire form
+of results, and the dataclasses are built only for callers who ask through :meth:`apply` or
+the read methods. A result is packed only for a client waiting on this node; the dedup table
+keeps the others unpacked (see :mod:`paxoskv.state.dedup`) and packs one only if a retry asks,
+so a follower packs nothing.
 A stored row is the tuple ``(key, value, create_revision, mod_revision, version, lease_id)``:
 immutable, so the old row can be handed out as the previous value with no copy, kept as part
 of an unpacked result, and cheaper than a list to build, to keep and (when the value is a
@@ -40,6 +42,7 @@ from msgpack import unpackb
 
 from paxoskv.errors import ConfigurationError, InvalidCommand
 from paxoskv.state import commands as c
+from paxoskv.state import plain_sets
 from paxoskv.state import results as r
 from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
 from paxoskv.state.configuration import Configuration, RejectedChange
@@ -255,6 +258,7 @@ class KVStateMachine:
         log_time_ms: int,
         *,
         answer: Container[tuple[ClientId, int]] | None = None,
+        checked: bool = False,
     ) -> list[tuple[ClientId, int, bytes]]:
         """:meth:`apply_batch` of commands that may come unpacked already: the hot path.
 
@@ -262,7 +266,19 @@ class KVStateMachine:
         strict_map_key=False)`` made of them (a log slot carries most commands that way, so a
         replica unpacks a slot in one call; see :mod:`paxoskv.paxos.batches`). Either gives the
         same result; the list is the machine's to keep and change from then on.
+
+        ``checked``: the caller has already run these very checks on these columns (the
+        engine's ``check_columns``, on every slot it applies: str client ids, int seqs in
+        uint64, bytes or list items, equal lengths, an int log time in range), so they are not
+        run twice; a caller that passes it wrongly gets undefined results, not an error.
         """
+        if checked and client_ids:
+            self._advance_time(log_time_ms)
+            if len(client_ids) >= plain_sets.MIN_REQUESTS:
+                answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
+                if answers is not None:
+                    return answers
+            return self._apply_requests(client_ids, seqs, items, answer)
         return self._apply_columns(client_ids, seqs, items, log_time_ms, answer, _ITEMS)
 
     def _apply_columns(
@@ -289,6 +305,10 @@ class KVStateMachine:
             _check_log_time(log_time_ms)
             return []  # time moves with commands, as it does one command at a time
         self._advance_time(log_time_ms)
+        if count >= plain_sets.MIN_REQUESTS:
+            answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
+            if answers is not None:
+                return answers
         return self._apply_requests(client_ids, seqs, items, answer)
 
     def _apply_requests(
@@ -385,6 +405,7 @@ class KVStateMachine:
                     results = dedup.prune(client)
         client.highest_seq = highest
         self._revision = revision
+        self._history.trim()  # ``record`` above appended without trimming
         return answers
 
     def _execute_encoded(self, raw: object) -> list[Any]:

@@ -15,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paxoskv.errors import InvalidCommand
-from paxoskv.state import Configuration, KVStateMachine, NoOp, Set, encode_command
+from paxoskv.state import (
+    Configuration,
+    Delete,
+    KVStateMachine,
+    LeaseGrant,
+    NoOp,
+    Set,
+    encode_command,
+)
 from paxoskv.state.wire import TOP_EXT_HOOK
 from tests.state.test_properties import PROPERTY, commands, fresh, small_keys, visible
 
@@ -150,3 +158,77 @@ def test_the_dedup_window_still_prunes_and_refuses_stale_seqs_in_batches() -> No
     assert m.cached_result("c", 3) is None
     assert b"stale_request" in stale[0][2]
     assert m.revision == 41  # the stale request takes a revision, like any failure
+
+
+# Slots shaped like the engine's busy ones: one client, plain Sets of str keys (a key may come
+# twice), seqs that run on (or jump back or ahead), and now and then one request that makes the
+# slot leave the path that applies it as columns: a lease, a Delete, another client, a seq twice.
+plain_sets = st.lists(st.builds(Set, st.sampled_from("abcdefghij"), st.integers(0, 9)), max_size=11)
+odd_entries = st.one_of(
+    st.builds(Set, st.sampled_from("abc"), st.integers(0, 9), st.just(1)),
+    st.builds(Delete, st.sampled_from("abc")),
+    st.builds(LeaseGrant, st.just(1000), st.just(1)),
+    st.just("another client"),
+    st.just("a seq twice"),
+)
+busy_slots = st.lists(
+    st.tuples(
+        plain_sets,
+        st.none() | st.tuples(odd_entries, st.integers(0, 13)),
+        st.integers(-14, 12),  # where the slot's seqs start, from the client's highest so far
+        st.sampled_from(["x", "y"]),
+    ),
+    max_size=16,
+)
+
+
+@PROPERTY
+@given(busy_slots, st.data())
+def test_a_busy_slot_of_one_client_is_the_same_as_its_commands_one_by_one(
+    log: list[Any], data: st.DataObject
+) -> None:
+    batched, one_by_one = (
+        KVStateMachine(
+            Configuration(frozenset({"a"})), history_limit_events=24, dedup_window_requests=12
+        )
+        for _ in range(2)
+    )
+    highest: dict[str, int] = {"x": 0, "y": 0}
+    for now_ms, (entries, odd, client, start) in enumerate((e, o, c, j) for e, o, j, c in log):
+        entries = list(entries)
+        first = max(0, highest[client] + start)
+        seqs = list(range(first, first + len(entries) + (odd is not None)))
+        client_ids = [client] * len(seqs)
+        if odd is not None:
+            entry, position = odd
+            position %= len(seqs)
+            if entry == "another client":
+                client_ids[position] = "z"
+            elif entry == "a seq twice":
+                seqs[position] = seqs[0]
+            if isinstance(entry, str):
+                entry = Set("k", 0)
+            entries.insert(position, entry)
+        if not entries:
+            continue
+        highest[client] = max(highest[client], *seqs)
+        commands_ = [encode_command(entry) for entry in entries]
+        ids = list(zip(client_ids, seqs, strict=True))
+        wanted = set(data.draw(st.sampled_from([[], ids, ids[::2]])))
+        items = [_item(command) for command in commands_]
+        answers = batched.apply_items(
+            client_ids, seqs, items, now_ms * 100, answer=wanted, checked=True
+        )
+        expected = []
+        for client_id, seq, command in zip(client_ids, seqs, commands_, strict=True):
+            result = one_by_one.apply_encoded(command, now_ms * 100, client_id=client_id, seq=seq)
+            if (client_id, seq) in wanted:
+                expected.append((client_id, seq, result))
+        assert answers == expected
+        assert batched.revision == one_by_one.revision
+        assert batched.snapshot() == one_by_one.snapshot()
+    assert batched.digest() == one_by_one.digest()
+    assert visible(batched) == visible(one_by_one)
+    assert batched.events_since(batched.history_floor_revision) == one_by_one.events_since(
+        one_by_one.history_floor_revision
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paxoskv.errors import Compacted
 from paxoskv.state import (
@@ -15,6 +17,7 @@ from paxoskv.state import (
     NoOp,
     Set,
 )
+from paxoskv.state.history import History
 
 
 def fresh(limit: int = 10_000) -> KVStateMachine:
@@ -93,3 +96,49 @@ def test_a_lease_revoke_bigger_than_the_history_still_leaves_a_consistent_floor(
     assert m.events_since(6) == []
     with pytest.raises(Compacted):
         m.events_since(5)
+
+
+# A history fed runs of Sets (as a slot applied as columns records them) is the same history as
+# one fed those Sets one event at a time: floor, length, every resume point and the wire form.
+history_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("event"), st.sampled_from([0, 1, 2]), st.integers(1, 3)),
+        st.tuples(st.just("run"), st.just(0), st.integers(0, 9)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(history_steps, st.integers(1, 12))
+def test_a_run_of_sets_is_the_same_history_as_its_events_one_by_one(
+    steps: list[tuple[str, int, int]], limit: int
+) -> None:
+    runs, events = History(limit), History(limit)
+    revision = 0
+    for step, kind, size in steps:
+        if step == "event":  # ``size`` events of one revision, as a lease revoke makes
+            revision += 1
+            for index in range(size):
+                value = None if kind else index
+                for history in (runs, events):
+                    history.record(revision, kind, f"k{index}", value, "old")
+        else:
+            keys = tuple(f"k{index % 4}" for index in range(size))
+            values = tuple(range(size))
+            prev_rows = [
+                None if index % 3 else (keys[index], "p", 1, 1, 1, None) for index in range(size)
+            ]
+            runs.record_sets(revision + 1, keys, values, prev_rows)
+            for index in range(size):
+                prev = prev_rows[index]
+                events.record(
+                    revision + 1 + index, 0, keys[index], index, None if prev is None else prev[1]
+                )
+            revision += size
+        assert runs.floor_revision == events.floor_revision
+        assert len(runs) == len(events)
+        assert runs.to_wire() == events.to_wire()
+        for after in range(events.floor_revision, revision + 1):
+            assert runs.since(after) == events.since(after)
+            assert runs.since(after, "k1") == events.since(after, "k1")

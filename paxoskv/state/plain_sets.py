@@ -1,0 +1,142 @@
+"""The usual log slot, applied with its checks done once for the slot: the hot path.
+
+A busy slot is a run of plain Sets (``[SET, str key, value, None]``) from one client whose
+seqs are new. The general loop (:meth:`KVStateMachine._apply_requests
+<paxoskv.state.machine.KVStateMachine._apply_requests>`) asks of every request whether it has a
+client id, whether the client changed, whether its seq is a duplicate or stale, whether the
+command is a plain Set, whether its result is wanted, whether the dedup table must prune: some
+70 bytecodes a command, on every replica. Here those questions are asked once for the whole
+slot, by C-level passes over its columns (``zip(*items)`` splits the commands into tags, keys,
+values and leases), and the loop that remains only writes the rows; the dedup entries go in
+by one ``update`` and the history records the slot's columns as one entry. Results for a
+waiting client are packed by one ``map``.
+
+The state, answers and snapshot bytes are exactly the general loop's (the tests hold the two
+to each other): the slot is taken here only when that loop would take its plain-Set branch for
+every request and no request could be a duplicate, stale, or make the client's table prune
+(the loop prunes at the very request that crosses the bound, which moves the stale line of the
+requests after it). Anything else returns None before changing anything, and the caller runs
+the general loop, which handles every case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from itertools import repeat
+from operator import is_
+from typing import TYPE_CHECKING, Any
+
+from paxoskv.state.commands import SET
+from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept
+from paxoskv.state.results import WRITTEN
+
+if TYPE_CHECKING:
+    from paxoskv.state.machine import KVStateMachine, Row
+
+MIN_REQUESTS = 4
+"""Below this many requests a slot goes through the general loop, whose set-up is cheaper."""
+
+_STR: set[type] = {str}
+
+
+def apply_plain_sets(
+    machine: KVStateMachine,
+    client_ids: Sequence[ClientId],
+    seqs: Sequence[int],
+    items: Sequence[bytes | list[Any]],
+    answer: Container[tuple[ClientId, int]] | None,
+) -> list[tuple[ClientId, int, bytes]] | None:
+    """Apply one client's slot of plain Sets, or return None having changed nothing.
+
+    Arguments as the general loop takes them: columns checked, the machine's time advanced.
+    """
+    count = len(items)
+    client_id = client_ids[0]
+    if not client_id or client_ids.count(client_id) != count or type(items[0]) is not list:
+        return None  # several clients, the engine's own requests, or commands still bytes
+    try:  # every item a list of four (a wrapped command's bytes would give int keys below)
+        tags, keys, values, leases = zip(*items, strict=True)
+    except (TypeError, ValueError):
+        return None
+    # The loop tests ``tag is SET``: the int 1 out of msgpack is one cached object, and a bool
+    # or a float equal to it is not it. A str out of msgpack is valid UTF-8, so any non-empty
+    # one is a valid key.
+    if (
+        tags.count(SET) != count
+        or leases.count(None) != count
+        or not all(map(is_, tags, repeat(SET)))
+        or set(map(type, keys)) != _STR
+        or not all(keys)
+    ):
+        return None
+    dedup = machine._dedup
+    window = dedup.window_requests
+    record = dedup._clients.get(client_id)
+    results: dict[int, Kept] = {} if record is None else record.results
+    # Seqs distinct, none kept or stale, none making the table prune (see the module docstring).
+    highest = max(-1 if record is None else record.highest_seq, max(seqs))
+    if (
+        min(seqs) <= highest - window
+        or count > window  # the table could prune twice in the slot
+        or not results.keys().isdisjoint(seqs)
+        or len(set(seqs)) != count
+    ):
+        return None
+
+    # Checked: from here on every request is applied, in order, as the general loop would.
+    client = dedup.touch(client_id, machine._log_time_ms)
+    data = machine._data
+    get, detach = data.get, machine._leases.detach
+    first = revision = machine._revision + 1
+    prevs: list[Row | None] = []
+    keep = prevs.append
+    for key, value in zip(keys, values, strict=True):
+        prev = get(key)
+        if prev is None:
+            data[key] = (key, value, revision, revision, 1, None)
+        else:
+            data[key] = (key, value, prev[2], revision, prev[4] + 1, None)
+            if prev[5] is not None:
+                detach(key, prev[5])
+        keep(prev)
+        revision += 1
+    machine._revision = revision - 1
+    machine._history.record_sets(first, keys, values, prevs)  # one entry, not one per Set
+    revisions = range(first, revision)
+    wanted = list(map(answer.__contains__, zip(client_ids, seqs, strict=True))) if answer else []
+    answers: list[tuple[ClientId, int, bytes]] = []
+    kept: list[Kept]
+    if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
+        kept = list(zip(revisions, prevs, strict=True))
+    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
+        rows: Any = map(list, prevs)  # type: ignore[arg-type]  # no None among them
+        wires = zip(repeat(WRITTEN), revisions, rows, strict=False)  # ``repeat`` never ends
+        kept = list(map(machine._pack, map(list, wires)))
+        answers = list(zip(client_ids, seqs, kept, strict=True))  # type: ignore[arg-type]
+    else:
+        kept = list(zip(revisions, prevs, strict=True))
+        pack = machine._pack
+        for index, asked in enumerate(wanted):
+            if asked:
+                prev = prevs[index]
+                kept[index] = encoded = pack(
+                    [WRITTEN, first + index, None if prev is None else [*prev]]
+                )
+                answers.append((client_id, seqs[index], encoded))
+    _remember(dedup, client, seqs, kept)
+    client.highest_seq = highest
+    return answers
+
+
+def _remember(
+    dedup: DedupTable, client: ClientRecord, seqs: Sequence[int], kept: list[Any]
+) -> None:
+    """Keep each result, pruning where the general loop would: right after the request that
+    takes the client's table past twice the window, by the highest seq up to that request."""
+    room = 2 * dedup.window_requests - len(client.results)
+    if len(seqs) <= room:
+        client.results.update(zip(seqs, kept, strict=True))
+        return
+    client.results.update(zip(seqs[: room + 1], kept[: room + 1], strict=True))
+    client.highest_seq = max(client.highest_seq, max(seqs[: room + 1]))
+    dedup.prune(client).update(zip(seqs[room + 1 :], kept[room + 1 :], strict=True))
