@@ -55,6 +55,7 @@ __all__ = [
     "Transport",
     "TransportStats",
     "check_sizes",
+    "send_all",
 ]
 
 # A socket address as the socket module gives it: ``(host, port)`` for UDP, the 5-tuple of a
@@ -200,6 +201,13 @@ class ClosesOnExit:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def send_all(transport: Transport, messages: Sequence[tuple[str | None, bytes]]) -> None:
+    """``send_many`` for a transport that has ``send_soon``: send now, then wait for the rest."""
+    rest = transport.send_soon(messages)
+    if rest is not None:
+        await rest
 
 
 def check_sizes(messages: Sequence[tuple[str | None, bytes]], limit_bytes: int) -> None:

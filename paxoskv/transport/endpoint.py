@@ -33,6 +33,7 @@ from paxoskv.transport.base import (
     DropReason,
     TransportStats,
     check_sizes,
+    send_all,
 )
 from paxoskv.transport.frames import (
     HEADER_BYTES,
@@ -206,9 +207,7 @@ class FramedEndpoint(ClosesOnExit):
         A datagram that goes to one address (a known peer, or a multicast group) is sent right
         here, :meth:`_send_now` written out; several addresses take :meth:`_send_now`.
         """
-        rest = self.send_soon(messages)
-        if rest is not None:
-            await rest
+        await send_all(self, messages)
 
     def send_soon(
         self, messages: Sequence[tuple[str | None, bytes]]

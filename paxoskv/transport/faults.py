@@ -32,6 +32,7 @@ from paxoskv.transport.base import (
     Transport,
     TransportStats,
     check_sizes,
+    send_all,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 
@@ -181,9 +182,7 @@ class FaultyTransport(ClosesOnExit):
         return await self._inbox.get()
 
     async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
-        rest = self.send_soon(messages)
-        if rest is not None:
-            await rest
+        await send_all(self, messages)
 
     def send_soon(
         self, messages: Sequence[tuple[str | None, bytes]]

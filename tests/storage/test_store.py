@@ -182,6 +182,19 @@ class _GatedDisk(FaultyDisk):
         super().fsync(handle)
 
 
+def _held_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The group committer's clock, held by the test: ``clock[0]`` is the time it reads."""
+    clock = [100.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(group_commit, "time", Clock)
+    return clock
+
+
 class _SlowDisk(FaultyDisk):
     """Every fsync takes ``fsync_s`` on a clock the test holds."""
 
@@ -283,14 +296,7 @@ def test_sync_here_syncs_on_the_callers_thread_only_when_the_writer_is_idle() ->
 
 def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """Within two syncs' time of the last one the disk is busy: the writer thread batches."""
-    clock = [100.0]
-
-    class Clock:
-        @staticmethod
-        def monotonic() -> float:
-            return clock[0]
-
-    monkeypatch.setattr(group_commit, "time", Clock)
+    clock = _held_clock(monkeypatch)
     disk = _SlowDisk(clock, fsync_s=0.001)
     store = Store.open(None, disk=disk)
     committer = GroupCommitter(store)
@@ -320,14 +326,7 @@ def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPat
 
 
 def test_sync_here_never_waits_on_a_slow_disk(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [100.0]
-
-    class Clock:
-        @staticmethod
-        def monotonic() -> float:
-            return clock[0]
-
-    monkeypatch.setattr(group_commit, "time", Clock)
+    clock = _held_clock(monkeypatch)
     disk = _SlowDisk(clock, fsync_s=0.02)  # a spinning disk's fsync
     store = Store.open(None, disk=disk)
     committer = GroupCommitter(store)
