@@ -213,6 +213,8 @@ class Replica:
             ) from None
 
     async def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.deliver_to(None)  # nothing reaches the engine from here on
         if self._timer is not None:
             self._timer.cancel()
         if self._lazy_sync is not None:
@@ -226,10 +228,8 @@ class Replica:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.transport is not None:
-            self.transport.deliver_to(None)
-            if self._given_transport is None:
-                await self.transport.close()
+        if self.transport is not None and self._given_transport is None:
+            await self.transport.close()
         if self._committer is not None:
             await self._loop.run_in_executor(None, self._committer.close)
         if self.store is not None:
