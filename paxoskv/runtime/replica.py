@@ -1,12 +1,13 @@
 """One replica under asyncio: the engine, its store and its transport, and nothing clever.
 
 Like aioquic's asyncio protocol, this module only feeds the sans-IO core and carries out what
-it returns: every datagram and every timer goes to the engine, every effect is done in order
-(sends queued for one sender task, persists handed to the group committer whose futures
-report durability back, snapshots written off the loop), and one timer is re-armed at the
-engine's next deadline after each step. Decisions live in the engine (``paxoskv.paxos``) or in
-pure policy (``membership.py``); what is left here is plumbing, bootstrapping, and serving
-clients that are not replicas themselves (``serving.py``).
+it returns: every datagram (handed over by the transport as it is drained) and every timer
+goes to the engine, every effect is done in order (sends queued and sent as one burst when the
+step ends, persists handed to the group committer and synced after those sends, snapshots
+written off the loop), and one timer is re-armed at the engine's next deadline after each step.
+Decisions live in the engine (``paxoskv.paxos``) or in pure policy (``membership.py``); what is
+left here is plumbing, bootstrapping, and serving clients that are not replicas themselves
+(``serving.py``).
 """
 
 from __future__ import annotations
