@@ -62,7 +62,6 @@ class GroupCommitter:
         self._closing = False
         self._sync_wanted = False
         self._syncing = False  # a sync is running, on the writer thread or a caller's
-        self._quiet_at = 0.0  # time.monotonic() after which the disk counts as quiet
         self._last_end = time.monotonic()  # when the last sync ended
         self._idle_s = 0.0  # the disk's idle time between syncs, a moving average
         self._last_sync_s = 0.0  # how long the last sync took
@@ -124,9 +123,9 @@ class GroupCommitter:
                 or self._error is not None
                 or self._closing
                 or not self._waiting
-                or time.monotonic() < self._quiet_at
-                or self._idle_s < self._quiet_at - self._last_end
                 or self._last_sync_s > _SLOWEST_SYNC_HERE_S
+                or time.monotonic() < self._last_end + 2 * self._last_sync_s
+                or self._idle_s < 2 * self._last_sync_s
             ):
                 return False
             self._syncing = True
@@ -150,9 +149,8 @@ class GroupCommitter:
         try:
             return self._store.sync()
         finally:
-            self._last_end = ended = time.monotonic()
-            self._last_sync_s = ended - started
-            self._quiet_at = ended + 2 * self._last_sync_s
+            self._last_end = time.monotonic()
+            self._last_sync_s = self._last_end - started
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""
