@@ -570,10 +570,6 @@ class Replica:
 
     # --- what local callers use -------------------------------------------------------------
 
-    async def propose(self, client_id: str, seq: int, command: bytes, timeout_s: float) -> bytes:
-        """Propose one command and wait for its result (the encoded state machine result)."""
-        return await self.submit(client_id, seq, command, timeout_s)
-
     def submit(
         self, client_id: str, seq: int, command: bytes, timeout_s: float
     ) -> Awaitable[bytes]:
