@@ -59,11 +59,10 @@ from paxoskv.paxos.effects import (
 from paxoskv.paxos.membership import configs_implied_by
 from paxoskv.paxos.records import (
     DurableState,
+    SnapshotImage,
     accepted_record,
     chosen_record,
     decode_state_transfer,
-    encode_local_snapshot,
-    encode_state_transfer,
     learned_record,
     promised_record,
 )
@@ -180,7 +179,7 @@ class Engine:
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
         self.last_log_time_ms = durable.last_log_time_ms
         self.known_commit = durable.applied_slot
-        self._transfer: tuple[int, bytes] | None = None
+        self._transfer: tuple[int, SnapshotImage] | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
         # volatile
@@ -539,17 +538,20 @@ class Engine:
     def _take_snapshot(self) -> None:
         """Snapshot state and acceptor together so the journal before it can be dropped."""
         self._flush_persist()
-        transfer = encode_state_transfer(
-            self.applied_slot, self.state.snapshot(), self.configs.entries(), self.last_log_time_ms
-        )
-        self._transfer = (self.applied_slot, transfer)
         durable = DurableState(
             promised=self.promised,
-            accepted=self.accepted,
+            accepted=dict(self.accepted),
             chosen={s: v for s, v in self.values.items() if s > self.applied_slot},
         )
-        blob = encode_local_snapshot(transfer, durable)
-        self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, blob))
+        image = SnapshotImage(
+            self.applied_slot,
+            self.state.snapshot_image(),
+            self.configs.entries(),
+            self.last_log_time_ms,
+            durable,
+        )
+        self._transfer = (self.applied_slot, image)
+        self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
 
@@ -596,7 +598,7 @@ class Engine:
             slot = self._transfer[0] if self._transfer else 0
             self._send(sender, m.CatchupReply((), self.applied_slot, slot))
             return
-        blob = self._transfer[1]
+        blob = self._transfer[1].transfer()  # packed here if the runtime has not yet
         chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
         self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
 

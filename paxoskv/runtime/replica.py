@@ -366,8 +366,10 @@ class Replica:
         assert store is not None
         async with self._snapshot_lock:
             try:
+                # Packed on the worker, not here: see SnapshotImage.
                 await self._loop.run_in_executor(
-                    None, store.write_snapshot, effect.journal_index, effect.blob
+                    None,
+                    lambda: store.write_snapshot(effect.journal_index, effect.image.local_parts()),
                 )
             except StorageError as error:
                 self._fail_stop(error)
