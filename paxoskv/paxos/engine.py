@@ -146,6 +146,7 @@ class Engine:
     _leader_reads_waiting: list[tuple[str, int]]
     _expiring: dict[int, int]
     _own_batches: dict[int, tuple[bytes, Columns]]  # slot -> (value, its columns)
+    _commit_told: int
 
     def __init__(
         self,
@@ -789,6 +790,7 @@ class Engine:
         self._queued = set()
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
+        self._commit_told = 0  # the commit point last multicast, in a Commit or an Accept
         self._heartbeat_sent = {}
         self._acked_seq = {}
         self._member_applied = {}
@@ -831,6 +833,7 @@ class Engine:
         self._next_slot += 1
         self._in_flight[slot] = _InFlight(value, now)
         accept = m.Accept(self._ballot, slot, value, self.applied_slot)
+        self._commit_told = self.applied_slot
         self._effects.append(Broadcast(accept))
         self._on_accept(self.node_id, accept, now)
 
@@ -888,7 +891,6 @@ class Engine:
             slot += 1
         if slot > first:
             self._persist(chosen_record(first, slot - 1))
-            self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
 
     def _noop(self, now: float) -> bytes:
         request = m.Request(_INTERNAL_CLIENT, 0, encode_command(NoOp()))
@@ -1105,6 +1107,11 @@ class Engine:
             if self._leader_reads_waiting:
                 self._start_leader_reads(now)
             self._pump(now)
+            if self.applied_slot > self._commit_told:
+                # Only when no accept just told it: under load every step sends accepts, and
+                # a Commit beside them was one more multicast for everyone to wake up for.
+                self._commit_told = self.applied_slot
+                self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
         if self._pending_records:
             self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
         effects, self._effects = self._effects, []

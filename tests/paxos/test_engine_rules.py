@@ -167,6 +167,41 @@ def test_a_window_of_big_accepted_values_does_not_stop_the_next_election() -> No
     assert [proposed.get(slot) for slot in range(1, 17)] == big  # each value re-proposed
 
 
+def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows() -> None:
+    nodes = {
+        n: Engine(EngineSettings(node_id=n, window_slots=1), random.Random(i), CONFIG)
+        for i, n in enumerate("abc")
+    }
+    now = 0.0
+    while not any(node.is_leader for node in nodes.values()):
+        now = min(node.next_deadline() for node in nodes.values())
+        wire = [
+            w for name, node in nodes.items() for w in _carry_out(name, node, node.tick(now), now)
+        ]
+        while wire:
+            sender, to, message = wire.pop(0)
+            if to in nodes:
+                wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+    name, leader = next((n, e) for n, e in nodes.items() if e.is_leader)
+    follower = next(n for n in nodes if n != name)
+    first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
+    assert not _carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], now), now)
+    # The follower's vote chooses the slot; the request that waited goes out in the next one,
+    # and its accept carries the commit point: no Commit of its own.
+    chosen = _carry_out(
+        name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now
+    )
+    sent = [msg for _, to, msg in chosen if to == follower]
+    assert [type(msg) for msg in sent] == [m.Accept]
+    assert (sent[0].slot, sent[0].commit_upto) == (slot + 1, slot)
+    # Nothing waits after the next one: its commit point goes out alone.
+    last = _carry_out(
+        name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot + 1,)), now), now
+    )
+    assert [msg for _, to, msg in last if to == follower] == [m.Commit(leader.ballot, slot + 1)]
+
+
 def _carry_out(
     name: str, node: Engine, effects: list[object], now: float
 ) -> list[tuple[str, str, m.Message]]:
