@@ -65,6 +65,8 @@ class Replica:
         self._flush_queued = False  # a flush of the outbox is scheduled for this loop turn
         self._draining: asyncio.Task[None] | None = None  # sends waiting for socket room
         self._sync_due = False  # a step persisted records someone waits on
+        self._durable_upto = 0  # the highest sync id reported durable, not yet told the engine
+        self._durable_call_due = False  # a call of _tell_durable is queued on the loop
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -343,14 +345,28 @@ class Replica:
 
     def _synced(self, sync_id: int, _last: int, error: StorageError | None) -> None:
         """Synced here (``sync_here``) or on the writer thread: either way the engine hears
-        of it in a later turn of the loop, never inside the step that is running now."""
+        of it in a later turn of the loop, never inside the step that is running now.
+
+        One sync usually covers two persists of a step (an accept, and the chosen marker
+        its commit point made): the engine hears of both in one step, not one step each.
+        The order keeps that safe across threads: the id is raised before the flag is read
+        here, and the flag is cleared before the id is read in :meth:`_tell_durable`.
+        """
         loop = self._loop
         on_loop = threading.get_ident() == self._loop_thread
         call = loop.call_soon if on_loop else loop.call_soon_threadsafe
         if error is not None:
             call(self._fail_stop, error)
-        else:
-            call(self._durable, sync_id)
+            return
+        if sync_id > self._durable_upto:
+            self._durable_upto = sync_id
+        if not self._durable_call_due:
+            self._durable_call_due = True
+            call(self._tell_durable)
+
+    def _tell_durable(self) -> None:
+        self._durable_call_due = False
+        self._durable(self._durable_upto)
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None

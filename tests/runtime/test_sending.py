@@ -117,3 +117,21 @@ async def _leader_of(cluster: MemoryCluster) -> Node:
     leader = cluster.leader()
     assert leader is not None
     return leader
+
+
+async def test_persists_made_durable_by_one_sync_reach_the_engine_in_one_step(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """One sync usually covers two persists of a step; the engine hears of both at once."""
+    replica = (await _leader_of(memory_cluster)).replica
+    told: list[int] = []
+    real_durable, before = replica._durable, replica._durable_upto
+    replica._durable = told.append  # type: ignore[method-assign]
+    try:
+        replica._synced(before + 1, 0, None)  # two callbacks of one sync, in one loop turn
+        replica._synced(before + 2, 0, None)
+        await eventually(lambda: bool(told), what="the engine to hear")
+        assert told == [before + 2]
+    finally:
+        replica._durable = real_durable  # type: ignore[method-assign]
+        replica._durable_upto = before  # those ids were made up: nothing beyond is durable
