@@ -62,8 +62,7 @@ def apply_plain_sets(
     # or a float equal to it is not it. A str out of msgpack is valid UTF-8, so any non-empty
     # one is a valid key.
     if (
-        tags.count(SET) != count
-        or leases.count(None) != count
+        leases.count(None) != count
         or not all(map(is_, tags, repeat(SET)))
         or set(map(type, keys)) != _STR
         or not all(keys)
@@ -72,16 +71,24 @@ def apply_plain_sets(
     dedup = machine._dedup
     window = dedup.window_requests
     record = dedup._clients.get(client_id)
-    results: dict[int, Kept] = {} if record is None else record.results
     # Seqs distinct, none kept or stale, none making the table prune (see the module docstring).
-    highest = max(-1 if record is None else record.highest_seq, max(seqs))
-    if (
-        min(seqs) <= highest - window
-        or count > window  # the table could prune twice in the slot
-        or not results.keys().isdisjoint(seqs)
-        or len(set(seqs)) != count
-    ):
+    if count > window:  # the table could prune twice in the slot
         return None
+    previous_highest = -1 if record is None else record.highest_seq
+    first_seq = seqs[0]
+    if first_seq > previous_highest and seqs == list(range(first_seq, first_seq + count)):
+        # The usual slot: a pipelining client's next seqs in order. All above every kept seq
+        # (none kept, none stale) and distinct; one comparison instead of four passes.
+        highest = first_seq + count - 1
+    else:
+        results: dict[int, Kept] = {} if record is None else record.results
+        highest = max(previous_highest, max(seqs))
+        if (
+            min(seqs) <= highest - window
+            or not results.keys().isdisjoint(seqs)
+            or len(set(seqs)) != count
+        ):
+            return None
 
     # Checked: from here on every request is applied, in order, as the general loop would.
     client = dedup.touch(client_id, machine._log_time_ms)
