@@ -27,7 +27,7 @@ from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from paxoskv.state.commands import SET
-from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept
+from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept, SetRun
 from paxoskv.state.results import WRITTEN
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ def apply_plain_sets(
         return None
     previous_highest = -1 if record is None else record.highest_seq
     first_seq = seqs[0]
-    if first_seq > previous_highest and seqs == list(range(first_seq, first_seq + count)):
+    in_order = first_seq > previous_highest and seqs == list(range(first_seq, first_seq + count))
+    if in_order:
         # The usual slot: a pipelining client's next seqs in order. All above every kept seq
         # (none kept, none stale) and distinct; one comparison instead of four passes.
         highest = first_seq + count - 1
@@ -114,7 +115,10 @@ def apply_plain_sets(
     answers: list[tuple[ClientId, int, bytes]] = []
     kept: list[Kept]
     if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
-        kept = list(zip(revisions, prevs, strict=True))
+        if in_order:  # one entry shared by every seq: no tuple per request to make and free
+            kept = [SetRun(first_seq, first, prevs)] * count
+        else:
+            kept = list(zip(revisions, prevs, strict=True))
     elif all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
         rows: Any = map(list, prevs)  # type: ignore[arg-type]  # no None among them
         wires = zip(repeat(WRITTEN), revisions, rows, strict=False)  # ``repeat`` never ends
