@@ -8,8 +8,11 @@ command is a plain Set, whether its result is wanted, whether the dedup table mu
 70 bytecodes a command, on every replica. Here those questions are asked once for the whole
 slot, by C-level passes over its columns (``zip(*items)`` splits the commands into tags, keys,
 values and leases), and the loop that remains only writes the rows; the dedup entries go in
-by one ``update`` and the history records the slot's columns as one entry. Results for a
-waiting client are packed by one ``map``.
+by one ``update`` (on a follower, every seq of an in-order slot maps to one shared
+:class:`~paxoskv.state.dedup.SetRun`) and the history records the slot's columns as one entry.
+Seqs that continue the client's last ones in order, as a pipelining client sends them, are
+proved new, distinct and in the window by one list comparison. Results for a waiting client
+are packed by one comprehension.
 
 The state, answers and snapshot bytes are exactly the general loop's (the tests hold the two
 to each other): the slot is taken here only when that loop would take its plain-Set branch for
@@ -119,10 +122,12 @@ def apply_plain_sets(
             kept = [SetRun(first_seq, first, prevs)] * count
         else:
             kept = list(zip(revisions, prevs, strict=True))
-    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
-        rows: Any = map(list, prevs)  # type: ignore[arg-type]  # no None among them
-        wires = zip(repeat(WRITTEN), revisions, rows, strict=False)  # ``repeat`` never ends
-        kept = list(map(machine._pack, map(list, wires)))
+    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: packs them all
+        pack = machine._pack
+        # A comprehension building each list in place costs less than maps of list() over
+        # zipped tuples (callgrind: some 450 instructions a command less).
+        rows: list[Row] = prevs  # type: ignore[assignment]  # no None among them
+        kept = [pack([WRITTEN, rev, [*row]]) for rev, row in zip(revisions, rows, strict=True)]
         answers = list(zip(client_ids, seqs, kept, strict=True))  # type: ignore[arg-type]
     else:
         kept = list(zip(revisions, prevs, strict=True))
