@@ -460,8 +460,10 @@ class Engine:
             # answers become Answer effects as they are (the same three fields). A request
             # twice in one slot is answered (and applied) once: its second pop finds nothing.
             popped = list(map(waiting.pop, map(_request_id_of, answers), repeat(None)))
-            if None in popped:
-                answers = list(compress(answers, popped))  # a Request is a non-empty tuple
+            # A Request is a non-empty tuple, so truth tells it from None; ``None in popped``
+            # would compare each Request with None the long way (no identity shortcut).
+            if not all(popped):
+                answers = list(compress(answers, popped))
             self._effects.extend(map(_new_tuple, repeat(Answer), answers))
         after = self.state.configuration
         if after is not before and after != before:

@@ -122,7 +122,7 @@ def apply_plain_sets(
             kept = [SetRun(first_seq, first, prevs)] * count
         else:
             kept = list(zip(revisions, prevs, strict=True))
-    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: packs them all
+    elif all(wanted) and all(prevs):  # the leader, overwriting keys (a row is a non-empty tuple)
         pack = machine._pack
         # A comprehension building each list in place costs less than maps of list() over
         # zipped tuples (callgrind: some 450 instructions a command less).
