@@ -51,6 +51,7 @@ def instructions(commands: int, encode: int, batch: int, value_bytes: int) -> in
             code,
         ],
         env=env,
+        cwd=_HERE.parent,  # ``python -c`` imports from its directory first: this checkout's code
         capture_output=True,
         text=True,
         check=True,
