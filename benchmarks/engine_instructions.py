@@ -1,19 +1,20 @@
 """Instructions per command through ``engine.py``'s cluster, counted by callgrind.
 
-Wall-clock figures on a shared 2-core VM swing by a third from run to run; instruction counts
-do not. This runs ``engine.py``'s ``measure`` under ``valgrind --tool=callgrind`` twice, with a
-small and a large number of commands and everything else the same (``PYTHONHASHSEED=0``), and
-divides the difference in instructions by the difference in commands: the cost of one command
-with start-up, imports, the election, the clients' encoding of their commands (both runs
-encode as many) and the teardown at exit (the child leaves by ``os._exit``) left out. Both runs
-are past the first 10,000 commands, which create the benchmark's keys, so the difference is
-the steady state the benchmark spends nearly all its time in: every Set overwrites a key, and
-the watch history and dedup table are full. (At batch 1 the defaults, 300 and 900, are kept
-small for callgrind's sake, so there every Set creates its key.)
+Wall-clock figures on a shared 2-core VM swing by a factor of five from run to run;
+instruction counts do not. This runs ``engine.py``'s ``measure`` under ``valgrind
+--tool=callgrind`` twice, with a small and a large number of commands and everything else the
+same (``PYTHONHASHSEED=0``), and divides the difference in instructions by the difference in
+commands: the cost of one command with start-up, imports, the election, the clients' encoding
+of their commands (both runs encode as many) and the teardown at exit (the child leaves by
+``os._exit``) left out. Both runs are past the first 10,000 commands, which create the
+benchmark's keys, so the difference is the steady state the benchmark spends nearly all its
+time in: every Set overwrites a key, and the watch history and dedup table are full. (At batch
+1 the defaults, 300 and 900, are kept small for callgrind's sake, so there every Set creates
+its key.)
 
     python benchmarks/engine_instructions.py [--batch 100] [--small 15000] [--large 30000]
 
-Needs valgrind. Takes about a minute at batch 100 (callgrind runs Python some 50 times slower).
+Needs valgrind. Takes some minutes at batch 100 (callgrind runs Python some 50 times slower).
 """
 
 from __future__ import annotations
