@@ -76,11 +76,21 @@ class Cluster:
         return "a"
 
 
-def measure(commands: int, batch: int, value_bytes: int) -> tuple[float, float]:
+def encoded_sets(commands: int, value_bytes: int) -> list[bytes]:
+    """The clients' encoded commands: Sets of ``value_bytes`` to 10,000 keys in turn."""
+    value = "x" * value_bytes
+    return [encode_command(Set(f"key{i % 10_000}", value)) for i in range(commands)]
+
+
+def measure(
+    commands: int, batch: int, value_bytes: int, encoded: list[bytes] | None = None
+) -> tuple[float, float]:
+    """Commands/s and messages per command; ``encoded`` (at least ``commands`` long) saves
+    encoding the commands here."""
     cluster = Cluster(window_slots=16)
     leader = cluster.elect()
-    value = "x" * value_bytes
-    encoded = [encode_command(Set(f"key{i % 10_000}", value)) for i in range(commands)]
+    if encoded is None:
+        encoded = encoded_sets(commands, value_bytes)
     started = time.perf_counter()
     seq = 0
     while seq < commands:

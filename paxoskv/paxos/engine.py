@@ -39,7 +39,6 @@ from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
 from paxoskv.paxos.batches import (
     Columns,
     batch_size_bytes,
-    check_columns,
     encode_batch,
     pack_batch,
     read_batch,
@@ -67,6 +66,7 @@ from paxoskv.paxos.records import (
     promised_record,
 )
 from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
+from paxoskv.state.machine import MAX_LOG_TIME_MS
 from paxoskv.state.wire import UINT64_MAX
 
 Consistency = str  # "linearizable" | "leader" | "local"
@@ -523,8 +523,10 @@ class Engine:
             # answers become Answer effects as they are (the same three fields). A request
             # twice in one slot is answered (and applied) once: its second pop finds nothing.
             popped = list(map(waiting.pop, map(_request_id_of, answers), repeat(None)))
-            if None in popped:
-                answers = list(compress(answers, popped))  # a Request is a non-empty tuple
+            # A Request is a non-empty tuple, so truth tells it from None; ``None in popped``
+            # would compare each Request with None the long way (no identity shortcut).
+            if not all(popped):
+                answers = list(compress(answers, popped))
             self._effects.extend(map(_new_tuple, repeat(Answer), answers))
         after = self.state.configuration
         if after is not before and after != before:
@@ -898,12 +900,13 @@ class Engine:
             log_time_ms = self._log_time_ms(now)
             client_ids, seqs, commands = map(list, zip(*batch, strict=True))
             value, items = pack_batch(log_time_ms, client_ids, seqs, commands)
-            try:
-                check_columns(log_time_ms, client_ids, seqs, items)
-            except m.MalformedMessage:  # the replicas refuse it: so do we; its requests are
-                self._queued.difference_update(zip(client_ids, seqs, strict=True))  # come again
-            else:
+            # The columns pass ``check_columns`` but for the log time: every request was
+            # checked as it came in (``_check_requests`` in propose and on a Forward, the codec
+            # on the wire), the engine's own are well formed, and pack_batch made the items.
+            if log_time_ms <= MAX_LOG_TIME_MS:
                 self._own_batches[self._next_slot] = (value, (log_time_ms, client_ids, seqs, items))
+            else:  # the replicas refuse it: so do we, and its requests are free to come again
+                self._queued.difference_update(zip(client_ids, seqs, strict=True))
             self._propose_slot(value, now)
 
     def _on_accepted(self, sender: str, msg: m.Accepted, now: float) -> None:
@@ -1023,7 +1026,11 @@ class Engine:
         self._observe(msg.promised)
 
     def _on_forward(self, sender: str, msg: m.Forward, now: float) -> None:
-        if self.role is Role.LEADER:
+        if self.role is Role.LEADER and msg.requests:
+            try:  # the codec checked them; a caller that skips it (a test) must not skip this
+                _check_requests(msg.requests)
+            except ValueError:
+                return  # a batch with it would be refused by every replica: drop the message
             self._enqueue(msg.requests)
 
     # --- reads -------------------------------------------------------------------------------

@@ -19,15 +19,19 @@ longest idle, and forgetting is a pop from the front.
 A result is kept *unencoded* until someone needs its bytes (a duplicate arrives, a snapshot or a
 digest is taken): most results are never asked for again, and on a replica with no local client
 waiting, packing each one would be most of the cost of applying a write. The kept form is the
-result's wire array, or ``(revision, previous_row)`` for a plain Set; the rows and values it
-refers to are immutable, so the bytes made later are the bytes that would have been made at
-once, and they replace the kept form when made (each result is packed at most once).
+result's wire array, ``(revision, previous_row)`` for a plain Set, or, for a slot of one
+client's plain Sets with consecutive seqs (the usual busy slot), one :class:`SetRun` that every
+seq of the slot maps to, so a follower makes and later frees one object per slot instead of a
+tuple per request. The rows and values they refer to are immutable, so the bytes made later are
+the bytes that would have been made at once, and they replace the kept form when made (each
+result is packed at most once).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final, TypeAlias
@@ -36,21 +40,40 @@ from paxoskv.state.results import WRITTEN, row_to_wire
 from paxoskv.state.wire import pack
 
 ClientId = str
-Kept: TypeAlias = bytes | list[Any] | tuple[int, Any]
-"""A kept result: its bytes, its wire array, or ``(revision, previous_row)`` of a Set."""
+
+
+class SetRun:
+    """The results of one client's plain Sets with seqs ``first_seq`` on, one per seq: seq
+    ``first_seq + i`` wrote revision ``first_revision + i`` over ``prev_rows[i]`` (None: the key
+    was new). Shared by all those seqs in the client's table; read-only once made."""
+
+    __slots__ = ("first_revision", "first_seq", "prev_rows")
+
+    def __init__(self, first_seq: int, first_revision: int, prev_rows: Sequence[Any]) -> None:
+        self.first_seq = first_seq
+        self.first_revision = first_revision
+        self.prev_rows = prev_rows
+
+
+Kept: TypeAlias = bytes | list[Any] | tuple[int, Any] | SetRun
+"""A kept result: its bytes, its wire array, ``(revision, previous_row)`` of a Set, or the
+:class:`SetRun` it belongs to."""
 
 STALE: Final = b""
 """Returned by :meth:`DedupTable.check` for a seq older than the window (a real encoded result
 is never empty, so the empty bytes are free to mean this)."""
 
 
-def encode_kept(kept: Kept) -> bytes:
-    """The bytes of a kept result (see the module docstring for the forms)."""
+def encode_kept(kept: Kept, seq: int) -> bytes:
+    """The bytes of the kept result of ``seq`` (see the module docstring for the forms)."""
     if isinstance(kept, bytes):
         return kept
     if isinstance(kept, tuple):
         revision, prev = kept
         return pack([WRITTEN, revision, row_to_wire(prev)])
+    if isinstance(kept, SetRun):
+        index = seq - kept.first_seq
+        return pack([WRITTEN, kept.first_revision + index, row_to_wire(kept.prev_rows[index])])
     return pack(kept)
 
 
@@ -67,7 +90,7 @@ class ClientRecord:
         kept = self.results.get(seq)
         if kept is None or isinstance(kept, bytes):
             return kept
-        encoded = self.results[seq] = encode_kept(kept)
+        encoded = self.results[seq] = encode_kept(kept, seq)
         return encoded
 
     def encoded_results(self) -> dict[int, bytes]:
@@ -75,7 +98,7 @@ class ClientRecord:
         results = self.results
         for seq, kept in results.items():
             if type(kept) is not bytes:
-                results[seq] = encode_kept(kept)  # replacing a value keeps the dict's order
+                results[seq] = encode_kept(kept, seq)  # replacing a value keeps the dict's order
         return results  # type: ignore[return-value]
 
 

@@ -394,7 +394,7 @@ class KVStateMachine:
                 kept = self._execute_encoded(wire)
                 revision = self._revision
                 if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
-                    kept = encode_kept(kept)
+                    kept = encode_kept(kept, seq)
                     answers.append((client_id, seq, kept))
             if client_id:
                 results[seq] = kept

@@ -8,8 +8,11 @@ command is a plain Set, whether its result is wanted, whether the dedup table mu
 70 bytecodes a command, on every replica. Here those questions are asked once for the whole
 slot, by C-level passes over its columns (``zip(*items)`` splits the commands into tags, keys,
 values and leases), and the loop that remains only writes the rows; the dedup entries go in
-by one ``update`` and the history records the slot's columns as one entry. Results for a
-waiting client are packed by one ``map``.
+by one ``update`` (on a follower, every seq of an in-order slot maps to one shared
+:class:`~paxoskv.state.dedup.SetRun`) and the history records the slot's columns as one entry.
+Seqs that continue the client's last ones in order, as a pipelining client sends them, are
+proved new, distinct and in the window by one list comparison. Results for a waiting client
+are packed by one comprehension.
 
 The state, answers and snapshot bytes are exactly the general loop's (the tests hold the two
 to each other): the slot is taken here only when that loop would take its plain-Set branch for
@@ -27,7 +30,7 @@ from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from paxoskv.state.commands import SET
-from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept
+from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept, SetRun
 from paxoskv.state.results import WRITTEN
 
 if TYPE_CHECKING:
@@ -62,8 +65,7 @@ def apply_plain_sets(
     # or a float equal to it is not it. A str out of msgpack is valid UTF-8, so any non-empty
     # one is a valid key.
     if (
-        tags.count(SET) != count
-        or leases.count(None) != count
+        leases.count(None) != count
         or not all(map(is_, tags, repeat(SET)))
         or set(map(type, keys)) != _STR
         or not all(keys)
@@ -72,16 +74,25 @@ def apply_plain_sets(
     dedup = machine._dedup
     window = dedup.window_requests
     record = dedup._clients.get(client_id)
-    results: dict[int, Kept] = {} if record is None else record.results
     # Seqs distinct, none kept or stale, none making the table prune (see the module docstring).
-    highest = max(-1 if record is None else record.highest_seq, max(seqs))
-    if (
-        min(seqs) <= highest - window
-        or count > window  # the table could prune twice in the slot
-        or not results.keys().isdisjoint(seqs)
-        or len(set(seqs)) != count
-    ):
+    if count > window:  # the table could prune twice in the slot
         return None
+    previous_highest = -1 if record is None else record.highest_seq
+    first_seq = seqs[0]
+    in_order = first_seq > previous_highest and seqs == list(range(first_seq, first_seq + count))
+    if in_order:
+        # The usual slot: a pipelining client's next seqs in order. All above every kept seq
+        # (none kept, none stale) and distinct; one comparison instead of four passes.
+        highest = first_seq + count - 1
+    else:
+        results: dict[int, Kept] = {} if record is None else record.results
+        highest = max(previous_highest, max(seqs))
+        if (
+            min(seqs) <= highest - window
+            or not results.keys().isdisjoint(seqs)
+            or len(set(seqs)) != count
+        ):
+            return None
 
     # Checked: from here on every request is applied, in order, as the general loop would.
     client = dedup.touch(client_id, machine._log_time_ms)
@@ -107,11 +118,16 @@ def apply_plain_sets(
     answers: list[tuple[ClientId, int, bytes]] = []
     kept: list[Kept]
     if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
-        kept = list(zip(revisions, prevs, strict=True))
-    elif all(wanted) and None not in prevs:  # the leader, overwriting keys: one map packs all
-        rows: Any = map(list, prevs)  # type: ignore[arg-type]  # no None among them
-        wires = zip(repeat(WRITTEN), revisions, rows, strict=False)  # ``repeat`` never ends
-        kept = list(map(machine._pack, map(list, wires)))
+        if in_order:  # one entry shared by every seq: no tuple per request to make and free
+            kept = [SetRun(first_seq, first, prevs)] * count
+        else:
+            kept = list(zip(revisions, prevs, strict=True))
+    elif all(wanted) and all(prevs):  # the leader, overwriting keys (a row is a non-empty tuple)
+        pack = machine._pack
+        # A comprehension building each list in place costs less than maps of list() over
+        # zipped tuples (callgrind: some 450 instructions a command less).
+        rows: list[Row] = prevs  # type: ignore[assignment]  # no None among them
+        kept = [pack([WRITTEN, rev, [*row]]) for rev, row in zip(revisions, rows, strict=True)]
         answers = list(zip(client_ids, seqs, kept, strict=True))  # type: ignore[arg-type]
     else:
         kept = list(zip(revisions, prevs, strict=True))

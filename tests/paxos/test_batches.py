@@ -59,6 +59,8 @@ def test_random_bytes_read_as_a_batch_or_raise_malformed_only(data: bytes) -> No
         [2**62 + 1, ["c"], [1], [b""]],  # a log time the state machine would refuse
         [1, ["c", "d"], [1], [b""]],  # columns of different lengths
         [1, [b"c"], [1], [b""]],  # a client id that is not a str
+        [1, ["c", "c", 7], [1, 2, 3], [b"", b"", b""]],  # one client id of three not a str
+        [1, ["c", b"c"], [1, 2], [b"", b""]],  # the same id, once as bytes
         [1, ["c"], [-1], [b""]],  # a negative seq
         [1, ["c"], [False], [b""]],  # a bool seq
         [1, ["c"], [1], ["not bytes"]],  # an item neither bytes nor an array

@@ -232,3 +232,21 @@ def test_a_busy_slot_of_one_client_is_the_same_as_its_commands_one_by_one(
     assert batched.events_since(batched.history_floor_revision) == one_by_one.events_since(
         one_by_one.history_floor_revision
     )
+
+
+def test_a_retry_of_a_follower_slot_kept_as_one_run_gets_the_bytes_of_applying_it_alone() -> None:
+    """A follower keeps an in-order slot of plain Sets as one shared entry; a retry, a peek and a
+    snapshot then see what one result per request would have given."""
+    runs, one_by_one = (KVStateMachine(Configuration(frozenset({"a"}))) for _ in range(2))
+    commands_ = [encode_command(Set(f"k{i % 3}", i)) for i in range(8)]
+    seqs = list(range(40, 48))
+    runs.apply_items(["c"] * 8, seqs, [_item(c) for c in commands_], 5, checked=True)
+    for seq, command in zip(seqs, commands_, strict=True):
+        one_by_one.apply_encoded(command, 5, client_id="c", seq=seq)
+    assert runs.cached_result("c", 41) == one_by_one.cached_result("c", 41)
+    [(_, _, retried)] = runs.apply_items(
+        ["c"], [46], [_item(commands_[6])], 6, answer={("c", 46)}, checked=True
+    )
+    assert retried == one_by_one.apply_encoded(commands_[6], 6, client_id="c", seq=46)
+    assert runs.snapshot() == one_by_one.snapshot()
+    assert runs.digest() == one_by_one.digest()
