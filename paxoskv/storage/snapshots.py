@@ -76,12 +76,24 @@ def write_snapshot_file(
     disk.fsync_dir()
 
 
-def check_snapshot(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
-    """Check a whole snapshot without holding it in memory; return its header."""
+def check_snapshot(
+    disk: Disk, covered_index: int, cipher: RecordCipher | None, *, keep_up_to: int = 0
+) -> tuple[FileHeader, list[bytes] | None]:
+    """Check a whole snapshot; return its header, and its blob in chunks if it is small.
+
+    A blob of at most ``keep_up_to`` bytes is kept as it is checked, so that whoever loads
+    it next gets the very bytes the check passed instead of reading and checking the file a
+    second time (a restarted node's start-up did both, for as long again as the read). A
+    bigger one is not held: it is checked in chunks and read again when asked for.
+    """
     header = read_snapshot_header(disk, covered_index, cipher)
-    for _ in iter_snapshot_blob(disk, covered_index, header, cipher):
-        pass
-    return header
+    keep = header.body_length <= keep_up_to
+    chunks = [
+        chunk
+        for chunk in iter_snapshot_blob(disk, covered_index, header, cipher)
+        if keep  # every chunk is checked either way: the last step is the check itself
+    ]
+    return header, chunks if keep else None
 
 
 def read_snapshot_header(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
