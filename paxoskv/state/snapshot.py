@@ -63,7 +63,9 @@ class RestoredState:
 
 def _flat_rows(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
     flat = list(chain.from_iterable(rows))
-    flat[0::ROW_FIELDS] = [key_to_wire(key) for key in flat[0::ROW_FIELDS]]
+    keys = flat[0::ROW_FIELDS]
+    if tuple in set(map(type, keys)):  # str and bytes keys travel as they are: no call per key
+        flat[0::ROW_FIELDS] = [key_to_wire(key) for key in keys]
     return flat
 
 
