@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from paxoskv.errors import ConfigurationError, CorruptData, WrongEncryptionKey
-from paxoskv.storage.cipher import InvalidTag, RecordCipher
+from paxoskv.storage.cipher import RecordCipher, invalid_tag
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
@@ -203,7 +203,7 @@ def _decrypt(
     for ciphertext in payloads:
         try:
             plain.append(cipher.open(header.salt, index - segment.first_index, index, ciphertext))
-        except InvalidTag:
+        except invalid_tag():
             raise CorruptData(
                 path, offset, f"record {index} does not decrypt: it was altered after writing"
             ) from None

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator
 
 from paxoskv.errors import CorruptData
-from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, InvalidTag, RecordCipher
+from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher, invalid_tag
 from paxoskv.storage.crc import crc32c, crc32c_extend
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.headers import (
@@ -130,7 +130,7 @@ def read_snapshot(
         return body
     try:
         return cipher.open(header.salt, 0, covered_index, body)
-    except InvalidTag:
+    except invalid_tag():
         raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
 
 
@@ -166,7 +166,7 @@ def iter_snapshot_blob(
     if decryptor is not None:
         try:
             decryptor.finalize()
-        except InvalidTag:
+        except invalid_tag():
             raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
 
 

@@ -20,10 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from hmac import compare_digest
-from typing import Any, cast
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import (
@@ -44,10 +41,14 @@ from paxoskv.transport.frames import (
     FrameKind,
     FrameOpener,
     FrameSealer,
+    invalid_tag,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
 from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES
+
+if TYPE_CHECKING:  # cryptography is imported by the codec, with a secret only (frames.py)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paxoskv.transport.sockio import DatagramSocket
 
 __all__ = ["FramedEndpoint", "default_incarnation"]
@@ -71,7 +72,7 @@ _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-lev
 # A data frame's header as the straight receive path knows it (FramedEndpoint._remember):
 # the ids' bytes, the sender id, where the body starts, the source address, the incarnation,
 # and the sender's AES-GCM cipher when that is the protection.
-_KnownHeader = tuple[bytes, str, int, Address, int, AESGCM | None]
+_KnownHeader: TypeAlias = "tuple[bytes, str, int, Address, int, AESGCM | None]"
 _KNOWN_HEADERS = 1024
 _NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
@@ -347,7 +348,7 @@ class FramedEndpoint(ClosesOnExit):
                         datagram[header_end:],
                         datagram[:header_end],
                     )
-                except InvalidTag:
+                except invalid_tag():
                     self._refused(DropReason.BAD_TAG, address)
                     continue
             else:
