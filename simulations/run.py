@@ -37,6 +37,11 @@ class RunOptions:
     engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
 
 
+# The engine's message limit, by seed: small limits split promises into many parts (some cut
+# short), batches into many slots and snapshots into many chunks, so those paths see faults too.
+MESSAGE_BYTES = (48_000, 48_000, 2_000, 250)
+
+
 @dataclass
 class RunResult:
     seed: int
@@ -53,7 +58,10 @@ def run_seed(
     seed: int, options: RunOptions | None = None, trace: Callable[[str], None] | None = None
 ) -> RunResult:
     options = options or RunOptions()
-    world = World(seed, options.nodes, trace=trace, engine_class=options.engine_class)
+    settings = {"max_message_bytes": MESSAGE_BYTES[seed % len(MESSAGE_BYTES)]}
+    world = World(
+        seed, options.nodes, settings=settings, trace=trace, engine_class=options.engine_class
+    )
     try:
         return _run(world, options)
     except SimulationFailure as failure:

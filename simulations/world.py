@@ -216,7 +216,7 @@ class World:
                     node.sync_due = due
                     self.scheduler.at(due, self._sync, node, node.incarnation)
             elif isinstance(effect, fx.SaveSnapshot):
-                store.write_snapshot(effect.journal_index, effect.blob)
+                store.write_snapshot(effect.journal_index, effect.image.local_parts())
             elif isinstance(effect, fx.Answer):
                 self.on_answer(node.node_id, effect)
             elif isinstance(effect, fx.ReadReady):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from paxoskv.paxos.messages import Message
+from paxoskv.paxos.records import SnapshotImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +48,15 @@ class Persist:
 
 @dataclass(frozen=True, slots=True)
 class SaveSnapshot:
-    """Write ``blob`` as a snapshot covering every journal record up to ``journal_index``."""
+    """Write ``image`` as a snapshot covering every journal record up to ``journal_index``.
+
+    Packing the image takes long for a large state: do it off the thread that steps the
+    engine (``image.local_parts()`` on a worker), as :class:`SnapshotImage` explains.
+    """
 
     journal_index: int
     slot: int
-    blob: bytes
+    image: SnapshotImage
 
 
 class Answer(NamedTuple):

@@ -26,7 +26,6 @@ the runtime reports the matching :class:`Persist` durable. Nothing leaves early.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -60,11 +59,10 @@ from paxoskv.paxos.effects import (
 from paxoskv.paxos.membership import configs_implied_by
 from paxoskv.paxos.records import (
     DurableState,
+    SnapshotImage,
     accepted_record,
     chosen_record,
     decode_state_transfer,
-    encode_local_snapshot,
-    encode_state_transfer,
     learned_record,
     promised_record,
 )
@@ -136,9 +134,11 @@ class Engine:
 
     # Volatile proposer state, reset by _reset_proposer whenever a term ends.
     _promises: dict[str, m.Promise]
+    _promise_parts: dict[str, dict[int, m.Promise]]  # sender -> first slot -> part
     _in_flight: dict[int, _InFlight]
     _pending: deque[m.Request]
     _pending_bytes: int
+    _queued: set[tuple[str, int]]  # ids of requests pending or proposed in this term, unapplied
     _heartbeat_sent: dict[int, float]
     _acked_seq: dict[str, int]
     _member_applied: dict[str, int]
@@ -146,6 +146,7 @@ class Engine:
     _leader_reads_waiting: list[tuple[str, int]]
     _expiring: dict[int, int]
     _own_batches: dict[int, tuple[bytes, Columns]]  # slot -> (value, its columns)
+    _commit_told: int
 
     def __init__(
         self,
@@ -179,7 +180,7 @@ class Engine:
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
         self.last_log_time_ms = durable.last_log_time_ms
         self.known_commit = durable.applied_slot
-        self._transfer: tuple[int, bytes] | None = None
+        self._transfer: tuple[int, SnapshotImage] | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
         # volatile
@@ -199,6 +200,8 @@ class Engine:
         # The ids of the requests proposed since the last retry period, a list per call: made
         # into a set only when a retry period asks, not on every propose.
         self._sent_recently: list[list[tuple[str, int]]] = []
+        self._retry_round = 0
+        self._resends: dict[tuple[str, int], tuple[int, int]] = {}  # id -> (times, next round)
         self._retry_at = now + settings.request_retry_s
         self._catchup_retry_at = 0.0
         self._download: tuple[int, bytearray] | None = None
@@ -280,14 +283,27 @@ class Engine:
 
         Only those: a request sent a moment ago is not lost, just queued behind others, and
         resending every waiting request each period turned a deep queue (many clients, big
-        values) into a storm of duplicates that the leader then had to replicate. A request
-        lost on the way is sent again within two periods.
+        values) into a storm of duplicates. A request lost on the way is sent again within two
+        periods; one still unanswered after that waits twice as many periods before each next
+        resend (up to :data:`_MOST_RETRY_PERIODS`), since a leader with a queue longer than
+        a period drains it no faster for being sent it again. A new leader gets everything at
+        once (:meth:`_set_leader`) and the waits start over.
         """
         recent = set(chain.from_iterable(self._sent_recently))
         self._sent_recently = []
-        self._to_forward.update(
-            (key, request) for key, request in self._local_waiting.items() if key not in recent
-        )
+        self._retry_round = now_round = self._retry_round + 1
+        waiting = self._local_waiting
+        resends = self._resends
+        for key in [key for key in resends if key not in waiting]:
+            del resends[key]  # answered or given up
+        due = self._to_forward
+        for key, request in waiting.items():
+            if key in recent:
+                continue
+            times, next_round = resends.get(key, (0, now_round))
+            if next_round <= now_round:
+                due[key] = request
+                resends[key] = (times + 1, now_round + min(2 << times, _MOST_RETRY_PERIODS))
 
     def cancel(self, client_id: str, seq: int) -> None:
         """The client gave up waiting; forget it (the command may still be applied)."""
@@ -373,27 +389,45 @@ class Engine:
         if msg.ballot > self.promised:
             self.promised = msg.ballot
             self._persist(promised_record(msg.ballot))
-        entries, truncated = self._promise_entries(msg.from_slot)
-        reply = m.Promise(msg.ballot, msg.from_slot, entries, self.applied_slot, truncated)
-        self._hold(sender, reply)
+        for part in self._promise_parts_for(msg.ballot, msg.from_slot):
+            self._hold(sender, part)
 
-    def _promise_entries(self, from_slot: int) -> tuple[tuple[m.PromiseEntry, ...], bool]:
+    def _promise_parts_for(self, ballot: Ballot, from_slot: int) -> list[m.Promise]:
+        """The promise's report of accepted values, in parts that each fit a message.
+
+        A window of slots of big values does not fit one datagram, and a promise cut short
+        used to send the candidate off to catch up on slots nobody had chosen: no leader
+        could be elected again (seen with 8 KB values, 16 slots in flight). More than
+        :data:`_MOST_PROMISE_WINDOWS` windows' worth means the candidate is far behind: it
+        gets ``truncated`` and catches up before it campaigns again.
+        """
+        limit = self.settings.max_message_bytes
+        most_parts = _MOST_PROMISE_WINDOWS * self.settings.window_slots
+        parts: list[m.Promise] = []
         entries: list[m.PromiseEntry] = []
         size = 0
+        first = from_slot
         slots = sorted(s for s in set(self.accepted) | set(self.values) if s >= from_slot)
         for slot in slots:
             chosen = self.values.get(slot)
-            ballot, value = self.accepted.get(slot, (ZERO_BALLOT, b""))
+            ballot_of, value = self.accepted.get(slot, (ZERO_BALLOT, b""))
             if chosen is not None:
                 value = chosen
             # An entry costs its value, its ballot's node id (up to 64 bytes) and at most 32
             # more: at a message limit 1 KB under the datagram's, a guess that leaves the id
             # out made a Promise of many small entries too big to send.
-            size += len(value) + len(ballot.node_id) + 32
-            if size > self.settings.max_message_bytes:
-                return tuple(entries), True
-            entries.append(m.PromiseEntry(slot, ballot, value, chosen is not None))
-        return tuple(entries), False
+            cost = len(value) + len(ballot_of.node_id) + 32
+            if entries and size + cost > limit:
+                if len(parts) + 1 >= most_parts:
+                    return [m.Promise(ballot, from_slot, (), self.applied_slot, True)]
+                parts.append(
+                    m.Promise(ballot, first, tuple(entries), self.applied_slot, False, slot - 1)
+                )
+                entries, size, first = [], 0, slot
+            entries.append(m.PromiseEntry(slot, ballot_of, value, chosen is not None))
+            size += cost
+        parts.append(m.Promise(ballot, first, tuple(entries), self.applied_slot, False))
+        return parts
 
     def _on_accept(self, sender: str, msg: m.Accept, now: float) -> None:
         self._observe(msg.ballot)
@@ -458,6 +492,8 @@ class Engine:
 
     def _apply_slot(self, slot: int, value: bytes) -> None:
         own = self._own_batches.pop(slot, None)
+        if own is not None:  # its requests are applied now (or lost, if another value won)
+            self._queued.difference_update(zip(own[1][1], own[1][2], strict=True))
         try:
             # A batch this node proposed (the very bytes) is applied from the columns it was
             # packed from, checked alike: a leader does not decode its own batches again.
@@ -518,17 +554,20 @@ class Engine:
     def _take_snapshot(self) -> None:
         """Snapshot state and acceptor together so the journal before it can be dropped."""
         self._flush_persist()
-        transfer = encode_state_transfer(
-            self.applied_slot, self.state.snapshot(), self.configs.entries(), self.last_log_time_ms
-        )
-        self._transfer = (self.applied_slot, transfer)
         durable = DurableState(
             promised=self.promised,
-            accepted=self.accepted,
+            accepted=dict(self.accepted),
             chosen={s: v for s, v in self.values.items() if s > self.applied_slot},
         )
-        blob = encode_local_snapshot(transfer, durable)
-        self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, blob))
+        image = SnapshotImage(
+            self.applied_slot,
+            self.state.snapshot_image(),
+            self.configs.entries(),
+            self.last_log_time_ms,
+            durable,
+        )
+        self._transfer = (self.applied_slot, image)
+        self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
 
@@ -575,7 +614,7 @@ class Engine:
             slot = self._transfer[0] if self._transfer else 0
             self._send(sender, m.CatchupReply((), self.applied_slot, slot))
             return
-        blob = self._transfer[1]
+        blob = self._transfer[1].transfer()  # packed here if the runtime has not yet
         chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
         self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
 
@@ -645,6 +684,7 @@ class Engine:
             self._effects.append(LeaderChanged(leader_id))
             if leader_id is not None and leader_id != self.node_id:
                 self._to_forward.update(self._local_waiting)
+                self._resends.clear()
                 self._read_requests_out.extend(
                     rid for rid, index in self._follower_reads.items() if index is None
                 )
@@ -672,14 +712,40 @@ class Engine:
             self._step_down()
             self._request_catchup(sender, now)
             return
-        self._promises[sender] = msg
         learned = [e for e in msg.entries if e.chosen and e.slot > self.applied_slot]
         for entry in learned:
             if entry.slot not in self.values:
                 self.values[entry.slot] = entry.value
                 self._persist(learned_record(entry.slot, entry.value))
         self._apply_ready()
+        if msg.from_slot != self._from_slot or msg.upto_slot != m.ALL_SLOTS:
+            whole = self._assemble_promise(sender, msg)
+            if whole is None:
+                return
+            msg = whole
+        self._promises[sender] = msg
         self._try_finish_phase1(now)
+
+    def _assemble_promise(self, sender: str, part: m.Promise) -> m.Promise | None:
+        """The sender's whole promise once its parts cover every slot from ours on, or None.
+
+        Parts are kept by their first slot, the latest of each; any chain of them from our
+        first slot to the end of the log covers it (see :class:`~paxoskv.paxos.messages.Promise`
+        for why parts of different replies may be chained).
+        """
+        parts = self._promise_parts.setdefault(sender, {})
+        parts[part.from_slot] = part
+        entries: list[m.PromiseEntry] = []
+        slot = self._from_slot
+        while (found := parts.get(slot)) is not None:
+            entries.extend(found.entries)
+            if found.upto_slot == m.ALL_SLOTS:
+                del self._promise_parts[sender]
+                return m.Promise(
+                    part.ballot, self._from_slot, tuple(entries), part.chosen_upto, False
+                )
+            slot = found.upto_slot + 1
+        return None
 
     def _try_finish_phase1(self, now: float) -> None:
         merged: dict[int, tuple[Ballot, bytes]] = {}
@@ -728,6 +794,7 @@ class Engine:
     def _reset_proposer(self) -> None:
         self._own_batches = {}
         self._promises = {}
+        self._promise_parts = {}
         self._from_slot = self.applied_slot + 1
         self._prepare_resend_at = 0.0
         self._next_slot = self.applied_slot + 1
@@ -735,8 +802,10 @@ class Engine:
         self._in_flight = {}
         self._pending = deque()
         self._pending_bytes = 0  # _size_bytes(self._pending), kept as requests come and go
+        self._queued = set()
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
+        self._commit_told = 0  # the commit point last multicast, in a Commit or an Accept
         self._heartbeat_sent = {}
         self._acked_seq = {}
         self._member_applied = {}
@@ -754,6 +823,23 @@ class Engine:
         return max(int(now * 1000), self.last_log_time_ms)
 
     def _enqueue(self, requests: Sequence[m.Request]) -> None:
+        """Queue requests for the next slots, each once while it waits or is in flight.
+
+        A follower resends what is not answered in time, and a leader with a deep queue (many
+        clients, big values) answers later than that: without this, every resend was queued
+        and replicated again, the queue grew faster than slots drained it, and the cluster's
+        whole capacity went to duplicates. A copy of a request already applied is still
+        queued: applying it again answers it from the dedup table, for a client that retried.
+        """
+        ids = list(map(_request_id_of, requests))
+        queued = self._queued
+        if not queued.isdisjoint(ids):
+            fresh: dict[tuple[str, int], m.Request] = {}
+            for key, request in zip(ids, requests, strict=True):
+                if key not in queued:
+                    fresh.setdefault(key, request)
+            ids, requests = list(fresh), list(fresh.values())
+        queued.update(ids)
         self._pending.extend(requests)
         self._pending_bytes += _size_bytes(requests)
 
@@ -762,6 +848,7 @@ class Engine:
         self._next_slot += 1
         self._in_flight[slot] = _InFlight(value, now)
         accept = m.Accept(self._ballot, slot, value, self.applied_slot)
+        self._commit_told = self.applied_slot
         self._effects.append(Broadcast(accept))
         self._on_accept(self.node_id, accept, now)
 
@@ -789,8 +876,11 @@ class Engine:
             log_time_ms = self._log_time_ms(now)
             client_ids, seqs, commands = map(list, zip(*batch, strict=True))
             value, items = pack_batch(log_time_ms, client_ids, seqs, commands)
-            with contextlib.suppress(m.MalformedMessage):  # the replicas refuse it: so do we
+            try:
                 check_columns(log_time_ms, client_ids, seqs, items)
+            except m.MalformedMessage:  # the replicas refuse it: so do we; its requests are
+                self._queued.difference_update(zip(client_ids, seqs, strict=True))  # come again
+            else:
                 self._own_batches[self._next_slot] = (value, (log_time_ms, client_ids, seqs, items))
             self._propose_slot(value, now)
 
@@ -816,7 +906,6 @@ class Engine:
             slot += 1
         if slot > first:
             self._persist(chosen_record(first, slot - 1))
-            self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
 
     def _noop(self, now: float) -> bytes:
         request = m.Request(_INTERNAL_CLIENT, 0, encode_command(NoOp()))
@@ -1033,6 +1122,11 @@ class Engine:
             if self._leader_reads_waiting:
                 self._start_leader_reads(now)
             self._pump(now)
+            if self.applied_slot > self._commit_told:
+                # Only when no accept just told it: under load every step sends accepts, and
+                # a Commit beside them was one more multicast for everyone to wake up for.
+                self._commit_told = self.applied_slot
+                self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
         if self._pending_records:
             self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
         effects, self._effects = self._effects, []
@@ -1068,6 +1162,8 @@ class Engine:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 
 
+_MOST_PROMISE_WINDOWS = 4  # a promise of more parts than this many windows' is cut short
+_MOST_RETRY_PERIODS = 8  # between resends of one unanswered request (4 s at the default 0.5 s)
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
 _command_of = itemgetter(2)
 _new_tuple = tuple.__new__

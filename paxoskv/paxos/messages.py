@@ -23,6 +23,7 @@ import msgpack
 from paxoskv.paxos.ballot import Ballot
 
 WIRE_VERSION = 1
+ALL_SLOTS = 2**63 - 1  # a Promise part that reaches to the end of the log says so with this
 _UINT64_MAX = 2**64 - 1
 
 
@@ -49,10 +50,15 @@ class PromiseEntry:
 
 @dataclass(frozen=True, slots=True)
 class Promise:
-    """Phase 1b: the acceptor's accepted values from ``from_slot`` on.
+    """Phase 1b: the acceptor's accepted values in slots ``from_slot`` to ``upto_slot``.
 
-    ``truncated`` says the acceptor had more than fit; the candidate is then too far behind to
-    lead and catches up first.
+    One reply can take several of these parts, since a window of slots of big values is more
+    than a datagram carries. Each part vouches for every value its sender accepted in its
+    range before it promised ``ballot``; the candidate counts the promise once parts from the
+    prepare's slot to :data:`ALL_SLOTS` cover the whole range. Parts of two replies to one
+    ballot mix safely: the promise came before both, so each part alone tells the truth.
+    ``truncated`` says the acceptor had more than a few windows' worth: the candidate is then
+    too far behind to lead and catches up first.
     """
 
     TAG: ClassVar[int] = 2
@@ -61,6 +67,7 @@ class Promise:
     entries: tuple[PromiseEntry, ...]
     chosen_upto: int
     truncated: bool
+    upto_slot: int = ALL_SLOTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +284,7 @@ _ENCODERS[Promise] = lambda p: [
     [[e.slot, e.ballot, e.value, e.chosen] for e in p.entries],
     p.chosen_upto,
     p.truncated,
+    p.upto_slot,
 ]
 _ENCODERS[Forward] = lambda f: [
     WIRE_VERSION,
@@ -337,6 +345,16 @@ def _ints(raw: object) -> tuple[int, ...]:
     raise MalformedMessage("expected a list of ints")
 
 
+def _promise(f: list[Any]) -> Promise:
+    from_slot, upto_slot = _int(f[1]), _int(f[5])
+    if not 0 <= from_slot <= upto_slot <= ALL_SLOTS:
+        raise MalformedMessage(f"Promise covers slots {from_slot} to {upto_slot}")
+    entries = tuple(_promise_entry(e) for e in _list(f[2]))
+    if any(not from_slot <= e.slot <= upto_slot for e in entries):
+        raise MalformedMessage("Promise has an entry outside the slots it covers")
+    return Promise(_ballot(f[0]), from_slot, entries, _int(f[3]), _bool(f[4]), upto_slot)
+
+
 def _promise_entry(raw: object) -> PromiseEntry:
     slot, ballot, value, chosen = _list(raw, 4)
     return PromiseEntry(_int(slot), _ballot(ballot), _bytes(value), _bool(chosen))
@@ -378,16 +396,7 @@ def _two_ints(cls: type[Any]) -> Callable[[list[Any]], Any]:
 
 _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
     Prepare.TAG: (2, lambda f: Prepare(_ballot(f[0]), _int(f[1]))),
-    Promise.TAG: (
-        5,
-        lambda f: Promise(
-            _ballot(f[0]),
-            _int(f[1]),
-            tuple(_promise_entry(e) for e in _list(f[2])),
-            _int(f[3]),
-            _bool(f[4]),
-        ),
-    ),
+    Promise.TAG: (6, lambda f: _promise(f)),
     Nack.TAG: (2, lambda f: Nack(_ballot(f[0]), _ballot(f[1]))),
     Accept.TAG: (4, _accept),
     Accepted.TAG: (2, lambda f: Accepted(_ballot(f[0]), _ints(f[1]))),

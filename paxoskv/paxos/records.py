@@ -22,6 +22,7 @@ import msgpack
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
 from paxoskv.paxos.messages import pack_body
 from paxoskv.state import Configuration
+from paxoskv.state.snapshot import StateImage, array_header
 
 PROMISED, ACCEPTED, CHOSEN, LEARNED = 1, 2, 3, 4
 SNAPSHOT_VERSION = 1
@@ -80,14 +81,72 @@ class DurableState:
             raise AssertionError(f"unknown journal record kind {kind!r}")
 
 
-def encode_state_transfer(
-    slot: int, state_snapshot: bytes, configs: list[tuple[int, Configuration]], log_time_ms: int
-) -> bytes:
-    """The part of a snapshot a peer may install: the applied state, not our acceptor state."""
-    entries = [[start, *config.to_wire()] for start, config in configs]
-    return msgpack.packb(
-        [SNAPSHOT_VERSION, slot, state_snapshot, entries, log_time_ms], use_bin_type=True
-    )
+class SnapshotImage:
+    """A snapshot taken at one slot: captured in the engine's step, packed when first asked.
+
+    The runtime packs it on a worker thread (:meth:`local_parts`, for the snapshot file), in
+    pieces that each hold the GIL a few milliseconds, so the engine's step stays short and
+    heartbeats go on. A peer catching up asks for :meth:`transfer` (what
+    :func:`decode_state_transfer` reads), built once. Either may be asked first or twice, from
+    any thread: two racing builds produce equal bytes, and either one is kept.
+
+    Layouts: the transfer is ``[version, slot, state snapshot (bin), configs, log_time_ms]``;
+    the local snapshot is ``[transfer (bin), promised, accepted, chosen]``.
+    """
+
+    def __init__(
+        self,
+        slot: int,
+        state: StateImage,
+        configs: list[tuple[int, Configuration]],
+        log_time_ms: int,
+        durable: DurableState,
+    ) -> None:
+        self.slot = slot
+        self._state = state
+        self._configs = configs
+        self._log_time_ms = log_time_ms
+        self._durable = durable
+        self._state_parts: list[bytes] | None = None
+        self._transfer: bytes | None = None
+
+    def _transfer_parts(self) -> list[bytes]:
+        state = self._state_parts
+        if state is None:
+            self._state_parts = state = self._state.parts()
+        entries = [[start, *config.to_wire()] for start, config in self._configs]
+        head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]
+        tail = [_pack(entries), _pack(self._log_time_ms)]
+        return [*head, bin_header(sum(map(len, state))), *state, *tail]
+
+    def transfer(self) -> bytes:
+        """What a peer installs, in one buffer."""
+        if self._transfer is None:
+            self._transfer = b"".join(self._transfer_parts())
+        return self._transfer
+
+    def local_parts(self) -> list[bytes]:
+        """This node's own snapshot (what :func:`decode_local_snapshot` reads), in pieces."""
+        transfer = self._transfer_parts()
+        durable = self._durable
+        accepted = [[s, b.round, b.node_id, v] for s, (b, v) in sorted(durable.accepted.items())]
+        chosen = [[s, v] for s, v in sorted(durable.chosen.items())]
+        promised = [durable.promised.round, durable.promised.node_id]
+        head = [array_header(4), bin_header(sum(map(len, transfer)))]
+        return [*head, *transfer, _pack(promised), _pack(accepted), _pack(chosen)]
+
+
+def bin_header(length: int) -> bytes:
+    """The msgpack header of a ``length``-byte binary (what packing such bytes begins with)."""
+    if length < 1 << 8:
+        return b"\xc4" + length.to_bytes(1, "big")
+    if length < 1 << 16:
+        return b"\xc5" + length.to_bytes(2, "big")
+    return b"\xc6" + length.to_bytes(4, "big")
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
 
 
 def decode_state_transfer(blob: bytes) -> tuple[int, bytes, list[tuple[int, Configuration]], int]:
@@ -98,14 +157,6 @@ def decode_state_transfer(blob: bytes) -> tuple[int, bytes, list[tuple[int, Conf
         (start, Configuration.from_wire([voters, learners])) for start, voters, learners in entries
     ]
     return slot, state_snapshot, configs, log_time_ms
-
-
-def encode_local_snapshot(transfer: bytes, durable: DurableState) -> bytes:
-    """A node's own snapshot: the transferable state plus its acceptor and learner state."""
-    accepted = [[s, b.round, b.node_id, v] for s, (b, v) in sorted(durable.accepted.items())]
-    chosen = [[s, v] for s, v in sorted(durable.chosen.items())]
-    promised = [durable.promised.round, durable.promised.node_id]
-    return msgpack.packb([transfer, promised, accepted, chosen], use_bin_type=True)
 
 
 def decode_local_snapshot(blob: bytes) -> DurableState:

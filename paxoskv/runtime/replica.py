@@ -65,6 +65,9 @@ class Replica:
         self._flush_queued = False  # a flush of the outbox is scheduled for this loop turn
         self._draining: asyncio.Task[None] | None = None  # sends waiting for socket room
         self._sync_due = False  # a step persisted records someone waits on
+        self._durable_upto = 0  # the highest sync id reported durable, not yet told the engine
+        self._durable_call_due = False  # a call of _tell_durable is queued on the loop
+        self._durable_told = 0  # the highest sync id the engine has heard of
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -268,6 +271,8 @@ class Replica:
         acceptors before this node's own fsync starts, so the two run at once; and on a quiet
         node the fsync runs right here rather than on the writer thread (see
         :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile.
+        A sync made here is told to the engine at once, and the replies it releases go out in
+        this step too, rather than a turn of the loop later.
         """
         engine = self.engine
         assert engine is not None
@@ -275,12 +280,20 @@ class Replica:
             self._carry_out(effect)
         if self._outbox:
             self._flush_outbox()
-        if self._sync_due:
+        while self._sync_due:
             self._sync_due = False
             committer = self._committer
             assert committer is not None
             if not committer.sync_here():
                 committer.request_sync()
+                break
+            if self._durable_upto <= self._durable_told or self.failure is not None:
+                break
+            self._durable_told = self._durable_upto
+            for effect in engine.handle_durable(self._durable_told, time.time()):
+                self._carry_out(effect)
+            if self._outbox:
+                self._flush_outbox()
         deadline = engine.next_deadline()
         if self._timer is not None and self._timer_deadline <= deadline:
             return  # an earlier timer is armed; ticking early is harmless
@@ -344,15 +357,31 @@ class Replica:
             self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
 
     def _synced(self, sync_id: int, _last: int, error: StorageError | None) -> None:
-        """Synced here (``sync_here``) or on the writer thread: either way the engine hears
-        of it in a later turn of the loop, never inside the step that is running now."""
+        """Synced on the writer thread, or here (``sync_here``): the engine hears of it in a
+        later turn of the loop, unless the step that synced here tells it first.
+
+        One sync usually covers two persists of a step (an accept, and the chosen marker
+        its commit point made): the engine hears of both in one step, not one step each.
+        The order keeps that safe across threads: the id is raised before the flag is read
+        here, and the flag is cleared before the id is read in :meth:`_tell_durable`.
+        """
         loop = self._loop
         on_loop = threading.get_ident() == self._loop_thread
         call = loop.call_soon if on_loop else loop.call_soon_threadsafe
         if error is not None:
             call(self._fail_stop, error)
-        else:
-            call(self._durable, sync_id)
+            return
+        if sync_id > self._durable_upto:
+            self._durable_upto = sync_id
+        if not self._durable_call_due:
+            self._durable_call_due = True
+            call(self._tell_durable)
+
+    def _tell_durable(self) -> None:
+        self._durable_call_due = False
+        if self._durable_upto > self._durable_told:  # (else a step told it already)
+            self._durable_told = self._durable_upto
+            self._durable(self._durable_told)
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None
@@ -368,8 +397,10 @@ class Replica:
         assert store is not None
         async with self._snapshot_lock:
             try:
+                # Packed on the worker, not here: see SnapshotImage.
                 await self._loop.run_in_executor(
-                    None, store.write_snapshot, effect.journal_index, effect.blob
+                    None,
+                    lambda: store.write_snapshot(effect.journal_index, effect.image.local_parts()),
                 )
             except StorageError as error:
                 self._fail_stop(error)

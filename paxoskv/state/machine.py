@@ -59,7 +59,7 @@ from paxoskv.state.results import (
     result_from_wire,
     row_to_wire,
 )
-from paxoskv.state.snapshot import digest_state, paused_gc, restore_state, snapshot_state
+from paxoskv.state.snapshot import StateImage, digest_state, paused_gc, restore_state
 from paxoskv.state.wire import (
     TOP_EXT_HOOK,
     UINT64_MAX,
@@ -630,27 +630,28 @@ class KVStateMachine:
 
     def snapshot(self) -> bytes:
         """The whole state (history and dedup table included) as one msgpack blob."""
-        with paused_gc():
-            return self._snapshot()
+        return b"".join(self.snapshot_image().parts())
 
-    def _snapshot(self) -> bytes:
-        return snapshot_state(
-            parameters=[
-                self._history.limit_events,
-                self._dedup.window_requests,
-                self._dedup.client_idle_ms,
-            ],
-            header=[
-                self._revision,
-                self._log_time_ms,
-                self._configuration.to_wire(),
-                self._configuration_revision,
-            ],
-            rows=self._data.values(),
-            leases=self._leases.to_wire(),
-            dedup=self._dedup.to_wire(),
-            history=self._history.to_wire(),
-        )
+    def snapshot_image(self) -> StateImage:
+        """The state as of now, to pack later (on another thread): see :class:`StateImage`."""
+        with paused_gc():
+            return StateImage(
+                parameters=[
+                    self._history.limit_events,
+                    self._dedup.window_requests,
+                    self._dedup.client_idle_ms,
+                ],
+                header=[
+                    self._revision,
+                    self._log_time_ms,
+                    self._configuration.to_wire(),
+                    self._configuration_revision,
+                ],
+                rows=list(self._data.values()),
+                leases=self._leases.to_wire(),
+                dedup=self._dedup.to_wire(),
+                history=self._history.to_wire(),
+            )
 
     @classmethod
     def restore(cls, data: bytes) -> KVStateMachine:

@@ -305,8 +305,11 @@ class Store:
 
     # --- snapshots -----------------------------------------------------------------------
 
-    def write_snapshot(self, covered_index: int, blob: bytes) -> None:
+    def write_snapshot(self, covered_index: int, blob: bytes | Sequence[bytes]) -> None:
         """Durably store ``blob`` as the state after record ``covered_index``, then prune.
+
+        ``blob`` may come as a sequence of pieces (written as their concatenation), so a large
+        snapshot packed in pieces is never copied whole into one buffer.
 
         ``covered_index`` may lie beyond the journal (a snapshot installed from a peer): the
         next record appended then gets ``covered_index + 1``.
@@ -321,7 +324,7 @@ class Store:
                     f"got {covered_index}"
                 )
             try:
-                write_snapshot_file(self._disk, covered_index, bytes(blob), self._cipher)
+                write_snapshot_file(self._disk, covered_index, blob, self._cipher)
             except OSError as error:
                 raise self._fail(snapshot_name(covered_index), error) from error
             with self._lock:

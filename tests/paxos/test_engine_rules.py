@@ -1,12 +1,14 @@
 """Rules of one engine, driven by hand: no simulator, every message shown."""
 
+import itertools
 import random
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
+from paxoskv.paxos.batches import encode_batch
 from paxoskv.paxos.effects import Broadcast, Persist, Send
 from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.state import Configuration
+from paxoskv.state import Configuration, Set, encode_command
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset({"l"}))
 
@@ -76,24 +78,143 @@ def test_a_voter_campaigns_after_the_election_timeout_with_a_higher_ballot() -> 
     assert now >= a.settings.election_timeout_min_s
 
 
-def test_a_promise_of_many_small_entries_from_long_node_ids_stays_under_the_limit() -> None:
+def _promise_to(candidate: str, acceptor: Engine, ballot: Ballot, now: float) -> list[m.Promise]:
+    effects = acceptor.receive(candidate, m.Prepare(ballot, 1), now=now)
+    sync_ids = [e.sync_id for e in effects if isinstance(e, Persist)]
+    released = acceptor.handle_durable(max(sync_ids), now=now) if sync_ids else effects
+    return [e.message for e in released if isinstance(e, Send) and isinstance(e.message, m.Promise)]
+
+
+def test_a_promise_too_big_for_one_message_comes_in_parts_that_cover_every_slot() -> None:
     leader, candidate = "a" * 64, "c" * 64  # node ids may be 64 characters long
     config = Configuration(voters=frozenset({leader, "b", candidate}), learners=frozenset())
     limit_bytes = 8_000
     b = Engine(EngineSettings(node_id="b", max_message_bytes=limit_bytes), random.Random(1), config)
-    sync_ids = []
     for slot in range(1, 400):  # far more small accepted values than one message holds
-        effects = b.receive(leader, m.Accept(Ballot(1, leader), slot, b"v" * 8, 0), now=0.0)
-        sync_ids += [e.sync_id for e in effects if isinstance(e, Persist)]
-    effects = b.receive(candidate, m.Prepare(Ballot(2, candidate), 1), now=5.0)
-    sync_ids += [e.sync_id for e in effects if isinstance(e, Persist)]
-    promises = [
-        e.message
-        for e in b.handle_durable(max(sync_ids), now=5.0)
-        if isinstance(e, Send) and isinstance(e.message, m.Promise)
+        b.receive(leader, m.Accept(Ballot(1, leader), slot, b"v" * 8, 0), now=0.0)
+    parts = _promise_to(candidate, b, Ballot(2, candidate), now=5.0)
+    assert len(parts) > 1 and not any(part.truncated for part in parts)
+    assert all(len(m.encode_message(part)) <= limit_bytes for part in parts)
+    assert parts[0].from_slot == 1 and parts[-1].upto_slot == m.ALL_SLOTS
+    assert all(a.upto_slot + 1 == b.from_slot for a, b in itertools.pairwise(parts))
+    assert [e.slot for part in parts for e in part.entries] == list(range(1, 400))
+
+
+def test_a_promise_of_more_than_a_few_windows_is_cut_short_for_the_candidate_to_catch_up() -> None:
+    settings = EngineSettings(node_id="b", max_message_bytes=8_000, window_slots=2)
+    b = Engine(settings, random.Random(1), CONFIG)
+    chosen = tuple(
+        m.CatchupEntry(
+            slot, encode_batch(0, [m.Request("x", slot, encode_command(Set("k", "v" * 400)))])
+        )
+        for slot in range(1, 400)
+    )
+    b.receive("a", m.CatchupReply(chosen, 399, 0), now=0.0)
+    assert b.applied_slot == 399  # 399 chosen values: far more than 4 windows of 2 slots
+    (promise,) = _promise_to("c", b, Ballot(2, "c"), now=5.0)
+    assert promise.truncated and not promise.entries
+
+
+def test_a_candidate_counts_a_promise_only_once_its_parts_cover_every_slot() -> None:
+    c = engine("c")
+    c.receive("a", m.Heartbeat(Ballot(1, "a"), 0, 1), now=0.0)
+    now = 0.0
+    while c.ballot == Ballot(0, ""):
+        now = c.next_deadline()
+        _carry_out("c", c, c.tick(now), now)  # its own promise is durable at once
+    ballot = c.ballot
+    value = b"x" * 10
+    first = m.Promise(ballot, 1, (m.PromiseEntry(1, Ballot(1, "a"), value, False),), 0, False, 3)
+    second = m.Promise(ballot, 4, (m.PromiseEntry(5, Ballot(1, "a"), value, False),), 0, False)
+    c.receive("b", second, now=now)  # the end of the log first: a gap from slot 1 to 3
+    assert not c.is_leader
+    effects = c.receive("b", first, now=now)
+    accepts = [
+        e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, m.Accept)
     ]
-    assert len(promises) == 1 and promises[0].truncated and promises[0].entries
-    assert len(m.encode_message(promises[0])) <= limit_bytes
+    assert c.is_leader
+    assert {(a.slot, a.value) for a in accepts} >= {(1, value), (5, value)}
+
+
+def test_a_window_of_big_accepted_values_does_not_stop_the_next_election() -> None:
+    """Seen with 8 KB values: 16 slots accepted, none chosen, the leader gone, no new leader."""
+    settings = {"window_slots": 16, "max_message_bytes": 48_000}
+    nodes = {
+        n: Engine(EngineSettings(node_id=n, **settings), random.Random(i), CONFIG)  # type: ignore[arg-type]
+        for i, n in enumerate("bc")
+    }
+    big = [bytes([slot]) * 40_000 for slot in range(1, 17)]
+    for node in nodes.values():
+        for slot, value in enumerate(big, start=1):  # the leader's accepts, never chosen
+            effects = node.receive("a", m.Accept(Ballot(1, "a"), slot, value, 0), now=0.0)
+            for e in effects:
+                if isinstance(e, Persist):
+                    node.handle_durable(e.sync_id, now=0.0)
+    wire: list[tuple[str, str, m.Message]] = []
+    proposed: dict[int, bytes] = {}
+    now = 0.0
+    while not any(node.is_leader for node in nodes.values()) and now < 30.0:
+        now = min(node.next_deadline() for node in nodes.values())
+        for name, node in nodes.items():
+            wire += _carry_out(name, node, node.tick(now), now)
+        while wire:
+            sender, to, message = wire.pop(0)
+            if to in nodes:
+                wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+            if isinstance(message, m.Accept) and message.ballot.node_id != "a":
+                proposed[message.slot] = message.value
+    assert any(node.is_leader for node in nodes.values()), "no leader within 30 s"
+    assert [proposed.get(slot) for slot in range(1, 17)] == big  # each value re-proposed
+
+
+def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows() -> None:
+    nodes = {
+        n: Engine(EngineSettings(node_id=n, window_slots=1), random.Random(i), CONFIG)
+        for i, n in enumerate("abc")
+    }
+    now = 0.0
+    while not any(node.is_leader for node in nodes.values()):
+        now = min(node.next_deadline() for node in nodes.values())
+        wire = [
+            w for name, node in nodes.items() for w in _carry_out(name, node, node.tick(now), now)
+        ]
+        while wire:
+            sender, to, message = wire.pop(0)
+            if to in nodes:
+                wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+    name, leader = next((n, e) for n, e in nodes.items() if e.is_leader)
+    follower = next(n for n in nodes if n != name)
+    first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
+    assert not _carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], now), now)
+    # The follower's vote chooses the slot; the request that waited goes out in the next one,
+    # and its accept carries the commit point: no Commit of its own.
+    chosen = _carry_out(
+        name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now
+    )
+    sent = [msg for _, to, msg in chosen if to == follower]
+    assert [type(msg) for msg in sent] == [m.Accept]
+    assert (sent[0].slot, sent[0].commit_upto) == (slot + 1, slot)
+    # Nothing waits after the next one: its commit point goes out alone.
+    last = _carry_out(
+        name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot + 1,)), now), now
+    )
+    assert [msg for _, to, msg in last if to == follower] == [m.Commit(leader.ballot, slot + 1)]
+
+
+def _carry_out(
+    name: str, node: Engine, effects: list[object], now: float
+) -> list[tuple[str, str, m.Message]]:
+    """Messages to deliver, every persist made durable at once (their replies included)."""
+    out: list[tuple[str, str, m.Message]] = []
+    for effect in effects:
+        if isinstance(effect, Send):
+            out.append((name, effect.to, effect.message))
+        elif isinstance(effect, Broadcast):
+            out += [(name, to, effect.message) for to in "abc" if to != name]
+        elif isinstance(effect, Persist):
+            out += _carry_out(name, node, node.handle_durable(effect.sync_id, now), now)
+    return out
 
 
 def test_a_snapshot_download_whose_chunk_was_lost_restarts_without_spinning() -> None:

@@ -2,6 +2,7 @@
 
 import contextlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,11 +13,27 @@ ballots = st.builds(Ballot, st.integers(0, 2**40), st.text(min_size=1, max_size=
 slots = st.integers(0, 2**40)
 blobs = st.binary(max_size=64)
 requests = st.builds(m.Request, st.text(min_size=1, max_size=8), st.integers(0, 2**40), blobs)
-entries = st.builds(m.PromiseEntry, slots, ballots, blobs, st.booleans())
+
+
+@st.composite
+def promises(draw: st.DrawFn) -> m.Promise:
+    """A part covering from_slot to upto_slot (the end of the log, or a bound), entries in it."""
+    first = draw(slots)
+    last = draw(st.one_of(st.just(m.ALL_SLOTS), st.integers(first, first + 2**20)))
+    in_range = st.builds(m.PromiseEntry, st.integers(first, last), ballots, blobs, st.booleans())
+    return m.Promise(
+        draw(ballots),
+        first,
+        tuple(draw(st.lists(in_range, max_size=2))),
+        draw(slots),
+        draw(st.booleans()),
+        last,
+    )
+
 
 messages = st.one_of(
     st.builds(m.Prepare, ballots, slots),
-    st.builds(m.Promise, ballots, slots, st.tuples(entries, entries), slots, st.booleans()),
+    promises(),
     st.builds(m.Nack, ballots, ballots),
     st.builds(m.Accept, ballots, slots, blobs, slots),
     st.builds(m.Accepted, ballots, st.lists(slots, max_size=5).map(tuple)),
@@ -79,3 +96,13 @@ def test_wrong_version_and_unknown_tag_are_refused() -> None:
         except m.MalformedMessage:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_a_promise_part_with_an_entry_outside_its_slots_is_malformed() -> None:
+    entry = m.PromiseEntry(9, Ballot(1, "a"), b"v", False)
+    part = m.Promise(Ballot(2, "b"), 1, (entry,), 0, False, 8)
+    with pytest.raises(m.MalformedMessage, match="outside"):
+        m.decode_message(m.encode_message(part))
+    backwards = m.Promise(Ballot(2, "b"), 5, (), 0, False, 4)
+    with pytest.raises(m.MalformedMessage, match="covers"):
+        m.decode_message(m.encode_message(backwards))

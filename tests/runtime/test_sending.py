@@ -11,6 +11,8 @@ import pytest
 
 from paxoskv import Node
 from paxoskv.errors import ConfigurationError
+from paxoskv.paxos.messages import decode_message
+from paxoskv.runtime import protocol
 from paxoskv.transport import MemoryNetwork, MemoryTransport
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -117,3 +119,57 @@ async def _leader_of(cluster: MemoryCluster) -> Node:
     leader = cluster.leader()
     assert leader is not None
     return leader
+
+
+async def test_persists_made_durable_by_one_sync_reach_the_engine_in_one_step(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """One sync usually covers two persists of a step; the engine hears of both at once."""
+    replica = (await _leader_of(memory_cluster)).replica
+    told: list[int] = []
+    real_durable, before = replica._durable, replica._durable_upto
+    replica._durable = told.append  # type: ignore[method-assign]
+    try:
+        replica._synced(before + 1, 0, None)  # two callbacks of one sync, in one loop turn
+        replica._synced(before + 2, 0, None)
+        await eventually(lambda: bool(told), what="the engine to hear")
+        assert told == [before + 2]
+    finally:
+        replica._durable = real_durable  # type: ignore[method-assign]
+        replica._durable_upto = before  # those ids were made up: nothing beyond is durable
+
+
+async def test_a_follower_synced_on_the_loop_replies_in_the_step_that_received_the_accept(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """In memory mode every sync runs on the loop (``sync_here``): the accept's reply goes
+    out before the delivery that brought the accept returns, not a turn of the loop later."""
+    leader = await _leader_of(memory_cluster)
+    follower = next(node for node in memory_cluster.nodes.values() if node is not leader)
+    replica, transport = follower.replica, follower.replica.transport
+    assert transport is not None
+    events: list[str] = []
+
+    def kinds(payloads: Sequence[bytes]) -> list[str]:
+        return [type(decode_message(p[1:])).__name__ for p in payloads if p[:1] == protocol.PAXOS]
+
+    real_deliveries, real_send_soon = replica._on_deliveries, transport.send_soon
+
+    def deliveries(batch: list[Any]) -> None:
+        events.extend(f"in {kind}" for kind in kinds([payload for _, payload in batch]))
+        real_deliveries(batch)
+        events.append("out")
+
+    def send_soon(messages: Sequence[tuple[str | None, bytes]]) -> Any:
+        events.extend(f"send {kind}" for kind in kinds([payload for _, payload in messages]))
+        return real_send_soon(messages)
+
+    transport.deliver_to(deliveries)
+    transport.send_soon = send_soon  # type: ignore[method-assign]
+    try:
+        await leader.set("k", "v")
+    finally:
+        transport.deliver_to(real_deliveries)
+        transport.send_soon = real_send_soon  # type: ignore[method-assign]
+    accept = events.index("in Accept")
+    assert "send Accepted" in events[accept : events.index("out", accept)], events

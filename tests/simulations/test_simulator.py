@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -12,7 +13,7 @@ from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.engine import Engine
 from simulations.__main__ import main
-from simulations.run import RunOptions, run_seed
+from simulations.run import MESSAGE_BYTES, RunOptions, run_seed
 
 CI_SEEDS = int(os.environ.get("PAXOSKV_SIM_SEEDS", "200"))
 
@@ -79,7 +80,16 @@ class ReadsWithoutConfirming(Engine):
         return super().read(read_id, "local", now)
 
 
-def first_failure(engine_class: type[Engine], seeds: range, **options: Any) -> str:
+class TakesAPromisesFirstPartForAll(Engine):
+    """A candidate that counts a promise from its first part, forgetting values in the rest."""
+
+    def _assemble_promise(self, sender: str, part: m.Promise) -> m.Promise | None:
+        if part.from_slot != self._from_slot:
+            return None
+        return m.Promise(part.ballot, part.from_slot, part.entries, part.chosen_upto, False)
+
+
+def first_failure(engine_class: type[Engine], seeds: Iterable[int], **options: Any) -> str:
     for seed in seeds:
         result = run_seed(seed, RunOptions(engine_class=engine_class, **options))
         if not result.ok:
@@ -104,3 +114,9 @@ def test_unconfirmed_reads_are_caught_by_the_linearizability_checker() -> None:
         ReadsWithoutConfirming, range(1, 40), faults=frozenset({"partition", "loss"})
     )
     assert failure.startswith("linearizability"), failure
+
+
+def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
+    small = [s for s in range(1, 200) if MESSAGE_BYTES[s % len(MESSAGE_BYTES)] < 1_000]
+    failure = first_failure(TakesAPromisesFirstPartForAll, small)
+    assert failure.split(":")[0] in {"agreement", "durability", "linearizability", "divergence"}

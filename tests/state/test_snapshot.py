@@ -25,6 +25,15 @@ from paxoskv.state import (
     decode_result,
     encode_command,
 )
+from paxoskv.state.snapshot import (
+    ROWS_PER_PIECE,
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_MAGIC,
+    _flat_rows,
+    array_header,
+    pack_items,
+)
+from paxoskv.state.wire import pack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -192,3 +201,31 @@ def test_a_snapshot_cut_anywhere_is_refused() -> None:
 
 def test_malformed_snapshot_is_caught_by_an_except_malformed_command() -> None:
     assert issubclass(MalformedSnapshot, MalformedCommand)
+
+
+@pytest.mark.parametrize("length", [0, 15, 16, 65_535, 65_536])
+def test_an_array_header_is_what_msgpack_begins_a_list_of_that_length_with(length: int) -> None:
+    assert msgpack.packb([0] * length).startswith(array_header(length))
+    assert pack_items([7] * length) == msgpack.packb([7] * length)[len(array_header(length)) :]
+
+
+def test_an_image_packed_in_pieces_is_the_one_call_packing_and_later_changes_miss_it() -> None:
+    m = KVStateMachine(Configuration(frozenset({"a"}), frozenset()), history_limit_events=2000)
+    for i in range(3 * ROWS_PER_PIECE + 5):  # several pieces of rows and of history events
+        m.apply(Set(f"k{i}", "v" * (i % 7)), 100 + i)
+    image = m.snapshot_image()
+    whole = [
+        SNAPSHOT_MAGIC,
+        SNAPSHOT_FORMAT,
+        image.parameters,
+        image.header,
+        _flat_rows(image.rows),
+    ]
+    expected = pack([*whole, image.leases, image.dedup, image.history])  # in one call
+    m.apply(Set("after", "the image"), 10_000)  # the image was captured before this
+    m.apply(Delete("k1"), 10_001)
+    joined = b"".join(image.parts())
+    assert len(image.parts()) > 6  # it really came in pieces
+    assert joined == expected
+    restored = KVStateMachine.restore(joined)
+    assert restored.get("after") is None and restored.get("k1") is not None

@@ -378,3 +378,13 @@ def test_group_commit_from_many_threads() -> None:
     committer.close()
     assert sorted(index for index, _ in results) == list(range(1, 201))
     store.close()
+
+
+@pytest.mark.parametrize("key", [None, b"k" * 32])
+def test_a_snapshot_written_in_pieces_reads_back_as_their_concatenation(key: bytes | None) -> None:
+    disk = MemoryDisk()
+    pieces = [b"head", b"x" * 700_000, b"", b"y" * 700_000, b"tail"]  # more than one write
+    with Store.open(None, disk=disk, encryption_key=key) as store:
+        store.write_snapshot(7, pieces)
+    with Store.open(None, disk=disk, encryption_key=key) as store:
+        assert recover_all(store) == ((7, b"".join(pieces)), [])

@@ -1,0 +1,47 @@
+"""A snapshot image: packed late and in pieces, it reads back as the state it was taken of."""
+
+import msgpack
+
+from paxoskv.paxos.ballot import Ballot
+from paxoskv.paxos.records import (
+    DurableState,
+    SnapshotImage,
+    bin_header,
+    decode_local_snapshot,
+    decode_state_transfer,
+)
+from paxoskv.state import Configuration, KVStateMachine, Set
+from paxoskv.state.snapshot import ROWS_PER_PIECE
+
+CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset())
+
+
+def test_a_bin_header_is_what_msgpack_begins_bytes_of_that_length_with() -> None:
+    for length in (0, 255, 256, 65_535, 65_536):
+        assert msgpack.packb(b"x" * length, use_bin_type=True).startswith(bin_header(length))
+
+
+def test_an_image_reads_back_as_the_state_and_acceptor_state_it_was_taken_of() -> None:
+    state = KVStateMachine(CONFIG)
+    for i in range(2 * ROWS_PER_PIECE + 3):
+        state.apply(Set(f"k{i}", "v" * 300), 1_000 + i)
+    durable = DurableState(
+        promised=Ballot(4, "b"),
+        accepted={7: (Ballot(3, "a"), b"seven")},
+        chosen={6: b"six"},
+    )
+    image = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, durable)
+    taken = state.snapshot()
+    state.apply(Set("later", "not in the image"), 3_000)
+
+    local = decode_local_snapshot(b"".join(image.local_parts()))
+    assert (local.promised, local.accepted, local.chosen) == (
+        durable.promised,
+        durable.accepted,
+        durable.chosen,
+    )
+    assert (local.applied_slot, local.last_log_time_ms) == (5, 2_000)
+    assert local.state_snapshot == taken
+    assert local.config_entries == [(1, CONFIG)]
+    assert decode_state_transfer(image.transfer()) == (5, taken, [(1, CONFIG)], 2_000)
+    assert image.transfer() is image.transfer()  # built once
