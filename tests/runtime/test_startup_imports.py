@@ -59,10 +59,19 @@ def test_a_node_without_secret_or_key_loads_no_cryptography_metadata_or_toml(
     assert loaded == set()
 
 
+def test_the_command_line_of_a_node_loads_no_metadata_until_version_is_asked() -> None:
+    assert modules_after("import paxoskv.cli.main, paxoskv.cli.node_cmd") == set()
+
+
 @pytest.mark.parametrize(
     ("code", "needed"),
     [
         ("import paxoskv; paxoskv.__version__", "importlib.metadata"),
+        (
+            "from click.testing import CliRunner; from paxoskv.cli import main; "
+            "CliRunner().invoke(main, ['--version'])",
+            "importlib.metadata",
+        ),
         ("from paxoskv.transport import FrameCodec; FrameCodec('c', 's' * 16)", "cryptography"),
         (
             "from paxoskv.storage.cipher import RecordCipher; RecordCipher(bytes(32))",
