@@ -4,6 +4,8 @@ Run from the repository root:
 
     .venv/bin/python benchmarks/transport.py            # about a minute
     .venv/bin/python benchmarks/transport.py --quick    # a smoke run
+    .venv/bin/python benchmarks/transport.py --sizes 100 --tag-costs   # the target's row, and
+                                                        # what one HMAC tag costs, by each way
 
 What is measured: one process, one sender and one receiver on a fresh 239.x group on
 127.0.0.1 (nothing leaves loopback). The sender sends a window of 32 frames to the group, the
@@ -464,6 +466,92 @@ def breakdown(size_bytes: int, results: dict[str, Result]) -> None:
         )
 
 
+def tag_costs() -> dict[tuple[str, int], float]:
+    """CPU microseconds per HMAC-SHA256 tag (16 bytes) over a frame of 100 B and 8 KB of
+    payload, by every way Python offers to compute one, after proving each gives the tag of
+    ``hmac.new(key, frame, "sha256")``.
+
+    * ``cryptography HMAC copy`` -- what the transport does: copy a keyed OpenSSL HMAC
+      context, update, finalize;
+    * ``hashlib HMAC copy`` -- the same with the standard library's OpenSSL HMAC object;
+    * ``hmac.digest`` -- one call, but OpenSSL sets the key up on every call;
+    * ``builtin SHA-256 pads`` -- CPython's own SHA-256 (``_sha256``, not OpenSSL): the
+      inner and outer pad states are hashed once, and each tag copies them (a struct copy,
+      no OpenSSL context handling) and hashes the frame and the inner digest.
+    """
+    import _sha256  # CPython's builtin SHA-256: the module has no stub, hence Any below
+    import hmac
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+    key = random.Random(0).randbytes(32)
+    block = key.ljust(64, b"\0")
+    inner: Any = _sha256.sha256(bytes(b ^ 0x36 for b in block))
+    outer: Any = _sha256.sha256(bytes(b ^ 0x5C for b in block))
+    inner_copy, outer_copy = inner.copy, outer.copy
+
+    def builtin_pads(frame: bytes) -> bytes:
+        mac = inner_copy()
+        mac.update(frame)
+        out = outer_copy()
+        out.update(mac.digest())
+        return bytes(out.digest()[:16])
+
+    keyed_copy = crypto_hmac.HMAC(key, hashes.SHA256()).copy
+
+    def cryptography_copy(frame: bytes) -> bytes:
+        mac = keyed_copy()
+        mac.update(frame)
+        return mac.finalize()[:16]
+
+    hashlib_keyed = hmac.new(key, digestmod="sha256")
+
+    def hashlib_copy(frame: bytes) -> bytes:
+        mac = hashlib_keyed.copy()
+        mac.update(frame)
+        return mac.digest()[:16]
+
+    def one_call(frame: bytes) -> bytes:
+        return hmac.digest(key, frame, "sha256")[:16]
+
+    ways: dict[str, Callable[[bytes], bytes]] = {
+        "cryptography HMAC copy": cryptography_copy,
+        "hashlib HMAC copy": hashlib_copy,
+        "hmac.digest": one_call,
+        "builtin SHA-256 pads": builtin_pads,
+    }
+    costs: dict[tuple[str, int], float] = {}
+    for size_bytes in (100, 8192):
+        codec = FrameCodec("bench", SECRET)
+        frame = FrameSealer(codec, "sender", 1).seal(bytes(size_bytes))[:-16]  # what is tagged
+        for name, tag in ways.items():
+            assert tag(frame) == hmac.new(key, frame, "sha256").digest()[:16], name
+            calls = 20_000 if size_bytes < 1000 else 2_000
+            costs[name, size_bytes] = per_frame_us(lambda t=tag: t, [frame] * calls)  # type: ignore[misc]
+    return costs
+
+
+def report_tag_costs(results_100: dict[str, Result] | None) -> None:
+    costs = tag_costs()
+    print("\nCPU us per HMAC-SHA256 tag, by way of computing it (all give the same tag)\n")
+    print("| way | 100 B frame | 8 KB frame |")
+    print("|---|---:|---:|")
+    for name in dict.fromkeys(name for name, _ in costs):
+        print(f"| {name} | {costs[name, 100]:.2f} | {costs[name, 8192]:.2f} |")
+    if results_100 is not None:
+        # A frame needs two tags (seal, check). Even if the rest of our layer cost nothing,
+        # the best ratio to the bare loop would be bare / (bare + two tags).
+        bare_us = 1e6 / results_100["bare asyncio drain"].cpu_rate
+        two_tags_us = 2 * min(costs[name, 100] for name, _ in costs)
+        print(
+            f"\nAt 100 B: bare asyncio drain {bare_us:.1f} us a frame; two of the cheapest tags "
+            f"{two_tags_us:.1f} us; so HMAC can reach at most "
+            f"{bare_us / (bare_us + two_tags_us):.0%} of the bare loop if the rest of our "
+            "layer were free."
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames and rounds")
@@ -472,15 +560,30 @@ async def main() -> None:
     parser.add_argument(
         "--breakdown", action="store_true", help="also time seal and receive alone per frame"
     )
+    parser.add_argument(
+        "--tag-costs", action="store_true", help="also time each way of computing an HMAC tag"
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(SIZES_BYTES),
+        help="payload sizes in bytes (default: %(default)s)",
+    )
     args = parser.parse_args()
     frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)
     print(f"Python {sys.version.split()[0]}, {frames} frames x {rounds} rounds, loopback multicast")
-    for size_bytes in SIZES_BYTES:
+    results_100: dict[str, Result] | None = None
+    for size_bytes in args.sizes:
         print(f"  .. {size_bytes} B", file=sys.stderr, flush=True)
         results = await measure(size_bytes, frames, rounds)
         report(size_bytes, results)
+        if size_bytes == 100:
+            results_100 = results
         if args.breakdown:
             breakdown(size_bytes, results)
+    if args.tag_costs:
+        report_tag_costs(results_100)
 
 
 if __name__ == "__main__":

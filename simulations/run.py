@@ -37,9 +37,16 @@ class RunOptions:
     engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
 
 
-# The engine's message limit, by seed: small limits split promises into many parts (some cut
-# short), batches into many slots and snapshots into many chunks, so those paths see faults too.
-MESSAGE_BYTES = (48_000, 48_000, 2_000, 250)
+# Engine settings by seed (seed % 4), so rarer paths meet the faults too: frequent snapshots
+# and a short log (compaction; catching up by snapshot; candidates behind the compacted log),
+# and small message limits (promises in many parts, some cut short; batches in many slots;
+# snapshots in many chunks).
+SEED_SETTINGS: tuple[dict[str, int], ...] = (
+    {},
+    {"snapshot_every_commands": 40, "log_retention_slots": 10},
+    {"max_message_bytes": 2_000},
+    {"max_message_bytes": 250},
+)
 
 
 @dataclass
@@ -58,7 +65,7 @@ def run_seed(
     seed: int, options: RunOptions | None = None, trace: Callable[[str], None] | None = None
 ) -> RunResult:
     options = options or RunOptions()
-    settings = {"max_message_bytes": MESSAGE_BYTES[seed % len(MESSAGE_BYTES)]}
+    settings = SEED_SETTINGS[seed % len(SEED_SETTINGS)]
     world = World(
         seed, options.nodes, settings=settings, trace=trace, engine_class=options.engine_class
     )

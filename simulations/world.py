@@ -75,6 +75,7 @@ class SimNode:
     unsynced_ids: list[int] = field(default_factory=list)
     sync_scheduled: bool = False
     sync_due: float = 0.0
+    snapshot_due: float = 0.0  # when the last snapshot asked for is written
     tick_at: float = float("inf")
     recorded_slot: int = 0
 
@@ -216,7 +217,14 @@ class World:
                     node.sync_due = due
                     self.scheduler.at(due, self._sync, node, node.incarnation)
             elif isinstance(effect, fx.SaveSnapshot):
-                store.write_snapshot(effect.journal_index, effect.image.local_parts())
+                # As the runtime does: packed and written off the engine, a while later (in
+                # order), and the engine told once it is saved; a crash before loses it.
+                node.snapshot_due = max(node.snapshot_due, self.now) + self.rng.uniform(
+                    *self.sync_latency_s
+                )
+                self.scheduler.at(
+                    node.snapshot_due, self._save_snapshot, node, node.incarnation, effect
+                )
             elif isinstance(effect, fx.Answer):
                 self.on_answer(node.node_id, effect)
             elif isinstance(effect, fx.ReadReady):
@@ -242,6 +250,12 @@ class World:
         ids, node.unsynced_ids = node.unsynced_ids, []
         if ids:
             self._after(node, node.engine.handle_durable(max(ids), self.now))
+
+    def _save_snapshot(self, node: SimNode, incarnation: int, effect: fx.SaveSnapshot) -> None:
+        if node.incarnation != incarnation or node.store is None:
+            return  # crashed before it was written
+        node.store.write_snapshot(effect.journal_index, effect.image.local_parts())
+        self.call(node.node_id, "snapshot_saved", effect.slot)
 
     # --- network -----------------------------------------------------------------------------
 

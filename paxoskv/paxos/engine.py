@@ -180,12 +180,16 @@ class Engine:
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
         self.last_log_time_ms = durable.last_log_time_ms
         self.known_commit = durable.applied_slot
+        # The newest snapshot saved (served to peers, and the log is kept back to it), and
+        # the one taken but not yet saved: packing and writing it happen off the engine.
         self._transfer: tuple[int, SnapshotImage] | None = None
+        self._taken: tuple[int, SnapshotImage] | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
         # volatile
         self.role = Role.FOLLOWER
         self.leader_id: str | None = None
+        self._leader_ballot = ZERO_BALLOT  # the ballot the followed leader leads with
         self.max_seen: Ballot = durable.promised
         self._last_heard_leader = -1e18
         self._election_deadline = now + self._election_timeout()
@@ -246,6 +250,18 @@ class Engine:
             )
             if self.known_commit > self.applied_slot and self.leader_id:
                 self._request_catchup(self.leader_id, now)
+        return self._drain(now)
+
+    def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
+        """The snapshot :class:`SaveSnapshot` asked for at ``slot`` is written: serve it.
+
+        Until then peers are served the one before, and the log is kept back to that one, so
+        a peer catching up never waits on (or makes this node pack on its own thread) a
+        snapshot still being packed.
+        """
+        self._now = now
+        if self._taken is not None and self._taken[0] == slot:
+            self._transfer, self._taken = self._taken, None
         return self._drain(now)
 
     def handle_durable(self, sync_id: int, now: float) -> list[Effect]:
@@ -398,11 +414,16 @@ class Engine:
         A window of slots of big values does not fit one datagram, and a promise cut short
         used to send the candidate off to catch up on slots nobody had chosen: no leader
         could be elected again (seen with 8 KB values, 16 slots in flight). More than
-        :data:`_MOST_PROMISE_WINDOWS` windows' worth means the candidate is far behind: it
-        gets ``truncated`` and catches up before it campaigns again.
+        :data:`_MOST_PROMISE_PARTS_PER_SLOT` parts per slot of the window means the candidate
+        is far behind, and a candidate before the compacted log could not be told the values
+        it missed: either gets ``truncated`` and catches up before it campaigns again.
         """
+        if from_slot <= self.compacted_slot:
+            # The values of slots up to compacted_slot are gone from here: a promise could not
+            # vouch for them, and a candidate that missed them must catch up by snapshot.
+            return [m.Promise(ballot, from_slot, (), self.applied_slot, True)]
         limit = self.settings.max_message_bytes
-        most_parts = _MOST_PROMISE_WINDOWS * self.settings.window_slots
+        most_parts = _MOST_PROMISE_PARTS_PER_SLOT * self.settings.window_slots
         parts: list[m.Promise] = []
         entries: list[m.PromiseEntry] = []
         size = 0
@@ -440,7 +461,12 @@ class Engine:
         if msg.slot > self.applied_slot and (accepted is None or accepted[0] != msg.ballot):
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._persist(accepted_record(msg.slot, msg.ballot, msg.value))
-        if self._votes_in(msg.slot):
+        if self._votes_in(msg.slot) and (
+            msg.slot > self.applied_slot or self.values.get(msg.slot) == msg.value
+        ):
+            # A slot applied here is voted for only with the value chosen in it (a leader
+            # recovering the log proposes that value again; any other would be a bug upstream,
+            # and a compacted slot's value is not known here to compare).
             self._hold(sender, m.Accepted(msg.ballot, (msg.slot,)))
         self._learn_commit(msg.ballot, msg.commit_upto, sender, now)
 
@@ -566,7 +592,7 @@ class Engine:
             self.last_log_time_ms,
             durable,
         )
-        self._transfer = (self.applied_slot, image)
+        self._taken = (self.applied_slot, image)
         self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
@@ -614,7 +640,7 @@ class Engine:
             slot = self._transfer[0] if self._transfer else 0
             self._send(sender, m.CatchupReply((), self.applied_slot, slot))
             return
-        blob = self._transfer[1].transfer()  # packed here if the runtime has not yet
+        blob = self._transfer[1].transfer()
         chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
         self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
 
@@ -676,6 +702,12 @@ class Engine:
                 self._step_down()
             self._last_heard_leader = now
             self._election_deadline = now + self._election_timeout()
+            if ballot != self._leader_ballot:
+                self._leader_ballot = ballot
+                if ballot.node_id == self.leader_id and ballot.node_id != self.node_id:
+                    # The same node leads again, in a new term: it dropped what it had queued.
+                    self._to_forward.update(self._local_waiting)
+                    self._resends.clear()
             self._set_leader(ballot.node_id)
 
     def _set_leader(self, leader_id: str | None) -> None:
@@ -833,13 +865,18 @@ class Engine:
         """
         ids = list(map(_request_id_of, requests))
         queued = self._queued
+        # The engine's own requests (no-ops, lease expiries) all share one id and are never
+        # resent, so they are not counted: each is queued as made.
         if not queued.isdisjoint(ids):
-            fresh: dict[tuple[str, int], m.Request] = {}
+            kept: list[m.Request] = []
             for key, request in zip(ids, requests, strict=True):
-                if key not in queued:
-                    fresh.setdefault(key, request)
-            ids, requests = list(fresh), list(fresh.values())
-        queued.update(ids)
+                if not key[0]:
+                    kept.append(request)
+                elif key not in queued:
+                    kept.append(request)
+                    queued.add(key)
+            requests = kept
+        queued.update(filter(_client_id_of, ids))
         self._pending.extend(requests)
         self._pending_bytes += _size_bytes(requests)
 
@@ -1162,7 +1199,7 @@ class Engine:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 
 
-_MOST_PROMISE_WINDOWS = 4  # a promise of more parts than this many windows' is cut short
+_MOST_PROMISE_PARTS_PER_SLOT = 4  # a promise of more parts than this x window_slots is cut short
 _MOST_RETRY_PERIODS = 8  # between resends of one unanswered request (4 s at the default 0.5 s)
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
 _command_of = itemgetter(2)

@@ -86,9 +86,11 @@ class SnapshotImage:
 
     The runtime packs it on a worker thread (:meth:`local_parts`, for the snapshot file), in
     pieces that each hold the GIL a few milliseconds, so the engine's step stays short and
-    heartbeats go on. A peer catching up asks for :meth:`transfer` (what
-    :func:`decode_state_transfer` reads), built once. Either may be asked first or twice, from
-    any thread: two racing builds produce equal bytes, and either one is kept.
+    heartbeats go on. Once it is saved, the engine serves it to peers catching up
+    (:meth:`transfer`, what :func:`decode_state_transfer` reads, joined once). Either may be
+    asked first or twice, from any thread: two racing builds produce equal bytes, and either
+    one is kept. The captured rows are let go once packed: they would keep every value
+    overwritten since alive.
 
     Layouts: the transfer is ``[version, slot, state snapshot (bin), configs, log_time_ms]``;
     the local snapshot is ``[transfer (bin), promised, accepted, chosen]``.
@@ -103,7 +105,7 @@ class SnapshotImage:
         durable: DurableState,
     ) -> None:
         self.slot = slot
-        self._state = state
+        self._state: StateImage | None = state
         self._configs = configs
         self._log_time_ms = log_time_ms
         self._durable = durable
@@ -113,7 +115,13 @@ class SnapshotImage:
     def _transfer_parts(self) -> list[bytes]:
         state = self._state_parts
         if state is None:
-            self._state_parts = state = self._state.parts()
+            image = self._state
+            if image is None:  # another thread packed it meanwhile (parts are set first)
+                state = self._state_parts
+                assert state is not None
+            else:
+                self._state_parts = state = image.parts()
+                self._state = None  # its rows would keep every overwritten value alive
         entries = [[start, *config.to_wire()] for start, config in self._configs]
         head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]
         tail = [_pack(entries), _pack(self._log_time_ms)]

@@ -68,6 +68,7 @@ class Replica:
         self._durable_upto = 0  # the highest sync id reported durable, not yet told the engine
         self._durable_call_due = False  # a call of _tell_durable is queued on the loop
         self._durable_told = 0  # the highest sync id the engine has heard of
+        self._durable_lock = threading.Lock()
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -287,10 +288,10 @@ class Replica:
             if not committer.sync_here():
                 committer.request_sync()
                 break
-            if self._durable_upto <= self._durable_told or self.failure is not None:
+            sync_id = self._take_durable() if self.failure is None else 0
+            if not sync_id:
                 break
-            self._durable_told = self._durable_upto
-            for effect in engine.handle_durable(self._durable_told, time.time()):
+            for effect in engine.handle_durable(sync_id, time.time()):
                 self._carry_out(effect)
             if self._outbox:
                 self._flush_outbox()
@@ -362,8 +363,6 @@ class Replica:
 
         One sync usually covers two persists of a step (an accept, and the chosen marker
         its commit point made): the engine hears of both in one step, not one step each.
-        The order keeps that safe across threads: the id is raised before the flag is read
-        here, and the flag is cleared before the id is read in :meth:`_tell_durable`.
         """
         loop = self._loop
         on_loop = threading.get_ident() == self._loop_thread
@@ -371,17 +370,27 @@ class Replica:
         if error is not None:
             call(self._fail_stop, error)
             return
-        if sync_id > self._durable_upto:
-            self._durable_upto = sync_id
-        if not self._durable_call_due:
+        with self._durable_lock:  # the writer thread and the loop may both be here
+            if sync_id > self._durable_upto:
+                self._durable_upto = sync_id
+            if self._durable_call_due:
+                return
             self._durable_call_due = True
-            call(self._tell_durable)
+        call(self._tell_durable)
+
+    def _take_durable(self) -> int:
+        """The highest sync id not yet told to the engine, or 0 if there is none."""
+        with self._durable_lock:
+            self._durable_call_due = False
+            if self._durable_upto <= self._durable_told:
+                return 0
+            self._durable_told = self._durable_upto
+            return self._durable_told
 
     def _tell_durable(self) -> None:
-        self._durable_call_due = False
-        if self._durable_upto > self._durable_told:  # (else a step told it already)
-            self._durable_told = self._durable_upto
-            self._durable(self._durable_told)
+        sync_id = self._take_durable()
+        if sync_id:  # (else a step told the engine already)
+            self._durable(sync_id)
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None
@@ -404,6 +413,9 @@ class Replica:
                 )
             except StorageError as error:
                 self._fail_stop(error)
+                return
+        if self.engine is not None and self.failure is None:
+            self._step(self.engine.snapshot_saved(effect.slot, time.time()))
 
     # --- the network -----------------------------------------------------------------------
 

@@ -41,11 +41,12 @@ from paxoskv.transport.frames import (
     FrameKind,
     FrameOpener,
     FrameSealer,
+    Protection,
     invalid_tag,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
-from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES
+from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES, ReplayWindow
 
 if TYPE_CHECKING:  # cryptography is imported by the codec, with a secret only (frames.py)
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -71,8 +72,9 @@ _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-lev
 
 # A data frame's header as the straight receive path knows it (FramedEndpoint._remember):
 # the ids' bytes, the sender id, where the body starts, the source address, the incarnation,
-# and the sender's AES-GCM cipher when that is the protection.
-_KnownHeader: TypeAlias = "tuple[bytes, str, int, Address, int, AESGCM | None]"
+# the sender's AES-GCM cipher when that is the protection, and the sender's replay window
+# when frames are authenticated (the guard's own object: _remember says how it stays so).
+_KnownHeader: TypeAlias = "tuple[bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]"
 _KNOWN_HEADERS = 1024
 _NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
@@ -117,9 +119,16 @@ class FramedEndpoint(ClosesOnExit):
         self._group_target: Address | None = None
         self._codec = codec
         self._known: dict[bytes, _KnownHeader] = {}
+        if self._replay_guard is not None:
+            # Known headers hold their sender's window: a window the guard drops goes with them.
+            self._replay_guard.on_forget = self._known.clear
         self._max_datagram_bytes = codec.max_datagram_bytes
         self._tag_bytes = codec.tag_bytes
         self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
+        # What broadcast() needs to seal a frame to everyone itself: the header around seq,
+        # and whether sealing is AES-GCM's (that one it leaves to the sealer).
+        self._to_everyone = self._sealer.header_parts("")
+        self._aead_sealing = codec.protection is Protection.AES_GCM
         self._inbox = Inbox(inbox_frames)
         self._stats = TransportStats()
         self._closed = False
@@ -178,13 +187,28 @@ class FramedEndpoint(ClosesOnExit):
     async def broadcast(self, payload: bytes) -> None:
         if self._closed:
             self._check_open()
-        datagram = self._sealer.seal(payload)
         address = self._group_target
         if address is None:
+            datagram = self._sealer.seal(payload)
             blocked = self._send_now(datagram, self._broadcast_addresses())
             if blocked:
                 await self._send_blocked(datagram, blocked)
             return
+        sealer = self._sealer
+        if len(payload) > sealer.max_body_bytes or self._aead_sealing:
+            datagram = sealer.seal(payload)  # refuses an oversized payload; AES-GCM
+        else:
+            # FrameSealer.seal for a DATA frame to everyone, written out: one call fewer per
+            # frame (tests/transport/test_fast_paths.py holds the two to the same bytes).
+            seq = sealer.next_seq
+            sealer.next_seq = seq + 1
+            before_seq, after_seq = self._to_everyone
+            datagram = b"".join((before_seq, SEQ_FIELD.pack(seq), after_seq, payload))
+            keyed_mac = self._keyed_mac
+            if keyed_mac is not None:
+                mac = keyed_mac()
+                mac.update(datagram)
+                datagram += mac.finalize()[:TAG_BYTES]
         # One fixed address (a multicast group, a broadcast address): _send_now written out.
         try:
             self._send_socket.sendto(datagram, address)
@@ -312,7 +336,6 @@ class FramedEndpoint(ClosesOnExit):
         max_bytes, tag_bytes, guard = self._max_datagram_bytes, self._tag_bytes, self._replay_guard
         keyed_mac = self._keyed_mac
         guard_accept = guard.accept if guard is not None else None
-        window_of = guard.windows.get if guard is not None else None
         deliveries: list[Delivery] = []
         append = deliveries.append
         delivered_bytes = 0
@@ -326,7 +349,7 @@ class FramedEndpoint(ClosesOnExit):
             ):
                 delivered_bytes += self._receive_one(datagram, address, append)
                 continue
-            _, sender_id, header_end, _, incarnation, aead = entry
+            _, sender_id, header_end, _, incarnation, aead, window = entry
             body_end = len(datagram) - tag_bytes
             if body_end < header_end:
                 delivered_bytes += self._receive_one(datagram, address, append)
@@ -353,12 +376,10 @@ class FramedEndpoint(ClosesOnExit):
                     continue
             else:
                 body = datagram[header_end:]
-            if window_of is not None:
+            if window is not None:
                 seq = SEQ_FIELD.unpack_from(datagram, SEQ_OFFSET)[0]
-                window = window_of(sender_id)
                 if (
-                    window is not None
-                    and seq == window.highest + 1
+                    seq == window.highest + 1
                     and window.seen == window.full
                     and incarnation == window.incarnation
                 ):
@@ -419,7 +440,10 @@ class FramedEndpoint(ClosesOnExit):
         that were delivered are kept -- with a secret, only frames whose tag checked out -- and
         only with the address they came from, which the peer table also holds (``_learn`` and
         ``forget`` empty this cache when the table changes), so a frame that takes the straight
-        path gets exactly the verdict and the side effects of the full one.
+        path gets exactly the verdict and the side effects of the full one. With a secret the
+        entry also holds the sender's replay window, the guard's own object (the frame just
+        passed it, so it exists), which saves a lookup per frame; the guard empties this cache
+        when it drops a window (``ReplayGuard.on_forget``), so no entry outlives its window.
         """
         known = self._known
         if len(known) >= _KNOWN_HEADERS:
@@ -434,6 +458,7 @@ class FramedEndpoint(ClosesOnExit):
             self._codec.cipher_for(
                 datagram[HEADER_BYTES : HEADER_BYTES + datagram[7]], incarnation
             ),
+            None if self._replay_guard is None else self._replay_guard.windows.get(sender_id),
         )
 
     def _refused(self, reason: DropReason, address: Address) -> None:

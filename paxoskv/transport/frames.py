@@ -411,7 +411,7 @@ class FrameSealer:
             raise PayloadTooLarge(len(body), self.max_body_bytes)
         parts = self._data_headers.get(destination) if kind is _DATA else None
         if parts is None:
-            parts = self._header_parts(destination, kind)
+            parts = self.header_parts(destination, kind)
         seq = self.next_seq
         self.next_seq = seq + 1
         # FrameCodec.seal_parts's HMAC and plain cases, written out: one call fewer per frame
@@ -425,8 +425,11 @@ class FrameSealer:
             return b"".join((parts[0], SEQ_FIELD.pack(seq), parts[1], body))
         return self.codec.seal_parts(parts[0], seq, parts[1], body, self.sender, self.incarnation)
 
-    def _header_parts(self, destination: str, kind: FrameKind) -> tuple[bytes, bytes]:
-        """Packs a header; keeps DATA ones (bounded: node ids are few, but come from callers)."""
+    def header_parts(
+        self, destination: str, kind: FrameKind = FrameKind.DATA
+    ) -> tuple[bytes, bytes]:
+        """A header around ``seq`` (:meth:`FrameCodec.header_parts`) for this sender; keeps
+        DATA ones (bounded: node ids are few, but come from callers)."""
         encoded = encode_node_id(destination) if destination else b""
         parts = self.codec.header_parts(kind, self.sender, self.incarnation, encoded)
         if kind is _DATA and len(self._data_headers) < _HEADER_CACHE_ENTRIES:

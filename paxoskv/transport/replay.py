@@ -18,7 +18,7 @@ a fresh number, so the window would protect nothing and is not used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 __all__ = ["DEFAULT_WINDOW_FRAMES", "ReplayGuard", "ReplayWindow"]
 
@@ -87,6 +87,10 @@ class ReplayGuard:
         self.window_frames = window_frames
         self.max_senders = max_senders
         self._windows: dict[str, ReplayWindow] = {}
+        # Called when a window is dropped to make room: whoever holds on to windows (the
+        # endpoint's straight receive path keeps each known sender's) must let go of them,
+        # or a forgotten sender's frames would be checked against two windows.
+        self.on_forget: Callable[[], None] | None = None
 
     def accept(self, sender_id: str, incarnation: int, seq: int) -> bool:
         window = self._windows.get(sender_id)
@@ -101,13 +105,16 @@ class ReplayGuard:
             return window.accept(incarnation, seq)
         if len(self._windows) >= self.max_senders:
             del self._windows[next(iter(self._windows))]
+            if self.on_forget is not None:
+                self.on_forget()
         self._windows[sender_id] = ReplayWindow(incarnation, seq, self.window_frames)
         return True
 
     @property
     def windows(self) -> Mapping[str, ReplayWindow]:
-        """The live windows by sender, read-only: the receive path takes the in-order case
-        (:meth:`ReplayWindow.accept`'s first test) with one ``get`` on it, without a call."""
+        """The live windows by sender, read-only: the receive path keeps each known sender's
+        and takes the in-order case (:meth:`ReplayWindow.accept`'s first test) without a
+        call (see ``on_forget``)."""
         return self._windows
 
     def __len__(self) -> int:

@@ -6,9 +6,10 @@ import random
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.batches import encode_batch
-from paxoskv.paxos.effects import Broadcast, Persist, Send
+from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot, Send
 from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.state import Configuration, Set, encode_command
+from paxoskv.state import Configuration, LeaseGrant, Set, encode_command
+from tests.paxos.wire import Cluster
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset({"l"}))
 
@@ -224,3 +225,84 @@ def test_a_snapshot_download_whose_chunk_was_lost_restarts_without_spinning() ->
     assert b.next_deadline() <= 0.8  # the chunk's deadline is armed
     b.tick(now=0.8)  # the chunk never came
     assert b.next_deadline() > 0.8, "a past deadline would have the runtime tick in a loop"
+
+
+def test_a_candidate_behind_the_compacted_log_catches_up_rather_than_refill_chosen_slots() -> None:
+    """A promise cannot vouch for slots whose values were compacted away: it is cut short,
+    and the candidate catches up by snapshot (it used to fill those slots with no-ops)."""
+    cluster = Cluster(snapshot_every_commands=500, log_retention_slots=100)
+    cluster.run_until(3.0)
+    leader = cluster.leader()
+    behind = next(n for n in "abc" if n != leader)
+    other = next(n for n in "abc" if n not in (leader, behind))
+    cluster.down.add(behind)
+    for i in range(2_600):
+        command = encode_command(Set(f"k{i % 50}", i))
+        cluster.propose(leader, [m.Request("client", i + 1, command)])
+        cluster.now += 0.0001
+    b, a = cluster.nodes[other], cluster.nodes[behind]
+    assert b.compacted_slot > a.applied_slot + 1  # what `behind` misses is gone from `other`
+    cluster.down = {leader}  # the leader dies; the node that was away times out first
+    b._election_deadline = 1e9
+    cluster.run_until(cluster.now + 5.0)
+    assert a.applied_slot == b.applied_slot
+    assert a.state.digest() == b.state.digest()
+
+
+def test_an_applied_slot_is_voted_for_only_with_its_chosen_value() -> None:
+    b = engine("b")
+    b.receive("a", m.CatchupReply((m.CatchupEntry(1, encode_batch(0, [])),), 1, 0), now=0.0)
+    assert b.applied_slot == 1
+    replies = []
+    for value in (b"another value", encode_batch(0, [])):
+        effects = b.receive("c", m.Accept(Ballot(5, "c"), 1, value, 1), now=1.0)
+        for sync_id in [e.sync_id for e in effects if isinstance(e, Persist)]:
+            effects += b.handle_durable(sync_id, now=1.0)
+        replies += [e.message for e in effects if isinstance(e, Send)]
+    assert replies == [m.Accepted(Ballot(5, "c"), (1,))]  # the chosen value's only
+
+
+def test_leases_falling_due_together_all_expire_in_a_quiet_cluster() -> None:
+    cluster = Cluster()
+    cluster.run_until(3.0)
+    leader = cluster.leader()
+    grants = [m.Request("c", i + 1, encode_command(LeaseGrant(1000, 100 + i))) for i in range(5)]
+    keys = [m.Request("c", 10 + i, encode_command(Set(f"k{i}", "v", 100 + i))) for i in range(5)]
+    cluster.propose(leader, grants + keys)
+    state = cluster.nodes[leader].state
+    assert all(state.lease_info(100 + i) is not None for i in range(5))
+    cluster.run_until(10.0)  # nothing else is written
+    assert [state.lease_info(100 + i) for i in range(5)] == [None] * 5
+    assert [state.get(f"k{i}") for i in range(5)] == [None] * 5
+
+
+def test_a_follower_resends_what_waits_when_the_same_leader_starts_a_new_term() -> None:
+    b = engine("b")
+    b.receive("a", m.Heartbeat(Ballot(1, "a"), 0, 1), now=0.0)
+    first = b.propose([m.Request("x", 1, b"cmd")], now=0.1)
+    assert [type(e.message) for e in first if isinstance(e, Send)] == [m.Forward]
+    # a steps down and is elected again: what it had queued is gone, so send it again now
+    again = b.receive("a", m.Heartbeat(Ballot(2, "a"), 0, 1), now=0.2)
+    forwards = [
+        e.message for e in again if isinstance(e, Send) and isinstance(e.message, m.Forward)
+    ]
+    assert [r.seq for f in forwards for r in f.requests] == [1]
+
+
+def test_a_snapshot_is_offered_to_peers_only_once_it_is_saved() -> None:
+    settings = EngineSettings(node_id="b", snapshot_every_commands=3, log_retention_slots=1)
+    b = Engine(settings, random.Random(1), CONFIG)
+    batches = tuple(
+        m.CatchupEntry(
+            slot, encode_batch(0, [m.Request("x", slot, encode_command(Set("k", slot)))])
+        )
+        for slot in range(1, 6)
+    )
+    effects = b.receive("a", m.CatchupReply(batches, 5, 0), now=0.0)
+    (save,) = [e for e in effects if isinstance(e, SaveSnapshot)]
+    asked = b.receive("l", m.SnapshotRequest(save.slot, 0), now=0.1)
+    assert not [e for e in asked if isinstance(e, Send) and isinstance(e.message, m.SnapshotChunk)]
+    b.snapshot_saved(save.slot, now=0.2)
+    served = b.receive("l", m.SnapshotRequest(save.slot, 0), now=0.3)
+    chunks = [e.message for e in served if isinstance(e, Send)]
+    assert [type(c) for c in chunks] == [m.SnapshotChunk] and chunks[0].data

@@ -115,9 +115,15 @@ _step = st.tuples(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(protection=st.sampled_from(PROTECTIONS), steps=st.lists(_step, max_size=40))
+@given(
+    protection=st.sampled_from(PROTECTIONS),
+    steps=st.lists(_step, max_size=40),
+    max_senders=st.sampled_from(
+        [4096, 2]
+    ),  # 2: the guard drops windows, and known headers hold them
+)
 def test_the_receive_paths_straight_case_agrees_with_the_full_path(
-    protection: tuple[bytes | None, bool], steps: list[Any]
+    protection: tuple[bytes | None, bool], steps: list[Any], max_senders: int
 ) -> None:
     secret, encrypt = protection
     codec = FrameCodec("fast", secret, encrypt=encrypt, max_datagram_bytes=MAX_DATAGRAM_BYTES)
@@ -127,6 +133,8 @@ def test_the_receive_paths_straight_case_agrees_with_the_full_path(
         [],
         _Recorder(),
     )
+    for endpoint in (fast, reference):
+        endpoint._opener.guard.max_senders = max_senders
     sealers: dict[tuple[str, int], FrameSealer] = {}
     sent: list[bytes] = []
     batch: list[tuple[bytes, Address]] = []
@@ -188,6 +196,21 @@ def test_the_straight_case_is_taken_and_a_replay_through_it_is_refused() -> None
     receiver._receive_one = full_path  # type: ignore[method-assign]
     assert [tuple(d) for d in _drain(receiver)] == [("s1", b"one"), ("s1", b"two")]
     assert receiver.stats.dropped_total == 1
+
+
+def test_a_window_the_guard_drops_leaves_the_known_headers_with_it() -> None:
+    """Known headers hold their sender's replay window; when the guard drops that window to
+    make room, they must go too, or the sender's frames would be checked against two."""
+    codec = FrameCodec("fast", SECRET)
+    receiver = _Endpoint(codec, [], _Recorder())
+    guard = receiver._opener.guard
+    guard.max_senders = 1
+    first = FrameSealer(codec, "s1", 1).seal(b"one")
+    receiver.datagrams_received([(first, SOURCES[0])])
+    assert receiver._known and next(iter(receiver._known.values()))[6] is guard.windows["s1"]
+    receiver.datagrams_received([(FrameSealer(codec, "s2", 1).seal(b"two"), SOURCES[1])])
+    assert list(guard.windows) == ["s2"]
+    assert all(entry[1] == "s2" for entry in receiver._known.values())
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
