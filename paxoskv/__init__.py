@@ -14,7 +14,7 @@ Layers below it (``paxos``, ``state``, ``storage``, ``transport``, ``runtime``) 
 for those who embed or test them, but this module is what an application is meant to touch.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from paxoskv import errors
 from paxoskv.blocking import BlockingClient, open_blocking
@@ -25,10 +25,27 @@ from paxoskv.remote import Client, connect
 from paxoskv.runtime.membership import Member
 from paxoskv.state import ChangeEvent, Compare, Delete, KeyValue, Set
 
-try:
-    __version__ = version("paxos-kv")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__version__: str
+
+
+def __getattr__(name: str) -> Any:
+    """``__version__``, looked up only when asked for.
+
+    ``importlib.metadata`` (and the email and zip machinery it pulls in) is a sizeable share
+    of a node's start-up, which a restarted node spends before it can serve; only the CLI's
+    ``--version`` and tools that ask need the installed distribution's version.
+    """
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("paxos-kv")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        found = "0.0.0+unknown"
+    globals()["__version__"] = found
+    return found
+
 
 __all__ = [
     "BlockingClient",

@@ -9,7 +9,6 @@ The group, interface and secret are all a client needs to find its cluster.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -190,6 +189,8 @@ def load_config(
 
 
 def _from_toml(path: Path) -> dict[str, object]:
+    import tomllib  # here, not at the top: only a config file needs it, not every start-up
+
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)

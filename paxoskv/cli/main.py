@@ -14,7 +14,6 @@ from typing import Any, NoReturn
 
 import click
 
-from paxoskv import __version__
 from paxoskv.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -74,8 +73,26 @@ def _quiet_broken_pipe() -> NoReturn:
     sys.exit(EXIT_OK)
 
 
+def _show_version(context: click.Context, _parameter: click.Parameter, asked: bool) -> None:
+    """``--version``, as click's version_option prints it, with the version looked up only
+    when asked: ``paxos-kv node`` starts without importing ``importlib.metadata``."""
+    if not asked or context.resilient_parsing:
+        return
+    import paxoskv
+
+    click.echo(f"{PROGRAM}, version {paxoskv.__version__}")
+    context.exit()
+
+
 @click.group(PROGRAM, cls=PaxosKVGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name=PROGRAM)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """paxos-kv: a Paxos-replicated key-value store.
 

@@ -215,7 +215,11 @@ class Engine:
         self._now = now
         self._ballot = ZERO_BALLOT
         self._reset_proposer()
-        self._apply_ready()
+        # The chosen tail of the journal is applied now, but the snapshot it may have made due
+        # waits for the next slot applied: packing the whole state here would hold up the
+        # restarted node's first answer by as long again as the replay itself, for a snapshot
+        # that only speeds up the restart after this one.
+        self._apply_ready(snapshot_due=False)
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -338,6 +342,17 @@ class Engine:
             self._follower_reads[read_id] = None
             self._read_requests_out.append(read_id)
         return self._drain(now)
+
+    def hold_election(self, now: float) -> None:
+        """Do not campaign before a whole election timeout has passed from ``now``.
+
+        The runtime calls this once the engine is built and about to be driven. Building a
+        restarted node's engine replays its journal, which can take longer than an election
+        timeout, and the timer was armed before that replay: without this, the node's first
+        tick would campaign before it had read a single heartbeat from the leader that is
+        alive and well, unseating it (a higher ballot makes a leader step down) for nothing.
+        """
+        self._election_deadline = max(self._election_deadline, now + self._election_timeout())
 
     def cancel_read(self, read_id: int) -> None:
         self._follower_reads.pop(read_id, None)
@@ -494,12 +509,12 @@ class Engine:
         if self.known_commit > self.applied_slot:
             self._request_catchup(sender, now)
 
-    def _apply_ready(self) -> None:
+    def _apply_ready(self, *, snapshot_due: bool = True) -> None:
         start = self.applied_slot
         while (value := self.values.get(self.applied_slot + 1)) is not None:
             self._apply_slot(self.applied_slot + 1, value)
         if self.applied_slot > start:
-            self._after_apply(start)
+            self._after_apply(start, snapshot_due=snapshot_due)
 
     def _apply_slot(self, slot: int, value: bytes) -> None:
         own = self._own_batches.pop(slot, None)
@@ -540,14 +555,14 @@ class Engine:
         self._commands_since_snapshot += len(commands)
         self._bytes_since_snapshot += len(value)
 
-    def _after_apply(self, previous_applied: int) -> None:
+    def _after_apply(self, previous_applied: int, *, snapshot_due: bool = True) -> None:
         self._effects.append(Applied(self.applied_slot, self.state.revision))
         if self._expiring:
             self._expiring = {
                 lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
             }
         settings = self.settings
-        if (
+        if snapshot_due and (
             self._commands_since_snapshot >= settings.snapshot_every_commands
             or self._bytes_since_snapshot >= settings.snapshot_every_bytes
         ):

@@ -176,7 +176,9 @@ class Replica:
         )
         self._engine_ready.set()
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
-        self._step(self.engine.tick(time.time()))
+        now = time.time()
+        self.engine.hold_election(now)  # listen for the leader first: see the method
+        self._step(self.engine.tick(now))
 
     def _check_transport_room(self, transport: Transport) -> None:
         """Refuse, at start, a transport too small for the largest slot the engine makes.

@@ -64,7 +64,9 @@ class RestoredState:
 
 def _flat_rows(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
     flat = list(chain.from_iterable(rows))
-    flat[0::ROW_FIELDS] = [key_to_wire(key) for key in flat[0::ROW_FIELDS]]
+    keys = flat[0::ROW_FIELDS]
+    if tuple in set(map(type, keys)):  # str and bytes keys travel as they are: no call per key
+        flat[0::ROW_FIELDS] = [key_to_wire(key) for key in keys]
     return flat
 
 
@@ -184,16 +186,23 @@ def _read_rows(flat: object, leases: LeaseTable) -> dict[Key, tuple[Any, ...]]:
     if type(flat) is not list or len(flat) % ROW_FIELDS:
         raise MalformedSnapshot("rows are not a flat array of six-field rows")
     keys = flat[0::ROW_FIELDS]
-    if not (set(map(type, keys)) <= {str} and all(keys) and all(map(str.isascii, keys))):
+    as_stored = set(map(type, keys)) <= {str} and all(keys) and all(map(str.isascii, keys))
+    if not as_stored:
         keys = [key_from_wire(key) for key in keys]  # tuple keys, or text to check closely
     for column in (2, 3, 4):
         if not set(map(type, flat[column::ROW_FIELDS])) <= {int}:
             raise MalformedSnapshot("a row has a revision or version that is not an int")
     lease_ids = flat[5::ROW_FIELDS]
-    columns = (flat[column::ROW_FIELDS] for column in range(1, ROW_FIELDS))
-    data = dict(zip(keys, zip(keys, *columns, strict=True), strict=True))
+    if as_stored:  # each row is six items of the flat array as they stand: group them in C
+        rows = zip(*[iter(flat)] * ROW_FIELDS, strict=True)  # the length is a multiple of six
+    else:
+        columns = (flat[column::ROW_FIELDS] for column in range(1, ROW_FIELDS))
+        rows = zip(keys, *columns, strict=True)
+    data = dict(zip(keys, rows, strict=True))
     if len(data) != len(keys):
         raise MalformedSnapshot("a key appears twice")
+    if lease_ids.count(None) == len(lease_ids):
+        return data  # no key holds a lease (the usual map): nothing to attach
     leased = compress(zip(keys, lease_ids, strict=True), map(is_not, lease_ids, repeat(None)))
     for key, lease_id in leased:
         if type(lease_id) is not int or lease_id not in leases:

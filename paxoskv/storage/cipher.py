@@ -22,14 +22,14 @@ from __future__ import annotations
 import binascii
 import struct
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import AEADDecryptionContext, Cipher, algorithms, modes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from paxoskv.errors import ConfigurationError
 
-__all__ = ["KEY_SIZE_BYTES", "SALT_SIZE_BYTES", "TAG_SIZE_BYTES", "InvalidTag", "RecordCipher"]
+if TYPE_CHECKING:  # imported when a key is given: an unencrypted store never loads OpenSSL
+    from cryptography.hazmat.primitives.ciphers import AEADDecryptionContext
+
+__all__ = ["KEY_SIZE_BYTES", "SALT_SIZE_BYTES", "TAG_SIZE_BYTES", "RecordCipher", "invalid_tag"]
 
 KEY_SIZE_BYTES = 32
 SALT_SIZE_BYTES = 8
@@ -51,6 +51,8 @@ class RecordCipher:
                 f"an encryption key must be {KEY_SIZE_BYTES} bytes, got {len(key)}; "
                 "use load_key_file() on a file of 32 raw bytes or 64 hex characters"
             )
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
         self._key = key
 
@@ -68,10 +70,25 @@ class RecordCipher:
     def decryptor(self, salt: bytes, counter: int, index: int, tag: bytes) -> AEADDecryptionContext:
         """Streaming :meth:`open` for a snapshot too big to hold twice; ``finalize()`` raises
         ``InvalidTag`` at the end if the bytes were not sealed with this key."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         mode = modes.GCM(_nonce(salt, counter), tag)
         context = Cipher(algorithms.AES(self._key), mode).decryptor()
         context.authenticate_additional_data(_INDEX.pack(index))
         return context
+
+
+def invalid_tag() -> type[Exception]:
+    """``cryptography``'s InvalidTag, for ``except invalid_tag():`` around a cipher's calls.
+
+    An except clause evaluates its expression only when an exception is being matched, and
+    only a cipher (which has imported ``cryptography``) raises one there: so a store without
+    encryption never pays for importing OpenSSL's bindings, a sizeable share of a restarted
+    node's start-up.
+    """
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 
 def _nonce(salt: bytes, counter: int) -> bytes:

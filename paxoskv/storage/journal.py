@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from paxoskv.errors import ConfigurationError, CorruptData, WrongEncryptionKey
-from paxoskv.storage.cipher import InvalidTag, RecordCipher
+from paxoskv.storage.cipher import RecordCipher, invalid_tag
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
@@ -40,6 +40,7 @@ __all__ = [
     "broken_name",
     "check_key",
     "list_segments",
+    "parse_segment_records",
     "read_segment_header",
     "read_segment_records",
     "recover_last_segment",
@@ -63,6 +64,7 @@ class LastSegment:
     header: FileHeader | None  # None: the file held no whole record and was removed
     record_count: int
     end_offset: int
+    data: bytes | None = None  # the file's bytes up to at least end_offset, as read at open
 
 
 def list_segments(names: list[str]) -> list[SegmentFile]:
@@ -133,10 +135,7 @@ def read_segment_records(
             break
         buffer = carry + chunk if carry else chunk
         payloads: list[bytes] = []
-        consumed, problem = parse_frames(buffer, 0, payloads)
-        if problem in (FrameProblem.HEADER_CRC, FrameProblem.PAYLOAD_CRC):
-            assert problem is not None
-            raise CorruptData(path, offset + consumed, problem.value)
+        consumed = _parse_checked(buffer, 0, payloads, path, offset)
         if cipher is not None:
             payloads = _decrypt(payloads, cipher, header, segment, index, offset, path)
         if payloads:
@@ -146,6 +145,42 @@ def read_segment_records(
         offset += consumed
     if carry or offset < end_offset:
         raise CorruptData(path, offset, "the segment ends in the middle of a record")
+
+
+def parse_segment_records(
+    data: bytes,
+    segment: SegmentFile,
+    header: FileHeader,
+    cipher: RecordCipher | None,
+    end_offset: int,
+    disk: Disk,
+) -> Iterator[list[bytes]]:
+    """As :func:`read_segment_records`, from the segment's bytes already in memory.
+
+    Open reads the last segment whole to find its end; its replay parses those bytes, with
+    the same checks, rather than read the file a second time.
+    """
+    path = disk.path_of(segment.name)
+    buffer = data[:end_offset] if len(data) > end_offset else data
+    payloads: list[bytes] = []
+    consumed = _parse_checked(buffer, HEADER_SIZE, payloads, path, 0)
+    if consumed < end_offset:
+        raise CorruptData(path, consumed, "the segment ends in the middle of a record")
+    if cipher is not None:
+        payloads = _decrypt(
+            payloads, cipher, header, segment, segment.first_index, HEADER_SIZE, path
+        )
+    if payloads:
+        yield payloads
+
+
+def _parse_checked(buffer: bytes, start: int, out: list[bytes], path: str, base: int) -> int:
+    """:func:`parse_frames`, raising CorruptData (at file offset ``base`` + where) on damage."""
+    consumed, problem = parse_frames(buffer, start, out)
+    if problem in (FrameProblem.HEADER_CRC, FrameProblem.PAYLOAD_CRC):
+        assert problem is not None
+        raise CorruptData(path, base + consumed, problem.value)
+    return consumed
 
 
 def _frame_size_hint(carry: bytes) -> int:
@@ -168,7 +203,7 @@ def _decrypt(
     for ciphertext in payloads:
         try:
             plain.append(cipher.open(header.salt, index - segment.first_index, index, ciphertext))
-        except InvalidTag:
+        except invalid_tag():
             raise CorruptData(
                 path, offset, f"record {index} does not decrypt: it was altered after writing"
             ) from None
@@ -200,7 +235,7 @@ def recover_last_segment(
         end, count = last_start, count - 1  # the final record is damaged and nothing follows
     if end < len(data) or count == 0:
         _cut(disk, segment, data, end, remove=count == 0)
-    return LastSegment(segment, header if count else None, count, end)
+    return LastSegment(segment, header if count else None, count, end, data if count else None)
 
 
 def _last_segment_header(data: bytes, segment: SegmentFile, path: str) -> FileHeader | None:

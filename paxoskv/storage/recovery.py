@@ -25,6 +25,7 @@ from paxoskv.storage.journal import (
     SegmentFile,
     broken_name,
     list_segments,
+    parse_segment_records,
     read_segment_header,
     read_segment_records,
     recover_last_segment,
@@ -44,11 +45,17 @@ class ReplayStep:
     header: FileHeader
     end_offset: int | None  # None: the file's size when replayed (a sealed segment)
     last_index: int
+    data: bytes | None = None  # the whole file as open read it (the last segment), if held
+
+
+KEEP_SNAPSHOT_BYTES = 64 << 20
+"""A chosen snapshot up to this size is kept from its check at open for the hand-over."""
 
 
 @dataclass(slots=True)
 class Recovered:
-    snapshot: tuple[int, FileHeader] | None  # checked whole; read again when asked for
+    snapshot: tuple[int, FileHeader] | None  # checked whole
+    snapshot_chunks: list[bytes] | None  # its blob as checked, if small enough to keep
     snapshot_indexes: list[int]  # snapshot files still present after recovery, oldest first
     segments: list[SegmentFile]  # segment files still present, oldest first
     replay_steps: list[ReplayStep]
@@ -61,13 +68,13 @@ def recover(disk: Disk, cipher: RecordCipher | None) -> Recovered:
     """Examine the data dir and repair what a crash may leave; raise on anything else."""
     _remove_temp_files(disk)
     names = disk.listdir()
-    snapshot, snapshot_indexes = _choose_snapshot(disk, list_snapshots(names), cipher)
+    snapshot, chunks, snapshot_indexes = _choose_snapshot(disk, list_snapshots(names), cipher)
     covered = snapshot[0] if snapshot else 0
     segments = list_segments(names)
     headers = {s.name: read_segment_header(disk, s, cipher) for s in segments[:-1]}
     chain = _replay_chain(disk, segments, covered)
     if not chain:
-        return Recovered(snapshot, snapshot_indexes, segments, [], covered, covered, None)
+        return Recovered(snapshot, chunks, snapshot_indexes, segments, [], covered, covered, None)
     tail = recover_last_segment(disk, chain[-1], cipher)
     steps = [
         ReplayStep(segment, headers[segment.name], None, following.first_index - 1)
@@ -78,12 +85,14 @@ def recover(disk: Disk, cipher: RecordCipher | None) -> Recovered:
         segments.remove(tail.segment)
         last_segment_end = None
     else:
-        steps.append(ReplayStep(tail.segment, tail.header, tail.end_offset, journal_last))
+        # The replay parses the bytes open has just read, rather than read them again.
+        step = ReplayStep(tail.segment, tail.header, tail.end_offset, journal_last, tail.data)
+        steps.append(step)
         last_segment_end = (tail.segment, tail.end_offset)
         _sync_file(disk, tail.segment.name)
     last_index = max(covered, journal_last)
     return Recovered(
-        snapshot, snapshot_indexes, segments, steps, covered, last_index, last_segment_end
+        snapshot, chunks, snapshot_indexes, segments, steps, covered, last_index, last_segment_end
     )
 
 
@@ -107,7 +116,11 @@ def _replay_segment(
     segment = step.segment
     end = step.end_offset if step.end_offset is not None else disk.size(segment.name)
     index = segment.first_index
-    for payloads in read_segment_records(disk, segment, step.header, cipher, end):
+    if step.data is not None:
+        chunks = parse_segment_records(step.data, segment, step.header, cipher, end, disk)
+    else:
+        chunks = read_segment_records(disk, segment, step.header, cipher, end)
+    for payloads in chunks:
         count = len(payloads)
         if index + count - 1 > step.last_index:
             raise _chain_broken(disk, segment, step, end, index + count - 1)
@@ -148,17 +161,18 @@ def _remove_temp_files(disk: Disk) -> None:
 
 def _choose_snapshot(
     disk: Disk, indexes: list[int], cipher: RecordCipher | None
-) -> tuple[tuple[int, FileHeader] | None, list[int]]:
-    """The newest snapshot that reads back whole; the ones that do not are set aside."""
+) -> tuple[tuple[int, FileHeader] | None, list[bytes] | None, list[int]]:
+    """The newest snapshot that reads back whole (and its blob, if small enough to keep);
+    the ones that do not are set aside."""
     for covered in reversed(indexes):
         try:
-            header = check_snapshot(disk, covered, cipher)
+            header, chunks = check_snapshot(disk, covered, cipher, keep_up_to=KEEP_SNAPSHOT_BYTES)
         except CorruptData as error:
             _set_aside(disk, snapshot_name(covered), error)
             indexes = [i for i in indexes if i != covered]
             continue
-        return (covered, header), indexes
-    return None, indexes
+        return (covered, header), chunks, indexes
+    return None, None, indexes
 
 
 def _set_aside(disk: Disk, name: str, error: CorruptData) -> None:

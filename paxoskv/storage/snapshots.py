@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 from paxoskv.errors import CorruptData
-from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, InvalidTag, RecordCipher
+from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher, invalid_tag
 from paxoskv.storage.crc import crc32c, crc32c_extend
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.headers import (
@@ -102,12 +102,24 @@ def _in_writes(pieces: Sequence[bytes]) -> Iterator[bytes]:
         yield group[0] if len(group) == 1 else b"".join(group)
 
 
-def check_snapshot(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
-    """Check a whole snapshot without holding it in memory; return its header."""
+def check_snapshot(
+    disk: Disk, covered_index: int, cipher: RecordCipher | None, *, keep_up_to: int = 0
+) -> tuple[FileHeader, list[bytes] | None]:
+    """Check a whole snapshot; return its header, and its blob in chunks if it is small.
+
+    A blob of at most ``keep_up_to`` bytes is kept as it is checked, so that whoever loads
+    it next gets the very bytes the check passed instead of reading and checking the file a
+    second time (a restarted node's start-up did both, for as long again as the read). A
+    bigger one is not held: it is checked in chunks and read again when asked for.
+    """
     header = read_snapshot_header(disk, covered_index, cipher)
-    for _ in iter_snapshot_blob(disk, covered_index, header, cipher):
-        pass
-    return header
+    keep = header.body_length <= keep_up_to
+    chunks = [
+        chunk
+        for chunk in iter_snapshot_blob(disk, covered_index, header, cipher)
+        if keep  # every chunk is checked either way: the last step is the check itself
+    ]
+    return header, chunks if keep else None
 
 
 def read_snapshot_header(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
@@ -144,7 +156,7 @@ def read_snapshot(
         return body
     try:
         return cipher.open(header.salt, 0, covered_index, body)
-    except InvalidTag:
+    except invalid_tag():
         raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
 
 
@@ -180,7 +192,7 @@ def iter_snapshot_blob(
     if decryptor is not None:
         try:
             decryptor.finalize()
-        except InvalidTag:
+        except invalid_tag():
             raise CorruptData(path, HEADER_SIZE, "the snapshot does not decrypt") from None
 
 

@@ -141,14 +141,17 @@ class Store:
     def recovered_snapshot(self) -> tuple[int, bytes] | None:
         """(covered index, blob) of the snapshot recovery chose, or None.
 
-        Open checked the snapshot without keeping it in memory; this reads it in one go. For
-        a big state prefer :meth:`recovered_snapshot_reader`, which never holds the blob and
-        the objects made from it at the same time.
+        A snapshot of up to 64 MB comes as open read and checked it (no second read); a
+        bigger one was checked without being kept and is read again here, in one go. For a
+        big state prefer :meth:`recovered_snapshot_reader`, which never holds the blob and the
+        objects made from it at the same time.
         """
-        chosen = self._chosen_snapshot()
+        chosen, chunks = self._chosen_snapshot()
         if chosen is None:
             return None
         covered, header = chosen
+        if chunks is not None:
+            return covered, chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return covered, read_snapshot(self._disk, covered, header, self._cipher)
 
     def recovered_snapshot_reader(self) -> tuple[int, SnapshotStream] | None:
@@ -157,18 +160,22 @@ class Store:
         The stream checks the CRC (and tag) again as it goes and raises
         :class:`~paxoskv.errors.CorruptData` at its end if the file changed since open.
         """
-        chosen = self._chosen_snapshot()
+        chosen, kept = self._chosen_snapshot()
         if chosen is None:
             return None
         covered, header = chosen
+        if kept is not None:
+            return covered, SnapshotStream(iter(kept))
         chunks = iter_snapshot_blob(self._disk, covered, header, self._cipher)
         return covered, SnapshotStream(chunks)
 
-    def _chosen_snapshot(self) -> tuple[int, FileHeader] | None:
+    def _chosen_snapshot(self) -> tuple[tuple[int, FileHeader] | None, list[bytes] | None]:
+        """The snapshot open chose and its blob if open kept it; the store lets go of both."""
         if self._snapshot_handed_over or self._recovered is None:
             raise RuntimeError("the recovered snapshot is handed over once; keep what you got")
         self._snapshot_handed_over = True
-        return self._recovered.snapshot
+        chunks, self._recovered.snapshot_chunks = self._recovered.snapshot_chunks, None
+        return self._recovered.snapshot, chunks
 
     def recovered_records(self) -> Iterator[tuple[int, bytes]]:
         """(index, record) for every journal record after the snapshot, read lazily; once only.
@@ -182,7 +189,8 @@ class Store:
             raise RuntimeError("recovered_records() can be iterated once; keep the iterator")
         self._records_handed_over = True
         recovered = self._recovered
-        return replay(self._disk, self._cipher, recovered.replay_steps, recovered.replay_after)
+        steps, recovered.replay_steps = recovered.replay_steps, []  # the replay owns the bytes
+        return replay(self._disk, self._cipher, steps, recovered.replay_after)
 
     # --- the journal ---------------------------------------------------------------------
 

@@ -20,10 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from hmac import compare_digest
-from typing import Any, cast
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import (
@@ -45,10 +42,14 @@ from paxoskv.transport.frames import (
     FrameOpener,
     FrameSealer,
     Protection,
+    invalid_tag,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
 from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES, ReplayWindow
+
+if TYPE_CHECKING:  # cryptography is imported by the codec, with a secret only (frames.py)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from paxoskv.transport.sockio import DatagramSocket
 
 __all__ = ["FramedEndpoint", "default_incarnation"]
@@ -73,7 +74,7 @@ _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-lev
 # the ids' bytes, the sender id, where the body starts, the source address, the incarnation,
 # the sender's AES-GCM cipher when that is the protection, and the sender's replay window
 # when frames are authenticated (the guard's own object: _remember says how it stays so).
-_KnownHeader = tuple[bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]
+_KnownHeader: TypeAlias = "tuple[bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]"
 _KNOWN_HEADERS = 1024
 _NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
@@ -370,7 +371,7 @@ class FramedEndpoint(ClosesOnExit):
                         datagram[header_end:],
                         datagram[:header_end],
                     )
-                except InvalidTag:
+                except invalid_tag():
                     self._refused(DropReason.BAD_TAG, address)
                     continue
             else:

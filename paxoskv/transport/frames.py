@@ -32,17 +32,14 @@ import hashlib
 import hmac
 import struct
 from hmac import compare_digest
-from typing import NamedTuple, cast
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import hmac as crypto_hmac
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge
 from paxoskv.transport.base import DropReason
 from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES, ReplayGuard
+
+if TYPE_CHECKING:  # imported with a secret only: a cluster without one never loads OpenSSL
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "FORMAT_VERSION",
@@ -167,6 +164,9 @@ class _HmacSha256:
         # The bound ``copy`` of the keyed context: the hot paths in FrameCodec.unpack,
         # FrameSealer.seal and the endpoint's receive path call it directly (each writes
         # :meth:`tag` out, a call fewer).
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives import hmac as crypto_hmac
+
         self.keyed_copy = crypto_hmac.HMAC(key, hashes.SHA256()).copy
 
     def tag(self, data: bytes) -> bytes:
@@ -175,7 +175,23 @@ class _HmacSha256:
         return mac.finalize()[:TAG_BYTES]
 
 
+def invalid_tag() -> type[Exception]:
+    """``cryptography``'s InvalidTag, for ``except invalid_tag():`` around AES-GCM calls.
+
+    An except clause evaluates its expression only while an exception is being matched, and
+    there only an AES-GCM cipher (made once ``cryptography`` is imported) can raise: so a
+    cluster without a secret never imports OpenSSL's bindings, a sizeable share of a node's
+    start-up, and the receive path pays nothing for the lookup.
+    """
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
+
+
 def _derive(secret: bytes, salt: bytes, purpose: bytes) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=b"paxos-kv frame " + purpose)
     return kdf.derive(secret)
 
@@ -350,7 +366,7 @@ class FrameCodec:
             return aead.decrypt(
                 seq.to_bytes(12, "big"), datagram[header_end:], datagram[:header_end]
             )
-        except InvalidTag:
+        except invalid_tag():
             return None
 
     def cipher_for(self, sender: bytes, incarnation: int) -> AESGCM | None:
@@ -364,6 +380,8 @@ class FrameCodec:
         if aead is None:
             if len(self._aeads) >= _AEAD_CACHE_ENTRIES:
                 del self._aeads[next(iter(self._aeads))]
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             material = sender + incarnation.to_bytes(8, "big")
             aead = AESGCM(hmac.digest(self._aes_master, material, "sha256"))
             self._aeads[cache_key] = aead

@@ -229,3 +229,19 @@ def test_an_image_packed_in_pieces_is_the_one_call_packing_and_later_changes_mis
     assert joined == expected
     restored = KVStateMachine.restore(joined)
     assert restored.get("after") is None and restored.get("k1") is not None
+
+
+@pytest.mark.parametrize("leased", [False, True])
+def test_a_map_of_plain_str_keys_restores_row_for_row_with_its_leases(leased: bool) -> None:
+    m = KVStateMachine(Configuration(voters=frozenset({"a"})))
+    lease = m.apply(LeaseGrant(1000), 100).lease_id if leased else None  # type: ignore[union-attr]
+    for i in range(50):
+        m.apply(Set(f"k{i % 20}", [i, "v"], lease_id=lease if i % 7 == 0 else None), 200 + i)
+    restored = KVStateMachine.restore(m.snapshot())
+    assert restored.digest() == m.digest()
+    assert restored.range("k") == m.range("k")
+    assert restored.get("k7").value == [47, "v"]  # type: ignore[union-attr]  # still a list
+    if leased:
+        assert lease is not None
+        assert restored.lease_info(lease) == m.lease_info(lease)
+        assert restored.lease_info(lease).keys  # type: ignore[union-attr]

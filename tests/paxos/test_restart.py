@@ -1,0 +1,77 @@
+"""An engine built over a node's recovered journal: what it does before it first answers."""
+
+import random
+
+from paxoskv.paxos import messages as m
+from paxoskv.paxos.ballot import Ballot
+from paxoskv.paxos.batches import encode_batch
+from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot
+from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.records import DurableState
+from paxoskv.state import Configuration, encode_set
+
+CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset())
+LEADER = Ballot(1, "a")
+
+
+def batch(first_seq: int, count: int) -> bytes:
+    requests = [
+        m.Request("client", seq, encode_set(f"k{seq}", "v"))
+        for seq in range(first_seq, first_seq + count)
+    ]
+    return encode_batch(1_000, requests)
+
+
+def restarted(node_id: str, chosen: dict[int, bytes], now: float, **settings: int) -> Engine:
+    durable = DurableState(promised=LEADER, chosen=dict(chosen))
+    return Engine(
+        EngineSettings(node_id=node_id, **settings),
+        random.Random(3),
+        CONFIG,
+        durable=durable,
+        now=now,
+    )
+
+
+def prepares(effects: list[object]) -> list[m.Prepare]:
+    return [
+        e.message for e in effects if isinstance(e, Broadcast) and isinstance(e.message, m.Prepare)
+    ]
+
+
+def test_a_replayed_tail_past_the_snapshot_threshold_is_snapshotted_only_at_the_next_slot() -> None:
+    b = restarted("b", {1: batch(1, 5), 2: batch(6, 5)}, now=0.0, snapshot_every_commands=8)
+    assert b.applied_slot == 2 and b.state.revision == 10
+    started = b.tick(now=0.01)
+    assert not [e for e in started if isinstance(e, SaveSnapshot)], "snapshotted before serving"
+
+    accepted = b.receive("a", m.Accept(LEADER, 3, batch(11, 1), 2), now=0.02)
+    sync_id = max(e.sync_id for e in accepted if isinstance(e, Persist))
+    b.handle_durable(sync_id, now=0.03)
+    committed = b.receive("a", m.Commit(LEADER, 3), now=0.04)
+    snapshots = [e for e in committed if isinstance(e, SaveSnapshot)]
+    assert b.applied_slot == 3
+    assert len(snapshots) == 1 and snapshots[0].slot == 3
+
+
+def test_a_restarted_voter_listens_a_whole_election_timeout_before_campaigning() -> None:
+    # Built at 0.0 (its election timer armed then); its replay "took" 5 s.
+    b = restarted("b", {1: batch(1, 3)}, now=0.0)
+    b.hold_election(now=5.0)
+    assert not prepares(b.tick(now=5.0)), "campaigned before it could hear the leader"
+
+    b.receive("a", m.Heartbeat(LEADER, 1, 1), now=5.01)
+    assert b.leader_id == "a"
+    assert not prepares(b.tick(now=5.02))
+
+
+def test_a_held_election_still_happens_when_no_leader_speaks() -> None:
+    b = restarted("b", {1: batch(1, 3)}, now=0.0)
+    b.hold_election(now=5.0)
+    for _ in range(20):  # follow the engine's own deadlines until it campaigns
+        now = b.next_deadline()
+        found = prepares(b.tick(now))
+        if found:
+            break
+    assert found and found[0].ballot > LEADER
+    assert now >= 5.0 + b.settings.election_timeout_min_s

@@ -1,0 +1,83 @@
+"""What a node imports before it can serve: only what it needs (a restart pays for the rest).
+
+Each check runs a fresh interpreter, since this one has imported everything long ago.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+OPTIONAL = ("cryptography", "importlib.metadata", "tomllib")
+
+
+def modules_after(code: str) -> set[str]:
+    """The optional modules loaded in a fresh interpreter after running ``code``."""
+    probe = textwrap.dedent(code) + textwrap.dedent(
+        f"""
+        import sys
+        print(",".join(m for m in {OPTIONAL!r} if m in sys.modules))
+        """
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    return set(filter(None, done.stdout.strip().split(",")))
+
+
+def test_a_node_without_secret_or_key_loads_no_cryptography_metadata_or_toml(
+    tmp_path: Path,
+) -> None:
+    loaded = modules_after(
+        f"""
+        import asyncio
+        import paxoskv
+        from paxoskv.storage import Store
+        from paxoskv.transport import FrameCodec
+
+        FrameCodec("c")
+        with Store.open({str(tmp_path)!r}) as store:
+            store.append([b"record"])
+            store.sync()
+        with Store.open({str(tmp_path)!r}) as store:
+            list(store.recovered_records())
+        """
+    )
+    assert loaded == set()
+
+
+def test_the_command_line_of_a_node_loads_no_metadata_until_version_is_asked() -> None:
+    assert modules_after("import paxoskv.cli.main, paxoskv.cli.node_cmd") == set()
+
+
+@pytest.mark.parametrize(
+    ("code", "needed"),
+    [
+        ("import paxoskv; paxoskv.__version__", "importlib.metadata"),
+        (
+            "from click.testing import CliRunner; from paxoskv.cli import main; "
+            "CliRunner().invoke(main, ['--version'])",
+            "importlib.metadata",
+        ),
+        ("from paxoskv.transport import FrameCodec; FrameCodec('c', 's' * 16)", "cryptography"),
+        (
+            "from paxoskv.storage.cipher import RecordCipher; RecordCipher(bytes(32))",
+            "cryptography",
+        ),
+    ],
+)
+def test_what_is_asked_for_is_still_loaded(code: str, needed: str) -> None:
+    assert needed in modules_after(code)
