@@ -182,8 +182,8 @@ class Engine:
         self.known_commit = durable.applied_slot
         # The newest snapshot saved (served to peers, and the log is kept back to it), and
         # the one taken but not yet saved: packing and writing it happen off the engine.
-        self._transfer: tuple[int, SnapshotImage] | None = None
-        self._taken: tuple[int, SnapshotImage] | None = None
+        self._transfer: SnapshotImage | None = None
+        self._taken: SnapshotImage | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
         # volatile
@@ -260,7 +260,7 @@ class Engine:
         snapshot still being packed.
         """
         self._now = now
-        if self._taken is not None and self._taken[0] == slot:
+        if self._taken is not None and self._taken.slot == slot:
             self._transfer, self._taken = self._taken, None
         return self._drain(now)
 
@@ -418,10 +418,11 @@ class Engine:
         is far behind, and a candidate before the compacted log could not be told the values
         it missed: either gets ``truncated`` and catches up before it campaigns again.
         """
+        cut_short = [m.Promise(ballot, from_slot, (), self.applied_slot, True)]
         if from_slot <= self.compacted_slot:
             # The values of slots up to compacted_slot are gone from here: a promise could not
             # vouch for them, and a candidate that missed them must catch up by snapshot.
-            return [m.Promise(ballot, from_slot, (), self.applied_slot, True)]
+            return cut_short
         limit = self.settings.max_message_bytes
         most_parts = _MOST_PROMISE_PARTS_PER_SLOT * self.settings.window_slots
         parts: list[m.Promise] = []
@@ -440,7 +441,7 @@ class Engine:
             cost = len(value) + len(ballot_of.node_id) + 32
             if entries and size + cost > limit:
                 if len(parts) + 1 >= most_parts:
-                    return [m.Promise(ballot, from_slot, (), self.applied_slot, True)]
+                    return cut_short
                 parts.append(
                     m.Promise(ballot, first, tuple(entries), self.applied_slot, False, slot - 1)
                 )
@@ -569,7 +570,7 @@ class Engine:
             self._take_snapshot()
         keep_from = self.applied_slot - self.settings.log_retention_slots
         if self._transfer is not None and keep_from > self.compacted_slot:
-            keep_from = min(keep_from, self._transfer[0])
+            keep_from = min(keep_from, self._transfer.slot)
             for slot in range(self.compacted_slot + 1, keep_from + 1):
                 self.values.pop(slot, None)
             self.compacted_slot = max(self.compacted_slot, keep_from)
@@ -594,7 +595,7 @@ class Engine:
             self.last_log_time_ms,
             durable,
         )
-        self._taken = (self.applied_slot, image)
+        self._taken = image
         self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
@@ -609,7 +610,7 @@ class Engine:
 
     def _on_catchup_request(self, sender: str, msg: m.CatchupRequest, now: float) -> None:
         if msg.from_slot <= self.compacted_slot and self._transfer is not None:
-            self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer[0]))
+            self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
             return
         entries: list[m.CatchupEntry] = []
         size = 0
@@ -638,11 +639,11 @@ class Engine:
             self._request_catchup(sender, now)
 
     def _on_snapshot_request(self, sender: str, msg: m.SnapshotRequest, now: float) -> None:
-        if self._transfer is None or self._transfer[0] != msg.snapshot_slot:
-            slot = self._transfer[0] if self._transfer else 0
+        if self._transfer is None or self._transfer.slot != msg.snapshot_slot:
+            slot = self._transfer.slot if self._transfer else 0
             self._send(sender, m.CatchupReply((), self.applied_slot, slot))
             return
-        blob = self._transfer[1].transfer()
+        blob = self._transfer.transfer()
         chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
         self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
 
@@ -708,8 +709,7 @@ class Engine:
                 self._leader_ballot = ballot
                 if ballot.node_id == self.leader_id and ballot.node_id != self.node_id:
                     # The same node leads again, in a new term: it dropped what it had queued.
-                    self._to_forward.update(self._local_waiting)
-                    self._resends.clear()
+                    self._forward_all_waiting()
             self._set_leader(ballot.node_id)
 
     def _set_leader(self, leader_id: str | None) -> None:
@@ -717,11 +717,15 @@ class Engine:
             self.leader_id = leader_id
             self._effects.append(LeaderChanged(leader_id))
             if leader_id is not None and leader_id != self.node_id:
-                self._to_forward.update(self._local_waiting)
-                self._resends.clear()
+                self._forward_all_waiting()
                 self._read_requests_out.extend(
                     rid for rid, index in self._follower_reads.items() if index is None
                 )
+
+    def _forward_all_waiting(self) -> None:
+        """A leader new to its term has none of our requests: all go to it now, waits reset."""
+        self._to_forward.update(self._local_waiting)
+        self._resends.clear()
 
     def _start_campaign(self, now: float) -> None:
         self._reset_proposer()

@@ -208,4 +208,4 @@ def test_a_snapshot_is_taken_by_bytes_as_well_as_by_commands() -> None:
     assert engine._transfer is None  # far under both thresholds
     for i in range(4):
         s.set(leader, f"big{i}", "x" * 1_500)
-    assert engine._transfer is not None and engine._transfer[0] > 0
+    assert engine._transfer is not None and engine._transfer.slot > 0
