@@ -47,8 +47,8 @@ class Cluster:
         """Carry out effects as a runtime would (the most frequent kind tested first)."""
         engine = self.engines[node]
         for effect in effects:
-            if isinstance(effect, fx.Answer):
-                self.answered += 1
+            if isinstance(effect, fx.Answers):
+                self.answered += len(effect.seqs)
             elif isinstance(effect, fx.Send):
                 self.wire.append((node, effect.to, encode_message(effect.message)))
             elif isinstance(effect, fx.Broadcast):

@@ -71,7 +71,11 @@ def batch_us(commands: list[bytes], *, answered: bool, batch: int = 100) -> floa
             )
         start = time.perf_counter()
         for log_time_ms, (client_ids, seqs, slot_commands) in enumerate(slots, 10_000):
-            wanted = set(zip(client_ids, seqs, strict=True)) if answered else None
+            wanted: dict[str, set[int]] | None = None
+            if answered:
+                wanted = {}
+                for client_id, seq in zip(client_ids, seqs, strict=True):
+                    wanted.setdefault(client_id, set()).add(seq)
             machine.apply_batch(client_ids, seqs, slot_commands, log_time_ms, answer=wanted)
         return (time.perf_counter() - start) / len(commands) * 1e6
 

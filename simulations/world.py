@@ -225,8 +225,9 @@ class World:
                 self.scheduler.at(
                     node.snapshot_due, self._save_snapshot, node, node.incarnation, effect
                 )
-            elif isinstance(effect, fx.Answer):
-                self.on_answer(node.node_id, effect)
+            elif isinstance(effect, fx.Answers):
+                for answer in effect.each():
+                    self.on_answer(node.node_id, answer)
             elif isinstance(effect, fx.ReadReady):
                 self.on_read_ready(node.node_id, effect.read_id)
             elif isinstance(effect, fx.LeaderChanged):

@@ -8,6 +8,7 @@ the asyncio runtime and under the deterministic simulator.
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.effects import (
     Answer,
+    Answers,
     Applied,
     Broadcast,
     Effect,
@@ -29,6 +30,7 @@ from paxoskv.paxos.records import DurableState, decode_local_snapshot
 
 __all__ = [
     "Answer",
+    "Answers",
     "Applied",
     "Ballot",
     "Broadcast",

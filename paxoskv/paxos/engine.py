@@ -30,7 +30,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
+from itertools import chain, compress, starmap
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -45,7 +45,7 @@ from paxoskv.paxos.batches import (
 )
 from paxoskv.paxos.configs import ConfigHistory
 from paxoskv.paxos.effects import (
-    Answer,
+    Answers,
     Applied,
     Broadcast,
     Effect,
@@ -64,6 +64,18 @@ from paxoskv.paxos.records import (
     decode_state_transfer,
     learned_record,
     promised_record,
+)
+from paxoskv.paxos.waiting import (
+    QueuedIds,
+    WaitingTable,
+    add_waiting,
+    discard_waiting,
+    is_waiting,
+    pop_waiting,
+    queue_new,
+    unqueue,
+    waiting_items,
+    waiting_requests,
 )
 from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
 from paxoskv.state.machine import MAX_LOG_TIME_MS
@@ -138,7 +150,7 @@ class Engine:
     _in_flight: dict[int, _InFlight]
     _pending: deque[m.Request]
     _pending_bytes: int
-    _queued: set[tuple[str, int]]  # ids of requests pending or proposed in this term, unapplied
+    _queued: QueuedIds  # ids of requests pending or proposed in this term, unapplied
     _heartbeat_sent: dict[int, float]
     _acked_seq: dict[str, int]
     _member_applied: dict[str, int]
@@ -199,11 +211,11 @@ class Engine:
         self._durable_sync_id = 0
         self._held: deque[tuple[int, Send]] = deque()
         self._last_persist_lazy = False  # the last Persist went out with sync_now=False
-        self._local_waiting: dict[tuple[str, int], m.Request] = {}
+        self._local_waiting: WaitingTable = {}
         self._to_forward: dict[tuple[str, int], m.Request] = {}
-        # The ids of the requests proposed since the last retry period, a list per call: made
-        # into a set only when a retry period asks, not on every propose.
-        self._sent_recently: list[list[tuple[str, int]]] = []
+        # The ids of the requests proposed since the last retry period, as columns per call:
+        # made into a set only when a retry period asks, not on every propose.
+        self._sent_recently: list[tuple[Sequence[str], Sequence[int]]] = []
         self._retry_round = 0
         self._resends: dict[tuple[str, int], tuple[int, int]] = {}  # id -> (times, next round)
         self._retry_at = now + settings.request_retry_s
@@ -281,17 +293,19 @@ class Engine:
         return self._drain(now)
 
     def propose(self, requests: Sequence[m.Request], now: float) -> list[Effect]:
-        """Local clients ask; each gets an :class:`Answer` when its command is applied here."""
+        """Local clients ask; each is answered (an :class:`Answers` effect, one per slot)
+        when its command is applied here."""
         self._now = now
         if requests:
             client_ids, seqs = _check_requests(requests)
-            keys = list(zip(client_ids, seqs, strict=True))
-            self._local_waiting.update(zip(keys, requests, strict=True))
-            self._sent_recently.append(keys)
+            add_waiting(self._local_waiting, client_ids, seqs, requests)
+            self._sent_recently.append((client_ids, seqs))
             if self.role is Role.LEADER:
-                self._enqueue(requests)
+                self._enqueue(requests, client_ids, seqs)
             else:
-                self._to_forward.update(zip(keys, requests, strict=True))
+                self._to_forward.update(
+                    zip(zip(client_ids, seqs, strict=True), requests, strict=True)
+                )
         return self._drain(now)
 
     def _retry_unanswered(self) -> None:
@@ -305,15 +319,15 @@ class Engine:
         a period drains it no faster for being sent it again. A new leader gets everything at
         once (:meth:`_set_leader`) and the waits start over.
         """
-        recent = set(chain.from_iterable(self._sent_recently))
+        recent = set(chain.from_iterable(starmap(zip, self._sent_recently)))
         self._sent_recently = []
         self._retry_round = now_round = self._retry_round + 1
         waiting = self._local_waiting
         resends = self._resends
-        for key in [key for key in resends if key not in waiting]:
+        for key in [key for key in resends if not is_waiting(waiting, *key)]:
             del resends[key]  # answered or given up
         due = self._to_forward
-        for key, request in waiting.items():
+        for key, request in waiting_items(waiting):
             if key in recent:
                 continue
             times, next_round = resends.get(key, (0, now_round))
@@ -323,7 +337,7 @@ class Engine:
 
     def cancel(self, client_id: str, seq: int) -> None:
         """The client gave up waiting; forget it (the command may still be applied)."""
-        self._local_waiting.pop((client_id, seq), None)
+        discard_waiting(self._local_waiting, client_id, seq)
 
     def read(self, read_id: int, consistency: Consistency, now: float) -> list[Effect]:
         """Ask when local state may serve a read: answered by a ReadReady effect.
@@ -520,7 +534,7 @@ class Engine:
     def _apply_slot(self, slot: int, value: bytes) -> None:
         own = self._own_batches.pop(slot, None)
         if own is not None:  # its requests are applied now (or lost, if another value won)
-            self._queued.difference_update(zip(own[1][1], own[1][2], strict=True))
+            unqueue(self._queued, own[1][1], own[1][2])
         try:
             # A batch this node proposed (the very bytes) is applied from the columns it was
             # packed from, checked alike: a leader does not decode its own batches again.
@@ -531,19 +545,18 @@ class Engine:
         before = self.state.configuration
         waiting = self._local_waiting
         # One call per slot; only results a local client waits for are packed here.
-        answers = self.state.apply_items(
+        answered = self.state.apply_items(
             client_ids, seqs, commands, log_time_ms, answer=waiting or None, checked=True
         )
-        if answers:
-            # Each answered request leaves the waiting table, in C: a pop per answer, then the
-            # answers become Answer effects as they are (the same three fields). A request
-            # twice in one slot is answered (and applied) once: its second pop finds nothing.
-            popped = list(map(waiting.pop, map(_request_id_of, answers), repeat(None)))
-            # A Request is a non-empty tuple, so truth tells it from None; ``None in popped``
-            # would compare each Request with None the long way (no identity shortcut).
+        if answered[0]:
+            # The answered requests leave the waiting table, and the slot's answers go out as
+            # one effect of columns. A request twice in one slot is answered (and applied)
+            # once: its second pop finds nothing. A Request is a non-empty tuple, so truth
+            # tells it from None (``None in popped`` would compare the long way).
+            popped = pop_waiting(waiting, answered[0], answered[1])
             if not all(popped):
-                answers = list(compress(answers, popped))
-            self._effects.extend(map(_new_tuple, repeat(Answer), answers))
+                answered = tuple(list(compress(column, popped)) for column in answered)  # type: ignore[assignment]
+            self._effects.append(Answers(*answered))
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
@@ -724,7 +737,7 @@ class Engine:
 
     def _forward_all_waiting(self) -> None:
         """A leader new to its term has none of our requests: all go to it now, waits reset."""
-        self._to_forward.update(self._local_waiting)
+        self._to_forward.update(waiting_items(self._local_waiting))
         self._resends.clear()
 
     def _start_campaign(self, now: float) -> None:
@@ -815,7 +828,7 @@ class Engine:
         noop = self._noop(now)
         for slot in range(self.applied_slot + 1, last + 1):
             self._propose_slot(merged.get(slot, (ZERO_BALLOT, noop))[1], now)
-        self._enqueue(list(self._local_waiting.values()))
+        self._enqueue(waiting_requests(self._local_waiting))
         if self._next_slot == self._term_first_slot:
             self._propose_slot(noop, now)  # commit in our own ballot before serving reads
         self._send_heartbeat(now)
@@ -840,7 +853,7 @@ class Engine:
         self._in_flight = {}
         self._pending = deque()
         self._pending_bytes = 0  # _size_bytes(self._pending), kept as requests come and go
-        self._queued = set()
+        self._queued = {}
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
         self._commit_told = 0  # the commit point last multicast, in a Commit or an Accept
@@ -860,7 +873,12 @@ class Engine:
         """Log time never runs backwards, even when a new leader's clock is behind."""
         return max(int(now * 1000), self.last_log_time_ms)
 
-    def _enqueue(self, requests: Sequence[m.Request]) -> None:
+    def _enqueue(
+        self,
+        requests: Sequence[m.Request],
+        client_ids: Sequence[str] | None = None,
+        seqs: Sequence[int] | None = None,
+    ) -> None:
         """Queue requests for the next slots, each once while it waits or is in flight.
 
         A follower resends what is not answered in time, and a leader with a deep queue (many
@@ -868,21 +886,15 @@ class Engine:
         and replicated again, the queue grew faster than slots drained it, and the cluster's
         whole capacity went to duplicates. A copy of a request already applied is still
         queued: applying it again answers it from the dedup table, for a client that retried.
+        ``client_ids`` and ``seqs``: the requests' columns, if the caller has split them out.
         """
-        ids = list(map(_request_id_of, requests))
-        queued = self._queued
+        if not requests:
+            return
+        if client_ids is None or seqs is None:
+            client_ids, seqs = list(map(_client_id_of, requests)), list(map(_seq_of, requests))
         # The engine's own requests (no-ops, lease expiries) all share one id and are never
         # resent, so they are not counted: each is queued as made.
-        if not queued.isdisjoint(ids):
-            kept: list[m.Request] = []
-            for key, request in zip(ids, requests, strict=True):
-                if not key[0]:
-                    kept.append(request)
-                elif key not in queued:
-                    kept.append(request)
-                    queued.add(key)
-            requests = kept
-        queued.update(filter(_client_id_of, ids))
+        requests = queue_new(self._queued, requests, client_ids, seqs)
         self._pending.extend(requests)
         self._pending_bytes += _size_bytes(requests)
 
@@ -925,7 +937,7 @@ class Engine:
             if log_time_ms <= MAX_LOG_TIME_MS:
                 self._own_batches[self._next_slot] = (value, (log_time_ms, client_ids, seqs, items))
             else:  # the replicas refuse it: so do we, and its requests are free to come again
-                self._queued.difference_update(zip(client_ids, seqs, strict=True))
+                unqueue(self._queued, client_ids, seqs)
             self._propose_slot(value, now)
 
     def _on_accepted(self, sender: str, msg: m.Accepted, now: float) -> None:
@@ -1185,7 +1197,8 @@ class Engine:
         leader = self.leader_id
         if leader is None:
             return  # kept until a leader is known
-        requests = [r for key, r in self._to_forward.items() if key in self._local_waiting]
+        waiting = self._local_waiting
+        requests = [r for key, r in self._to_forward.items() if is_waiting(waiting, *key)]
         read_ids = list(dict.fromkeys(self._read_requests_out))
         self._to_forward, self._read_requests_out = {}, []
         if leader == self.node_id:
@@ -1213,9 +1226,8 @@ class Engine:
 _MOST_PROMISE_PARTS_PER_SLOT = 4  # a promise of more parts than this x window_slots is cut short
 _MOST_RETRY_PERIODS = 8  # between resends of one unanswered request (4 s at the default 0.5 s)
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
+_seq_of = itemgetter(1)
 _command_of = itemgetter(2)
-_new_tuple = tuple.__new__
-_request_id_of = itemgetter(slice(2))  # (client_id, seq) of an answer, as _local_waiting keys it
 
 
 def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tuple[int, ...]]:

@@ -310,9 +310,10 @@ class Replica:
             self._step(self.engine.tick(time.time()))
 
     def _carry_out(self, effect: fx.Effect) -> None:
-        # Answers first: a leader makes one per write, every other kind one per slot or fewer.
-        if isinstance(effect, fx.Answer):
-            self._answer(effect)
+        # Answers first: a leader makes one per slot of writes, as many as the slot's accepts.
+        if isinstance(effect, fx.Answers):
+            for answer in effect.each():
+                self._answer(answer)
         elif isinstance(effect, fx.Send):
             self._queue(effect.to, protocol.paxos_payload(effect.message))
         elif isinstance(effect, fx.Broadcast):

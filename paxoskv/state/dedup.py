@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final, TypeAlias
@@ -40,6 +40,18 @@ from paxoskv.state.results import WRITTEN, row_to_wire
 from paxoskv.state.wire import pack
 
 ClientId = str
+
+Waiting: TypeAlias = Mapping[ClientId, Container[int]]
+"""The seqs a client waits on at this replica, per client id: whose results to pack.
+
+Per client rather than a set of ``(client_id, seq)`` pairs: a slot is usually one client's, so
+its seqs are looked up as ints in one client's table, with no pair made and hashed per command
+(the engine keeps its waiting requests in this very shape and passes them as they are)."""
+Answered: TypeAlias = tuple[Sequence[ClientId], Sequence[int], Sequence[bytes]]
+"""The answers of one slot as columns: ``results[i]`` is the encoded result of request
+``(client_ids[i], seqs[i])``. Columns, not a tuple per answer: the usual slot answers every
+request of it, and its columns are then the slot's own (see :mod:`~paxoskv.state.plain_sets`)."""
+NO_ANSWERS: Answered = ((), (), ())
 
 
 class SetRun:

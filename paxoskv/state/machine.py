@@ -46,7 +46,17 @@ from paxoskv.state import plain_sets
 from paxoskv.state import results as r
 from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
 from paxoskv.state.configuration import Configuration, RejectedChange
-from paxoskv.state.dedup import STALE, ClientId, ClientRecord, DedupTable, Kept, encode_kept
+from paxoskv.state.dedup import (
+    NO_ANSWERS,
+    STALE,
+    Answered,
+    ClientId,
+    ClientRecord,
+    DedupTable,
+    Kept,
+    Waiting,
+    encode_kept,
+)
 from paxoskv.state.history import DELETE_EVENT, EXPIRE_EVENT, SET_EVENT, ChangeEvent, History
 from paxoskv.state.keys import Key, Prefix, check_key, check_prefix, sort_keys
 from paxoskv.state.leases import LeaseInfo, LeaseTable
@@ -237,16 +247,16 @@ class KVStateMachine:
         commands: Sequence[bytes],
         log_time_ms: int,
         *,
-        answer: Container[tuple[ClientId, int]] | None = None,
-    ) -> list[tuple[ClientId, int, bytes]]:
+        answer: Waiting | None = None,
+    ) -> Answered:
         """Apply one log slot's requests, in order, all stamped ``log_time_ms``.
 
         Request *i* is ``(client_ids[i], seqs[i], commands[i])``; an empty client id names no
         request (the engine's own no-ops and lease expiries), and is not deduplicated. The same
         as :meth:`apply_encoded` of each in turn, but one call per slot: the per-command work
-        is inlined, and a result is packed only if ``answer`` holds its ``(client_id, seq)``
-        (a client waits on this node) or a retry later asks the dedup table for it. Returns
-        ``(client_id, seq, encoded result)`` for those in ``answer``, in log order.
+        is inlined, and a result is packed only if ``answer`` holds its seq under its client
+        id (a client waits on this node) or a retry later asks the dedup table for it. Returns
+        the encoded results of those in ``answer``, in log order, as columns (:data:`Answered`).
         """
         return self._apply_columns(client_ids, seqs, commands, log_time_ms, answer, _BYTES)
 
@@ -257,9 +267,9 @@ class KVStateMachine:
         items: Sequence[bytes | list[Any]],
         log_time_ms: int,
         *,
-        answer: Container[tuple[ClientId, int]] | None = None,
+        answer: Waiting | None = None,
         checked: bool = False,
-    ) -> list[tuple[ClientId, int, bytes]]:
+    ) -> Answered:
         """:meth:`apply_batch` of commands that may come unpacked already: the hot path.
 
         An item is a command's bytes, or the list ``msgpack.unpackb(data, ext_hook=TOP_EXT_HOOK,
@@ -287,9 +297,9 @@ class KVStateMachine:
         seqs: Sequence[int],
         items: Sequence[bytes | list[Any]],
         log_time_ms: int,
-        answer: Container[tuple[ClientId, int]] | None,
+        answer: Waiting | None,
         item_types: set[type],
-    ) -> list[tuple[ClientId, int, bytes]]:
+    ) -> Answered:
         count = len(client_ids)
         if len(seqs) != count or len(items) != count:
             raise InvalidCommand("a batch needs as many seqs and commands as client ids")
@@ -303,7 +313,7 @@ class KVStateMachine:
             raise InvalidCommand("a batch holds str client ids, int seqs >= 0 and bytes commands")
         if not count:
             _check_log_time(log_time_ms)
-            return []  # time moves with commands, as it does one command at a time
+            return NO_ANSWERS  # time moves with commands, as it does one command at a time
         self._advance_time(log_time_ms)
         if count >= plain_sets.MIN_REQUESTS:
             answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
@@ -316,8 +326,8 @@ class KVStateMachine:
         client_ids: Sequence[ClientId],
         seqs: Sequence[int],
         items: Sequence[bytes | list[Any]],
-        answer: Container[tuple[ClientId, int]] | None,
-    ) -> list[tuple[ClientId, int, bytes]]:
+        answer: Waiting | None,
+    ) -> Answered:
         """The loop of :meth:`apply_items`; arguments already checked, time advanced.
 
         The common case, a Set of a str key with no lease, is done inline (what ``_put`` and
@@ -336,6 +346,7 @@ class KVStateMachine:
         results: dict[int, Kept] = {}
         client = _NO_CLIENT
         highest = -1
+        asked: Container[int] = ()  # the seqs the current client waits on here
         # Lengths were checked by the caller; ``strict`` would check again on every step.
         for client_id, seq, item in zip(client_ids, seqs, items, strict=False):
             if client_id:
@@ -343,15 +354,17 @@ class KVStateMachine:
                     client.highest_seq = highest
                     client = dedup.touch(client_id, now_ms)
                     current_id, results, highest = client_id, client.results, client.highest_seq
+                    if wanted:
+                        asked = answer.get(client_id, ())  # type: ignore[union-attr]
                 if seq in results:
-                    if wanted and (client_id, seq) in answer:  # type: ignore[operator]
+                    if seq in asked:
                         answers.append((client_id, seq, client.encoded(seq)))  # type: ignore[arg-type]
                     continue
                 if seq <= highest - window:
                     self._revision = revision
                     stale = self._stale(client_id, seq)
                     revision = self._revision
-                    if wanted and (client_id, seq) in answer:  # type: ignore[operator]
+                    if seq in asked:
                         answers.append((client_id, seq, stale))
                     continue
             if type(item) is bytes:
@@ -383,7 +396,7 @@ class KVStateMachine:
                     if prev[5] is not None:
                         detach(key, prev[5])
                     record((revision, SET_EVENT, key, value, prev[1]))
-                if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
+                if client_id and seq in asked:
                     encoded = own_pack([WRITTEN, revision, None if prev is None else [*prev]])
                     answers.append((client_id, seq, encoded))
                     kept: Kept = encoded
@@ -393,7 +406,7 @@ class KVStateMachine:
                 self._revision = revision
                 kept = self._execute_encoded(wire)
                 revision = self._revision
-                if wanted and client_id and (client_id, seq) in answer:  # type: ignore[operator]
+                if client_id and seq in asked:
                     kept = encode_kept(kept, seq)
                     answers.append((client_id, seq, kept))
             if client_id:
@@ -406,7 +419,10 @@ class KVStateMachine:
         client.highest_seq = highest
         self._revision = revision
         self._history.trim()  # ``record`` above appended without trimming
-        return answers
+        if not answers:
+            return NO_ANSWERS
+        client_ids, seqs, results_ = zip(*answers, strict=True)
+        return client_ids, seqs, results_
 
     def _execute_encoded(self, raw: object) -> list[Any]:
         """Check an unpacked command (None: it did not unpack) and apply it: its result."""

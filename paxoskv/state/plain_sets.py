@@ -12,7 +12,7 @@ by one ``update`` (on a follower, every seq of an in-order slot maps to one shar
 :class:`~paxoskv.state.dedup.SetRun`) and the history records the slot's columns as one entry.
 Seqs that continue the client's last ones in order, as a pipelining client sends them, are
 proved new, distinct and in the window by one list comparison. Results for a waiting client
-are packed by one comprehension.
+are packed by one comprehension, and answered as the slot's own columns.
 
 The state, answers and snapshot bytes are exactly the general loop's (the tests hold the two
 to each other): the slot is taken here only when that loop would take its plain-Set branch for
@@ -24,13 +24,22 @@ the general loop, which handles every case.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from itertools import repeat
 from operator import is_
 from typing import TYPE_CHECKING, Any
 
 from paxoskv.state.commands import SET
-from paxoskv.state.dedup import ClientId, ClientRecord, DedupTable, Kept, SetRun
+from paxoskv.state.dedup import (
+    NO_ANSWERS,
+    Answered,
+    ClientId,
+    ClientRecord,
+    DedupTable,
+    Kept,
+    SetRun,
+    Waiting,
+)
 from paxoskv.state.results import WRITTEN
 
 if TYPE_CHECKING:
@@ -47,8 +56,8 @@ def apply_plain_sets(
     client_ids: Sequence[ClientId],
     seqs: Sequence[int],
     items: Sequence[bytes | list[Any]],
-    answer: Container[tuple[ClientId, int]] | None,
-) -> list[tuple[ClientId, int, bytes]] | None:
+    answer: Waiting | None,
+) -> Answered | None:
     """Apply one client's slot of plain Sets, or return None having changed nothing.
 
     Arguments as the general loop takes them: columns checked, the machine's time advanced.
@@ -114,8 +123,9 @@ def apply_plain_sets(
     machine._revision = revision - 1
     machine._history.record_sets(first, keys, values, prevs)  # one entry, not one per Set
     revisions = range(first, revision)
-    wanted = list(map(answer.__contains__, zip(client_ids, seqs, strict=True))) if answer else []
-    answers: list[tuple[ClientId, int, bytes]] = []
+    asked = answer.get(client_id) if answer else None  # the seqs the client waits on here
+    wanted = list(map(asked.__contains__, seqs)) if asked else []
+    answered: Answered = NO_ANSWERS
     kept: list[Kept]
     if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
         if in_order:  # one entry shared by every seq: no tuple per request to make and free
@@ -128,20 +138,24 @@ def apply_plain_sets(
         # zipped tuples (callgrind: some 450 instructions a command less).
         rows: list[Row] = prevs  # type: ignore[assignment]  # no None among them
         kept = [pack([WRITTEN, rev, [*row]]) for rev, row in zip(revisions, rows, strict=True)]
-        answers = list(zip(client_ids, seqs, kept, strict=True))  # type: ignore[arg-type]
+        answered = (client_ids, seqs, kept)  # type: ignore[assignment]  # the slot's own columns
     else:
         kept = list(zip(revisions, prevs, strict=True))
         pack = machine._pack
-        for index, asked in enumerate(wanted):
-            if asked:
+        answered_seqs: list[int] = []
+        encoded_results: list[bytes] = []
+        for index, asked_for in enumerate(wanted):
+            if asked_for:
                 prev = prevs[index]
                 kept[index] = encoded = pack(
                     [WRITTEN, first + index, None if prev is None else [*prev]]
                 )
-                answers.append((client_id, seqs[index], encoded))
+                answered_seqs.append(seqs[index])
+                encoded_results.append(encoded)
+        answered = ([client_id] * len(answered_seqs), answered_seqs, encoded_results)
     _remember(dedup, client, seqs, kept)
     client.highest_seq = highest
-    return answers
+    return answered
 
 
 def _remember(

@@ -7,6 +7,7 @@ observe.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgpack
@@ -24,6 +25,7 @@ from paxoskv.state import (
     Set,
     encode_command,
 )
+from paxoskv.state.dedup import Answered
 from paxoskv.state.wire import TOP_EXT_HOOK
 from tests.state.test_properties import PROPERTY, commands, fresh, small_keys, visible
 
@@ -51,6 +53,19 @@ def _item(command: bytes) -> bytes | list[Any]:
     return item if type(item) is list else command
 
 
+def asking(ids: Iterable[tuple[str, int]]) -> dict[str, set[int]]:
+    """The ``answer`` argument for these request ids: their seqs, per client."""
+    waiting: dict[str, set[int]] = {}
+    for client_id, seq in ids:
+        waiting.setdefault(client_id, set()).add(seq)
+    return waiting
+
+
+def rows(answered: Answered) -> list[tuple[str, int, bytes]]:
+    """The answers of a slot, ``(client_id, seq, result)`` each."""
+    return list(zip(*answered, strict=True))
+
+
 def _columns(entries: list[Any]) -> tuple[list[str], list[int], list[bytes]]:
     client_ids = [request[0] if request else "" for _, request in entries]
     seqs = [request[1] if request else 0 for _, request in entries]
@@ -68,10 +83,13 @@ def test_a_batch_is_the_same_as_applying_its_commands_one_by_one(
         now_ms = max(0, now_ms + step_ms)
         ids = [request for _, request in entries if request is not None]
         wanted = set(data.draw(st.lists(st.sampled_from(ids), max_size=4))) if ids else set()
-        answers = batched.apply_batch(*_columns(entries), now_ms, answer=wanted)
+        answers = rows(batched.apply_batch(*_columns(entries), now_ms, answer=asking(wanted)))
         client_ids, seqs, commands_ = _columns(entries)
         items = [_item(command) for command in commands_]
-        assert unpacked.apply_items(client_ids, seqs, items, now_ms, answer=wanted) == answers
+        assert (
+            rows(unpacked.apply_items(client_ids, seqs, items, now_ms, answer=asking(wanted)))
+            == answers
+        )
         expected = []
         for item, request in entries:
             client_id, seq = request if request is not None else (None, None)
@@ -89,9 +107,9 @@ def test_a_result_nobody_waited_for_is_packed_when_a_retry_asks_with_the_same_by
     lazy, eager = fresh(), fresh()
     command = encode_command(Set("k", {"nested": (1, [2.5, None])}))
     first = eager.apply_encoded(command, 10, client_id="c", seq=1)
-    assert lazy.apply_batch(["c"], [1], [command], 10) == []  # kept unpacked
+    assert rows(lazy.apply_batch(["c"], [1], [command], 10)) == []  # kept unpacked
     retry = encode_command(NoOp())  # a retry's bytes do not matter, its id does
-    assert lazy.apply_batch(["c"], [1], [retry], 20, answer={("c", 1)}) == [("c", 1, first)]
+    assert rows(lazy.apply_batch(["c"], [1], [retry], 20, answer={"c": {1}})) == [("c", 1, first)]
     assert lazy.cached_result("c", 1) == first
     assert lazy.revision == eager.revision == 1
 
@@ -99,7 +117,7 @@ def test_a_result_nobody_waited_for_is_packed_when_a_retry_asks_with_the_same_by
 def test_a_request_twice_in_one_slot_is_applied_once_and_answered_alike() -> None:
     m = fresh()
     command = encode_command(Set("k", 1))
-    answers = m.apply_batch(["c", "c"], [7, 7], [command, command], 0, answer={("c", 7)})
+    answers = rows(m.apply_batch(["c", "c"], [7, 7], [command, command], 0, answer={"c": {7}}))
     assert m.revision == 1
     assert [a[2] for a in answers] == [answers[0][2]] * 2
 
@@ -107,7 +125,7 @@ def test_a_request_twice_in_one_slot_is_applied_once_and_answered_alike() -> Non
 def test_requests_without_an_id_are_applied_but_never_answered_or_deduplicated() -> None:
     m = fresh()
     command = encode_command(Set("k", 1))
-    assert m.apply_batch(["", ""], [0, 0], [command, command], 0, answer={("", 0)}) == []
+    assert rows(m.apply_batch(["", ""], [0, 0], [command, command], 0, answer={"": {0}})) == []
     assert m.revision == 2
 
 
@@ -154,7 +172,7 @@ def test_the_dedup_window_still_prunes_and_refuses_stale_seqs_in_batches() -> No
     for first in range(0, 40, 10):
         seqs = list(range(first, first + 10))
         m.apply_batch(["c"] * 10, seqs, [command] * 10, first)
-    stale = m.apply_batch(["c"], [3], [command], 50, answer={("c", 3)})
+    stale = rows(m.apply_batch(["c"], [3], [command], 50, answer={"c": {3}}))
     assert m.cached_result("c", 3) is None
     assert b"stale_request" in stale[0][2]
     assert m.revision == 41  # the stale request takes a revision, like any failure
@@ -216,8 +234,10 @@ def test_a_busy_slot_of_one_client_is_the_same_as_its_commands_one_by_one(
         ids = list(zip(client_ids, seqs, strict=True))
         wanted = set(data.draw(st.sampled_from([[], ids, ids[::2]])))
         items = [_item(command) for command in commands_]
-        answers = batched.apply_items(
-            client_ids, seqs, items, now_ms * 100, answer=wanted, checked=True
+        answers = rows(
+            batched.apply_items(
+                client_ids, seqs, items, now_ms * 100, answer=asking(wanted), checked=True
+            )
         )
         expected = []
         for client_id, seq, command in zip(client_ids, seqs, commands_, strict=True):
@@ -244,8 +264,8 @@ def test_a_retry_of_a_follower_slot_kept_as_one_run_gets_the_bytes_of_applying_i
     for seq, command in zip(seqs, commands_, strict=True):
         one_by_one.apply_encoded(command, 5, client_id="c", seq=seq)
     assert runs.cached_result("c", 41) == one_by_one.cached_result("c", 41)
-    [(_, _, retried)] = runs.apply_items(
-        ["c"], [46], [_item(commands_[6])], 6, answer={("c", 46)}, checked=True
+    [(_, _, retried)] = rows(
+        runs.apply_items(["c"], [46], [_item(commands_[6])], 6, answer={"c": {46}}, checked=True)
     )
     assert retried == one_by_one.apply_encoded(commands_[6], 6, client_id="c", seq=46)
     assert runs.snapshot() == one_by_one.snapshot()
