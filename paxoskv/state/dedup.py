@@ -25,6 +25,14 @@ seq of the slot maps to, so a follower makes and later frees one object per slot
 tuple per request. The rows and values they refer to are immutable, so the bytes made later are
 the bytes that would have been made at once, and they replace the kept form when made (each
 result is packed at most once).
+
+Such a slot is not even spread into the client's dict of results, one entry per seq, until
+something reads the dict: it is kept as one *run*, ``(first seq, kept results in seq order)``,
+in a list after the dict (:attr:`ClientRecord.runs`), and a run that falls below the window is
+dropped (or cut) whole. Whatever reads or writes the dict first spreads the runs into it, in
+order (:meth:`ClientRecord.settle`): a run is always younger than every entry of the dict, so
+the dict then holds exactly what it would have held had each seq gone in as it came, in the
+same order, and snapshots, digests and answers cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -96,10 +104,31 @@ class ClientRecord:
     last_seen_ms: int
     highest_seq: int = -1
     results: dict[int, Kept] = field(default_factory=dict)
+    runs: list[tuple[int, Sequence[Kept]]] = field(default_factory=list)
+    """Results not yet in :attr:`results`, as ``(first seq, one kept result per seq on)``:
+    consecutive seqs, above every seq in :attr:`results` and every earlier run's, and younger
+    than all of them (see the module docstring)."""
+    run_count: int = 0  # results in ``runs``
+
+    def settle(self) -> dict[int, Kept]:
+        """Spread the runs into :attr:`results`, in order; return it (to read or write)."""
+        results = self.results
+        if self.runs:
+            for first, kept in self.runs:
+                results.update(zip(range(first, first + len(kept)), kept, strict=True))
+            self.runs = []
+            self.run_count = 0
+        return results
+
+    def add_run(self, first_seq: int, kept: Sequence[Kept]) -> None:
+        """Keep the results of seqs ``first_seq`` on, all above every kept seq, as one run."""
+        if kept:
+            self.runs.append((first_seq, kept))
+            self.run_count += len(kept)
 
     def encoded(self, seq: int) -> bytes | None:
         """The bytes of ``seq``'s result if kept; packs it now (once) if it was not yet."""
-        kept = self.results.get(seq)
+        kept = self.settle().get(seq)
         if kept is None or isinstance(kept, bytes):
             return kept
         encoded = self.results[seq] = encode_kept(kept, seq)
@@ -107,7 +136,7 @@ class ClientRecord:
 
     def encoded_results(self) -> dict[int, bytes]:
         """Every kept result as bytes (packing the ones not yet packed, once)."""
-        results = self.results
+        results = self.settle()
         for seq, kept in results.items():
             if type(kept) is not bytes:
                 results[seq] = encode_kept(kept, seq)  # replacing a value keeps the dict's order
@@ -175,7 +204,7 @@ class DedupTable:
         which is only more helpful; it is deterministic either way.
         """
         client = self._clients[client_id]
-        results = client.results
+        results = client.settle()
         results[seq] = kept
         if seq > client.highest_seq:
             client.highest_seq = seq
@@ -185,7 +214,11 @@ class DedupTable:
     def prune(self, client: ClientRecord) -> dict[int, Kept]:
         """Drop the client's results below the window; return its new results dict."""
         floor_seq = client.highest_seq - self.window_requests
+        if client.runs:
+            _prune_runs(client, floor_seq)
         results = client.results
+        if not results:
+            return results
         seqs = list(results)
         if seqs == sorted(seqs):  # in seq order, as a pipelining client sends: cut, in C
             cut = bisect_right(seqs, floor_seq)
@@ -238,3 +271,17 @@ class DedupTable:
                 raise ValueError(f"dedup client {client_id!r} appears twice")
             table._clients[client_id] = ClientRecord(last_seen_ms, highest_seq, results)
         return table
+
+
+def _prune_runs(client: ClientRecord, floor_seq: int) -> None:
+    """Drop the runs' results of seqs up to ``floor_seq``: whole runs, and the front of one."""
+    runs = client.runs
+    dropped = 0
+    while dropped < len(runs) and runs[dropped][0] + len(runs[dropped][1]) <= floor_seq + 1:
+        dropped += 1
+    if dropped:
+        runs = client.runs = runs[dropped:]
+    if runs and runs[0][0] <= floor_seq:
+        first, kept = runs[0]
+        runs[0] = (floor_seq + 1, kept[floor_seq + 1 - first :])
+    client.run_count = sum(len(kept) for _, kept in runs)

@@ -94,7 +94,7 @@ def apply_plain_sets(
         # (none kept, none stale) and distinct; one comparison instead of four passes.
         highest = first_seq + count - 1
     else:
-        results: dict[int, Kept] = {} if record is None else record.results
+        results: dict[int, Kept] = {} if record is None else record.settle()
         highest = max(previous_highest, max(seqs))
         if (
             min(seqs) <= highest - window
@@ -153,9 +153,25 @@ def apply_plain_sets(
                 answered_seqs.append(seqs[index])
                 encoded_results.append(encoded)
         answered = ([client_id] * len(answered_seqs), answered_seqs, encoded_results)
-    _remember(dedup, client, seqs, kept)
+    if in_order:
+        _remember_run(dedup, client, first_seq, kept)
+    else:
+        _remember(dedup, client, seqs, kept)
     client.highest_seq = highest
     return answered
+
+
+def _remember_run(dedup: DedupTable, client: ClientRecord, first_seq: int, kept: list[Any]) -> None:
+    """Keep the results of an in-order slot as one run (see :mod:`~paxoskv.state.dedup`),
+    pruning where the general loop would (see :func:`_remember`)."""
+    room = 2 * dedup.window_requests - len(client.results) - client.run_count
+    if len(kept) <= room:
+        client.add_run(first_seq, kept)
+        return
+    client.add_run(first_seq, kept[: room + 1])
+    client.highest_seq = max(client.highest_seq, first_seq + room)
+    dedup.prune(client)
+    client.add_run(first_seq + room + 1, kept[room + 1 :])
 
 
 def _remember(
@@ -163,6 +179,7 @@ def _remember(
 ) -> None:
     """Keep each result, pruning where the general loop would: right after the request that
     takes the client's table past twice the window, by the highest seq up to that request."""
+    client.settle()
     room = 2 * dedup.window_requests - len(client.results)
     if len(seqs) <= room:
         client.results.update(zip(seqs, kept, strict=True))
