@@ -297,11 +297,11 @@ class Engine:
         when its command is applied here."""
         self._now = now
         if requests:
-            client_ids, seqs = _check_requests(requests)
+            client_ids, seqs, commands = _check_requests(requests)
             add_waiting(self._local_waiting, client_ids, seqs, requests)
             self._sent_recently.append((client_ids, seqs))
             if self.role is Role.LEADER:
-                self._enqueue(requests, client_ids, seqs)
+                self._enqueue(requests, (client_ids, seqs, commands))
             else:
                 self._to_forward.update(
                     zip(zip(client_ids, seqs, strict=True), requests, strict=True)
@@ -876,8 +876,7 @@ class Engine:
     def _enqueue(
         self,
         requests: Sequence[m.Request],
-        client_ids: Sequence[str] | None = None,
-        seqs: Sequence[int] | None = None,
+        columns: tuple[Sequence[str], Sequence[int], Sequence[bytes]] | None = None,
     ) -> None:
         """Queue requests for the next slots, each once while it waits or is in flight.
 
@@ -886,17 +885,24 @@ class Engine:
         and replicated again, the queue grew faster than slots drained it, and the cluster's
         whole capacity went to duplicates. A copy of a request already applied is still
         queued: applying it again answers it from the dedup table, for a client that retried.
-        ``client_ids`` and ``seqs``: the requests' columns, if the caller has split them out.
+        ``columns``: the requests' client ids, seqs and commands, if the caller has them.
         """
         if not requests:
             return
-        if client_ids is None or seqs is None:
+        client_ids: Sequence[str]
+        seqs: Sequence[int]
+        if columns is None:
             client_ids, seqs = list(map(_client_id_of, requests)), list(map(_seq_of, requests))
+        else:
+            client_ids, seqs, commands = columns
         # The engine's own requests (no-ops, lease expiries) all share one id and are never
         # resent, so they are not counted: each is queued as made.
-        requests = queue_new(self._queued, requests, client_ids, seqs)
-        self._pending.extend(requests)
-        self._pending_bytes += _size_bytes(requests)
+        kept = queue_new(self._queued, requests, client_ids, seqs)
+        self._pending.extend(kept)
+        if kept is requests and columns is not None:  # all of them: sized from the columns
+            self._pending_bytes += _columns_size_bytes(client_ids, commands)
+        else:
+            self._pending_bytes += _size_bytes(kept)
 
     def _propose_slot(self, value: bytes, now: float) -> None:
         slot = self._next_slot
@@ -1230,10 +1236,13 @@ _seq_of = itemgetter(1)
 _command_of = itemgetter(2)
 
 
-def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _check_requests(
+    requests: Sequence[m.Request],
+) -> tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]:
     """Refuse what would make its whole batch refused by every replica (see read_batch).
 
-    Returns the client ids and seqs, split out in C (``zip(*requests)``) for the caller.
+    Returns the client ids, seqs and commands, split out in C (``zip(*requests)``) for the
+    caller.
     """
     client_ids, seqs, commands = zip(*requests, strict=True)
     if not (
@@ -1249,13 +1258,24 @@ def _check_requests(requests: Sequence[m.Request]) -> tuple[tuple[str, ...], tup
         )
     if not all(client_ids):
         raise ValueError("a client request needs a non-empty client_id")
-    return client_ids, seqs
+    return client_ids, seqs, commands
 
 
 def _size_bytes(requests: Sequence[m.Request]) -> int:
     """What the batching loop in ``_pump`` would count for all of ``requests``, in C loops."""
     commands = sum(map(len, map(_command_of, requests)))
     return commands + sum(map(len, map(_client_id_of, requests))) + 16 * len(requests)
+
+
+def _columns_size_bytes(client_ids: Sequence[str], commands: Sequence[bytes]) -> int:
+    """:func:`_size_bytes` of requests from their columns: a pass less, and none over one
+    client's ids."""
+    first = client_ids[0]
+    if client_ids.count(first) == len(client_ids):
+        ids = len(first) * len(client_ids)
+    else:
+        ids = sum(map(len, client_ids))
+    return sum(map(len, commands)) + ids + 16 * len(commands)
 
 
 def _coalesce_accepted(sends: list[Send]) -> list[Send]:

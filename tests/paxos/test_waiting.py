@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paxoskv.paxos.engine import _columns_size_bytes, _size_bytes
 from paxoskv.paxos.messages import Request
 from paxoskv.paxos.waiting import (
     QueuedIds,
@@ -102,3 +103,10 @@ def test_the_per_client_tables_hold_what_flat_tables_of_id_pairs_would(
         assert {(c, s) for c, seen in queued.items() for s in seen} == flat_queued
         # No empty inner table is kept: an empty table means nothing waits (or is queued).
         assert all(waiting.values()) and all(queued.values())
+
+
+@given(_one_client | _requests)
+@settings(max_examples=200, derandomize=True, database=None)
+def test_a_call_is_sized_from_its_columns_as_from_its_requests(requests: list[Request]) -> None:
+    client_ids, _, commands = zip(*requests, strict=True)
+    assert _columns_size_bytes(client_ids, commands) == _size_bytes(requests)
