@@ -171,3 +171,33 @@ def test_a_batch_of_the_old_layout_with_every_command_wrapped_still_reads() -> N
     old = msgpack.packb([5, ["c"], [1], [command]], use_bin_type=True)
     assert read_batch(old) == (5, ["c"], range(1, 2), [command])
     assert decode_batch(old) == (5, [Request("c", 1, command)])
+
+
+_widths = st.sampled_from([0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1])
+
+
+@given(
+    st.integers(0, 2**62),
+    st.lists(
+        st.tuples(st.sampled_from(["c", "client-2", "é"]), _widths | st.integers(0, 2**64 - 1)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=300, derandomize=True, database=None)
+def test_a_batch_reads_as_msgpack_packing_its_columns_would(
+    log_time_ms: int, ids: list[tuple[str, int]], one_client: bool
+) -> None:
+    """The leader packs the id and seq columns itself (one client's id repeated, the seqs by
+    ``struct`` at one width): any msgpack reader must read what msgpack's packer would give."""
+    if one_client:
+        ids = [("c", seq) for _, seq in ids]
+    command = encode_command(Set("k", 1))
+    value = encode_batch(log_time_ms, [Request(c, s, command) for c, s in ids])
+    items = [msgpack.unpackb(command)] * len(ids)
+    expected = msgpack.unpackb(
+        msgpack.packb([log_time_ms, [c for c, _ in ids], [s for _, s in ids], items])
+    )
+    assert msgpack.unpackb(value) == expected
+    assert type(read_batch(value)[2]) in (list, range)
