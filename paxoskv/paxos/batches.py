@@ -125,7 +125,7 @@ def _join_batch(
 ) -> bytes:
     """The batch's bytes: a 4-array of the log time, the id and seq columns, then the items."""
     count = len(client_ids)
-    if not count:
+    if count < _SMALL_SLOT:  # msgpack's packer per element costs less than the set-up below
         head = pack_body([log_time_ms, client_ids, seqs])
         return b"".join([b"\x94", head[1:], _array_header(len(parts)), *parts])
     first = client_ids[0]
@@ -147,6 +147,8 @@ def _join_batch(
         ]
     )
 
+
+_SMALL_SLOT = 16
 
 # A seq column packed by ``struct`` in one call, each seq at the width of the widest: msgpack's
 # packer spends some 300 instructions on each int, ``struct`` a few. Any msgpack reader reads an
@@ -223,8 +225,10 @@ def read_batch(value: bytes) -> Columns:
             )
         )
     ):
-        if not seqs:
-            return log_time_ms, client_ids, seqs, items
+        if len(seqs) < _SMALL_SLOT:  # a pass of ``<`` costs more than it saves
+            if not seqs or min(seqs) >= 0:
+                return log_time_ms, client_ids, seqs, items
+            check_columns(log_time_ms, client_ids, seqs, items)  # raises
         first = seqs[0]
         if (
             first >= 0

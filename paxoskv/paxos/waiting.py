@@ -27,17 +27,12 @@ QueuedIds: TypeAlias = dict[str, set[int]]
 """Client id -> the seqs pending or proposed in this term and not yet applied; no empty set."""
 
 
-def one_client(client_ids: Sequence[str]) -> bool:
-    """True if every id is the first (a non-empty sequence of one client's requests)."""
-    return client_ids.count(client_ids[0]) == len(client_ids)
-
-
 def add_waiting(
     table: WaitingTable, client_ids: Sequence[str], seqs: Sequence[int], requests: Sequence[Request]
 ) -> None:
     """Note that local clients wait on ``requests`` (columns split out by the caller)."""
-    if one_client(client_ids):
-        first = client_ids[0]
+    first = client_ids[0]
+    if client_ids.count(first) == len(client_ids):  # one client's requests
         seqs_of = table.get(first)
         if seqs_of is None:
             table[first] = dict(zip(seqs, requests, strict=True))
@@ -55,8 +50,7 @@ def pop_waiting(
     table: WaitingTable, client_ids: Sequence[str], seqs: Sequence[int]
 ) -> list[Request | None]:
     """Take these requests out of the table: each one's request, None where none waited."""
-    if client_ids and one_client(client_ids):
-        first = client_ids[0]
+    if client_ids and client_ids.count(first := client_ids[0]) == len(client_ids):
         seqs_of = table.get(first)
         if seqs_of is None:
             return [None] * len(seqs)
@@ -114,8 +108,8 @@ def queue_new(
     copy of it is queued, an earlier one in the call included. The engine's own requests (an
     empty client id) are never resent, so they are kept and not noted.
     """
-    if client_ids[0] and one_client(client_ids):
-        first = client_ids[0]
+    first = client_ids[0]
+    if first and client_ids.count(first) == len(client_ids):
         seen = queued.get(first)
         if seen is None:
             queued[first] = set(seqs)
@@ -143,8 +137,8 @@ def unqueue(queued: QueuedIds, client_ids: Sequence[str], seqs: Sequence[int]) -
     """These requests were applied (or will never be): they may be queued again."""
     if not client_ids:
         return
-    if one_client(client_ids):
-        first = client_ids[0]
+    first = client_ids[0]
+    if client_ids.count(first) == len(client_ids):
         seen = queued.get(first)
         if seen is not None:
             seen.difference_update(seqs)

@@ -353,7 +353,8 @@ class KVStateMachine:
                 if client_id != current_id:
                     client.highest_seq = highest
                     client = dedup.touch(client_id, now_ms)
-                    current_id, results, highest = client_id, client.settle(), client.highest_seq
+                    current_id, highest = client_id, client.highest_seq
+                    results = client.settle() if client.runs else client.results
                     if wanted:
                         asked = answer.get(client_id, ())  # type: ignore[union-attr]
                 if seq in results:
