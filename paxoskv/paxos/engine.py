@@ -93,6 +93,7 @@ class EngineSettings:
     election_timeout_min_s: float = 0.5
     election_timeout_max_s: float = 1.0
     retransmit_interval_s: float = 0.1
+    commit_delay_s: float = 0.002  # how long a lone commit point may wait for an accept to ride
     request_retry_s: float = 0.5
     max_message_bytes: int = 48_000
     snapshot_every_commands: int = 100_000
@@ -111,6 +112,8 @@ class EngineSettings:
             raise ValueError("heartbeats must come at least 3 times per election timeout")
         if self.window_slots < 1:
             raise ValueError("window_slots must be at least 1")
+        if not 0 <= self.commit_delay_s < self.heartbeat_interval_s:
+            raise ValueError("need 0 <= commit_delay_s < heartbeat_interval_s")
 
 
 @dataclass(slots=True)
@@ -147,6 +150,8 @@ class Engine:
     _expiring: dict[int, int]
     _own_batches: dict[int, tuple[bytes, Columns]]  # slot -> (value, its columns)
     _commit_told: int
+    _commit_due: float  # when the commit point not yet told goes out alone (inf: none waits)
+    _urgent_upto: int  # the last slot whose commit someone on another node waits to hear
 
     def __init__(
         self,
@@ -362,6 +367,7 @@ class Engine:
         deadlines = [self._retry_at]
         if self.role is Role.LEADER:
             deadlines.append(self._heartbeat_due)
+            deadlines.append(self._commit_due)
             deadlines.extend(
                 flight.sent_at + self._resend_after(flight)
                 for slot, flight in self._in_flight.items()
@@ -609,9 +615,16 @@ class Engine:
         self._send(target, m.CatchupRequest(self.applied_slot + 1))
 
     def _on_catchup_request(self, sender: str, msg: m.CatchupRequest, now: float) -> None:
-        if msg.from_slot <= self.compacted_slot and self._transfer is not None:
-            self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
-            return
+        if msg.from_slot <= self.compacted_slot:
+            if self._transfer is not None:
+                self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
+                return
+            if self._taken is None:
+                # Restarted from a snapshot (its log starts after it) and none taken since:
+                # take one to serve, or a peer behind it would ask in vain until the next
+                # snapshot came due, which in a quiet cluster is never. Meanwhile the peer is
+                # told there is nothing yet, and asks again.
+                self._take_snapshot()
         entries: list[m.CatchupEntry] = []
         size = 0
         slot = msg.from_slot
@@ -844,6 +857,8 @@ class Engine:
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
         self._commit_told = 0  # the commit point last multicast, in a Commit or an Accept
+        self._commit_due = float("inf")
+        self._urgent_upto = 0
         self._heartbeat_sent = {}
         self._acked_seq = {}
         self._member_applied = {}
@@ -891,7 +906,7 @@ class Engine:
         self._next_slot += 1
         self._in_flight[slot] = _InFlight(value, now)
         accept = m.Accept(self._ballot, slot, value, self.applied_slot)
-        self._commit_told = self.applied_slot
+        self._told_commit_point()
         self._effects.append(Broadcast(accept))
         self._on_accept(self.node_id, accept, now)
 
@@ -951,6 +966,32 @@ class Engine:
         if slot > first:
             self._persist(chosen_record(first, slot - 1))
 
+    def _commit_soon(self, now: float) -> None:
+        """Multicast the commit point now, or once ``commit_delay_s`` has passed.
+
+        Under load every step sends accepts and each carries the commit point; a Commit of
+        its own is needed only when none follows. Sent at once, it was one more multicast per
+        write at low load, on the leader's critical path (its ``sendto`` runs before the next
+        write is proposed) and a wake-up of every replica; after a short wait the next write's
+        accept usually tells it instead. Followers' ``local`` reads and watches hear of a
+        write that much later, at most; a write or read that another node waits on (a
+        forwarded request, a read index) is told at once.
+        """
+        if self._commit_told < self._urgent_upto or self.settings.commit_delay_s <= 0:
+            self._tell_commit()
+        elif self._commit_due == float("inf"):
+            self._commit_due = now + self.settings.commit_delay_s
+
+    def _tell_commit(self) -> None:
+        if self.applied_slot > self._commit_told:
+            self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
+        self._told_commit_point()
+
+    def _told_commit_point(self) -> None:
+        """A message going out now carries ``applied_slot`` as the commit point."""
+        self._commit_told = self.applied_slot
+        self._commit_due = float("inf")
+
     def _noop(self, now: float) -> bytes:
         request = m.Request(_INTERNAL_CLIENT, 0, encode_command(NoOp()))
         return encode_batch(self._log_time_ms(now), [request])
@@ -971,6 +1012,8 @@ class Engine:
             return
         if now >= self._heartbeat_due:
             self._send_heartbeat(now)
+        elif now >= self._commit_due:
+            self._tell_commit()
         for slot, flight in self._in_flight.items():
             if now >= flight.sent_at + self._resend_after(flight) and not self.configs.at(
                 slot
@@ -1001,6 +1044,7 @@ class Engine:
                 self._enqueue([m.Request(_INTERNAL_CLIENT, 0, encode_command(LeaseExpire(lease)))])
 
     def _send_heartbeat(self, now: float) -> None:
+        self._told_commit_point()
         self._heartbeat_seq += 1
         self._heartbeat_sent[self._heartbeat_seq] = now
         self._heartbeat_due = now + self.settings.heartbeat_interval_s
@@ -1051,6 +1095,11 @@ class Engine:
             except ValueError:
                 return  # a batch with it would be refused by every replica: drop the message
             self._enqueue(msg.requests)
+            # Their node answers them once it hears they are chosen: tell it without delay.
+            # Every slot up to the last the queue can reach is told at once (a bound, not
+            # the exact slots: a commit sent early costs a multicast, one sent late a client
+            # a wait).
+            self._urgent_upto = self._next_slot + len(self._pending)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -1093,6 +1142,8 @@ class Engine:
                 self._effects.append(ReadReady(read.read_id))
             else:
                 remote.setdefault(read.origin, []).append(read.read_id)
+        if remote:
+            self._tell_commit()  # the readers' nodes apply up to the index before they serve
         for origin, read_ids in remote.items():
             self._send(origin, m.ReadIndexReply(tuple(read_ids), self.applied_slot))
 
@@ -1171,10 +1222,7 @@ class Engine:
                 self._start_leader_reads(now)
             self._pump(now)
             if self.applied_slot > self._commit_told:
-                # Only when no accept just told it: under load every step sends accepts, and
-                # a Commit beside them was one more multicast for everyone to wake up for.
-                self._commit_told = self.applied_slot
-                self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
+                self._commit_soon(now)
         if self._pending_records:
             self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
         effects, self._effects = self._effects, []

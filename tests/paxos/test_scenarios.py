@@ -208,4 +208,6 @@ def test_a_snapshot_is_taken_by_bytes_as_well_as_by_commands() -> None:
     assert engine._transfer is None  # far under both thresholds
     for i in range(4):
         s.set(leader, f"big{i}", "x" * 1_500)
+    # Saved off the engine a moment after it is taken (as the runtime does).
+    s.run_until(lambda: engine._transfer is not None, 1.0, "the snapshot saved")
     assert engine._transfer is not None and engine._transfer.slot > 0
