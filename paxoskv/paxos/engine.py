@@ -152,6 +152,7 @@ class Engine:
     _commit_told: int
     _commit_due: float  # when the commit point not yet told goes out alone (inf: none waits)
     _urgent_upto: int  # the last slot whose commit someone on another node waits to hear
+    _resend_due: float  # no slot in flight is due to be resent before this (maybe none then)
 
     def __init__(
         self,
@@ -368,11 +369,7 @@ class Engine:
         if self.role is Role.LEADER:
             deadlines.append(self._heartbeat_due)
             deadlines.append(self._commit_due)
-            deadlines.extend(
-                flight.sent_at + self._resend_after(flight)
-                for slot, flight in self._in_flight.items()
-                if not self.configs.at(slot).is_quorum(flight.acks)
-            )
+            deadlines.append(self._resend_due)
         elif self._can_campaign():
             deadlines.append(self._election_deadline)
         if self.role is Role.CANDIDATE:
@@ -851,6 +848,7 @@ class Engine:
         self._next_slot = self.applied_slot + 1
         self._term_first_slot = self._next_slot
         self._in_flight = {}
+        self._resend_due = float("inf")
         self._pending = deque()
         self._pending_bytes = 0  # _size_bytes(self._pending), kept as requests come and go
         self._queued = set()
@@ -905,6 +903,9 @@ class Engine:
         slot = self._next_slot
         self._next_slot += 1
         self._in_flight[slot] = _InFlight(value, now)
+        resend_at = now + self.settings.retransmit_interval_s
+        if resend_at < self._resend_due:
+            self._resend_due = resend_at
         accept = m.Accept(self._ballot, slot, value, self.applied_slot)
         self._told_commit_point()
         self._effects.append(Broadcast(accept))
@@ -1014,16 +1015,30 @@ class Engine:
             self._send_heartbeat(now)
         elif now >= self._commit_due:
             self._tell_commit()
+        if now >= self._resend_due:
+            self._resend_due_accepts(now)
+        self._propose_due_lease_expiries(now)
+
+    def _resend_due_accepts(self, now: float) -> None:
+        """Resend every accept due, and find when the next is due.
+
+        The next resend is kept as one number, not found by ``next_deadline`` (which the
+        runtime calls after every step) over the whole window: it may be early (a slot that
+        got its quorum meanwhile still counts until this runs again), never late, and a tick
+        that comes early finds nothing due and looks again.
+        """
+        due = float("inf")
         for slot, flight in self._in_flight.items():
-            if now >= flight.sent_at + self._resend_after(flight) and not self.configs.at(
-                slot
-            ).is_quorum(flight.acks):
+            if self.configs.at(slot).is_quorum(flight.acks):
+                continue
+            if now >= flight.sent_at + self._resend_after(flight):
                 flight.sent_at = now
                 flight.resends += 1
                 self._effects.append(
                     Broadcast(m.Accept(self._ballot, slot, flight.value, self.applied_slot))
                 )
-        self._propose_due_lease_expiries(now)
+            due = min(due, flight.sent_at + self._resend_after(flight))
+        self._resend_due = due
 
     def _resend_after(self, flight: _InFlight) -> float:
         """How long a slot may wait for its quorum before its Accept goes out again.

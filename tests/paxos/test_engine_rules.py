@@ -370,3 +370,24 @@ def test_a_snapshot_is_offered_to_peers_only_once_it_is_saved() -> None:
     served = b.receive("l", m.SnapshotRequest(save.slot, 0), now=0.3)
     chunks = [e.message for e in served if isinstance(e, Send)]
     assert [type(c) for c in chunks] == [m.SnapshotChunk] and chunks[0].data
+
+
+def test_an_unanswered_accept_is_resent_on_time_and_an_answered_one_never() -> None:
+    nodes, name, now = _elected_cluster(window_slots=4)
+    leader = nodes[name]
+    b, c = sorted(n for n in nodes if n != name)
+    retransmit = leader.settings.retransmit_interval_s
+    sent = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    (slot,) = {msg.slot for _, _, msg in sent if isinstance(msg, m.Accept)}
+    assert leader.next_deadline() <= now + retransmit
+    later = now + retransmit
+    resent = _carry_out(name, leader, leader.tick(later), later)
+    assert {(to, msg.slot) for _, to, msg in resent if isinstance(msg, m.Accept)} == {
+        (b, slot),
+        (c, slot),
+    }
+    # Its quorum comes: the resend due is looked up again at the next tick, and is gone.
+    _carry_out(name, leader, leader.receive(b, m.Accepted(leader.ballot, (slot,)), later), later)
+    nothing = _carry_out(name, leader, leader.tick(later + 2 * retransmit), later + 2 * retransmit)
+    assert not [msg for _, _, msg in nothing if isinstance(msg, m.Accept)]
+    assert leader._resend_due == float("inf")
