@@ -120,3 +120,14 @@ def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
     small = [s for s in range(1, 200) if SEED_SETTINGS[s % 4].get("max_message_bytes") == 250]
     failure = first_failure(TakesAPromisesFirstPartForAll, small)
     assert failure.split(":")[0] in {"agreement", "durability", "linearizability", "divergence"}
+
+
+def test_a_cut_scheduled_in_the_fault_phase_does_not_outlive_the_final_heal() -> None:
+    from simulations.world import World
+
+    world = World(7, 3)
+    world.scheduler.at(2.0, world.partition, {"n1"}, {"n2"})
+    world.scheduler.run_until(1.0)
+    world.heal(for_good=True)
+    world.scheduler.run_until(3.0)
+    assert not world.cut
