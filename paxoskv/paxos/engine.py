@@ -256,7 +256,21 @@ class Engine:
             )
             if self.known_commit > self.applied_slot and self.leader_id:
                 self._request_catchup(self.leader_id, now)
+            elif self.leader_id is None:
+                self._catch_up_from_a_peer(now)
         return self._drain(now)
+
+    def _catch_up_from_a_peer(self, now: float) -> None:
+        """With no leader heard, ask the members in turn for what they have chosen.
+
+        A node that reaches a majority but not the leader (one broken link) campaigns in vain
+        (followers that hear the leader ignore it) and heard of no commit to fetch: without
+        this it stayed behind until the link came back. Chosen values are the same wherever
+        they come from, so any member may serve them; one small request per retry period.
+        """
+        peers = sorted(self.configs.latest().members() - {self.node_id})
+        if peers:
+            self._request_catchup(peers[self._retry_round % len(peers)], now)
 
     def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
         """The snapshot :class:`SaveSnapshot` asked for at ``slot`` is written: serve it.
