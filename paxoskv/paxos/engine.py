@@ -254,11 +254,19 @@ class Engine:
             self._read_requests_out.extend(
                 rid for rid, index in self._follower_reads.items() if index is None
             )
-            if self.known_commit > self.applied_slot and self.leader_id:
-                self._request_catchup(self.leader_id, now)
-            elif self.leader_id is None:
+            if self._leader_silent(now):
                 self._catch_up_from_a_peer(now)
+            elif self.known_commit > self.applied_slot and self.leader_id:
+                self._request_catchup(self.leader_id, now)
         return self._drain(now)
+
+    def _leader_silent(self, now: float) -> bool:
+        """No leader, or none heard for longer than an election may take (a learner, which
+        never campaigns, keeps the id of a leader it cannot hear)."""
+        if self.role is Role.LEADER:
+            return False
+        silent_s = now - self._last_heard_leader
+        return self.leader_id is None or silent_s > self.settings.election_timeout_max_s
 
     def _catch_up_from_a_peer(self, now: float) -> None:
         """With no leader heard, ask the members in turn for what they have chosen.
@@ -564,12 +572,14 @@ class Engine:
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
+            self._resend_due = self._now  # a slot in flight may have lost its quorum
         self.applied_slot = slot
         if slot > self.known_commit:
             self.known_commit = slot
         if log_time_ms > self.last_log_time_ms:
             self.last_log_time_ms = log_time_ms
         self.accepted.pop(slot, None)
+        self._in_flight.pop(slot, None)  # (a leader that caught up on it as a candidate)
         self._commands_since_snapshot += len(commands)
         self._bytes_since_snapshot += len(value)
 

@@ -223,3 +223,12 @@ def test_a_node_cut_off_from_the_leader_alone_keeps_up_through_the_others() -> N
     s.run_until(lambda: s.local(cut_off, "k4") == 4, 5.0, f"{cut_off} catching up")
     assert [s.local(cut_off, f"k{i}") for i in range(5)] == list(range(5))
     assert s.world.leader() == leader  # it caught up without unseating anyone
+
+
+def test_a_learner_cut_off_from_the_leader_alone_keeps_up_through_the_others() -> None:
+    s = Scenario(3, learners=1, seed=47)
+    leader = s.elect()
+    s.world.partition({leader}, {"n4"})  # a learner never campaigns: it keeps the leader's id
+    for i in range(5):
+        assert isinstance(s.set(leader, f"k{i}", i), Written)
+    s.run_until(lambda: s.local("n4", "k4") == 4, 5.0, "the learner catching up")
