@@ -130,8 +130,7 @@ def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
     failures = (
         result.failure
         for result in (
-            run_seed(seed, RunOptions(engine_class=TakesAPromisesFirstPartForAll))
-            for seed in small
+            run_seed(seed, RunOptions(engine_class=TakesAPromisesFirstPartForAll)) for seed in small
         )
         if not result.ok
     )
