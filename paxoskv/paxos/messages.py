@@ -459,8 +459,12 @@ _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
 }
 
 
-def decode_message(data: bytes) -> Message:
-    """Parse one message, or raise :class:`MalformedMessage`; never anything else."""
+def decode_message(data: bytes | memoryview) -> Message:
+    """Parse one message, or raise :class:`MalformedMessage`; never anything else.
+
+    A memoryview is read in place (the runtime passes the datagram past its kind byte, which
+    spares a copy of a whole slot); what the message keeps is copied out as bytes.
+    """
     try:
         body = msgpack.unpackb(data, use_list=True, raw=False, strict_map_key=True)
     except Exception as error:  # msgpack raises several unrelated types on garbage

@@ -504,7 +504,7 @@ class Replica:
         kind = payload[:1]
         if kind == protocol.PAXOS:
             if self.engine is not None:
-                message = decode_message(payload[1:])
+                message = decode_message(memoryview(payload)[1:])  # no copy of the slot
                 self._step(self.engine.receive(sender, message, time.time()))
         elif kind == protocol.RUNTIME:
             name, fields = protocol.decode_runtime(payload)
