@@ -278,8 +278,7 @@ class Replica:
         """
         engine = self.engine
         assert engine is not None
-        for effect in effects:
-            self._carry_out(effect)
+        self._carry_out_all(effects)
         if self._outbox:
             self._flush_outbox()
         while self._sync_due:
@@ -292,8 +291,7 @@ class Replica:
             sync_id = self._take_durable() if self.failure is None else 0
             if not sync_id:
                 break
-            for effect in engine.handle_durable(sync_id, time.time()):
-                self._carry_out(effect)
+            self._carry_out_all(engine.handle_durable(sync_id, time.time()))
             if self._outbox:
                 self._flush_outbox()
         deadline = engine.next_deadline()
@@ -309,6 +307,24 @@ class Replica:
         self._timer_deadline = float("inf")
         if self.engine is not None and self.failure is None:
             self._step(self.engine.tick(time.time()))
+
+    def _carry_out_all(self, effects: list[fx.Effect]) -> None:
+        """Carry out ``effects`` in order; an answer to a local caller right here.
+
+        A step of a node whose clients pipeline writes is mostly Answers, one per write:
+        resolving each one's future in this loop, with no call of its own, is what
+        :meth:`_carry_out` then :meth:`_answer` do for it, two calls fewer per write.
+        """
+        answers = self._answers
+        for effect in effects:
+            if type(effect) is fx.Answer:  # a NamedTuple: no subclass to miss
+                waiting = answers.pop(effect[:2], None)  # (client_id, seq), sliced in C
+                if waiting is not None and not waiting[0].done():
+                    waiting[0].set_result(effect[2])
+                else:
+                    self._tell_answer_listeners(effect)
+            else:
+                self._carry_out(effect)
 
     def _carry_out(self, effect: fx.Effect) -> None:
         # Answers first: a leader makes one per write, every other kind one per slot or fewer.
@@ -698,10 +714,15 @@ class Replica:
             self._step(self.engine.propose(requests, time.time()))
 
     def _answer(self, answer: fx.Answer) -> None:
+        """What :meth:`_carry_out_all` does with an answer (kept whole for one effect)."""
         waiting = self._answers.pop(answer[:2], None)  # (client_id, seq), sliced in C
         if waiting is not None and not waiting[0].done():
             waiting[0].set_result(answer.result)
             return
+        self._tell_answer_listeners(answer)
+
+    def _tell_answer_listeners(self, answer: fx.Answer) -> None:
+        """An answer no local caller waits for: a remote client's (serving.py), or nobody's."""
         for listener in self._answer_listeners:
             if listener(answer):
                 return
