@@ -391,3 +391,18 @@ def test_an_unanswered_accept_is_resent_on_time_and_an_answered_one_never() -> N
     nothing = _carry_out(name, leader, leader.tick(later + 2 * retransmit), later + 2 * retransmit)
     assert not [msg for _, _, msg in nothing if isinstance(msg, m.Accept)]
     assert leader._resend_due == float("inf")
+
+
+def test_forwards_are_cut_as_the_one_by_one_loop_cuts_them() -> None:
+    """The one-count fast path of _forward_batches gives what the per-request loop gives."""
+    from paxoskv.paxos.engine import _forward_batches, _forward_batches_one_by_one
+
+    rng = random.Random(7)
+    for _ in range(300):
+        requests = [
+            m.Request(f"c{rng.randrange(3)}" * rng.randint(1, 9), seq, bytes(rng.randint(0, 400)))
+            for seq in range(rng.randint(0, 40))
+        ]
+        total = sum(len(r.command) + len(r.client_id) + 32 for r in requests)
+        for limit in (total - 1, total, total + 1, rng.randint(1, 4000)):
+            assert _forward_batches(requests, limit) == _forward_batches_one_by_one(requests, limit)
