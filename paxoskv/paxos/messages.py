@@ -143,10 +143,19 @@ class Request(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """Client requests a non-leader passes to the leader, batched."""
+    """Client requests a non-leader passes to the leader, batched.
+
+    Sent as three columns under :data:`FORWARD_COLUMNS_TAG`; the first format (a row per
+    request, under ``TAG``) is still read, so a leader upgraded before its followers keeps
+    taking their forwards. (An old leader drops the new tag as unknown: its followers' clients
+    retry until it is upgraded or leadership moves.)
+    """
 
     TAG: ClassVar[int] = 9
     requests: tuple[Request, ...]
+
+
+FORWARD_COLUMNS_TAG = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +255,7 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
     SnapshotChunk,
 )
 _BY_TAG: dict[int, type[Any]] = {cls.TAG: cls for cls in _MESSAGE_TYPES}
+_BY_TAG[FORWARD_COLUMNS_TAG] = Forward
 
 # A free list rather than one shared packer (a runtime may encode from more than one thread);
 # ``msgpack.packb`` would build a new Packer per call, which costs more than the packing.
@@ -287,7 +297,7 @@ _ENCODERS[Promise] = lambda p: [
     p.truncated,
     p.upto_slot,
 ]
-_ENCODERS[Forward] = lambda f: [WIRE_VERSION, Forward.TAG, *_forward_columns(f.requests)]
+_ENCODERS[Forward] = lambda f: [WIRE_VERSION, FORWARD_COLUMNS_TAG, *_forward_columns(f.requests)]
 
 
 def _forward_columns(requests: tuple[Request, ...]) -> tuple[Any, Any, Any]:
@@ -372,6 +382,16 @@ def _promise_entry(raw: object) -> PromiseEntry:
     return PromiseEntry(_int(slot), _ballot(ballot), _bytes(value), _bool(chosen))
 
 
+def _request(raw: object) -> Request:
+    """One request of a Forward in the first format (rows), checked as a column would be."""
+    client_id, seq, command = _list(raw, 3)
+    if type(client_id) is not str or type(seq) is not int or type(command) is not bytes:
+        raise MalformedMessage("a request is [str client id, int seq, bytes command]")
+    if not client_id or not 0 <= seq <= _UINT64_MAX:
+        raise MalformedMessage("a request has a client id and a seq from 0 to 2**64 - 1")
+    return Request(client_id, seq, command)
+
+
 def _forward(f: list[Any]) -> Forward:
     """The columns of a Forward back into requests, every one checked (see below)."""
     client_ids, seqs, commands = f
@@ -441,7 +461,8 @@ _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
     Commit.TAG: (2, lambda f: Commit(_ballot(f[0]), _int(f[1]))),
     Heartbeat.TAG: (3, _two_ints(Heartbeat)),
     HeartbeatAck.TAG: (3, _two_ints(HeartbeatAck)),
-    Forward.TAG: (3, _forward),
+    Forward.TAG: (1, lambda f: Forward(tuple(_request(r) for r in _list(f[0])))),
+    FORWARD_COLUMNS_TAG: (3, _forward),
     ReadIndexRequest.TAG: (1, lambda f: ReadIndexRequest(_ints(f[0]))),
     ReadIndexReply.TAG: (2, lambda f: ReadIndexReply(_ints(f[0]), _int(f[1]))),
     CatchupRequest.TAG: (1, lambda f: CatchupRequest(_int(f[0]))),

@@ -2,6 +2,7 @@
 
 import contextlib
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,3 +136,15 @@ def test_a_forward_travels_as_columns_and_any_bad_request_refuses_it_whole() -> 
             m.decode_message(raw)
     with pytest.raises(m.MalformedMessage):  # above 2**64 - 1 msgpack itself refuses to pack
         m.decode_message(msgpack.packb([version, tag, ["c1"], [-(2**63)], [b""]]))
+
+
+def test_a_forward_in_the_first_format_rows_is_still_read() -> None:
+    requests = (m.Request("c1", 1, b"x"), m.Request("c2", 2**64 - 1, b""))
+    rows = msgpack.packb([m.WIRE_VERSION, m.Forward.TAG, [list(r) for r in requests]])
+    assert m.decode_message(rows) == m.Forward(requests)
+    columns = m.encode_message(m.Forward(requests))
+    assert msgpack.unpackb(columns)[1] == m.FORWARD_COLUMNS_TAG
+    assert m.decode_message(columns) == m.Forward(requests)
+    bad = msgpack.packb([m.WIRE_VERSION, m.Forward.TAG, [["", 1, b"x"]]])
+    with pytest.raises(m.MalformedMessage):
+        m.decode_message(bad)
