@@ -8,6 +8,9 @@ writes, one at a time, for p50/p99 latency, from the leader's process (as an app
 embedding the leader sees them; a client on a follower adds a forward and an answer hop).
 
     python benchmarks/cluster.py [--seconds 5] [--window 128] [--durability durable]
+
+Each size also prints the CPU per write of each process (leader first), how many slots the
+writes took, and each process's frames sent per write: where a change moved the cost to.
 """
 
 from __future__ import annotations
@@ -68,10 +71,19 @@ async def worker(args: argparse.Namespace) -> None:
                     await node.set(f"k{rng.randrange(100_000)}", value)
                     done += 1
 
+            before = await node.status()
             cpu_before = time.process_time()
             await asyncio.gather(*(client() for _ in range(args.window)))
             cpu = time.process_time() - cpu_before
-            print(json.dumps({"writes": done, "cpu_s": cpu}), flush=True)
+            after = await node.status()
+            counts = {
+                "slots": after["applied_slot"] - before["applied_slot"],
+                "sent": after["transport"]["sent_frames"] - before["transport"]["sent_frames"],
+                "received": after["transport"]["received_frames"]
+                - before["transport"]["received_frames"],
+            }
+            report = {"writes": done, "cpu_s": cpu, "leader": after["is_leader"], **counts}
+            print(json.dumps(report), flush=True)
         await asyncio.sleep(args.linger)  # let the others finish before a quorum leaves
 
 
@@ -153,7 +165,7 @@ def main() -> int:
     parser.add_argument("--value-bytes", type=int, default=100)
     parser.add_argument("--durability", default="durable", choices=("durable", "os"))
     parser.add_argument("--sizes", default="100,1024")
-    parser.add_argument("--latency-writes", type=int, default=500)
+    parser.add_argument("--latency-writes", type=int, default=500, help="0: skip that phase")
     parser.add_argument("--latency-only", action="store_true", help="skip the pipelined phase")
     args = parser.parse_args()
     if args.worker:
@@ -176,6 +188,20 @@ def main() -> int:
             f"({writes} in {args.seconds:g}s, {per_cpu:.0f} us CPU per write across 3 processes)",
             flush=True,
         )
+        if writes:
+            shares = sorted(results, key=lambda r: not r.get("leader"))
+            print(
+                "          CPU per write by process, leader first: "
+                + ", ".join(f"{float(r.get('cpu_s', 0.0)) / writes * 1e6:.1f}" for r in shares)
+                + " us; slots "
+                + str(max(int(r.get("slots", 0)) for r in results))
+                + ", frames sent by each "
+                + ", ".join(f"{int(r.get('sent', 0)) / writes:.3f}" for r in shares)
+                + " per write",
+                flush=True,
+            )
+    if not args.latency_writes:
+        return 0
     print(
         f"  single client, {args.latency_writes} sequential writes ...", file=sys.stderr, flush=True
     )

@@ -43,6 +43,9 @@ class Node(KVApi):
         self._replica = replica
         await replica.start()
         ClientService(replica)
+        # Writes go straight to the replica (its default timeout is this config's): no frame
+        # of ours in between.
+        self._send_request = replica.submit
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
         """Until this node belongs to a cluster (it bootstrapped one or joined one)."""

@@ -104,6 +104,7 @@ class World:
         self.faults = NetworkFaults()
         self.sync_latency_s = (0.001, 0.01)  # an fsync on a real disk: milliseconds
         self.cut: set[tuple[str, str]] = set()
+        self.faults_over = False  # healed for good: cuts scheduled earlier no longer happen
         self.nodes: dict[str, SimNode] = {}
         self.settings_overrides = settings or {}
         self.trace = trace
@@ -276,6 +277,8 @@ class World:
         self._after(node, node.engine.receive(source, decode_message(data), self.now))
 
     def partition(self, side_a: set[str], side_b: set[str], *, one_way: bool = False) -> None:
+        if self.faults_over:
+            return  # a flap or swizzle scheduled in the fault phase, due after it ended
         for a in side_a:
             for b in side_b:
                 self.cut.add((a, b))
@@ -283,9 +286,11 @@ class World:
                     self.cut.add((b, a))
         self.log(f"cut {sorted(side_a)} {'->' if one_way else '<->'} {sorted(side_b)}")
 
-    def heal(self) -> None:
+    def heal(self, *, for_good: bool = False) -> None:
+        """Restore every link; ``for_good`` also drops every cut still scheduled."""
         self.cut.clear()
-        self.log("network healed")
+        self.faults_over = self.faults_over or for_good
+        self.log("network healed" + (" for good" if for_good else ""))
 
     # --- invariants checked as the run goes ---------------------------------------------------
 

@@ -105,6 +105,7 @@ class EngineSettings:
     election_timeout_min_s: float = 0.5
     election_timeout_max_s: float = 1.0
     retransmit_interval_s: float = 0.1
+    commit_delay_s: float = 0.002  # how long a lone commit point may wait for an accept to ride
     request_retry_s: float = 0.5
     max_message_bytes: int = 48_000
     snapshot_every_commands: int = 100_000
@@ -123,6 +124,8 @@ class EngineSettings:
             raise ValueError("heartbeats must come at least 3 times per election timeout")
         if self.window_slots < 1:
             raise ValueError("window_slots must be at least 1")
+        if not 0 <= self.commit_delay_s < self.heartbeat_interval_s:
+            raise ValueError("need 0 <= commit_delay_s < heartbeat_interval_s")
 
 
 @dataclass(slots=True)
@@ -159,6 +162,9 @@ class Engine:
     _expiring: dict[int, int]
     _own_batches: dict[int, tuple[bytes, Columns]]  # slot -> (value, its columns)
     _commit_told: int
+    _commit_due: float  # when the commit point not yet told goes out alone (inf: none waits)
+    _urgent_upto: int  # the last slot whose commit someone on another node waits to hear
+    _resend_due: float  # no slot in flight is due to be resent before this (maybe none then)
 
     def __init__(
         self,
@@ -260,9 +266,31 @@ class Engine:
             self._read_requests_out.extend(
                 rid for rid, index in self._follower_reads.items() if index is None
             )
-            if self.known_commit > self.applied_slot and self.leader_id:
+            if self._leader_silent(now):
+                self._catch_up_from_a_peer(now)
+            elif self.known_commit > self.applied_slot and self.leader_id:
                 self._request_catchup(self.leader_id, now)
         return self._drain(now)
+
+    def _leader_silent(self, now: float) -> bool:
+        """No leader, or none heard for longer than an election may take (a learner, which
+        never campaigns, keeps the id of a leader it cannot hear)."""
+        if self.role is Role.LEADER:
+            return False
+        silent_s = now - self._last_heard_leader
+        return self.leader_id is None or silent_s > self.settings.election_timeout_max_s
+
+    def _catch_up_from_a_peer(self, now: float) -> None:
+        """With no leader heard, ask the members in turn for what they have chosen.
+
+        A node that reaches a majority but not the leader (one broken link) campaigns in vain
+        (followers that hear the leader ignore it) and heard of no commit to fetch: without
+        this it stayed behind until the link came back. Chosen values are the same wherever
+        they come from, so any member may serve them; one small request per retry period.
+        """
+        peers = sorted(self.configs.latest().members() - {self.node_id})
+        if peers:
+            self._request_catchup(peers[self._retry_round % len(peers)], now)
 
     def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
         """The snapshot :class:`SaveSnapshot` asked for at ``slot`` is written: serve it.
@@ -376,11 +404,8 @@ class Engine:
         deadlines = [self._retry_at]
         if self.role is Role.LEADER:
             deadlines.append(self._heartbeat_due)
-            deadlines.extend(
-                flight.sent_at + self._resend_after(flight)
-                for slot, flight in self._in_flight.items()
-                if not self.configs.at(slot).is_quorum(flight.acks)
-            )
+            deadlines.append(self._commit_due)
+            deadlines.append(self._resend_due)
         elif self._can_campaign():
             deadlines.append(self._election_deadline)
         if self.role is Role.CANDIDATE:
@@ -560,12 +585,14 @@ class Engine:
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
+            self._resend_due = self._now  # a slot in flight may have lost its quorum
         self.applied_slot = slot
         if slot > self.known_commit:
             self.known_commit = slot
         if log_time_ms > self.last_log_time_ms:
             self.last_log_time_ms = log_time_ms
         self.accepted.pop(slot, None)
+        self._in_flight.pop(slot, None)  # (a leader that caught up on it as a candidate)
         self._commands_since_snapshot += len(commands)
         self._bytes_since_snapshot += len(value)
 
@@ -622,9 +649,16 @@ class Engine:
         self._send(target, m.CatchupRequest(self.applied_slot + 1))
 
     def _on_catchup_request(self, sender: str, msg: m.CatchupRequest, now: float) -> None:
-        if msg.from_slot <= self.compacted_slot and self._transfer is not None:
-            self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
-            return
+        if msg.from_slot <= self.compacted_slot:
+            if self._transfer is not None:
+                self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
+                return
+            if self._taken is None:
+                # Restarted from a snapshot (its log starts after it) and none taken since:
+                # take one to serve, or a peer behind it would ask in vain until the next
+                # snapshot came due, which in a quiet cluster is never. Meanwhile the peer is
+                # told there is nothing yet, and asks again.
+                self._take_snapshot()
         entries: list[m.CatchupEntry] = []
         size = 0
         slot = msg.from_slot
@@ -851,12 +885,15 @@ class Engine:
         self._next_slot = self.applied_slot + 1
         self._term_first_slot = self._next_slot
         self._in_flight = {}
+        self._resend_due = float("inf")
         self._pending = deque()
         self._pending_bytes = 0  # _size_bytes(self._pending), kept as requests come and go
         self._queued = {}
         self._heartbeat_due = 0.0
         self._heartbeat_seq = 0
         self._commit_told = 0  # the commit point last multicast, in a Commit or an Accept
+        self._commit_due = float("inf")
+        self._urgent_upto = 0
         self._heartbeat_sent = {}
         self._acked_seq = {}
         self._member_applied = {}
@@ -908,8 +945,11 @@ class Engine:
         slot = self._next_slot
         self._next_slot += 1
         self._in_flight[slot] = _InFlight(value, now)
+        resend_at = now + self.settings.retransmit_interval_s
+        if resend_at < self._resend_due:
+            self._resend_due = resend_at
         accept = m.Accept(self._ballot, slot, value, self.applied_slot)
-        self._commit_told = self.applied_slot
+        self._told_commit_point()
         self._effects.append(Broadcast(accept))
         self._on_accept(self.node_id, accept, now)
 
@@ -969,6 +1009,32 @@ class Engine:
         if slot > first:
             self._persist(chosen_record(first, slot - 1))
 
+    def _commit_soon(self, now: float) -> None:
+        """Multicast the commit point now, or once ``commit_delay_s`` has passed.
+
+        Under load every step sends accepts and each carries the commit point; a Commit of
+        its own is needed only when none follows. Sent at once, it was one more multicast per
+        write at low load, on the leader's critical path (its ``sendto`` runs before the next
+        write is proposed) and a wake-up of every replica; after a short wait the next write's
+        accept usually tells it instead. Followers' ``local`` reads and watches hear of a
+        write that much later, at most; a write or read that another node waits on (a
+        forwarded request, a read index) is told at once.
+        """
+        if self._commit_told < self._urgent_upto or self.settings.commit_delay_s <= 0:
+            self._tell_commit()
+        elif self._commit_due == float("inf"):
+            self._commit_due = now + self.settings.commit_delay_s
+
+    def _tell_commit(self) -> None:
+        if self.applied_slot > self._commit_told:
+            self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
+        self._told_commit_point()
+
+    def _told_commit_point(self) -> None:
+        """A message going out now carries ``applied_slot`` as the commit point."""
+        self._commit_told = self.applied_slot
+        self._commit_due = float("inf")
+
     def _noop(self, now: float) -> bytes:
         request = m.Request(_INTERNAL_CLIENT, 0, encode_command(NoOp()))
         return encode_batch(self._log_time_ms(now), [request])
@@ -989,16 +1055,32 @@ class Engine:
             return
         if now >= self._heartbeat_due:
             self._send_heartbeat(now)
+        elif now >= self._commit_due:
+            self._tell_commit()
+        if now >= self._resend_due:
+            self._resend_due_accepts(now)
+        self._propose_due_lease_expiries(now)
+
+    def _resend_due_accepts(self, now: float) -> None:
+        """Resend every accept due, and find when the next is due.
+
+        The next resend is kept as one number, not found by ``next_deadline`` (which the
+        runtime calls after every step) over the whole window: it may be early (a slot that
+        got its quorum meanwhile still counts until this runs again), never late, and a tick
+        that comes early finds nothing due and looks again.
+        """
+        due = float("inf")
         for slot, flight in self._in_flight.items():
-            if now >= flight.sent_at + self._resend_after(flight) and not self.configs.at(
-                slot
-            ).is_quorum(flight.acks):
+            if self.configs.at(slot).is_quorum(flight.acks):
+                continue
+            if now >= flight.sent_at + self._resend_after(flight):
                 flight.sent_at = now
                 flight.resends += 1
                 self._effects.append(
                     Broadcast(m.Accept(self._ballot, slot, flight.value, self.applied_slot))
                 )
-        self._propose_due_lease_expiries(now)
+            due = min(due, flight.sent_at + self._resend_after(flight))
+        self._resend_due = due
 
     def _resend_after(self, flight: _InFlight) -> float:
         """How long a slot may wait for its quorum before its Accept goes out again.
@@ -1019,6 +1101,7 @@ class Engine:
                 self._enqueue([m.Request(_INTERNAL_CLIENT, 0, encode_command(LeaseExpire(lease)))])
 
     def _send_heartbeat(self, now: float) -> None:
+        self._told_commit_point()
         self._heartbeat_seq += 1
         self._heartbeat_sent[self._heartbeat_seq] = now
         self._heartbeat_due = now + self.settings.heartbeat_interval_s
@@ -1069,6 +1152,11 @@ class Engine:
             except ValueError:
                 return  # a batch with it would be refused by every replica: drop the message
             self._enqueue(msg.requests)
+            # Their node answers them once it hears they are chosen: tell it without delay.
+            # Every slot up to the last the queue can reach is told at once (a bound, not
+            # the exact slots: a commit sent early costs a multicast, one sent late a client
+            # a wait).
+            self._urgent_upto = self._next_slot + len(self._pending)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -1111,6 +1199,8 @@ class Engine:
                 self._effects.append(ReadReady(read.read_id))
             else:
                 remote.setdefault(read.origin, []).append(read.read_id)
+        if remote:
+            self._tell_commit()  # the readers' nodes apply up to the index before they serve
         for origin, read_ids in remote.items():
             self._send(origin, m.ReadIndexReply(tuple(read_ids), self.applied_slot))
 
@@ -1189,10 +1279,7 @@ class Engine:
                 self._start_leader_reads(now)
             self._pump(now)
             if self.applied_slot > self._commit_told:
-                # Only when no accept just told it: under load every step sends accepts, and
-                # a Commit beside them was one more multicast for everyone to wake up for.
-                self._commit_told = self.applied_slot
-                self._effects.append(Broadcast(m.Commit(self._ballot, self.applied_slot)))
+                self._commit_soon(now)
         if self._pending_records:
             self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
         effects, self._effects = self._effects, []
@@ -1214,17 +1301,8 @@ class Engine:
                     if self._follower_reads.pop(read_id, 0) is None:
                         self._leader_reads_waiting.append((self.node_id, read_id))
             return
-        batch: list[m.Request] = []
-        size = 0
-        for request in requests:
-            request_size = batch_size_bytes([request])
-            if batch and size + request_size > self.settings.max_message_bytes:
-                self._effects.append(Send(leader, m.Forward(tuple(batch))))
-                batch, size = [], 0
-            batch.append(request)
-            size += request_size
-        if batch:
-            self._effects.append(Send(leader, m.Forward(tuple(batch))))
+        for batch in _forward_batches(requests, self.settings.max_message_bytes):
+            self._effects.append(Send(leader, m.Forward(batch)))
         if read_ids:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 
@@ -1259,6 +1337,37 @@ def _check_requests(
     if not all(client_ids):
         raise ValueError("a client request needs a non-empty client_id")
     return client_ids, seqs, commands
+
+
+def _forward_batches(requests: list[m.Request], limit: int) -> list[tuple[m.Request, ...]]:
+    """``requests`` cut into Forwards of at most ``limit`` bytes each (by batch_size_bytes).
+
+    The usual case, everything in one message, is found by one count in C loops (the sum of
+    what the loop below adds up one request at a time), not a Python call per request.
+    """
+    if not requests:
+        return []
+    if _size_bytes(requests) + 16 * len(requests) <= limit:
+        return [tuple(requests)]
+    return _forward_batches_one_by_one(requests, limit)
+
+
+def _forward_batches_one_by_one(
+    requests: list[m.Request], limit: int
+) -> list[tuple[m.Request, ...]]:
+    batches: list[tuple[m.Request, ...]] = []
+    batch: list[m.Request] = []
+    size = 0
+    for request in requests:
+        request_size = batch_size_bytes([request])
+        if batch and size + request_size > limit:
+            batches.append(tuple(batch))
+            batch, size = [], 0
+        batch.append(request)
+        size += request_size
+    if batch:
+        batches.append(tuple(batch))
+    return batches
 
 
 def _size_bytes(requests: Sequence[m.Request]) -> int:

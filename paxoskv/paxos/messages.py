@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from itertools import repeat
 from operator import attrgetter
 from typing import Any, ClassVar, NamedTuple
 
@@ -142,10 +143,19 @@ class Request(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """Client requests a non-leader passes to the leader, batched."""
+    """Client requests a non-leader passes to the leader, batched.
+
+    Sent as three columns under :data:`FORWARD_COLUMNS_TAG`; the first format (a row per
+    request, under ``TAG``) is still read, so a leader upgraded before its followers keeps
+    taking their forwards. (An old leader drops the new tag as unknown: its followers' clients
+    retry until it is upgraded or leadership moves.)
+    """
 
     TAG: ClassVar[int] = 9
     requests: tuple[Request, ...]
+
+
+FORWARD_COLUMNS_TAG = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +255,7 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
     SnapshotChunk,
 )
 _BY_TAG: dict[int, type[Any]] = {cls.TAG: cls for cls in _MESSAGE_TYPES}
+_BY_TAG[FORWARD_COLUMNS_TAG] = Forward
 
 # A free list rather than one shared packer (a runtime may encode from more than one thread);
 # ``msgpack.packb`` would build a new Packer per call, which costs more than the packing.
@@ -286,11 +297,22 @@ _ENCODERS[Promise] = lambda p: [
     p.truncated,
     p.upto_slot,
 ]
-_ENCODERS[Forward] = lambda f: [
-    WIRE_VERSION,
-    Forward.TAG,
-    [[r.client_id, r.seq, r.command] for r in f.requests],
-]
+_ENCODERS[Forward] = lambda f: [WIRE_VERSION, FORWARD_COLUMNS_TAG, *_forward_columns(f.requests)]
+
+
+def _forward_columns(requests: tuple[Request, ...]) -> tuple[Any, Any, Any]:
+    """A Forward travels as three columns (client ids, seqs, commands), as a batch does.
+
+    Split here in C (``zip(*requests)``), and on the leader checked by a few C-level passes
+    and turned back into requests without a Python call per request: rows of three, each
+    checked by a function of its own, cost the leader some 2 us per forwarded write.
+    """
+    if not requests:
+        return (), (), ()
+    client_ids, seqs, commands = zip(*requests, strict=True)
+    return client_ids, seqs, commands
+
+
 _ENCODERS[CatchupReply] = lambda c: [
     WIRE_VERSION,
     CatchupReply.TAG,
@@ -361,13 +383,49 @@ def _promise_entry(raw: object) -> PromiseEntry:
 
 
 def _request(raw: object) -> Request:
+    """One request of a Forward in the first format (rows), checked as a column would be."""
     client_id, seq, command = _list(raw, 3)
     if type(client_id) is not str or type(seq) is not int or type(command) is not bytes:
         raise MalformedMessage("a request is [str client id, int seq, bytes command]")
     if not client_id or not 0 <= seq <= _UINT64_MAX:
-        # Passed on, it would make the leader's whole batch one no replica applies.
         raise MalformedMessage("a request has a client id and a seq from 0 to 2**64 - 1")
     return Request(client_id, seq, command)
+
+
+def _forward(f: list[Any]) -> Forward:
+    """The columns of a Forward back into requests, every one checked (see below)."""
+    client_ids, seqs, commands = f
+    if (
+        type(client_ids) is not list
+        or type(seqs) is not list
+        or type(commands) is not list
+        or not len(client_ids) == len(seqs) == len(commands)
+    ):
+        raise MalformedMessage("a Forward is three columns of one length")
+    if client_ids and not (
+        # A str out of msgpack is a str (no subclasses), so one count checks a one-client
+        # forward, the usual one, and a non-empty one is a valid id.
+        (
+            (type(client_ids[0]) is str and client_ids.count(client_ids[0]) == len(client_ids))
+            or set(map(type, client_ids)) <= _STR
+        )
+        and all(client_ids)
+        and set(map(type, seqs)) <= _INT
+        and set(map(type, commands)) <= _BYTES
+        and min(seqs) >= 0
+        and max(seqs) <= _UINT64_MAX
+    ):
+        # Passed on, one such request would make the leader's whole batch one no replica
+        # applies: the message is refused whole.
+        raise MalformedMessage("a request is [str client id, int seq from 0 to 2**64 - 1, bytes]")
+    return Forward(
+        tuple(map(_new_tuple, repeat(Request), zip(client_ids, seqs, commands, strict=True)))
+    )
+
+
+_STR: set[type] = {str}
+_INT: set[type] = {int}
+_BYTES: set[type] = {bytes}
 
 
 def _catchup_entry(raw: object) -> CatchupEntry:
@@ -404,6 +462,7 @@ _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
     Heartbeat.TAG: (3, _two_ints(Heartbeat)),
     HeartbeatAck.TAG: (3, _two_ints(HeartbeatAck)),
     Forward.TAG: (1, lambda f: Forward(tuple(_request(r) for r in _list(f[0])))),
+    FORWARD_COLUMNS_TAG: (3, _forward),
     ReadIndexRequest.TAG: (1, lambda f: ReadIndexRequest(_ints(f[0]))),
     ReadIndexReply.TAG: (2, lambda f: ReadIndexReply(_ints(f[0]), _int(f[1]))),
     CatchupRequest.TAG: (1, lambda f: CatchupRequest(_int(f[0]))),
@@ -421,8 +480,12 @@ _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
 }
 
 
-def decode_message(data: bytes) -> Message:
-    """Parse one message, or raise :class:`MalformedMessage`; never anything else."""
+def decode_message(data: bytes | memoryview) -> Message:
+    """Parse one message, or raise :class:`MalformedMessage`; never anything else.
+
+    A memoryview is read in place (the runtime passes the datagram past its kind byte, which
+    spares a copy of a whole slot); what the message keeps is copied out as bytes.
+    """
     try:
         body = msgpack.unpackb(data, use_list=True, raw=False, strict_map_key=True)
     except Exception as error:  # msgpack raises several unrelated types on garbage

@@ -168,9 +168,9 @@ def test_a_window_of_big_accepted_values_does_not_stop_the_next_election() -> No
     assert [proposed.get(slot) for slot in range(1, 17)] == big  # each value re-proposed
 
 
-def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows() -> None:
+def _elected_cluster(window_slots: int = 1) -> tuple[dict[str, Engine], str, float]:
     nodes = {
-        n: Engine(EngineSettings(node_id=n, window_slots=1), random.Random(i), CONFIG)
+        n: Engine(EngineSettings(node_id=n, window_slots=window_slots), random.Random(i), CONFIG)
         for i, n in enumerate("abc")
     }
     now = 0.0
@@ -183,7 +183,13 @@ def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows
             sender, to, message = wire.pop(0)
             if to in nodes:
                 wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
-    name, leader = next((n, e) for n, e in nodes.items() if e.is_leader)
+    name = next(n for n, e in nodes.items() if e.is_leader)
+    return nodes, name, now
+
+
+def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows() -> None:
+    nodes, name, now = _elected_cluster()
+    leader = nodes[name]
     follower = next(n for n in nodes if n != name)
     first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
     (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
@@ -196,11 +202,69 @@ def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows
     sent = [msg for _, to, msg in chosen if to == follower]
     assert [type(msg) for msg in sent] == [m.Accept]
     assert (sent[0].slot, sent[0].commit_upto) == (slot + 1, slot)
-    # Nothing waits after the next one: its commit point goes out alone.
+    # Nothing waits after the next one: its commit point waits commit_delay_s for an accept
+    # to carry it, then goes out alone.
     last = _carry_out(
         name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot + 1,)), now), now
     )
-    assert [msg for _, to, msg in last if to == follower] == [m.Commit(leader.ballot, slot + 1)]
+    assert not [msg for _, to, msg in last if to == follower]
+    due = now + leader.settings.commit_delay_s
+    assert leader.next_deadline() == due
+    assert not [msg for _, to, msg in _carry_out(name, leader, leader.tick(due - 1e-4), now)]
+    alone = _carry_out(name, leader, leader.tick(due), due)
+    assert [msg for _, to, msg in alone if to == follower] == [m.Commit(leader.ballot, slot + 1)]
+    assert leader.next_deadline() > due  # told once
+
+
+def test_a_commit_point_an_accept_carries_within_the_delay_is_not_sent_again() -> None:
+    nodes, name, now = _elected_cluster()
+    leader = nodes[name]
+    follower = next(n for n in nodes if n != name)
+    first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
+    _carry_out(name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now)
+    later = now + leader.settings.commit_delay_s / 2
+    sent = _carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], later), later)
+    assert [(type(msg), msg.commit_upto) for _, to, msg in sent if to == follower] == [
+        (m.Accept, slot)
+    ]
+    quiet = _carry_out(name, leader, leader.tick(now + 0.9 * 0.05), now + 0.9 * 0.05)
+    assert not [msg for _, to, msg in quiet if isinstance(msg, m.Commit)]
+
+
+def test_a_forwarded_request_is_committed_at_once_for_the_node_that_answers_it() -> None:
+    nodes, name, now = _elected_cluster()
+    leader = nodes[name]
+    asker = next(n for n in nodes if n != name)
+    request = m.Request("y", 1, b"1")
+    sent = _carry_out(name, leader, leader.receive(asker, m.Forward((request,)), now), now)
+    (slot,) = [msg.slot for _, to, msg in sent if isinstance(msg, m.Accept) and to == asker]
+    chosen = _carry_out(
+        name, leader, leader.receive(asker, m.Accepted(leader.ballot, (slot,)), now), now
+    )
+    assert [msg for _, to, msg in chosen if to == asker] == [m.Commit(leader.ballot, slot)]
+
+
+def test_a_follower_read_hears_the_commit_point_before_its_index() -> None:
+    nodes, name, now = _elected_cluster()
+    leader = nodes[name]
+    reader = next(n for n in nodes if n != name)
+    wire = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    wire += _carry_out(reader, nodes[reader], nodes[reader].read(7, "linearizable", now), now)
+    to_reader: list[m.Message] = []
+    while wire:  # the write, then the read's round, to the end
+        sender, to, message = wire.pop(0)
+        out = _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+        to_reader += [msg for source, dest, msg in out if source == name and dest == reader]
+        wire += out
+    (index,) = [msg.index for msg in to_reader if isinstance(msg, m.ReadIndexReply)]
+    told = [
+        msg.upto if isinstance(msg, m.Commit) else msg.commit_upto
+        for msg in to_reader[: to_reader.index(m.ReadIndexReply((7,), index))]
+        if isinstance(msg, (m.Commit, m.Heartbeat, m.Accept))
+    ]
+    assert index >= 2 and max(told) >= index
+    assert not any(isinstance(msg, m.CatchupReply) for msg in to_reader)
 
 
 def _carry_out(
@@ -306,3 +370,39 @@ def test_a_snapshot_is_offered_to_peers_only_once_it_is_saved() -> None:
     served = b.receive("l", m.SnapshotRequest(save.slot, 0), now=0.3)
     chunks = [e.message for e in served if isinstance(e, Send)]
     assert [type(c) for c in chunks] == [m.SnapshotChunk] and chunks[0].data
+
+
+def test_an_unanswered_accept_is_resent_on_time_and_an_answered_one_never() -> None:
+    nodes, name, now = _elected_cluster(window_slots=4)
+    leader = nodes[name]
+    b, c = sorted(n for n in nodes if n != name)
+    retransmit = leader.settings.retransmit_interval_s
+    sent = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    (slot,) = {msg.slot for _, _, msg in sent if isinstance(msg, m.Accept)}
+    assert leader.next_deadline() <= now + retransmit
+    later = now + retransmit
+    resent = _carry_out(name, leader, leader.tick(later), later)
+    assert {(to, msg.slot) for _, to, msg in resent if isinstance(msg, m.Accept)} == {
+        (b, slot),
+        (c, slot),
+    }
+    # Its quorum comes: the resend due is looked up again at the next tick, and is gone.
+    _carry_out(name, leader, leader.receive(b, m.Accepted(leader.ballot, (slot,)), later), later)
+    nothing = _carry_out(name, leader, leader.tick(later + 2 * retransmit), later + 2 * retransmit)
+    assert not [msg for _, _, msg in nothing if isinstance(msg, m.Accept)]
+    assert leader._resend_due == float("inf")
+
+
+def test_forwards_are_cut_as_the_one_by_one_loop_cuts_them() -> None:
+    """The one-count fast path of _forward_batches gives what the per-request loop gives."""
+    from paxoskv.paxos.engine import _forward_batches, _forward_batches_one_by_one
+
+    rng = random.Random(7)
+    for _ in range(300):
+        requests = [
+            m.Request(f"c{rng.randrange(3)}" * rng.randint(1, 9), seq, bytes(rng.randint(0, 400)))
+            for seq in range(rng.randint(0, 40))
+        ]
+        total = sum(len(r.command) + len(r.client_id) + 32 for r in requests)
+        for limit in (total - 1, total, total + 1, rng.randint(1, 4000)):
+            assert _forward_batches(requests, limit) == _forward_batches_one_by_one(requests, limit)

@@ -5,10 +5,10 @@ import random
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.batches import encode_batch
-from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot
+from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot, Send
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.records import DurableState
-from paxoskv.state import Configuration, encode_set
+from paxoskv.state import Configuration, KVStateMachine, encode_set
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset())
 LEADER = Ballot(1, "a")
@@ -75,3 +75,26 @@ def test_a_held_election_still_happens_when_no_leader_speaks() -> None:
             break
     assert found and found[0].ballot > LEADER
     assert now >= 5.0 + b.settings.election_timeout_min_s
+
+
+def test_a_restarted_node_asked_for_slots_before_its_log_takes_a_snapshot_to_serve() -> None:
+    machine = KVStateMachine(CONFIG)
+    machine.apply_items(["client"] * 3, [1, 2, 3], [encode_set(f"k{i}", "v") for i in range(3)], 1)
+    durable = DurableState(promised=LEADER, applied_slot=5, state_snapshot=machine.snapshot())
+    b = Engine(EngineSettings(node_id="b"), random.Random(3), CONFIG, durable=durable, now=0.0)
+    assert b.compacted_slot == 5
+
+    first = b.receive("c", m.CatchupRequest(2), now=0.1)
+    (taken,) = [e for e in first if isinstance(e, SaveSnapshot)]
+    assert taken.slot == 5
+    assert [e.message for e in first if isinstance(e, Send)] == [m.CatchupReply((), 5, 0)]
+    again = b.receive("c", m.CatchupRequest(2), now=0.2)
+    assert not [e for e in again if isinstance(e, SaveSnapshot)], "one snapshot at a time"
+
+    b.snapshot_saved(5, now=0.3)
+    served = b.receive("c", m.CatchupRequest(2), now=0.4)
+    assert [e.message for e in served if isinstance(e, Send)] == [m.CatchupReply((), 5, 5)]
+    (chunk,) = [
+        e.message for e in b.receive("c", m.SnapshotRequest(5, 0), now=0.5) if isinstance(e, Send)
+    ]
+    assert isinstance(chunk, m.SnapshotChunk) and chunk.total_bytes > 0

@@ -208,4 +208,27 @@ def test_a_snapshot_is_taken_by_bytes_as_well_as_by_commands() -> None:
     assert engine._transfer is None  # far under both thresholds
     for i in range(4):
         s.set(leader, f"big{i}", "x" * 1_500)
+    # Saved off the engine a moment after it is taken (as the runtime does).
+    s.run_until(lambda: engine._transfer is not None, 1.0, "the snapshot saved")
     assert engine._transfer is not None and engine._transfer.slot > 0
+
+
+def test_a_node_cut_off_from_the_leader_alone_keeps_up_through_the_others() -> None:
+    s = Scenario(3, seed=43)
+    leader = s.elect()
+    cut_off = sorted({"n1", "n2", "n3"} - {leader})[0]
+    s.world.partition({leader}, {cut_off})  # one broken link; both still reach the third node
+    for i in range(5):
+        assert isinstance(s.set(leader, f"k{i}", i), Written)
+    s.run_until(lambda: s.local(cut_off, "k4") == 4, 5.0, f"{cut_off} catching up")
+    assert [s.local(cut_off, f"k{i}") for i in range(5)] == list(range(5))
+    assert s.world.leader() == leader  # it caught up without unseating anyone
+
+
+def test_a_learner_cut_off_from_the_leader_alone_keeps_up_through_the_others() -> None:
+    s = Scenario(3, learners=1, seed=47)
+    leader = s.elect()
+    s.world.partition({leader}, {"n4"})  # a learner never campaigns: it keeps the leader's id
+    for i in range(5):
+        assert isinstance(s.set(leader, f"k{i}", i), Written)
+    s.run_until(lambda: s.local("n4", "k4") == 4, 5.0, "the learner catching up")

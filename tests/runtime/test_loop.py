@@ -53,3 +53,22 @@ def test_asking_for_uvloop_without_it_says_how_to_install_it(
     assert loop_factory("auto") is None  # auto falls back quietly
     with pytest.raises(ConfigurationError, match=r"pip install 'paxos-kv\[fast\]'"):
         loop_factory("uvloop")
+
+
+def test_run_tunes_the_collector_for_a_node_and_puts_it_back() -> None:
+    import gc
+
+    from paxoskv.runtime.loop import NODE_GC_GEN0
+
+    async def threshold() -> int:
+        return gc.get_threshold()[0]
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, before[1], before[2])
+        assert run(threshold(), event_loop="asyncio") == NODE_GC_GEN0
+        assert gc.get_threshold() == (700, before[1], before[2])
+        gc.set_threshold(NODE_GC_GEN0 * 2, before[1], before[2])  # a higher one is kept
+        assert run(threshold(), event_loop="asyncio") == NODE_GC_GEN0 * 2
+    finally:
+        gc.set_threshold(*before)

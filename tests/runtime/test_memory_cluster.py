@@ -115,8 +115,12 @@ async def test_keepalive_holds_a_lease_and_revoke_ends_it(memory_cluster: Memory
 async def test_an_oversized_value_is_refused_before_it_is_sent(
     memory_cluster: MemoryCluster,
 ) -> None:
+    node = memory_cluster.nodes["n1"]
     with pytest.raises(ValueTooLarge, match="limit"):
-        await memory_cluster.nodes["n1"].set("big", "x" * 100_000)
+        await node.set("big", "x" * 100_000)
+    with pytest.raises(ValueTooLarge, match="limit"):  # the general write path: same check
+        await node.txn([], [Set("big", "x" * 100_000)])
+    assert await node.set("small", "x" * 100) > 0
 
 
 async def test_a_thin_client_uses_the_cluster(memory_cluster: MemoryCluster) -> None:

@@ -173,3 +173,37 @@ async def test_a_follower_synced_on_the_loop_replies_in_the_step_that_received_t
         transport.send_soon = real_send_soon  # type: ignore[method-assign]
     accept = events.index("in Accept")
     assert "send Accepted" in events[accept : events.index("out", accept)], events
+
+
+async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Path) -> None:
+    """_carry_out_all's inline answers against _carry_out's: futures and listeners alike."""
+    from paxoskv import Config
+    from paxoskv.paxos import effects as fx
+    from paxoskv.runtime.replica import Replica
+
+    loop = asyncio.get_running_loop()
+    outcomes = []
+    for bulk in (True, False):
+        config = Config(node_id="a", data_dir=tmp_path / str(bulk), durability="memory")
+        replica = Replica(config)
+        heard: list[fx.Answer] = []
+
+        def listener(answer: fx.Answer, heard: list[fx.Answer] = heard) -> bool:
+            heard.append(answer)
+            return answer.seq == 3  # the serving side's: True when the answer was its own
+
+        replica.add_answer_listener(listener)
+        waiting = {seq: loop.create_future() for seq in (1, 2)}
+        waiting[2].cancel()  # its caller gave up
+        for seq, future in waiting.items():
+            replica._answers[("c", seq)] = (future, 0.0, 1.0)
+        effects: list[fx.Effect] = [fx.Answer("c", seq, b"r%d" % seq) for seq in (1, 2, 3, 4)]
+        effects.insert(2, fx.LeaderChanged("b"))
+        if bulk:
+            replica._carry_out_all(effects)
+        else:
+            for effect in effects:
+                replica._carry_out(effect)
+        outcomes.append((waiting[1].result(), heard, dict(replica._answers)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == b"r1" and [a.seq for a in outcomes[0][1]] == [2, 3, 4]
