@@ -47,14 +47,13 @@ class AnsweringEngine:
         self.revision = 0
 
     def propose(self, requests: list[Request], now: float) -> list[fx.Effect]:
-        answers: list[fx.Effect] = []
-        for request in requests:
+        results: list[bytes] = []
+        for _ in requests:
             self.revision += 1
             row = ["k", "x" * 100, 1, self.revision, 2, None]
-            answers.append(
-                fx.Answer(request.client_id, request.seq, pack([WRITTEN, self.revision, row]))
-            )
-        return answers
+            results.append(pack([WRITTEN, self.revision, row]))
+        client_ids = [request.client_id for request in requests]
+        return [fx.Answers(client_ids, [request.seq for request in requests], results)]
 
     def next_deadline(self) -> float:
         return time.time() + 1000.0

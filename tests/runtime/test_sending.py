@@ -197,8 +197,11 @@ async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Pat
         waiting[2].cancel()  # its caller gave up
         for seq, future in waiting.items():
             replica._answers[("c", seq)] = (future, 0.0, 1.0)
-        effects: list[fx.Effect] = [fx.Answer("c", seq, b"r%d" % seq) for seq in (1, 2, 3, 4)]
-        effects.insert(2, fx.LeaderChanged("b"))
+        effects: list[fx.Effect] = [
+            fx.Answers(["c", "c"], [1, 2], [b"r1", b"r2"]),
+            fx.LeaderChanged("b"),
+            fx.Answers(["c", "c"], [3, 4], [b"r3", b"r4"]),
+        ]
         if bulk:
             replica._carry_out_all(effects)
         else:
