@@ -13,6 +13,7 @@ from paxoskv.paxos.batches import (
     UNPACKER_DEPTH,
     decode_batch,
     encode_batch,
+    pack_batch,
     read_batch,
 )
 from paxoskv.paxos.engine import Engine, EngineSettings
@@ -208,3 +209,11 @@ def test_a_batch_reads_as_msgpack_packing_its_columns_would(
     )
     assert msgpack.unpackb(value) == expected
     assert type(read_batch(value)[2]) in (list, range)
+
+
+def test_long_shallow_commands_are_spliced_whole_and_read_as_the_leader_applies_them() -> None:
+    commands = [encode_command(Set(f"k{i}", "x" * 1_024)) for i in range(20)]
+    value, items = pack_batch(1, ["c"] * 20, list(range(20)), commands)
+    _, _, _, read = read_batch(value)
+    assert read == items == [msgpack.unpackb(c) for c in commands]
+    assert all(c in value for c in commands)  # each command's own bytes, not wrapped
