@@ -10,7 +10,7 @@ of their commands (both runs encode as many) and the teardown at exit (the child
 benchmark's keys, so the difference is the steady state the benchmark spends nearly all its
 time in: every Set overwrites a key, and the watch history and dedup table are full. (At batch
 1 the defaults, 300 and 900, are kept small for callgrind's sake, so there every Set creates
-its key.)
+its key.) The collector runs with a node's threshold, as in ``engine.py``.
 
     python benchmarks/engine_instructions.py [--batch 100] [--small 15000] [--large 30000]
 
@@ -29,6 +29,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 _CHILD = (
     "import sys; sys.path.insert(0, {here!r}); import engine; "
+    "engine.node_collector().__enter__(); "
     "encoded = engine.encoded_sets({encode}, {value_bytes}); "
     "engine.measure({commands}, {batch}, {value_bytes}, encoded); "
     "import os; os._exit(0)"

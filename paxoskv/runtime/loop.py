@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
 from paxoskv.errors import ConfigurationError
@@ -66,11 +67,21 @@ def run(main: Coroutine[Any, Any, T], *, event_loop: str = "auto") -> T:
     except ConfigurationError:
         main.close()  # never awaited: say so quietly, not with a RuntimeWarning
         raise
+    with node_collector(), asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
+@contextmanager
+def node_collector() -> Iterator[None]:
+    """The collector tuned as in a node's process (:data:`NODE_GC_GEN0`) while the block runs.
+
+    :func:`run` uses it, and so does ``benchmarks/engine.py``: a ceiling for the engine measured
+    under the default threshold would charge it collections a node does not make.
+    """
     thresholds = gc.get_threshold()
     if thresholds[0] < NODE_GC_GEN0:
         gc.set_threshold(NODE_GC_GEN0, *thresholds[1:])
     try:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(main)
+        yield
     finally:
         gc.set_threshold(*thresholds)
