@@ -50,8 +50,7 @@ class AnsweringEngine:
         results: list[bytes] = []
         for _ in requests:
             self.revision += 1
-            row = ["k", "x" * 100, 1, self.revision, 2, None]
-            results.append(pack([WRITTEN, self.revision, row]))
+            results.append(pack([WRITTEN, self.revision, None]))  # a plain Set's answer
         client_ids = [request.client_id for request in requests]
         return [fx.Answers(client_ids, [request.seq for request in requests], results)]
 

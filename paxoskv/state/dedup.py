@@ -19,12 +19,12 @@ longest idle, and forgetting is a pop from the front.
 A result is kept *unencoded* until someone needs its bytes (a duplicate arrives, a snapshot or a
 digest is taken): most results are never asked for again, and on a replica with no local client
 waiting, packing each one would be most of the cost of applying a write. The kept form is the
-result's wire array, ``(revision, previous_row)`` for a plain Set, or, for a slot of one
-client's plain Sets with consecutive seqs (the usual busy slot), one :class:`SetRun` that every
-seq of the slot maps to, so a follower makes and later frees one object per slot instead of a
-tuple per request. The rows and values they refer to are immutable, so the bytes made later are
-the bytes that would have been made at once, and they replace the kept form when made (each
-result is packed at most once).
+result's wire array, the bare revision (an int) for a plain Set (whose result is its revision
+alone: see :mod:`~paxoskv.state.results`), or, for a slot of one client's plain Sets with
+consecutive seqs (the usual busy slot), one :class:`SetRun` that every seq of the slot maps to,
+so a follower makes and later frees one object per slot instead of an entry per request. What
+they refer to is immutable, so the bytes made later are the bytes that would have been made at
+once, and they replace the kept form when made (each result is packed at most once).
 
 Such a slot is not even spread into the client's dict of results, one entry per seq, until
 something reads the dict: it is kept as one *run*, ``(first seq, kept results in seq order)``,
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final, TypeAlias
 
-from paxoskv.state.results import WRITTEN, row_to_wire
+from paxoskv.state.results import WRITTEN
 from paxoskv.state.wire import pack
 
 ClientId = str
@@ -64,19 +64,18 @@ NO_ANSWERS: Answered = ((), (), ())
 
 class SetRun:
     """The results of one client's plain Sets with seqs ``first_seq`` on, one per seq: seq
-    ``first_seq + i`` wrote revision ``first_revision + i`` over ``prev_rows[i]`` (None: the key
-    was new). Shared by all those seqs in the client's table; read-only once made."""
+    ``first_seq + i`` wrote revision ``first_revision + i``. Shared by all those seqs in the
+    client's table; read-only once made."""
 
-    __slots__ = ("first_revision", "first_seq", "prev_rows")
+    __slots__ = ("first_revision", "first_seq")
 
-    def __init__(self, first_seq: int, first_revision: int, prev_rows: Sequence[Any]) -> None:
+    def __init__(self, first_seq: int, first_revision: int) -> None:
         self.first_seq = first_seq
         self.first_revision = first_revision
-        self.prev_rows = prev_rows
 
 
-Kept: TypeAlias = bytes | list[Any] | tuple[int, Any] | SetRun
-"""A kept result: its bytes, its wire array, ``(revision, previous_row)`` of a Set, or the
+Kept: TypeAlias = bytes | list[Any] | int | SetRun
+"""A kept result: its bytes, its wire array, the revision of a plain Set, or the
 :class:`SetRun` it belongs to."""
 
 STALE: Final = b""
@@ -88,12 +87,10 @@ def encode_kept(kept: Kept, seq: int) -> bytes:
     """The bytes of the kept result of ``seq`` (see the module docstring for the forms)."""
     if isinstance(kept, bytes):
         return kept
-    if isinstance(kept, tuple):
-        revision, prev = kept
-        return pack([WRITTEN, revision, row_to_wire(prev)])
+    if isinstance(kept, int):
+        return pack([WRITTEN, kept, None])
     if isinstance(kept, SetRun):
-        index = seq - kept.first_seq
-        return pack([WRITTEN, kept.first_revision + index, row_to_wire(kept.prev_rows[index])])
+        return pack([WRITTEN, kept.first_revision + seq - kept.first_seq, None])
     return pack(kept)
 
 

@@ -398,11 +398,11 @@ class KVStateMachine:
                         detach(key, prev[5])
                     record((revision, SET_EVENT, key, value, prev[1]))
                 if client_id and seq in asked:
-                    encoded = own_pack([WRITTEN, revision, None if prev is None else [*prev]])
+                    encoded = own_pack([WRITTEN, revision, None])
                     answers.append((client_id, seq, encoded))
                     kept: Kept = encoded
                 else:
-                    kept = (revision, prev)
+                    kept = revision
             else:
                 self._revision = revision
                 kept = self._execute_encoded(wire)
@@ -484,7 +484,8 @@ class KVStateMachine:
         lease_id = wire[3]
         if lease_id is not None and lease_id not in self._leases:
             raise _lease_not_found(lease_id)
-        return [r.WRITTEN, revision, row_to_wire(self._put(wire[1], wire[2], lease_id, revision))]
+        self._put(wire[1], wire[2], lease_id, revision)
+        return [r.WRITTEN, revision, None]  # a plain Set answers its revision alone (results)
 
     def _apply_delete(self, wire: list[Any], revision: int) -> list[Any]:
         return [r.DELETED, revision, row_to_wire(self._remove(wire[1], revision, DELETE_EVENT))]

@@ -40,7 +40,7 @@ from paxoskv.state.dedup import (
     SetRun,
     Waiting,
 )
-from paxoskv.state.results import WRITTEN
+from paxoskv.state.results import WRITTEN, encode_written_run
 
 if TYPE_CHECKING:
     from paxoskv.state.machine import KVStateMachine, Row
@@ -124,36 +124,27 @@ def apply_plain_sets(
         revision += 1
     machine._revision = revision - 1
     machine._history.record_sets(first, keys, values, prevs)  # one entry, not one per Set
-    revisions = range(first, revision)
     asked = answer.get(client_id) if answer else None  # the seqs the client waits on here
     wanted = list(map(asked.__contains__, seqs)) if asked else []
     answered: Answered = NO_ANSWERS
     kept: list[Kept]
     if not any(wanted):  # a follower: results stay unpacked until a retry asks (see dedup)
-        if in_order:  # one entry shared by every seq: no tuple per request to make and free
-            kept = [SetRun(first_seq, first, prevs)] * count
-        else:
-            kept = list(zip(revisions, prevs, strict=True))
-    elif all(wanted) and all(prevs):  # the leader, overwriting keys (a row is a non-empty tuple)
-        pack = machine._pack
-        # A comprehension building each list in place costs less than maps of list() over
-        # zipped tuples (callgrind: some 450 instructions a command less).
-        rows: list[Row] = prevs  # type: ignore[assignment]  # no None among them
-        kept = [pack([WRITTEN, rev, [*row]]) for rev, row in zip(revisions, rows, strict=True)]
-        answered = (client_ids, seqs, kept)  # type: ignore[assignment]  # the slot's own columns
+        # In order: one entry shared by every seq, no int per request to make and free.
+        kept = [SetRun(first_seq, first)] * count if in_order else list(range(first, revision))
+    elif all(wanted):  # the leader: a plain Set answers its revision alone (see results)
+        encoded = encode_written_run(first, revision, machine._pack)
+        answered = (client_ids, seqs, encoded)  # the slot's own columns
+        kept = encoded  # type: ignore[assignment]  # bytes are a kept form
     else:
-        kept = list(zip(revisions, prevs, strict=True))
+        kept = list(range(first, revision))
         pack = machine._pack
         answered_seqs: list[int] = []
         encoded_results: list[bytes] = []
         for index, asked_for in enumerate(wanted):
             if asked_for:
-                prev = prevs[index]
-                kept[index] = encoded = pack(
-                    [WRITTEN, first + index, None if prev is None else [*prev]]
-                )
+                kept[index] = result = pack([WRITTEN, first + index, None])
                 answered_seqs.append(seqs[index])
-                encoded_results.append(encoded)
+                encoded_results.append(result)
         answered = ([client_id] * len(answered_seqs), answered_seqs, encoded_results)
     if in_order:
         _remember_run(dedup, client, first_seq, kept)

@@ -25,6 +25,7 @@ from paxoskv.state import (
     decode_result,
     encode_result,
 )
+from paxoskv.state.results import encode_written_run
 
 KV = KeyValue(("session", b"x", 1), {"cart": [1, (2, 3)]}, 3, 9, 4, 17)
 
@@ -68,6 +69,16 @@ def test_results_are_compact_arrays() -> None:
     assert encode_result(Written(8, KeyValue("k", "v", 1, 2, 3, None))) == msgpack.packb(
         [1, 8, ["k", "v", 1, 2, 3, None]]
     )
+
+
+@pytest.mark.parametrize(
+    "first", [0, 1, 127, 128, 255, 256, 2**16 - 3, 2**16, 2**32 - 3, 2**32, 2**63 - 5]
+)
+def test_a_run_of_written_answers_is_what_encoding_each_makes_at_every_width(first: int) -> None:
+    for stop in (first, first + 1, first + 5):
+        assert encode_written_run(first, stop) == [
+            encode_result(Written(revision, None)) for revision in range(first, stop)
+        ]
 
 
 @pytest.mark.parametrize(
