@@ -24,10 +24,12 @@ dedup table and the dedup table is part of the replicated state's digest.
 
 A plain Set (one outside a transaction) answers its revision alone, with no previous row: its
 caller gets only the revision (``Node.set`` returns it, as etcd's Put returns no previous pair
-unless asked), and the row, value and all, would otherwise travel back to a forwarding node with
-every write and sit in every replica's dedup table (so in its snapshots) for the whole window.
-Watchers still see every previous value, in the change history. A transaction's steps keep
-theirs: an etcd Txn's callers read them.
+unless asked). The row, value and all, was otherwise packed for every answered write, unpacked
+again by the caller's node only to be dropped, sent to every client-mode caller, and kept in
+every replica's dedup table (so in its snapshots) for the whole window. Watchers still see every
+previous value, in the change history. A transaction's steps keep theirs: an etcd Txn's callers
+read them. An answer in the older form, with the row, still decodes (a retry answered from a
+snapshot an older version wrote).
 """
 
 from __future__ import annotations
