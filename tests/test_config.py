@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,27 @@ import pytest
 from paxoskv import Config
 from paxoskv.config import load_config
 from paxoskv.errors import ConfigurationError
-from paxoskv.paxos.engine import EngineSettings
+from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.records import DurableState
+from paxoskv.state import Configuration, KVStateMachine
 from paxoskv.state.history import DEFAULT_LIMIT_BYTES
 
 
 def test_the_byte_bound_defaults_to_the_same_64_mib_everywhere() -> None:
     assert Config().history_limit_bytes == DEFAULT_LIMIT_BYTES == 64 << 20
     assert EngineSettings(node_id="a").history_limit_bytes == DEFAULT_LIMIT_BYTES
+
+
+def test_the_engine_hands_its_byte_bound_to_the_state_machine_and_to_a_restore() -> None:
+    settings = EngineSettings(node_id="a", history_limit_bytes=1234)
+    genesis = Configuration(frozenset({"a"}))
+    engine = Engine(settings, random.Random(0), genesis)
+    assert engine.state._history.limit_bytes == 1234
+    snapshot = KVStateMachine(genesis, history_limit_bytes=99).snapshot()
+    restarted = Engine(
+        settings, random.Random(0), genesis, durable=DurableState(state_snapshot=snapshot)
+    )
+    assert restarted.state._history.limit_bytes == 1234
 
 
 def test_the_byte_bound_comes_from_toml_and_the_environment(tmp_path: Path) -> None:

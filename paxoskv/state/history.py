@@ -3,7 +3,7 @@
 Every set, delete and lease expiry is recorded with the revision of the command that made it
 (one command can make many: revoking a lease deletes all its keys at one revision, as an etcd
 transaction does). Only the last ``limit_events`` are kept, and only as many as hold about
-``limit_bytes`` of values: a count alone let 10,000 events of 64 KB values pin over 600 MB on
+``limit_bytes`` of values: a count alone let 10,000 events of 40 KB values pin 400-800 MB on
 every node. A watcher that asks for the changes after revision *r* gets them all or, if some
 were already dropped (by either bound), a typed ``Compacted`` error telling it to read the
 current state and watch from there, never a silent gap.
@@ -23,19 +23,20 @@ which a newer one outlives only once it is dropped itself, so a history of overw
 to about twice ``limit_bytes`` of values (more only when values shrink).
 
 Recording one Set is a bare ``deque.append`` (which the state machine calls directly on its hot
-path, then :meth:`trim` once per slot): :meth:`trim` sizes what was appended since it last ran
-(one ``str.join`` of the values when they are all str, or all bytes) and keeps one size per
-entry in a deque beside the records. Trimming drops whole entries from the front and counts how
-many events of a run at the front are already gone (``_skip``); cutting into a run sizes its
-the events it drops (the first ones, in one join; to cut by bytes, all of them, summed as it
-goes). The revision of the last event dropped is the floor.
+path, then :meth:`trim` once per slot). Sizes are kept per *group*, not per event: a run, or the
+single events one trim found appended, sized by one ``str.join`` of their values when those are
+all str (or all bytes), so sizing costs a C-level pass per slot rather than a call per event.
+Trimming drops whole groups from the front without sizing them again; a group a bound cuts into
+sizes only the events it drops (to cut by bytes, those of the group, summed as it goes). A run
+at the front that lost some events counts them in ``_skip``. The revision of the last event
+dropped is the floor.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter
@@ -118,6 +119,30 @@ def _event_size(entry: _Entry) -> int:
     return value_size(entry[3] if entry[1] == SET_EVENT else entry[4])
 
 
+def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
+    """The size of the single events ``events()`` gives, in one join of their values when all
+    are Sets of str (or all of bytes): a delete's None value fails the join, and the events
+    are taken again the slow way (so none is copied into a list for the common case)."""
+    values = list(map(_value_of, events()))
+    for empty in ("", b""):
+        try:
+            return len(empty.join(values))
+        except TypeError:
+            continue
+    return sum(map(_event_size, events()))
+
+
+def _events_sizes(entries: Sequence[_Entry]) -> Iterable[int]:
+    values = list(map(_value_of, entries))
+    for empty in ("", b""):
+        try:
+            empty.join(values)
+        except TypeError:
+            continue
+        return map(len, values)
+    return map(_event_size, entries)
+
+
 class History:
     """The most recent change records, within both bounds."""
 
@@ -127,16 +152,17 @@ class History:
         self.limit_events = limit_events
         self.limit_bytes = limit_bytes
         self._records: deque[_Entry] = deque()
-        # The size of each entry sized so far (a run: all its events, even those skipped);
-        # entries appended after the last of them wait for :meth:`trim` to size them.
-        self._sizes: deque[int] = deque()
-        self._bytes = 0  # of the events kept and sized
+        # The records in groups sized as one: ``[entries, bytes of the events kept, is_run]``,
+        # a run alone or the single events one trim found appended. A group dropped whole is
+        # not sized again; only the part of one a bound cuts off is.
+        self._groups: deque[list[int]] = deque()
+        self._counted = 0  # records in groups; those appended after wait for :meth:`trim`
+        self._bytes = 0  # of the events kept in groups
         # Events at or below this revision may have been dropped: a resume must start here or
         # later. A revision can lose only some of its events, which is why it is "at or below".
         self._floor_revision = 0
         self._run_extra = 0  # events in the ring beyond one per entry (runs hold several)
         self._skip = 0  # events of the front entry (a run) already dropped
-        self._skip_bytes = 0  # and their size
         self.append = self._records.append
         """Record ``(revision, kind code, key, value, prev_value)``: the hot path's entry.
         The caller calls :meth:`trim` before anything reads the history."""
@@ -145,78 +171,78 @@ class History:
         return len(self._records) + self._run_extra - self._skip
 
     def _size_appended(self) -> None:
-        """Size the entries :attr:`append` added since the last trim (single events)."""
-        records, sizes = self._records, self._sizes
-        waiting = len(records) - len(sizes)
-        if not waiting:
-            return
-        entries = list(islice(reversed(records), waiting))
-        entries.reverse()
-        values = list(map(_value_of, entries))
-        try:  # all Sets of str values (a delete's None fails the join): one pass in C
-            self._bytes += len("".join(values))
-        except TypeError:
-            try:
-                self._bytes += len(b"".join(values))
-            except TypeError:
-                added = list(map(_event_size, entries))
-                sizes.extend(added)
-                self._bytes += sum(added)
-                return
-        sizes.extend(map(len, values))
+        """Size the single events :attr:`append` added since the last trim, as one group."""
+        records = self._records
+        waiting = len(records) - self._counted
+        size = _events_size(lambda: islice(reversed(records), waiting))
+        self._groups.append([waiting, size, False])
+        self._counted += waiting
+        self._bytes += size
 
     def trim(self) -> None:
         """Size what was appended, then drop the oldest events while either bound is passed."""
-        self._size_appended()
+        if len(self._records) != self._counted:
+            self._size_appended()
         excess = self._events() - self.limit_events
-        if excess <= 0 and self._bytes <= self.limit_bytes:
-            return
-        if excess > 0 and not self._run_extra:  # every entry is one event: drop them in C
-            records = self._records
-            self._floor_revision = records[excess - 1][0]
-            self._bytes -= sum(starmap(self._sizes.popleft, repeat((), excess)))
-            deque(starmap(records.popleft, repeat((), excess)), maxlen=0)
-            if self._bytes <= self.limit_bytes:
-                return
-            excess = 0
-        self._drop(excess)
+        if excess > 0 or self._bytes > self.limit_bytes:
+            self._drop(excess)
 
     def _drop(self, excess: int) -> None:
         """Drop at least ``excess`` events, and more while the bytes kept pass the bound."""
-        records, sizes = self._records, self._sizes
+        records, groups = self._records, self._groups
         while records and (excess > 0 or self._bytes > self.limit_bytes):
+            group = groups[0]
+            entries, kept, is_run = group
             front = records[0]
-            if front[1] != RUN:
-                records.popleft()
-                self._bytes -= sizes.popleft()
-                self._floor_revision = front[0]
-                excess -= 1
-                continue
-            count, skip = len(front[2]), self._skip
-            left, kept = count - skip, sizes[0] - self._skip_bytes
+            skip = self._skip
+            left = len(front[2]) - skip if is_run else entries  # events in the group
             over = self._bytes - self.limit_bytes  # bytes that must go (if positive)
-            if excess < left and (over <= 0 or over < kept):  # cut into the run
-                values = front[3]
-                if over > 0:  # the fewest events whose sizes add up to ``over``
-                    running = list(accumulate(_sizes_of(values[skip:])))
-                    drop = max(excess, bisect_left(running, over) + 1)
-                    dropped = running[drop - 1] if drop < left else 0
-                else:
-                    drop = excess
-                    dropped = values_size(values[skip : skip + drop])
+            if excess < left and over <= kept:  # cut into the group (a tail may weigh 0)
+                drop, dropped = self._cut(front if is_run else None, left, excess, over)
                 if drop < left:
-                    self._skip = skip + drop
-                    self._skip_bytes += dropped
+                    if is_run:
+                        self._skip = skip + drop
+                        self._floor_revision = front[0] + skip + drop - 1
+                    else:
+                        self._floor_revision = records[drop - 1][0]
+                        self._popleft(drop)
+                        group[0] -= drop
+                    group[1] -= dropped
                     self._bytes -= dropped
-                    self._floor_revision = front[0] + skip + drop - 1
                     return
-            records.popleft()
-            sizes.popleft()
+            groups.popleft()
             self._bytes -= kept
-            self._floor_revision = front[0] + count - 1
-            self._run_extra -= count - 1
-            self._skip = self._skip_bytes = 0
             excess -= left
+            if is_run:
+                records.popleft()
+                self._counted -= 1
+                self._floor_revision = front[0] + len(front[2]) - 1
+                self._run_extra -= len(front[2]) - 1
+                self._skip = 0
+            else:
+                self._floor_revision = records[entries - 1][0]
+                self._popleft(entries)
+
+    def _cut(self, run: _Entry | None, left: int, excess: int, over: int) -> tuple[int, int]:
+        """How many of the front group's ``left`` events to drop, and their size: at least
+        ``excess``, and the fewest whose sizes add up to ``over`` if that is positive."""
+        skip = self._skip
+        if over > 0:
+            if run is not None:
+                sizes = _sizes_of(run[3][skip:])
+            else:
+                sizes = _events_sizes(list(islice(self._records, left)))
+            running = list(accumulate(sizes))
+            drop = max(excess, bisect_left(running, over) + 1)
+            return drop, running[drop - 1] if drop < left else 0
+        if run is not None:
+            return excess, values_size(run[3][skip : skip + excess])
+        records = self._records
+        return excess, _events_size(lambda: islice(records, excess))
+
+    def _popleft(self, count: int) -> None:
+        deque(starmap(self._records.popleft, repeat((), count)), maxlen=0)
+        self._counted -= count
 
     @property
     def floor_revision(self) -> int:
@@ -236,13 +262,21 @@ class History:
 
     def record(self, revision: int, kind: int, key: Key, value: Any, prev_value: Any) -> None:
         """Record one event and keep the history trimmed (no garbage piles up between trims)."""
-        self._size_appended()
-        self._records.append((revision, kind, key, value, prev_value))
+        records, groups = self._records, self._groups
+        if len(records) != self._counted:
+            self._size_appended()
+        records.append((revision, kind, key, value, prev_value))
         size = value_size(value if kind == SET_EVENT else prev_value)
-        self._sizes.append(size)
+        if groups and not groups[-1][2]:  # one more single event in the last group
+            groups[-1][0] += 1
+            groups[-1][1] += size
+        else:
+            groups.append([1, size, False])
+        self._counted += 1
         self._bytes += size
-        if self._bytes > self.limit_bytes or self._events() > self.limit_events:
-            self.trim()
+        excess = self._events() - self.limit_events
+        if excess > 0 or self._bytes > self.limit_bytes:
+            self._drop(excess)
 
     def record_sets(
         self,
@@ -254,14 +288,17 @@ class History:
         """Record Sets of ``keys`` to ``values`` at ``first_revision`` on, one per revision,
         as one entry; ``prev_rows`` are the rows they replaced (None: the key was new)."""
         if keys:
-            if len(self._records) != len(self._sizes):
+            if len(self._records) != self._counted:
                 self._size_appended()
             self.append((first_revision, RUN, keys, values, prev_rows))
             size = values_size(values)
-            self._sizes.append(size)
+            self._groups.append([1, size, True])
+            self._counted += 1
             self._bytes += size
             self._run_extra += len(keys) - 1
-            self.trim()
+            excess = self._events() - self.limit_events
+            if excess > 0 or self._bytes > self.limit_bytes:
+                self._drop(excess)
 
     def _entries_events(self, entries: Iterable[_Entry], skip: int) -> Iterator[_Record]:
         """The events of ``entries`` in order, the first ``skip`` of the first entry left out."""
