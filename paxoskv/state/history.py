@@ -133,6 +133,7 @@ def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
 
 
 def _events_sizes(entries: Sequence[_Entry]) -> Iterable[int]:
+    """Each event's size, by ``len`` in C when all are Sets of str (or all of bytes)."""
     values = list(map(_value_of, entries))
     for empty in ("", b""):
         try:
@@ -165,7 +166,8 @@ class History:
         self._skip = 0  # events of the front entry (a run) already dropped
         self.append = self._records.append
         """Record ``(revision, kind code, key, value, prev_value)``: the hot path's entry.
-        The caller calls :meth:`trim` before anything reads the history."""
+        The caller calls :meth:`trim` before anything reads the history. A delete's or an
+        expiry's value is None (sizing tells Sets from them by that, in C)."""
 
     def _events(self) -> int:
         return len(self._records) + self._run_extra - self._skip
