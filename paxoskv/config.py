@@ -53,6 +53,7 @@ class Config:
     snapshot_every_bytes: int = 64 << 20
     log_retention_slots: int = 2_000  # chosen slots kept past a snapshot for lagging replicas
     history_limit_events: int = 10_000  # change events kept for watchers resuming
+    history_limit_bytes: int = 64 << 20  # and the most bytes of values those events hold
     hello_interval_s: float = 0.25
     suspect_after_s: float = 1.0
     down_after_s: float = 3.0
@@ -85,6 +86,14 @@ class Config:
             raise ConfigurationError("need 0 < suspect_after_s < down_after_s")
         if self.min_voters < 1:
             raise ConfigurationError("min_voters must be at least 1")
+        for name in ("history_limit_events", "history_limit_bytes"):
+            limit = getattr(self, name)
+            if type(limit) is not int or limit < 1:
+                raise ConfigurationError(
+                    f"{name} must be a positive whole number, not {limit!r}; it bounds the "
+                    "change history watchers resume from (a larger one lets them resume from "
+                    "further back, at the cost of memory on every node)"
+                )
         if self.node_id is not None:
             _check_node_id(self.node_id)
         self.transport_settings(node_incarnation=None)  # validates scope, group, peers, secret

@@ -78,6 +78,7 @@ from paxoskv.paxos.waiting import (
     waiting_requests,
 )
 from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
+from paxoskv.state.history import DEFAULT_LIMIT_BYTES
 from paxoskv.state.machine import MAX_LOG_TIME_MS
 from paxoskv.state.wire import UINT64_MAX
 
@@ -114,6 +115,7 @@ class EngineSettings:
     clock_drift_bound: float = 0.1
     learner: bool = False
     history_limit_events: int = 10_000  # change events kept for watchers to resume from
+    history_limit_bytes: int = DEFAULT_LIMIT_BYTES  # and the most bytes of values they hold
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -189,10 +191,14 @@ class Engine:
         self.applied_slot = durable.applied_slot
         self.compacted_slot = durable.applied_slot
         self.state = (
-            KVStateMachine.restore(durable.state_snapshot)
+            KVStateMachine.restore(
+                durable.state_snapshot, history_limit_bytes=settings.history_limit_bytes
+            )
             if durable.state_snapshot is not None
             else KVStateMachine(
-                initial_configuration, history_limit_events=settings.history_limit_events
+                initial_configuration,
+                history_limit_events=settings.history_limit_events,
+                history_limit_bytes=settings.history_limit_bytes,
             )
         )
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
@@ -711,7 +717,9 @@ class Engine:
         slot, state_snapshot, config_entries, log_time_ms = decode_state_transfer(blob)
         if slot <= self.applied_slot:
             return
-        self.state = KVStateMachine.restore(state_snapshot)
+        self.state = KVStateMachine.restore(
+            state_snapshot, history_limit_bytes=self.settings.history_limit_bytes
+        )
         self.configs = ConfigHistory(config_entries)
         self.applied_slot = self.compacted_slot = slot
         self.known_commit = max(self.known_commit, slot)

@@ -163,6 +163,7 @@ class Replica:
             snapshot_every_bytes=config.snapshot_every_bytes,
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
+            history_limit_bytes=config.history_limit_bytes,
             learner=config.learner,
             max_message_bytes=self._message_limit_bytes(),
         )

@@ -2,9 +2,11 @@
 
 Every set, delete and lease expiry is recorded with the revision of the command that made it
 (one command can make many: revoking a lease deletes all its keys at one revision, as an etcd
-transaction does). Only the last ``limit_events`` are kept. A watcher that asks for the changes
-after revision *r* gets them all or, if some were already dropped, a typed ``Compacted`` error
-telling it to read the current state and watch from there, never a silent gap.
+transaction does). Only the last ``limit_events`` are kept, and only as many as hold about
+``limit_bytes`` of values: a count alone let 10,000 events of 40 KB values pin 400-800 MB on
+every node. A watcher that asks for the changes after revision *r* gets them all or, if some
+were already dropped (by either bound), a typed ``Compacted`` error telling it to read the
+current state and watch from there, never a silent gap.
 
 Events are stored as plain tuples and turned into :class:`ChangeEvent` objects only when read:
 recording sits on the apply path of every write, reading does not. A slot of plain Sets applied
@@ -12,29 +14,43 @@ as one (:mod:`paxoskv.state.plain_sets`) is recorded as one *run* entry holding 
 and value columns and previous rows as they already are, not as a tuple per event: its events
 are spelled out only when read.
 
-The ring holds one event more than it serves. Once it is full, that extra oldest event is the
-last one dropped, so its revision *is* the floor. Recording one event is a bare
-``deque.append`` (which the state machine calls directly on its hot path, then :meth:`trim`
-once per slot); trimming drops whole entries from the front, and counts how many events of a
-run at the front are already gone (``_skip``).
+An event's size is that of the value it wrote, or for a delete or expiry the value it removed
+(:func:`value_size`: a str its characters, bytes their length, anything else its msgpack
+length). It is a function of the value alone, so every replica, whether it recorded the event
+in a run, one by one, or from a snapshot, drops the same events and shows the same floor. The
+value an overwrite replaced is not counted again: it was counted in the event that wrote it,
+which a newer one outlives only once it is dropped itself, so a history of overwrites holds up
+to about twice ``limit_bytes`` of values (more only when values shrink).
+
+Recording one Set is a bare ``deque.append`` (which the state machine calls directly on its hot
+path, then :meth:`trim` once per slot). Sizes are kept per *group*, not per event: a run, or the
+single events one trim found appended, sized by one ``str.join`` of their values when those are
+all str (or all bytes), so sizing costs a C-level pass per slot rather than a call per event.
+Trimming drops whole groups from the front without sizing them again; a group a bound cuts into
+sizes only the events it drops (to cut by bytes, those of the group, summed as it goes). A run
+at the front that lost some events counts them in ``_skip``. The revision of the last event
+dropped is the floor.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice, repeat, starmap
+from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter
 from typing import Any, Literal, TypeAlias
 
-from paxoskv.errors import Compacted
+from paxoskv.errors import Compacted, ValueNotSerialisable
 from paxoskv.state.keys import Key, Prefix, key_from_wire, key_to_wire, matches
+from paxoskv.state.wire import pack
 
 EventKind: TypeAlias = Literal["set", "delete", "expire"]
 SET_EVENT, DELETE_EVENT, EXPIRE_EVENT = 0, 1, 2
 _KINDS: tuple[EventKind, ...] = ("set", "delete", "expire")
+DEFAULT_LIMIT_BYTES = 64 << 20
+"""The byte bound's default: the count bound (10,000) bites first below 6.5 KB a value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,74 +70,215 @@ class ChangeEvent:
 _Record: TypeAlias = tuple[int, int, Key, Any, Any]
 _Entry: TypeAlias = tuple[int, int, Any, Any, Any]
 _revision_of = itemgetter(0)
+_value_of = itemgetter(3)
 RUN = 3
 """The kind code of a run entry (an event's kind code is 0-2)."""
 
 
-class History:
-    """A ring of the most recent change records."""
+def value_size(value: object) -> int:
+    """The bytes a value counts for in the history's byte bound.
 
-    def __init__(self, limit_events: int) -> None:
+    Cheap and the same on every replica and Python build (``sys.getsizeof`` is neither): a str
+    counts its characters, bytes their length, None nothing, and anything else the length of
+    its msgpack form, which is what carried it through the log.
+    """
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if value is None:
+        return 0
+    try:
+        return len(pack(value))
+    except ValueNotSerialisable:  # never out of the log; the apply path must not raise
+        return 0
+
+
+def values_size(values: Sequence[Any]) -> int:
+    """``sum(map(value_size, values))``, in one C-level join when they are all str or bytes."""
+    try:
+        return len("".join(values))
+    except TypeError:
+        pass
+    try:
+        return len(b"".join(values))
+    except TypeError:
+        return sum(map(value_size, values))
+
+
+def _sizes_of(values: Sequence[Any]) -> Iterable[int]:
+    """Each value's :func:`value_size`, by ``len`` in C when they are all str or all bytes."""
+    for empty in ("", b""):
+        try:
+            empty.join(values)
+        except TypeError:
+            continue
+        return map(len, values)
+    return map(value_size, values)
+
+
+def _event_size(entry: _Entry) -> int:
+    return value_size(entry[3] if entry[1] == SET_EVENT else entry[4])
+
+
+def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
+    """The size of the single events ``events()`` gives, in one join of their values when all
+    are Sets of str (or all of bytes): a delete's None value fails the join, and the events
+    are taken again the slow way (so none is copied into a list for the common case)."""
+    values = list(map(_value_of, events()))
+    for empty in ("", b""):
+        try:
+            return len(empty.join(values))
+        except TypeError:
+            continue
+    return sum(map(_event_size, events()))
+
+
+def _events_sizes(entries: Sequence[_Entry]) -> Iterable[int]:
+    """Each event's size, by ``len`` in C when all are Sets of str (or all of bytes)."""
+    values = list(map(_value_of, entries))
+    for empty in ("", b""):
+        try:
+            empty.join(values)
+        except TypeError:
+            continue
+        return map(len, values)
+    return map(_event_size, entries)
+
+
+class History:
+    """The most recent change records, within both bounds."""
+
+    def __init__(self, limit_events: int, limit_bytes: int = DEFAULT_LIMIT_BYTES) -> None:
         assert limit_events >= 1, "history needs room for at least one event"
+        assert limit_bytes >= 1, "history needs a positive byte bound"
         self.limit_events = limit_events
+        self.limit_bytes = limit_bytes
         self._records: deque[_Entry] = deque()
+        # The records in groups sized as one: ``[entries, bytes of the events kept, is_run]``,
+        # a run alone or the single events one trim found appended. A group dropped whole is
+        # not sized again; only the part of one a bound cuts off is.
+        self._groups: deque[list[int]] = deque()
+        self._counted = 0  # records in groups; those appended after wait for :meth:`trim`
+        self._bytes = 0  # of the events kept in groups
         # Events at or below this revision may have been dropped: a resume must start here or
         # later. A revision can lose only some of its events, which is why it is "at or below".
-        # Used only until the ring is full; from then on the ring's extra event tells.
-        self._initial_floor_revision = 0
+        self._floor_revision = 0
         self._run_extra = 0  # events in the ring beyond one per entry (runs hold several)
         self._skip = 0  # events of the front entry (a run) already dropped
-        self._ring_events = limit_events + 1
         self.append = self._records.append
         """Record ``(revision, kind code, key, value, prev_value)``: the hot path's entry.
-        The caller calls :meth:`trim` before anything reads the history."""
+        The caller calls :meth:`trim` before anything reads the history. A delete's or an
+        expiry's value is None (sizing tells Sets from them by that, in C)."""
 
     def _events(self) -> int:
         return len(self._records) + self._run_extra - self._skip
 
-    def trim(self) -> None:
-        """Drop the oldest events beyond the one extra the ring holds (see the docstring)."""
-        excess = self._events() - self.limit_events - 1
-        if excess <= 0:
-            return
+    def _size_appended(self) -> None:
+        """Size the single events :attr:`append` added since the last trim, as one group."""
         records = self._records
-        if not self._run_extra:  # every entry is one event: drop them in C
-            deque(starmap(records.popleft, repeat((), excess)), maxlen=0)
-            return
-        while excess > 0:
+        waiting = len(records) - self._counted
+        size = _events_size(lambda: islice(reversed(records), waiting))
+        self._groups.append([waiting, size, False])
+        self._counted += waiting
+        self._bytes += size
+
+    def trim(self) -> None:
+        """Size what was appended, then drop the oldest events while either bound is passed."""
+        if len(self._records) != self._counted:
+            self._size_appended()
+        excess = self._events() - self.limit_events
+        if excess > 0 or self._bytes > self.limit_bytes:
+            self._drop(excess)
+
+    def _drop(self, excess: int) -> None:
+        """Drop at least ``excess`` events, and more while the bytes kept pass the bound."""
+        records, groups = self._records, self._groups
+        while records and (excess > 0 or self._bytes > self.limit_bytes):
+            group = groups[0]
+            entries, kept, is_run = group
             front = records[0]
-            size = 1 if front[1] != RUN else len(front[2]) - self._skip
-            if size > excess:
-                self._skip += excess
-                return
-            records.popleft()
-            excess -= size
-            if front[1] == RUN:
+            skip = self._skip
+            left = len(front[2]) - skip if is_run else entries  # events in the group
+            over = self._bytes - self.limit_bytes  # bytes that must go (if positive)
+            if excess < left and over <= kept:  # cut into the group (a tail may weigh 0)
+                drop, dropped = self._cut(front if is_run else None, left, excess, over)
+                if drop < left:
+                    if is_run:
+                        self._skip = skip + drop
+                        self._floor_revision = front[0] + skip + drop - 1
+                    else:
+                        self._floor_revision = records[drop - 1][0]
+                        self._popleft(drop)
+                        group[0] -= drop
+                    group[1] -= dropped
+                    self._bytes -= dropped
+                    return
+            groups.popleft()
+            self._bytes -= kept
+            excess -= left
+            if is_run:
+                records.popleft()
+                self._counted -= 1
+                self._floor_revision = front[0] + len(front[2]) - 1
                 self._run_extra -= len(front[2]) - 1
                 self._skip = 0
+            else:
+                self._floor_revision = records[entries - 1][0]
+                self._popleft(entries)
+
+    def _cut(self, run: _Entry | None, left: int, excess: int, over: int) -> tuple[int, int]:
+        """How many of the front group's ``left`` events to drop, and their size: at least
+        ``excess``, and the fewest whose sizes add up to ``over`` if that is positive."""
+        skip = self._skip
+        if over > 0:
+            if run is not None:
+                sizes = _sizes_of(run[3][skip:])
+            else:
+                sizes = _events_sizes(list(islice(self._records, left)))
+            running = list(accumulate(sizes))
+            drop = max(excess, bisect_left(running, over) + 1)
+            return drop, running[drop - 1] if drop < left else 0
+        if run is not None:
+            return excess, values_size(run[3][skip : skip + excess])
+        records = self._records
+        return excess, _events_size(lambda: islice(records, excess))
+
+    def _popleft(self, count: int) -> None:
+        deque(starmap(self._records.popleft, repeat((), count)), maxlen=0)
+        self._counted -= count
 
     @property
     def floor_revision(self) -> int:
         """The oldest revision a watcher may resume after."""
         self.trim()
-        if self._events() > self.limit_events:
-            return self._records[0][0] + self._skip
-        return self._initial_floor_revision
+        return self._floor_revision
+
+    @property
+    def size_bytes(self) -> int:
+        """The size of the events kept (see the module docstring)."""
+        self.trim()
+        return self._bytes
 
     def __len__(self) -> int:
         self.trim()
-        return min(self._events(), self.limit_events)
+        return self._events()
 
     def record(self, revision: int, kind: int, key: Key, value: Any, prev_value: Any) -> None:
-        """Record one event and keep the ring trimmed (a ``popleft`` while it holds no run, as
-        a bounded deque would drop its oldest: no garbage piles up between trims)."""
-        records = self._records
+        """Record one event and keep the history trimmed (no garbage piles up between trims)."""
+        records, groups = self._records, self._groups
+        if len(records) != self._counted:
+            self._size_appended()
         records.append((revision, kind, key, value, prev_value))
-        if len(records) + self._run_extra - self._skip > self._ring_events:
-            if self._run_extra:
-                self.trim()
-            else:  # every entry is one event, and the ring was trimmed before this one
-                records.popleft()
+        size = value_size(value if kind == SET_EVENT else prev_value)
+        if groups and not groups[-1][2]:  # one more single event in the last group
+            groups[-1][0] += 1
+            groups[-1][1] += size
+        else:
+            groups.append([1, size, False])
+        self._counted += 1
+        self._bytes += size
+        excess = self._events() - self.limit_events
+        if excess > 0 or self._bytes > self.limit_bytes:
+            self._drop(excess)
 
     def record_sets(
         self,
@@ -133,9 +290,17 @@ class History:
         """Record Sets of ``keys`` to ``values`` at ``first_revision`` on, one per revision,
         as one entry; ``prev_rows`` are the rows they replaced (None: the key was new)."""
         if keys:
+            if len(self._records) != self._counted:
+                self._size_appended()
             self.append((first_revision, RUN, keys, values, prev_rows))
+            size = values_size(values)
+            self._groups.append([1, size, True])
+            self._counted += 1
+            self._bytes += size
             self._run_extra += len(keys) - 1
-            self.trim()
+            excess = self._events() - self.limit_events
+            if excess > 0 or self._bytes > self.limit_bytes:
+                self._drop(excess)
 
     def _entries_events(self, entries: Iterable[_Entry], skip: int) -> Iterator[_Record]:
         """The events of ``entries`` in order, the first ``skip`` of the first entry left out."""
@@ -156,10 +321,8 @@ class History:
             skip = 0
 
     def _served(self) -> Iterator[_Record]:
-        """The events a watcher may see: all but the extra oldest one of a full ring."""
         self.trim()
-        events = self._entries_events(self._records, self._skip)
-        return islice(events, self._events() - len(self), None)
+        return self._entries_events(self._records, self._skip)
 
     def since(self, revision: int, prefix: Prefix | None = None) -> list[ChangeEvent]:
         """Events with a revision above ``revision``, oldest first, optionally under a prefix.
@@ -173,8 +336,8 @@ class History:
         if not records or _last_revision(records[-1]) <= revision:
             return []
         # Entries are in revision order: the first one starting above ``revision``, or the run
-        # before it, holds the first event to serve. Events at or below the floor (the extra
-        # one) are never above ``revision``.
+        # before it, holds the first event to serve. Events kept at the floor's own revision
+        # (it lost only some of them) are never above ``revision``.
         start = max(bisect_right(records, revision, key=_revision_of) - 1, 0)
         skip = self._skip if start == 0 else 0
         return [
@@ -195,18 +358,21 @@ class History:
         return [self.floor_revision, flat]
 
     @classmethod
-    def from_wire(cls, raw: object, limit_events: int) -> History:
+    def from_wire(
+        cls, raw: object, limit_events: int, limit_bytes: int = DEFAULT_LIMIT_BYTES
+    ) -> History:
         """Inverse of :meth:`to_wire`; ValueError or TypeError on a bad shape.
 
-        A node restarted with a smaller limit keeps the newest records and moves its floor up.
+        A node restarted with a smaller limit keeps the newest records and moves its floor up:
+        the same records and floor as a node that applied the log under that limit.
         """
         if type(raw) is not list or len(raw) != 2:
             raise ValueError("history is [floor_revision, records]")
         floor_revision, flat = raw
         if type(floor_revision) is not int or type(flat) is not list or len(flat) % 5:
             raise ValueError("history records are a flat array of five-field records")
-        history = cls(limit_events)
-        history._initial_floor_revision = floor_revision
+        history = cls(limit_events, limit_bytes)
+        history._floor_revision = floor_revision
         fields = iter(flat)
         previous = floor_revision
         for revision, kind, key, value, prev_value in zip(*[fields] * 5, strict=True):

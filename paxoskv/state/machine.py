@@ -57,7 +57,14 @@ from paxoskv.state.dedup import (
     Waiting,
     encode_kept,
 )
-from paxoskv.state.history import DELETE_EVENT, EXPIRE_EVENT, SET_EVENT, ChangeEvent, History
+from paxoskv.state.history import (
+    DEFAULT_LIMIT_BYTES,
+    DELETE_EVENT,
+    EXPIRE_EVENT,
+    SET_EVENT,
+    ChangeEvent,
+    History,
+)
 from paxoskv.state.keys import Key, Prefix, check_key, check_prefix, sort_keys
 from paxoskv.state.leases import LeaseInfo, LeaseTable
 from paxoskv.state.results import (
@@ -110,12 +117,14 @@ class KVStateMachine:
         configuration: Configuration,
         *,
         history_limit_events: int = 10_000,
+        history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
         dedup_window_requests: int = 1024,
         dedup_client_idle_ms: int = 600_000,
     ) -> None:
         if type(configuration) is not Configuration:
             raise ConfigurationError(f"{configuration!r} is not a Configuration")
         _require_positive("history_limit_events", history_limit_events)
+        _require_positive("history_limit_bytes", history_limit_bytes)
         _require_positive("dedup_window_requests", dedup_window_requests)
         _require_positive("dedup_client_idle_ms", dedup_client_idle_ms)
         self._data: dict[Key, Row] = {}
@@ -124,7 +133,7 @@ class KVStateMachine:
         self._configuration = configuration
         self._configuration_revision = 0
         self._leases = LeaseTable()
-        self._history = History(history_limit_events)
+        self._history = History(history_limit_events, history_limit_bytes)
         self._dedup = DedupTable(dedup_window_requests, dedup_client_idle_ms)
         # A packer of the machine's own: the machine is single-threaded, and this saves the
         # shared pool's bookkeeping on every command.
@@ -672,14 +681,23 @@ class KVStateMachine:
             )
 
     @classmethod
-    def restore(cls, data: bytes) -> KVStateMachine:
-        """A machine in the state ``data`` was taken in; MalformedSnapshot if it is not one."""
+    def restore(
+        cls, data: bytes, *, history_limit_bytes: int = DEFAULT_LIMIT_BYTES
+    ) -> KVStateMachine:
+        """A machine in the state ``data`` was taken in; MalformedSnapshot if it is not one.
+
+        The history's byte bound is the restoring node's, not the snapshot's: it is there to
+        bound this node's memory, so a node short of memory must be able to lower it and
+        restart (and snapshots keep the three parameters older releases read).
+        """
+        _require_positive("history_limit_bytes", history_limit_bytes)
         with paused_gc():
-            state = restore_state(data)
+            state = restore_state(data, history_limit_bytes)
         limit_events, window_requests, idle_ms = state.parameters
         machine = cls(
             state.configuration,
             history_limit_events=limit_events,
+            history_limit_bytes=history_limit_bytes,
             dedup_window_requests=window_requests,
             dedup_client_idle_ms=idle_ms,
         )

@@ -35,7 +35,7 @@ from typing import Any
 
 from paxoskv.state.configuration import Configuration
 from paxoskv.state.dedup import DedupTable
-from paxoskv.state.history import History
+from paxoskv.state.history import DEFAULT_LIMIT_BYTES, History
 from paxoskv.state.keys import Key, key_from_wire, key_to_wire
 from paxoskv.state.leases import LeaseTable
 from paxoskv.state.wire import MalformedSnapshot, pack, unpack
@@ -138,21 +138,24 @@ def digest_state(
     return hasher.digest()
 
 
-def restore_state(data: bytes) -> RestoredState:
-    """Read snapshot bytes back; MalformedSnapshot on any problem, and nothing else."""
+def restore_state(data: bytes, history_limit_bytes: int = DEFAULT_LIMIT_BYTES) -> RestoredState:
+    """Read snapshot bytes back; MalformedSnapshot on any problem, and nothing else.
+
+    The history's byte bound is not in the snapshot: the caller gives its own.
+    """
     try:
         raw = unpack(data)
     except Exception as error:  # msgpack raises many types; the boundary turns them into one
         raise MalformedSnapshot(f"snapshot bytes do not unpack: {error}") from None
     try:
-        return _read(raw)
+        return _read(raw, history_limit_bytes)
     except MalformedSnapshot:
         raise
     except Exception as error:
         raise MalformedSnapshot(f"snapshot is not a paxos-kv state snapshot: {error}") from None
 
 
-def _read(raw: Any) -> RestoredState:
+def _read(raw: Any, history_limit_bytes: int) -> RestoredState:
     if type(raw) is not list or len(raw) != 8 or raw[0] != SNAPSHOT_MAGIC:
         raise MalformedSnapshot("not a paxos-kv state snapshot")
     if raw[1] != SNAPSHOT_FORMAT:
@@ -173,7 +176,7 @@ def _read(raw: Any) -> RestoredState:
         rows=_read_rows(flat_rows, leases),
         leases=leases,
         dedup=DedupTable.from_wire(dedup_wire, window_requests, idle_ms),
-        history=History.from_wire(history_wire, limit_events),
+        history=History.from_wire(history_wire, limit_events, history_limit_bytes),
     )
 
 

@@ -249,6 +249,24 @@ async def test_watching_from_a_compacted_revision_raises() -> None:
         await cluster.close()
 
 
+async def test_a_node_drops_history_past_its_byte_bound_and_says_so() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("n1", bootstrap_expect=1, history_limit_bytes=2500)
+        await node.wait_ready(5)
+        first = await node.set("c", "x" * 1000)
+        for i in range(1, 4):
+            await node.set("c", str(i) * 1000)  # two of these fit in 2,500 bytes
+        for dropped in (first, first + 1):
+            with pytest.raises(Compacted, match="compacted"):
+                async for _ in node.watch(None, from_revision=dropped):
+                    break
+        recent = [e.value async for e in _take(node.watch("c", from_revision=first + 2), 2)]
+        assert recent == ["2" * 1000, "3" * 1000]
+    finally:
+        await cluster.close()
+
+
 async def _take(events: AsyncIterator[ChangeEvent], count: int) -> AsyncIterator[ChangeEvent]:
     async for event in events:
         yield event
