@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from paxoskv.client import Consistency, KVApi
+from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
 from paxoskv.errors import Compacted, InvalidKey, NoQuorum, WrongSecret
 from paxoskv.runtime import protocol
@@ -202,6 +202,7 @@ class Client(KVApi):
     async def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
+        check_from_revision(from_revision)
         if prefix is not None:
             check_prefix(prefix)
         watch_id = next(self._ids)

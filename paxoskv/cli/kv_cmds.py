@@ -29,6 +29,7 @@ from paxoskv.cli.output import (
 from paxoskv.client import Consistency, KVApi
 from paxoskv.errors import KeyNotFound
 from paxoskv.state import KeyValue
+from paxoskv.state.wire import MAX_NESTING
 
 CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
 
@@ -68,6 +69,11 @@ def _parse_json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError as error:
         raise click.BadParameter(f"{text!r} is not JSON ({error})", param_hint="VALUE") from None
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise click.BadParameter(
+            f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
+            param_hint="VALUE",
+        ) from None
 
 
 @click.command("set", short_help="Write a key; print the revision.")
