@@ -88,6 +88,12 @@ class Config:
             )
         if self.bootstrap_expect is not None and self.bootstrap_expect < 1:
             raise ConfigurationError("bootstrap_expect must be at least 1")
+        if self.join and self.bootstrap_expect is not None:
+            raise ConfigurationError(
+                "join and bootstrap_expect (--join, --bootstrap-expect) contradict each other: "
+                "a node either forms a new cluster with its first peers or joins a running one; "
+                "give one of them"
+            )
         if self.learner and self.bootstrap_expect is not None:
             raise ConfigurationError("a learner cannot bootstrap a cluster; start it with --join")
         if self.request_timeout_s <= 0:

@@ -103,18 +103,27 @@ _CLUSTER_OPTIONS = (
         type=click.Path(dir_okay=False, path_type=Path),
         help="TOML file of settings (flags and PAXOS_KV_* variables override it).",
     ),
-    setting_option(
-        "--timeout",
-        "request_timeout_s",
-        type=click.FloatRange(min=0, min_open=True),
-        metavar="SECONDS",
-        help="How long to wait for the cluster (default 5).",
-    ),
+)
+
+_TIMEOUT_OPTION = setting_option(
+    "--timeout",
+    "request_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="How long to wait for the cluster's answer (default 5).",
 )
 
 
 def cluster_options(command: F) -> F:
     """Attach the shared cluster options to a command."""
+    for option in reversed((*_CLUSTER_OPTIONS, _TIMEOUT_OPTION)):
+        command = option(command)
+    return command
+
+
+def finding_options(command: F) -> F:
+    """The options that find a cluster, without a client's --timeout (``paxos-kv node``
+    gives --timeout its own meaning)."""
     for option in reversed(_CLUSTER_OPTIONS):
         command = option(command)
     return command

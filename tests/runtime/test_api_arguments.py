@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from paxoskv import KVApi, connect
-from paxoskv.errors import InvalidArgument
+from paxoskv.errors import InvalidArgument, NoQuorum
 from tests.runtime.cluster import MemoryCluster
 
 
@@ -84,3 +84,18 @@ async def test_good_arguments_still_work(api: KVApi) -> None:
     revision = await api.set("k2", "a", if_revision=0)
     assert await api.set("k2", "b", if_revision=revision) > revision
     assert await api.get("k2", consistency="local") == "b"
+
+
+async def test_a_lone_bootstrapping_node_is_told_what_it_waits_for_not_to_bootstrap() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("n1", bootstrap_expect=3)
+        with pytest.raises(NoQuorum) as caught:
+            await node.wait_ready(0.2)
+        message = str(caught.value)
+        assert "waiting to form a cluster of 3 nodes started with the same bootstrap_expect" in (
+            message
+        )
+        assert "met so far: n1" in message and "use --bootstrap-expect" not in message
+    finally:
+        await cluster.close()
