@@ -137,8 +137,24 @@ class Config:
             raise ConfigurationError(f"the secret file {self.secret_file} is empty")
         return text
 
+    def reach(self) -> str:
+        """How this config reaches its cluster, for messages: only what its scope uses (a
+        unicast or broadcast user has no use for the default multicast group)."""
+        if self.scope == "unicast":
+            peers = ", ".join(self.peers) or "none (others list this node's --port)"
+            return f"by unicast from {self.interface} to peers {peers}"
+        port = self.group.rpartition(":")[2]
+        if self.scope == "broadcast":
+            return f"by broadcast on {self.interface} to port {port}"
+        return f"on multicast group {self.group} via {self.interface}"
+
+    def reach_flags(self) -> str:
+        """The flags that decide :meth:`reach`, to check against the nodes' own."""
+        where = {"unicast": "--peer", "broadcast": "the port of --group"}
+        return f"{where.get(self.scope, '--group')}, --interface, --cluster and --secret-file"
+
     def transport_settings(self, node_incarnation: int | None) -> TransportSettings:
-        group_host, group_port = parse_host_port(self.group)
+        group_host, group_port = _parse_group(self.group)
         udp = UdpSettings(
             scope=self.scope,  # type: ignore[arg-type]  # UdpSettings checks and converts it
             interface=self.interface,
@@ -155,6 +171,21 @@ class Config:
             udp=udp,
             faults=self.faults,
         )
+
+
+def _parse_group(group: str) -> tuple[str, int]:
+    """The group's address and port, or an error that speaks of a group, not a peer."""
+    example = f"such as {DEFAULT_GROUP}:{DEFAULT_GROUP_PORT}"
+    if ":" not in group:
+        raise ConfigurationError(
+            f"group {group!r} has no port: give the group as ADDRESS:PORT, {example}"
+        )
+    try:
+        return parse_host_port(group)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"group {group!r} is not an IPv4 ADDRESS:PORT, {example}"
+        ) from None
 
 
 def _check_node_id(node_id: str) -> None:

@@ -124,9 +124,8 @@ class Client(KVApi):
                 self._raise_if_wrong_secret()
                 raise NoQuorum(
                     f"no member of cluster {self.config.cluster!r} answered within "
-                    f"{self.config.request_timeout_s:.1f}s on {self.config.group} via "
-                    f"{self.config.interface}: is it running? Check --group, --interface, "
-                    "--cluster and --secret-file"
+                    f"{self.config.request_timeout_s:.1f}s {self.config.reach()}: is it "
+                    f"running? Check {self.config.reach_flags()}"
                 ) from None
         if self.pinned_node_id is not None:
             await self._await_heard(self.pinned_node_id, deadline)
@@ -150,9 +149,13 @@ class Client(KVApi):
         """Frames arrived but none authenticated: the secret is wrong, not the cluster down."""
         transport = self._transport
         if transport is not None and transport.stats.dropped[DropReason.BAD_TAG] > 0:
+            if self.config.cluster_secret() is None:
+                problem = "they carry a secret's tag and no secret was given (--secret-file)"
+            else:
+                problem = "the secret given (--secret-file) is not the cluster's"
             raise WrongSecret(
-                f"datagrams from cluster {self.config.cluster!r} failed authentication: the "
-                "secret given (--secret-file) is not the cluster's; use the same secret file"
+                f"datagrams from cluster {self.config.cluster!r} failed authentication: "
+                f"{problem}; use the cluster's secret file"
             )
 
     async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:

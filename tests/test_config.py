@@ -135,3 +135,26 @@ def test_variables_of_every_type_still_parse() -> None:
     assert config.peers == ("127.0.0.1:5", "127.0.0.1:6") and config.learner is True
     assert (config.data_dir, config.request_timeout_s) == (Path("d"), 2.5)
     assert config.auto_remove_down_after_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ("239.192.74.99", "group '239.192.74.99' has no port: give the group as ADDRESS:PORT"),
+        ("239.192.74.99:x", "group '239.192.74.99:x' is not an IPv4 ADDRESS:PORT"),
+    ],
+)
+def test_a_group_without_a_port_is_called_a_group_not_a_peer(group: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        Config(group=group)
+    assert "peer" not in str(caught.value)
+
+
+def test_how_a_config_reaches_its_cluster_names_only_what_its_scope_uses() -> None:
+    multicast = Config(group="239.1.2.3:4000")
+    assert multicast.reach() == "on multicast group 239.1.2.3:4000 via 127.0.0.1"
+    broadcast = Config(scope="broadcast", group="239.1.2.3:4000")
+    assert "239.1.2.3" not in broadcast.reach() and "port 4000" in broadcast.reach()
+    unicast = Config(scope="unicast", peers=("127.0.0.1:5000",))
+    assert unicast.reach() == "by unicast from 127.0.0.1 to peers 127.0.0.1:5000"
+    assert "--group" not in unicast.reach_flags() and "--peer" in unicast.reach_flags()

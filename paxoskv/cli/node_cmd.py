@@ -113,12 +113,10 @@ async def serve(config: Config, ready_timeout_s: float | None = None) -> None:
     try:
         async with Node(config) as node:
             log.info(
-                "node %s on %s (cluster %r, group %s, interface %s, data %s, %s loop)",
+                "node %s of cluster %r, reached %s (data %s, %s loop)",
                 node.node_id,
-                config.scope,
                 config.cluster,
-                config.group,
-                config.interface,
+                config.reach(),
                 config.data_dir or "in memory",
                 loop_name(config.event_loop),
             )
