@@ -4,7 +4,8 @@ Scripts branch on the exit code, so the codes are a contract: 0 ok, 1 the key wa
 or a compare failed (the cluster answered, the answer is "no"), 2 the command line or a
 setting is wrong (retrying the same command cannot help), 3 no quorum or a timeout (the
 cluster did not answer; retrying later may help), 4 anything else the store refused (a
-locked or corrupt data dir, a failed disk), 130 interrupted. A person reads the message, so it
+locked or corrupt data dir, a failed disk), 130 interrupted (but Ctrl-C is how a ``watch``
+is meant to end, so it exits 0). A person reads the message, so it
 is one line that says what to do; a traceback is only ever shown for a bug of ours.
 """
 

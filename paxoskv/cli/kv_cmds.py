@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from paxoskv.cli.cluster_options import client_options, json_option, run_client
+from paxoskv.cli.cluster_options import client_options, json_option, read_options, run_client
 from paxoskv.cli.output import (
     entry_json,
     event_json,
@@ -45,7 +45,7 @@ CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
     "local: the contacted node's copy, possibly stale.",
 )
 @json_option
-@client_options
+@read_options
 @click.pass_context
 def get_command(ctx: click.Context, key: str, consistency: Consistency, as_json: bool) -> None:
     """Print the value of KEY (strings raw, other values as JSON); exit 1 if it is missing."""
@@ -133,9 +133,15 @@ def delete_command(ctx: click.Context, key: str, missing_ok: bool) -> None:
 
 @click.command("keys", short_help="List the keys under a prefix.")
 @click.argument("prefix", required=False)
-@click.option("--consistency", type=CONSISTENCY, default="linearizable", show_default=True)
+@click.option(
+    "--consistency",
+    type=CONSISTENCY,
+    default="linearizable",
+    show_default=True,
+    help="As for get: linearizable, leader, or local (the contacted node's copy).",
+)
 @json_option
-@client_options
+@read_options
 @click.pass_context
 def keys_command(
     ctx: click.Context, prefix: str | None, consistency: Consistency, as_json: bool

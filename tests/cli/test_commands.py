@@ -376,3 +376,14 @@ def test_help_and_version_exit_0(cli: Cli) -> None:
     assert "Exit codes" in cli("--help").stdout
     assert cli("get", "--help").exit_code == 0
     assert cli("--version").stdout.startswith("paxos-kv, version ")
+
+
+@pytest.mark.parametrize("command", ["set", "delete", "watch", "members", "status"])
+def test_node_help_does_not_offer_a_consistency_the_command_lacks(cli: Cli, command: str) -> None:
+    text = cli(command, "--help").stdout
+    assert "--node" in text and "--consistency" not in text
+
+
+@pytest.mark.parametrize("command", ["get", "keys"])
+def test_node_help_of_reads_speaks_of_local_reads(cli: Cli, command: str) -> None:
+    assert "With --consistency local" in " ".join(cli(command, "--help").stdout.split())
