@@ -4,7 +4,8 @@ It joins the cluster's transport under an id of its own, learns the members from
 hellos (asking with a ``whois`` at start), and sends each request to the leader it heard of,
 or to any member. A request that gets no answer is sent again, to the next member, under the
 same (client_id, seq): the state machine's dedup table applies it once however many copies
-arrive. The group, interface and secret are all it needs (``paxoskv.connect(config)``).
+arrive. It needs the cluster name, the group (or peers), the interface and the secret
+(``paxoskv.connect(config)``).
 """
 
 from __future__ import annotations
