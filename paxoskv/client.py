@@ -17,8 +17,10 @@ same request is applied once, which these methods do for you until the timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
+import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -26,7 +28,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from paxoskv.config import Config
-from paxoskv.errors import CompareFailed, ValueTooLarge
+from paxoskv.errors import CompareFailed, InvalidArgument, PaxosKVError, ValueTooLarge
 from paxoskv.runtime.membership import Member
 from paxoskv.state import (
     ChangeEvent,
@@ -50,11 +52,44 @@ from paxoskv.state import (
     encode_set,
 )
 from paxoskv.state import results as r
+from paxoskv.state.commands import MAX_TTL_MS
 from paxoskv.state.results import Deleted, Result, Written
 from paxoskv.state.wire import unpack
 
 Consistency = Literal["linearizable", "leader", "local"]
+CONSISTENCIES: tuple[Consistency, ...] = ("linearizable", "leader", "local")
 MAX_COMMAND_BYTES = 47_000  # a slot must fit one datagram with room for its envelope
+MAX_LEASE_TTL_S = MAX_TTL_MS // 1000  # a hundred years
+
+
+def check_consistency(consistency: object) -> None:
+    """Refuse an unknown consistency here: a member that does not know it cannot answer
+    one, and a client would only hear a timeout."""
+    if consistency not in CONSISTENCIES:
+        raise InvalidArgument(
+            f"consistency {consistency!r} is not one of {', '.join(CONSISTENCIES)}"
+        )
+
+
+def check_from_revision(from_revision: object) -> None:
+    """A watch starts at revision 1 at the earliest (None: from now on)."""
+    if from_revision is not None and (type(from_revision) is not int or from_revision < 1):
+        raise InvalidArgument(
+            f"from_revision must be a whole number of at least 1 (the first revision to "
+            f"watch), or None to watch from now on; not {from_revision!r}"
+        )
+
+
+def lease_ttl_ms(ttl_s: object) -> int:
+    """A lease's ttl in the state machine's milliseconds, or InvalidArgument in seconds."""
+    if type(ttl_s) not in (int, float) or not math.isfinite(ttl_s):  # type: ignore[arg-type]
+        raise InvalidArgument(f"lease ttl_s must be a finite number of seconds, not {ttl_s!r}")
+    if not 0 < ttl_s <= MAX_LEASE_TTL_S:  # type: ignore[operator]
+        raise InvalidArgument(
+            f"lease ttl_s {ttl_s!r} is out of range: it must be over 0 and at most "
+            f"{MAX_LEASE_TTL_S:,} seconds (a hundred years)"
+        )
+    return max(1, round(ttl_s * 1000))  # type: ignore[operator]
 
 
 class KVApi(ABC):
@@ -114,7 +149,8 @@ class KVApi(ABC):
     async def set(
         self, key: Key, value: Any, *, lease: int | None = None, if_revision: int | None = None
     ) -> int:
-        """Write ``value``; with ``if_revision``, only if the key's mod revision is that one."""
+        """Write ``value``; with ``if_revision``, only if the key's mod revision is that one
+        (0: only if the key does not exist)."""
         if if_revision is None:
             # _write_encoded written out: this is the write a pipelined client makes most.
             data = encode_set(key, value, lease)
@@ -127,11 +163,33 @@ class KVApi(ABC):
                 assert isinstance(result, Written)
                 revision = result.revision
             return revision
+        if type(if_revision) is not int or if_revision < 0:
+            raise InvalidArgument(
+                f"if_revision must be a whole number of at least 0 (0: only if the key does "
+                f"not exist), not {if_revision!r}"
+            )
         compare = Compare(key, "mod_revision", "==", if_revision)
         txn = await self.txn([compare], [Set(key, value, lease_id=lease)])
         if not txn.succeeded:
-            raise CompareFailed(f"{key!r} is no longer at revision {if_revision}; nothing written")
+            raise CompareFailed(await self._why_not_at(key, if_revision))
         return txn.revision
+
+    async def _why_not_at(self, key: Key, revision: int) -> str:
+        """Why a write ``if_revision=revision`` was refused, as well as a read can tell."""
+        entry: KeyValue | None = None
+        with contextlib.suppress(PaxosKVError, TimeoutError):
+            entry = await self.get_entry(key)
+            if entry is None:
+                return (
+                    f"{key!r} does not exist, so it is not at revision {revision}; nothing written"
+                )
+            if revision == 0:
+                return f"{key!r} already exists (revision 0 means only if absent); nothing written"
+            return (
+                f"{key!r} was last modified at revision {entry.mod_revision}, not {revision}; "
+                "nothing written"
+            )
+        return f"{key!r} is not at revision {revision}; nothing written"
 
     async def delete(self, key: Key) -> bool:
         """Delete ``key``; True if it existed."""
@@ -145,7 +203,7 @@ class KVApi(ABC):
         expected: Any,
         new: Any,
         *,
-        compare: Literal["value", "version", "mod_revision"] = "value",
+        compare: Literal["value", "version", "create_revision", "mod_revision"] = "value",
     ) -> int:
         """Set ``key`` to ``new`` only if its value (or version, or revision) is ``expected``.
 
@@ -166,7 +224,12 @@ class KVApi(ABC):
         success: Sequence[Set | Delete],
         failure: Sequence[Set | Delete] = (),
     ) -> TxnResult:
-        """etcd's Txn: if every compare holds, apply ``success``, else ``failure``."""
+        """etcd's Txn: if every compare holds, apply ``success``, else ``failure``.
+
+        ``compares`` are :class:`~paxoskv.Compare` (key, target: "value", "version",
+        "create_revision" or "mod_revision", op, operand); the branches are
+        :class:`~paxoskv.Set` and :class:`~paxoskv.Delete` steps, applied at one revision.
+        """
         result = await self._write(Txn(tuple(compares), tuple(success), tuple(failure)))
         assert isinstance(result, TxnResult)
         return result
@@ -175,7 +238,7 @@ class KVApi(ABC):
 
     async def grant_lease(self, ttl_s: float) -> int:
         """A lease that expires ``ttl_s`` after its last keepalive; keys set with it go too."""
-        result = await self._write(LeaseGrant(ttl_ms=max(1, round(ttl_s * 1000))))
+        result = await self._write(LeaseGrant(ttl_ms=lease_ttl_ms(ttl_s)))
         assert isinstance(result, LeaseGranted)
         return result.lease_id
 
@@ -192,6 +255,7 @@ class KVApi(ABC):
         self, key: Key, *, consistency: Consistency = "linearizable"
     ) -> KeyValue | None:
         """The key's value with its revisions and version, or None."""
+        check_consistency(consistency)
         entry: KeyValue | None = await self._read(consistency, "get", key)
         return entry
 
@@ -206,6 +270,7 @@ class KVApi(ABC):
         self, prefix: Key | str | None = None, *, consistency: Consistency = "linearizable"
     ) -> list[KeyValue]:
         """Entries under ``prefix`` (a str, bytes or tuple prefix; None: every key)."""
+        check_consistency(consistency)
         entries: list[KeyValue] = await self._read(consistency, "range", prefix)
         return entries
 

@@ -3,11 +3,13 @@
 Settings come from flags, ``PAXOS_KV_*`` environment variables or a TOML file, in that order
 of precedence (:func:`load_config` merges them); whatever the source, a bad value fails here
 with a message naming the setting, never later as an ``OSError`` from deep inside a socket.
-The group, interface and secret are all a client needs to find its cluster.
+A client finds its cluster by the group (or peers), interface, cluster name and secret.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -65,9 +67,17 @@ class Config:
     )
 
     def __post_init__(self) -> None:
-        if self.data_dir is not None:
-            object.__setattr__(self, "data_dir", Path(self.data_dir))
-        object.__setattr__(self, "peers", tuple(self.peers))
+        # Types first: a "5" where a number belongs would otherwise surface as a TypeError
+        # from a comparison below, or from a socket call much later.
+        for name, kind in _KINDS.items():
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, _typed(kind, value))
+            except _WrongType as wrong:
+                raise ConfigurationError(
+                    f"setting {name} must be {wrong.expected}, not {_shown(name, value)} "
+                    f"({type(value).__name__})"
+                ) from None
         if self.durability not in ("durable", "os", "memory"):
             raise ConfigurationError(
                 f"durability {self.durability!r} is not one of durable, os, memory"
@@ -78,6 +88,12 @@ class Config:
             )
         if self.bootstrap_expect is not None and self.bootstrap_expect < 1:
             raise ConfigurationError("bootstrap_expect must be at least 1")
+        if self.join and self.bootstrap_expect is not None:
+            raise ConfigurationError(
+                "join and bootstrap_expect (--join, --bootstrap-expect) contradict each other: "
+                "a node either forms a new cluster with its first peers or joins a running one; "
+                "give one of them"
+            )
         if self.learner and self.bootstrap_expect is not None:
             raise ConfigurationError("a learner cannot bootstrap a cluster; start it with --join")
         if self.request_timeout_s <= 0:
@@ -121,8 +137,24 @@ class Config:
             raise ConfigurationError(f"the secret file {self.secret_file} is empty")
         return text
 
+    def reach(self) -> str:
+        """How this config reaches its cluster, for messages: only what its scope uses (a
+        unicast or broadcast user has no use for the default multicast group)."""
+        if self.scope == "unicast":
+            peers = ", ".join(self.peers) or "none (others list this node's --port)"
+            return f"by unicast from {self.interface} to peers {peers}"
+        port = self.group.rpartition(":")[2]
+        if self.scope == "broadcast":
+            return f"by broadcast on {self.interface} to port {port}"
+        return f"on multicast group {self.group} via {self.interface}"
+
+    def reach_flags(self) -> str:
+        """The flags that decide :meth:`reach`, to check against the nodes' own."""
+        where = {"unicast": "--peer", "broadcast": "the port of --group"}
+        return f"{where.get(self.scope, '--group')}, --interface, --cluster and --secret-file"
+
     def transport_settings(self, node_incarnation: int | None) -> TransportSettings:
-        group_host, group_port = parse_host_port(self.group)
+        group_host, group_port = _parse_group(self.group)
         udp = UdpSettings(
             scope=self.scope,  # type: ignore[arg-type]  # UdpSettings checks and converts it
             interface=self.interface,
@@ -141,6 +173,21 @@ class Config:
         )
 
 
+def _parse_group(group: str) -> tuple[str, int]:
+    """The group's address and port, or an error that speaks of a group, not a peer."""
+    example = f"such as {DEFAULT_GROUP}:{DEFAULT_GROUP_PORT}"
+    if ":" not in group:
+        raise ConfigurationError(
+            f"group {group!r} has no port: give the group as ADDRESS:PORT, {example}"
+        )
+    try:
+        return parse_host_port(group)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"group {group!r} is not an IPv4 ADDRESS:PORT, {example}"
+        ) from None
+
+
 def _check_node_id(node_id: str) -> None:
     if not node_id or len(node_id) > 64 or not node_id.isprintable() or " " in node_id:
         raise ConfigurationError(
@@ -149,30 +196,140 @@ def _check_node_id(node_id: str) -> None:
 
 
 _FIELDS = {f.name: f for f in fields(Config)}
+# Each field's type without its "| None", and whether None is allowed.
+_KINDS: dict[str, tuple[str, bool]] = {
+    name: (str(f.type).removesuffix(" | None"), str(f.type).endswith(" | None"))
+    for name, f in _FIELDS.items()
+}
+_EXPECTED = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a finite number",
+    "str": "a string",
+    "Durability": "a string",
+    "Path": "a path (a string)",
+    "bytes": "a string of bytes",
+    "tuple[str, ...]": "a list of strings",
+    "FaultSettings": "a table of fault settings ([paxos-kv.faults] in the TOML file)",
+}
+
+
+class _WrongType(Exception):
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+
+
+def _typed(kind: tuple[str, bool], value: object) -> object:
+    """``value`` as the field's type (a str path as a Path, a list as a tuple), or _WrongType."""
+    base, optional = kind
+    if value is None and optional:
+        return None
+    if base == "bool" and type(value) is bool:
+        return value
+    if base == "int" and type(value) is int:
+        return value
+    if base == "float" and type(value) in (int, float) and math.isfinite(value):  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]
+    if base in ("str", "Durability") and isinstance(value, str):
+        return value
+    if base == "Path" and isinstance(value, str | os.PathLike):
+        return Path(value)
+    if base == "bytes" and isinstance(value, bytes):
+        return value
+    if (
+        base == "tuple[str, ...]"
+        and isinstance(value, list | tuple)
+        and all(isinstance(item, str) for item in value)
+    ):
+        return tuple(value)
+    if base == "FaultSettings" and isinstance(value, FaultSettings):
+        return value
+    expected = _EXPECTED[base]
+    raise _WrongType(f"{expected} or unset" if optional else expected)
+
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _from_text(name: str, text: str) -> object:
+    """An environment variable's text as the field's type (ValueError if it is not one)."""
+    base = _KINDS[name][0]
+    if base == "bool":
+        lowered = text.strip().lower()
+        if lowered not in _TRUE + _FALSE:
+            raise ValueError(text)
+        return lowered in _TRUE
+    if base == "int":
+        return int(text)
+    if base == "float":
+        return float(text)
+    if base == "tuple[str, ...]":
+        return tuple(text.split(","))
+    if base == "bytes":
+        return text.encode()
+    if base == "FaultSettings":
+        raise ValueError(text)
+    return text
 
 
 def _coerce(name: str, raw: object, source: str) -> Any:
-    """Turn a TOML value or an environment string into the field's type."""
-    kind = str(_FIELDS[name].type)
+    """Turn an environment string or a TOML value into the field's type, or say which
+    setting, from which source, wanted what."""
+    kind = _KINDS[name]
     try:
-        if isinstance(raw, str) and "bool" in kind:
-            lowered = raw.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(raw)
-            return lowered in ("1", "true", "yes")
-        if "tuple" in kind:
-            return tuple(raw.split(",")) if isinstance(raw, str) else tuple(raw)  # type: ignore[arg-type]
-        if kind.startswith("int") or kind.startswith("int |"):
-            return int(raw)  # type: ignore[call-overload]
-        if "float" in kind:
-            return float(raw)  # type: ignore[arg-type]
-        if "Path" in kind:
-            return Path(str(raw))
-        if name == "secret":
-            return str(raw).encode()
-        return raw
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{source}: {name} = {raw!r} is not a valid {kind}") from None
+        if source.startswith("$"):
+            assert isinstance(raw, str)
+            raw = _from_text(name, raw)
+        elif name == "faults" and isinstance(raw, dict):  # a [paxos-kv.faults] table
+            return _faults(raw, source)
+        elif name == "secret" and isinstance(raw, str):
+            raw = raw.encode()
+        return _typed(kind, raw)
+    except ConfigurationError:
+        raise
+    except (_WrongType, ValueError):
+        expected = _EXPECTED[kind[0]]
+        raise ConfigurationError(
+            f"{source}: {name} = {_shown(name, raw)} is not valid: it must be {expected}"
+        ) from None
+
+
+def _shown(name: str, value: object) -> str:
+    """A value for an error message; never the secret itself."""
+    return "<hidden>" if name == "secret" else repr(value)
+
+
+_FAULT_KINDS = {f.name: str(f.type) for f in fields(FaultSettings)}
+
+
+def _faults(table: dict[str, Any], source: str) -> FaultSettings:
+    """A ``[paxos-kv.faults]`` table, its values' types checked here: FaultSettings compares
+    them with numbers and would fail with a bare TypeError."""
+    for name, value in table.items():
+        kind = _FAULT_KINDS.get(name)
+        if kind == "int" and type(value) is not int:
+            wrong = "a whole number"
+        elif kind == "float" and (type(value) not in (int, float) or not math.isfinite(value)):
+            wrong = "a number"
+        elif kind is not None and kind.startswith("frozenset") and not isinstance(value, list):
+            wrong = "a list of node ids"
+        else:
+            continue
+        raise ConfigurationError(f"{source}: faults: {name} = {value!r} must be {wrong}")
+    try:
+        return FaultSettings.from_mapping(table)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{source}: {error}") from None
+
+
+def _unknown_variable(variable: str) -> ConfigurationError:
+    known = [ENV_PREFIX + name.upper() for name in _FIELDS] + [ENV_PREFIX + "CONFIG"]
+    near = difflib.get_close_matches(variable, known, n=1)
+    hint = f"; did you mean ${near[0]}?" if near else ""
+    return ConfigurationError(
+        f"unknown environment variable ${variable}{hint} (every PAXOS_KV_* variable must name a "
+        "setting, as a TOML file's keys must; unset it)"
+    )
 
 
 def load_config(
@@ -187,10 +344,14 @@ def load_config(
     path = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if path:
         values.update(_from_toml(Path(path)))
-    for name in _FIELDS:
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, f"${ENV_PREFIX}{name.upper()}")
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
+            continue
+        name = variable.removeprefix(ENV_PREFIX).lower()
+        if name not in _FIELDS:
+            raise _unknown_variable(variable)
+        if raw != "":
+            values[name] = _coerce(name, raw, f"${variable}")
     for name, value in (overrides or {}).items():
         if value is not None and value != ():
             values[name] = value
@@ -208,12 +369,11 @@ def _from_toml(path: Path) -> dict[str, object]:
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
     section = data.get("paxos-kv", data)
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"config file {path}: [paxos-kv] must be a table of settings")
     values: dict[str, object] = {}
     for key, raw in section.items():
         name = key.replace("-", "_")
-        if name == "faults" and isinstance(raw, dict):  # a [paxos-kv.faults] table
-            values["faults"] = FaultSettings.from_mapping(raw)
-            continue
         if name not in _FIELDS:
             raise ConfigurationError(f"config file {path}: unknown setting {key!r}")
         values[name] = _coerce(name, raw, f"config file {path}")

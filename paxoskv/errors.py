@@ -19,6 +19,12 @@ class ConfigurationError(PaxosKVError, ValueError):
     """A setting is missing, malformed or contradicts another one."""
 
 
+class InvalidArgument(PaxosKVError, ValueError):
+    """An argument to an API call is of the wrong type or out of range (an unknown
+    consistency, a lease ttl of zero, a negative revision); fix the call. Raised before
+    anything is sent, so nothing was written."""
+
+
 # --- storage -------------------------------------------------------------------------------
 
 
@@ -73,11 +79,16 @@ class UnsupportedFormat(StorageError):
 class WrongEncryptionKey(StorageError):
     """The data at rest does not decrypt with the key given."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, key_given: bool = True) -> None:
         self.path = path
+        self.key_given = key_given
+        if key_given:
+            problem = "does not decrypt with the given encryption key"
+        else:
+            problem = "is encrypted, and no encryption key was given"
         super().__init__(
-            f"{path} does not decrypt with the given encryption key; pass the key file this "
-            "data dir was written with"
+            f"{path} {problem}; pass the key file this data dir was written with "
+            "(--encryption-key-file)"
         )
 
 
@@ -121,14 +132,19 @@ class CompareFailed(PaxosKVError):
 
 
 class Compacted(PaxosKVError):
-    """The revision asked for is older than the history still kept."""
+    """The revision a watch asked to start from is older than the history still kept.
+
+    ``requested`` is the first revision asked for (``from_revision``), ``oldest`` the first
+    one a watch can still start from: both in the same sense, so the advice below works.
+    """
 
     def __init__(self, requested: int, oldest: int) -> None:
         self.requested = requested
         self.oldest = oldest
         super().__init__(
-            f"revision {requested} is compacted; the oldest revision still kept is {oldest}. "
-            "Read the current state and watch from there"
+            f"revision {requested} is compacted: the change history kept starts at revision "
+            f"{oldest}. Watch from revision {oldest} or later (--from-revision), or read the "
+            "current state and watch for changes from now on"
         )
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
-from paxoskv.client import Consistency, KVApi
+from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
@@ -70,6 +70,7 @@ class Node(KVApi):
     async def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
+        check_from_revision(from_revision)
         replica = self.replica
         await replica.wait_ready(self.config.request_timeout_s)
         assert replica.engine is not None

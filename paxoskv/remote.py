@@ -4,7 +4,8 @@ It joins the cluster's transport under an id of its own, learns the members from
 hellos (asking with a ``whois`` at start), and sends each request to the leader it heard of,
 or to any member. A request that gets no answer is sent again, to the next member, under the
 same (client_id, seq): the state machine's dedup table applies it once however many copies
-arrive. The group, interface and secret are all it needs (``paxoskv.connect(config)``).
+arrive. It needs the cluster name, the group (or peers), the interface and the secret
+(``paxoskv.connect(config)``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from paxoskv.client import Consistency, KVApi
+from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
 from paxoskv.errors import Compacted, InvalidKey, NoQuorum, WrongSecret
 from paxoskv.runtime import protocol
@@ -124,9 +125,8 @@ class Client(KVApi):
                 self._raise_if_wrong_secret()
                 raise NoQuorum(
                     f"no member of cluster {self.config.cluster!r} answered within "
-                    f"{self.config.request_timeout_s:.1f}s on {self.config.group} via "
-                    f"{self.config.interface}: is it running? Check --group, --interface, "
-                    "--cluster and --secret-file"
+                    f"{self.config.request_timeout_s:.1f}s {self.config.reach()}: is it "
+                    f"running? Check {self.config.reach_flags()}"
                 ) from None
         if self.pinned_node_id is not None:
             await self._await_heard(self.pinned_node_id, deadline)
@@ -150,9 +150,13 @@ class Client(KVApi):
         """Frames arrived but none authenticated: the secret is wrong, not the cluster down."""
         transport = self._transport
         if transport is not None and transport.stats.dropped[DropReason.BAD_TAG] > 0:
+            if self.config.cluster_secret() is None:
+                problem = "they carry a secret's tag and no secret was given (--secret-file)"
+            else:
+                problem = "the secret given (--secret-file) is not the cluster's"
             raise WrongSecret(
-                f"datagrams from cluster {self.config.cluster!r} failed authentication: the "
-                "secret given (--secret-file) is not the cluster's; use the same secret file"
+                f"datagrams from cluster {self.config.cluster!r} failed authentication: "
+                f"{problem}; use the cluster's secret file"
             )
 
     async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:
@@ -202,6 +206,7 @@ class Client(KVApi):
     async def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
+        check_from_revision(from_revision)
         if prefix is not None:
             check_prefix(prefix)
         watch_id = next(self._ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_the_byte_bound_comes_from_toml_and_the_environment(tmp_path: Path) -> N
 def test_a_history_bound_that_is_not_a_positive_int_is_refused_by_name(
     name: str, limit: object
 ) -> None:
-    with pytest.raises(ConfigurationError, match=f"{name} must be a positive whole number"):
+    with pytest.raises(ConfigurationError, match=f"{name} must be a (positive )?whole number"):
         Config(**{name: limit})  # type: ignore[arg-type]
 
 
@@ -56,3 +57,104 @@ def test_a_byte_bound_that_is_not_a_number_names_its_variable() -> None:
         load_config(environ={"PAXOS_KV_HISTORY_LIMIT_BYTES": "64MiB"})
     with pytest.raises(ConfigurationError, match="history_limit_bytes must be a positive"):
         load_config(environ={"PAXOS_KV_HISTORY_LIMIT_BYTES": "0"})
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"request_timeout_s": "5"}, "request_timeout_s must be a finite number, not '5' (str)"),
+        ({"request_timeout_s": float("nan")}, "request_timeout_s must be a finite number"),
+        ({"group": 5}, "group must be a string, not 5 (int)"),
+        ({"cluster": 7}, "cluster must be a string"),
+        ({"peers": "127.0.0.1:5"}, "peers must be a list of strings"),
+        ({"learner": "yes"}, "learner must be true or false"),
+        ({"port": 1.5}, "port must be a whole number"),
+        ({"faults": "x"}, "faults must be a table of fault settings"),
+        ({"secret": "s3cr3t-s3cr3t-s3cr3t"}, "secret must be a string of bytes or unset"),
+    ],
+)
+def test_a_config_field_of_the_wrong_type_names_the_field_and_the_type(
+    settings: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="^setting " + re.escape(message)):
+        Config(**settings)  # type: ignore[arg-type]
+
+
+def test_a_secret_of_the_wrong_type_is_not_shown() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Config(secret="s3cr3t-s3cr3t-s3cr3t")  # type: ignore[arg-type]
+    assert "s3cr3t" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("group = 5", "group = 5 is not valid: it must be a string"),
+        ("cluster = 7", "cluster = 7 is not valid: it must be a string"),
+        ('faults = "x"', "faults = 'x' is not valid: it must be a table of fault settings"),
+        ('[paxos-kv.faults]\ndrop_rate = "x"', "faults: drop_rate = 'x' must be a number"),
+        ('port = "5000"', "port = '5000' is not valid: it must be a whole number"),
+        ('peers = "127.0.0.1:5"', "peers = '127.0.0.1:5' is not valid: it must be a list"),
+        ("learner = 1", "learner = 1 is not valid: it must be true or false"),
+        ("paxos-kv = 3", r"\[paxos-kv\] must be a table"),
+    ],
+)
+def test_a_toml_value_of_the_wrong_type_names_the_file_setting_and_type(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigurationError, match=f"^config file {path}: {message}"):
+        load_config(config_file=path, environ={})
+
+
+def test_a_faults_variable_says_faults_belong_in_the_toml_file() -> None:
+    with pytest.raises(ConfigurationError, match=r"^\$PAXOS_KV_FAULTS: faults = 'drop=0.1'"):
+        load_config(environ={"PAXOS_KV_FAULTS": "drop=0.1"})
+
+
+def test_an_unknown_variable_is_refused_as_an_unknown_toml_key_is() -> None:
+    with pytest.raises(
+        ConfigurationError, match=r"\$PAXOS_KV_CLUSTR; did you mean \$PAXOS_KV_CLUSTER"
+    ):
+        load_config(environ={"PAXOS_KV_CLUSTR": "x"})
+    assert load_config(environ={"PAXOS_KV_CLUSTER": "x", "OTHER": "y"}).cluster == "x"
+
+
+def test_variables_of_every_type_still_parse() -> None:
+    config = load_config(
+        environ={
+            "PAXOS_KV_SCOPE": "unicast",
+            "PAXOS_KV_PEERS": "127.0.0.1:5,127.0.0.1:6",
+            "PAXOS_KV_LEARNER": "yes",
+            "PAXOS_KV_DATA_DIR": "d",
+            "PAXOS_KV_REQUEST_TIMEOUT_S": "2.5",
+            "PAXOS_KV_AUTO_REMOVE_DOWN_AFTER_S": "60",
+        }
+    )
+    assert config.peers == ("127.0.0.1:5", "127.0.0.1:6") and config.learner is True
+    assert (config.data_dir, config.request_timeout_s) == (Path("d"), 2.5)
+    assert config.auto_remove_down_after_s == 60.0
+
+
+@pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ("239.192.74.99", "group '239.192.74.99' has no port: give the group as ADDRESS:PORT"),
+        ("239.192.74.99:x", "group '239.192.74.99:x' is not an IPv4 ADDRESS:PORT"),
+    ],
+)
+def test_a_group_without_a_port_is_called_a_group_not_a_peer(group: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as caught:
+        Config(group=group)
+    assert "peer" not in str(caught.value)
+
+
+def test_how_a_config_reaches_its_cluster_names_only_what_its_scope_uses() -> None:
+    multicast = Config(group="239.1.2.3:4000")
+    assert multicast.reach() == "on multicast group 239.1.2.3:4000 via 127.0.0.1"
+    broadcast = Config(scope="broadcast", group="239.1.2.3:4000")
+    assert "239.1.2.3" not in broadcast.reach() and "port 4000" in broadcast.reach()
+    unicast = Config(scope="unicast", peers=("127.0.0.1:5000",))
+    assert unicast.reach() == "by unicast from 127.0.0.1 to peers 127.0.0.1:5000"
+    assert "--group" not in unicast.reach_flags() and "--peer" in unicast.reach_flags()

@@ -103,18 +103,27 @@ _CLUSTER_OPTIONS = (
         type=click.Path(dir_okay=False, path_type=Path),
         help="TOML file of settings (flags and PAXOS_KV_* variables override it).",
     ),
-    setting_option(
-        "--timeout",
-        "request_timeout_s",
-        type=click.FloatRange(min=0, min_open=True),
-        metavar="SECONDS",
-        help="How long to wait for the cluster (default 5).",
-    ),
+)
+
+_TIMEOUT_OPTION = setting_option(
+    "--timeout",
+    "request_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="How long to wait for the cluster's answer (default 5).",
 )
 
 
 def cluster_options(command: F) -> F:
     """Attach the shared cluster options to a command."""
+    for option in reversed((*_CLUSTER_OPTIONS, _TIMEOUT_OPTION)):
+        command = option(command)
+    return command
+
+
+def finding_options(command: F) -> F:
+    """The options that find a cluster, without a client's --timeout (``paxos-kv node``
+    gives --timeout its own meaning)."""
     for option in reversed(_CLUSTER_OPTIONS):
         command = option(command)
     return command
@@ -125,19 +134,29 @@ def _remember_target(ctx: click.Context, param: click.Parameter, value: str | No
         ctx.meta[_TARGET_KEY] = value
 
 
-_node_option = click.option(
-    "--node",
-    metavar="ID",
-    expose_value=False,
-    callback=_remember_target,
-    help="Send the request to this member (default: the leader). With --consistency local, "
-    "read that member's own copy.",
-)
+def _node_option(help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--node", metavar="ID", expose_value=False, callback=_remember_target, help=help_text
+    )
 
 
 def client_options(command: F) -> F:
     """The shared cluster options plus --node, for commands that talk to a running cluster."""
-    return cluster_options(_node_option(command))
+    return cluster_options(
+        _node_option("Send the request to this member (default: the leader, or any member).")(
+            command
+        )
+    )
+
+
+def read_options(command: F) -> F:
+    """:func:`client_options` for the commands that take --consistency (get, keys)."""
+    return cluster_options(
+        _node_option(
+            "Send the request to this member (default: the leader). With --consistency local, "
+            "read that member's own copy."
+        )(command)
+    )
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")

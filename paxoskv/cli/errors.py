@@ -4,7 +4,8 @@ Scripts branch on the exit code, so the codes are a contract: 0 ok, 1 the key wa
 or a compare failed (the cluster answered, the answer is "no"), 2 the command line or a
 setting is wrong (retrying the same command cannot help), 3 no quorum or a timeout (the
 cluster did not answer; retrying later may help), 4 anything else the store refused (a
-locked or corrupt data dir, a failed disk), 130 interrupted. A person reads the message, so it
+locked or corrupt data dir, a failed disk), 130 interrupted (but Ctrl-C is how a ``watch``
+is meant to end, so it exits 0). A person reads the message, so it
 is one line that says what to do; a traceback is only ever shown for a bug of ours.
 """
 
@@ -18,6 +19,7 @@ from paxoskv.errors import (
     Compacted,
     CompareFailed,
     ConfigurationError,
+    InvalidArgument,
     InvalidCommand,
     InvalidKey,
     KeyNotFound,
@@ -47,6 +49,7 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (LeaseNotFound, EXIT_NOT_FOUND),
     (Compacted, EXIT_NOT_FOUND),
     (ConfigurationError, EXIT_USAGE),
+    (InvalidArgument, EXIT_USAGE),
     (InvalidKey, EXIT_USAGE),
     (InvalidCommand, EXIT_USAGE),
     (ValueTooLarge, EXIT_USAGE),
@@ -60,9 +63,22 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OSError, EXIT_FAILED),
 )
 
+
+class NodeExited(PaxosKVError):
+    """A ``paxos-kv node`` process that a command started (``local-cluster``) exited: its own
+    exit code and error line are the reason, so they are passed on rather than read as an
+    unreachable cluster."""
+
+    def __init__(self, node_id: str, exit_code: int | None, reason: str, log_path: str) -> None:
+        self.node_id = node_id
+        self.exit_code = exit_code
+        why = f": {reason}" if reason else ""
+        super().__init__(f"node {node_id} exited with code {exit_code}{why} (log: {log_path})")
+
+
 UNREACHABLE_HINT = (
-    "check that the nodes are running and that --group, --cluster, --interface and "
-    "--secret-file match theirs"
+    "check that the nodes are running and that --group (or, for unicast, --peer), --cluster, "
+    "--interface and --secret-file match theirs"
 )
 
 
@@ -85,6 +101,8 @@ def is_user_error(error: BaseException) -> bool:
 def failure_for(error: BaseException) -> Failure:
     """The exit code and message for ``error`` (a user-facing error, see :func:`is_user_error`)."""
     code = next((code for kind, code in _CODES if isinstance(error, kind)), EXIT_FAILED)
+    if isinstance(error, NodeExited) and error.exit_code in (EXIT_USAGE, EXIT_UNAVAILABLE):
+        code = error.exit_code
     if isinstance(error, KeyNotFound):
         # "paxos-kv: key 'x' not found" reads better than "error: key ..." for the common case.
         return Failure(code, _one_line(str(error)))
@@ -105,7 +123,7 @@ def _describe(error: BaseException, code: int) -> str:
     text = str(error)
     if not text:
         text = "no answer in time" if isinstance(error, TimeoutError) else type(error).__name__
-    if code == EXIT_UNAVAILABLE and isinstance(error, TimeoutError) and "--group" not in text:
+    if code == EXIT_UNAVAILABLE and isinstance(error, TimeoutError) and "--interface" not in text:
         text = f"{text.rstrip('.')}; {UNREACHABLE_HINT}"
     return text
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from paxoskv.cli.cluster_options import client_options, json_option, run_client
+from paxoskv.cli.cluster_options import client_options, json_option, read_options, run_client
 from paxoskv.cli.output import (
     entry_json,
     event_json,
@@ -29,6 +29,7 @@ from paxoskv.cli.output import (
 from paxoskv.client import Consistency, KVApi
 from paxoskv.errors import KeyNotFound
 from paxoskv.state import KeyValue
+from paxoskv.state.wire import MAX_NESTING
 
 CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
 
@@ -44,7 +45,7 @@ CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
     "local: the contacted node's copy, possibly stale.",
 )
 @json_option
-@client_options
+@read_options
 @click.pass_context
 def get_command(ctx: click.Context, key: str, consistency: Consistency, as_json: bool) -> None:
     """Print the value of KEY (strings raw, other values as JSON); exit 1 if it is missing."""
@@ -68,6 +69,11 @@ def _parse_json_value(text: str) -> Any:
         return json.loads(text)
     except ValueError as error:
         raise click.BadParameter(f"{text!r} is not JSON ({error})", param_hint="VALUE") from None
+    except RecursionError:  # json's parser recurses once per level of nesting
+        raise click.BadParameter(
+            f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
+            param_hint="VALUE",
+        ) from None
 
 
 @click.command("set", short_help="Write a key; print the revision.")
@@ -127,9 +133,15 @@ def delete_command(ctx: click.Context, key: str, missing_ok: bool) -> None:
 
 @click.command("keys", short_help="List the keys under a prefix.")
 @click.argument("prefix", required=False)
-@click.option("--consistency", type=CONSISTENCY, default="linearizable", show_default=True)
+@click.option(
+    "--consistency",
+    type=CONSISTENCY,
+    default="linearizable",
+    show_default=True,
+    help="As for get: linearizable, leader, or local (the contacted node's copy).",
+)
 @json_option
-@client_options
+@read_options
 @click.pass_context
 def keys_command(
     ctx: click.Context, prefix: str | None, consistency: Consistency, as_json: bool

@@ -33,6 +33,7 @@ from types import FrameType, TracebackType
 from typing import IO, Self
 
 from paxoskv.cli.cluster_options import ClientFactory, remote_client
+from paxoskv.cli.errors import PROGRAM, NodeExited
 from paxoskv.config import Config
 from paxoskv.errors import ConfigurationError, NoQuorum, PaxosKVError
 from paxoskv.runtime.membership import Member
@@ -256,7 +257,7 @@ class LocalCluster:
     ) -> list[Member]:
         """Until there is a leader and every node in ``up`` (default: all) is up in its role.
 
-        Raises NoQuorum after ``timeout_s``, or at once if a node's process has exited.
+        Raises NoQuorum after ``timeout_s``, or NodeExited at once if a node's process exited.
         """
         wanted = list(self.nodes) if up is None else list(up)
         deadline = time.monotonic() + timeout_s
@@ -264,7 +265,7 @@ class LocalCluster:
         while time.monotonic() < deadline and not (cancelled and cancelled.is_set()):
             dead = [n.node_id for n in self.exited() if n.node_id in wanted]
             if dead:
-                raise NoQuorum(f"node {dead[0]} exited; see {self.nodes[dead[0]].log_path}")
+                raise self._exited(dead[0])
             with contextlib.suppress(NoQuorum, TimeoutError):
                 seen = self.members(timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
                 if self._is_ready(seen, wanted):
@@ -275,6 +276,18 @@ class LocalCluster:
             f"(last view: {_summary(seen) or 'no answer'}); see the logs in "
             f"{self.base_dir / 'logs'}"
         )
+
+    def _exited(self, node_id: str) -> NodeExited:
+        """Why ``node_id`` exited, from its exit code and the error line it logged last."""
+        node = self.nodes[node_id]
+        code = node.process.returncode if node.process is not None else None
+        try:
+            logged = node.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            logged = []
+        errors = [line for line in logged if line.startswith(f"{PROGRAM}: ")]
+        reason = errors[-1].removeprefix(f"{PROGRAM}: ").removeprefix("error: ") if errors else ""
+        return NodeExited(node_id, code, reason, str(node.log_path))
 
     def _is_ready(self, members: list[Member], wanted: list[str]) -> bool:
         by_id = {member.node_id: member for member in members}

@@ -100,8 +100,9 @@ def main() -> None:
     the other commands. Every command finds the cluster through --group, --interface,
     --cluster and --secret-file, or the PAXOS_KV_* variables, or a TOML --config file.
 
-    Exit codes: 0 ok, 1 key not found or compare failed, 2 usage or bad input, 3 no quorum or
-    timeout, 4 other failures, 130 interrupted.
+    Exit codes: 0 ok (also a watch ended with Ctrl-C), 1 key not found, compare failed or
+    watch history compacted, 2 usage or bad input, 3 no quorum or timeout, 4 other failures
+    (a locked or corrupt data dir), 130 interrupted.
     """
 
 

@@ -24,7 +24,8 @@ from paxoskv.runtime.membership import Member
 def members_command(ctx: click.Context, as_json: bool) -> None:
     """List the members (id, role, up/suspect/down, applied revision, leader), or change them.
 
-    Without a subcommand, print the table; the leader is marked with '*'.
+    Without a subcommand, print the table; the leader is marked with '*'. ROLE is voter,
+    learner, or joining (heard from, not yet in the configuration).
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from paxoskv.cli.cluster_options import cluster_options, setting_option, settings_config
+from paxoskv.cli.cluster_options import finding_options, setting_option, settings_config
 from paxoskv.config import Config
 from paxoskv.errors import NoQuorum
 from paxoskv.node import Node
@@ -81,18 +81,30 @@ def configure_logging(level: str) -> None:
 
 @click.command("node", short_help="Run a replica in the foreground.")
 @node_options
-@cluster_options
+@finding_options
+@click.option(
+    "--timeout",
+    "ready_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up (exit 3) if the node has no cluster this long after it starts: none to "
+    "join and none formed (default: keep waiting until stopped).",
+)
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
 @click.pass_context
-def node_command(ctx: click.Context, log_level: str) -> None:
+def node_command(ctx: click.Context, ready_timeout_s: float | None, log_level: str) -> None:
     """Run a replica in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
     config = settings_config(ctx)
     configure_logging(log_level)
-    run(serve(config), event_loop=config.event_loop)
+    run(serve(config, ready_timeout_s), event_loop=config.event_loop)
 
 
-async def serve(config: Config) -> None:
-    """Run a node until a signal asks it to stop or it fail-stops (then raise its failure)."""
+async def serve(config: Config, ready_timeout_s: float | None = None) -> None:
+    """Run a node until a signal asks it to stop or it fail-stops (then raise its failure).
+
+    With ``ready_timeout_s``, a node that has no cluster by then stops and raises NoQuorum: a
+    supervisor or a script learns that the cluster was not there instead of waiting forever.
+    """
     loop = asyncio.get_running_loop()
     asked_to_stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -101,16 +113,14 @@ async def serve(config: Config) -> None:
     try:
         async with Node(config) as node:
             log.info(
-                "node %s on %s (cluster %r, group %s, interface %s, data %s, %s loop)",
+                "node %s of cluster %r, reached %s (data %s, %s loop)",
                 node.node_id,
-                config.scope,
                 config.cluster,
-                config.group,
-                config.interface,
+                config.reach(),
                 config.data_dir or "in memory",
                 loop_name(config.event_loop),
             )
-            failure = await _run_until_stopped(node, asked_to_stop)
+            failure = await _run_until_stopped(node, asked_to_stop, ready_timeout_s)
         log.info("node %s stopped", node.node_id)
     finally:
         for number in signals:
@@ -119,29 +129,38 @@ async def serve(config: Config) -> None:
         raise failure
 
 
-async def _run_until_stopped(node: Node, asked_to_stop: asyncio.Event) -> BaseException | None:
-    announce = asyncio.create_task(_announce_ready(node))
-    waits = {
+async def _run_until_stopped(
+    node: Node, asked_to_stop: asyncio.Event, ready_timeout_s: float | None
+) -> BaseException | None:
+    announce = asyncio.create_task(_announce_ready(node, ready_timeout_s))
+    stops = {
         asyncio.create_task(asked_to_stop.wait()),
         asyncio.create_task(node.replica.stopped.wait()),
     }
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({announce, *stops}, return_when=asyncio.FIRST_COMPLETED)
+        if done == {announce} and announce.exception() is None:  # ready: run until stopped
+            await asyncio.wait(stops, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (announce, *waits):
+        for task in (announce, *stops):
             task.cancel()
-        for task in (announce, *waits):
-            with contextlib.suppress(asyncio.CancelledError):
+        for task in (announce, *stops):
+            with contextlib.suppress(asyncio.CancelledError, NoQuorum):
                 await task
+    if node.replica.failure is None and announce.done() and not announce.cancelled():
+        return announce.exception()  # no cluster within --timeout (None: it was ready)
     return node.replica.failure
 
 
-async def _announce_ready(node: Node) -> None:
-    """Say once in the log when the node has a cluster; remind while it has none."""
+async def _announce_ready(node: Node, ready_timeout_s: float | None = None) -> None:
+    """Say once in the log when the node has a cluster; remind while it has none, or with
+    ``ready_timeout_s`` give up (NoQuorum) after that long."""
     while True:
         try:
-            await node.wait_ready(READY_REMINDER_S)
+            await node.wait_ready(ready_timeout_s or READY_REMINDER_S)
         except NoQuorum as error:
+            if ready_timeout_s is not None:
+                raise
             log.warning("%s", error)
             continue
         status = node.replica.status()

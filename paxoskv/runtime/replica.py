@@ -116,11 +116,7 @@ class Replica:
             self._start_engine(durable)
         else:
             self._pending_durable = durable
-            log.info(
-                "%s waiting for a cluster to join (or %s bootstrap peers)",
-                self.node_id,
-                self.config.bootstrap_expect,
-            )
+            log.info("%s %s", self.node_id, self._waiting_for())
 
     def _open_store(self) -> Store:
         key = None
@@ -216,10 +212,26 @@ class Replica:
             await asyncio.wait_for(self._engine_ready.wait(), timeout_s)
         except TimeoutError:
             raise NoQuorum(
-                f"node {self.node_id} found no cluster to join within {timeout_s:.0f}s: start "
-                "the other nodes, check --group/--interface/--secret-file, or use "
-                "--bootstrap-expect to form a new cluster"
+                f"node {self.node_id} has no cluster after {timeout_s:g}s: it is "
+                f"{self._waiting_for()}. Start the other nodes, and check that they share the "
+                "group, interface, cluster name and secret (--group, --interface, --cluster, "
+                "--secret-file)"
             ) from None
+
+    def _waiting_for(self) -> str:
+        """What a node without a configuration waits for, in words for the CLI and the API."""
+        expect = self.config.bootstrap_expect
+        if expect is None:
+            return (
+                "waiting for a running cluster to join (to form a new one instead, start the "
+                "first nodes with bootstrap_expect, --bootstrap-expect on the command line)"
+            )
+        met = sorted(self._bootstrappers | {self.node_id})
+        return (
+            f"waiting to form a cluster of {expect} nodes started with the same "
+            f"bootstrap_expect ({expect}), or for a running cluster to join; met so far: "
+            f"{', '.join(met)}"
+        )
 
     async def stop(self) -> None:
         if self.transport is not None:

@@ -331,7 +331,9 @@ class History:
         """
         floor_revision = self.floor_revision
         if revision < floor_revision:
-            raise Compacted(revision, floor_revision)
+            # Said in a watcher's terms, "from revision R" (R = revision + 1): the floor's own
+            # events may be gone, so the first revision a watch can start from is floor + 1.
+            raise Compacted(revision + 1, floor_revision + 1)
         records = self._records
         if not records or _last_revision(records[-1]) <= revision:
             return []

@@ -79,7 +79,7 @@ def list_segments(names: list[str]) -> list[SegmentFile]:
 def check_key(header: FileHeader, cipher: RecordCipher | None, path: str) -> None:
     """Refuse a file whose encryption does not match the key given (or its absence)."""
     if header.encrypted and cipher is None:
-        raise WrongEncryptionKey(path)
+        raise WrongEncryptionKey(path, key_given=False)
     if not header.encrypted and cipher is not None:
         raise ConfigurationError(
             f"{path} was written without encryption but an encryption key was given; open "

@@ -25,6 +25,7 @@ the receive path checks).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -163,7 +164,7 @@ def _unicast_socket(interface: Interface, udp: UdpSettings) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, udp.ttl)
         elif udp.scope is UdpScope.BROADCAST:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.bind((interface.address, udp.port))
+        _bind(sock, interface.address, udp.port, "--port")
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -181,19 +182,33 @@ def _group_socket(interface: Interface, udp: UdpSettings) -> socket.socket | Non
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         _set_receive_buffer(sock, udp.receive_buffer_bytes)
         if udp.scope is UdpScope.MULTICAST:
-            sock.bind((udp.group, udp.group_port))
+            _bind(sock, udp.group, udp.group_port, "the port of --group")
             membership = socket.inet_aton(udp.group) + socket.inet_aton(interface.address)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
             if sys.platform == "linux":
                 sock.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         else:
             assert interface.broadcast is not None, "checked in UdpTransport.open"
-            sock.bind((interface.broadcast, udp.group_port))
+            _bind(sock, interface.broadcast, udp.group_port, "the port of --group")
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _bind(sock: socket.socket, host: str, port: int, setting: str) -> None:
+    """Bind, or say which address and port could not be had: a bare "Address already in
+    use" leaves the user guessing which of a node's sockets clashed."""
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"UDP address {host}:{port} is already in use (by another node or program); "
+                f"choose another {setting}"
+            ) from None
+        raise OSError(error.errno, f"cannot bind UDP {host}:{port}: {error.strerror}") from None
 
 
 def _set_receive_buffer(sock: socket.socket, size_bytes: int) -> None:

@@ -125,7 +125,9 @@ def test_set_if_revision_writes_only_at_that_revision(cli: Cli, fake: FakeCluste
     put(fake, "k", "v1")
     stale = cli("set", "k", "v2", "--if-revision", "7")
     assert stale.exit_code == 1
-    assert stale.stderr.startswith("paxos-kv: error: 'k' is no longer at revision 7")
+    assert stale.stderr.startswith(
+        "paxos-kv: error: 'k' was last modified at revision 1, not 7; nothing written"
+    )
     assert fake.machine.get("k").value == "v1"  # type: ignore[union-attr]
     fresh = cli("set", "k", "v2", "--if-revision", "1")
     assert (fresh.exit_code, fake.machine.get("k").value) == (0, "v2")  # type: ignore[union-attr]
@@ -133,8 +135,49 @@ def test_set_if_revision_writes_only_at_that_revision(cli: Cli, fake: FakeCluste
 
 def test_set_if_revision_0_creates_only(cli: Cli, fake: FakeCluster) -> None:
     assert cli("set", "k", "first", "--if-revision", "0").exit_code == 0
-    assert cli("set", "k", "second", "--if-revision", "0").exit_code == 1
+    again = cli("set", "k", "second", "--if-revision", "0")
+    assert again.exit_code == 1 and "'k' already exists" in again.stderr
     assert fake.machine.get("k").value == "first"  # type: ignore[union-attr]
+
+
+def test_set_if_revision_on_a_key_that_never_existed_says_it_does_not_exist(cli: Cli) -> None:
+    result = cli("set", "tt2", "v", "--if-revision", "1")
+    assert result.exit_code == 1
+    assert "'tt2' does not exist, so it is not at revision 1" in result.stderr
+
+
+def test_a_ttl_beyond_the_limit_is_refused_in_seconds(cli: Cli, fake: FakeCluster) -> None:
+    result = cli("set", "k", "v", "--ttl", "1e12")
+    assert result.exit_code == 2
+    assert "lease ttl_s 1000000000000.0 is out of range" in result.stderr
+    assert "3,155,760,000 seconds" in result.stderr and "ttl_ms" not in result.stderr
+
+
+def test_a_json_value_nested_too_deep_is_a_usage_error(cli: Cli, fake: FakeCluster) -> None:
+    result = cli("set", "deep", "[" * 5000 + "]" * 5000, "--json-value")
+    assert result.exit_code == 2
+    assert "nests too deep" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr and fake.calls == []
+
+
+def test_watch_from_the_oldest_kept_revision_works_and_before_it_names_it(
+    cli: Cli, fake: FakeCluster
+) -> None:
+    from paxoskv.state import Configuration, KVStateMachine
+
+    fake.machine = KVStateMachine(Configuration(voters=frozenset(("n1",))), history_limit_events=3)
+    for i in range(5):
+        put(fake, "k", str(i))  # revisions 1-5; 1 and 2 dropped
+    kept = cli("watch", "--from-revision", "3", "--count", "3")
+    assert kept.exit_code == 0 and [line.split()[0] for line in kept.stdout.splitlines()] == [
+        "3",
+        "4",
+        "5",
+    ]
+    gone = cli("watch", "--from-revision", "2", "--count", "1")
+    assert gone.exit_code == 1
+    assert "revision 2 is compacted" in gone.stderr
+    assert "Watch from revision 3 or later" in gone.stderr
 
 
 def test_an_oversized_value_says_so_and_exits_2(cli: Cli, fake: FakeCluster) -> None:
@@ -333,3 +376,14 @@ def test_help_and_version_exit_0(cli: Cli) -> None:
     assert "Exit codes" in cli("--help").stdout
     assert cli("get", "--help").exit_code == 0
     assert cli("--version").stdout.startswith("paxos-kv, version ")
+
+
+@pytest.mark.parametrize("command", ["set", "delete", "watch", "members", "status"])
+def test_node_help_does_not_offer_a_consistency_the_command_lacks(cli: Cli, command: str) -> None:
+    text = cli(command, "--help").stdout
+    assert "--node" in text and "--consistency" not in text
+
+
+@pytest.mark.parametrize("command", ["get", "keys"])
+def test_node_help_of_reads_speaks_of_local_reads(cli: Cli, command: str) -> None:
+    assert "With --consistency local" in " ".join(cli(command, "--help").stdout.split())

@@ -122,3 +122,18 @@ def test_a_bad_count_is_a_usage_error() -> None:
     done = run_cli("local-cluster", "--nodes", "0")
     assert done.returncode == 2
     assert done.stderr.startswith("paxos-kv: usage error: Invalid value for '--nodes'")
+
+
+def test_a_data_dir_in_use_says_so_and_exits_4(
+    tmp_path: Path, foreground: list[Foreground]
+) -> None:
+    """Before: "node n1 exited; see ...; check --group ..." and exit 3, for a locked dir."""
+    data = tmp_path / "data"
+    first = Foreground(tmp_path, "--nodes", "1", "--data-dir", str(data))
+    foreground.append(first)
+    first.wait_ready()
+    second = run_cli("local-cluster", "--nodes", "1", "--data-dir", str(data), timeout_s=60.0)
+    assert second.returncode == 4, second.stderr
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("paxos-kv: error: node n1 exited with code 4: data dir ")
+    assert "is in use by process" in last and "--group" not in last

@@ -22,6 +22,10 @@ from tests.cli.conftest import Cli, clean_environment, run_cli, stop_process, wa
         (["--data-dir", "d", "--node-id", "has space"], "must be 1-64 printable characters"),
         (["--data-dir", "d", "--scope", "unicast"], "unicast scope needs peers"),
         (["--data-dir", "d", "--peer", "localhost"], "is not an IPv4 host:port"),
+        (
+            ["--data-dir", "d", "--join", "--bootstrap-expect", "3"],
+            "join and bootstrap_expect (--join, --bootstrap-expect) contradict each other",
+        ),
     ],
 )
 def test_bad_settings_exit_2_before_starting(
@@ -67,3 +71,16 @@ def test_runs_until_sigterm_and_refuses_a_second_node_on_its_data_dir(tmp_path: 
         finally:
             stop_process(node)
     assert "stopped" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_timeout_bounds_the_wait_for_a_cluster_and_exits_3(tmp_path: Path) -> None:
+    """--join with nobody there: the node gives up after --timeout, saying what it waited
+    for, instead of waiting until it is killed."""
+    address = ClusterAddress.fresh()
+    args = ["node", "--durability", "memory", "--join", "--timeout", "1", *address.args()]
+    result = run_cli(*args, timeout_s=30.0)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("paxos-kv: error: node ") and "has no cluster after 1s" in last
+    assert "waiting for a running cluster to join" in result.stderr
+    assert "None" not in result.stderr and "Traceback" not in result.stderr

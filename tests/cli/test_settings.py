@@ -95,3 +95,26 @@ def test_an_unreadable_secret_file_exits_2(cli: Cli, tmp_path: Path) -> None:
     result = cli("status", "--secret-file", str(tmp_path / "nope"))
     assert result.exit_code == 2
     assert "cannot read the secret file" in result.stderr
+
+
+def test_config_mistakes_exit_2_with_one_line_naming_setting_source_and_type(
+    cli: Cli, fake: FakeCluster, tmp_path: Path
+) -> None:
+    """Before: AttributeError tracebacks ('str' object has no attribute 'seed', ...), exit 1."""
+    faults = cli("get", "k", env={"PAXOS_KV_FAULTS": "drop=0.1"})
+    assert faults.exit_code == 2 and "$PAXOS_KV_FAULTS: faults = 'drop=0.1'" in faults.stderr
+    for toml, expected in [
+        ("group = 5", "group = 5 is not valid: it must be a string"),
+        ("cluster = 7", "cluster = 7 is not valid: it must be a string"),
+        ('faults = "x"', "faults = 'x' is not valid: it must be a table"),
+    ]:
+        path = write_toml(tmp_path / "c.toml", toml + "\n")
+        result = cli("get", "k", "--config", str(path))
+        assert result.exit_code == 2, result.stderr
+        assert f"config file {path}: {expected}" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    typo = cli("get", "k", env={"PAXOS_KV_CLUSTR": "x"})
+    assert typo.exit_code == 2 and "did you mean $PAXOS_KV_CLUSTER" in typo.stderr
+    group = cli("get", "k", "--group", "239.192.74.99")
+    assert group.exit_code == 2 and "group '239.192.74.99' has no port" in group.stderr
+    assert fake.calls == []

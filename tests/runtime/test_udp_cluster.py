@@ -8,7 +8,7 @@ import random
 import pytest
 
 from paxoskv import Config, Node, connect
-from paxoskv.errors import WrongSecret
+from paxoskv.errors import NoQuorum, WrongSecret
 from tests.runtime.cluster import FAST, unique_cluster_name
 
 
@@ -77,9 +77,32 @@ async def test_a_client_with_the_wrong_secret_hears_nothing() -> None:
             }
         )
         async with connect(wrong) as client:
-            with pytest.raises(WrongSecret, match="secret"):
+            with pytest.raises(WrongSecret, match=r"the secret given .* is not the cluster's"):
                 await client.get("anything")
+        without = Config(**{**wrong.__dict__, "secret": None})
+        async with connect(without) as client:
+            with pytest.raises(WrongSecret, match="no secret was given") as caught:
+                await client.get("anything")
+            assert "secret given" not in str(caught.value)
         assert node.replica.transport is not None
         assert node.replica.transport.stats.dropped["bad_tag"] > 0  # type: ignore[index]
     finally:
         await node.close()
+
+
+@pytest.mark.parametrize("scope", ["unicast", "broadcast"])
+async def test_no_answer_without_multicast_does_not_name_the_multicast_group(scope: str) -> None:
+    port = random.randint(20_000, 60_000)
+    config = Config(
+        scope=scope,
+        peers=(f"127.0.0.1:{port}",) if scope == "unicast" else (),
+        group=f"239.192.74.75:{port + 1}",
+        cluster=unique_cluster_name(),
+        durability="memory",
+        request_timeout_s=0.3,
+    )
+    async with connect(config) as client:
+        with pytest.raises(NoQuorum) as caught:
+            await client.get("anything")
+    message = str(caught.value)
+    assert "239.192.74.75" not in message and scope in message

@@ -60,11 +60,24 @@ def test_a_resume_from_before_the_kept_history_raises_compacted() -> None:
     for i in range(5):
         m.apply(Set("k", i), 0)
     assert [e.revision for e in m.events_since(2)] == [3, 4, 5]
-    with pytest.raises(Compacted) as caught:
+    with pytest.raises(Compacted):
         m.events_since(1)
-    assert (caught.value.requested, caught.value.oldest) == (1, 2)
-    assert "watch from there" in str(caught.value)
     assert m.history_floor_revision == 2
+
+
+def test_compacted_speaks_of_the_revision_a_watch_starts_from_and_its_advice_works() -> None:
+    """A watch "from revision R" asks for the events after R - 1: the error names R and the
+    first revision that works, not R - 1 and the floor (whose events are gone)."""
+    m = fresh(limit=3)
+    for i in range(5):
+        m.apply(Set("k", i), 0)
+    with pytest.raises(Compacted) as caught:
+        m.events_since(2 - 1)  # from revision 2: its event was dropped
+    assert (caught.value.requested, caught.value.oldest) == (2, 3)
+    assert "revision 2 is compacted" in str(caught.value)
+    assert "Watch from revision 3 or later" in str(caught.value)
+    oldest = caught.value.oldest
+    assert [e.revision for e in m.events_since(oldest - 1)] == [3, 4, 5]
 
 
 def test_no_op_revisions_do_not_use_history_room() -> None:

@@ -75,7 +75,7 @@ def test_an_event_larger_than_the_bound_is_dropped_at_once_and_raises_compacted(
     assert (history.floor_revision, len(history), history.since(2)) == (2, 0, [])
     with pytest.raises(Compacted) as caught:
         history.since(1)
-    assert (caught.value.requested, caught.value.oldest) == (1, 2)
+    assert (caught.value.requested, caught.value.oldest) == (2, 3)
 
 
 def test_appended_events_are_sized_at_the_next_trim_whatever_their_values() -> None:

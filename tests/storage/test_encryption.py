@@ -28,10 +28,11 @@ def _encrypted_disk(with_snapshot: bool) -> MemoryDisk:
 @pytest.mark.parametrize("with_snapshot", [False, True])
 def test_a_wrong_key_is_refused_at_open(with_snapshot: bool) -> None:
     disk = _encrypted_disk(with_snapshot)
-    with pytest.raises(WrongEncryptionKey, match="key file"):
+    with pytest.raises(WrongEncryptionKey, match="does not decrypt with the given") as wrong:
         Store.open(None, disk=disk, encryption_key=OTHER_KEY)
-    with pytest.raises(WrongEncryptionKey):
-        Store.open(None, disk=disk)  # no key at all
+    assert wrong.value.key_given and "--encryption-key-file" in str(wrong.value)
+    with pytest.raises(WrongEncryptionKey, match="is encrypted, and no encryption key was given"):
+        Store.open(None, disk=disk)  # no key at all: not told the key it has not got is wrong
     with Store.open(None, disk=disk, encryption_key=KEY) as store:  # and the right one works
         snapshot, records = recover_all(store)
     assert records[-1] == (2, b"secret two")

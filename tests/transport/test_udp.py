@@ -281,3 +281,22 @@ def test_the_echo_filter_drops_exactly_our_own_datagrams() -> None:
         theirs.sendto(b"peer again", (group, port))
         # One socket queue is first in, first out: had an echo got through, it would be here.
         assert [member.recv(100), member.recv(100)] == [b"peer", b"peer again"]
+
+
+async def test_a_port_in_use_names_the_address_and_port(group_settings: Settings) -> None:
+    """Before, only "Address already in use": which of the node's sockets clashed?"""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        base = group_settings()
+        settings = TransportSettings(
+            cluster=base.cluster,
+            udp=UdpSettings(group=base.udp.group, group_port=base.udp.group_port, port=port),
+        )
+        with pytest.raises(
+            ConfigurationError, match=f"UDP address 127.0.0.1:{port} is already in use"
+        ):
+            await UdpTransport.open("a", settings)
+    finally:
+        taken.close()

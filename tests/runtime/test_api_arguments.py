@@ -1,0 +1,101 @@
+"""A caller's bad argument is refused at once with a typed error, the same on an embedded node
+and on a thin client: before, a client with a misspelt consistency waited for its timeout and
+heard NoQuorum, while a node raised a bare ValueError."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from paxoskv import KVApi, connect
+from paxoskv.errors import InvalidArgument, NoQuorum
+from tests.runtime.cluster import MemoryCluster
+
+
+@pytest.fixture(params=["node", "client"])
+async def api(request: pytest.FixtureRequest) -> AsyncIterator[KVApi]:
+    cluster = MemoryCluster()
+    node = await cluster.start("n1", bootstrap_expect=1, request_timeout_s=2.0)
+    await node.wait_ready(5)
+    await node.set("k", "v")
+    try:
+        if request.param == "node":
+            yield node
+        else:
+            config = cluster.config("client-1", request_timeout_s=2.0)
+            async with connect(config, transport=cluster.network.attach("client-1")) as client:
+                yield client
+    finally:
+        await cluster.close()
+
+
+Call = Callable[[KVApi], Awaitable[Any]]
+
+
+async def _first_event(api: KVApi, from_revision: Any) -> None:
+    async for _ in api.watch(None, from_revision=from_revision):
+        return
+
+
+BAD_CALLS: dict[str, tuple[Call, str]] = {
+    "get consistency": (
+        lambda api: api.get("k", consistency="lineariable"),  # type: ignore[arg-type]
+        "consistency 'lineariable' is not one of linearizable, leader, local",
+    ),
+    "keys consistency": (
+        lambda api: api.keys("k", consistency="loacl"),  # type: ignore[arg-type]
+        "consistency 'loacl' is not one of",
+    ),
+    "ttl negative": (lambda api: api.grant_lease(-5), "lease ttl_s -5 is out of range"),
+    "ttl zero": (lambda api: api.grant_lease(0), "lease ttl_s 0 is out of range"),
+    "ttl inf": (lambda api: api.grant_lease(math.inf), "finite number of seconds"),
+    "ttl nan": (lambda api: api.grant_lease(math.nan), "finite number of seconds"),
+    "ttl text": (lambda api: api.grant_lease("10"), "finite number of seconds"),  # type: ignore[arg-type]
+    "ttl too long": (lambda api: api.grant_lease(1e12), "at most 3,155,760,000 seconds"),
+    "if_revision negative": (
+        lambda api: api.set("k", "w", if_revision=-3),
+        "if_revision must be a whole number of at least 0",
+    ),
+    "if_revision text": (
+        lambda api: api.set("k", "w", if_revision="1"),  # type: ignore[arg-type]
+        "if_revision must be a whole number",
+    ),
+    "from_revision zero": (lambda api: _first_event(api, 0), "from_revision must be"),
+    "from_revision negative": (lambda api: _first_event(api, -5), "from_revision must be"),
+    "from_revision text": (lambda api: _first_event(api, "3"), "from_revision must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CALLS))
+async def test_a_bad_argument_is_a_typed_error_naming_it(api: KVApi, case: str) -> None:
+    call, message = BAD_CALLS[case]
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        await call(api)
+    assert await api.get("k") == "v"  # nothing was written
+
+
+async def test_good_arguments_still_work(api: KVApi) -> None:
+    lease = await api.grant_lease(0.5)
+    assert lease > 0
+    revision = await api.set("k2", "a", if_revision=0)
+    assert await api.set("k2", "b", if_revision=revision) > revision
+    assert await api.get("k2", consistency="local") == "b"
+
+
+async def test_a_lone_bootstrapping_node_is_told_what_it_waits_for_not_to_bootstrap() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("n1", bootstrap_expect=3)
+        with pytest.raises(NoQuorum) as caught:
+            await node.wait_ready(0.2)
+        message = str(caught.value)
+        assert "waiting to form a cluster of 3 nodes started with the same bootstrap_expect" in (
+            message
+        )
+        assert "met so far: n1" in message and "use --bootstrap-expect" not in message
+    finally:
+        await cluster.close()
