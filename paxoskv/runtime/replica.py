@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 from paxoskv.config import Config
@@ -113,6 +114,7 @@ class Replica:
         self._has_state = False  # the data dir held a journal or snapshot at start
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
         self._last_members: frozenset[str] | None = None
+        self._seen_configuration: Configuration | None = None
         self._removed_at: dict[str, int] = {}
         self._foreign: set[str] = set()  # nodes of another genesis: their Paxos is dropped
         self._duplicates: DuplicateIdWatch | None = None
@@ -240,6 +242,7 @@ class Replica:
         self._engine_ready.set()
         # A member by its own journal: its removal, learned when it catches up, stops it.
         self._member = self._has_state and self.node_id in self.engine.configuration.members()
+        self.add_applied_listener(self._on_applied_configuration)
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
         now = time.time()
         self.engine.hold_election(now)  # listen for the leader first: see the method
@@ -694,6 +697,14 @@ class Replica:
             ", ".join(self._genesis or ()),
         )
 
+    def _on_applied_configuration(self) -> None:
+        """After every applied slot: a configuration change is looked at as it is applied,
+        not at the next hello, since catching up can apply a removal and a later re-adding
+        within one hello interval. One identity comparison per slot otherwise."""
+        engine = self.engine
+        if engine is not None and engine.state.configuration is not self._seen_configuration:
+            self._watch_own_membership()
+
     def _watch_own_membership(self) -> None:
         """What the applied configuration says about this node, and about who left it.
 
@@ -710,11 +721,9 @@ class Replica:
             return
         configuration = engine.configuration
         members = configuration.members()
-        if self._last_members is not None:
-            for gone in self._last_members - members:
-                self._removed_at[gone] = engine.applied_slot
-                self.peers.pop(gone, None)
-        self._last_members = members
+        if configuration is not self._seen_configuration:
+            self._seen_configuration = configuration
+            self._note_removals(engine, members)
         now = time.time()
         for node_id, view in list(self.peers.items()):
             if node_id not in members and now - view.last_seen > self.config.down_after_s:
@@ -733,6 +742,21 @@ class Replica:
             save_role(self.config.data_dir, "voter")
             engine.settings = replace(engine.settings, learner=False)
             log.info("%s was promoted: it is a voter now", me)
+
+    def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
+        """Who left the configuration, and from which slot (the leader's policy must not add
+        them back on an old hello): seen here as it is applied, and from the configuration
+        history the engine still holds, so a leader elected later knows too."""
+        removed_at = self._removed_at
+        if self._last_members is not None:
+            for gone in self._last_members - members:
+                removed_at[gone] = max(removed_at.get(gone, 0), engine.applied_slot)
+                self.peers.pop(gone, None)
+        self._last_members = members
+        history = engine.configs.entries()
+        for (_, before), (start, after) in pairwise(history):
+            for gone in before.members() - after.members():
+                removed_at[gone] = max(removed_at.get(gone, 0), start)
 
     def _watch_duplicate_ids(self, transport: Transport) -> None:
         """Hear from the transport of frames sent under our own id (see DuplicateIdWatch)."""

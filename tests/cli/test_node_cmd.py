@@ -3,6 +3,7 @@ clear refusal to share a data dir."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,3 +68,34 @@ def test_runs_until_sigterm_and_refuses_a_second_node_on_its_data_dir(tmp_path: 
         finally:
             stop_process(node)
     assert "stopped" in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_a_copy_of_a_running_nodes_data_dir_exits_non_zero(tmp_path: Path) -> None:
+    """Two processes answering as one acceptor break Paxos: the copy (the newer) stops."""
+    address = ClusterAddress.fresh()
+    data, copy = tmp_path / "n1", tmp_path / "n1copy"
+    log = tmp_path / "n1.log"
+    args = ["node", "--bootstrap-expect", "1", *address.args()]
+    with log.open("w") as sink:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "paxoskv.cli", *args, "--data-dir", str(data)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+        try:
+            wait_for_text(log, "is a voter of the cluster", 20.0)
+            shutil.copytree(data, copy)
+            (copy / "LOCK").unlink()
+            second = run_cli(*args, "--data-dir", str(copy))
+            assert second.returncode == 2
+            last = second.stderr.splitlines()[-1]
+            assert last.startswith("paxos-kv: error: another process at")
+            assert "runs as node id" in last and "give every node its own data dir" in last
+            assert node.poll() is None  # the original keeps running, and serving
+            assert run_cli("set", "k", "v", *address.args()).returncode == 0
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(15) == 0
+        finally:
+            stop_process(node)
+    assert "sends as node id" in log.read_text()

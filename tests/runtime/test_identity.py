@@ -267,3 +267,27 @@ def test_paxos_kv_node_exits_non_zero_with_the_reason() -> None:
     assert "another process at ('127.0.0.1', 4000) runs as node id 'm3'" in duplicate.line()
     foreign = failure_for(WrongCluster("d", "uat2", "zz1"))
     assert foreign.exit_code == EXIT_USAGE
+
+
+async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1 = cluster.nodes["n1"]
+        await n1.set("k", 1)
+        await cluster.stop("n3")
+        await n1.remove("n3")
+        for i in range(5):
+            await n1.set("k", i)
+        back = await cluster.start("n3")  # its journal says it is a member
+        await eventually(back.replica.stopped.is_set, 5, "n3 learning of its removal")
+        assert isinstance(back.replica.failure, NodeRemoved)
+        engine = n1.replica.engine
+        assert engine is not None
+        await n1.set("k", "after")
+        assert "n3" not in engine.configuration.members()
+    finally:
+        await cluster.close()
