@@ -51,11 +51,17 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
     return node_id
 
 
-def load_genesis(data_dir: Path | None, cluster: str) -> tuple[tuple[str, ...] | None, bool]:
+def load_genesis(data_dir: Path | None) -> tuple[str, ...] | None:
+    """The genesis voters kept in ``data_dir``, whatever its cluster (None: none yet)."""
+    return read_genesis(data_dir, None)[0]
+
+
+def read_genesis(data_dir: Path | None, cluster: str | None) -> tuple[tuple[str, ...] | None, bool]:
     """The genesis voters kept in ``data_dir`` (None: none yet), and whether the file still
     lacks the cluster's name (a data dir from an older release: record it, see the module).
 
-    Raises :class:`WrongCluster` for a data dir of another cluster.
+    Raises :class:`WrongCluster` for a data dir of another cluster than ``cluster`` (None:
+    any will do).
     """
     path = None if data_dir is None else data_dir / GENESIS_FILE
     if path is None or not path.exists():
@@ -72,7 +78,7 @@ def load_genesis(data_dir: Path | None, cluster: str) -> tuple[tuple[str, ...] |
         raise ConfigurationError(
             f"{path} is damaged; move the data dir aside and rejoin the cluster"
         ) from None
-    if kept_cluster is not None and kept_cluster != cluster:
+    if cluster is not None and kept_cluster is not None and kept_cluster != cluster:
         raise WrongCluster(str(data_dir), kept_cluster, cluster)
     return voters, kept_cluster is None
 

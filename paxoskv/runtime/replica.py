@@ -41,9 +41,9 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     DuplicateIdWatch,
     Role,
-    load_genesis,
     load_role,
     node_identity,
+    read_genesis,
     save_genesis,
     save_role,
 )
@@ -104,7 +104,7 @@ class Replica:
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
         self.peers: dict[str, PeerView] = {}
         self._genesis: tuple[str, ...] | None
-        self._genesis, self._record_cluster = load_genesis(config.data_dir, config.cluster)
+        self._genesis, self._record_cluster = read_genesis(config.data_dir, config.cluster)
         self._role: Role = self._kept_role()
         self._bootstrap = (
             Bootstrap(self.node_id, config.bootstrap_expect, settle_s=config.hello_interval_s)
