@@ -165,8 +165,8 @@ class Bootstrap:
                 "of a new cluster with the same --bootstrap-expect, or --join the cluster once "
                 "it is formed"
             )
-        if len(self.met) > self.expect and ("", len(self.met)) not in self._complained:
-            self._complained.add(("", len(self.met)))
+        if len(self.met) > self.expect and ("", 0) not in self._complained:
+            self._complained.add(("", 0))  # once: the nodes met since are no news
             complaints.append(
                 f"{self.node_id} has met {len(self.met)} nodes starting a cluster "
                 f"({', '.join(sorted(self.met))}), more than --bootstrap-expect {self.expect}: "
