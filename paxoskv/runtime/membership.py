@@ -70,10 +70,11 @@ def membership_change(
 ) -> Command | None:
     """The one configuration change the leader should propose now, if any.
 
-    ``removed_at`` maps a node taken out of the configuration to the leader's applied slot
-    when it saw that: a hello the node sent before it applied its own removal reports an
-    applied slot below it, and must not add the node straight back (a process that reuses the
-    id on a fresh data dir catches up past it first, and is then added).
+    ``removed_at`` maps a node taken out of the configuration to the slot of its removal (or
+    a later slot the leader had applied when it saw it): a hello the node sent before it
+    applied its own removal reports an applied slot below it, and must not add the node
+    straight back (a process that reuses the id on a fresh data dir catches up to it first,
+    and is then added).
     """
     removed_at = removed_at or {}
     for node_id in sorted(peers):
@@ -84,7 +85,7 @@ def membership_change(
         if genesis and view.genesis and view.genesis != genesis:
             continue  # another cluster's node (of the same name): see identity.py
         if node_id not in config.members():
-            if view.applied_slot <= removed_at.get(node_id, -1):
+            if view.applied_slot < removed_at.get(node_id, 0):
                 continue
             return AddLearner(node_id)
         caught_up = view.applied_slot >= leader_applied_slot - CATCH_UP_MARGIN_SLOTS

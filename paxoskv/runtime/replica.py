@@ -753,10 +753,12 @@ class Replica:
                 removed_at[gone] = max(removed_at.get(gone, 0), engine.applied_slot)
                 self.peers.pop(gone, None)
         self._last_members = members
+        # A change applied at slot s governs from s + window (configs.py): s is the removal's.
+        window = engine.settings.window_slots
         history = engine.configs.entries()
         for (_, before), (start, after) in pairwise(history):
             for gone in before.members() - after.members():
-                removed_at[gone] = max(removed_at.get(gone, 0), start)
+                removed_at[gone] = max(removed_at.get(gone, 0), start - window)
 
     def _watch_duplicate_ids(self, transport: Transport) -> None:
         """Hear from the transport of frames sent under our own id (see DuplicateIdWatch)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -254,8 +255,8 @@ def test_a_hello_sent_before_its_removal_does_not_add_a_node_back() -> None:
             removed_at={"n3": 40},
         )
 
-    assert change(39) is None  # sent before n3 applied its removal (slot <= 40)
-    assert change(41) is not None  # a process that caught up past it: a new member
+    assert change(39) is None  # sent before n3 applied its removal, in slot 40
+    assert change(40) is not None  # a process that caught up to it: a new member
 
 
 def test_paxos_kv_node_exits_non_zero_with_the_reason() -> None:
@@ -291,5 +292,36 @@ async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Pa
         assert engine is not None
         await n1.set("k", "after")
         assert "n3" not in engine.configuration.members()
+    finally:
+        await cluster.close()
+
+
+async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+        await n1.set("k", 1)
+        await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
+        await n1.remove("n3")
+        await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+        await cluster.stop("n3")
+        shutil.rmtree(tmp_path / "n3")
+        fresh = await cluster.start("n3", join=True)
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(
+            lambda: "n3" in engine.configuration.voters, 10, "n3 added and promoted again"
+        )
+        revision = await n1.set("k", 2)
+        await eventually(
+            lambda: fresh.replica.status()["revision"] >= revision,
+            what="the new n3 following",
+        )
+        assert await fresh.get("k", consistency="local") == 2
+        assert fresh.replica.failure is None
     finally:
         await cluster.close()
