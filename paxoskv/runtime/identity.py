@@ -11,7 +11,8 @@ memory of one cluster: its journal holds that cluster's slots and its acceptor's
 started in another cluster it would vote, and report an applied slot, in a log it never saw
 (a leader counted such a node caught up by a slot number from elsewhere and promoted it). The
 check at start closes that path: a node only ever joins with a log it got from the cluster it
-joins. Data dirs from before the cluster was kept adopt the cluster they are next started in.
+joins. Data dirs from before the cluster and role were kept adopt the cluster they are next
+started in, and the role its flags give.
 """
 
 from __future__ import annotations

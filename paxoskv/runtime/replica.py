@@ -149,6 +149,8 @@ class Replica:
         if self._record_cluster and self._genesis is not None:
             save_genesis(self.config.data_dir, self._genesis, self.config.cluster)
             log.info("%s: its data dir now records cluster %r", self.node_id, self.config.cluster)
+        if self._genesis is not None and load_role(self.config.data_dir) is None:
+            save_role(self.config.data_dir, self._role)  # an older release's data dir
         if self.config.bootstrap_expect == 1 and self._genesis is None and not has_state:
             self._adopt_genesis((self.node_id,))
         self._has_state = has_state

@@ -325,3 +325,16 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> No
         assert fresh.replica.failure is None
     finally:
         await cluster.close()
+
+
+async def test_an_older_data_dir_records_its_role_on_first_start(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        await cluster.start("o1", bootstrap_expect=1)
+        await cluster.stop("o1")
+        (tmp_path / "o1" / ROLE_FILE).unlink()  # as releases before kept it: nowhere
+        node = await cluster.start("o1")
+        await node.wait_ready(5)
+        assert (tmp_path / "o1" / ROLE_FILE).read_text().strip() == "voter"
+    finally:
+        await cluster.close()
