@@ -48,6 +48,7 @@ from paxoskv.runtime.identity import (
     save_role,
 )
 from paxoskv.runtime.membership import (
+    CATCH_UP_MARGIN_SLOTS,
     Bootstrap,
     Member,
     PeerView,
@@ -678,6 +679,7 @@ class Replica:
         self._adopt_genesis(voters)
         log.info("%s bootstrapped a cluster of %s", self.node_id, ", ".join(voters))
         self._start_engine(self._pending_durable)
+        self._member = True
 
     def _refuse_foreign(self, sender: str, genesis: tuple[str, ...]) -> None:
         """A node of the same cluster name but another genesis: another cluster's data dir.
@@ -712,9 +714,12 @@ class Replica:
 
         A node that was a member and no longer is was removed (``members remove``): it stops,
         and its data dir says so, rather than ask to be added again as it used to. "Was a
-        member" means: by its own journal at start, or seen in the configuration once caught
-        up with a leader; so a fresh node that reuses a removed node's id does not stop at
-        the old removal while it replays the log. A learner promoted starts to vote, and is
+        member" means: by its own journal at start, by bootstrapping, or seen in the
+        configuration within ``CATCH_UP_MARGIN_SLOTS`` of the commit point a leader told it
+        (a joiner added while still far behind counts once it nears the head, even under
+        load); so a fresh node that reuses a removed node's id does not stop at the old
+        removal while it replays the log, unless that removal is among the last few dozen
+        slots it replays. A learner promoted starts to vote, and is
         kept a voter. Every node notes who left and when (``removed_at``, for the leader's
         policy) and forgets non-members silent for ``down_after_s``.
         """
@@ -737,7 +742,7 @@ class Replica:
                 save_role(self.config.data_dir, "removed")
                 self._fail_stop(NodeRemoved(me, self.config.cluster))
             return
-        if engine.leader_id and engine.applied_slot >= engine.known_commit:
+        if engine.leader_id and engine.applied_slot + CATCH_UP_MARGIN_SLOTS >= engine.known_commit:
             self._member = True
         if self._role == "learner" and me in configuration.voters:
             self._role = "voter"

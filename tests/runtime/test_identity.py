@@ -309,6 +309,8 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> No
         await n1.remove("n3")
         await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
         await cluster.stop("n3")
+        for i in range(70):  # the old removal is no longer among the last slots it replays
+            await n1.set("k", i)
         shutil.rmtree(tmp_path / "n3")
         fresh = await cluster.start("n3", join=True)
         engine = n1.replica.engine
@@ -338,3 +340,19 @@ async def test_an_older_data_dir_records_its_role_on_first_start(tmp_path: Path)
         assert (tmp_path / "o1" / ROLE_FILE).read_text().strip() == "voter"
     finally:
         await cluster.close()
+
+
+async def test_a_joined_node_removed_while_running_stops(memory_cluster: MemoryCluster) -> None:
+    n1 = memory_cluster.nodes["n1"]
+    for i in range(100):  # a log to catch up on: n4 is added while it is still behind
+        await n1.set(f"k{i}", i)
+    n4 = await memory_cluster.start("n4", join=True)
+    engine = n1.replica.engine
+    assert engine is not None
+    await eventually(lambda: "n4" in engine.configuration.voters, 10, "n4 promoted")
+    await eventually(lambda: n4.replica._member, what="n4 knowing it is a member")
+    await n1.remove("n4")
+    await eventually(n4.replica.stopped.is_set, 5, "n4 stopping")
+    assert isinstance(n4.replica.failure, NodeRemoved)
+    await n1.set("after", 1)
+    assert "n4" not in engine.configuration.members()
