@@ -719,9 +719,9 @@ class Replica:
         (a joiner added while still far behind counts once it nears the head, even under
         load); so a fresh node that reuses a removed node's id does not stop at the old
         removal while it replays the log, unless that removal is among the last few dozen
-        slots it replays. A learner promoted starts to vote, and is
-        kept a voter. Every node notes who left and when (``removed_at``, for the leader's
-        policy) and forgets non-members silent for ``down_after_s``.
+        slots it replays. A learner promoted starts to vote, and is kept a voter. Every node
+        notes who left and when (``removed_at``, for the leader's policy) and forgets
+        non-members silent for ``down_after_s``.
         """
         engine = self.engine
         if engine is None or self.failure is not None:
