@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,21 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
             what="the leader hearing the restarted l1 caught up",
         )
         assert leader.peers["l1"].wants == "learner"
+        policy = leader.config
+        assert (  # what the leader's policy makes of the restarted l1: nothing to do
+            membership_change(
+                engine.configuration,
+                {"l1": leader.peers["l1"]},
+                now=time.time(),
+                leader_applied_slot=engine.applied_slot,
+                suspect_after_s=policy.suspect_after_s,
+                down_after_s=policy.down_after_s,
+                auto_remove_down_after_s=None,
+                min_voters=policy.min_voters,
+                watching_since=0.0,
+            )
+            is None
+        )
         assert restarted.replica.engine is not None
         assert restarted.replica.engine.settings.learner
         assert "l1" in engine.configuration.learners  # not promoted by the leader
