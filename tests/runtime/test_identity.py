@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv import Config, Node
-from paxoskv.errors import DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
     ROLE_FILE,
@@ -372,3 +372,16 @@ async def test_a_joined_node_removed_while_running_stops(memory_cluster: MemoryC
     assert isinstance(n4.replica.failure, NodeRemoved)
     await n1.set("after", 1)
     assert "n4" not in engine.configuration.members()
+
+
+async def test_learner_flag_on_a_voters_data_dir_is_refused(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        node = await cluster.start("v1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        await cluster.stop("v1")
+        with pytest.raises(ConfigurationError, match=r"v1 is a voter .* cannot make it a learner"):
+            await cluster.start("v1", learner=True, join=True)
+    finally:
+        cluster.network._detach("v1")
+        await cluster.close()
