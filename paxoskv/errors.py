@@ -25,6 +25,51 @@ class InvalidArgument(PaxosKVError, ValueError):
     anything is sent, so nothing was written."""
 
 
+class WrongCluster(ConfigurationError):
+    """The data dir was written by a member of another cluster.
+
+    Its log and its acceptor's promises belong to that cluster: joined to another one, its
+    slot numbers and votes would be counted where they mean nothing.
+    """
+
+    def __init__(self, path: str, kept: str, wanted: str) -> None:
+        self.path = path
+        self.kept = kept
+        self.wanted = wanted
+        super().__init__(
+            f"data dir {path} belongs to cluster {kept!r}, not {wanted!r}: use a fresh "
+            f"--data-dir to join {wanted!r}, or --cluster {kept} to run it in its own cluster"
+        )
+
+
+class DuplicateNodeId(ConfigurationError):
+    """Another live process runs as this node id (a copied data dir, a reused --node-id).
+
+    Two processes answering as one acceptor can each promise or accept what the other refused,
+    which breaks Paxos's safety; the newer of the two stops.
+    """
+
+    def __init__(self, node_id: str, address: object) -> None:
+        self.node_id = node_id
+        self.address = address
+        super().__init__(
+            f"another process at {address} runs as node id {node_id!r}; give every node its "
+            "own data dir (and its own --node-id)"
+        )
+
+
+class NodeRemoved(PaxosKVError):
+    """This node was taken out of the cluster's configuration (``members remove``)."""
+
+    def __init__(self, node_id: str, cluster: str) -> None:
+        self.node_id = node_id
+        self.cluster = cluster
+        super().__init__(
+            f"node {node_id!r} was removed from cluster {cluster!r} and has stopped; to bring "
+            "it back, start it on a fresh --data-dir (it joins as a new member)"
+        )
+
+
 # --- storage -------------------------------------------------------------------------------
 
 

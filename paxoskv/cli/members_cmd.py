@@ -60,7 +60,12 @@ def promote_command(ctx: click.Context, node_id: str) -> None:
 @client_options
 @click.pass_context
 def remove_command(ctx: click.Context, node_id: str) -> None:
-    """Take member ID out of the configuration (stop its process afterwards)."""
+    """Take member ID out of the configuration, while it runs.
+
+    The node sees its removal in the log, logs that it was removed and exits (code 4); its data
+    dir will not start again (start it on a fresh --data-dir to bring it back as a new member).
+    A node removed while stopped exits the same way when it next starts and catches up.
+    """
 
     async def remove(client: KVApi) -> None:
         await client.remove(node_id)

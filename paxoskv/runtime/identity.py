@@ -4,18 +4,33 @@ A restarted node must rejoin as itself (its promises and accepts are its own), s
 written once and read back. The genesis voter set is what every replica's state machine starts
 from; a node that joins later learns it from a member's hello and keeps it too, so replaying
 its journal after a restart starts from the same first state as everyone else's.
+
+The genesis file also names the cluster the data dir belongs to, and a ``role`` file keeps
+what the node asked to be (voter or learner), or that it was removed. A data dir is a member's
+memory of one cluster: its journal holds that cluster's slots and its acceptor's promises, so
+started in another cluster it would vote, and report an applied slot, in a log it never saw
+(a leader counted such a node caught up by a slot number from elsewhere and promoted it). The
+check at start closes that path: a node only ever joins with a log it got from the cluster it
+joins. Data dirs from before the cluster and role were kept adopt the cluster they are next
+started in, and the role its flags give.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
-from paxoskv.errors import ConfigurationError
+from paxoskv.errors import ConfigurationError, WrongCluster
 
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
+ROLE_FILE = "role"
+
+Role = Literal["voter", "learner", "removed"]
+ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
 
 
 def node_identity(data_dir: Path | None, wanted: str | None) -> str:
@@ -38,20 +53,59 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
 
 
 def load_genesis(data_dir: Path | None) -> tuple[str, ...] | None:
-    if data_dir is None or not (data_dir / GENESIS_FILE).exists():
-        return None
+    """The genesis voters kept in ``data_dir``, whatever its cluster (None: none yet)."""
+    return read_genesis(data_dir, None)[0]
+
+
+def read_genesis(data_dir: Path | None, cluster: str | None) -> tuple[tuple[str, ...] | None, bool]:
+    """The genesis voters kept in ``data_dir`` (None: none yet), and whether the file still
+    lacks the cluster's name (a data dir from an older release: record it, see the module).
+
+    Raises :class:`WrongCluster` for a data dir of another cluster than ``cluster`` (None:
+    any will do).
+    """
+    path = None if data_dir is None else data_dir / GENESIS_FILE
+    if path is None or not path.exists():
+        return None, False
     try:
-        voters = json.loads((data_dir / GENESIS_FILE).read_text())["voters"]
-    except (ValueError, KeyError, TypeError):
+        kept = json.loads(path.read_text())
+        voters = tuple(kept["voters"])
+        kept_cluster = kept.get("cluster")
+        if not all(type(voter) is str for voter in voters) or (
+            kept_cluster is not None and type(kept_cluster) is not str
+        ):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ConfigurationError(
-            f"{data_dir / GENESIS_FILE} is damaged; move the data dir aside and rejoin the cluster"
+            f"{path} is damaged; move the data dir aside and rejoin the cluster"
         ) from None
-    return tuple(voters)
+    if cluster is not None and kept_cluster is not None and kept_cluster != cluster:
+        raise WrongCluster(str(data_dir), kept_cluster, cluster)
+    return voters, kept_cluster is None
 
 
-def save_genesis(data_dir: Path | None, voters: tuple[str, ...]) -> None:
+def save_genesis(data_dir: Path | None, voters: tuple[str, ...], cluster: str) -> None:
     if data_dir is not None:
-        _write_durably(data_dir / GENESIS_FILE, json.dumps({"voters": list(voters)}) + "\n")
+        text = json.dumps({"voters": list(voters), "cluster": cluster})
+        _write_durably(data_dir / GENESIS_FILE, text + "\n")
+
+
+def load_role(data_dir: Path | None) -> Role | None:
+    """The role kept in ``data_dir``; None for a node that never joined, or an older release's
+    data dir (its flags decide, as they used to)."""
+    path = None if data_dir is None else data_dir / ROLE_FILE
+    if path is None or not path.exists():
+        return None
+    kept = path.read_text().strip()
+    for role in ROLES:
+        if kept == role:
+            return role
+    raise ConfigurationError(f"{path} is damaged; write voter or learner in it")
+
+
+def save_role(data_dir: Path | None, role: Role) -> None:
+    if data_dir is not None:
+        _write_durably(data_dir / ROLE_FILE, role + "\n")
 
 
 def _fresh_id() -> str:
@@ -59,8 +113,6 @@ def _fresh_id() -> str:
 
 
 def _write_durably(path: Path, text: str) -> None:
-    import os
-
     temporary = path.with_suffix(".tmp")
     with temporary.open("w") as handle:
         handle.write(text)
@@ -72,3 +124,34 @@ def _write_durably(path: Path, text: str) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+class DuplicateIdWatch:
+    """Decides when frames sent under our own node id prove a second live process.
+
+    The transport hands over every frame it gets with our id and another incarnation (the
+    frame header's number, the sender's start time in nanoseconds: a restart always takes a
+    larger one). Two processes answering as one acceptor break Paxos, so one must go: the
+    newer, since the older may be a voter the cluster counts on, and the newer has just been
+    started by someone who can read its error. The older one only warns.
+
+    One frame is not proof: a restarted node may still receive a datagram its previous life
+    sent just before it died (delayed in a queue, or a multicast copy). A dead process sends
+    nothing more, so the other incarnation counts as alive only once frames from it have kept
+    coming for longer than ``alive_after_s`` (a hello interval: every live node sends a hello
+    at least that often), more than one frame and spread over time, never a burst in flight.
+    """
+
+    def __init__(self, own_incarnation: int, alive_after_s: float) -> None:
+        self.own_incarnation = own_incarnation
+        self.alive_after_s = alive_after_s
+        self._first_heard: dict[int, float] = {}
+
+    def heard(self, incarnation: int, now: float) -> bool:
+        """True when this process should stop: an older incarnation is alive."""
+        if incarnation >= self.own_incarnation:
+            return False  # ours (an echo), or a newer process: that one stops, not us
+        first = self._first_heard.setdefault(incarnation, now)
+        if len(self._first_heard) > 64:  # bounded: a flood of forged headers cannot grow it
+            self._first_heard = {incarnation: first}
+        return now - first >= self.alive_after_s

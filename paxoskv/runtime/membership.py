@@ -5,12 +5,17 @@ The failure detector is gossip over hellos: every node broadcasts one every
 ``down_after_s`` down. The leader turns that view into configuration changes, one at a time,
 through the log like any command: a node asking to join is added as a learner; a learner that
 asked to vote is promoted once it has caught up; a voter down for longer than
-``auto_remove_down_after_s`` (when set) is removed, never below ``min_voters``.
+``auto_remove_down_after_s`` (when set) is removed, never below ``min_voters``. A node that was
+removed is not added back on the strength of what it said before it learned it was removed,
+and a node whose genesis is another cluster's is never added.
+
+Bootstrapping a new cluster is :class:`Bootstrap`, whose docstring proves its rule.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from paxoskv.state import AddLearner, Command, Configuration, PromoteLearner, RemoveMember
 
@@ -24,6 +29,7 @@ class PeerView:
     applied_slot: int
     revision: int
     leader_id: str
+    genesis: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +65,28 @@ def membership_change(
     auto_remove_down_after_s: float | None,
     min_voters: int,
     watching_since: float,
+    genesis: tuple[str, ...] = (),
+    removed_at: Mapping[str, int] | None = None,
 ) -> Command | None:
-    """The one configuration change the leader should propose now, if any."""
+    """The one configuration change the leader should propose now, if any.
+
+    ``removed_at`` maps a node taken out of the configuration to the slot of its removal (or
+    a later slot the leader had applied when it saw it): a hello the node sent before it
+    applied its own removal reports an applied slot below it, and must not add the node
+    straight back (a process that reuses the id on a fresh data dir catches up to it first,
+    and is then added).
+    """
+    removed_at = removed_at or {}
     for node_id in sorted(peers):
         view = peers[node_id]
         state = liveness(now, view.last_seen, suspect_after_s, down_after_s)
         if state != "up" or view.wants not in ("voter", "learner"):
             continue
+        if genesis and view.genesis and view.genesis != genesis:
+            continue  # another cluster's node (of the same name): see identity.py
         if node_id not in config.members():
+            if view.applied_slot < removed_at.get(node_id, 0):
+                continue
             return AddLearner(node_id)
         caught_up = view.applied_slot >= leader_applied_slot - CATCH_UP_MARGIN_SLOTS
         if node_id in config.learners and view.wants == "voter" and caught_up:
@@ -79,3 +99,95 @@ def membership_change(
             if now - last_seen > auto_remove_down_after_s:
                 return RemoveMember(node_id)
     return None
+
+
+@dataclass(slots=True)
+class Bootstrap:
+    """When a node may form a new cluster, and with whom: one genesis on every node.
+
+    Each bootstrapping node announces (with every hello) its expected count N
+    (``--bootstrap-expect``) and the set of node ids it has met, itself included: every node
+    it has heard an announcement from. That set only grows: a peer met is never forgotten. A
+    node bootstraps with set S only when
+
+    1. ``|S| == N``, S being its whole met-set;
+    2. every member of S announced the same N; and
+    3. it has heard from EVERY other member of S an announcement whose met-set is exactly S.
+
+    *Claim: two nodes that bootstrap with sets S and S' that share a member have S == S'.*
+    Let c be in both. Bootstrapping needs c's announcement of met-set S (condition 3, or c
+    bootstrapped S itself, so its met-set was S) and likewise of S'. The met-sets one node
+    announces over time form a chain under inclusion, so one of S, S' contains the other;
+    c announced one N (condition 2 at both nodes), and ``|S| == |S'| == N`` (condition 1), so
+    S == S'. In particular a member that announced S can never later bootstrap another set:
+    it would need a met-set of N members strictly containing S, which has N members.
+
+    What it cannot rule out is two groups that never heard of each other at all (a partition
+    at start, with more nodes than N started): no rule can, without knowing the others exist.
+    Two guards narrow that to a network that hides nodes from each other for longer than a
+    hello interval: a node that has met more than N never bootstraps (it logs why), and a
+    bootstrapped member answers an announcement with its hello at once, so a late node joins
+    the cluster formed rather than form one of its own (the runtime also waits, before it
+    bootstraps, one ``settle_s`` in which nothing changes: a member's hello arriving then
+    wins).
+
+    A node that meets more than N, or a member announcing another N, never bootstraps and
+    says so once (the runtime logs it): the fix is to start every node with the same
+    ``--bootstrap-expect``, or to ``--join`` the cluster once it is formed.
+    """
+
+    node_id: str
+    expect: int
+    settle_s: float = 0.0
+    met: set[str] = field(default_factory=set)
+    heard: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    _complained: set[tuple[str, int]] = field(default_factory=set)
+    _ready_since: tuple[frozenset[str], float] | None = None
+
+    def __post_init__(self) -> None:
+        self.met.add(self.node_id)
+
+    def announcement(self) -> tuple[int, list[str]]:
+        return self.expect, sorted(self.met)
+
+    def hear(self, sender: str, expect: int, met: frozenset[str]) -> list[str]:
+        """Take ``sender``'s announcement; the complaints it newly makes, to log once."""
+        complaints = []
+        self.met.add(sender)
+        before = self.heard.get(sender)
+        # Met-sets only grow: a smaller one is an older datagram overtaken by a newer one.
+        if before is None or len(met) >= len(before[1]):
+            self.heard[sender] = (expect, met)
+        if expect != self.expect and (sender, expect) not in self._complained:
+            self._complained.add((sender, expect))
+            complaints.append(
+                f"{sender} was started with --bootstrap-expect {expect} and {self.node_id} "
+                f"with {self.expect}: they will not form a cluster together. Start every node "
+                "of a new cluster with the same --bootstrap-expect, or --join the cluster once "
+                "it is formed"
+            )
+        if len(self.met) > self.expect and ("", 0) not in self._complained:
+            self._complained.add(("", 0))  # once: the nodes met since are no news
+            complaints.append(
+                f"{self.node_id} has met {len(self.met)} nodes starting a cluster "
+                f"({', '.join(sorted(self.met))}), more than --bootstrap-expect {self.expect}: "
+                f"not bootstrapping. Start exactly {self.expect} nodes with --bootstrap-expect "
+                f"{self.expect}, and --join the others once it is formed"
+            )
+        return complaints
+
+    def ready(self, now: float) -> tuple[str, ...] | None:
+        """The genesis voters to bootstrap with now, if the rule allows it (and has for
+        ``settle_s``)."""
+        members = frozenset(self.met)
+        agreed = len(members) == self.expect and all(
+            self.heard.get(node) == (self.expect, members) for node in members - {self.node_id}
+        )
+        if not agreed:
+            self._ready_since = None
+            return None
+        if self._ready_since is None or self._ready_since[0] != members:
+            self._ready_since = (members, now)
+        if now - self._ready_since[1] < self.settle_s:
+            return None
+        return tuple(sorted(members))

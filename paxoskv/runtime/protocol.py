@@ -82,3 +82,29 @@ def decode_hello(fields: list[Any]) -> Hello:
     if not all(type(node) is str for node in hello.genesis) or type(bootstrapping) is not bool:
         raise MalformedRuntimeMessage("bad hello")
     return hello
+
+
+@dataclass(frozen=True, slots=True)
+class BootAnnouncement:
+    """A bootstrapping node's count and the nodes it has met (``membership.Bootstrap``).
+
+    Its own message beside the hello, not more fields in it: a release that reads hellos of
+    six fields drops longer ones as malformed, and would take every upgraded node for down;
+    an unknown message name it ignores.
+    """
+
+    expect: int
+    met: frozenset[str]
+
+
+def encode_boot(expect: int, met: list[str]) -> bytes:
+    return encode_runtime("boot", expect, met)
+
+
+def decode_boot(fields: list[Any]) -> BootAnnouncement:
+    if len(fields) < 2 or type(fields[0]) is not int or type(fields[1]) is not list:
+        raise MalformedRuntimeMessage("bad boot announcement")
+    expect, met = fields[0], fields[1]
+    if expect < 1 or not met or not all(type(node) is str and node for node in met):
+        raise MalformedRuntimeMessage("bad boot announcement")
+    return BootAnnouncement(expect, frozenset(met))

@@ -20,18 +20,41 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 from paxoskv.config import Config
-from paxoskv.errors import ConfigurationError, NoQuorum, StorageError
+from paxoskv.errors import (
+    ConfigurationError,
+    DuplicateNodeId,
+    NodeRemoved,
+    NoQuorum,
+    StorageError,
+)
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import MalformedMessage, Request, decode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.runtime import protocol
-from paxoskv.runtime.identity import load_genesis, node_identity, save_genesis
-from paxoskv.runtime.membership import Member, PeerView, liveness, membership_change
+from paxoskv.runtime.identity import (
+    DuplicateIdWatch,
+    Role,
+    load_role,
+    node_identity,
+    read_genesis,
+    save_genesis,
+    save_role,
+)
+from paxoskv.runtime.membership import (
+    CATCH_UP_MARGIN_SLOTS,
+    Bootstrap,
+    Member,
+    PeerView,
+    liveness,
+    membership_change,
+)
 from paxoskv.state import Configuration, encode_command
 from paxoskv.storage import LAZY_SYNC_S, GroupCommitter, Store
 from paxoskv.transport import Delivery, Transport, open_transport
@@ -81,8 +104,21 @@ class Replica:
         self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
         self.peers: dict[str, PeerView] = {}
-        self._bootstrappers: set[str] = set()
-        self._genesis: tuple[str, ...] | None = load_genesis(config.data_dir)
+        self._genesis: tuple[str, ...] | None
+        self._genesis, self._record_cluster = read_genesis(config.data_dir, config.cluster)
+        self._role: Role = self._kept_role()
+        self._bootstrap = (
+            Bootstrap(self.node_id, config.bootstrap_expect, settle_s=config.hello_interval_s)
+            if config.bootstrap_expect is not None
+            else None
+        )
+        self._has_state = False  # the data dir held a journal or snapshot at start
+        self._member = False  # seen in the configuration, caught up: see _watch_own_membership
+        self._last_members: frozenset[str] | None = None
+        self._seen_configuration: Configuration | None = None
+        self._removed_at: dict[str, int] = {}
+        self._foreign: set[str] = set()  # nodes of another genesis: their Paxos is dropped
+        self._duplicates: DuplicateIdWatch | None = None
         self._engine_ready = asyncio.Event()
         self._snapshot_lock = asyncio.Lock()
         self._policy_pending: tuple[str, int] | None = None
@@ -108,10 +144,17 @@ class Replica:
         except ConfigurationError:
             await self.stop()  # the store's lock and the writer thread go too
             raise
+        self._watch_duplicate_ids(self.transport)
         self.transport.deliver_to(self._on_deliveries)
         self._tasks = [asyncio.create_task(self._hello_loop(), name=f"{self.node_id} hello")]
+        if self._record_cluster and self._genesis is not None:
+            save_genesis(self.config.data_dir, self._genesis, self.config.cluster)
+            log.info("%s: its data dir now records cluster %r", self.node_id, self.config.cluster)
+        if self._genesis is not None and load_role(self.config.data_dir) is None:
+            save_role(self.config.data_dir, self._role)  # an older release's data dir
         if self.config.bootstrap_expect == 1 and self._genesis is None and not has_state:
             self._adopt_genesis((self.node_id,))
+        self._has_state = has_state
         if self._genesis is not None:
             self._start_engine(durable)
         else:
@@ -142,9 +185,32 @@ class Replica:
             )
         return durable, bool(recovered or count)
 
+    def _kept_role(self) -> Role:
+        """What this node is, from its data dir first: a restart without ``--learner`` must
+        not turn a learner into a voter behind the operator's back (the leader would promote
+        it), nor may a removed node's data dir rejoin."""
+        kept = load_role(self.config.data_dir)
+        if kept == "removed":
+            raise NodeRemoved(self.node_id, self.config.cluster)
+        if kept == "voter" and self.config.learner:
+            raise ConfigurationError(
+                f"node {self.node_id} is a voter (kept in {self.config.data_dir}); --learner "
+                "cannot make it a learner: drop --learner, or remove it (paxos-kv members "
+                "remove ID) and start a learner on a fresh --data-dir"
+            )
+        if kept == "learner" and not self.config.learner:
+            log.info(
+                "%s is a learner (kept in its data dir); to make it vote: paxos-kv members "
+                "promote %s",
+                self.node_id,
+                self.node_id,
+            )
+        return kept or ("learner" if self.config.learner else "voter")
+
     def _adopt_genesis(self, voters: tuple[str, ...]) -> None:
         self._genesis = tuple(sorted(voters))
-        save_genesis(self.config.data_dir, self._genesis)
+        save_genesis(self.config.data_dir, self._genesis, self.config.cluster)
+        save_role(self.config.data_dir, self._role)
 
     def _start_engine(self, durable: DurableState) -> None:
         assert self._genesis is not None and self.store is not None
@@ -160,7 +226,7 @@ class Replica:
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
             history_limit_bytes=config.history_limit_bytes,
-            learner=config.learner,
+            learner=self._role == "learner",
             max_message_bytes=self._message_limit_bytes(),
         )
         genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
@@ -173,6 +239,9 @@ class Replica:
             now=time.time(),
         )
         self._engine_ready.set()
+        # A member by its own journal: its removal, learned when it catches up, stops it.
+        self._member = self._has_state and self.node_id in self.engine.configuration.members()
+        self.add_applied_listener(self._on_applied_configuration)
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
         now = time.time()
         self.engine.hold_election(now)  # listen for the leader first: see the method
@@ -535,13 +604,15 @@ class Replica:
             return
         kind = payload[:1]
         if kind == protocol.PAXOS:
-            if self.engine is not None:
+            if self.engine is not None and sender not in self._foreign:
                 message = decode_message(memoryview(payload)[1:])  # no copy of the slot
                 self._step(self.engine.receive(sender, message, time.time()))
         elif kind == protocol.RUNTIME:
             name, fields = protocol.decode_runtime(payload)
             if name == "hello":
                 self._on_hello(sender, protocol.decode_hello(fields))
+            elif name == "boot":
+                self._on_boot(sender, protocol.decode_boot(fields))
             elif name == "whois":
                 self._queue(sender, protocol.encode_hello(self._hello()))
             elif name in self._runtime_handlers:
@@ -554,9 +625,8 @@ class Replica:
 
     def _hello(self) -> protocol.Hello:
         engine = self.engine
-        wants = "learner" if self.config.learner else "voter"
         return protocol.Hello(
-            wants=wants,
+            wants=self._role,
             applied_slot=engine.applied_slot if engine else 0,
             revision=engine.state.revision if engine else 0,
             leader_id=(engine.leader_id or "") if engine else "",
@@ -566,13 +636,27 @@ class Replica:
 
     async def _hello_loop(self) -> None:
         while True:
+            self._watch_own_membership()
+            if self.failure is not None:
+                return
             self._queue(None, protocol.encode_hello(self._hello()))
+            if self._genesis is None and self._bootstrap is not None:
+                self._queue(None, protocol.encode_boot(*self._bootstrap.announcement()))
+                self._try_bootstrap()
             self._apply_membership_policy()
             await asyncio.sleep(self.config.hello_interval_s)
 
     def _on_hello(self, sender: str, hello: protocol.Hello) -> None:
+        if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
+            self._refuse_foreign(sender, hello.genesis)
+            return
         self.peers[sender] = PeerView(
-            time.time(), hello.wants, hello.applied_slot, hello.revision, hello.leader_id
+            time.time(),
+            hello.wants,
+            hello.applied_slot,
+            hello.revision,
+            hello.leader_id,
+            hello.genesis,
         )
         if self._genesis is not None or self.engine is not None:
             return
@@ -580,15 +664,135 @@ class Replica:
             log.info("%s joining the cluster of %s", self.node_id, ", ".join(hello.genesis))
             self._adopt_genesis(hello.genesis)
             self._start_engine(self._pending_durable)
-        elif hello.bootstrapping and self.config.bootstrap_expect is not None:
-            self._bootstrappers.add(sender)
-            met = sorted(self._bootstrappers | {self.node_id})
-            if len(met) >= self.config.bootstrap_expect:
-                self._adopt_genesis(tuple(met[: self.config.bootstrap_expect]))
-                log.info(
-                    "%s bootstrapped a cluster of %s", self.node_id, ", ".join(self._genesis or ())
-                )
-                self._start_engine(self._pending_durable)
+
+    def _on_boot(self, sender: str, boot: protocol.BootAnnouncement) -> None:
+        """A node starting a cluster: a member answers it at once (so it joins this cluster
+        rather than form its own); a bootstrapping node counts it (membership.Bootstrap)."""
+        if self._genesis is not None:
+            if self.engine is not None:
+                self._queue(sender, protocol.encode_hello(self._hello()))
+            return
+        bootstrap = self._bootstrap
+        if bootstrap is None:
+            return  # --join: it waits for a member
+        met_before = len(bootstrap.met)
+        for complaint in bootstrap.hear(sender, boot.expect, boot.met):
+            log.error("%s", complaint)
+        if len(bootstrap.met) != met_before:  # say at once whom we met: it speeds agreement
+            self._queue(None, protocol.encode_boot(*bootstrap.announcement()))
+        self._try_bootstrap()
+
+    def _try_bootstrap(self) -> None:
+        if self._genesis is not None or self._bootstrap is None:
+            return
+        voters = self._bootstrap.ready(time.time())
+        if voters is None:
+            return
+        self._adopt_genesis(voters)
+        log.info("%s bootstrapped a cluster of %s", self.node_id, ", ".join(voters))
+        self._start_engine(self._pending_durable)
+        self._member = True
+
+    def _refuse_foreign(self, sender: str, genesis: tuple[str, ...]) -> None:
+        """A node of the same cluster name but another genesis: another cluster's data dir.
+
+        Its votes and ballots mean nothing here (and a campaign of its own would unseat our
+        leader over and over), so its Paxos messages are dropped and it is never added.
+        """
+        if sender in self._foreign:
+            return
+        self._foreign.add(sender)
+        self.peers.pop(sender, None)
+        log.error(
+            "%s: node %s belongs to another cluster named %r (first voters %s; ours %s); "
+            "ignoring it: start it on a fresh --data-dir to join this cluster",
+            self.node_id,
+            sender,
+            self.config.cluster,
+            ", ".join(genesis),
+            ", ".join(self._genesis or ()),
+        )
+
+    def _on_applied_configuration(self) -> None:
+        """After every applied slot: a configuration change is looked at as it is applied,
+        not at the next hello, since catching up can apply a removal and a later re-adding
+        within one hello interval. One identity comparison per slot otherwise."""
+        engine = self.engine
+        if engine is not None and engine.state.configuration is not self._seen_configuration:
+            self._watch_own_membership()
+
+    def _watch_own_membership(self) -> None:
+        """What the applied configuration says about this node, and about who left it.
+
+        A node that was a member and no longer is was removed (``members remove``): it stops,
+        and its data dir says so, rather than ask to be added again as it used to. "Was a
+        member" means: by its own journal at start, by bootstrapping, or seen in the
+        configuration within ``CATCH_UP_MARGIN_SLOTS`` of the commit point a leader told it
+        (a joiner added while still far behind counts once it nears the head, even under
+        load); so a fresh node that reuses a removed node's id does not stop at the old
+        removal while it replays the log, unless that removal is among the last few dozen
+        slots it replays. A learner promoted starts to vote, and is kept a voter. Every node
+        notes who left and when (``removed_at``, for the leader's policy) and forgets
+        non-members silent for ``down_after_s``.
+        """
+        engine = self.engine
+        if engine is None or self.failure is not None:
+            return
+        configuration = engine.configuration
+        members = configuration.members()
+        if configuration is not self._seen_configuration:
+            self._seen_configuration = configuration
+            self._note_removals(engine, members)
+        now = time.time()
+        for node_id, view in list(self.peers.items()):
+            if node_id not in members and now - view.last_seen > self.config.down_after_s:
+                del self.peers[node_id]
+        me = self.node_id
+        if me not in members:
+            if self._member:
+                self._role = "removed"
+                save_role(self.config.data_dir, "removed")
+                self._fail_stop(NodeRemoved(me, self.config.cluster))
+            return
+        if engine.leader_id and engine.applied_slot + CATCH_UP_MARGIN_SLOTS >= engine.known_commit:
+            self._member = True
+        if self._role == "learner" and me in configuration.voters:
+            self._role = "voter"
+            save_role(self.config.data_dir, "voter")
+            engine.settings = replace(engine.settings, learner=False)
+            log.info("%s was promoted: it is a voter now", me)
+
+    def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
+        """Who left the configuration, and from which slot (the leader's policy must not add
+        them back on an old hello): seen here as it is applied, and from the configuration
+        history the engine still holds, so a leader elected later knows too."""
+        removed_at = self._removed_at
+        if self._last_members is not None:
+            for gone in self._last_members - members:
+                removed_at[gone] = max(removed_at.get(gone, 0), engine.applied_slot)
+                self.peers.pop(gone, None)
+        self._last_members = members
+        # A change applied at slot s governs from s + window (configs.py): s is the removal's.
+        window = engine.settings.window_slots
+        history = engine.configs.entries()
+        for (_, before), (start, after) in pairwise(history):
+            for gone in before.members() - after.members():
+                removed_at[gone] = max(removed_at.get(gone, 0), start - window)
+
+    def _watch_duplicate_ids(self, transport: Transport) -> None:
+        """Hear from the transport of frames sent under our own id (see DuplicateIdWatch)."""
+        inner = getattr(transport, "inner", transport)  # under a FaultyTransport
+        report = getattr(inner, "report_duplicate_id", None)
+        incarnation = getattr(inner, "incarnation", None)
+        if report is None or type(incarnation) is not int:
+            return  # a transport with no incarnations (memory) has no duplicates to see
+        self._duplicates = DuplicateIdWatch(incarnation, self.config.hello_interval_s)
+        report(self._on_duplicate_id)
+
+    def _on_duplicate_id(self, address: object, incarnation: int) -> None:
+        duplicates = self._duplicates
+        if duplicates is not None and duplicates.heard(incarnation, time.monotonic()):
+            self._fail_stop(DuplicateNodeId(self.node_id, address))
 
     def _apply_membership_policy(self) -> None:
         engine = self.engine
@@ -610,6 +814,8 @@ class Replica:
             auto_remove_down_after_s=self.config.auto_remove_down_after_s,
             min_voters=self.config.min_voters,
             watching_since=self._started_at,
+            genesis=self._genesis or (),
+            removed_at=self._removed_at,
         )
         if change is not None:
             self._policy_seq += 1
@@ -624,7 +830,12 @@ class Replica:
         engine = self.engine
         now = time.time()
         config = engine.configuration if engine else Configuration(voters=frozenset())
-        ids = set(config.members()) | {k for k, v in self.peers.items() if v.wants}
+        # A non-member is listed while it is heard (joining); one gone silent is forgotten.
+        ids = set(config.members()) | {
+            k
+            for k, v in self.peers.items()
+            if v.wants and now - v.last_seen < self.config.down_after_s
+        }
         ids.add(self.node_id)
         members = []
         for node_id in sorted(ids):

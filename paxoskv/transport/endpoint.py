@@ -136,6 +136,7 @@ class FramedEndpoint(ClosesOnExit):
         self._gossip_interval_s = gossip_interval_s
         self._gossip_wanted = asyncio.Event()
         self._impostors_seen: set[Address] = set()
+        self._duplicate_listener: Callable[[Address, int], None] | None = None
         self._warned_sources: set[Address] = set()
 
     # --- the Transport protocol ------------------------------------------------------------
@@ -415,6 +416,8 @@ class FramedEndpoint(ClosesOnExit):
         if sender_id == self._node_id:
             self._stats.dropped[DropReason.OWN_ECHO] += 1
             self._warn_impostor(incarnation, address)
+            if self._duplicate_listener is not None and incarnation != self._sealer.incarnation:
+                self._duplicate_listener(address, incarnation)
             return 0
         if self._peer_addresses.get(sender_id) != address:
             self._learn(sender_id, address)
@@ -494,6 +497,11 @@ class FramedEndpoint(ClosesOnExit):
             return
         self._warned_sources.add(address)
         log.warning("dropping frames from %s: %s", address, _WORTH_A_WARNING[reason])
+
+    def report_duplicate_id(self, listener: Callable[[Address, int], None] | None) -> None:
+        """Call ``listener(address, incarnation)`` for every frame another process sends
+        under our node id: the runtime decides which of the two must stop."""
+        self._duplicate_listener = listener
 
     def _warn_impostor(self, incarnation: int, address: Address) -> None:
         """Two processes with one node id break Paxos's assumptions; say so once per address."""

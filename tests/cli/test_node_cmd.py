@@ -3,6 +3,7 @@ clear refusal to share a data dir."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,3 +85,34 @@ def test_timeout_bounds_the_wait_for_a_cluster_and_exits_3(tmp_path: Path) -> No
     assert last.startswith("paxos-kv: error: node ") and "has no cluster after 1s" in last
     assert "waiting for a running cluster to join" in result.stderr
     assert "None" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_copy_of_a_running_nodes_data_dir_exits_non_zero(tmp_path: Path) -> None:
+    """Two processes answering as one acceptor break Paxos: the copy (the newer) stops."""
+    address = ClusterAddress.fresh()
+    data, copy = tmp_path / "n1", tmp_path / "n1copy"
+    log = tmp_path / "n1.log"
+    args = ["node", "--bootstrap-expect", "1", *address.args()]
+    with log.open("w") as sink:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "paxoskv.cli", *args, "--data-dir", str(data)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+        try:
+            wait_for_text(log, "is a voter of the cluster", 20.0)
+            shutil.copytree(data, copy)
+            (copy / "LOCK").unlink()
+            second = run_cli(*args, "--data-dir", str(copy))
+            assert second.returncode == 2
+            last = second.stderr.splitlines()[-1]
+            assert last.startswith("paxos-kv: error: another process at")
+            assert "runs as node id" in last and "give every node its own data dir" in last
+            assert node.poll() is None  # the original keeps running, and serving
+            assert run_cli("set", "k", "v", *address.args()).returncode == 0
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(15) == 0
+        finally:
+            stop_process(node)
+    assert "sends as node id" in log.read_text()

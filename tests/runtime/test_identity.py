@@ -1,0 +1,387 @@
+"""What a data dir remembers of its node: its cluster, its id, its role; and duplicate ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from paxoskv import Config, Node
+from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.runtime.identity import (
+    GENESIS_FILE,
+    ROLE_FILE,
+    DuplicateIdWatch,
+    load_genesis,
+    read_genesis,
+    save_genesis,
+)
+from paxoskv.runtime.membership import PeerView, membership_change
+from paxoskv.state import Configuration
+from tests.runtime.cluster import MemoryCluster, eventually, unique_cluster_name
+from tests.runtime.test_udp_cluster import udp_config
+
+# --- the cluster a data dir belongs to (defect 4) ------------------------------------------
+
+
+def test_genesis_keeps_the_cluster_and_refuses_another(tmp_path: Path) -> None:
+    save_genesis(tmp_path, ("a", "b"), "alpha")
+    assert read_genesis(tmp_path, "alpha") == (("a", "b"), False)
+    assert load_genesis(tmp_path) == ("a", "b")  # what tools that know no cluster read
+    with pytest.raises(WrongCluster, match="belongs to cluster 'alpha', not 'beta'"):
+        read_genesis(tmp_path, "beta")
+
+
+def test_an_older_data_dir_adopts_the_cluster_it_is_started_in(tmp_path: Path) -> None:
+    (tmp_path / GENESIS_FILE).write_text(json.dumps({"voters": ["a"]}))
+    assert read_genesis(tmp_path, "alpha") == (("a",), True)
+
+
+async def test_a_node_refuses_a_data_dir_of_another_cluster(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        node = await cluster.start("e1", bootstrap_expect=1, cluster="uat2")
+        await node.wait_ready(5)
+        await node.set("k", "old cluster")
+        await cluster.stop("e1")
+        with pytest.raises(WrongCluster) as refused:
+            await cluster.start("e1", join=True, cluster="zz1")
+        cluster.network._detach("e1")
+        message = str(refused.value)
+        assert "belongs to cluster 'uat2', not 'zz1'" in message
+        assert "fresh --data-dir" in message and "--cluster uat2" in message
+        # Refused before anything was touched: it still starts in its own cluster.
+        again = await cluster.start("e1", cluster="uat2")
+        await again.wait_ready(5)
+        assert await again.get("k") == "old cluster"
+    finally:
+        await cluster.close()
+
+
+async def test_an_older_data_dir_records_its_cluster_on_first_start(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        await cluster.start("o1", bootstrap_expect=1, cluster="c1")
+        await cluster.stop("o1")
+        genesis = tmp_path / "o1" / GENESIS_FILE
+        genesis.write_text(json.dumps({"voters": ["o1"]}))  # as releases before wrote it
+        node = await cluster.start("o1", cluster="c1")
+        await node.wait_ready(5)
+        assert json.loads(genesis.read_text()) == {"voters": ["o1"], "cluster": "c1"}
+    finally:
+        await cluster.close()
+
+
+def test_the_leader_never_adds_a_node_of_another_genesis() -> None:
+    config = Configuration(voters=frozenset({"a", "b", "c"}))
+    foreign = PeerView(99.5, "voter", 127, 127, "", ("x", "y", "z"))
+    change = membership_change(
+        config,
+        {"emb1": foreign},
+        now=100.0,
+        leader_applied_slot=35,
+        suspect_after_s=1.0,
+        down_after_s=3.0,
+        auto_remove_down_after_s=None,
+        min_voters=3,
+        watching_since=0.0,
+        genesis=("a", "b", "c"),
+    )
+    assert change is None
+
+
+async def test_a_node_of_another_genesis_is_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two clusters under one name: a member of one started in the other is never added, and
+    its ballots do not reach the engines."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("z1", "z2", "z3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        stranger = await cluster.start("s1", bootstrap_expect=1)  # its own genesis, {s1}
+        await stranger.wait_ready(5)
+        leader = cluster.nodes["z1"].replica
+        await eventually(lambda: "s1" in leader._foreign, what="z1 hearing s1's hello")
+        assert "s1 belongs to another cluster" in caplog.text
+        await cluster.nodes["z2"].set("k", "v")
+        assert leader.engine is not None and "s1" not in leader.engine.configuration.members()
+        assert all(member.node_id != "s1" for member in leader.members())
+    finally:
+        await cluster.close()
+
+
+# --- a duplicate node id (defect 5) --------------------------------------------------------
+
+
+def test_a_duplicate_is_alive_only_once_heard_over_a_hello_interval() -> None:
+    watch = DuplicateIdWatch(own_incarnation=1_000, alive_after_s=0.25)
+    assert not watch.heard(1_000, 0.0)  # our own incarnation: an echo
+    assert not watch.heard(2_000, 0.0) and not watch.heard(2_000, 9.0)  # a newer: it stops
+    assert not watch.heard(500, 10.0)  # an older one's first frame: maybe our last life's
+    assert not watch.heard(500, 10.1)  # a burst in flight is not a live process
+    assert watch.heard(500, 10.25)
+
+
+async def test_the_newer_of_two_processes_with_one_id_stops(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A copied data dir started beside its original, over loopback multicast: the copy
+    stops with a clear error, the original warns and keeps serving."""
+    base = udp_config(unique_cluster_name(), random.randint(20_000, 60_000))
+    settings = {**base.__dict__, "node_id": "m3", "durability": "memory", "bootstrap_expect": 1}
+    older = Node(Config(**settings))
+    newer = Node(Config(**settings))
+    try:
+        await older.start()
+        await older.wait_ready(5)
+        await newer.start()
+        await eventually(newer.replica.stopped.is_set, 10, "the newer process stopping")
+        failure = newer.replica.failure
+        assert isinstance(failure, DuplicateNodeId)
+        assert "runs as node id 'm3'; give every node its own data dir" in str(failure)
+        assert older.replica.failure is None
+        await older.set("still", "serving")
+        assert await older.get("still") == "serving"
+        assert "sends as node id 'm3'" in caplog.text  # the older one's warning
+    finally:
+        await newer.close()
+        await older.close()
+
+
+# --- the learner role kept (defect 7) ------------------------------------------------------
+
+
+async def test_a_learner_restarted_without_the_flag_stays_a_learner(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "paxoskv.node")
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        await cluster.start("l1", learner=True, join=True)
+        leader = cluster.nodes["n1"].replica
+        assert leader.engine is not None
+        engine = leader.engine
+        await eventually(lambda: "l1" in engine.configuration.learners, what="l1 added")
+        assert (tmp_path / "l1" / ROLE_FILE).read_text().strip() == "learner"
+        await cluster.stop("l1")
+
+        restarted = await cluster.start("l1")  # no --learner
+        assert "l1 is a learner (kept in its data dir)" in caplog.text
+        assert "paxos-kv members promote l1" in caplog.text
+        revision = await cluster.nodes["n2"].set("after", 1)
+        await eventually(
+            lambda: (
+                (view := leader.peers.get("l1")) is not None
+                and view.revision >= revision
+                and view.last_seen > leader._started_at
+            ),
+            what="the leader hearing the restarted l1 caught up",
+        )
+        assert leader.peers["l1"].wants == "learner"
+        policy = leader.config
+        assert (  # what the leader's policy makes of the restarted l1: nothing to do
+            membership_change(
+                engine.configuration,
+                {"l1": leader.peers["l1"]},
+                now=time.time(),
+                leader_applied_slot=engine.applied_slot,
+                suspect_after_s=policy.suspect_after_s,
+                down_after_s=policy.down_after_s,
+                auto_remove_down_after_s=None,
+                min_voters=policy.min_voters,
+                watching_since=0.0,
+            )
+            is None
+        )
+        assert restarted.replica.engine is not None
+        assert restarted.replica.engine.settings.learner
+        assert "l1" in engine.configuration.learners  # not promoted by the leader
+
+        await cluster.nodes["n1"].promote("l1")  # an operator's promotion sticks
+        await eventually(lambda: restarted.replica._role == "voter", what="l1 told it votes")
+        assert not restarted.replica.engine.settings.learner
+        assert (tmp_path / "l1" / ROLE_FILE).read_text().strip() == "voter"
+    finally:
+        await cluster.close()
+
+
+# --- members remove of a running node (defect 6) ---------------------------------------------
+
+
+async def test_a_removed_node_stops_and_is_not_added_back(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+        await n1.set("k", 1)
+        await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
+        await n1.remove("n3")
+        await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+        assert isinstance(n3.replica.failure, NodeRemoved)
+        assert "was removed from cluster" in str(n3.replica.failure)
+        assert (tmp_path / "n3" / ROLE_FILE).read_text().strip() == "removed"
+        engine = n1.replica.engine
+        assert engine is not None
+        # Writes go on; the hellos n3 sent before it learned of its removal add nothing.
+        await n1.set("k", 2)
+        await eventually(lambda: "n3" in n1.replica._removed_at, what="n1 noting the removal")
+        assert "n3" not in engine.configuration.members()
+        await eventually(
+            lambda: all(member.node_id != "n3" for member in n1.replica.members()),
+            5,
+            "n3 gone from the members list",
+        )
+        assert "n3" not in engine.configuration.members()
+        await cluster.stop("n3")
+        with pytest.raises(NodeRemoved):  # its data dir does not rejoin
+            await cluster.start("n3")
+    finally:
+        await cluster.close()
+
+
+def test_a_hello_sent_before_its_removal_does_not_add_a_node_back() -> None:
+    config = Configuration(voters=frozenset({"n1", "n2"}))
+
+    def change(applied_slot: int) -> object:
+        return membership_change(
+            config,
+            {"n3": PeerView(99.5, "voter", applied_slot, 0, "n1")},
+            now=100.0,
+            leader_applied_slot=50,
+            suspect_after_s=1.0,
+            down_after_s=3.0,
+            auto_remove_down_after_s=None,
+            min_voters=3,
+            watching_since=0.0,
+            removed_at={"n3": 40},
+        )
+
+    assert change(39) is None  # sent before n3 applied its removal, in slot 40
+    assert change(40) is not None  # a process that caught up to it: a new member
+
+
+def test_paxos_kv_node_exits_non_zero_with_the_reason() -> None:
+    from paxoskv.cli.errors import EXIT_FAILED, EXIT_USAGE, failure_for
+
+    removed = failure_for(NodeRemoved("n3", "c1"))
+    assert removed.exit_code == EXIT_FAILED
+    assert removed.line().startswith("paxos-kv: error: node 'n3' was removed from cluster 'c1'")
+    duplicate = failure_for(DuplicateNodeId("m3", ("127.0.0.1", 4000)))
+    assert duplicate.exit_code == EXIT_USAGE
+    assert "another process at ('127.0.0.1', 4000) runs as node id 'm3'" in duplicate.line()
+    foreign = failure_for(WrongCluster("d", "uat2", "zz1"))
+    assert foreign.exit_code == EXIT_USAGE
+
+
+async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1 = cluster.nodes["n1"]
+        await n1.set("k", 1)
+        await cluster.stop("n3")
+        await n1.remove("n3")
+        for i in range(5):
+            await n1.set("k", i)
+        back = await cluster.start("n3")  # its journal says it is a member
+        await eventually(back.replica.stopped.is_set, 5, "n3 learning of its removal")
+        assert isinstance(back.replica.failure, NodeRemoved)
+        engine = n1.replica.engine
+        assert engine is not None
+        await n1.set("k", "after")
+        assert "n3" not in engine.configuration.members()
+    finally:
+        await cluster.close()
+
+
+async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+        await n1.set("k", 1)
+        await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
+        await n1.remove("n3")
+        await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+        await cluster.stop("n3")
+        for i in range(70):  # the old removal is no longer among the last slots it replays
+            await n1.set("k", i)
+        shutil.rmtree(tmp_path / "n3")
+        fresh = await cluster.start("n3", join=True)
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(
+            lambda: "n3" in engine.configuration.voters, 10, "n3 added and promoted again"
+        )
+        revision = await n1.set("k", 2)
+        await eventually(
+            lambda: fresh.replica.status()["revision"] >= revision,
+            what="the new n3 following",
+        )
+        assert await fresh.get("k", consistency="local") == 2
+        assert fresh.replica.failure is None
+    finally:
+        await cluster.close()
+
+
+async def test_an_older_data_dir_records_its_role_on_first_start(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        await cluster.start("o1", bootstrap_expect=1)
+        await cluster.stop("o1")
+        (tmp_path / "o1" / ROLE_FILE).unlink()  # as releases before kept it: nowhere
+        node = await cluster.start("o1")
+        await node.wait_ready(5)
+        assert (tmp_path / "o1" / ROLE_FILE).read_text().strip() == "voter"
+    finally:
+        await cluster.close()
+
+
+async def test_a_joined_node_removed_while_running_stops(memory_cluster: MemoryCluster) -> None:
+    n1 = memory_cluster.nodes["n1"]
+    for i in range(100):  # a log to catch up on: n4 is added while it is still behind
+        await n1.set(f"k{i}", i)
+    n4 = await memory_cluster.start("n4", join=True)
+    engine = n1.replica.engine
+    assert engine is not None
+    await eventually(lambda: "n4" in engine.configuration.voters, 10, "n4 promoted")
+    await eventually(lambda: n4.replica._member, what="n4 knowing it is a member")
+    await n1.remove("n4")
+    await eventually(n4.replica.stopped.is_set, 5, "n4 stopping")
+    assert isinstance(n4.replica.failure, NodeRemoved)
+    await n1.set("after", 1)
+    assert "n4" not in engine.configuration.members()
+
+
+async def test_learner_flag_on_a_voters_data_dir_is_refused(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        node = await cluster.start("v1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        await cluster.stop("v1")
+        with pytest.raises(ConfigurationError, match=r"v1 is a voter .* cannot make it a learner"):
+            await cluster.start("v1", learner=True, join=True)
+    finally:
+        cluster.network._detach("v1")
+        await cluster.close()
