@@ -295,7 +295,7 @@ class Replica:
                 "waiting for a running cluster to join (to form a new one instead, start the "
                 "first nodes with bootstrap_expect, --bootstrap-expect on the command line)"
             )
-        met = sorted(self._bootstrappers | {self.node_id})
+        met = sorted(self._bootstrap.met) if self._bootstrap is not None else [self.node_id]
         return (
             f"waiting to form a cluster of {expect} nodes started with the same "
             f"bootstrap_expect ({expect}), or for a running cluster to join; met so far: "
