@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Self
@@ -36,6 +36,7 @@ from paxoskv.cli.cluster_options import ClientFactory, remote_client
 from paxoskv.cli.errors import PROGRAM, NodeExited
 from paxoskv.config import Config
 from paxoskv.errors import ConfigurationError, NoQuorum, PaxosKVError
+from paxoskv.runtime.identity import recorded_cluster
 from paxoskv.runtime.membership import Member
 
 LOOPBACK = "127.0.0.1"
@@ -134,15 +135,24 @@ class LocalCluster:
         self.base_dir = Path(base_dir)
         self.voters = voters
         self.address = address or ClusterAddress.fresh()
+        if address is None:  # data dirs of an earlier run belong to its cluster: keep its name
+            names = self._node_names(voters, learners)
+            kept = {recorded_cluster(self.base_dir / name) for name in names} - {None}
+            if len(kept) == 1:
+                self.address = replace(self.address, cluster=str(kept.pop()))
         self.durability = durability
         self.log_level = log_level
         self._connect = connect
         logs = self.base_dir / "logs"
         self.nodes: dict[str, LocalNode] = {}
-        for name, learner in [(f"n{i}", False) for i in range(1, voters + 1)] + [
-            (f"l{i}", True) for i in range(1, learners + 1)
-        ]:
+        for name, learner in self._node_names(voters, learners).items():
             self.nodes[name] = LocalNode(name, self.base_dir / name, logs / f"{name}.log", learner)
+
+    @staticmethod
+    def _node_names(voters: int, learners: int) -> dict[str, bool]:
+        """Each node's name, and whether it is a learner."""
+        names = {f"n{i}": False for i in range(1, voters + 1)}
+        return names | {f"l{i}": True for i in range(1, learners + 1)}
 
     # --- processes ---------------------------------------------------------------------------
 

@@ -84,6 +84,17 @@ def read_genesis(data_dir: Path | None, cluster: str | None) -> tuple[tuple[str,
     return voters, kept_cluster is None
 
 
+def recorded_cluster(data_dir: Path) -> str | None:
+    """The cluster name ``data_dir``'s genesis records, if any (None: none yet, an older
+    release's, or unreadable: :func:`read_genesis` says what is wrong at start)."""
+    try:
+        kept = json.loads((data_dir / GENESIS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    cluster = kept.get("cluster") if isinstance(kept, dict) else None
+    return cluster if isinstance(cluster, str) else None
+
+
 def save_genesis(data_dir: Path | None, voters: tuple[str, ...], cluster: str) -> None:
     if data_dir is not None:
         text = json.dumps({"voters": list(voters), "cluster": cluster})

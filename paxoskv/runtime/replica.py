@@ -31,6 +31,7 @@ from paxoskv.errors import (
     DuplicateNodeId,
     NodeRemoved,
     NoQuorum,
+    PaxosKVError,
     StorageError,
 )
 from paxoskv.paxos import effects as fx
@@ -105,8 +106,11 @@ class Replica:
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
         self.peers: dict[str, PeerView] = {}
         self._genesis: tuple[str, ...] | None
-        self._genesis, self._record_cluster = read_genesis(config.data_dir, config.cluster)
-        self._role: Role = self._kept_role()
+        # Read from the data dir in :meth:`start`, once its lock is held: a data dir in use says
+        # so first, whatever else is wrong with it.
+        self._genesis = None
+        self._record_cluster = False
+        self._role: Role = "learner" if config.learner else "voter"
         self._bootstrap = (
             Bootstrap(self.node_id, config.bootstrap_expect, settle_s=config.hello_interval_s)
             if config.bootstrap_expect is not None
@@ -134,6 +138,14 @@ class Replica:
     async def start(self) -> None:
         """Open storage, recover, open the transport, and begin (or wait to be given) a config."""
         self.store = await self._loop.run_in_executor(None, self._open_store)
+        try:
+            self._genesis, self._record_cluster = read_genesis(
+                self.config.data_dir, self.config.cluster
+            )
+            self._role = self._kept_role()
+        except PaxosKVError:
+            await self.stop()  # the store's lock and the writer thread go too
+            raise
         durable, has_state = await self._loop.run_in_executor(None, self._recover)
         self._committer = GroupCommitter(self.store)
         self.transport = self._given_transport or await open_transport(

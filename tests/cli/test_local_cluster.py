@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from paxoskv.cli.local_cluster import LocalCluster
+from paxoskv.runtime.identity import save_genesis
 from tests.cli.conftest import (
     clean_environment,
     pid_alive,
@@ -137,3 +139,15 @@ def test_a_data_dir_in_use_says_so_and_exits_4(
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith("paxos-kv: error: node n1 exited with code 4: data dir ")
     assert "is in use by process" in last and "--group" not in last
+
+
+def test_a_second_run_on_the_same_data_dir_keeps_the_cluster_its_nodes_belong_to(
+    tmp_path: Path,
+) -> None:
+    """Each run picks a fresh name and group, but a data dir refuses another cluster's name:
+    a run over an earlier run's data dirs takes the name they record (a fresh group is fine)."""
+    (tmp_path / "n1").mkdir()
+    save_genesis(tmp_path / "n1", ("n1", "n2"), "local-0badcafe")
+    again = LocalCluster(tmp_path, voters=2)
+    assert again.address.cluster == "local-0badcafe"
+    assert LocalCluster(tmp_path / "elsewhere", voters=2).address.cluster != "local-0badcafe"
