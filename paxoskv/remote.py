@@ -118,9 +118,9 @@ class Client(KVApi):
             return
         key: tuple[Any, ...] = ()
         if name == "part":
-            key = ("part", fields[2], fields[3])  # (part id, offset): one this client asked for
+            key = ("part", sender, fields[2], fields[3])  # a part this client asked for
         elif name == "gone":
-            key = ("part", fields[0], fields[1])
+            key = ("part", sender, fields[0], fields[1])
         if key in self._waiting:
             pass
         elif name in ("part", "fail"):  # the first part of a reply, or a reply's failure
@@ -161,7 +161,7 @@ class Client(KVApi):
         received = bytearray(piece)
         loop = asyncio.get_running_loop()
         while len(received) < total:
-            key = ("part", part_id, len(received))
+            key = ("part", sender, part_id, len(received))
             future: asyncio.Future[_Reply] = loop.create_future()
             self._waiting[key] = future
             deadline = time.monotonic() + self.config.request_timeout_s
