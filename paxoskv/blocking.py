@@ -18,6 +18,7 @@ from typing import Any, Self, TypeVar
 
 from paxoskv.client import KVApi
 from paxoskv.config import Config
+from paxoskv.errors import NodeClosed
 from paxoskv.state import ChangeEvent, Key
 
 T = TypeVar("T")
@@ -49,6 +50,8 @@ class BlockingClient:
         return self
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         for subscription in list(self._subscriptions):
             subscription.cancel()
         if self._api is not None:
@@ -56,6 +59,8 @@ class BlockingClient:
             self._api = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Self:
         return self.open()
@@ -70,6 +75,10 @@ class BlockingClient:
 
     @property
     def api(self) -> KVApi:
+        if self._api is None and self._loop.is_closed():
+            raise NodeClosed(
+                "this handle is closed (its `with` block ended): open_blocking() a new one"
+            )
         if self._api is None:
             raise RuntimeError("not open: use `with paxoskv.open_blocking(config) as kv:`")
         return self._api

@@ -117,3 +117,6 @@ def test_on_change_works_on_the_blocking_wrapper() -> None:
         assert seen == ["dark", "light"]
         assert threads == {kv._thread.ident}
         subscription.cancel()
+    assert subscription.cancelled()
+    with pytest.raises(NodeClosed, match="closed"):
+        kv.get("config/theme")
