@@ -161,8 +161,16 @@ class ClientService:
         total = len(parts.payload)
         fields = [parts.name, parts.route, part_id, offset, total, piece]
         self.replica.send_runtime(parts.client, protocol.encode_runtime("part", *fields))
-        if end >= total:  # the last part: asked again only if it was lost, which a retry covers
-            parts.expires_at = min(parts.expires_at, time.time() + PARTS_KEPT_S / 3)
+        # A long listing is kept while its client keeps asking; the last part is asked for
+        # again only if it was lost, and briefly.
+        parts.expires_at = time.time() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
+
+    def _drop_expired_parts(self) -> None:
+        now = time.time()
+        for part_id, parts in list(self._parts.items()):
+            if parts.expires_at <= now:
+                del self._parts[part_id]
+                self._parts_bytes -= len(parts.payload)
 
     def _on_more(self, sender: str, fields: list[Any]) -> None:
         part_id, offset = fields
@@ -241,6 +249,8 @@ class ClientService:
 
     def _push_all(self) -> None:
         now = time.time()
+        if self._parts:
+            self._drop_expired_parts()
         for key, watch in list(self._watches.items()):
             if watch.expires_at < now:
                 del self._watches[key]

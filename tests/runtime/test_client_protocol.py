@@ -166,3 +166,28 @@ async def test_malformed_client_messages_do_not_stop_a_node(
     await memory_cluster.nodes["n2"].set("after", 1)
     assert await memory_cluster.nodes["n1"].get("after") == 1
     assert memory_cluster.nodes["n1"].replica.failure is None
+
+
+async def test_a_reply_whose_parts_expired_is_asked_for_again(
+    client: Client, memory_cluster: MemoryCluster
+) -> None:
+    bigs = {f"gone/{i}": str(i) * 40_000 for i in range(3)}
+    for key, value in bigs.items():
+        await client.set(key, value)
+    forgotten: list[str] = []
+    for node in memory_cluster.nodes.values():
+        service, replica = node._service, node.replica
+        assert service is not None
+        handler = replica._runtime_handlers["more"]
+
+        def forget_once(
+            sender: str, fields: list[Any], handler: Any = handler, service: Any = service
+        ) -> None:
+            if not forgotten:  # as if the member had dropped the reply meanwhile
+                forgotten.append(sender)
+                service._parts.clear()
+            handler(sender, fields)
+
+        replica.on_runtime_message("more", forget_once)
+    assert {e.key: e.value for e in await client.items("gone/")} == bigs
+    assert forgotten
