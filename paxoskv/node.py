@@ -30,6 +30,7 @@ class Node(KVApi):
         self._replica: Replica | None = None
         self._service: ClientService | None = None
         self._closed = False
+        self._stop_watch: asyncio.Future[Any] | None = None
         self._watch_wakes: set[asyncio.Event] = set()  # set at close, so watchers end
 
     @property
@@ -48,6 +49,9 @@ class Node(KVApi):
         self._replica = replica
         await replica.start()
         self._service = ClientService(replica)
+        # A replica that stops on its own (an I/O error) ends the watches too.
+        self._stop_watch = asyncio.ensure_future(replica.stopped.wait())
+        self._stop_watch.add_done_callback(self._on_replica_stopped)
         # Writes go straight to the replica (its default timeout is this config's): no frame
         # of ours in between.
         self._send_request = replica.submit
@@ -97,10 +101,17 @@ class Node(KVApi):
             return
         self._closed = True
         self._send_request = self._submit
-        for wake in self._watch_wakes:
-            wake.set()
+        self._wake_watches()
         if self._replica is not None:
             await self._replica.stop()
+
+    def _on_replica_stopped(self, _: object) -> None:
+        self._send_request = self._submit  # which refuses, rather than wait on a dead replica
+        self._wake_watches()
+
+    def _wake_watches(self) -> None:
+        for wake in self._watch_wakes:
+            wake.set()
 
     def _live(self) -> Replica:
         """The running replica, or :class:`NodeClosed` once :meth:`close` began."""
@@ -109,7 +120,13 @@ class Node(KVApi):
                 "this node is closed (its `async with` block ended): start a new Node to use "
                 "the cluster again"
             )
-        return self.replica
+        replica = self.replica
+        if replica.stopped.is_set():
+            raise NodeClosed(
+                f"this node stopped ({replica.failure or 'stopped'}); fix the cause and start a "
+                "new Node: it recovers from its data dir"
+            )
+        return replica
 
     def _submit(self, client_id: str, seq: int, command: bytes) -> Awaitable[bytes]:
         return self._live().submit(client_id, seq, command, self.config.request_timeout_s)
@@ -143,6 +160,8 @@ class Node(KVApi):
                 after = max(after, scanned)
                 wake.clear()
                 if replica.engine.state.revision <= after and not self._closed:
+                    if replica.stopped.is_set():
+                        continue  # (raised at the top)
                     await wake.wait()
         finally:
             self._watch_wakes.discard(wake)

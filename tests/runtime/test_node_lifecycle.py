@@ -120,3 +120,22 @@ def test_on_change_works_on_the_blocking_wrapper() -> None:
     assert subscription.cancelled()
     with pytest.raises(NodeClosed, match="closed"):
         kv.get("config/theme")
+
+
+async def test_a_node_that_stopped_on_an_error_refuses_calls_and_ends_watches() -> None:
+    cluster = MemoryCluster()
+    node = await cluster.start("f1", bootstrap_expect=1, request_timeout_s=30.0)
+    try:
+        await node.wait_ready(5)
+        await node.set("k", 1)
+        watcher = asyncio.create_task(anext(node.watch("k")))
+        await eventually(lambda: node._watch_wakes, what="the watch to start")
+        node.replica._fail_stop(OSError("disk on fire"))
+        with pytest.raises(NodeClosed, match="disk on fire"):
+            await asyncio.wait_for(watcher, 10)
+        with pytest.raises(NodeClosed, match="disk on fire"):
+            await node.set("k", 2)
+        with pytest.raises(NodeClosed):
+            await node.get("k")
+    finally:
+        await cluster.close()
