@@ -364,6 +364,8 @@ class Client(KVApi):
                         + (f", from revision {after + 1}" if after is not None else "")
                     )
                 if silent_s > renew_s or target not in self._members_up():
+                    # Another member next; the old one stops pushing if it is still there.
+                    await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
                     target = await self._target(time.monotonic() + timeout_s, 1)
         finally:
             self._watch_queues.pop(watch_id, None)
