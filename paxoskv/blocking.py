@@ -1,20 +1,24 @@
 """The API for code without an event loop (Flask views, scripts): the same methods, blocking.
 
 An event loop runs in a daemon thread of its own; each call is handed to it and waited for.
-``watch`` becomes an ordinary iterator.
+``watch`` becomes an ordinary iterator, and ``on_change`` calls its callback on that loop's
+thread (not the caller's), so the callback must be quick and thread-safe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import queue
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from paxoskv.client import KVApi
 from paxoskv.config import Config
+from paxoskv.errors import NodeClosed
 from paxoskv.state import ChangeEvent, Key
 
 T = TypeVar("T")
@@ -29,6 +33,7 @@ class BlockingClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="paxoskv")
         self._api: KVApi | None = None
+        self._subscriptions: set[concurrent.futures.Future[None]] = set()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -45,11 +50,17 @@ class BlockingClient:
         return self
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        for subscription in list(self._subscriptions):
+            subscription.cancel()
         if self._api is not None:
             self._run(self._api.close())
             self._api = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def __enter__(self) -> Self:
         return self.open()
@@ -64,6 +75,10 @@ class BlockingClient:
 
     @property
     def api(self) -> KVApi:
+        if self._api is None and self._loop.is_closed():
+            raise NodeClosed(
+                "this handle is closed (its `with` block ended): open_blocking() a new one"
+            )
         if self._api is None:
             raise RuntimeError("not open: use `with paxoskv.open_blocking(config) as kv:`")
         return self._api
@@ -73,9 +88,28 @@ class BlockingClient:
         method = getattr(self.api, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if not inspect.iscoroutinefunction(method):  # made on the loop, where it may need it
+                return self._run(_on_loop(method, *args, **kwargs))
             return self._run(method(*args, **kwargs))
 
         return call
+
+    def on_change(
+        self,
+        prefix: Key | str | None,
+        callback: Callable[[ChangeEvent], Awaitable[None] | None],
+    ) -> concurrent.futures.Future[None]:
+        """Call ``callback(event)`` for every change under ``prefix``, on the wrapper's own
+        event-loop thread; ``.cancel()`` the returned future to stop (closing the wrapper
+        stops it too). A callback that raises is logged and the next change still comes."""
+
+        async def follow() -> None:
+            await self.api.on_change(prefix, callback)
+
+        subscription = asyncio.run_coroutine_threadsafe(follow(), self._loop)
+        self._subscriptions.add(subscription)
+        subscription.add_done_callback(self._subscriptions.discard)
+        return subscription
 
     def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
@@ -101,6 +135,10 @@ class BlockingClient:
                 yield item
         finally:
             future.cancel()
+
+
+async def _on_loop(method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    return method(*args, **kwargs)
 
 
 def open_blocking(config: Config, *, replica: bool = False) -> BlockingClient:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import logging
 import math
 import secrets
 from abc import ABC, abstractmethod
@@ -55,6 +56,8 @@ from paxoskv.state import results as r
 from paxoskv.state.commands import MAX_TTL_MS
 from paxoskv.state.results import Deleted, Result, Written
 from paxoskv.state.wire import unpack
+
+log = logging.getLogger("paxoskv.client")
 
 Consistency = Literal["linearizable", "leader", "local"]
 CONSISTENCIES: tuple[Consistency, ...] = ("linearizable", "leader", "local")
@@ -292,13 +295,29 @@ class KVApi(ABC):
     def on_change(
         self, prefix: Key | str | None, callback: Callable[[ChangeEvent], Awaitable[None] | None]
     ) -> asyncio.Task[None]:
-        """Call ``callback`` for every change under ``prefix``; cancel the task to stop."""
+        """Call ``callback`` for every change under ``prefix``; cancel the task to stop.
+
+        A callback that raises is logged (``paxoskv.client``, with the event's key) and the
+        next change is delivered as usual: one bad event must not silently end a subscription.
+        The task ends with the watch's own errors (``Compacted``, ``NoQuorum`` once a thin
+        client lost contact, ``NodeClosed``).
+        """
 
         async def follow() -> None:
             async for event in self.watch(prefix):
-                outcome = callback(event)
-                if inspect.isawaitable(outcome):
-                    await outcome
+                try:
+                    outcome = callback(event)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except Exception:
+                    log.exception(
+                        "on_change callback %r failed on %s of key %r at revision %d; "
+                        "delivering the next change",
+                        callback,
+                        event.kind,
+                        event.key,
+                        event.revision,
+                    )
 
         return asyncio.create_task(follow(), name=f"on_change {prefix!r}")
 

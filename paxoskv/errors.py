@@ -248,3 +248,19 @@ class TransportUnavailable(PaxosKVError):
 class InvalidCommand(PaxosKVError, ValueError):
     """A state-machine command's fields do not make sense (a TTL of zero, a key twice in one
     transaction, a comparison on a target that does not exist); fix the call."""
+
+
+# --- the handle itself ---------------------------------------------------------------------
+
+
+class NodeClosed(PaxosKVError):
+    """A :class:`~paxoskv.Node` or client was used after it was closed (after its ``async
+    with`` block ended); open a new one."""
+
+
+class UndecodableReply(PaxosKVError):
+    """A member's answer arrived but could not be decoded.
+
+    Raised rather than waiting for a reply that will never decode: the member runs a paxos-kv
+    this one does not understand, or the bytes were damaged. Run the same release everywhere.
+    """

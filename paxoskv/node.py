@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
+from paxoskv.errors import NodeClosed, NoQuorum
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
 from paxoskv.runtime.serving import ClientService, all_entries
@@ -26,6 +28,10 @@ class Node(KVApi):
         super().__init__(config)
         self._transport = transport
         self._replica: Replica | None = None
+        self._service: ClientService | None = None
+        self._closed = False
+        self._stop_watch: asyncio.Future[Any] | None = None
+        self._watch_wakes: set[asyncio.Event] = set()  # set at close, so watchers end
 
     @property
     def replica(self) -> Replica:
@@ -42,24 +48,91 @@ class Node(KVApi):
         self.client_id = f"{replica.node_id}-{self.client_id.rsplit('-', 1)[-1]}"
         self._replica = replica
         await replica.start()
-        ClientService(replica)
+        self._service = ClientService(replica)
+        # A replica that stops on its own (an I/O error) ends the watches too.
+        self._stop_watch = asyncio.ensure_future(replica.stopped.wait())
+        self._stop_watch.add_done_callback(self._on_replica_stopped)
         # Writes go straight to the replica (its default timeout is this config's): no frame
         # of ours in between.
         self._send_request = replica.submit
 
     async def wait_ready(self, timeout_s: float | None = None) -> None:
-        """Until this node belongs to a cluster (it bootstrapped one or joined one)."""
-        await self.replica.wait_ready(timeout_s or self.config.request_timeout_s)
+        """Until this node belongs to a cluster and has caught up with it.
+
+        It has bootstrapped a cluster or joined one, and has applied the log up to the
+        highest slot it has heard applied elsewhere (the members' hellos, the leader's commit
+        point), so a ``local`` read right after it sees what was written before it joined.
+        A node restarted from its data dir has heard little yet, and waits for less: use a
+        ``linearizable`` read where that matters. Raises :class:`NoQuorum` after
+        ``timeout_s`` (default ``request_timeout_s``), saying how far it got.
+        """
+        replica = self._live()
+        timeout = timeout_s or self.config.request_timeout_s
+        deadline = time.monotonic() + timeout
+        await replica.wait_ready(timeout)
+        engine = replica.engine
+        assert engine is not None
+        target = max(
+            [engine.known_commit, *(p.applied_slot for p in replica.peers.values() if p.wants)]
+        )
+        caught_up = asyncio.Event()
+
+        def check() -> None:
+            current = replica.engine
+            if current is not None and current.applied_slot >= target:
+                caught_up.set()
+
+        replica.add_applied_listener(check)
+        try:
+            check()
+            await asyncio.wait_for(caught_up.wait(), max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            raise NoQuorum(
+                f"node {replica.node_id} joined but has not caught up within {timeout:.0f}s: "
+                f"applied slot {engine.applied_slot} of {target}; it goes on catching up, "
+                "wait again"
+            ) from None
+        finally:
+            replica.remove_applied_listener(check)
 
     async def close(self) -> None:
+        """Stop the replica; every call from here on raises :class:`NodeClosed` at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._send_request = self._submit
+        self._wake_watches()
         if self._replica is not None:
             await self._replica.stop()
 
+    def _on_replica_stopped(self, _: object) -> None:
+        self._send_request = self._submit  # which refuses, rather than wait on a dead replica
+        self._wake_watches()
+
+    def _wake_watches(self) -> None:
+        for wake in self._watch_wakes:
+            wake.set()
+
+    def _live(self) -> Replica:
+        """The running replica, or :class:`NodeClosed` once :meth:`close` began."""
+        if self._closed:
+            raise NodeClosed(
+                "this node is closed (its `async with` block ended): start a new Node to use "
+                "the cluster again"
+            )
+        replica = self.replica
+        if replica.stopped.is_set():
+            raise NodeClosed(
+                f"this node stopped ({replica.failure or 'stopped'}); fix the cause and start a "
+                "new Node: it recovers from its data dir"
+            )
+        return replica
+
     def _submit(self, client_id: str, seq: int, command: bytes) -> Awaitable[bytes]:
-        return self.replica.submit(client_id, seq, command, self.config.request_timeout_s)
+        return self._live().submit(client_id, seq, command, self.config.request_timeout_s)
 
     async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
-        replica = self.replica
+        replica = self._live()
         await replica.read_barrier(consistency, self.config.request_timeout_s)
         assert replica.engine is not None
         state = replica.engine.state
@@ -71,27 +144,36 @@ class Node(KVApi):
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
         check_from_revision(from_revision)
-        replica = self.replica
+        replica = self._live()
         await replica.wait_ready(self.config.request_timeout_s)
         assert replica.engine is not None
         after = replica.engine.state.revision if from_revision is None else from_revision - 1
         wake = asyncio.Event()
         replica.add_applied_listener(wake.set)
+        self._watch_wakes.add(wake)
         try:
             while True:
+                self._live()
                 state = replica.engine.state  # replaced when a snapshot is installed
                 scanned = state.revision
                 for event in state.events_since(after, prefix):
                     yield event
                 after = max(after, scanned)
                 wake.clear()
-                if replica.engine.state.revision <= after:
+                if replica.engine.state.revision <= after and not self._closed:
+                    if replica.stopped.is_set():
+                        continue  # (raised at the top)
                     await wake.wait()
         finally:
+            self._watch_wakes.discard(wake)
             replica.remove_applied_listener(wake.set)
 
     async def members(self) -> list[Member]:
-        return self.replica.members()
+        return self._live().members()
 
     async def status(self) -> dict[str, Any]:
-        return self.replica.status()
+        status = self._live().status()
+        if self._service is not None:
+            status["replies_in_parts"] = self._service.replies_in_parts
+            status["replies_refused"] = self._service.replies_refused
+        return status

@@ -4,8 +4,9 @@ It joins the cluster's transport under an id of its own, learns the members from
 hellos (asking with a ``whois`` at start), and sends each request to the leader it heard of,
 or to any member. A request that gets no answer is sent again, to the next member, under the
 same (client_id, seq): the state machine's dedup table applies it once however many copies
-arrive. It needs the cluster name, the group (or peers), the interface and the secret
-(``paxoskv.connect(config)``).
+arrive. A reply too big for one datagram comes in parts, which it fetches one after another
+(see :mod:`paxoskv.runtime.serving`). It needs the cluster name, the group (or peers), the
+interface and the secret (``paxoskv.connect(config)``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
-from paxoskv.errors import Compacted, InvalidKey, NoQuorum, WrongSecret
+from paxoskv.errors import (
+    Compacted,
+    InvalidKey,
+    NodeClosed,
+    NoQuorum,
+    UndecodableReply,
+    WrongSecret,
+)
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import Member, liveness
 from paxoskv.runtime.serving import event_from_wire
@@ -31,6 +39,9 @@ from paxoskv.transport import DropReason, Transport, open_transport
 
 RETRY_AFTER_S = 0.5
 WATCH_RENEW_S = 3.0
+PART_RETRY_S = 0.2  # a part asked for and not come: ask again (one part is in flight at a time)
+
+_Reply = tuple[str, str, list[Any]]  # sender, name, fields
 
 
 class Client(KVApi):
@@ -48,8 +59,9 @@ class Client(KVApi):
         self._receiver: asyncio.Task[None] | None = None
         self._heard: dict[str, tuple[float, protocol.Hello]] = {}
         self._heard_any = asyncio.Event()
-        self._waiting: dict[tuple[Any, ...], asyncio.Future[list[Any]]] = {}
-        self._watch_queues: dict[int, asyncio.Queue[tuple[str, list[Any]]]] = {}
+        self._waiting: dict[tuple[Any, ...], asyncio.Future[_Reply]] = {}
+        self._watch_queues: dict[int, asyncio.Queue[_Reply]] = {}
+        self._closed = False
         self._ids = itertools.count(1)
         self._rotation = 0
 
@@ -61,6 +73,12 @@ class Client(KVApi):
         await self._transport.broadcast(protocol.encode_runtime("whois"))
 
     async def close(self) -> None:
+        self._closed = True
+        for queue in self._watch_queues.values():  # watchers end rather than wait forever
+            queue.put_nowait(("", "closed", []))
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(self._closed_error())
         if self._receiver is not None:
             self._receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,8 +97,17 @@ class Client(KVApi):
             try:
                 name, fields = protocol.decode_runtime(payload)
                 self._on_message(sender, name, fields)
-            except (protocol.MalformedRuntimeMessage, ValueError, TypeError):
+            except protocol.MalformedRuntimeMessage as error:
+                self._on_undecodable(sender, error)
+            except (ValueError, TypeError, KeyError):
                 continue
+
+    def _on_undecodable(self, sender: str, error: protocol.MalformedRuntimeMessage) -> None:
+        """A reply that does not decode fails the request it answers, if it says which."""
+        route = protocol.ROUTE_FIELDS.get(error.name or "")
+        if route is None or len(error.head) < route:
+            return
+        self._on_message(sender, "fail", [error.name, error.head[:route], str(error)])
 
     def _on_message(self, sender: str, name: str, fields: list[Any]) -> None:
         if name == "hello":
@@ -89,13 +116,23 @@ class Client(KVApi):
                 self._heard[sender] = (time.monotonic(), hello)
                 self._heard_any.set()
             return
-        if name in ("events", "compacted"):
-            queue = self._watch_queues.get(int(fields[0]))
-            if queue is not None:
-                queue.put_nowait((name, fields))
+        key: tuple[Any, ...] = ()
+        if name == "part":
+            key = ("part", sender, fields[2], fields[3])  # a part this client asked for
+        elif name == "gone":
+            key = ("part", sender, fields[0], fields[1])
+        if key in self._waiting:
+            pass
+        elif name in ("part", "fail"):  # the first part of a reply, or a reply's failure
+            kind, route = fields[0], fields[1]
+            key = (kind, *route)
+            if kind in ("events", "compacted"):
+                self._to_watch(int(route[0]), (sender, name, fields))
+                return
+        elif name in ("events", "compacted"):
+            self._to_watch(int(fields[0]), (sender, name, fields))
             return
-        key: tuple[Any, ...]
-        if name == "rep":
+        elif name == "rep":
             key = ("rep", fields[0], fields[1])
         elif name in ("readrep", "statusrep"):
             key = (name, fields[0])
@@ -103,7 +140,74 @@ class Client(KVApi):
             return
         future = self._waiting.pop(key, None)
         if future is not None and not future.done():
-            future.set_result(fields)
+            future.set_result((sender, name, fields))
+
+    def _to_watch(self, watch_id: int, reply: _Reply) -> None:
+        queue = self._watch_queues.get(watch_id)
+        if queue is not None:
+            queue.put_nowait(reply)
+
+    async def _fetch_rest(self, sender: str, first: list[Any]) -> bytes | None:
+        """The whole of a reply whose first part came: each next part asked for in turn.
+
+        None if the member stopped answering or no longer has it; the caller then asks again
+        from the start (its retry or its watch renewal). A part comes at most
+        ``request_timeout_s`` after the one before, however long the whole takes.
+        """
+        assert self._transport is not None
+        _, _, part_id, offset, total, piece = first
+        if offset != 0 or type(total) is not int or type(piece) is not bytes:
+            return None
+        received = bytearray(piece)
+        loop = asyncio.get_running_loop()
+        while len(received) < total:
+            key = ("part", sender, part_id, len(received))
+            future: asyncio.Future[_Reply] = loop.create_future()
+            self._waiting[key] = future
+            deadline = time.monotonic() + self.config.request_timeout_s
+            ask = protocol.encode_runtime("more", part_id, len(received))
+            try:
+                while not future.done():
+                    if time.monotonic() >= deadline:
+                        return None
+                    await self._transport.send(sender, ask)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(future), PART_RETRY_S)
+            finally:
+                self._waiting.pop(key, None)
+            _, name, fields = future.result()
+            if name != "part" or type(fields[5]) is not bytes or not fields[5]:
+                return None  # "gone": it expired there
+            received += fields[5]
+        return bytes(received)
+
+    async def _whole(self, reply: _Reply) -> _Reply | None:
+        """``reply`` itself, or the reply its parts make; None if the parts could not be had.
+
+        Raises :class:`UndecodableReply` for a reply that failed (``fail``) or does not decode.
+        """
+        sender, name, fields = reply
+        if name == "part":
+            payload = await self._fetch_rest(sender, fields)
+            if payload is None:
+                return None
+            try:
+                name, fields = protocol.decode_runtime(payload)
+            except protocol.MalformedRuntimeMessage as error:
+                name, fields = "fail", [error.name, [], str(error)]
+        if name == "fail":
+            raise UndecodableReply(
+                f"member {sender!r} answered, but its {fields[0]} could not be read: "
+                f"{fields[2]}; run the same paxos-kv release on clients and nodes"
+            )
+        if name == "closed":
+            raise self._closed_error()
+        return sender, name, fields
+
+    def _closed_error(self) -> NodeClosed:
+        return NodeClosed(
+            "this client is closed (its `async with` block ended): connect again to use the cluster"
+        )
 
     def _members_up(self) -> list[str]:
         now = time.monotonic()
@@ -161,9 +265,12 @@ class Client(KVApi):
 
     async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:
         """Send ``message`` until the reply named ``key`` comes, trying member after member."""
+        if self._closed:
+            raise self._closed_error()
         assert self._transport is not None
         deadline = time.monotonic() + self.config.request_timeout_s
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Reply] = loop.create_future()
         self._waiting[key] = future
         try:
             for attempt in itertools.count():
@@ -173,7 +280,12 @@ class Client(KVApi):
                 if wait <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(future), wait)
+                    reply = await asyncio.wait_for(asyncio.shield(future), wait)
+                    whole = await self._whole(reply)
+                    if whole is not None:
+                        return whole[2]
+                    future = loop.create_future()  # its parts were lost: ask again
+                    self._waiting[key] = future
                 if time.monotonic() >= deadline:
                     break
         finally:
@@ -206,27 +318,40 @@ class Client(KVApi):
     async def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
+        """See :meth:`KVApi.watch`. Raises :class:`NoQuorum` once no member has answered (an
+        event, or the answer to a renewal) for ``request_timeout_s``: the cluster is gone or
+        out of reach, and waiting longer would hang a caller for good."""
         check_from_revision(from_revision)
+        if self._closed:
+            raise self._closed_error()
         if prefix is not None:
             check_prefix(prefix)
         watch_id = next(self._ids)
-        queue: asyncio.Queue[tuple[str, list[Any]]] = asyncio.Queue()
+        queue: asyncio.Queue[_Reply] = asyncio.Queue()
         self._watch_queues[watch_id] = queue
         wire_prefix = key_to_wire(prefix) if prefix is not None else None
         after: int | None = None if from_revision is None else from_revision - 1
-        deadline = time.monotonic() + self.config.request_timeout_s
-        target = await self._target(deadline, 0)
+        timeout_s = self.config.request_timeout_s
+        # Renewed often enough that one lost renewal or answer is not taken for lost contact.
+        renew_s = min(WATCH_RENEW_S, max(0.05, timeout_s / 4))
+        target = await self._target(time.monotonic() + timeout_s, 0)
         assert self._transport is not None
+        heard_at = time.monotonic()
         try:
             while True:
                 message = protocol.encode_runtime("watch", watch_id, wire_prefix, after)
                 await self._transport.send(target, message)
-                renew_at = time.monotonic() + WATCH_RENEW_S
+                renew_at = time.monotonic() + renew_s
                 while (remaining := renew_at - time.monotonic()) > 0:
                     try:
-                        name, fields = await asyncio.wait_for(queue.get(), remaining)
+                        reply = await asyncio.wait_for(queue.get(), remaining)
                     except TimeoutError:
                         break
+                    heard_at = time.monotonic()
+                    whole = await self._whole(reply)
+                    if whole is None:
+                        break  # its parts were lost: renew from what we have
+                    _, name, fields = whole
                     if name == "compacted":
                         raise Compacted(int(fields[1]), int(fields[2]))
                     _, sent_after, upto, events = fields
@@ -235,12 +360,22 @@ class Client(KVApi):
                     for raw in events:
                         yield event_from_wire(raw)
                     after = int(upto)
-                if target not in self._members_up():
-                    target = await self._target(time.monotonic() + self.config.request_timeout_s, 1)
+                silent_s = time.monotonic() - heard_at
+                if silent_s >= timeout_s:
+                    raise NoQuorum(
+                        f"lost contact with the cluster: no member answered the watch for "
+                        f"{silent_s:.1f}s (last asked: {target}); watch again once it is back"
+                        + (f", from revision {after + 1}" if after is not None else "")
+                    )
+                if silent_s > renew_s or target not in self._members_up():
+                    # Another member next; the old one stops pushing if it is still there.
+                    await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
+                    target = await self._target(time.monotonic() + timeout_s, 1)
         finally:
             self._watch_queues.pop(watch_id, None)
-            with contextlib.suppress(Exception):
-                await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
+            if not self._closed:
+                with contextlib.suppress(Exception):
+                    await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
 
     async def _status(self) -> list[Any]:
         request_id = next(self._ids)

@@ -6,6 +6,12 @@ first item names it). The runtime messages are the failure detector's hellos, bo
 and the client protocol that lets a process use the cluster without being a replica: requests,
 reads, watches and status. Like the engine's codec, anything malformed raises
 :class:`MalformedRuntimeMessage` at the boundary and is dropped there.
+
+Fields are packed as the state machine packs values (:mod:`paxoskv.state.wire`): a value read
+back through a member comes back as it was stored, maps with int or tuple keys and tuples
+inside values included. A reply too big for one datagram travels in parts (``part``: the
+first slice of its bytes, with the total), and the client asks for the rest (``more``) slice
+by slice, so a large ``keys`` listing or a 47 KB value never overruns a socket buffer.
 """
 
 from __future__ import annotations
@@ -16,13 +22,30 @@ from typing import Any
 import msgpack
 
 from paxoskv.paxos.messages import Message, encode_message
+from paxoskv.state.wire import pack, unpack
 
 PAXOS = b"P"
 RUNTIME = b"R"
 
 
 class MalformedRuntimeMessage(ValueError):
-    """Not a runtime message this build understands."""
+    """Not a runtime message this build understands.
+
+    ``name`` and ``head`` are what could still be read of it (its name and leading fields), so
+    that a client can fail the request a reply answers instead of waiting for it in vain.
+    """
+
+    def __init__(self, reason: str, name: str | None = None, head: list[Any] | None = None):
+        super().__init__(reason)
+        self.name = name
+        self.head = head or []
+
+
+ROUTE_FIELDS = {"rep": 2, "readrep": 1, "statusrep": 1, "events": 1}
+"""How many leading fields of each reply say which request or watch it answers."""
+
+PART_ENVELOPE_BYTES = 1_024
+"""Room a ``part`` message keeps in a datagram for its own fields besides the slice."""
 
 
 def paxos_payload(message: Message) -> bytes:
@@ -46,17 +69,36 @@ class Hello:
 
 
 def encode_runtime(kind: str, *fields: Any) -> bytes:
-    return RUNTIME + msgpack.packb([kind, *fields], use_bin_type=True)
+    """Raises :class:`~paxoskv.errors.ValueNotSerialisable` if a field cannot be carried."""
+    return RUNTIME + pack([kind, *fields])
 
 
 def decode_runtime(payload: bytes) -> tuple[str, list[Any]]:
     try:
-        body = msgpack.unpackb(payload[1:], raw=False, use_list=True)
+        body = unpack(payload[1:])
     except Exception as error:
-        raise MalformedRuntimeMessage(f"not msgpack: {error}") from None
+        name, head = _readable_head(payload[1:])
+        raise MalformedRuntimeMessage(f"not msgpack: {error}", name, head) from None
     if type(body) is not list or not body or type(body[0]) is not str:
         raise MalformedRuntimeMessage("not a runtime message")
     return body[0], body[1:]
+
+
+def _readable_head(body: bytes) -> tuple[str | None, list[Any]]:
+    """The name and the leading fields of a message whose whole does not decode."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(body)
+    name: object = None
+    head: list[Any] = []
+    try:
+        count = unpacker.read_array_header()
+        name = unpacker.unpack() if count else None
+        if type(name) is str:
+            for _ in range(min(count - 1, 3)):
+                head.append(unpacker.unpack())
+    except Exception:
+        pass
+    return (name, head) if type(name) is str else (None, [])
 
 
 def encode_hello(hello: Hello) -> bytes:

@@ -132,6 +132,7 @@ class Replica:
         self._rng = random.Random()
         self.failure: BaseException | None = None
         self.stopped = asyncio.Event()
+        self.sends_failed = 0  # datagrams the transport refused (too big, socket error)
 
     # --- life ----------------------------------------------------------------------------------
 
@@ -587,7 +588,9 @@ class Replica:
                 else:
                     await transport.send(to, payload)
             except Exception as error:  # a send that fails is a lost datagram: Paxos retries
-                log.debug("send to %s failed: %s", to or "all", error)
+                self.sends_failed += 1
+                level = logging.WARNING if self.sends_failed == 1 else logging.DEBUG
+                log.log(level, "send to %s failed (counted in status()): %s", to or "all", error)
 
     def _on_deliveries(self, deliveries: list[Delivery]) -> None:
         """Everything one wake-up of a socket brought, straight from the transport.
@@ -1033,4 +1036,5 @@ class Replica:
             "durability": self.config.durability,
             "data_dir": str(self.config.data_dir) if self.config.data_dir else None,
             "transport": transport.stats.as_dict() if transport else {},
+            "sends_failed": self.sends_failed,
         }

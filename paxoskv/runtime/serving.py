@@ -4,16 +4,26 @@ A client sends a request to any member; the member proposes it under the client'
 (client_id, seq), so a retry sent to another member is applied once, and answers when the
 command is applied here. Reads go through the same read barrier as a local read. A watch is a
 subscription the client renews every few seconds; events carry revisions, so a client that
-lost a datagram sees the gap and re-subscribes from the last revision it has.
+lost a datagram sees the gap and re-subscribes from the last revision it has. A renewal is
+always answered (an empty batch of events when nothing changed), so a client that hears
+nothing for a while knows it has lost contact rather than waiting forever.
+
+A reply bigger than one datagram is kept here for a while as bytes, and sent in parts: the
+first at once, each next one when the client asks for it (``more``), one in flight at a time,
+so a listing of any size neither overruns the client's socket buffer nor is dropped at send.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from paxoskv.errors import Compacted, InvalidKey
+from paxoskv.errors import Compacted, InvalidKey, ValueNotSerialisable
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
 from paxoskv.runtime import protocol
@@ -22,8 +32,23 @@ from paxoskv.state import ChangeEvent, Key, KeyValue
 from paxoskv.state.keys import check_prefix, key_from_wire, key_to_wire
 from paxoskv.state.results import row_to_wire
 
+log = logging.getLogger("paxoskv.node")
+
 WATCH_LEASE_S = 10.0
 EVENTS_PER_DATAGRAM = 64
+PARTS_KEPT_S = 30.0  # how long a reply sent in parts waits for its client to ask for the rest
+PARTS_KEPT_BYTES = 64 * 1024 * 1024  # replies in parts kept at most (the newest always is)
+
+
+@dataclass(slots=True)
+class _Parts:
+    """A reply too big for a datagram, kept until its client has fetched every part."""
+
+    client: str
+    name: str
+    route: list[Any]
+    payload: bytes
+    expires_at: float
 
 
 @dataclass(slots=True)
@@ -67,16 +92,93 @@ class ClientService:
         self.replica = replica
         self._origins: dict[tuple[str, int], str] = {}
         self._watches: dict[tuple[str, int], _Watch] = {}
-        replica.on_runtime_message("req", self._on_request)
-        replica.on_runtime_message("read", self._on_read)
-        replica.on_runtime_message("watch", self._on_watch)
-        replica.on_runtime_message("unwatch", self._on_unwatch)
-        replica.on_runtime_message("status", self._on_status)
+        self._parts: OrderedDict[int, _Parts] = OrderedDict()
+        self._parts_bytes = 0
+        self._part_ids = itertools.count(1)
+        self.replies_in_parts = 0  # shown in status(): replies too big for one datagram
+        self.replies_refused = 0  # ... and replies that could not be encoded at all
+        handlers = {
+            "more": self._on_more,
+            "req": self._on_request,
+            "read": self._on_read,
+            "watch": self._on_watch,
+            "unwatch": self._on_unwatch,
+            "status": self._on_status,
+        }
+        for name, handler in handlers.items():
+            replica.on_runtime_message(name, _guarded(name, handler))
         replica.add_answer_listener(self._on_answer)
         replica.add_applied_listener(self._push_all)
 
     def _send(self, to: str, kind: str, *fields: Any) -> None:
-        self.replica.send_runtime(to, protocol.encode_runtime(kind, *fields))
+        """Send a reply whole, or its first part when it is too big for one datagram."""
+        try:
+            payload = protocol.encode_runtime(kind, *fields)
+        except ValueNotSerialisable as error:  # a bug of ours: say so rather than go quiet
+            self.replies_refused += 1
+            log.warning("a %s reply to %s could not be encoded: %s", kind, to, error)
+            route = list(fields[: protocol.ROUTE_FIELDS.get(kind, 0)])
+            payload = protocol.encode_runtime("fail", kind, route, str(error))
+        room = self._room_bytes()
+        if len(payload) <= room:
+            self.replica.send_runtime(to, payload)
+            return
+        if self.replies_in_parts == 0:
+            log.info(
+                "replies over one datagram (%d bytes) go to clients in parts; the first was a "
+                "%s of %d bytes",
+                room,
+                kind,
+                len(payload),
+            )
+        self.replies_in_parts += 1
+        part_id = next(self._part_ids)
+        route = list(fields[: protocol.ROUTE_FIELDS.get(kind, 0)])
+        self._keep_parts(part_id, _Parts(to, kind, route, payload, time.time() + PARTS_KEPT_S))
+        self._send_part(part_id, 0)
+
+    def _room_bytes(self) -> int:
+        transport = self.replica.transport
+        return transport.max_payload_bytes if transport is not None else 60_000
+
+    def _keep_parts(self, part_id: int, parts: _Parts) -> None:
+        now = time.time()
+        kept = self._parts
+        while kept:
+            oldest = next(iter(kept.values()))
+            if oldest.expires_at > now and self._parts_bytes + len(parts.payload) <= (
+                PARTS_KEPT_BYTES
+            ):
+                break
+            self._parts_bytes -= len(kept.popitem(last=False)[1].payload)
+        kept[part_id] = parts
+        self._parts_bytes += len(parts.payload)
+
+    def _send_part(self, part_id: int, offset: int) -> None:
+        parts = self._parts[part_id]
+        end = offset + self._room_bytes() - protocol.PART_ENVELOPE_BYTES
+        piece = parts.payload[offset:end]
+        total = len(parts.payload)
+        fields = [parts.name, parts.route, part_id, offset, total, piece]
+        self.replica.send_runtime(parts.client, protocol.encode_runtime("part", *fields))
+        # A long listing is kept while its client keeps asking; the last part is asked for
+        # again only if it was lost, and briefly.
+        parts.expires_at = time.time() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
+
+    def _drop_expired_parts(self) -> None:
+        now = time.time()
+        for part_id, parts in list(self._parts.items()):
+            if parts.expires_at <= now:
+                del self._parts[part_id]
+                self._parts_bytes -= len(parts.payload)
+
+    def _on_more(self, sender: str, fields: list[Any]) -> None:
+        part_id, offset = fields
+        parts = self._parts.get(part_id)
+        if parts is None or parts.client != sender or not 0 <= offset < len(parts.payload):
+            self._send(sender, "gone", part_id, offset)  # the client asks again from the start
+            return
+        self._send_part(part_id, offset)
 
     def _on_request(self, sender: str, fields: list[Any]) -> None:
         engine = self.replica.engine
@@ -136,33 +238,36 @@ class ClientService:
             after = engine.state.revision if after_revision is None else int(after_revision)
             watch = _Watch(sender, int(watch_id), prefix_from_wire(prefix), after, after, 0.0)
             self._watches[key] = watch
-            self._send(sender, "events", watch.watch_id, after, after, [])
         elif after_revision is not None and int(after_revision) < watch.sent_upto:
             watch.after_revision = watch.sent_upto = int(after_revision)
         watch.expires_at = time.time() + WATCH_LEASE_S
-        self._push(watch)
+        if not self._push(watch):  # nothing new: say we are here, or the client gives up
+            self._send(sender, "events", watch.watch_id, watch.sent_upto, watch.sent_upto, [])
 
     def _on_unwatch(self, sender: str, fields: list[Any]) -> None:
         self._watches.pop((sender, int(fields[0])), None)
 
     def _push_all(self) -> None:
         now = time.time()
+        if self._parts:
+            self._drop_expired_parts()
         for key, watch in list(self._watches.items()):
             if watch.expires_at < now:
                 del self._watches[key]
             else:
                 self._push(watch)
 
-    def _push(self, watch: _Watch) -> None:
+    def _push(self, watch: _Watch) -> bool:
+        """Send the watch what it has not seen; False if there was nothing to send."""
         engine = self.replica.engine
         if engine is None or engine.state.revision <= watch.after_revision:
-            return
+            return False
         try:
             events = engine.state.events_since(watch.after_revision, watch.prefix)
         except Compacted as error:
             self._send(watch.client, "compacted", watch.watch_id, error.requested, error.oldest)
             self._watches.pop((watch.client, watch.watch_id), None)
-            return
+            return True
         watch.after_revision = engine.state.revision
         for start in range(0, len(events), EVENTS_PER_DATAGRAM):
             chunk = events[start : start + EVENTS_PER_DATAGRAM]
@@ -170,13 +275,35 @@ class ClientService:
             wire = [event_to_wire(e) for e in chunk]
             self._send(watch.client, "events", watch.watch_id, watch.sent_upto, upto, wire)
             watch.sent_upto = upto
+        return bool(events)
 
     def _on_status(self, sender: str, fields: list[Any]) -> None:
         members = [
             [m.node_id, m.role, m.state, m.applied_revision, m.is_leader]
             for m in self.replica.members()
         ]
-        self._send(sender, "statusrep", fields[0], self.replica.status(), members)
+        status = self.replica.status()
+        status["replies_in_parts"] = self.replies_in_parts
+        status["replies_refused"] = self.replies_refused
+        self._send(sender, "statusrep", fields[0], status, members)
+
+
+def _guarded(
+    name: str, handler: Callable[[str, list[Any]], None]
+) -> Callable[[str, list[Any]], None]:
+    """``handler``, with a client's malformed fields refused as a malformed message.
+
+    The replica stops on anything else a handler raises (a bug must not leave a node
+    half-deaf), so a short or mistyped message from a client must not look like one.
+    """
+
+    def handle(sender: str, fields: list[Any]) -> None:
+        try:
+            handler(sender, fields)
+        except (ValueError, TypeError, KeyError) as error:
+            raise protocol.MalformedRuntimeMessage(f"bad {name}: {error}") from None
+
+    return handle
 
 
 def _row(kv: Any) -> list[Any] | None:

@@ -1,0 +1,193 @@
+"""The client protocol end to end: a thin client (client mode) over the memory transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from paxoskv import ChangeEvent, connect
+from paxoskv.errors import NoQuorum, UndecodableReply
+from paxoskv.remote import Client
+from paxoskv.runtime import protocol
+from paxoskv.transport import MemoryNetwork
+from tests.runtime.cluster import MemoryCluster, eventually
+
+ODD_MAPS: list[Any] = [{1: "x"}, {("a",): 1}, {"x": {2: 3}}, {None: (1, (2,)), 2.5: [b"b"]}]
+
+
+@pytest.fixture
+async def client(memory_cluster: MemoryCluster) -> AsyncIterator[Client]:
+    transport = memory_cluster.network.attach("client-1")
+    async with connect(memory_cluster.config("client-1"), transport=transport) as client:
+        yield client
+
+
+async def _collect(client: Client, prefix: Any, count: int, **kwargs: Any) -> list[ChangeEvent]:
+    events = []
+    async for event in client.watch(prefix, **kwargs):
+        events.append(event)
+        if len(events) == count:
+            break
+    return events
+
+
+async def test_values_with_non_str_map_keys_round_trip(client: Client) -> None:
+    watcher = asyncio.create_task(_collect(client, ("odd",), len(ODD_MAPS)))
+    await eventually(lambda: client._watch_queues, what="the watch to subscribe")
+    revisions = [await client.set(("odd", str(i)), v) for i, v in enumerate(ODD_MAPS)]
+    for i, value in enumerate(ODD_MAPS):
+        assert await client.get(("odd", str(i))) == value
+        assert await client.get(("odd", str(i)), consistency="local") == value
+    assert await client.keys(("odd",)) == [("odd", str(i)) for i in range(len(ODD_MAPS))]
+    assert [e.value for e in await client.items(("odd",))] == ODD_MAPS
+    assert [e.value for e in await asyncio.wait_for(watcher, 5)] == ODD_MAPS
+    resumed = await _collect(client, ("odd",), len(ODD_MAPS), from_revision=revisions[0])
+    assert [e.value for e in resumed] == ODD_MAPS
+
+
+async def test_a_value_over_a_datagram_is_read_whole(
+    client: Client, memory_cluster: MemoryCluster
+) -> None:
+    bigs = {f"big/{i}": str(i) * 46_000 for i in range(5)}  # each about the largest request
+    for key, value in bigs.items():
+        await client.set(key, value)
+    for key, value in bigs.items():
+        assert await client.get(key) == value
+    assert {e.key: e.value for e in await client.items("big/")} == bigs
+    assert {e.key: e.value for e in await client.items("big/", consistency="local")} == bigs
+    answered = [await n.status() for n in memory_cluster.nodes.values()]
+    assert sum(s["replies_in_parts"] for s in answered) >= 2
+    assert sum(s["sends_failed"] for s in answered) == 0
+
+
+async def test_a_listing_of_many_keys_comes_in_parts(client: Client) -> None:
+    for start in range(0, 3_000, 500):  # (at most 1,024 outstanding: the dedup window)
+        await asyncio.gather(*(client.set(f"small/{i:04}", i) for i in range(start, start + 500)))
+    keys = await client.keys("small/")
+    assert keys == [f"small/{i:04}" for i in range(3_000)]
+    assert len(await client.keys("small/", consistency="local")) == 3_000
+
+
+async def test_an_overwrite_of_a_big_value_reaches_the_watcher(client: Client) -> None:
+    first_write = await client.set("bigs/a", "a" * 40_000)
+    watcher = asyncio.create_task(_collect(client, "bigs/", 2, from_revision=first_write + 1))
+    await client.set("bigs/a", "b" * 40_000)
+    await client.set("bigs/b", "c")
+    first, second = await asyncio.wait_for(watcher, 5)
+    assert (first.value, first.prev_value) == ("b" * 40_000, "a" * 40_000)
+    assert second.value == "c"
+
+
+async def test_a_watch_ends_with_no_quorum_when_the_cluster_is_gone() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("w1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        transport = cluster.network.attach("client-1")
+        config = cluster.config("client-1", request_timeout_s=1.0)
+        async with connect(config, transport=transport) as client:
+            await client.set("a", 1)
+            seen: list[ChangeEvent] = []
+
+            async def follow() -> None:
+                async for event in client.watch("a"):
+                    seen.append(event)
+
+            watcher = asyncio.create_task(follow())
+            await eventually(lambda: client._watch_queues, what="the watch to subscribe")
+            await client.set("a", 2)
+            await eventually(lambda: seen, what="the first event")
+            await cluster.stop("w1")
+            with pytest.raises(NoQuorum, match="lost contact with the cluster"):
+                await asyncio.wait_for(watcher, 10)
+    finally:
+        await cluster.close()
+
+
+async def test_an_idle_watch_is_kept_alive(memory_cluster: MemoryCluster) -> None:
+    """No change for several timeouts: the renewals' answers keep the watch going."""
+    transport = memory_cluster.network.attach("client-1")
+    config = memory_cluster.config("client-1", request_timeout_s=0.4)
+    async with connect(config, transport=transport) as client:
+        watcher = asyncio.create_task(_collect(client, "quiet", 1))
+        await asyncio.wait({watcher}, timeout=1.5)  # nothing happens for almost 4 timeouts
+        assert not watcher.done()
+        await memory_cluster.nodes["n1"].set("quiet", 1)
+        assert [e.value for e in await asyncio.wait_for(watcher, 5)] == [1]
+
+
+class _FakeMember:
+    """A member that says hello, then answers every request with bytes that do not decode."""
+
+    def __init__(self, network: MemoryNetwork) -> None:
+        self.transport = network.attach("fake")
+        self.task = asyncio.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        hello = protocol.Hello("voter", 1, 1, "fake", ("fake",), False)
+        await self.transport.broadcast(protocol.encode_hello(hello))
+        bad = msgpack.ExtType(1, b"\xc1")  # a "tuple" that holds no array
+        while True:
+            sender, payload = await self.transport.receive()
+            name, fields = protocol.decode_runtime(payload)
+            if name == "read":
+                reply = ["readrep", fields[0], 1, bad, ""]
+            elif name == "watch":
+                reply = ["events", fields[0], 0, 1, [["set", "k", bad, None, 1]]]
+            else:
+                continue
+            await self.transport.send(sender, protocol.RUNTIME + msgpack.packb(reply))
+
+
+async def test_a_reply_that_does_not_decode_is_an_error_not_a_timeout() -> None:
+    network = MemoryNetwork()
+    fake = _FakeMember(network)
+    config = MemoryCluster().config("client-1", request_timeout_s=30.0)
+    try:
+        async with connect(config, transport=network.attach("client-1")) as client:
+            with pytest.raises(UndecodableReply, match="could not be read"):
+                await asyncio.wait_for(client.get("k"), 5)
+            with pytest.raises(UndecodableReply):
+                await asyncio.wait_for(_collect(client, None, 1), 5)
+    finally:
+        fake.task.cancel()
+
+
+async def test_malformed_client_messages_do_not_stop_a_node(
+    memory_cluster: MemoryCluster,
+) -> None:
+    transport = memory_cluster.network.attach("rogue")
+    for name, fields in [("req", [1]), ("read", ["x"]), ("watch", []), ("more", [None, "a"])]:
+        await transport.send("n1", protocol.encode_runtime(name, *fields))
+    await memory_cluster.nodes["n2"].set("after", 1)
+    assert await memory_cluster.nodes["n1"].get("after") == 1
+    assert memory_cluster.nodes["n1"].replica.failure is None
+
+
+async def test_a_reply_whose_parts_expired_is_asked_for_again(
+    client: Client, memory_cluster: MemoryCluster
+) -> None:
+    bigs = {f"gone/{i}": str(i) * 40_000 for i in range(3)}
+    for key, value in bigs.items():
+        await client.set(key, value)
+    forgotten: list[str] = []
+    for node in memory_cluster.nodes.values():
+        service, replica = node._service, node.replica
+        assert service is not None
+        handler = replica._runtime_handlers["more"]
+
+        def forget_once(
+            sender: str, fields: list[Any], handler: Any = handler, service: Any = service
+        ) -> None:
+            if not forgotten:  # as if the member had dropped the reply meanwhile
+                forgotten.append(sender)
+                service._parts.clear()
+            handler(sender, fields)
+
+        replica.on_runtime_message("more", forget_once)
+    assert {e.key: e.value for e in await client.items("gone/")} == bigs
+    assert forgotten
