@@ -287,7 +287,8 @@ class Replica:
         The order at the end is the latency of a write: an accept goes out to the other
         acceptors before this node's own fsync starts, so the two run at once; and on a quiet
         node the fsync runs right here rather than on the writer thread (see
-        :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile.
+        :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile --
+        but never a leader's whose followers alone make a quorum (:func:`_others_make_a_quorum`).
         A sync made here is told to the engine at once, and the replies it releases go out in
         this step too, rather than a turn of the loop later.
         """
