@@ -62,7 +62,11 @@ class GroupCommitter:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._condition = threading.Condition()
+        # Taken as ``with self._lock`` (a C-level context manager; the Condition's own
+        # __enter__/__exit__ are Python calls, several per write); waits and notifies go
+        # through the Condition, which holds the same lock.
+        self._lock = threading.RLock()
+        self._condition = threading.Condition(self._lock)
         self._waiting: deque[tuple[int, Durable]] = deque()  # ordered by index
         self._error: StorageError | None = None
         self._closing = False
@@ -99,7 +103,7 @@ class GroupCommitter:
     def submit_then(self, records: Sequence[bytes], durable: Durable, *, sync: bool = True) -> None:
         """:meth:`submit`, with ``durable`` called (on whichever thread synced) instead of a
         future resolved. Records that are not bytes or too big raise here, at once."""
-        with self._condition:
+        with self._lock:
             error = self._error
             if error is None and not self._closing:
                 last = self._store.append(records)
@@ -112,7 +116,7 @@ class GroupCommitter:
 
     def request_sync(self) -> None:
         """Sync whatever was submitted without ``sync`` (a no-op if nothing waits)."""
-        with self._condition:
+        with self._lock:
             if self._waiting:
                 self._sync_wanted = True
                 self._condition.notify()
@@ -124,7 +128,7 @@ class GroupCommitter:
         blocks for one fdatasync. On False nothing changed and the caller submits as usual
         (or calls :meth:`request_sync`); the writer thread's batching is untouched.
         """
-        with self._condition:
+        with self._lock:
             sync_s = self._sync_s
             if (
                 self._syncing
@@ -144,7 +148,7 @@ class GroupCommitter:
             self._fail_all(error)
             return True
         finally:
-            with self._condition:
+            with self._lock:
                 self._syncing = False
                 if self._sync_wanted or self._closing:  # the writer waits for this sync to end
                     self._condition.notify()  # (a needless wake costs a GIL handoff)
@@ -167,14 +171,14 @@ class GroupCommitter:
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""
-        with self._condition:
+        with self._lock:
             self._closing = True
             self._condition.notify()
         self._thread.join()
 
     def _run(self) -> None:
         while True:
-            with self._condition:
+            with self._lock:
                 while self._syncing or (not self._sync_wanted and not self._closing):
                     self._condition.wait()
                 self._sync_wanted = False
@@ -189,20 +193,20 @@ class GroupCommitter:
                 self._fail_all(error)
                 return
             finally:
-                with self._condition:
+                with self._lock:
                     self._syncing = False
             self._release(durable)
 
     def _release(self, durable: int) -> None:
         ready = []
-        with self._condition:
+        with self._lock:
             while self._waiting and self._waiting[0][0] <= durable:
                 ready.append(self._waiting.popleft())
         for last, tell in ready:
             tell(last, None)
 
     def _fail_all(self, error: StorageError) -> None:
-        with self._condition:
+        with self._lock:
             self._error = error
             failed = list(self._waiting)
             self._waiting.clear()
