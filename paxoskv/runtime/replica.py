@@ -68,6 +68,19 @@ MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fi
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
 
 
+def _others_make_a_quorum(configuration: Configuration) -> bool:
+    """Whether a quorum of voters can be formed without this node, the leader.
+
+    Then a leader leaves its own syncs to the writer thread, however quiet the disk: its vote
+    is one of several, and a loop blocked in its own fdatasync cannot count the followers'
+    votes that arrive meanwhile, which may already choose the slot without it. A write then
+    waits for the fastest quorum of syncs, not always for the leader's. With one or two
+    voters the leader's sync is always needed, and is made on the loop when it is quiet, as
+    it is in the ``os`` and ``memory`` modes, where a sync never waits on the disk.
+    """
+    return len(configuration.voters) > configuration.quorum_size()
+
+
 class Replica:
     """A running node. Use it through :class:`paxoskv.Node`."""
 
@@ -94,6 +107,8 @@ class Replica:
         self._durable_call_due = False  # a call of _tell_durable is queued on the loop
         self._durable_told = 0  # the highest sync id the engine has heard of
         self._durable_lock = threading.Lock()
+        self._syncing_here = False  # a step is in GroupCommitter.sync_here (on the loop)
+        self._fsyncs = config.durability == "durable"  # (else a sync is a write at most)
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -367,7 +382,8 @@ class Replica:
         The order at the end is the latency of a write: an accept goes out to the other
         acceptors before this node's own fsync starts, so the two run at once; and on a quiet
         node the fsync runs right here rather than on the writer thread (see
-        :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile.
+        :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile --
+        but never a leader's whose followers alone make a quorum (:func:`_others_make_a_quorum`).
         A sync made here is told to the engine at once, and the replies it releases go out in
         this step too, rather than a turn of the loop later.
         """
@@ -380,7 +396,15 @@ class Replica:
             self._sync_due = False
             committer = self._committer
             assert committer is not None
-            if not committer.sync_here():
+            if self._fsyncs and engine.is_leader and _others_make_a_quorum(engine.configuration):
+                synced_here = False  # see _others_make_a_quorum
+            else:
+                self._syncing_here = True
+                try:
+                    synced_here = committer.sync_here()
+                finally:
+                    self._syncing_here = False
+            if not synced_here:
                 committer.request_sync()
                 break
             sync_id = self._take_durable() if self.failure is None else 0
@@ -398,10 +422,30 @@ class Replica:
         self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
 
     def _on_timer(self) -> None:
+        """The one timer fired: tick the engine if something is due, else re-arm.
+
+        The timer stays armed at the earliest deadline a step saw (re-arming it after every
+        step would cost a timer per step), so it often fires for a deadline that has since
+        moved: at low load, every write's commit point arms one ``commit_delay_s`` ahead,
+        which the next write's accept then carries instead. Ticking then was a whole engine
+        step for nothing, and it tended to land between a write's answer and the next
+        proposal. The engine asks to be ticked at ``next_deadline()`` or later, so a timer whose
+        deadline has moved later only re-arms; one that fires at its own deadline (or a
+        clock's tick before it) ticks as before.
+        """
+        armed_for = self._timer_deadline
         self._timer = None
         self._timer_deadline = float("inf")
-        if self.engine is not None and self.failure is None:
-            self._step(self.engine.tick(time.time()))
+        engine = self.engine
+        if engine is None or self.failure is not None:
+            return
+        now = time.time()
+        deadline = engine.next_deadline()
+        if armed_for < deadline and now < deadline:  # the deadline moved on: nothing is due
+            self._timer_deadline = deadline
+            self._timer = self._loop.call_later(deadline - now, self._on_timer)
+            return
+        self._step(engine.tick(now))
 
     def _carry_out_all(self, effects: list[fx.Effect]) -> None:
         """Carry out ``effects`` in order; an answer to a local caller right here.
@@ -488,8 +532,8 @@ class Replica:
         with self._durable_lock:  # the writer thread and the loop may both be here
             if sync_id > self._durable_upto:
                 self._durable_upto = sync_id
-            if self._durable_call_due:
-                return
+            if self._durable_call_due or (on_loop and self._syncing_here):
+                return  # (a step syncing here takes it as soon as sync_here returns)
             self._durable_call_due = True
         call(self._tell_durable)
 

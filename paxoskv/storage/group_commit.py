@@ -12,10 +12,14 @@ index of their last record once it is durable - not before, and never if the syn
 A sync may also run on the caller's own thread (:meth:`sync_here`) when the disk is quiet: a
 lone write then costs no thread wake-up on the way in and none on the way out (two handoffs,
 each a scheduler round trip and a wait for the GIL). "Quiet" means no sync is running, and
-the disk has sat idle between syncs, lately and on average, for more than two syncs' time:
-under a stream of writes the caller (the event loop) has better things to do than wait on
-the disk, and the writer thread batches as above. Nor does it on a disk whose last sync took
-over 2 ms: a loop waiting on a slow or stalled disk would send no heartbeats meanwhile.
+the disk has sat idle between syncs, lately and on average, for more than half a sync's time
+(a sync's time: a moving average of them): under a stream of writes the syncs come back to
+back, the caller (the event loop) has better things to do than wait on the disk, and the
+writer thread batches as above. One client's sequential writes leave the disk idle for
+about a round trip between syncs, which the old bound of two syncs' time took for a stream
+half the time. Nor does it on a slow disk (syncs of over 2 ms on average) or right after a
+stall (a last sync of over 10 ms): a loop waiting on such a disk would send no heartbeats
+meanwhile. One slow sync among fast ones no longer sends the next to the writer thread.
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ runtime arms a timer for :meth:`GroupCommitter.request_sync`, and the simulator 
 
 _LONGEST_IDLE_S = 0.1  # one long pause counts no longer than this in the average
 _SLOWEST_SYNC_HERE_S = 0.002
-"""A disk whose last sync took longer is never synced on the caller's thread: an event loop
-that waits on a slow (or stalled) disk sends no heartbeats meanwhile."""
+"""A disk whose syncs take longer, on a moving average, is never synced on the caller's
+thread: an event loop that waits on a slow disk sends no heartbeats meanwhile."""
+_STALLED_SYNC_S = 0.01
+"""Nor is one whose last sync took longer than this (a stall), whatever the average says."""
 
 
 Durable = Callable[[int, StorageError | None], None]
@@ -56,7 +62,11 @@ class GroupCommitter:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._condition = threading.Condition()
+        # Taken as ``with self._lock`` (a C-level context manager; the Condition's own
+        # __enter__/__exit__ are Python calls, several per write); waits and notifies go
+        # through the Condition, which holds the same lock.
+        self._lock = threading.RLock()
+        self._condition = threading.Condition(self._lock)
         self._waiting: deque[tuple[int, Durable]] = deque()  # ordered by index
         self._error: StorageError | None = None
         self._closing = False
@@ -65,6 +75,7 @@ class GroupCommitter:
         self._last_end = time.monotonic()  # when the last sync ended
         self._idle_s = 0.0  # the disk's idle time between syncs, a moving average
         self._last_sync_s = 0.0  # how long the last sync took
+        self._sync_s = 0.0  # how long a sync takes, a moving average
         self._thread = threading.Thread(
             target=self._run, name=f"paxoskv-group-commit {store.location}", daemon=True
         )
@@ -92,7 +103,7 @@ class GroupCommitter:
     def submit_then(self, records: Sequence[bytes], durable: Durable, *, sync: bool = True) -> None:
         """:meth:`submit`, with ``durable`` called (on whichever thread synced) instead of a
         future resolved. Records that are not bytes or too big raise here, at once."""
-        with self._condition:
+        with self._lock:
             error = self._error
             if error is None and not self._closing:
                 last = self._store.append(records)
@@ -105,7 +116,7 @@ class GroupCommitter:
 
     def request_sync(self) -> None:
         """Sync whatever was submitted without ``sync`` (a no-op if nothing waits)."""
-        with self._condition:
+        with self._lock:
             if self._waiting:
                 self._sync_wanted = True
                 self._condition.notify()
@@ -117,15 +128,17 @@ class GroupCommitter:
         blocks for one fdatasync. On False nothing changed and the caller submits as usual
         (or calls :meth:`request_sync`); the writer thread's batching is untouched.
         """
-        with self._condition:
+        with self._lock:
+            sync_s = self._sync_s
             if (
                 self._syncing
                 or self._error is not None
                 or self._closing
                 or not self._waiting
-                or self._last_sync_s > _SLOWEST_SYNC_HERE_S
-                or time.monotonic() < self._last_end + 2 * self._last_sync_s
-                or self._idle_s < 2 * self._last_sync_s
+                or self._last_sync_s > _STALLED_SYNC_S
+                or sync_s > _SLOWEST_SYNC_HERE_S
+                or time.monotonic() < self._last_end + sync_s / 2
+                or self._idle_s < sync_s / 2
             ):
                 return False
             self._syncing = True
@@ -135,7 +148,7 @@ class GroupCommitter:
             self._fail_all(error)
             return True
         finally:
-            with self._condition:
+            with self._lock:
                 self._syncing = False
                 if self._sync_wanted or self._closing:  # the writer waits for this sync to end
                     self._condition.notify()  # (a needless wake costs a GIL handoff)
@@ -151,17 +164,21 @@ class GroupCommitter:
         finally:
             self._last_end = time.monotonic()
             self._last_sync_s = self._last_end - started
+            if self._sync_s:
+                self._sync_s += (self._last_sync_s - self._sync_s) * 0.25
+            else:  # the first sync: nothing to average with yet
+                self._sync_s = self._last_sync_s
 
     def close(self) -> None:
         """Sync what was submitted, stop the thread; the store stays open."""
-        with self._condition:
+        with self._lock:
             self._closing = True
             self._condition.notify()
         self._thread.join()
 
     def _run(self) -> None:
         while True:
-            with self._condition:
+            with self._lock:
                 while self._syncing or (not self._sync_wanted and not self._closing):
                     self._condition.wait()
                 self._sync_wanted = False
@@ -176,20 +193,20 @@ class GroupCommitter:
                 self._fail_all(error)
                 return
             finally:
-                with self._condition:
+                with self._lock:
                     self._syncing = False
             self._release(durable)
 
     def _release(self, durable: int) -> None:
         ready = []
-        with self._condition:
+        with self._lock:
             while self._waiting and self._waiting[0][0] <= durable:
                 ready.append(self._waiting.popleft())
         for last, tell in ready:
             tell(last, None)
 
     def _fail_all(self, error: StorageError) -> None:
-        with self._condition:
+        with self._lock:
             self._error = error
             failed = list(self._waiting)
             self._waiting.clear()

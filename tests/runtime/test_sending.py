@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,12 @@ async def test_a_follower_synced_on_the_loop_replies_in_the_step_that_received_t
     leader = await _leader_of(memory_cluster)
     follower = next(node for node in memory_cluster.nodes.values() if node is not leader)
     replica, transport = follower.replica, follower.replica.transport
-    assert transport is not None
+    assert transport is not None and replica._committer is not None
+    # A quiet disk, whatever the syncs before took (a preempted one raises the average):
+    # sync_here's rules are tested in tests/storage; this is what a step does with its sync.
+    committer = replica._committer
+    committer._sync_s = committer._last_sync_s = 0.0
+    committer._idle_s = 1.0
     events: list[str] = []
 
     def kinds(payloads: Sequence[bytes]) -> list[str]:
@@ -210,3 +216,98 @@ async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Pat
         outcomes.append((waiting[1].result(), heard, dict(replica._answers)))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == b"r1" and [a.seq for a in outcomes[0][1]] == [2, 3, 4]
+
+
+async def test_a_timer_whose_deadline_moved_later_re_arms_without_a_tick(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """The one timer stays armed at the earliest deadline a step saw; when it fires and the
+    engine's deadline has moved on (a commit point that the next accept carried), it re-arms
+    at the new deadline instead of running an engine step for nothing. At its own deadline
+    it ticks."""
+    replica = (await _leader_of(memory_cluster)).replica
+    engine = replica.engine
+    assert engine is not None
+    ticks: list[float] = []
+    real_tick = engine.tick
+
+    def tick(now: float) -> Any:
+        ticks.append(now)
+        return real_tick(now)
+
+    engine.tick = tick  # type: ignore[method-assign]
+    try:
+        # Nothing due for a while (a heartbeat just went), then no await until the end.
+        await eventually(lambda: engine.next_deadline() > time.time() + 0.005)
+        ticks.clear()  # (the real timer may have ticked meanwhile)
+        deadline = engine.next_deadline()
+        if replica._timer is not None:
+            replica._timer.cancel()
+        replica._timer_deadline = deadline - 1.0  # armed for a deadline that has since moved
+        replica._on_timer()
+        assert ticks == []
+        assert replica._timer is not None and replica._timer_deadline == deadline
+        replica._timer.cancel()
+        replica._timer_deadline = deadline  # fired at its own deadline (a clock tick early)
+        replica._on_timer()
+        assert len(ticks) == 1
+    finally:
+        engine.tick = real_tick  # type: ignore[method-assign]
+
+
+async def test_a_leader_of_three_voters_leaves_its_own_syncs_to_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In durable mode the leader's own vote is one of three: its loop must stay free to count
+    the followers' votes, which choose the slot without it if its disk is the slow one."""
+    from paxoskv.runtime import replica as replica_module
+
+    monkeypatch.setattr(replica_module, "LAZY_SYNC_S", 60.0)  # no timer-driven syncs here
+    cluster = MemoryCluster(tmp_path)
+    for node_id in ("n1", "n2", "n3"):
+        await cluster.start(node_id, bootstrap_expect=3, durability="durable")
+    calls: list[tuple[str, bool]] = []  # (how, whether its node led at the time)
+    try:
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+            replica, committer = node.replica, node.replica._committer
+            assert committer is not None
+
+            def sync_here(replica: Any = replica, real: Any = committer.sync_here) -> bool:
+                calls.append(("here", replica.engine.is_leader))
+                return bool(real())
+
+            def request_sync(replica: Any = replica, real: Any = committer.request_sync) -> None:
+                calls.append(("thread", replica.engine.is_leader))
+                real()
+
+            committer.sync_here = sync_here  # type: ignore[method-assign]
+            committer.request_sync = request_sync  # type: ignore[method-assign]
+        for index in range(5):  # (leadership may move meanwhile: each call says who led)
+            await (await _leader_of(cluster)).set(f"k{index}", index)
+        assert ("thread", True) in calls and ("here", True) not in calls, calls
+    finally:
+        await cluster.close()
+
+
+async def test_a_single_voter_leader_still_syncs_on_the_loop(tmp_path: Path) -> None:
+    """With one voter the leader's own sync is the quorum: it is tried on the loop first."""
+    cluster = MemoryCluster(tmp_path)
+    leader = await cluster.start("n1", bootstrap_expect=1, durability="durable")
+    try:
+        await leader.wait_ready(5)
+        await _leader_of(cluster)
+        committer = leader.replica._committer
+        assert committer is not None
+        calls: list[str] = []
+        real_here = committer.sync_here
+
+        def sync_here() -> bool:
+            calls.append("here")
+            return real_here()
+
+        committer.sync_here = sync_here  # type: ignore[method-assign]
+        await leader.set("k", "v")
+        assert "here" in calls
+    finally:
+        await cluster.close()

@@ -295,7 +295,7 @@ def test_sync_here_syncs_on_the_callers_thread_only_when_the_writer_is_idle() ->
 
 
 def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Within two syncs' time of the last one the disk is busy: the writer thread batches."""
+    """Within half a sync's time of the last one the disk is busy: the writer thread batches."""
     clock = _held_clock(monkeypatch)
     disk = _SlowDisk(clock, fsync_s=0.001)
     store = Store.open(None, disk=disk)
@@ -304,14 +304,14 @@ def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPat
     first = committer.submit([b"accept 1"], sync=False)
     assert committer.sync_here() and first.result(timeout=30) == 1  # quiet: synced here
     second = committer.submit([b"accept 2"], sync=False)
-    clock[0] += 0.0015  # less than two syncs' time since the last one ended
+    clock[0] += 0.0004  # less than half a sync's time since the last one ended
     assert not committer.sync_here()
     clock[0] += 0.01  # now more
     assert committer.sync_here() and second.result(timeout=30) == 2
     for index in range(3, 23):  # a stream of writes: each sync starts as the last one ends
         assert committer.submit([b"accept %d" % index]).result(timeout=30) == index
     third = committer.submit([b"accept 23"], sync=False)
-    clock[0] += 0.0025  # a pause in the stream is not yet a quiet disk ...
+    clock[0] += 0.0025  # a pause in the stream is not yet a quiet disk (on average) ...
     assert not committer.sync_here()
     committer.request_sync()
     assert third.result(timeout=30) == 23
@@ -321,6 +321,61 @@ def test_sync_here_declines_while_writes_stream_in(monkeypatch: pytest.MonkeyPat
     clock[0] += 0.01
     fourth = committer.submit([b"accept 34"], sync=False)
     assert committer.sync_here() and fourth.result(timeout=30) == 34
+    committer.close()
+    store.close()
+
+
+def test_sync_here_syncs_on_the_callers_thread_between_one_clients_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One client's sequential writes: a sync every round trip, the disk idle about as long
+    as a sync takes. That is a quiet disk, and each sync runs on the caller's thread (the
+    bound of two syncs' time sent half of them to the writer thread, a handoff each)."""
+    clock = _held_clock(monkeypatch)
+    disk = _SlowDisk(clock, fsync_s=0.0004)
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    clock[0] += 0.1
+    for index in range(1, 30):
+        clock[0] += 0.0005  # a round trip, a little longer than the sync
+        waiting = committer.submit([b"accept %d" % index], sync=False)
+        assert committer.sync_here() and waiting.result(timeout=30) == index
+    committer.close()
+    store.close()
+
+
+def test_sync_here_takes_one_slow_sync_in_its_stride_but_not_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One 5 ms sync among 0.4 ms ones leaves the average under 2 ms: the next sync still
+    runs here. A stall (a sync over 10 ms) sends the next ones to the writer thread at once,
+    until the average is back under 2 ms."""
+    clock = _held_clock(monkeypatch)
+    disk = _SlowDisk(clock, fsync_s=0.0004)
+    store = Store.open(None, disk=disk)
+    committer = GroupCommitter(store)
+    clock[0] += 0.1
+    index = 0
+
+    def write(fsync_s: float, *, pause_s: float = 0.05) -> bool:
+        nonlocal index
+        index += 1
+        disk.fsync_s = fsync_s
+        clock[0] += pause_s
+        waiting = committer.submit([b"accept %d" % index], sync=False)
+        synced_here = committer.sync_here()
+        if not synced_here:
+            committer.request_sync()
+        assert waiting.result(timeout=30) == index
+        return synced_here
+
+    assert all(write(0.0004) for _ in range(5))
+    assert write(0.005)  # not known to be slow yet
+    assert write(0.0004)  # one slow sync is not a slow disk
+    assert write(0.02)
+    assert not write(0.0004)  # right after a stall: to the writer thread ...
+    # ... and on until fast syncs have brought the average back under 2 ms
+    assert [write(0.0004) for _ in range(5)] == [False, False, False, False, True]
     committer.close()
     store.close()
 
