@@ -137,6 +137,7 @@ class Replica:
         self._seen_configuration: Configuration | None = None
         self._removed_at: dict[str, int] = {}
         self._foreign: set[str] = set()  # nodes of another genesis: their Paxos is dropped
+        self._foreign_logged: set[tuple[str, tuple[str, ...]]] = set()
         self._duplicates: DuplicateIdWatch | None = None
         self._engine_ready = asyncio.Event()
         self._snapshot_lock = asyncio.Lock()
@@ -709,6 +710,10 @@ class Replica:
         if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
             self._refuse_foreign(sender, hello.genesis)
             return
+        # Ours, or none yet: the process now behind that id is not the stranger refused (it
+        # was restarted on a fresh data dir, as the refusal advised, or it is our own member
+        # and the stranger sharing its id stopped): its Paxos counts again.
+        self._foreign.discard(sender)
         self.peers[sender] = PeerView(
             time.time(),
             hello.wants,
@@ -756,12 +761,16 @@ class Replica:
         """A node of the same cluster name but another genesis: another cluster's data dir.
 
         Its votes and ballots mean nothing here (and a campaign of its own would unseat our
-        leader over and over), so its Paxos messages are dropped and it is never added.
+        leader over and over), so its Paxos messages are dropped and it is never added, until
+        a hello under that id carries our genesis or none (see :meth:`_on_hello`). Keyed by id
+        alone, so while a stranger and a member share an id, the member's Paxos is dropped
+        between the stranger's hello and its own next one: the stranger must be stopped.
         """
-        if sender in self._foreign:
-            return
         self._foreign.add(sender)
         self.peers.pop(sender, None)
+        if (sender, genesis) in self._foreign_logged:
+            return  # once per stranger: a member sharing its id clears it at every hello
+        self._foreign_logged.add((sender, genesis))
         log.error(
             "%s: node %s belongs to another cluster named %r (first voters %s; ours %s); "
             "ignoring it: start it on a fresh --data-dir to join this cluster",
@@ -865,7 +874,7 @@ class Replica:
         now = time.time()
         change = membership_change(
             engine.configuration,
-            {k: v for k, v in self.peers.items() if k != self.node_id},
+            {k: v for k, v in self.peers.items() if k != self.node_id and k not in self._foreign},
             now=now,
             leader_applied_slot=engine.applied_slot,
             suspect_after_s=self.config.suspect_after_s,

@@ -118,6 +118,37 @@ async def test_a_node_of_another_genesis_is_ignored(
         await cluster.close()
 
 
+async def test_a_stranger_restarted_on_a_fresh_data_dir_joins_and_votes(tmp_path: Path) -> None:
+    """The refusal's advice works: once the id's hellos carry our genesis (or none), its Paxos
+    counts again, so a quorum that needs its vote forms (it was dropped forever before)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("z1", "z2", "z3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        zs = [cluster.nodes[z].replica for z in ("z1", "z2", "z3")]
+        stranger = await cluster.start("s1", bootstrap_expect=1)
+        await stranger.wait_ready(5)
+        await eventually(lambda: all("s1" in r._foreign for r in zs), what="all refuse s1")
+        await cluster.stop("s1")
+        shutil.rmtree(tmp_path / "s1")
+        fresh = await cluster.start("s1", join=True)
+        await fresh.wait_ready(5)
+        await eventually(lambda: not any("s1" in r._foreign for r in zs), what="s1 accepted")
+        engine = zs[0].engine
+        assert engine is not None
+        await eventually(lambda: "s1" in engine.configuration.voters, 10, "s1 promoted")
+        await eventually(
+            lambda: all(r.engine and "s1" in r.engine.configuration.voters for r in zs[:2]),
+            what="z2 applying the promotion",
+        )
+        await cluster.stop("z3")  # z1, z2, s1: a quorum of 4 only if s1's vote counts
+        assert await cluster.nodes["z1"].set("k", "after z3 stopped") > 0
+    finally:
+        await cluster.close()
+
+
 # --- a duplicate node id (defect 5) --------------------------------------------------------
 
 
