@@ -28,6 +28,7 @@ from paxoskv.errors import ConfigurationError, WrongCluster
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
 ROLE_FILE = "role"
+BOOTSTRAP_FILE = "bootstrap.json"
 
 Role = Literal["voter", "learner", "removed"]
 ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
@@ -117,6 +118,43 @@ def load_role(data_dir: Path | None) -> Role | None:
 def save_role(data_dir: Path | None, role: Role) -> None:
     if data_dir is not None:
         _write_durably(data_dir / ROLE_FILE, role + "\n")
+
+
+def load_met(data_dir: Path | None, expect: int) -> set[str]:
+    """The nodes met while bootstrapping, kept in ``data_dir`` (empty: none kept, or no dir).
+
+    Bootstrap's proof needs the met-sets one node announces to form a chain over its whole
+    life, restarts included: a node that announced S and restarted with a smaller set could
+    agree on another. So the set is kept before it is announced, and read back here; and the
+    N it was announced with must stay the same.
+    """
+    path = None if data_dir is None else data_dir / BOOTSTRAP_FILE
+    if path is None or not path.exists():
+        return set()
+    try:
+        kept = json.loads(path.read_text())
+        kept_expect = kept["expect"]
+        met = kept["met"]
+        if type(kept_expect) is not int or not all(type(node) is str for node in met):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise ConfigurationError(
+            f"{path} is damaged; start this node on a fresh --data-dir"
+        ) from None
+    if kept_expect != expect:
+        raise ConfigurationError(
+            f"data dir {data_dir} began bootstrapping with --bootstrap-expect {kept_expect}, "
+            f"not {expect}: start it with --bootstrap-expect {kept_expect}, or on a fresh "
+            "--data-dir"
+        )
+    return set(met)
+
+
+def save_met(data_dir: Path | None, expect: int, met: frozenset[str]) -> None:
+    """Keep the met-set (see :func:`load_met`); without a data dir it lives in memory only."""
+    if data_dir is not None:
+        text = json.dumps({"expect": expect, "met": sorted(met)})
+        _write_durably(data_dir / BOOTSTRAP_FILE, text + "\n")
 
 
 def _fresh_id() -> str:

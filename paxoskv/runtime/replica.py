@@ -42,10 +42,12 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     DuplicateIdWatch,
     Role,
+    load_met,
     load_role,
     node_identity,
     read_genesis,
     save_genesis,
+    save_met,
     save_role,
 )
 from paxoskv.runtime.membership import (
@@ -160,6 +162,7 @@ class Replica:
                 self.config.data_dir, self.config.cluster
             )
             self._role = self._kept_role()
+            self._keep_bootstrap()
         except PaxosKVError:
             await self.stop()  # the store's lock and the writer thread go too
             raise
@@ -213,6 +216,15 @@ class Replica:
                 "recovered snapshot at slot %d and %d journal records", durable.applied_slot, count
             )
         return durable, bool(recovered or count)
+
+    def _keep_bootstrap(self) -> None:
+        """Start from the nodes met in an earlier life, and keep each one met from now on, before
+        it is announced: the proof in membership.Bootstrap needs that across restarts."""
+        bootstrap, data_dir = self._bootstrap, self.config.data_dir
+        if bootstrap is None or self._genesis is not None:
+            return
+        bootstrap.met |= load_met(data_dir, bootstrap.expect)
+        bootstrap.keep = lambda expect, met: save_met(data_dir, expect, met)
 
     def _kept_role(self) -> Role:
         """What this node is, from its data dir first: a restart without ``--learner`` must
