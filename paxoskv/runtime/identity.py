@@ -187,20 +187,25 @@ class DuplicateIdWatch:
     One frame is not proof: a restarted node may still receive a datagram its previous life
     sent just before it died (delayed in a queue, or a multicast copy). A dead process sends
     nothing more, so the other incarnation counts as alive only once frames from it have kept
-    coming for longer than ``alive_after_s`` (a hello interval: every live node sends a hello
-    at least that often), more than one frame and spread over time, never a burst in flight.
+    coming for at least ``alive_after_s`` (a hello interval: every live node sends a hello at
+    least that often): three frames or more, never two in a row more than two intervals apart.
+    Two stale frames, however far apart, are not enough, and an incarnation silent for two
+    intervals is forgotten (its next frame starts a new count).
     """
 
     def __init__(self, own_incarnation: int, alive_after_s: float) -> None:
         self.own_incarnation = own_incarnation
         self.alive_after_s = alive_after_s
-        self._first_heard: dict[int, float] = {}
+        self._runs: dict[int, tuple[float, float, int]] = {}  # first, last heard, frames
 
     def heard(self, incarnation: int, now: float) -> bool:
         """True when this process should stop: an older incarnation is alive."""
         if incarnation >= self.own_incarnation:
             return False  # ours (an echo), or a newer process: that one stops, not us
-        first = self._first_heard.setdefault(incarnation, now)
-        if len(self._first_heard) > 64:  # bounded: a flood of forged headers cannot grow it
-            self._first_heard = {incarnation: first}
-        return now - first >= self.alive_after_s
+        silent_s = 2 * self.alive_after_s
+        self._runs = {k: run for k, run in self._runs.items() if now - run[1] <= silent_s}
+        first, _, frames = self._runs.get(incarnation, (now, now, 0))
+        if len(self._runs) >= 64:  # bounded: a flood of forged headers cannot grow it
+            self._runs = {}
+        self._runs[incarnation] = (first, now, frames + 1)
+        return frames + 1 >= 3 and now - first >= self.alive_after_s

@@ -161,6 +161,20 @@ def test_a_duplicate_is_alive_only_once_heard_over_a_hello_interval() -> None:
     assert watch.heard(500, 10.25)
 
 
+def test_stale_frames_of_a_dead_incarnation_are_not_a_live_duplicate() -> None:
+    """Two frames of a previous life, however far apart, prove nothing; nor do frames with a
+    silence of more than two hello intervals between them (that process may have died)."""
+    watch = DuplicateIdWatch(own_incarnation=1_000, alive_after_s=0.25)
+    assert not watch.heard(500, 10.0)
+    assert not watch.heard(500, 10.3)  # two frames over more than an interval: still stale
+    assert not watch.heard(500, 11.0)  # silent for 0.7 s: forgotten, a new count starts
+    assert not watch.heard(500, 11.6)
+    assert not watch.heard(500, 12.2)
+    assert not watch.heard(500, 12.3)  # 2 frames since 12.2
+    assert not watch.heard(500, 12.4)  # 3 frames, but over less than an interval
+    assert watch.heard(500, 12.5)
+
+
 async def test_the_newer_of_two_processes_with_one_id_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
