@@ -13,6 +13,7 @@ import pytest
 
 from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
     ROLE_FILE,
@@ -429,4 +430,41 @@ async def test_learner_flag_on_a_voters_data_dir_is_refused(tmp_path: Path) -> N
             await cluster.start("v1", learner=True, join=True)
     finally:
         cluster.network._detach("v1")
+        await cluster.close()
+
+
+async def test_a_joiner_removed_while_catching_up_is_not_added_back() -> None:
+    """A joiner removed while still far behind does not stop (it never counted itself a
+    member) and goes on catching up: once past the removal's slot it was added straight back.
+    Only a new life under its id (its applied slot back at 0) is added again."""
+    cluster = MemoryCluster()
+    try:
+        z1 = await cluster.start("z1", bootstrap_expect=1)
+        await z1.wait_ready(5)
+        leader = z1.replica
+        engine = leader.engine
+        assert engine is not None and leader._genesis is not None
+        genesis = leader._genesis
+
+        def hear(applied_slot: int) -> bool:  # a hello from j1, which no transport carries
+            hello = protocol.Hello("learner", applied_slot, 0, "z1", genesis, False)
+            leader._on_hello("j1", hello)
+            return True
+
+        await eventually(lambda: hear(0) and "j1" in engine.configuration.members(), what="add")
+        hear(1)  # far behind, and heard when it is removed
+        await z1.remove("j1")
+        assert "j1" not in engine.configuration.members()
+        removed_at = leader._removed_at["j1"]
+        proposed = leader._policy_seq
+        for slot in (removed_at + 5, removed_at + 9):  # the same process, caught up past it
+            hear(slot)
+            leader._apply_membership_policy()
+        assert leader._policy_seq == proposed
+        assert "j1" not in engine.configuration.members()
+        await eventually(
+            lambda: hear(0) and hear(removed_at + 9) and "j1" in engine.configuration.members(),
+            what="a fresh life of j1 added",
+        )
+    finally:
         await cluster.close()
