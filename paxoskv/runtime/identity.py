@@ -28,6 +28,7 @@ from paxoskv.errors import ConfigurationError, WrongCluster
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
 ROLE_FILE = "role"
+BOOTSTRAP_FILE = "bootstrap.json"
 
 Role = Literal["voter", "learner", "removed"]
 ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
@@ -119,6 +120,43 @@ def save_role(data_dir: Path | None, role: Role) -> None:
         _write_durably(data_dir / ROLE_FILE, role + "\n")
 
 
+def load_met(data_dir: Path | None, expect: int) -> set[str]:
+    """The nodes met while bootstrapping, kept in ``data_dir`` (empty: none kept, or no dir).
+
+    Bootstrap's proof needs the met-sets one node announces to form a chain over its whole
+    life, restarts included: a node that announced S and restarted with a smaller set could
+    agree on another. So the set is kept before it is announced, and read back here; and the
+    N it was announced with must stay the same.
+    """
+    path = None if data_dir is None else data_dir / BOOTSTRAP_FILE
+    if path is None or not path.exists():
+        return set()
+    try:
+        kept = json.loads(path.read_text())
+        kept_expect = kept["expect"]
+        met = kept["met"]
+        if type(kept_expect) is not int or not all(type(node) is str for node in met):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise ConfigurationError(
+            f"{path} is damaged; start this node on a fresh --data-dir"
+        ) from None
+    if kept_expect != expect:
+        raise ConfigurationError(
+            f"data dir {data_dir} began bootstrapping with --bootstrap-expect {kept_expect}, "
+            f"not {expect}: start it with --bootstrap-expect {kept_expect}, or on a fresh "
+            "--data-dir"
+        )
+    return set(met)
+
+
+def save_met(data_dir: Path | None, expect: int, met: frozenset[str]) -> None:
+    """Keep the met-set (see :func:`load_met`); without a data dir it lives in memory only."""
+    if data_dir is not None:
+        text = json.dumps({"expect": expect, "met": sorted(met)})
+        _write_durably(data_dir / BOOTSTRAP_FILE, text + "\n")
+
+
 def _fresh_id() -> str:
     return "n-" + secrets.token_hex(4)
 
@@ -149,20 +187,25 @@ class DuplicateIdWatch:
     One frame is not proof: a restarted node may still receive a datagram its previous life
     sent just before it died (delayed in a queue, or a multicast copy). A dead process sends
     nothing more, so the other incarnation counts as alive only once frames from it have kept
-    coming for longer than ``alive_after_s`` (a hello interval: every live node sends a hello
-    at least that often), more than one frame and spread over time, never a burst in flight.
+    coming for at least ``alive_after_s`` (a hello interval: every live node sends a hello at
+    least that often): three frames or more, never two in a row more than two intervals apart.
+    Two stale frames, however far apart, are not enough, and an incarnation silent for two
+    intervals is forgotten (its next frame starts a new count).
     """
 
     def __init__(self, own_incarnation: int, alive_after_s: float) -> None:
         self.own_incarnation = own_incarnation
         self.alive_after_s = alive_after_s
-        self._first_heard: dict[int, float] = {}
+        self._runs: dict[int, tuple[float, float, int]] = {}  # first, last heard, frames
 
     def heard(self, incarnation: int, now: float) -> bool:
         """True when this process should stop: an older incarnation is alive."""
         if incarnation >= self.own_incarnation:
             return False  # ours (an echo), or a newer process: that one stops, not us
-        first = self._first_heard.setdefault(incarnation, now)
-        if len(self._first_heard) > 64:  # bounded: a flood of forged headers cannot grow it
-            self._first_heard = {incarnation: first}
-        return now - first >= self.alive_after_s
+        silent_s = 2 * self.alive_after_s
+        self._runs = {k: run for k, run in self._runs.items() if now - run[1] <= silent_s}
+        first, _, frames = self._runs.get(incarnation, (now, now, 0))
+        if len(self._runs) >= 64:  # bounded: a flood of forged headers cannot grow it
+            self._runs = {}
+        self._runs[incarnation] = (first, now, frames + 1)
+        return frames + 1 >= 3 and now - first >= self.alive_after_s

@@ -14,7 +14,7 @@ Bootstrapping a new cluster is :class:`Bootstrap`, whose docstring proves its ru
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from paxoskv.state import AddLearner, Command, Configuration, PromoteLearner, RemoveMember
@@ -122,6 +122,13 @@ class Bootstrap:
     S == S'. In particular a member that announced S can never later bootstrap another set:
     it would need a met-set of N members strictly containing S, which has N members.
 
+    "Over time" includes restarts: ``keep`` is called with every larger met-set before
+    :meth:`hear` returns, hence before it is announced, and the runtime writes it to the data
+    dir and starts the next life from it (``met``). A node with no data dir keeps it in memory
+    only: restarted before it bootstraps, it may announce a smaller set than before, and the
+    claim then holds only if it is restarted after the others have formed their cluster (it
+    joins it) or they are all restarted too.
+
     What it cannot rule out is two groups that never heard of each other at all (a partition
     at start, with more nodes than N started): no rule can, without knowing the others exist.
     Two guards narrow that to a network that hides nodes from each other for longer than a
@@ -141,6 +148,7 @@ class Bootstrap:
     settle_s: float = 0.0
     met: set[str] = field(default_factory=set)
     heard: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    keep: Callable[[int, frozenset[str]], None] | None = None
     _complained: set[tuple[str, int]] = field(default_factory=set)
     _ready_since: tuple[frozenset[str], float] | None = None
 
@@ -153,7 +161,10 @@ class Bootstrap:
     def hear(self, sender: str, expect: int, met: frozenset[str]) -> list[str]:
         """Take ``sender``'s announcement; the complaints it newly makes, to log once."""
         complaints = []
-        self.met.add(sender)
+        if sender not in self.met:
+            self.met.add(sender)
+            if self.keep is not None:
+                self.keep(self.expect, frozenset(self.met))
         before = self.heard.get(sender)
         # Met-sets only grow: a smaller one is an older datagram overtaken by a newer one.
         if before is None or len(met) >= len(before[1]):
@@ -171,8 +182,10 @@ class Bootstrap:
             complaints.append(
                 f"{self.node_id} has met {len(self.met)} nodes starting a cluster "
                 f"({', '.join(sorted(self.met))}), more than --bootstrap-expect {self.expect}: "
-                f"not bootstrapping. Start exactly {self.expect} nodes with --bootstrap-expect "
-                f"{self.expect}, and --join the others once it is formed"
+                f"not bootstrapping. Stop the nodes that should not be in it, then restart "
+                f"exactly {self.expect} nodes with --bootstrap-expect {self.expect}, each on a "
+                "fresh --data-dir (a data dir keeps the nodes it met, and that only grows), and "
+                "--join the others once it is formed"
             )
         return complaints
 

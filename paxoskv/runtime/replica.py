@@ -42,10 +42,12 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     DuplicateIdWatch,
     Role,
+    load_met,
     load_role,
     node_identity,
     read_genesis,
     save_genesis,
+    save_met,
     save_role,
 )
 from paxoskv.runtime.membership import (
@@ -136,7 +138,10 @@ class Replica:
         self._last_members: frozenset[str] | None = None
         self._seen_configuration: Configuration | None = None
         self._removed_at: dict[str, int] = {}
+        # Removed nodes whose process is still heard: highest applied slot since, when last heard.
+        self._removed_lives: dict[str, tuple[int, float]] = {}
         self._foreign: set[str] = set()  # nodes of another genesis: their Paxos is dropped
+        self._foreign_logged: set[tuple[str, tuple[str, ...]]] = set()
         self._duplicates: DuplicateIdWatch | None = None
         self._engine_ready = asyncio.Event()
         self._snapshot_lock = asyncio.Lock()
@@ -159,6 +164,7 @@ class Replica:
                 self.config.data_dir, self.config.cluster
             )
             self._role = self._kept_role()
+            self._keep_bootstrap()
         except PaxosKVError:
             await self.stop()  # the store's lock and the writer thread go too
             raise
@@ -212,6 +218,15 @@ class Replica:
                 "recovered snapshot at slot %d and %d journal records", durable.applied_slot, count
             )
         return durable, bool(recovered or count)
+
+    def _keep_bootstrap(self) -> None:
+        """Start from the nodes met in an earlier life, and keep each one met from now on, before
+        it is announced: the proof in membership.Bootstrap needs that across restarts."""
+        bootstrap, data_dir = self._bootstrap, self.config.data_dir
+        if bootstrap is None or self._genesis is not None:
+            return
+        bootstrap.met |= load_met(data_dir, bootstrap.expect)
+        bootstrap.keep = lambda expect, met: save_met(data_dir, expect, met)
 
     def _kept_role(self) -> Role:
         """What this node is, from its data dir first: a restart without ``--learner`` must
@@ -709,6 +724,11 @@ class Replica:
         if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
             self._refuse_foreign(sender, hello.genesis)
             return
+        # Ours, or none yet: the process now behind that id is not the stranger refused (it
+        # was restarted on a fresh data dir, as the refusal advised, or it is our own member
+        # and the stranger sharing its id stopped): its Paxos counts again.
+        self._foreign.discard(sender)
+        self._follow_removed_life(sender, hello.applied_slot)
         self.peers[sender] = PeerView(
             time.time(),
             hello.wants,
@@ -723,6 +743,30 @@ class Replica:
             log.info("%s joining the cluster of %s", self.node_id, ", ".join(hello.genesis))
             self._adopt_genesis(hello.genesis)
             self._start_engine(self._pending_durable)
+
+    def _follow_removed_life(self, sender: str, applied_slot: int) -> None:
+        """Whether a removed node's hellos still come from the process that was removed.
+
+        A joiner removed while still catching up does not stop (it never counted itself a
+        member); once its applied slot passed the removal's, ``removed_at`` alone let the
+        leader add it straight back. So that process is never added again: only a new life
+        under its id is, known by its applied slot going back (a fresh data dir starts from
+        nothing) or by a silence of ``down_after_s`` (the old process stopped). Nodes nobody
+        heard when they were removed are judged by ``removed_at`` alone, as before.
+        """
+        life = self._removed_lives.get(sender)
+        if life is None:
+            return
+        highest, last_seen = life
+        now = time.time()
+        if (
+            applied_slot < highest
+            or applied_slot == 0
+            or now - last_seen > self.config.down_after_s
+        ):
+            del self._removed_lives[sender]  # a new process: removed_at decides
+        else:
+            self._removed_lives[sender] = (max(highest, applied_slot), now)
 
     def _on_boot(self, sender: str, boot: protocol.BootAnnouncement) -> None:
         """A node starting a cluster: a member answers it at once (so it joins this cluster
@@ -756,12 +800,16 @@ class Replica:
         """A node of the same cluster name but another genesis: another cluster's data dir.
 
         Its votes and ballots mean nothing here (and a campaign of its own would unseat our
-        leader over and over), so its Paxos messages are dropped and it is never added.
+        leader over and over), so its Paxos messages are dropped and it is never added, until
+        a hello under that id carries our genesis or none (see :meth:`_on_hello`). Keyed by id
+        alone, so while a stranger and a member share an id, the member's Paxos is dropped
+        between the stranger's hello and its own next one: the stranger must be stopped.
         """
-        if sender in self._foreign:
-            return
         self._foreign.add(sender)
         self.peers.pop(sender, None)
+        if (sender, genesis) in self._foreign_logged:
+            return  # once per stranger: a member sharing its id clears it at every hello
+        self._foreign_logged.add((sender, genesis))
         log.error(
             "%s: node %s belongs to another cluster named %r (first voters %s; ours %s); "
             "ignoring it: start it on a fresh --data-dir to join this cluster",
@@ -829,7 +877,11 @@ class Replica:
         if self._last_members is not None:
             for gone in self._last_members - members:
                 removed_at[gone] = max(removed_at.get(gone, 0), engine.applied_slot)
-                self.peers.pop(gone, None)
+                view = self.peers.pop(gone, None)
+                if view is not None and time.time() - view.last_seen < self.config.down_after_s:
+                    self._removed_lives[gone] = (view.applied_slot, view.last_seen)
+            for back in members & self._removed_lives.keys():
+                del self._removed_lives[back]
         self._last_members = members
         # A change applied at slot s governs from s + window (configs.py): s is the removal's.
         window = engine.settings.window_slots
@@ -865,7 +917,11 @@ class Replica:
         now = time.time()
         change = membership_change(
             engine.configuration,
-            {k: v for k, v in self.peers.items() if k != self.node_id},
+            {
+                k: v
+                for k, v in self.peers.items()
+                if k != self.node_id and k not in self._foreign and k not in self._removed_lives
+            },
             now=now,
             leader_applied_slot=engine.applied_slot,
             suspect_after_s=self.config.suspect_after_s,

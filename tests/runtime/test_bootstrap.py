@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import pytest
 
+from paxoskv.errors import ConfigurationError
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import Bootstrap
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -196,5 +198,54 @@ async def test_late_nodes_join_the_cluster_formed_rather_than_form_their_own() -
         )
         await cluster.nodes["d4"].set("k", "v")
         assert await cluster.nodes["d3"].get("k") == "v"
+    finally:
+        await cluster.close()
+
+
+def test_a_restart_before_bootstrapping_keeps_the_met_set() -> None:
+    """The reviewer's: A announced {A, B, C} (B bootstrapped with it), crashed, and restarted
+    meeting D and E; with a met-set in memory only, A and D, E formed a second genesis."""
+    kept: dict[str, frozenset[str]] = {}
+
+    def node(name: str) -> Bootstrap:
+        met = set(kept.get(name, ()))
+        return Bootstrap(name, 3, met=met, keep=lambda _, met: kept.__setitem__(name, met))
+
+    def tell(receiver: Bootstrap, sender: Bootstrap) -> None:
+        expect, met = sender.announcement()
+        receiver.hear(sender.node_id, expect, frozenset(met))
+
+    a, b, c = node("A"), node("B"), node("C")
+    for _ in range(2):
+        for x in (a, b, c):
+            for y in (a, b, c):
+                if x is not y:
+                    tell(x, y)
+    assert b.ready(0.0) == ("A", "B", "C")
+    restarted, d, e = node("A"), node("D"), node("E")
+    assert restarted.met == {"A", "B", "C"}
+    for _ in range(2):
+        for x in (restarted, d, e):
+            for y in (restarted, d, e):
+                if x is not y:
+                    tell(x, y)
+    assert restarted.ready(0.0) is None and d.ready(0.0) is None and e.ready(0.0) is None
+
+
+async def test_the_met_set_is_kept_in_the_data_dir(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        one = await cluster.start("k1", bootstrap_expect=3)
+        await cluster.start("k2", bootstrap_expect=3)
+        assert one.replica._bootstrap is not None
+        await eventually(lambda: "k2" in one.replica._bootstrap.met, what="k1 meeting k2")  # type: ignore[union-attr]
+        await cluster.stop("k1")
+        await cluster.stop("k2")
+        again = await cluster.start("k1", bootstrap_expect=3)
+        assert again.replica._bootstrap is not None
+        assert again.replica._bootstrap.met == {"k1", "k2"}
+        await cluster.stop("k1")
+        with pytest.raises(ConfigurationError, match="--bootstrap-expect 3, or on a fresh"):
+            await cluster.start("k1", bootstrap_expect=2)
     finally:
         await cluster.close()

@@ -13,6 +13,7 @@ import pytest
 
 from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
     ROLE_FILE,
@@ -118,6 +119,37 @@ async def test_a_node_of_another_genesis_is_ignored(
         await cluster.close()
 
 
+async def test_a_stranger_restarted_on_a_fresh_data_dir_joins_and_votes(tmp_path: Path) -> None:
+    """The refusal's advice works: once the id's hellos carry our genesis (or none), its Paxos
+    counts again, so a quorum that needs its vote forms (it was dropped forever before)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("z1", "z2", "z3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        zs = [cluster.nodes[z].replica for z in ("z1", "z2", "z3")]
+        stranger = await cluster.start("s1", bootstrap_expect=1)
+        await stranger.wait_ready(5)
+        await eventually(lambda: all("s1" in r._foreign for r in zs), what="all refuse s1")
+        await cluster.stop("s1")
+        shutil.rmtree(tmp_path / "s1")
+        fresh = await cluster.start("s1", join=True)
+        await fresh.wait_ready(5)
+        await eventually(lambda: not any("s1" in r._foreign for r in zs), what="s1 accepted")
+        engine = zs[0].engine
+        assert engine is not None
+        await eventually(lambda: "s1" in engine.configuration.voters, 10, "s1 promoted")
+        await eventually(
+            lambda: all(r.engine and "s1" in r.engine.configuration.voters for r in zs[:2]),
+            what="z2 applying the promotion",
+        )
+        await cluster.stop("z3")  # z1, z2, s1: a quorum of 4 only if s1's vote counts
+        assert await cluster.nodes["z1"].set("k", "after z3 stopped") > 0
+    finally:
+        await cluster.close()
+
+
 # --- a duplicate node id (defect 5) --------------------------------------------------------
 
 
@@ -128,6 +160,20 @@ def test_a_duplicate_is_alive_only_once_heard_over_a_hello_interval() -> None:
     assert not watch.heard(500, 10.0)  # an older one's first frame: maybe our last life's
     assert not watch.heard(500, 10.1)  # a burst in flight is not a live process
     assert watch.heard(500, 10.25)
+
+
+def test_stale_frames_of_a_dead_incarnation_are_not_a_live_duplicate() -> None:
+    """Two frames of a previous life, however far apart, prove nothing; nor do frames with a
+    silence of more than two hello intervals between them (that process may have died)."""
+    watch = DuplicateIdWatch(own_incarnation=1_000, alive_after_s=0.25)
+    assert not watch.heard(500, 10.0)
+    assert not watch.heard(500, 10.3)  # two frames over more than an interval: still stale
+    assert not watch.heard(500, 11.0)  # silent for 0.7 s: forgotten, a new count starts
+    assert not watch.heard(500, 11.6)
+    assert not watch.heard(500, 12.2)
+    assert not watch.heard(500, 12.3)  # 2 frames since 12.2
+    assert not watch.heard(500, 12.4)  # 3 frames, but over less than an interval
+    assert watch.heard(500, 12.5)
 
 
 async def test_the_newer_of_two_processes_with_one_id_stops(
@@ -384,4 +430,41 @@ async def test_learner_flag_on_a_voters_data_dir_is_refused(tmp_path: Path) -> N
             await cluster.start("v1", learner=True, join=True)
     finally:
         cluster.network._detach("v1")
+        await cluster.close()
+
+
+async def test_a_joiner_removed_while_catching_up_is_not_added_back() -> None:
+    """A joiner removed while still far behind does not stop (it never counted itself a
+    member) and goes on catching up: once past the removal's slot it was added straight back.
+    Only a new life under its id (its applied slot back at 0) is added again."""
+    cluster = MemoryCluster()
+    try:
+        z1 = await cluster.start("z1", bootstrap_expect=1)
+        await z1.wait_ready(5)
+        leader = z1.replica
+        engine = leader.engine
+        assert engine is not None and leader._genesis is not None
+        genesis = leader._genesis
+
+        def hear(applied_slot: int) -> bool:  # a hello from j1, which no transport carries
+            hello = protocol.Hello("learner", applied_slot, 0, "z1", genesis, False)
+            leader._on_hello("j1", hello)
+            return True
+
+        await eventually(lambda: hear(0) and "j1" in engine.configuration.members(), what="add")
+        hear(1)  # far behind, and heard when it is removed
+        await z1.remove("j1")
+        assert "j1" not in engine.configuration.members()
+        removed_at = leader._removed_at["j1"]
+        proposed = leader._policy_seq
+        for slot in (removed_at + 5, removed_at + 9):  # the same process, caught up past it
+            hear(slot)
+            leader._apply_membership_policy()
+        assert leader._policy_seq == proposed
+        assert "j1" not in engine.configuration.members()
+        await eventually(
+            lambda: hear(0) and hear(removed_at + 9) and "j1" in engine.configuration.members(),
+            what="a fresh life of j1 added",
+        )
+    finally:
         await cluster.close()
