@@ -360,6 +360,8 @@ class Client(KVApi):
                     for raw in events:
                         yield event_from_wire(raw)
                     after = int(upto)
+                    # Time the consumer spent on events is not silence from the cluster.
+                    heard_at = time.monotonic()
                 silent_s = time.monotonic() - heard_at
                 if silent_s >= timeout_s:
                     raise NoQuorum(

@@ -191,3 +191,27 @@ async def test_a_reply_whose_parts_expired_is_asked_for_again(
         replica.on_runtime_message("more", forget_once)
     assert {e.key: e.value for e in await client.items("gone/")} == bigs
     assert forgotten
+
+
+async def test_a_slow_consumer_is_not_taken_for_lost_contact(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """Time spent handling an event (here over request_timeout_s) is not silence."""
+    transport = memory_cluster.network.attach("client-1")
+    config = memory_cluster.config("client-1", request_timeout_s=0.4)
+    async with connect(config, transport=transport) as client:
+        seen: list[Any] = []
+
+        async def consume() -> None:
+            async for event in client.watch("slow"):
+                seen.append(event.value)
+                if len(seen) == 3:
+                    return
+                await asyncio.sleep(0.6)  # the consumer's own slow work on one event
+
+        consumer = asyncio.create_task(consume())
+        await eventually(lambda: client._watch_queues, what="the watch to subscribe")
+        for i in range(3):
+            await memory_cluster.nodes["n1"].set("slow", i)
+        await asyncio.wait_for(consumer, 10)
+        assert seen == [0, 1, 2]
