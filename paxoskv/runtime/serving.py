@@ -15,8 +15,8 @@ so a listing of any size neither overruns the client's socket buffer nor is drop
 
 from __future__ import annotations
 
-import itertools
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -94,7 +94,6 @@ class ClientService:
         self._watches: dict[tuple[str, int], _Watch] = {}
         self._parts: OrderedDict[int, _Parts] = OrderedDict()
         self._parts_bytes = 0
-        self._part_ids = itertools.count(1)
         self.replies_in_parts = 0  # shown in status(): replies too big for one datagram
         self.replies_refused = 0  # ... and replies that could not be encoded at all
         handlers = {
@@ -132,7 +131,11 @@ class ClientService:
                 len(payload),
             )
         self.replies_in_parts += 1
-        part_id = next(self._part_ids)
+        # Random, not counted: a member restarted must not answer a client's ``more`` for a
+        # reply of its earlier run with a slice of another reply under the same id.
+        part_id = secrets.randbits(63)
+        while part_id in self._parts:
+            part_id = secrets.randbits(63)
         route = list(fields[: protocol.ROUTE_FIELDS.get(kind, 0)])
         self._keep_parts(part_id, _Parts(to, kind, route, payload, time.time() + PARTS_KEPT_S))
         self._send_part(part_id, 0)

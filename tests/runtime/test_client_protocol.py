@@ -13,6 +13,7 @@ from paxoskv import ChangeEvent, connect
 from paxoskv.errors import NoQuorum, UndecodableReply
 from paxoskv.remote import Client
 from paxoskv.runtime import protocol
+from paxoskv.runtime.serving import ClientService
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -215,3 +216,89 @@ async def test_a_slow_consumer_is_not_taken_for_lost_contact(
             await memory_cluster.nodes["n1"].set("slow", i)
         await asyncio.wait_for(consumer, 10)
         assert seen == [0, 1, 2]
+
+
+class _PartsMember:
+    """A member that answers a read in parts under part id 7; with ``restarted``, each
+    ``more`` is answered from another reply of the same size under that id, as a member that
+    restarted and counted its ids from 1 again would."""
+
+    ROOM = 8000
+
+    def __init__(self, network: MemoryNetwork, *, restarted: bool) -> None:
+        self.transport = network.attach("fake")
+        self.restarted = restarted
+        self.replies: dict[int, bytes] = {}
+        self.task = asyncio.create_task(self._serve())
+
+    @staticmethod
+    def reply(read_id: int, letter: str) -> bytes:
+        row = ["k", letter * 30_000, 1, 1, 1, None]
+        return protocol.encode_runtime("readrep", read_id, 1, row, "")
+
+    async def _serve(self) -> None:
+        hello = protocol.Hello("voter", 1, 1, "fake", ("fake",), False)
+        await self.transport.broadcast(protocol.encode_hello(hello))
+        read_id = 0
+        while True:
+            sender, payload = await self.transport.receive()
+            name, fields = protocol.decode_runtime(payload)
+            if name == "read":
+                read_id, offset = fields[0], 0
+            elif name == "more":
+                offset = fields[1]
+            else:
+                continue
+            sent_id = read_id + 1 if self.restarted and offset else read_id
+            whole = self.reply(sent_id, "b" if sent_id != read_id else "a")
+            self.replies[sent_id] = whole
+            piece = whole[offset : offset + self.ROOM]
+            part = ["readrep", [sent_id], 7, offset, len(whole), piece]
+            await self.transport.send(sender, protocol.encode_runtime("part", *part))
+
+
+async def test_parts_of_another_reply_are_not_stitched_in() -> None:
+    network = MemoryNetwork()
+    fake = _PartsMember(network, restarted=True)
+    config = MemoryCluster().config("client-1", request_timeout_s=1.0)
+    try:
+        async with connect(config, transport=network.attach("client-1")) as client:
+            with pytest.raises(NoQuorum):  # never a value made of two replies
+                await asyncio.wait_for(client.get("k"), 10)
+    finally:
+        fake.task.cancel()
+
+
+async def test_two_fetches_of_one_part_both_get_it() -> None:
+    network = MemoryNetwork()
+    fake = _PartsMember(network, restarted=False)
+    config = MemoryCluster().config("client-1", request_timeout_s=2.0)
+    try:
+        async with connect(config, transport=network.attach("client-1")) as client:
+            await eventually(lambda: client._heard, what="the fake's hello")
+            whole = _PartsMember.reply(0, "a")  # no read came: it serves read 0
+            first = ["readrep", [0], 7, 0, len(whole), whole[: _PartsMember.ROOM]]
+            fetches = [client._fetch_rest("fake", first) for _ in range(2)]
+            assert await asyncio.wait_for(asyncio.gather(*fetches), 10) == [whole, whole]
+    finally:
+        fake.task.cancel()
+
+
+async def test_part_ids_do_not_repeat_when_a_member_restarts(
+    client: Client, memory_cluster: MemoryCluster
+) -> None:
+    bigs = {f"big/{i}": "x" * 46_000 for i in range(2)}  # a listing over one datagram
+    for key, value in bigs.items():
+        await client.set(key, value)
+    node = memory_cluster.nodes["n1"]
+    ids: list[set[int]] = []
+    for _ in range(2):  # the member's client service as it starts, twice
+        node._service = service = ClientService(node.replica)
+        async with connect(
+            memory_cluster.config("client-2"),
+            transport=memory_cluster.network.attach(f"client-2-{len(ids)}"),
+            node_id="n1",
+        ) as pinned:
+            assert {e.key: e.value for e in await pinned.items("big/")} == bigs
+        ids.append(set(service._parts))
+    assert ids[0] and ids[1] and ids[0].isdisjoint(ids[1])
