@@ -26,6 +26,7 @@ from paxoskv.errors import (
     InvalidKey,
     NodeClosed,
     NoQuorum,
+    PayloadTooLarge,
     UndecodableReply,
     WrongSecret,
 )
@@ -209,6 +210,10 @@ class Client(KVApi):
                 name, fields = protocol.decode_runtime(payload)
             except protocol.MalformedRuntimeMessage as error:
                 name, fields = "fail", [error.name, [], str(error)]
+        if name == "fail" and fields[3:4] == ["busy"]:
+            return None  # the member keeps all the answers it can: ask again
+        if name == "fail" and fields[3:4] == ["too_large"]:
+            raise PayloadTooLarge(int(fields[4]), int(fields[5]), str(fields[2]))
         if name == "fail":
             raise UndecodableReply(
                 f"member {sender!r} answered, but its {fields[0]} could not be read: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,9 +11,9 @@ import msgpack
 import pytest
 
 from paxoskv import ChangeEvent, connect
-from paxoskv.errors import NoQuorum, UndecodableReply
+from paxoskv.errors import NoQuorum, PayloadTooLarge, UndecodableReply
 from paxoskv.remote import Client
-from paxoskv.runtime import protocol
+from paxoskv.runtime import protocol, serving
 from paxoskv.runtime.serving import ClientService
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -302,3 +303,53 @@ async def test_part_ids_do_not_repeat_when_a_member_restarts(
             assert {e.key: e.value for e in await pinned.items("big/")} == bigs
         ids.append(set(service._parts))
     assert ids[0] and ids[1] and ids[0].isdisjoint(ids[1])
+
+
+async def test_an_answer_over_what_a_member_keeps_is_refused_with_its_limit(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        await client.set(f"huge/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_BYTES", 100_000)
+    with pytest.raises(PayloadTooLarge, match=r"100000 bytes.*narrower prefix") as caught:
+        await client.items("huge/")
+    assert caught.value.limit == 100_000 and caught.value.size > 100_000
+
+
+async def test_answers_being_fetched_are_not_evicted_for_a_new_one(
+    client: Client, memory_cluster: MemoryCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2):
+        await client.set(f"pair/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_BYTES", 150_000)
+    fetching = serving._Parts("other", "readrep", [1], b"x" * 100_000, time.time() + 60)
+    services = [node._service for node in memory_cluster.nodes.values()]
+    for service in services:
+        assert service is not None
+        service._keep_parts(1, fetching)  # another client's listing, still being fetched
+    config = memory_cluster.config("client-3", request_timeout_s=1.0)
+    transport = memory_cluster.network.attach("client-3")
+    async with connect(config, transport=transport) as brief:
+        with pytest.raises(NoQuorum):  # every member full: refused, not another evicted
+            await brief.items("pair/")
+    assert all(s is not None and s._parts.get(1) is fetching for s in services)
+    for service in services:
+        assert service is not None
+        del service._parts[1]
+        service._parts_bytes -= len(fetching.payload)
+    assert len(await client.items("pair/")) == 2  # room again: answered
+
+
+async def test_an_idle_member_drops_expired_answers(
+    client: Client, memory_cluster: MemoryCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2):
+        await client.set(f"idle/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_S", 0.3)
+    assert len(await client.items("idle/")) == 2
+    services = [node._service for node in memory_cluster.nodes.values()]
+    assert any(s is not None and s._parts for s in services)
+    await eventually(
+        lambda: all(s is not None and not s._parts and not s._parts_bytes for s in services),
+        what="kept answers to expire with no write applied",
+    )
