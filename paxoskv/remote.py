@@ -211,7 +211,8 @@ class Client(KVApi):
             except protocol.MalformedRuntimeMessage as error:
                 name, fields = "fail", [error.name, [], str(error)]
         if name == "fail" and fields[3:4] == ["busy"]:
-            return None  # the member keeps all the answers it can: ask again
+            await asyncio.sleep(PART_RETRY_S)  # it keeps all the answers it can: not at once
+            return None
         if name == "fail" and fields[3:4] == ["too_large"]:
             raise PayloadTooLarge(int(fields[4]), int(fields[5]), str(fields[2]))
         if name == "fail":
