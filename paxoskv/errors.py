@@ -222,12 +222,14 @@ class NoQuorum(PaxosKVError, TimeoutError):
 
 
 class PayloadTooLarge(PaxosKVError, ValueError):
-    """A datagram is bigger than the transport can carry."""
+    """A datagram is bigger than the transport can carry (or an answer than a member keeps)."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, message: str | None = None) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"payload of {size} bytes is over this transport's limit of {limit} bytes")
+        super().__init__(
+            message or f"payload of {size} bytes is over this transport's limit of {limit} bytes"
+        )
 
 
 class WrongSecret(PaxosKVError):

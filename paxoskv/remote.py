@@ -26,6 +26,7 @@ from paxoskv.errors import (
     InvalidKey,
     NodeClosed,
     NoQuorum,
+    PayloadTooLarge,
     UndecodableReply,
     WrongSecret,
 )
@@ -60,6 +61,9 @@ class Client(KVApi):
         self._heard: dict[str, tuple[float, protocol.Hello]] = {}
         self._heard_any = asyncio.Event()
         self._waiting: dict[tuple[Any, ...], asyncio.Future[_Reply]] = {}
+        # Parts asked for, by (member, part id, offset): a list, so two fetches of the same
+        # part both get it rather than one overwriting the other's wait.
+        self._part_waiters: dict[tuple[Any, ...], list[asyncio.Future[_Reply]]] = {}
         self._watch_queues: dict[int, asyncio.Queue[_Reply]] = {}
         self._closed = False
         self._ids = itertools.count(1)
@@ -76,7 +80,9 @@ class Client(KVApi):
         self._closed = True
         for queue in self._watch_queues.values():  # watchers end rather than wait forever
             queue.put_nowait(("", "closed", []))
-        for future in self._waiting.values():
+        waiting = [*self._waiting.values()]
+        waiting += itertools.chain.from_iterable(self._part_waiters.values())
+        for future in waiting:
             if not future.done():
                 future.set_exception(self._closed_error())
         if self._receiver is not None:
@@ -117,13 +123,15 @@ class Client(KVApi):
                 self._heard_any.set()
             return
         key: tuple[Any, ...] = ()
-        if name == "part":
-            key = ("part", sender, fields[2], fields[3])  # a part this client asked for
-        elif name == "gone":
-            key = ("part", sender, fields[0], fields[1])
-        if key in self._waiting:
-            pass
-        elif name in ("part", "fail"):  # the first part of a reply, or a reply's failure
+        if name in ("part", "gone"):  # a part this client asked for, or its absence
+            key = ("part", sender, *(fields[2:4] if name == "part" else fields[0:2]))
+            waiters = self._part_waiters.pop(key, [])
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result((sender, name, fields))
+            if waiters or name == "gone":
+                return
+        if name in ("part", "fail"):  # the first part of a reply, or a reply's failure
             kind, route = fields[0], fields[1]
             key = (kind, *route)
             if kind in ("events", "compacted"):
@@ -150,12 +158,13 @@ class Client(KVApi):
     async def _fetch_rest(self, sender: str, first: list[Any]) -> bytes | None:
         """The whole of a reply whose first part came: each next part asked for in turn.
 
-        None if the member stopped answering or no longer has it; the caller then asks again
-        from the start (its retry or its watch renewal). A part comes at most
-        ``request_timeout_s`` after the one before, however long the whole takes.
+        None if the member stopped answering, no longer has it, or answers with a part of
+        another reply (its name, route or total differ: it restarted and reused the id); the
+        caller then asks again from the start (its retry or its watch renewal). A part comes at
+        most ``request_timeout_s`` after the one before, however long the whole takes.
         """
         assert self._transport is not None
-        _, _, part_id, offset, total, piece = first
+        kind, route, part_id, offset, total, piece = first
         if offset != 0 or type(total) is not int or type(piece) is not bytes:
             return None
         received = bytearray(piece)
@@ -163,7 +172,7 @@ class Client(KVApi):
         while len(received) < total:
             key = ("part", sender, part_id, len(received))
             future: asyncio.Future[_Reply] = loop.create_future()
-            self._waiting[key] = future
+            self._part_waiters.setdefault(key, []).append(future)
             deadline = time.monotonic() + self.config.request_timeout_s
             ask = protocol.encode_runtime("more", part_id, len(received))
             try:
@@ -174,10 +183,16 @@ class Client(KVApi):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(asyncio.shield(future), PART_RETRY_S)
             finally:
-                self._waiting.pop(key, None)
+                waiters = self._part_waiters.get(key, [])
+                if future in waiters:
+                    waiters.remove(future)
+                    if not waiters:
+                        del self._part_waiters[key]
             _, name, fields = future.result()
             if name != "part" or type(fields[5]) is not bytes or not fields[5]:
                 return None  # "gone": it expired there
+            if fields[0] != kind or fields[1] != route or fields[4] != total:
+                return None  # a part of another reply under the same id
             received += fields[5]
         return bytes(received)
 
@@ -195,6 +210,11 @@ class Client(KVApi):
                 name, fields = protocol.decode_runtime(payload)
             except protocol.MalformedRuntimeMessage as error:
                 name, fields = "fail", [error.name, [], str(error)]
+        if name == "fail" and fields[3:4] == ["busy"]:
+            await asyncio.sleep(PART_RETRY_S)  # it keeps all the answers it can: not at once
+            return None
+        if name == "fail" and fields[3:4] == ["too_large"]:
+            raise PayloadTooLarge(int(fields[4]), int(fields[5]), str(fields[2]))
         if name == "fail":
             raise UndecodableReply(
                 f"member {sender!r} answered, but its {fields[0]} could not be read: "
@@ -360,6 +380,8 @@ class Client(KVApi):
                     for raw in events:
                         yield event_from_wire(raw)
                     after = int(upto)
+                    # Time the consumer spent on events is not silence from the cluster.
+                    heard_at = time.monotonic()
                 silent_s = time.monotonic() - heard_at
                 if silent_s >= timeout_s:
                     raise NoQuorum(

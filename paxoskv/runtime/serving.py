@@ -15,8 +15,9 @@ so a listing of any size neither overruns the client's socket buffer nor is drop
 
 from __future__ import annotations
 
-import itertools
+import asyncio
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,7 +38,7 @@ log = logging.getLogger("paxoskv.node")
 WATCH_LEASE_S = 10.0
 EVENTS_PER_DATAGRAM = 64
 PARTS_KEPT_S = 30.0  # how long a reply sent in parts waits for its client to ask for the rest
-PARTS_KEPT_BYTES = 64 * 1024 * 1024  # replies in parts kept at most (the newest always is)
+PARTS_KEPT_BYTES = 64 * 1024 * 1024  # replies in parts kept at most, and the most one may be
 
 
 @dataclass(slots=True)
@@ -94,9 +95,10 @@ class ClientService:
         self._watches: dict[tuple[str, int], _Watch] = {}
         self._parts: OrderedDict[int, _Parts] = OrderedDict()
         self._parts_bytes = 0
-        self._part_ids = itertools.count(1)
+        self._parts_sweep: asyncio.TimerHandle | None = None
         self.replies_in_parts = 0  # shown in status(): replies too big for one datagram
-        self.replies_refused = 0  # ... and replies that could not be encoded at all
+        # ... and replies refused: not encodable, over PARTS_KEPT_BYTES, or no room left to keep
+        self.replies_refused = 0
         handlers = {
             "more": self._on_more,
             "req": self._on_request,
@@ -131,9 +133,33 @@ class ClientService:
                 kind,
                 len(payload),
             )
-        self.replies_in_parts += 1
-        part_id = next(self._part_ids)
         route = list(fields[: protocol.ROUTE_FIELDS.get(kind, 0)])
+        self._drop_expired_parts()
+        if len(payload) > PARTS_KEPT_BYTES:
+            self.replies_refused += 1
+            message = (
+                f"the {kind} answer is {len(payload)} bytes, over the {PARTS_KEPT_BYTES} bytes "
+                "a member keeps for a client: list a narrower prefix, or embed a Node to read it"
+            )
+            fail = protocol.encode_runtime(
+                "fail", kind, route, message, "too_large", len(payload), PARTS_KEPT_BYTES
+            )
+            self.replica.send_runtime(to, fail)
+            return
+        if self._parts_bytes + len(payload) > PARTS_KEPT_BYTES:
+            # Full of answers clients are still fetching: evicting them would make those
+            # clients start over and evict others in turn. This client asks again (elsewhere).
+            self.replies_refused += 1
+            message = f"this member keeps {self._parts_bytes} bytes of answers; ask again"
+            fail = protocol.encode_runtime("fail", kind, route, message, "busy")
+            self.replica.send_runtime(to, fail)
+            return
+        self.replies_in_parts += 1
+        # Random, not counted: a member restarted must not answer a client's ``more`` for a
+        # reply of its earlier run with a slice of another reply under the same id.
+        part_id = secrets.randbits(63)
+        while part_id in self._parts:
+            part_id = secrets.randbits(63)
         self._keep_parts(part_id, _Parts(to, kind, route, payload, time.time() + PARTS_KEPT_S))
         self._send_part(part_id, 0)
 
@@ -142,17 +168,18 @@ class ClientService:
         return transport.max_payload_bytes if transport is not None else 60_000
 
     def _keep_parts(self, part_id: int, parts: _Parts) -> None:
-        now = time.time()
-        kept = self._parts
-        while kept:
-            oldest = next(iter(kept.values()))
-            if oldest.expires_at > now and self._parts_bytes + len(parts.payload) <= (
-                PARTS_KEPT_BYTES
-            ):
-                break
-            self._parts_bytes -= len(kept.popitem(last=False)[1].payload)
-        kept[part_id] = parts
+        self._parts[part_id] = parts
         self._parts_bytes += len(parts.payload)
+        if self._parts_sweep is None:
+            self._sweep_parts()
+
+    def _sweep_parts(self) -> None:
+        """Drop expired answers, and come back while any is kept: an idle member frees them too."""
+        self._parts_sweep = None
+        self._drop_expired_parts()
+        if self._parts:
+            loop = asyncio.get_running_loop()
+            self._parts_sweep = loop.call_later(PARTS_KEPT_S / 3, self._sweep_parts)
 
     def _send_part(self, part_id: int, offset: int) -> None:
         parts = self._parts[part_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,9 +11,10 @@ import msgpack
 import pytest
 
 from paxoskv import ChangeEvent, connect
-from paxoskv.errors import NoQuorum, UndecodableReply
+from paxoskv.errors import NoQuorum, PayloadTooLarge, UndecodableReply
 from paxoskv.remote import Client
-from paxoskv.runtime import protocol
+from paxoskv.runtime import protocol, serving
+from paxoskv.runtime.serving import ClientService
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -191,3 +193,163 @@ async def test_a_reply_whose_parts_expired_is_asked_for_again(
         replica.on_runtime_message("more", forget_once)
     assert {e.key: e.value for e in await client.items("gone/")} == bigs
     assert forgotten
+
+
+async def test_a_slow_consumer_is_not_taken_for_lost_contact(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """Time spent handling an event (here over request_timeout_s) is not silence."""
+    transport = memory_cluster.network.attach("client-1")
+    config = memory_cluster.config("client-1", request_timeout_s=0.4)
+    async with connect(config, transport=transport) as client:
+        seen: list[Any] = []
+
+        async def consume() -> None:
+            async for event in client.watch("slow"):
+                seen.append(event.value)
+                if len(seen) == 3:
+                    return
+                await asyncio.sleep(0.6)  # the consumer's own slow work on one event
+
+        consumer = asyncio.create_task(consume())
+        await eventually(lambda: client._watch_queues, what="the watch to subscribe")
+        for i in range(3):
+            await memory_cluster.nodes["n1"].set("slow", i)
+        await asyncio.wait_for(consumer, 10)
+        assert seen == [0, 1, 2]
+
+
+class _PartsMember:
+    """A member that answers a read in parts under part id 7; with ``restarted``, each
+    ``more`` is answered from another reply of the same size under that id, as a member that
+    restarted and counted its ids from 1 again would."""
+
+    ROOM = 8000
+
+    def __init__(self, network: MemoryNetwork, *, restarted: bool) -> None:
+        self.transport = network.attach("fake")
+        self.restarted = restarted
+        self.replies: dict[int, bytes] = {}
+        self.task = asyncio.create_task(self._serve())
+
+    @staticmethod
+    def reply(read_id: int, letter: str) -> bytes:
+        row = ["k", letter * 30_000, 1, 1, 1, None]
+        return protocol.encode_runtime("readrep", read_id, 1, row, "")
+
+    async def _serve(self) -> None:
+        hello = protocol.Hello("voter", 1, 1, "fake", ("fake",), False)
+        await self.transport.broadcast(protocol.encode_hello(hello))
+        read_id = 0
+        while True:
+            sender, payload = await self.transport.receive()
+            name, fields = protocol.decode_runtime(payload)
+            if name == "read":
+                read_id, offset = fields[0], 0
+            elif name == "more":
+                offset = fields[1]
+            else:
+                continue
+            sent_id = read_id + 1 if self.restarted and offset else read_id
+            whole = self.reply(sent_id, "b" if sent_id != read_id else "a")
+            self.replies[sent_id] = whole
+            piece = whole[offset : offset + self.ROOM]
+            part = ["readrep", [sent_id], 7, offset, len(whole), piece]
+            await self.transport.send(sender, protocol.encode_runtime("part", *part))
+
+
+async def test_parts_of_another_reply_are_not_stitched_in() -> None:
+    network = MemoryNetwork()
+    fake = _PartsMember(network, restarted=True)
+    config = MemoryCluster().config("client-1", request_timeout_s=1.0)
+    try:
+        async with connect(config, transport=network.attach("client-1")) as client:
+            with pytest.raises(NoQuorum):  # never a value made of two replies
+                await asyncio.wait_for(client.get("k"), 10)
+    finally:
+        fake.task.cancel()
+
+
+async def test_two_fetches_of_one_part_both_get_it() -> None:
+    network = MemoryNetwork()
+    fake = _PartsMember(network, restarted=False)
+    config = MemoryCluster().config("client-1", request_timeout_s=2.0)
+    try:
+        async with connect(config, transport=network.attach("client-1")) as client:
+            await eventually(lambda: client._heard, what="the fake's hello")
+            whole = _PartsMember.reply(0, "a")  # no read came: it serves read 0
+            first = ["readrep", [0], 7, 0, len(whole), whole[: _PartsMember.ROOM]]
+            fetches = [client._fetch_rest("fake", first) for _ in range(2)]
+            assert await asyncio.wait_for(asyncio.gather(*fetches), 10) == [whole, whole]
+    finally:
+        fake.task.cancel()
+
+
+async def test_part_ids_do_not_repeat_when_a_member_restarts(
+    client: Client, memory_cluster: MemoryCluster
+) -> None:
+    bigs = {f"big/{i}": "x" * 46_000 for i in range(2)}  # a listing over one datagram
+    for key, value in bigs.items():
+        await client.set(key, value)
+    node = memory_cluster.nodes["n1"]
+    ids: list[set[int]] = []
+    for _ in range(2):  # the member's client service as it starts, twice
+        node._service = service = ClientService(node.replica)
+        async with connect(
+            memory_cluster.config("client-2"),
+            transport=memory_cluster.network.attach(f"client-2-{len(ids)}"),
+            node_id="n1",
+        ) as pinned:
+            assert {e.key: e.value for e in await pinned.items("big/")} == bigs
+        ids.append(set(service._parts))
+    assert ids[0] and ids[1] and ids[0].isdisjoint(ids[1])
+
+
+async def test_an_answer_over_what_a_member_keeps_is_refused_with_its_limit(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        await client.set(f"huge/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_BYTES", 100_000)
+    with pytest.raises(PayloadTooLarge, match=r"100000 bytes.*narrower prefix") as caught:
+        await client.items("huge/")
+    assert caught.value.limit == 100_000 and caught.value.size > 100_000
+
+
+async def test_answers_being_fetched_are_not_evicted_for_a_new_one(
+    client: Client, memory_cluster: MemoryCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2):
+        await client.set(f"pair/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_BYTES", 150_000)
+    fetching = serving._Parts("other", "readrep", [1], b"x" * 100_000, time.time() + 60)
+    services = [node._service for node in memory_cluster.nodes.values()]
+    for service in services:
+        assert service is not None
+        service._keep_parts(1, fetching)  # another client's listing, still being fetched
+    config = memory_cluster.config("client-3", request_timeout_s=1.0)
+    transport = memory_cluster.network.attach("client-3")
+    async with connect(config, transport=transport) as brief:
+        with pytest.raises(NoQuorum):  # every member full: refused, not another evicted
+            await brief.items("pair/")
+    assert all(s is not None and s._parts.get(1) is fetching for s in services)
+    for service in services:
+        assert service is not None
+        del service._parts[1]
+        service._parts_bytes -= len(fetching.payload)
+    assert len(await client.items("pair/")) == 2  # room again: answered
+
+
+async def test_an_idle_member_drops_expired_answers(
+    client: Client, memory_cluster: MemoryCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2):
+        await client.set(f"idle/{i}", str(i) * 46_000)
+    monkeypatch.setattr(serving, "PARTS_KEPT_S", 0.3)
+    assert len(await client.items("idle/")) == 2
+    services = [node._service for node in memory_cluster.nodes.values()]
+    assert any(s is not None and s._parts for s in services)
+    await eventually(
+        lambda: all(s is not None and not s._parts and not s._parts_bytes for s in services),
+        what="kept answers to expire with no write applied",
+    )
