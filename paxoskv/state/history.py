@@ -104,15 +104,20 @@ def values_size(values: Sequence[Any]) -> int:
         return sum(map(value_size, values))
 
 
-def _sizes_of(values: Sequence[Any]) -> Iterable[int]:
-    """Each value's :func:`value_size`, by ``len`` in C when they are all str or all bytes."""
+def _all_str_or_all_bytes(values: Sequence[Any]) -> bool:
+    """Whether ``len`` sizes every value as :func:`value_size` would: ``join`` proves it in C."""
     for empty in ("", b""):
         try:
             empty.join(values)
         except TypeError:
             continue
-        return map(len, values)
-    return map(value_size, values)
+        return True
+    return False
+
+
+def _sizes_of(values: Sequence[Any]) -> Iterable[int]:
+    """Each value's :func:`value_size`, by ``len`` in C when they are all str or all bytes."""
+    return map(len, values) if _all_str_or_all_bytes(values) else map(value_size, values)
 
 
 def _event_size(entry: _Entry) -> int:
@@ -135,13 +140,7 @@ def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
 def _events_sizes(entries: Sequence[_Entry]) -> Iterable[int]:
     """Each event's size, by ``len`` in C when all are Sets of str (or all of bytes)."""
     values = list(map(_value_of, entries))
-    for empty in ("", b""):
-        try:
-            empty.join(values)
-        except TypeError:
-            continue
-        return map(len, values)
-    return map(_event_size, entries)
+    return map(len, values) if _all_str_or_all_bytes(values) else map(_event_size, entries)
 
 
 class History:
