@@ -266,18 +266,24 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
 # --- members remove of a running node (defect 6) ---------------------------------------------
 
 
+async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
+    """n1-n3 bootstrapped, n3 removed while it runs, and stopped by that: (n1, n3)."""
+    for node_id in ("n1", "n2", "n3"):
+        await cluster.start(node_id, bootstrap_expect=3)
+    for node in cluster.nodes.values():
+        await node.wait_ready(5)
+    n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+    await n1.set("k", 1)
+    await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
+    await n1.remove("n3")
+    await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+    return n1, n3
+
+
 async def test_a_removed_node_stops_and_is_not_added_back(tmp_path: Path) -> None:
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
-        await n1.set("k", 1)
-        await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
-        await n1.remove("n3")
-        await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+        n1, n3 = await _three_then_n3_removed(cluster)
         assert isinstance(n3.replica.failure, NodeRemoved)
         assert "was removed from cluster" in str(n3.replica.failure)
         assert (tmp_path / "n3" / ROLE_FILE).read_text().strip() == "removed"
@@ -361,15 +367,7 @@ async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Pa
 async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> None:
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
-        await n1.set("k", 1)
-        await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
-        await n1.remove("n3")
-        await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
+        n1, _ = await _three_then_n3_removed(cluster)
         await cluster.stop("n3")
         for i in range(70):  # the old removal is no longer among the last slots it replays
             await n1.set("k", i)
