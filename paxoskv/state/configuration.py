@@ -62,12 +62,16 @@ class Configuration:
 
     def with_learner_promoted(self, node_id: NodeId) -> Configuration:
         if node_id not in self.learners:
-            raise RejectedChange(f"node {node_id!r} is not a learner, so it cannot be promoted")
+            if node_id not in self.voters:
+                raise RejectedChange(f"node {node_id!r} is not a member")
+            raise RejectedChange(f"node {node_id!r} is a voter already, so it cannot be promoted")
         return Configuration(self.voters | {node_id}, self.learners - {node_id})
 
     def with_voter_demoted(self, node_id: NodeId) -> Configuration:
         if node_id not in self.voters:
-            raise RejectedChange(f"node {node_id!r} is not a voter, so it cannot be demoted")
+            if node_id not in self.learners:
+                raise RejectedChange(f"node {node_id!r} is not a member")
+            raise RejectedChange(f"node {node_id!r} is a learner already, so it cannot be demoted")
         self._keep_a_voter(node_id)
         return Configuration(self.voters - {node_id}, self.learners | {node_id})
 

@@ -95,3 +95,21 @@ def test_invalid_changes_fail_deterministically_and_change_nothing(
 def test_the_wire_form_is_sorted_whatever_the_hash_seed() -> None:
     assert config("cab", "zy").to_wire() == [["a", "b", "c"], ["y", "z"]]
     assert Configuration.from_wire([["a", "b"], ["c"]]) == config("ab", "c")
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (PromoteLearner("z"), "node 'z' is not a member"),
+        (PromoteLearner("a"), "node 'a' is a voter already, so it cannot be promoted"),
+        (DemoteVoter("z"), "node 'z' is not a member"),
+        (DemoteVoter("c"), "node 'c' is a learner already, so it cannot be demoted"),
+    ],
+)
+def test_a_change_naming_a_node_says_whether_it_is_a_member_at_all(
+    command: Command, message: str
+) -> None:
+    """`members promote nosuch` said 'not a learner', as if it were a voter."""
+    result = KVStateMachine(config("ab", "c")).apply(command, 0)
+    assert isinstance(result, Failed)
+    assert result.message == message
