@@ -8,6 +8,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,21 +79,23 @@ async def test_an_older_data_dir_records_its_cluster_on_first_start(tmp_path: Pa
         await cluster.close()
 
 
+def _policy(config: Configuration, peers: dict[str, PeerView], **given: Any) -> object:
+    """The leader's membership policy at time 100 with the default timings, and ``given``."""
+    settings: dict[str, Any] = {
+        "now": 100.0,
+        "suspect_after_s": 1.0,
+        "down_after_s": 3.0,
+        "auto_remove_down_after_s": None,
+        "min_voters": 3,
+        "watching_since": 0.0,
+    }
+    return membership_change(config, peers, **(settings | given))
+
+
 def test_the_leader_never_adds_a_node_of_another_genesis() -> None:
     config = Configuration(voters=frozenset({"a", "b", "c"}))
     foreign = PeerView(99.5, "voter", 127, 127, "", ("x", "y", "z"))
-    change = membership_change(
-        config,
-        {"emb1": foreign},
-        now=100.0,
-        leader_applied_slot=35,
-        suspect_after_s=1.0,
-        down_after_s=3.0,
-        auto_remove_down_after_s=None,
-        min_voters=3,
-        watching_since=0.0,
-        genesis=("a", "b", "c"),
-    )
+    change = _policy(config, {"emb1": foreign}, leader_applied_slot=35, genesis=("a", "b", "c"))
     assert change is None
 
 
@@ -310,18 +313,8 @@ def test_a_hello_sent_before_its_removal_does_not_add_a_node_back() -> None:
     config = Configuration(voters=frozenset({"n1", "n2"}))
 
     def change(applied_slot: int) -> object:
-        return membership_change(
-            config,
-            {"n3": PeerView(99.5, "voter", applied_slot, 0, "n1")},
-            now=100.0,
-            leader_applied_slot=50,
-            suspect_after_s=1.0,
-            down_after_s=3.0,
-            auto_remove_down_after_s=None,
-            min_voters=3,
-            watching_since=0.0,
-            removed_at={"n3": 40},
-        )
+        view = PeerView(99.5, "voter", applied_slot, 0, "n1")
+        return _policy(config, {"n3": view}, leader_applied_slot=50, removed_at={"n3": 40})
 
     assert change(39) is None  # sent before n3 applied its removal, in slot 40
     assert change(40) is not None  # a process that caught up to it: a new member
