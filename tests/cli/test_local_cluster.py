@@ -147,7 +147,7 @@ def test_a_second_run_on_the_same_data_dir_keeps_the_cluster_its_nodes_belong_to
     """Each run picks a fresh name and group, but a data dir refuses another cluster's name:
     a run over an earlier run's data dirs takes the name they record (a fresh group is fine)."""
     (tmp_path / "n1").mkdir()
-    save_genesis(tmp_path / "n1", ("n1", "n2"), "local-0badcafe")
+    save_genesis(tmp_path / "n1", ("n1", "n2"), "local-0badcafe", "f00d")
     again = LocalCluster(tmp_path, voters=2)
     assert again.address.cluster == "local-0badcafe"
     assert LocalCluster(tmp_path / "elsewhere", voters=2).address.cluster != "local-0badcafe"

@@ -17,8 +17,10 @@ from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, Wro
 from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
+    LEGACY_FORMATION,
     ROLE_FILE,
     DuplicateIdWatch,
+    Genesis,
     load_genesis,
     read_genesis,
     save_genesis,
@@ -32,8 +34,8 @@ from tests.runtime.test_udp_cluster import udp_config
 
 
 def test_genesis_keeps_the_cluster_and_refuses_another(tmp_path: Path) -> None:
-    save_genesis(tmp_path, ("a", "b"), "alpha")
-    assert read_genesis(tmp_path, "alpha") == (("a", "b"), False)
+    save_genesis(tmp_path, ("a", "b"), "alpha", "f00d")
+    assert read_genesis(tmp_path, "alpha") == Genesis(("a", "b"), "f00d", "alpha")
     assert load_genesis(tmp_path) == ("a", "b")  # what tools that know no cluster read
     with pytest.raises(WrongCluster, match="belongs to cluster 'alpha', not 'beta'"):
         read_genesis(tmp_path, "beta")
@@ -41,7 +43,7 @@ def test_genesis_keeps_the_cluster_and_refuses_another(tmp_path: Path) -> None:
 
 def test_an_older_data_dir_adopts_the_cluster_it_is_started_in(tmp_path: Path) -> None:
     (tmp_path / GENESIS_FILE).write_text(json.dumps({"voters": ["a"]}))
-    assert read_genesis(tmp_path, "alpha") == (("a",), True)
+    assert read_genesis(tmp_path, "alpha") == Genesis(("a",), LEGACY_FORMATION, None)
 
 
 async def test_a_node_refuses_a_data_dir_of_another_cluster(tmp_path: Path) -> None:
@@ -74,7 +76,11 @@ async def test_an_older_data_dir_records_its_cluster_on_first_start(tmp_path: Pa
         genesis.write_text(json.dumps({"voters": ["o1"]}))  # as releases before wrote it
         node = await cluster.start("o1", cluster="c1")
         await node.wait_ready(5)
-        assert json.loads(genesis.read_text()) == {"voters": ["o1"], "cluster": "c1"}
+        assert json.loads(genesis.read_text()) == {
+            "voters": ["o1"],
+            "cluster": "c1",
+            "formation": "",
+        }
     finally:
         await cluster.close()
 
@@ -97,6 +103,15 @@ def test_the_leader_never_adds_a_node_of_another_genesis() -> None:
     foreign = PeerView(99.5, "voter", 127, 127, "", ("x", "y", "z"))
     change = _policy(config, {"emb1": foreign}, leader_applied_slot=35, genesis=("a", "b", "c"))
     assert change is None
+
+
+def test_the_leader_never_adds_a_node_of_another_formation() -> None:
+    config = Configuration(voters=frozenset({"a", "b", "c"}))
+    given: dict[str, Any] = {"leader_applied_slot": 35, "genesis": ("a", "b", "c")}
+    stranger = PeerView(99.5, "voter", 127, 127, "", ("a", "b", "c"), "f0")
+    assert _policy(config, {"d": stranger}, formation="f1", **given) is None
+    member = PeerView(99.5, "voter", 127, 127, "", ("a", "b", "c"), "f1")
+    assert _policy(config, {"d": member}, formation="f1", **given) is not None
 
 
 async def test_a_node_of_another_genesis_is_ignored(
@@ -437,7 +452,8 @@ async def test_a_joiner_removed_while_catching_up_is_not_added_back() -> None:
         assert engine is not None and leader._genesis is not None
         genesis = leader._genesis
 
-        def hear(applied_slot: int) -> bool:  # a hello from j1, which no transport carries
+        def hear(applied_slot: int) -> bool:  # j1's ident and hello, which no transport carries
+            leader._on_ident("j1", protocol.Ident(genesis, leader._formation))
             hello = protocol.Hello("learner", applied_slot, 0, "z1", genesis, False)
             leader._on_hello("j1", hello)
             return True

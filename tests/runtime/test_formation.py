@@ -1,0 +1,317 @@
+"""A cluster's formation id: data dirs of two clusters with one name and one set of ids.
+
+Before, a data dir left from an earlier cluster named alike, with the same node ids, was taken
+as a member with its old log, and replicas held different values for the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paxoskv import Node
+from paxoskv.cli.errors import EXIT_USAGE, failure_for
+from paxoskv.errors import WrongFormation
+from paxoskv.paxos.messages import Heartbeat
+from paxoskv.runtime import protocol
+from paxoskv.runtime.identity import GENESIS_FILE, LEGACY_FORMATION, formation_id, read_genesis
+from tests.runtime.cluster import MemoryCluster, eventually
+
+IDS = ("n1", "n2", "n3")
+
+
+async def form(cluster: MemoryCluster, base: Path, values: dict[str, str]) -> str:
+    """Bootstrap n1..n3 on data dirs under ``base``, write ``values``, stop them; their
+    formation id."""
+    for node_id in IDS:
+        await cluster.start(node_id, bootstrap_expect=3, **on_disk(base, node_id))
+    for node in cluster.nodes.values():
+        await node.wait_ready(5)
+    for key, value in values.items():
+        await cluster.nodes["n1"].set(key, value)
+    formations = {read_genesis(base / node_id, None) for node_id in IDS}
+    await cluster.close()
+    assert len(formations) == 1  # one id on every member
+    (kept,) = formations
+    assert kept is not None and kept.formation != LEGACY_FORMATION
+    return kept.formation
+
+
+def on_disk(base: Path, node_id: str) -> dict[str, Any]:
+    return {"data_dir": base / node_id, "durability": "os"}
+
+
+async def caught_up(node: Node, leader: Node) -> None:
+    """Until ``node`` has applied what ``leader`` has."""
+    assert leader.replica.engine is not None
+    slot = leader.replica.engine.applied_slot
+    await eventually(lambda: node.replica.status()["applied_slot"] >= slot, 5, "caught up")
+
+
+async def values_everywhere(nodes: list[Node], key: str) -> set[object]:
+    return {await node.get(key, consistency="local", default=None) for node in nodes}
+
+
+async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The defect: A and B, both n1..n3 under the default name; n1 started from A among n2,
+    n3 from B. Both sides refuse it, it stops saying what to do, nothing diverges; and what
+    it says works (wiped, it joins B)."""
+    first = await form(MemoryCluster(), tmp_path / "A", {"k": "from A", "only-a": "x"})
+    second = await form(MemoryCluster(), tmp_path / "B", {"k": "from B"})
+    assert first != second
+    cluster = MemoryCluster()
+    try:
+        stranger = await cluster.start("n1", **on_disk(tmp_path / "A", "n1"))
+        for node_id in ("n2", "n3"):
+            await cluster.start(node_id, **on_disk(tmp_path / "B", node_id))
+        members = [cluster.nodes["n2"], cluster.nodes["n3"]]
+        await eventually(stranger.replica.stopped.is_set, 5, "the stranger stopping")
+        failure = stranger.replica.failure
+        assert isinstance(failure, WrongFormation)
+        assert f"wipe (or move aside) {tmp_path / 'A' / 'n1'}" in str(failure)
+        assert "give one of them its own --cluster name" in str(failure)
+        assert failure_for(failure).exit_code == EXIT_USAGE
+        for member in members:
+            assert "n1" in member.replica._foreign
+            assert "n1" not in member.replica._verified
+        assert (
+            "n2: node n1 belongs to another cluster named 'paxos-kv' (formed apart" in caplog.text
+        )
+        cluster.network._detach("n1")
+        del cluster.nodes["n1"]
+        await members[0].set("k2", "after")
+        assert await values_everywhere(members, "k") == {"from B"}
+        assert await values_everywhere(members, "only-a") == {None}
+        # As the message says: wiped, n1 joins the running cluster, and takes its formation.
+        shutil.rmtree(tmp_path / "A" / "n1")
+        rejoined = await cluster.start("n1", join=True, **on_disk(tmp_path / "A", "n1"))
+        await rejoined.wait_ready(5)
+        kept = read_genesis(tmp_path / "A" / "n1", None)
+        assert kept is not None and kept.formation == second
+        await caught_up(rejoined, members[0])
+        assert await rejoined.get("k", consistency="local") == "from B"
+        assert await rejoined.get("only-a", consistency="local", default=None) is None
+    finally:
+        await cluster.close()
+
+
+async def test_a_stranger_among_fewer_than_a_quorum_is_refused_and_keeps_running(
+    tmp_path: Path,
+) -> None:
+    """With one member of B up, which side is the stranger is not clear: both refuse each
+    other, neither stops, and the stranger's Paxos never reaches the member's engine."""
+    await form(MemoryCluster(), tmp_path / "A", {"k": "from A"})
+    await form(MemoryCluster(), tmp_path / "B", {"k": "from B"})
+    cluster = MemoryCluster()
+    try:
+        stranger = await cluster.start("n1", **on_disk(tmp_path / "A", "n1"))
+        member = await cluster.start("n2", **on_disk(tmp_path / "B", "n2"))
+        await eventually(lambda: "n1" in member.replica._foreign, what="n2 refusing n1")
+        await eventually(lambda: "n2" in stranger.replica._foreign, what="n1 refusing n2")
+        # n1 campaigns (an election timeout with no leader): its prepares are dropped.
+        await eventually(lambda: member.replica.dropped_foreign > 0, what="n1's Paxos dropped")
+        await eventually(lambda: stranger.replica.dropped_foreign > 0, what="n2's Paxos dropped")
+        assert stranger.replica.failure is None and member.replica.failure is None
+        assert member.replica.engine is not None and member.replica.engine.leader_id != "n1"
+    finally:
+        await cluster.close()
+
+
+async def test_a_whole_cluster_and_one_node_restart_with_their_formation(tmp_path: Path) -> None:
+    formation = await form(MemoryCluster(), tmp_path, {"k": "v"})
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in IDS:  # every node again, from its data dir
+            await cluster.start(node_id)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        await cluster.nodes["n2"].set("k", "v2")
+        await cluster.stop("n3")
+        await cluster.nodes["n1"].set("k", "v3")
+        n3 = await cluster.start("n3")
+        await caught_up(n3, cluster.nodes["n1"])
+        assert await n3.get("k", consistency="local") == "v3"
+        for node_id in IDS:
+            kept = read_genesis(tmp_path / node_id, None)
+            assert kept is not None and kept.formation == formation
+            assert cluster.nodes[node_id].replica.status()["formation"] == formation
+    finally:
+        await cluster.close()
+
+
+async def test_a_joiner_and_a_learner_adopt_the_formation(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        one = await cluster.start("j1", bootstrap_expect=1)
+        await one.wait_ready(5)
+        voter = await cluster.start("j2", join=True)
+        learner = await cluster.start("j3", join=True, learner=True)
+        await voter.wait_ready(5)
+        await learner.wait_ready(5)
+        formation = one.replica._formation
+        assert formation and formation == formation_id({"j1": one.replica._bootstrap.nonce})  # type: ignore[union-attr]
+        for node_id in ("j2", "j3"):
+            kept = read_genesis(tmp_path / node_id, None)
+            assert kept is not None and kept.formation == formation and kept.voters == ("j1",)
+        engine = one.replica.engine
+        assert engine is not None
+        await eventually(lambda: "j2" in engine.configuration.voters, 5, "j2 promoted")
+        await eventually(lambda: "j3" in engine.configuration.learners, 5, "j3 added")
+        await one.set("k", "v")
+        await caught_up(learner, one)
+        assert await learner.get("k", consistency="local") == "v"
+    finally:
+        await cluster.close()
+
+
+def forget_formations(base: Path) -> None:
+    """Write each genesis as the release before formation ids did."""
+    for node_id in IDS:
+        path = base / node_id / GENESIS_FILE
+        kept = json.loads(path.read_text())
+        path.write_text(json.dumps({"voters": kept["voters"], "cluster": kept["cluster"]}))
+
+
+async def test_a_cluster_formed_by_an_earlier_release_runs_on_as_before(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Upgrade: data dirs whose genesis has no formation id keep their cluster (a warning
+    says what it lacks), and a node of that release, which sends hellos but no ident, is a
+    member as before."""
+    await form(MemoryCluster(), tmp_path, {"k": "v"})
+    forget_formations(tmp_path)
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2"):
+            await cluster.start(node_id)
+        n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+        await n1.wait_ready(5)
+        await n1.set("k", "upgraded")
+        assert await values_everywhere([n1, n2], "k") == {"upgraded"}
+        assert "was formed by an earlier release and has no formation id" in caplog.text
+        kept = read_genesis(tmp_path / "n1", None)
+        assert kept is not None and kept.formation == LEGACY_FORMATION
+        # n3 as the earlier release runs it: hellos, never an ident.
+        hello = protocol.Hello("voter", 0, 0, "", IDS, False)
+        n1.replica._on_hello("n3", hello)
+        assert "n3" not in n1.replica._verified  # one hello could be a new node's, ident lost
+        n1.replica._on_hello("n3", hello)
+        assert "n3" in n1.replica._verified and "n3" in n1.replica.peers
+    finally:
+        await cluster.close()
+
+
+async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(tmp_path: Path) -> None:
+    cluster = MemoryCluster(tmp_path)
+    try:
+        fresh = await cluster.start("n4", join=True)
+        hello = protocol.Hello("voter", 5, 5, "n1", IDS, False)
+        fresh.replica._on_hello("n1", hello)
+        assert fresh.replica.engine is None  # its ident may follow: wait for a second hello
+        fresh.replica._on_hello("n1", hello)
+        assert fresh.replica.engine is not None
+        kept = read_genesis(tmp_path / "n4", None)
+        assert kept is not None and kept.voters == IDS and kept.formation == LEGACY_FORMATION
+    finally:
+        await cluster.close()
+
+
+async def test_a_data_dir_of_the_earlier_release_is_refused_by_a_cluster_formed_since(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No cluster formed by the earlier release is one formed since, so its data dirs are
+    strangers there, however alike the name and ids."""
+    await form(MemoryCluster(), tmp_path / "A", {"k": "from A"})
+    forget_formations(tmp_path / "A")
+    await form(MemoryCluster(), tmp_path / "B", {"k": "from B"})
+    cluster = MemoryCluster()
+    try:
+        for node_id in ("n2", "n3"):
+            await cluster.start(node_id, **on_disk(tmp_path / "B", node_id))
+        stranger = await cluster.start("n1", **on_disk(tmp_path / "A", "n1"))
+        await eventually(stranger.replica.stopped.is_set, 5, "the stranger stopping")
+        assert isinstance(stranger.replica.failure, WrongFormation)
+        assert "(a formation of an earlier release)" in str(stranger.replica.failure)
+        cluster.network._detach("n1")
+        del cluster.nodes["n1"]
+        # And a node of the earlier release itself (hellos, no ident) is refused too.
+        member = cluster.nodes["n2"]
+        hello = protocol.Hello("voter", 0, 0, "", IDS, False)
+        for _ in range(2):
+            member.replica._on_hello("n9", hello)
+        assert "n9" in member.replica._foreign and "n9" not in member.replica.peers
+        assert "n9 belongs to another cluster" in caplog.text and "earlier release" in caplog.text
+        await member.set("k", "still B")
+        assert await values_everywhere(list(cluster.nodes.values()), "k") == {"still B"}
+    finally:
+        await cluster.close()
+
+
+async def test_paxos_from_a_sender_not_shown_to_be_a_member_is_dropped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A snapshot or catch-up that arrives before the sender's ident is not taken."""
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("p1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        replica = node.replica
+        engine = replica.engine
+        assert engine is not None
+        caplog.set_level(logging.DEBUG)
+        before = replica.dropped_foreign
+        replica._dispatch("x1", protocol.PAXOS + b"not even a message")  # never decoded
+        replica._dispatch("x1", protocol.paxos_payload(Heartbeat(engine.ballot, 0, 1)))
+        assert replica.dropped_foreign == before + 2
+        assert "malformed" not in caplog.text
+        assert replica.status()["dropped_foreign"] == before + 2
+    finally:
+        await cluster.close()
+
+
+async def test_an_ident_verifies_and_silence_forgets(caplog: pytest.LogCaptureFixture) -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("q1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        replica = node.replica
+        genesis, formation = replica._genesis or (), replica._formation
+        replica._on_ident("q2", protocol.Ident(genesis, formation))
+        assert "q2" in replica._verified
+        replica._on_ident("q2", protocol.Ident((), ""))  # restarted on a fresh data dir
+        assert "q2" not in replica._verified and "q2" not in replica._foreign
+        replica._on_ident("q2", protocol.Ident(genesis, "0123456789abcdef"))
+        assert "q2" in replica._foreign and "q2" not in replica._verified
+        replica._on_ident("q2", protocol.Ident(genesis, formation))  # that stranger stopped
+        assert "q2" in replica._verified and "q2" not in replica._foreign
+        heard = replica._idents["q2"][0]
+        replica._idents["q2"] = (heard, 0.0)  # silent since long ago
+        replica._forget_silent_idents()
+        assert "q2" not in replica._verified
+    finally:
+        await cluster.close()
+
+
+def test_idents_round_trip_refuse_garbage_and_hellos_take_later_fields() -> None:
+    name, fields = protocol.decode_runtime(protocol.encode_ident(("a", "b"), "f00d"))
+    assert name == "ident" and protocol.decode_ident(fields) == protocol.Ident(("a", "b"), "f00d")
+    assert protocol.decode_ident([[], "", "a later field"]) == protocol.Ident((), "")
+    for bad in ([], [["a"]], ["a", "f"], [["a"], 7], [[1], "f"], [[""], "f"]):
+        with pytest.raises(protocol.MalformedRuntimeMessage):
+            protocol.decode_ident(bad)
+    hello = protocol.Hello("voter", 1, 2, "a", ("a",), False)
+    _, fields = protocol.decode_runtime(protocol.encode_hello(hello))
+    assert protocol.decode_hello([*fields, "a later field"]) == hello
+
+
+def test_the_formation_id_is_one_hash_of_every_member_and_its_nonce() -> None:
+    assert formation_id({"a": "1", "b": "2"}) == formation_id({"b": "2", "a": "1"})
+    assert formation_id({"a": "1", "b": "2"}) != formation_id({"a": "1", "b": "3"})
+    assert len(formation_id({"a": "1"})) == 16
