@@ -143,20 +143,21 @@ class Ident:
 
     genesis: tuple[str, ...]
     formation: str
+    asks: bool = False  # answer with yours: the sender has just started (or joined)
 
 
-def encode_ident(genesis: tuple[str, ...], formation: str) -> bytes:
-    return encode_runtime("ident", list(genesis), formation)
+def encode_ident(ident: Ident) -> bytes:
+    return encode_runtime("ident", list(ident.genesis), ident.formation, ident.asks)
 
 
 def decode_ident(fields: list[Any]) -> Ident:
-    """Fields after the second are a later release's, and ignored."""
-    if len(fields) < 2 or type(fields[0]) is not list or type(fields[1]) is not str:
+    """Fields after the third are a later release's, and ignored."""
+    if len(fields) < 3 or type(fields[0]) is not list or type(fields[1]) is not str:
         raise MalformedRuntimeMessage("bad ident")
-    genesis = fields[0]
-    if not all(type(node) is str and node for node in genesis):
+    genesis, formation, asks = fields[:3]
+    if not all(type(node) is str and node for node in genesis) or type(asks) is not bool:
         raise MalformedRuntimeMessage("bad ident")
-    return Ident(tuple(genesis), fields[1])
+    return Ident(tuple(genesis), formation, asks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -296,7 +296,7 @@ class Replica:
             max_message_bytes=self._message_limit_bytes(),
         )
         genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
-        self._queue(None, self._ident())  # before its first Paxos: see _on_ident
+        self._queue(None, self._ident(asks=True))  # before its first Paxos: see _on_ident
         self.engine = Engine(
             settings,
             self._rng,
@@ -736,8 +736,8 @@ class Replica:
             bootstrapping=self._genesis is None and self.config.bootstrap_expect is not None,
         )
 
-    def _ident(self) -> bytes:
-        return protocol.encode_ident(self._genesis or (), self._formation)
+    def _ident(self, *, asks: bool = False) -> bytes:
+        return protocol.encode_ident(protocol.Ident(self._genesis or (), self._formation, asks))
 
     def _introduce(self, to: str | None) -> None:
         """Our ident, then our hello: in this order, so that the hello finds us verified."""
@@ -766,8 +766,9 @@ class Replica:
         engine, not even a snapshot or catch-up sent before its first hello. A sender with
         no genesis is a new process on a fresh data dir: no longer the stranger once refused
         under its id, and not yet a member. A node without a genesis joins the sender's
-        cluster, formation and all. A new or changed sender is answered at once, so that it
-        knows us within a round trip rather than a hello interval.
+        cluster, formation and all. A new or changed sender, or one that asks (it has just
+        started its engine: a restart is no news to us, but it knows nobody), is answered at
+        once, so that it knows us within a round trip rather than a hello interval.
         """
         if sender == self.node_id:
             return
@@ -786,7 +787,8 @@ class Replica:
             self._foreign.pop(sender, None)
         else:
             self._refuse_foreign(sender, ident.genesis, ident.formation)
-        if before is None or before[0] != ident:
+        told = None if before is None else (before[0].genesis, before[0].formation)
+        if ident.asks or told != (ident.genesis, ident.formation):
             self._introduce(sender)
 
     def _on_hello(self, sender: str, hello: protocol.Hello) -> None:
@@ -802,9 +804,11 @@ class Replica:
         if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
             self._refuse_foreign(sender, hello.genesis, None)
             return
-        identless = self._identless_hellos.get(sender, 0) + 1
-        self._identless_hellos[sender] = identless
-        earlier_release = identless >= 2
+        earlier_release = False
+        if hello.genesis:
+            identless = self._identless_hellos.get(sender, 0) + 1
+            self._identless_hellos[sender] = identless
+            earlier_release = identless >= 2
         if self._genesis is not None and hello.genesis and sender not in self._verified:
             if not earlier_release or sender == self.node_id:
                 return  # its ident decides

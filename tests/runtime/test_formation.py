@@ -46,15 +46,22 @@ def on_disk(base: Path, node_id: str) -> dict[str, Any]:
     return {"data_dir": base / node_id, "durability": "os"}
 
 
-async def caught_up(node: Node, leader: Node) -> None:
-    """Until ``node`` has applied what ``leader`` has."""
-    assert leader.replica.engine is not None
-    slot = leader.replica.engine.applied_slot
-    await eventually(lambda: node.replica.status()["applied_slot"] >= slot, 5, "caught up")
+def applied(node: Node) -> int:
+    slot: int = node.replica.status()["applied_slot"]
+    return slot
+
+
+async def caught_up(node: Node, slot: int) -> None:
+    """Until ``node`` has applied ``slot``."""
+    await eventually(lambda: applied(node) >= slot, 5, f"{node.node_id} applying slot {slot}")
 
 
 async def values_everywhere(nodes: list[Node], key: str) -> set[object]:
-    return {await node.get(key, consistency="local", default=None) for node in nodes}
+    """``key``'s value in each node's own state, once each has applied what any has."""
+    slot = max(applied(node) for node in nodes)
+    for node in nodes:
+        await caught_up(node, slot)
+    return {await node.get(key, consistency="local") for node in nodes}
 
 
 async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
@@ -95,7 +102,7 @@ async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
         await rejoined.wait_ready(5)
         kept = read_genesis(tmp_path / "A" / "n1", None)
         assert kept is not None and kept.formation == second
-        await caught_up(rejoined, members[0])
+        await caught_up(rejoined, applied(members[0]))
         assert await rejoined.get("k", consistency="local") == "from B"
         assert await rejoined.get("only-a", consistency="local", default=None) is None
     finally:
@@ -136,7 +143,7 @@ async def test_a_whole_cluster_and_one_node_restart_with_their_formation(tmp_pat
         await cluster.stop("n3")
         await cluster.nodes["n1"].set("k", "v3")
         n3 = await cluster.start("n3")
-        await caught_up(n3, cluster.nodes["n1"])
+        await caught_up(n3, applied(cluster.nodes["n1"]))
         assert await n3.get("k", consistency="local") == "v3"
         for node_id in IDS:
             kept = read_genesis(tmp_path / node_id, None)
@@ -165,7 +172,7 @@ async def test_a_joiner_and_a_learner_adopt_the_formation(tmp_path: Path) -> Non
         await eventually(lambda: "j2" in engine.configuration.voters, 5, "j2 promoted")
         await eventually(lambda: "j3" in engine.configuration.learners, 5, "j3 added")
         await one.set("k", "v")
-        await caught_up(learner, one)
+        await caught_up(learner, applied(one))
         assert await learner.get("k", consistency="local") == "v"
     finally:
         await cluster.close()
@@ -283,8 +290,16 @@ async def test_an_ident_verifies_and_silence_forgets(caplog: pytest.LogCaptureFi
         await node.wait_ready(5)
         replica = node.replica
         genesis, formation = replica._genesis or (), replica._formation
+        answers: list[bytes] = []
+        queue = replica._queue
+        replica._queue = lambda to, payload: answers.append(payload) or queue(to, payload)  # type: ignore[method-assign,func-returns-value]
         replica._on_ident("q2", protocol.Ident(genesis, formation))
         assert "q2" in replica._verified
+        assert len(answers) == 2  # a newcomer hears our ident and hello at once
+        replica._on_ident("q2", protocol.Ident(genesis, formation))
+        assert len(answers) == 2  # no news: it hears them with our next hello
+        replica._on_ident("q2", protocol.Ident(genesis, formation, asks=True))  # q2 restarted
+        assert len(answers) == 4
         replica._on_ident("q2", protocol.Ident((), ""))  # restarted on a fresh data dir
         assert "q2" not in replica._verified and "q2" not in replica._foreign
         replica._on_ident("q2", protocol.Ident(genesis, "0123456789abcdef"))
@@ -300,10 +315,12 @@ async def test_an_ident_verifies_and_silence_forgets(caplog: pytest.LogCaptureFi
 
 
 def test_idents_round_trip_refuse_garbage_and_hellos_take_later_fields() -> None:
-    name, fields = protocol.decode_runtime(protocol.encode_ident(("a", "b"), "f00d"))
-    assert name == "ident" and protocol.decode_ident(fields) == protocol.Ident(("a", "b"), "f00d")
-    assert protocol.decode_ident([[], "", "a later field"]) == protocol.Ident((), "")
-    for bad in ([], [["a"]], ["a", "f"], [["a"], 7], [[1], "f"], [[""], "f"]):
+    ident = protocol.Ident(("a", "b"), "f00d", asks=True)
+    name, fields = protocol.decode_runtime(protocol.encode_ident(ident))
+    assert name == "ident" and protocol.decode_ident(fields) == ident
+    assert protocol.decode_ident([[], "", False, "a later field"]) == protocol.Ident((), "")
+    bad_ones = ([], [["a"], "f"], ["a", "f", False], [["a"], 7, False], [[1], "f", False])
+    for bad in (*bad_ones, [[""], "f", False], [["a"], "f", 1]):
         with pytest.raises(protocol.MalformedRuntimeMessage):
             protocol.decode_ident(bad)
     hello = protocol.Hello("voter", 1, 2, "a", ("a",), False)
