@@ -61,16 +61,14 @@ class WrongFormation(ConfigurationError):
         ours = f"formation {kept}" if kept else "a formation of an earlier release"
         theirs = f"formation {running}" if running else "a formation of an earlier release"
         where = f"its data dir {path}" if path else "it (it keeps no data dir)"
-        fix = (
-            f"wipe (or move aside) {path} and start node {node_id!r} again to rejoin"
-            if path
-            else f"restart node {node_id!r} to rejoin"
-        )
+        wipe = f"wipe (or move aside) {path}, " if path else ""
         super().__init__(
             f"node {node_id!r} belongs to another cluster named {cluster!r} ({ours}) than the "
             f"one its fellow voters run ({theirs}): {where} holds that other cluster's log. "
-            f"To join the running cluster, {fix}; to keep both clusters, give one of them its "
-            "own --cluster name"
+            f"Start it on the data dir it has in the running cluster, if it has one; if not, "
+            f"{wipe}remove it from the running cluster (paxos-kv members remove {node_id}) and "
+            "start it again: it joins as a new member. To keep both clusters, give one of them "
+            "its own --cluster name"
         )
 
 

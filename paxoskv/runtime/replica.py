@@ -139,6 +139,7 @@ class Replica:
         )
         self._has_state = False  # the data dir held a journal or snapshot at start
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
+        self._head_at_join: int | None = None  # (a fresh node) the first commit point heard
         self._last_members: frozenset[str] | None = None
         self._seen_configuration: Configuration | None = None
         self._removed_at: dict[str, int] = {}
@@ -776,7 +777,7 @@ class Replica:
         self._idents[sender] = (ident, time.time())
         self._identless_hellos.pop(sender, None)
         if self._genesis is None:
-            if not ident.genesis or self.engine is not None:
+            if not ident.genesis:
                 return
             self._join(ident.genesis, ident.formation)
         if not ident.genesis:
@@ -796,7 +797,9 @@ class Replica:
 
         Recorded only for a sender verified by its ident, or one with no genesis yet (a
         joiner): a hello alone does not say which formation it comes from. A sender that
-        sends two hellos with no ident between runs an earlier release, which sends none:
+        sends two hellos with no ident between, and no ident for ``down_after_s`` (one lost
+        datagram does not make a node of this release a stranger), runs an earlier release,
+        which sends none:
         in a cluster formed by an earlier release it is judged by its genesis, as then (and
         a node with no genesis joins its cluster); a cluster with a formation id refuses it,
         since no cluster formed by an earlier release is this one.
@@ -808,9 +811,9 @@ class Replica:
         if hello.genesis:
             identless = self._identless_hellos.get(sender, 0) + 1
             self._identless_hellos[sender] = identless
-            earlier_release = identless >= 2
+            earlier_release = identless >= 2 and sender not in self._idents
         if self._genesis is not None and hello.genesis and sender not in self._verified:
-            if not earlier_release or sender == self.node_id:
+            if not earlier_release:
                 return  # its ident decides
             if self._formation != LEGACY_FORMATION:
                 self._refuse_foreign(sender, hello.genesis, None)
@@ -922,12 +925,14 @@ class Replica:
                 )
             log.error(
                 "%s: node %s belongs to another cluster named %r (%s); ignoring it. To join it "
-                "to this cluster, wipe its data dir and start it again; to keep both clusters, "
-                "give one of them its own --cluster name",
+                "to this cluster, start it on a fresh data dir (if its id is a member here, "
+                "paxos-kv members remove %s first, so that it joins as a new one); to keep both "
+                "clusters, give one of them its own --cluster name",
                 self.node_id,
                 sender,
                 self.config.cluster,
                 differs,
+                sender,
             )
         self._check_stranger()
 
@@ -978,11 +983,13 @@ class Replica:
         member" means: by its own journal at start, by bootstrapping, or seen in the
         configuration within ``CATCH_UP_MARGIN_SLOTS`` of the commit point a leader told it
         (a joiner added while still far behind counts once it nears the head, even under
-        load); so a fresh node that reuses a removed node's id does not stop at the old
-        removal while it replays the log, unless that removal is among the last few dozen
-        slots it replays. A learner promoted starts to vote, and is kept a voter. Every node
-        notes who left and when (``removed_at``, for the leader's policy) and forgets
-        non-members silent for ``down_after_s``.
+        load) and, for a node that started with no state, at or past the first commit point
+        a leader told it: a fresh node that reuses a removed node's id does not stop at the
+        old removal while it replays the log (before, it did when the removal was among the
+        last few dozen slots, so the advice to remove an id and start it on a fresh data dir
+        failed when followed at once). A learner promoted starts to vote, and is kept a
+        voter. Every node notes who left and when (``removed_at``, for the leader's policy)
+        and forgets non-members silent for ``down_after_s``.
         """
         engine = self.engine
         if engine is None or self.failure is not None:
@@ -1003,7 +1010,13 @@ class Replica:
                 save_role(self.config.data_dir, "removed")
                 self._fail_stop(NodeRemoved(me, self.config.cluster))
             return
-        if engine.leader_id and engine.applied_slot + CATCH_UP_MARGIN_SLOTS >= engine.known_commit:
+        if engine.leader_id and self._head_at_join is None and not self._has_state:
+            self._head_at_join = engine.known_commit
+        if (
+            engine.leader_id
+            and engine.applied_slot + CATCH_UP_MARGIN_SLOTS >= engine.known_commit
+            and engine.applied_slot >= (self._head_at_join or 0)
+        ):
             self._member = True
         if self._role == "learner" and me in configuration.voters:
             self._role = "voter"

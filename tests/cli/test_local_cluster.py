@@ -177,5 +177,5 @@ def test_a_node_of_an_earlier_cluster_of_the_same_name_exits_2_saying_what_to_do
         assert stranger.process is not None and stranger.process.returncode == 2
         last = stranger.log_path.read_text().strip().splitlines()[-1]
         assert last.startswith("paxos-kv: error: node 'n1' belongs to another cluster named ")
-        assert f"wipe (or move aside) {mixed / 'n1'} and start node 'n1' again" in last
+        assert f"wipe (or move aside) {mixed / 'n1'}, remove it from the running" in last
         assert "n1 belongs to another cluster" in running.nodes["n2"].log_path.read_text()

@@ -69,7 +69,7 @@ async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
 ) -> None:
     """The defect: A and B, both n1..n3 under the default name; n1 started from A among n2,
     n3 from B. Both sides refuse it, it stops saying what to do, nothing diverges; and what
-    it says works (wiped, it joins B)."""
+    it says works (wiped and removed, it joins B)."""
     first = await form(MemoryCluster(), tmp_path / "A", {"k": "from A", "only-a": "x"})
     second = await form(MemoryCluster(), tmp_path / "B", {"k": "from B"})
     assert first != second
@@ -82,7 +82,8 @@ async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
         await eventually(stranger.replica.stopped.is_set, 5, "the stranger stopping")
         failure = stranger.replica.failure
         assert isinstance(failure, WrongFormation)
-        assert f"wipe (or move aside) {tmp_path / 'A' / 'n1'}" in str(failure)
+        assert f"wipe (or move aside) {tmp_path / 'A' / 'n1'}, remove it" in str(failure)
+        assert "(paxos-kv members remove n1) and start it again" in str(failure)
         assert "give one of them its own --cluster name" in str(failure)
         assert failure_for(failure).exit_code == EXIT_USAGE
         for member in members:
@@ -96,8 +97,9 @@ async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
         await members[0].set("k2", "after")
         assert await values_everywhere(members, "k") == {"from B"}
         assert await values_everywhere(members, "only-a") == {None}
-        # As the message says: wiped, n1 joins the running cluster, and takes its formation.
+        # As the message says: wiped and removed, n1 joins as a new member, of B's formation.
         shutil.rmtree(tmp_path / "A" / "n1")
+        await members[0].remove("n1")
         rejoined = await cluster.start("n1", join=True, **on_disk(tmp_path / "A", "n1"))
         await rejoined.wait_ready(5)
         kept = read_genesis(tmp_path / "A" / "n1", None)
@@ -105,6 +107,9 @@ async def test_a_data_dir_of_an_earlier_cluster_of_the_same_name_is_refused(
         await caught_up(rejoined, applied(members[0]))
         assert await rejoined.get("k", consistency="local") == "from B"
         assert await rejoined.get("only-a", consistency="local", default=None) is None
+        engine = members[0].replica.engine
+        assert engine is not None
+        await eventually(lambda: "n1" in engine.configuration.voters, 10, "n1 a voter again")
     finally:
         await cluster.close()
 
@@ -305,6 +310,10 @@ async def test_an_ident_verifies_and_silence_forgets(caplog: pytest.LogCaptureFi
         replica._on_ident("q2", protocol.Ident(genesis, "0123456789abcdef"))
         assert "q2" in replica._foreign and "q2" not in replica._verified
         replica._on_ident("q2", protocol.Ident(genesis, formation))  # that stranger stopped
+        assert "q2" in replica._verified and "q2" not in replica._foreign
+        hello = protocol.Hello("voter", 0, 0, "", genesis, False)
+        for _ in range(3):  # its idents lost, its hellos not: still one of ours
+            replica._on_hello("q2", hello)
         assert "q2" in replica._verified and "q2" not in replica._foreign
         heard = replica._idents["q2"][0]
         replica._idents["q2"] = (heard, 0.0)  # silent since long ago

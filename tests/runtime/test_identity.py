@@ -14,6 +14,7 @@ import pytest
 
 from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.paxos.messages import Heartbeat, decode_message
 from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
@@ -393,6 +394,47 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> No
         )
         assert await fresh.get("k", consistency="local") == 2
         assert fresh.replica.failure is None
+    finally:
+        await cluster.close()
+
+
+async def test_a_removed_id_comes_back_on_a_fresh_data_dir_at_once(tmp_path: Path) -> None:
+    """Replaying the log, the fresh n3 met its old self's removal among the last slots and
+    stopped as removed (so the advice to remove an id, then start it afresh, failed when
+    followed at once): a fresh node counts itself a member only from the head it joined at."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        n1 = cluster.nodes["n1"]
+        await n1.set("k", 1)
+        await cluster.close()
+        shutil.rmtree(tmp_path / "n3")  # its disk lost, say
+        for node_id in ("n1", "n2"):
+            await cluster.start(node_id)
+        n1 = cluster.nodes["n1"]
+        await n1.remove("n3")
+        fresh = await cluster.start("n3", join=True)
+        replica = fresh.replica
+        dispatch, held = replica._dispatch, True
+
+        def heartbeats_only(sender: str, payload: bytes) -> None:  # no catch-up yet
+            paxos = payload[:1] == protocol.PAXOS
+            if not (held and paxos and type(decode_message(payload[1:])) is not Heartbeat):
+                dispatch(sender, payload)
+
+        replica._dispatch = heartbeats_only  # type: ignore[method-assign]
+        await eventually(lambda: replica.engine and replica.engine.leader_id, what="a leader")
+        replica._watch_own_membership()  # in the genesis configuration, near the head told
+        assert not replica._member and replica.failure is None
+        held = False
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(lambda: "n3" in engine.configuration.voters, 10, "n3 added again")
+        await eventually(lambda: replica._member, 5, "the new n3 a member")
+        assert replica.failure is None
     finally:
         await cluster.close()
 
