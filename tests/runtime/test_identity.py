@@ -285,14 +285,20 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
 # --- members remove of a running node (defect 6) ---------------------------------------------
 
 
-async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
-    """n1-n3 bootstrapped, n3 removed while it runs, and stopped by that: (n1, n3)."""
+async def _three(cluster: MemoryCluster) -> Node:
+    """n1-n3 bootstrapped, and a key written: n1."""
     for node_id in ("n1", "n2", "n3"):
         await cluster.start(node_id, bootstrap_expect=3)
     for node in cluster.nodes.values():
         await node.wait_ready(5)
-    n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+    n1 = cluster.nodes["n1"]
     await n1.set("k", 1)
+    return n1
+
+
+async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
+    """n1-n3 bootstrapped, n3 removed while it runs, and stopped by that: (n1, n3)."""
+    n1, n3 = await _three(cluster), cluster.nodes["n3"]
     await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
     await n1.remove("n3")
     await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
@@ -352,12 +358,7 @@ def test_paxos_kv_node_exits_non_zero_with_the_reason() -> None:
 async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Path) -> None:
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        n1 = cluster.nodes["n1"]
-        await n1.set("k", 1)
+        n1 = await _three(cluster)
         await cluster.stop("n3")
         await n1.remove("n3")
         for i in range(5):
@@ -404,12 +405,7 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir_at_once(tmp_path: Pat
     followed at once): a fresh node counts itself a member only from the head it joined at."""
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        n1 = cluster.nodes["n1"]
-        await n1.set("k", 1)
+        await _three(cluster)
         await cluster.close()
         shutil.rmtree(tmp_path / "n3")  # its disk lost, say
         for node_id in ("n1", "n2"):
