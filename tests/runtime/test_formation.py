@@ -19,7 +19,13 @@ from paxoskv.cli.errors import EXIT_USAGE, failure_for
 from paxoskv.errors import WrongFormation
 from paxoskv.paxos.messages import Heartbeat
 from paxoskv.runtime import protocol
-from paxoskv.runtime.identity import GENESIS_FILE, LEGACY_FORMATION, formation_id, read_genesis
+from paxoskv.runtime.identity import (
+    BOOTSTRAP_FILE,
+    GENESIS_FILE,
+    LEGACY_FORMATION,
+    formation_id,
+    read_genesis,
+)
 from paxoskv.runtime.replica import Replica
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -344,3 +350,20 @@ def test_the_formation_id_is_one_hash_of_every_member_and_its_nonce() -> None:
     assert formation_id({"a": "1", "b": "2"}) == formation_id({"b": "2", "a": "1"})
     assert formation_id({"a": "1", "b": "2"}) != formation_id({"a": "1", "b": "3"})
     assert len(formation_id({"a": "1"})) == 16
+
+
+async def test_a_bootstrap_begun_by_the_earlier_release_keeps_a_nonce_before_announcing(
+    tmp_path: Path,
+) -> None:
+    """Its met-set goes out at once, so the nonce it goes out with is kept first."""
+    (tmp_path / "b1").mkdir()
+    (tmp_path / "b1" / BOOTSTRAP_FILE).write_text(json.dumps({"expect": 3, "met": ["b1", "b2"]}))
+    cluster = MemoryCluster(tmp_path)
+    try:
+        node = await cluster.start("b1", bootstrap_expect=3)
+        kept = json.loads((tmp_path / "b1" / BOOTSTRAP_FILE).read_text())
+        assert node.replica._bootstrap is not None
+        assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": node.replica._bootstrap.nonce}
+        assert kept["nonce"]
+    finally:
+        await cluster.close()
