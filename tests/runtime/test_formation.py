@@ -279,22 +279,35 @@ async def test_a_data_dir_of_the_earlier_release_is_refused_by_a_cluster_formed_
         await cluster.close()
 
 
-async def test_paxos_from_a_sender_not_shown_to_be_a_member_is_dropped_and_counted(
+async def test_paxos_before_the_senders_ident_is_held_until_it_shows_our_formation(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A snapshot or catch-up that arrives before the sender's ident is not taken."""
+    """A snapshot or catch-up that arrives before the sender's ident is not taken before it:
+    held, then dropped (and counted) for another formation, taken for ours."""
     cluster = MemoryCluster()
     try:
         replica = await alone(cluster, "p1")
         engine = replica.engine
         assert engine is not None
+        genesis, formation = replica._genesis or (), replica._formation
         caplog.set_level(logging.DEBUG)
-        before = replica.dropped_foreign
-        replica._dispatch("x1", protocol.PAXOS + b"not even a message")  # never decoded
-        replica._dispatch("x1", protocol.paxos_payload(Heartbeat(engine.ballot, 0, 1)))
-        assert replica.dropped_foreign == before + 2
-        assert "malformed" not in caplog.text
-        assert replica.status()["dropped_foreign"] == before + 2
+        garbage = protocol.PAXOS + b"not even a message"
+        heartbeat = protocol.paxos_payload(Heartbeat(engine.ballot, 0, 1))
+        for sender in ("x1", "x2"):
+            replica._dispatch(sender, garbage)  # not decoded yet
+            replica._dispatch(sender, heartbeat)
+        assert "malformed" not in caplog.text and replica.dropped_foreign == 0
+        replica._on_ident("x1", protocol.Ident(genesis, "0123456789abcdef"))
+        assert replica.dropped_foreign == 2 and "x1" not in replica._held
+        replica._dispatch("x1", heartbeat)  # refused: dropped at once
+        assert replica.status()["dropped_foreign"] == 3
+        replica._dispatch("x3", heartbeat)  # held, then x3 (re)starts: not its own
+        replica._on_ident("x3", protocol.Ident(genesis, formation, asks=True))
+        assert replica.dropped_foreign == 4 and "x3" in replica._verified
+        replica._on_ident("x2", protocol.Ident(genesis, formation))
+        await eventually(lambda: "dropped a malformed message from x2" in caplog.text)
+        assert replica._held == {} and replica._held_bytes == 0
+        assert "from x1" not in caplog.text
     finally:
         await cluster.close()
 
