@@ -28,14 +28,7 @@ async def test_the_breakdown_recovers_what_the_node_wrote(tmp_path: Path) -> Non
         await cluster.close()
 
     steps, facts = breakdown(tmp_path / "n3")
-    assert [name for name, _, _ in steps] == [
-        "imports (fresh interpreter)",
-        "open the store",
-        "read the snapshot",
-        "decode the snapshot",
-        "replay the journal after it",
-        "restore the state, apply the tail",
-    ]
+    assert [name for name, _, _ in steps] == list(STEPS)
     assert all(wall >= 0 and cpu >= 0 for _, wall, cpu in steps)
     assert facts["keys"] == 50
     assert facts["snapshot_covers_record"] > 0  # 50 writes, a snapshot every 20 commands
