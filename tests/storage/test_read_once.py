@@ -11,7 +11,7 @@ from paxoskv.storage import journal as journal_module
 from paxoskv.storage import recovery as recovery_module
 from paxoskv.storage.framing import FRAME_HEADER_SIZE
 from paxoskv.storage.headers import HEADER_SIZE
-from tests.storage.conftest import copy_disk, flip, journal_names, numbered, recover_all
+from tests.storage.conftest import KEY, copy_disk, flip, journal_names, numbered, recover_all
 
 RECORDS = [f"record {i}".encode() * (i % 7 + 1) for i in range(1, 301)]
 BLOB = bytes(range(256)) * 4_000  # about 1 MB of snapshot
@@ -82,10 +82,10 @@ def test_the_last_segment_is_replayed_from_the_bytes_open_read() -> None:
     assert disk.reads == [], f"read again after open: {disk.reads}"
 
 
-def segmented(snapshot_at: int) -> MemoryDisk:
+def segmented(snapshot_at: int, key: bytes | None = None) -> MemoryDisk:
     """RECORDS in segments of about 2 KB, and a snapshot covering ``snapshot_at``."""
     disk = MemoryDisk()
-    with Store.open(None, disk=disk, segment_size_bytes=2048) as store:
+    with Store.open(None, disk=disk, segment_size_bytes=2048, encryption_key=key) as store:
         store.append(RECORDS)
         store.sync()
         store.write_snapshot(snapshot_at, BLOB)
@@ -94,12 +94,13 @@ def segmented(snapshot_at: int) -> MemoryDisk:
 
 @pytest.mark.parametrize("chunk_bytes", [16, 64, 300, 8 << 20])  # below, near, above a frame
 @pytest.mark.parametrize("snapshot_at", [1, 37, 150, 299, 300])
+@pytest.mark.parametrize("key", [None, KEY])  # sealed records are opened by their index
 def test_records_a_snapshot_covers_are_stepped_over_in_any_chunking(
-    monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, snapshot_at: int
+    monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, snapshot_at: int, key: bytes | None
 ) -> None:
     monkeypatch.setattr(journal_module, "READ_CHUNK_BYTES", chunk_bytes)
-    disk = segmented(snapshot_at)
-    with Store.open(None, disk=disk) as store:
+    disk = segmented(snapshot_at, key)
+    with Store.open(None, disk=disk, encryption_key=key) as store:
         assert recover_all(store)[1] == numbered(RECORDS[snapshot_at:], first=snapshot_at + 1)
         first = store.first_index
         for start in (first, first + 1, snapshot_at, 290):
