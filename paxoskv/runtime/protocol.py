@@ -23,6 +23,8 @@ from typing import Any
 import msgpack
 
 from paxoskv.paxos.messages import Message, encode_message
+from paxoskv.state.history import ChangeEvent
+from paxoskv.state.keys import key_from_wire, key_to_wire
 from paxoskv.state.wire import pack, unpack
 
 PAXOS = b"P"
@@ -190,3 +192,13 @@ def decode_boot(fields: list[Any]) -> BootAnnouncement:
     ):
         raise MalformedRuntimeMessage("bad boot announcement")
     return BootAnnouncement(expect, frozenset(met), nonce)
+
+
+def event_to_wire(event: ChangeEvent) -> list[Any]:
+    """A watch event as a ``watch`` reply carries it (its key in the key's wire form)."""
+    return [event.kind, key_to_wire(event.key), event.value, event.prev_value, event.revision]
+
+
+def event_from_wire(raw: list[Any]) -> ChangeEvent:
+    kind, key, value, prev_value, revision = raw
+    return ChangeEvent(kind, key_from_wire(key), value, prev_value, int(revision))
