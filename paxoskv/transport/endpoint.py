@@ -373,19 +373,15 @@ class FramedEndpoint(ClosesOnExit):
                 prefix, seq, ids = entry[0](datagram)
             except struct_error:  # shorter than that header: another one, or malformed
                 prefix = None
-            if (
-                prefix != entry[1]
-                or ids != entry[2]
-                or address != entry[5]
-                or len(datagram) > max_bytes
-            ):
+            size = len(datagram)
+            if prefix != entry[1] or ids != entry[2] or address != entry[5] or size > max_bytes:
                 entry = self._known_header(datagram, address)
                 if entry is _UNKNOWN:
                     delivered_bytes += self._receive_one(datagram, address, append)
                     continue
                 seq = entry[0](datagram)[1]
             _, _, _, sender_id, header_end, _, incarnation, aead, window = entry
-            body_end = len(datagram) - tag_bytes
+            body_end = size - tag_bytes
             if body_end < header_end:
                 delivered_bytes += self._receive_one(datagram, address, append)
                 entry = _UNKNOWN
