@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from hmac import compare_digest
+from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from paxoskv.errors import TransportClosed
@@ -71,11 +74,26 @@ _WORTH_A_WARNING = {
 _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-level __new__
 
 # A data frame's header as the straight receive path knows it (FramedEndpoint._remember):
-# the ids' bytes, the sender id, where the body starts, the source address, the incarnation,
-# the sender's AES-GCM cipher when that is the protection, and the sender's replay window
-# when frames are authenticated (the guard's own object: _remember says how it stays so).
-_KnownHeader: TypeAlias = "tuple[bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]"
+# how to read a frame with that header (its fixed bytes, seq and ids, in one struct call),
+# the fixed bytes, the ids' bytes, the sender id, where the body starts, the source address,
+# the incarnation, the sender's AES-GCM cipher when that is the protection, and the sender's
+# replay window when frames are authenticated (the guard's own object: _remember says how it
+# stays so).
+_ReadHeader: TypeAlias = "Callable[[bytes], tuple[Any, ...]]"
+_KnownHeader: TypeAlias = (
+    "tuple[_ReadHeader, bytes, bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]"
+)
 _KNOWN_HEADERS = 1024
+
+
+@functools.cache
+def _header_layout(ids_bytes: int) -> _ReadHeader:
+    """Reads the fixed bytes, ``seq`` and ``ids_bytes`` of ids (bounded: at most 511)."""
+    return struct.Struct(f"!{SEQ_OFFSET}sQ{ids_bytes}s").unpack_from
+
+
+# Matches no frame (no fixed bytes are empty): where the straight path starts each batch.
+_UNKNOWN: _KnownHeader = (_header_layout(0), b"", b"", "", 0, ("",), 0, None, None)
 _NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
 
@@ -128,8 +146,15 @@ class FramedEndpoint(ClosesOnExit):
         # What broadcast() needs to seal a frame to everyone itself: the header around seq,
         # and whether sealing is AES-GCM's (that one it leaves to the sealer).
         self._to_everyone = self._sealer.header_parts("")
-        self._aead_sealing = codec.protection is Protection.AES_GCM
+        # The largest payload broadcast() seals itself; -1 (none) with AES-GCM, which it leaves
+        # to the sealer, and once closed.
+        self._straight_limit = (
+            -1 if codec.protection is Protection.AES_GCM else self._sealer.max_body_bytes
+        )
         self._inbox = Inbox(inbox_frames)
+        # ``receive()``: the inbox's own method, so a call is the inbox's coroutine with no
+        # Python call of ours around it (a frame fewer per datagram taken this way).
+        self.receive: Callable[[], Coroutine[Any, Any, Delivery]] = self._inbox.get
         self._stats = TransportStats()
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -186,21 +211,22 @@ class FramedEndpoint(ClosesOnExit):
             await self._send_blocked(datagram, blocked)
 
     async def broadcast(self, payload: bytes) -> None:
-        if self._closed:
-            self._check_open()
         address = self._group_target
-        if address is None:
+        if address is None or len(payload) > self._straight_limit:
+            # No single group address, closed, AES-GCM, or a payload the sealer refuses: all
+            # rare, so one test covers the last three (_straight_limit is -1 when closed or
+            # with AES-GCM; _check_open raises on a closed transport).
+            self._check_open()
             datagram = self._sealer.seal(payload)
-            blocked = self._send_now(datagram, self._broadcast_addresses())
-            if blocked:
-                await self._send_blocked(datagram, blocked)
-            return
-        sealer = self._sealer
-        if len(payload) > sealer.max_body_bytes or self._aead_sealing:
-            datagram = sealer.seal(payload)  # refuses an oversized payload; AES-GCM
+            if address is None:
+                blocked = self._send_now(datagram, self._broadcast_addresses())
+                if blocked:
+                    await self._send_blocked(datagram, blocked)
+                return
         else:
             # FrameSealer.seal for a DATA frame to everyone, written out: one call fewer per
             # frame (tests/transport/test_fast_paths.py holds the two to the same bytes).
+            sealer = self._sealer
             seq = sealer.next_seq
             sealer.next_seq = seq + 1
             before_seq, after_seq = self._to_everyone
@@ -288,10 +314,6 @@ class FramedEndpoint(ClosesOnExit):
         for datagram, addresses in waiting:
             await self._send_blocked(datagram, addresses)
 
-    def receive(self) -> Coroutine[Any, Any, Delivery]:
-        """The inbox's own coroutine, not one of ours around it: one frame less per datagram."""
-        return self._inbox.get()
-
     def receive_many(
         self, max_frames: int = DEFAULT_INBOX_FRAMES
     ) -> Coroutine[Any, Any, list[Delivery]]:
@@ -309,6 +331,7 @@ class FramedEndpoint(ClosesOnExit):
         if self._closed:
             return
         self._closed = True
+        self._straight_limit = -1
         self._inbox.close()
         for task in self._tasks:
             task.cancel()
@@ -329,31 +352,39 @@ class FramedEndpoint(ClosesOnExit):
 
         Every datagram of every socket comes through here, so it is written for the common
         case -- a data frame from a peer whose header this path has already checked once (see
-        :meth:`_remember`) -- with no Python call per datagram: the header is looked up by its
-        fixed bytes, and only the tag, the replay window and the body are worked out per
-        frame. Anything else takes :meth:`_receive_one`, the full path.
+        :meth:`_remember`) -- with no Python call per datagram: one struct read gives the
+        header's fixed bytes, ``seq`` and the ids, which are compared with the header the
+        previous frame matched (looked up by the fixed bytes when the sender changes), and
+        only the tag, the replay window and the body are worked out per frame. Anything else
+        takes :meth:`_receive_one`, the full path.
         """
-        known_get = self._known.get
         max_bytes, tag_bytes, guard = self._max_datagram_bytes, self._tag_bytes, self._replay_guard
         keyed_mac = self._keyed_mac
         guard_accept = guard.accept if guard is not None else None
         deliveries: list[Delivery] = []
         append = deliveries.append
         delivered_bytes = 0
+        # The header the last frame matched: a burst mostly comes from one sender, so the next
+        # frame is read with that header's layout and compared, with no lookup. Reset after
+        # anything that can empty the cache of known headers (the full path, the guard).
+        entry = _UNKNOWN
         for datagram, address in batch:
-            entry = known_get(datagram[:SEQ_OFFSET])
-            if (
-                entry is None
-                or address != entry[3]
-                or not datagram.startswith(entry[0], HEADER_BYTES)
-                or len(datagram) > max_bytes
-            ):
-                delivered_bytes += self._receive_one(datagram, address, append)
-                continue
-            _, sender_id, header_end, _, incarnation, aead, window = entry
-            body_end = len(datagram) - tag_bytes
+            try:
+                prefix, seq, ids = entry[0](datagram)
+            except struct_error:  # shorter than that header: another one, or malformed
+                prefix = None
+            size = len(datagram)
+            if prefix != entry[1] or ids != entry[2] or address != entry[5] or size > max_bytes:
+                entry = self._known_header(datagram, address)
+                if entry is _UNKNOWN:
+                    delivered_bytes += self._receive_one(datagram, address, append)
+                    continue
+                seq = entry[0](datagram)[1]
+            _, _, _, sender_id, header_end, _, incarnation, aead, window = entry
+            body_end = size - tag_bytes
             if body_end < header_end:
                 delivered_bytes += self._receive_one(datagram, address, append)
+                entry = _UNKNOWN
                 continue
             if keyed_mac is not None:
                 # _HmacSha256.tag written out, as in FrameCodec.unpack.
@@ -378,16 +409,13 @@ class FramedEndpoint(ClosesOnExit):
             else:
                 body = datagram[header_end:]
             if window is not None:
-                seq = SEQ_FIELD.unpack_from(datagram, SEQ_OFFSET)[0]
-                if (
-                    seq == window.highest + 1
-                    and window.seen == window.full
-                    and incarnation == window.incarnation
-                ):
-                    window.highest = seq  # ReplayWindow.accept's steady state, without the call
-                elif not guard_accept(sender_id, incarnation, seq):  # type: ignore[misc]
-                    self._stats.dropped[DropReason.REPLAYED] += 1
-                    continue
+                if seq == window.next_in_order and incarnation == window.incarnation:
+                    window.next_in_order = seq + 1  # ReplayWindow.accept's steady state
+                else:
+                    entry = _UNKNOWN  # the guard may drop windows, and every known header
+                    if not guard_accept(sender_id, incarnation, seq):  # type: ignore[misc]
+                        self._stats.dropped[DropReason.REPLAYED] += 1
+                        continue
             delivered_bytes += len(body)
             append(_new_delivery(Delivery, (sender_id, body)))
         if deliveries:
@@ -397,6 +425,17 @@ class FramedEndpoint(ClosesOnExit):
             overflow = self._inbox.put_many(deliveries)
             if overflow:
                 stats.dropped[DropReason.OVERFLOW] += overflow
+
+    def _known_header(self, datagram: bytes, address: Address) -> _KnownHeader:
+        """The known header ``datagram`` carries from ``address``, or ``_UNKNOWN``."""
+        entry = self._known.get(datagram[:SEQ_OFFSET], _UNKNOWN)
+        if entry is _UNKNOWN or address != entry[5] or len(datagram) > self._max_datagram_bytes:
+            return _UNKNOWN
+        try:
+            ids = entry[0](datagram)[2]
+        except struct_error:
+            return _UNKNOWN
+        return entry if ids == entry[2] else _UNKNOWN
 
     def _receive_one(
         self, datagram: bytes, address: Address, deliver: Callable[[Delivery], None]
@@ -451,8 +490,11 @@ class FramedEndpoint(ClosesOnExit):
         known = self._known
         if len(known) >= _KNOWN_HEADERS:
             known.clear()  # bounded: without a secret anyone can make new headers
-        header_end = HEADER_BYTES + datagram[7] + datagram[8]
+        ids_bytes = datagram[7] + datagram[8]
+        header_end = HEADER_BYTES + ids_bytes
         known[datagram[:SEQ_OFFSET]] = (
+            _header_layout(ids_bytes),
+            datagram[:SEQ_OFFSET],
             datagram[HEADER_BYTES:header_end],
             sender_id,
             header_end,

@@ -207,10 +207,32 @@ def test_a_window_the_guard_drops_leaves_the_known_headers_with_it() -> None:
     guard.max_senders = 1
     first = FrameSealer(codec, "s1", 1).seal(b"one")
     receiver.datagrams_received([(first, SOURCES[0])])
-    assert receiver._known and next(iter(receiver._known.values()))[6] is guard.windows["s1"]
+    assert receiver._known and next(iter(receiver._known.values()))[8] is guard.windows["s1"]
     receiver.datagrams_received([(FrameSealer(codec, "s2", 1).seal(b"two"), SOURCES[1])])
     assert list(guard.windows) == ["s2"]
-    assert all(entry[1] == "s2" for entry in receiver._known.values())
+    assert all(entry[3] == "s2" for entry in receiver._known.values())
+
+
+def test_a_header_matched_earlier_in_a_batch_is_not_used_after_the_full_path_ran() -> None:
+    """The straight path reads each frame with the header the previous one matched; a frame
+    that took the full path in between may have emptied the known headers (here the guard
+    drops s1's window for s2), so s1's next frame must be looked up again, not read with the
+    header that still holds the dropped window."""
+    codec = FrameCodec("fast", SECRET)
+    receiver = _Endpoint(codec, [], _Recorder())
+    guard = receiver._opener.guard
+    guard.max_senders = 1
+    s1 = FrameSealer(codec, "s1", 1)
+    receiver.datagrams_received([(s1.seal(b"one"), SOURCES[0])])
+    receiver.datagrams_received(
+        [
+            (s1.seal(b"two"), SOURCES[0]),
+            (FrameSealer(codec, "s2", 1).seal(b"other"), SOURCES[1]),
+            (s1.seal(b"three"), SOURCES[0]),
+        ]
+    )
+    assert [d.payload for d in _drain(receiver)] == [b"one", b"two", b"other", b"three"]
+    assert list(guard.windows) == ["s1"]  # s1's frame went through the guard again
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
