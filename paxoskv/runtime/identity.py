@@ -24,6 +24,10 @@ its ``ident`` messages (``protocol.Ident``); the replica compares it wherever it
 genesis. A data dir written before formation ids has none (:data:`LEGACY_FORMATION`): such a
 cluster carries on as before, told apart by its name and first voters only, and a data dir of
 it is refused by any cluster formed since (which has an id, so cannot be the one it belongs to).
+
+A data dir that held no acceptor state when its node started is a *fresh life* (:class:`Life`,
+kept in ``life.json``): whatever its id voted before is forgotten, so it votes only in a seat
+it got itself (the rule is argued in ``Replica._may_vote``).
 """
 
 from __future__ import annotations

@@ -333,7 +333,7 @@ class Replica:
         learner = self._role != "voter" or not self._may_vote(engine)
         if engine.settings.learner != learner:
             engine.settings = replace(engine.settings, learner=learner)
-            if not learner and self._life is not None:
+            if not learner and self._life is not None and self._life.checked_at is not None:
                 log.info("%s votes from slot %d on", self.node_id, engine.applied_slot + 1)
 
     async def _check_life(self) -> None:
