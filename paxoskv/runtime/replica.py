@@ -144,7 +144,7 @@ class Replica:
             else None
         )
         self._has_state = False  # the data dir held a journal or snapshot at start (not a
-        # fresh life's, before its seat is settled: see _settled)
+        # fresh life's, before its seat is settled: see settled)
         self._life: Life | None = None  # a fresh life (see identity.Life); None: not one
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
         self._head_at_join: int | None = None  # (a fresh node) the first commit point heard

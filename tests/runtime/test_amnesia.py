@@ -184,3 +184,27 @@ async def test_a_lone_founder_that_crashed_before_its_first_record_still_votes(
         assert await node.get("k") == 2
     finally:
         await cluster.close()
+
+
+async def test_a_wiped_voter_does_not_help_elect_a_leader(tmp_path: Path, votes: Votes) -> None:
+    """With the leader down, the one other voter needs the wiped voter's promise to lead: it
+    must not get it (a learner's promise, which counted in no quorum, was sent before)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        leader = await three_voters(cluster)
+        victim = follower(cluster, leader)
+        survivor = next(n for n in sorted(cluster.nodes) if n not in (victim, leader.node_id))
+        await cluster.stop(leader.node_id)
+        amnesiac = await wipe_and_restart(cluster, tmp_path, victim)
+        await eventually(lambda: amnesiac.replica.engine is not None, 5, "its joining")
+        votes.pop(victim, None)
+
+        def campaigns() -> int:
+            return sum(1 for kind, _ in votes.get(survivor, []) if kind is m.Prepare)
+
+        before = campaigns()
+        await eventually(lambda: campaigns() >= before + 3, 10, f"{survivor} campaigning")
+        assert votes.get(victim, []) == [], f"the amnesiac voter {victim} voted"
+        assert cluster.leader() is None
+    finally:
+        await cluster.close()
