@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from paxoskv import Node
+from paxoskv.cli.errors import EXIT_USAGE, failure_for
 from paxoskv.errors import AmnesiacVoter
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
@@ -99,6 +100,7 @@ async def test_a_voter_restarted_on_a_wiped_data_dir_never_votes_until_removed_a
         assert votes.get(victim, []) == [], f"the amnesiac voter {victim} voted"
         assert isinstance(amnesiac.replica.failure, AmnesiacVoter)
         assert f"paxos-kv members remove {victim}" in str(amnesiac.replica.failure)
+        assert failure_for(amnesiac.replica.failure).exit_code == EXIT_USAGE  # as WrongFormation
         await cluster.stop(victim)
 
         # The advice followed: removed, then started again as it is (or on an empty dir).
