@@ -72,6 +72,31 @@ class WrongFormation(ConfigurationError):
         )
 
 
+class AmnesiacVoter(ConfigurationError):
+    """A voter's id started on a data dir that holds none of its votes (wiped, lost, or a new
+    machine given the old id).
+
+    Paxos is safe only while no acceptor forgets a promise or an accept: one that voted in its
+    earlier life and votes again with no memory of it can let two values be chosen for one
+    slot, or a lower ballot win after it promised a higher one. So a fresh life votes only in
+    a seat it was given itself (see ``Replica._check_life``); this one found its id already a
+    voter, and stopped before it voted at all.
+    """
+
+    def __init__(self, node_id: str, path: str | None, cluster: str) -> None:
+        self.node_id = node_id
+        self.path = path
+        where = f"data dir {path}" if path else "memory (it keeps no data dir)"
+        super().__init__(
+            f"node {node_id!r} is a voter of cluster {cluster!r}, but it started on a {where} "
+            "with none of its earlier votes (wiped, lost, or a new machine under its id): "
+            "voting now could let two values be chosen for one slot, so it stopped without "
+            "voting. Start it on its old data dir if that still exists; if not, run paxos-kv "
+            f"members remove {node_id} against the running members, then start it again as it "
+            "is: it joins as a new member (a learner, promoted once it has caught up)"
+        )
+
+
 class DuplicateNodeId(ConfigurationError):
     """Another live process runs as this node id (a copied data dir, a reused --node-id).
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from simulations.run import FAULT_KINDS, RunOptions, RunResult, run_seed
+from simulations.run import EXTRA_FAULT_KINDS, FAULT_KINDS, RunOptions, RunResult, run_seed
 
 
 def _faults(text: str) -> frozenset[str]:
@@ -17,10 +17,11 @@ def _faults(text: str) -> frozenset[str]:
     if text == "none":
         return frozenset()
     kinds = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = kinds - set(FAULT_KINDS)
+    known = FAULT_KINDS + EXTRA_FAULT_KINDS
+    unknown = kinds - set(known)
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}"
+            f"unknown fault kind(s) {sorted(unknown)}; choose from {', '.join(known)}"
         )
     return kinds
 
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "--faults",
         type=_faults,
         default=frozenset(FAULT_KINDS),
-        help=f"all, none, or a comma list of {', '.join(FAULT_KINDS)}",
+        help=f"all ({', '.join(FAULT_KINDS)}), none, or a comma list of those and "
+        f"{', '.join(EXTRA_FAULT_KINDS)}",
     )
     run.add_argument("--trace", action="store_true", help="print every event of the run")
     run.add_argument("--jobs", type=int, default=1, help="processes to run seeds in (default 1)")

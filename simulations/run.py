@@ -24,6 +24,7 @@ from simulations.workload import Workload
 from simulations.world import SimulationFailure, World
 
 FAULT_KINDS = ("loss", "crash", "partition", "membership")
+EXTRA_FAULT_KINDS = ("wipe",)  # not among "all": a wiped voter stays a learner (World.wipe)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RunOptions:
     liveness_bound_s: float = 15.0
     power_cut_chance: float = 0.15  # of a crash event taking down every node at once
     engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
+    amnesia_rule: bool = True  # off: a wiped voter votes again at once (World.amnesia_rule)
 
 
 # Engine settings by seed (seed % 4), so rarer paths meet the faults too: frequent snapshots
@@ -69,6 +71,7 @@ def run_seed(
     world = World(
         seed, options.nodes, settings=settings, trace=trace, engine_class=options.engine_class
     )
+    world.amnesia_rule = options.amnesia_rule
     try:
         return _run(world, options)
     except SimulationFailure as failure:
@@ -208,6 +211,17 @@ def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admi
         else:
             world.scheduler.at(time, _partition_some, world, rng, end)
         time += rng.uniform(0.3, 2.0)
+    if "wipe" in options.faults:  # (drawn last: the other faults' seeds stay as they were)
+        world.scheduler.at(rng.uniform(1.0, end - 2.0), _wipe_one, world, rng)
+
+
+def _wipe_one(world: World, rng: random.Random) -> None:
+    """Lose one voter's disk, the leader's as often as not, and start it again soon."""
+    leader = world.leader()
+    voters = sorted(world.genesis.voters)
+    victim = leader if leader is not None and rng.random() < 0.5 else rng.choice(voters)
+    world.wipe(victim)
+    world.scheduler.at(world.now + rng.uniform(0.05, 1.0), _restart, world, victim)
 
 
 def _crash_some(world: World, rng: random.Random, options: RunOptions, end: float) -> None:

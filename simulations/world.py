@@ -78,6 +78,7 @@ class SimNode:
     snapshot_due: float = 0.0  # when the last snapshot asked for is written
     tick_at: float = float("inf")
     recorded_slot: int = 0
+    amnesiac: bool = False  # its disk was lost whole while its id is a voter's: see World.wipe
 
     @property
     def up(self) -> bool:
@@ -107,6 +108,11 @@ class World:
         self.faults_over = False  # healed for good: cuts scheduled earlier no longer happen
         self.nodes: dict[str, SimNode] = {}
         self.settings_overrides = settings or {}
+        # The runtime's rule against acceptor amnesia (``Replica._may_vote``): a voter's id
+        # started on an empty disk votes in no seat it did not get in that life. Modelled as
+        # what the runtime does until the id is removed: its engine runs as a learner. Off,
+        # to show what the rule prevents.
+        self.amnesia_rule = True
         self.trace = trace
         ids = [f"n{i}" for i in range(1, voters + learners + 1)]
         self.genesis = Configuration(
@@ -146,7 +152,8 @@ class World:
         durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
         for _, record in node.store.recovered_records():
             durable.replay(record)
-        settings = EngineSettings(node_id=node_id, learner=node.learner, **self.settings_overrides)
+        learner = node.learner or (node.amnesiac and self.amnesia_rule)
+        settings = EngineSettings(node_id=node_id, learner=learner, **self.settings_overrides)
         node.incarnation += 1
         node.engine = self.engine_class(
             settings,
@@ -173,6 +180,15 @@ class World:
         node.incarnation += 1
         node.disk.crash(self.rng if torn else None)
         self.log(f"{node_id} crashed")
+
+    def wipe(self, node_id: str) -> None:
+        """Crash the node and lose its disk whole (a wiped data dir, a new machine given the
+        old id): it starts again with no memory of its promises and accepts."""
+        self.crash(node_id)
+        node = self.nodes[node_id]
+        node.disk = MemoryDisk()
+        node.amnesiac = node_id in self.genesis.voters or node.amnesiac
+        self.log(f"{node_id} lost its disk")
 
     def up_nodes(self) -> list[SimNode]:
         return [node for node in self.nodes.values() if node.up]

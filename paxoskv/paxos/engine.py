@@ -442,6 +442,10 @@ class Engine:
 
     def _on_prepare(self, sender: str, msg: m.Prepare, now: float) -> None:
         self._observe(msg.ballot)
+        if self.settings.learner:
+            # A learner's promise counts in no quorum, unless its id is a voter the runtime
+            # keeps from voting (one that forgot its earlier life's votes): then it must not.
+            return
         if sender != self.node_id and self._sticky(sender, now):
             return  # we heard a live leader recently: do not help unseat it (leader lease)
         if msg.ballot < self.promised:

@@ -24,6 +24,10 @@ its ``ident`` messages (``protocol.Ident``); the replica compares it wherever it
 genesis. A data dir written before formation ids has none (:data:`LEGACY_FORMATION`): such a
 cluster carries on as before, told apart by its name and first voters only, and a data dir of
 it is refused by any cluster formed since (which has an id, so cannot be the one it belongs to).
+
+A data dir that held no acceptor state when its node started is a *fresh life* (:class:`Life`,
+kept in ``life.json``): whatever its id voted before is forgotten, so it votes only in a seat
+it got itself (the rule is argued in ``Replica._may_vote``).
 """
 
 from __future__ import annotations
@@ -34,15 +38,18 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
 from paxoskv.errors import ConfigurationError, WrongCluster
+from paxoskv.state import Configuration
 
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
 ROLE_FILE = "role"
 BOOTSTRAP_FILE = "bootstrap.json"
+LIFE_FILE = "life.json"
 
 Role = Literal["voter", "learner", "removed"]
 ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
@@ -58,6 +65,71 @@ class Genesis:
     voters: tuple[str, ...]
     formation: str
     cluster: str | None  # None: written by a release that did not keep the name
+
+
+@dataclass(frozen=True, slots=True)
+class Life:
+    """A *fresh life*: a node that started on a data dir holding no acceptor state.
+
+    Paxos is safe only while no acceptor forgets a promise or an accept, and a data dir with
+    no journal and no snapshot remembers none: whatever its id voted before (a wiped dir, a
+    lost disk, a new machine given the old id) is forgotten. So a fresh life votes only in a
+    voter seat it got itself, during this life: ``founded``, the formation it bootstrapped
+    (its genesis seat is its own: no earlier life of that formation voted), or a promotion
+    chosen after ``checked_at``, a slot at or past every slot chosen when it began, at which
+    its id held no voter seat. The record is written before the node's first journal record,
+    and kept: a fresh life that crashes half-way through catching up has a journal then, but
+    is as fresh as before. A data dir with acceptor state and no record (any node of an
+    earlier release, any node restarted on its own data dir) is not a fresh life.
+    """
+
+    nonce: str
+    founded: str | None = None
+    checked_at: int | None = None
+
+    def seated(self, formation: str) -> bool:
+        """Whether this life may vote in the seat its configuration gives its id (a checked
+        one only once no earlier seat governs a slot it has not applied: see
+        ``earlier_seat_until``)."""
+        return self.founded == formation or self.checked_at is not None
+
+
+def load_life(data_dir: Path | None) -> Life | None:
+    """The fresh life kept in ``data_dir`` (None: none, or no data dir)."""
+    path = None if data_dir is None else data_dir / LIFE_FILE
+    if path is None or not path.exists():
+        return None
+    try:
+        kept = json.loads(path.read_text())
+        life = Life(kept["nonce"], kept.get("founded"), kept.get("checked_at"))
+        if (
+            type(life.nonce) is not str
+            or (life.founded is not None and type(life.founded) is not str)
+            or (life.checked_at is not None and type(life.checked_at) is not int)
+        ):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigurationError(
+            f"{path} is damaged; if this node's id is a voter, paxos-kv members remove it, "
+            "then start it on a fresh --data-dir"
+        ) from None
+    return life
+
+
+def save_life(data_dir: Path | None, life: Life) -> None:
+    if data_dir is not None:
+        kept = {"nonce": life.nonce, "founded": life.founded, "checked_at": life.checked_at}
+        _write_durably(data_dir / LIFE_FILE, json.dumps(kept) + "\n")
+
+
+def earlier_seat_until(entries: list[tuple[int, Configuration]], node_id: str) -> int:
+    """The last slot governed by a configuration, from ``ConfigHistory.entries``, in which
+    ``node_id`` votes in a seat before the one it holds in the latest (0: none is known)."""
+    until = 0
+    for (_, before), (start, after) in pairwise(entries):
+        if node_id in before.voters and node_id not in after.voters:
+            until = start - 1
+    return until
 
 
 def fresh_nonce() -> str:

@@ -226,3 +226,13 @@ class Bootstrap:
         """The formation id of the cluster :meth:`ready` agreed on (see the class)."""
         nonces = {node: self.heard[node][2] for node in self.met - {self.node_id}}
         return formation_id(nonces | {self.node_id: self.nonce})
+
+    def founded(self, voters: tuple[str, ...], formation: str) -> bool:
+        """Whether the cluster of ``voters`` and ``formation`` is one this node's own
+        announcements formed, though a member told it before it bootstrapped itself: then
+        its genesis seat is this life's own. Its met-set is exactly those voters, and the
+        formation is the hash of its own nonce with theirs; a node that lost an earlier life's
+        nonce (a wiped data dir) cannot match it."""
+        others = self.met - {self.node_id}
+        heard_all = all(node in self.heard for node in others)  # (a kept met-set: maybe not)
+        return self.met == set(voters) and heard_all and self.formation() == formation

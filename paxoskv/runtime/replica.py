@@ -27,6 +27,7 @@ from typing import Any
 
 from paxoskv.config import Config
 from paxoskv.errors import (
+    AmnesiacVoter,
     ConfigurationError,
     DuplicateNodeId,
     NodeRemoved,
@@ -43,13 +44,17 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     LEGACY_FORMATION,
     DuplicateIdWatch,
+    Life,
     Role,
+    earlier_seat_until,
     fresh_nonce,
+    load_life,
     load_met,
     load_role,
     node_identity,
     read_genesis,
     save_genesis,
+    save_life,
     save_met,
     save_role,
 )
@@ -138,7 +143,9 @@ class Replica:
             if config.bootstrap_expect is not None
             else None
         )
-        self._has_state = False  # the data dir held a journal or snapshot at start
+        self._has_state = False  # the data dir held a journal or snapshot at start (not a
+        # fresh life's, before its seat is settled: see settled)
+        self._life: Life | None = None  # a fresh life (see identity.Life); None: not one
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
         self._head_at_join: int | None = None  # (a fresh node) the first commit point heard
         self._last_members: frozenset[str] | None = None
@@ -180,10 +187,14 @@ class Replica:
                 self._record_cluster = kept.cluster is None
             self._role = self._kept_role()
             self._keep_bootstrap()
+            self._life = load_life(self.config.data_dir)
         except PaxosKVError:
             await self.stop()  # the store's lock and the writer thread go too
             raise
         durable, has_state = await self._loop.run_in_executor(None, self._recover)
+        if self._life is None and not has_state:  # before its first journal record
+            self._life = Life(fresh_nonce())
+            save_life(self.config.data_dir, self._life)
         self._committer = GroupCommitter(self.store)
         self.transport = self._given_transport or await open_transport(
             self.node_id, self.config.transport_settings(node_incarnation=None)
@@ -210,8 +221,8 @@ class Replica:
             save_role(self.config.data_dir, self._role)  # an older release's data dir
         alone = self._bootstrap if self.config.bootstrap_expect == 1 else None
         if alone is not None and self._genesis is None and not has_state:
-            self._adopt_genesis((self.node_id,), alone.formation())
-        self._has_state = has_state
+            self._found((self.node_id,), alone.formation())
+        self._has_state = has_state and self.settled()
         if self._genesis is not None:
             self._start_engine(durable)
         else:
@@ -277,6 +288,89 @@ class Replica:
             )
         return kept or ("learner" if self.config.learner else "voter")
 
+    def _found(self, voters: tuple[str, ...], formation: str) -> None:
+        """Adopt the genesis of a cluster this node formed: its seat there is this life's own
+        (kept before the genesis: restarted in between, it forms the same one again)."""
+        if self._life is not None:
+            self._life = replace(self._life, founded=formation)
+            save_life(self.config.data_dir, self._life)
+        self._adopt_genesis(voters, formation)
+
+    def settled(self) -> bool:
+        """Whether this life's votes are its own: not a fresh life, or one that founded its
+        cluster or has passed :meth:`_check_life` (it may still wait for its seat's first
+        slot: :meth:`_may_vote`)."""
+        return self._life is None or self._life.seated(self._formation)
+
+    def _may_vote(self, engine: Engine) -> bool:
+        """The rule against acceptor amnesia: a fresh life (``identity.Life``) votes only in a
+        voter seat it got during this life.
+
+        A founder's genesis seat is its own. Any other fresh life votes once it has passed
+        :meth:`_check_life` at slot ``checked_at``, when its id held no voter seat: every seat
+        it holds since comes from a promotion chosen after ``checked_at``, so after this life
+        began, and no earlier life of its id ever voted in it. Then only once no earlier seat
+        of its id governs a slot it has not applied (a change chosen at slot s governs from
+        s + window, so a removal chosen shortly before still leaves the old seat a few slots:
+        a promise, which covers every slot from the candidate's first, must not reach them,
+        while in slots it has applied it reports the chosen values), and only once it has
+        applied ``checked_at`` again (a restart recovers what was synced: until then, its
+        latest configuration may be an older one).
+        """
+        life = self._life
+        if life is None or life.founded == self._formation:
+            return True
+        if life.checked_at is None or engine.applied_slot < life.checked_at:
+            return False
+        until = earlier_seat_until(engine.configs.entries(), self.node_id)
+        return self.node_id in engine.configuration.voters and engine.applied_slot >= until
+
+    def _set_voting(self) -> None:
+        """Let the engine vote and campaign, or not (``EngineSettings.learner``): a learner
+        never does, nor does a fresh life that may not (:meth:`_may_vote`)."""
+        engine = self.engine
+        assert engine is not None
+        learner = self._role != "voter" or not self._may_vote(engine)
+        if engine.settings.learner != learner:
+            engine.settings = replace(engine.settings, learner=learner)
+            if not learner and self._life is not None and self._life.checked_at is not None:
+                log.info("%s votes from slot %d on", self.node_id, engine.applied_slot + 1)
+
+    async def _check_life(self) -> None:
+        """Whether a fresh life's id is a voter already, a seat of an earlier life whose votes
+        this one forgot: if so it stops (:class:`AmnesiacVoter`), never having voted.
+
+        It asks for a linearizable read first: that returns once this node has applied every
+        slot chosen before the read began (a leader answers at its own applied slot, after
+        its term's first slot, which is above every slot chosen before its term), so every
+        configuration change an earlier life of this id was ever counted under (a leader
+        counts a vote only in a seat it has applied). Until the check passes its hellos ask
+        to be a learner, whatever its role: a leader would otherwise promote it as soon as
+        it caught up, and a seat got that way could not be told from an earlier life's. The
+        check passed, ``checked_at`` is kept before its hellos ask for a vote.
+        """
+        while self.failure is None:
+            try:
+                await self.read_barrier("linearizable", self.config.request_timeout_s)
+                break
+            except NoQuorum:
+                continue  # (no leader yet, or a long catch-up: the check waits)
+        engine, life = self.engine, self._life
+        if engine is None or life is None or self.failure is not None:
+            return
+        if self.node_id in engine.configuration.voters:
+            path = str(self.config.data_dir) if self.config.data_dir is not None else None
+            self._fail_stop(AmnesiacVoter(self.node_id, path, self.config.cluster))
+            return
+        self._life = replace(life, checked_at=engine.applied_slot)
+        save_life(self.config.data_dir, self._life)
+        log.info(
+            "%s holds no voter seat at slot %d: it may be given one",
+            self.node_id,
+            engine.applied_slot,
+        )
+        self._introduce(None)  # its hello asks for what it wants from now on
+
     def _adopt_genesis(self, voters: tuple[str, ...], formation: str) -> None:
         self._genesis, self._formation = tuple(sorted(voters)), formation
         save_genesis(self.config.data_dir, self._genesis, self.config.cluster, formation)
@@ -296,7 +390,7 @@ class Replica:
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
             history_limit_bytes=config.history_limit_bytes,
-            learner=self._role == "learner",
+            learner=True,  # until _set_voting, once the engine is built
             max_message_bytes=self._message_limit_bytes(),
         )
         genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
@@ -310,6 +404,9 @@ class Replica:
             now=time.time(),
         )
         self._engine_ready.set()
+        self._set_voting()
+        if not self.settled():
+            self._tasks.append(asyncio.create_task(self._check_life(), name=f"{self.node_id} life"))
         # A member by its own journal: its removal, learned when it catches up, stops it.
         self._member = self._has_state and self.node_id in self.engine.configuration.members()
         self.add_applied_listener(self._on_applied_configuration)
@@ -732,7 +829,7 @@ class Replica:
     def _hello(self) -> protocol.Hello:
         engine = self.engine
         return protocol.Hello(
-            wants=self._role,
+            wants=self._role if self.settled() else "learner",  # see _check_life
             applied_slot=engine.applied_slot if engine else 0,
             revision=engine.state.revision if engine else 0,
             leader_id=(engine.leader_id or "") if engine else "",
@@ -781,6 +878,7 @@ class Replica:
         self._identless_hellos.pop(sender, None)
         if ident.asks:  # a process just started: what was held came from before it
             self._drop_held(sender)
+            self._removed_lives.pop(sender, None)  # (and it is not the one removed)
         if self._genesis is None:
             if not ident.genesis:
                 return
@@ -877,7 +975,11 @@ class Replica:
     def _join(self, genesis: tuple[str, ...], formation: str) -> None:
         """Join the running cluster whose genesis and formation a member told us."""
         log.info("%s joining the cluster of %s", self.node_id, ", ".join(genesis))
-        self._adopt_genesis(genesis, formation)
+        bootstrap = self._bootstrap
+        if bootstrap is not None and bootstrap.founded(genesis, formation):
+            self._found(genesis, formation)  # a fellow founder bootstrapped it first
+        else:
+            self._adopt_genesis(genesis, formation)
         self._start_engine(self._pending_durable)
 
     def _follow_removed_life(self, sender: str, applied_slot: int) -> None:
@@ -887,8 +989,11 @@ class Replica:
         member); once its applied slot passed the removal's, ``removed_at`` alone let the
         leader add it straight back. So that process is never added again: only a new life
         under its id is, known by its applied slot going back (a fresh data dir starts from
-        nothing) or by a silence of ``down_after_s`` (the old process stopped). Nodes nobody
-        heard when they were removed are judged by ``removed_at`` alone, as before.
+        nothing), by a silence of ``down_after_s`` (the old process stopped), or by the ident
+        a process sends as it starts (``asks``: one restarted on its data dir at once, as
+        :class:`AmnesiacVoter` advises, may have caught up past it before its first hello).
+        Nodes nobody heard when they were removed are judged by ``removed_at`` alone, as
+        before.
         """
         life = self._removed_lives.get(sender)
         if life is None:
@@ -927,7 +1032,7 @@ class Replica:
         voters = self._bootstrap.ready(time.time())
         if voters is None:
             return
-        self._adopt_genesis(voters, self._bootstrap.formation())
+        self._found(voters, self._bootstrap.formation())
         log.info(
             "%s bootstrapped a cluster of %s (formation %s)",
             self.node_id,
@@ -1065,8 +1170,8 @@ class Replica:
         if self._role == "learner" and me in configuration.voters:
             self._role = "voter"
             save_role(self.config.data_dir, "voter")
-            engine.settings = replace(engine.settings, learner=False)
             log.info("%s was promoted: it is a voter now", me)
+        self._set_voting()
 
     def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
         """Who left the configuration, and from which slot (the leader's policy must not add

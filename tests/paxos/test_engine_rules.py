@@ -63,6 +63,16 @@ def test_a_learner_stores_accepts_but_never_votes_or_campaigns() -> None:
     assert not [e for e in later if isinstance(e, Broadcast) and isinstance(e.message, m.Prepare)]
 
 
+def test_a_voter_id_run_as_a_learner_promises_nothing() -> None:
+    """The runtime runs a voter's id that forgot its votes (a wiped data dir) as a learner:
+    its promise would count in the candidate's quorum, so it sends none."""
+    amnesiac = Engine(EngineSettings(node_id="c", learner=True), random.Random(1), CONFIG)
+    effects = amnesiac.receive("a", m.Prepare(Ballot(2, "a"), 1), now=0.0)
+    assert not [e for e in effects if isinstance(e, Persist)]
+    assert not [e for e in effects if isinstance(e, Send)]
+    assert amnesiac.handle_durable(1, now=0.0) == []
+
+
 def test_a_voter_campaigns_after_the_election_timeout_with_a_higher_ballot() -> None:
     a = engine("a")
     a.receive("c", m.Heartbeat(Ballot(3, "c"), 0, 1), now=0.0)

@@ -23,6 +23,7 @@ from paxoskv.runtime.identity import (
     BOOTSTRAP_FILE,
     GENESIS_FILE,
     LEGACY_FORMATION,
+    LIFE_FILE,
     formation_id,
     read_genesis,
 )
@@ -197,11 +198,13 @@ async def test_a_joiner_and_a_learner_adopt_the_formation(tmp_path: Path) -> Non
 
 
 def forget_formations(base: Path) -> None:
-    """Write each genesis as the release before formation ids did."""
+    """Write each genesis as the release before formation ids did (which kept no fresh life
+    record either)."""
     for node_id in IDS:
         path = base / node_id / GENESIS_FILE
         kept = json.loads(path.read_text())
         path.write_text(json.dumps({"voters": kept["voters"], "cluster": kept["cluster"]}))
+        (base / node_id / LIFE_FILE).unlink()
 
 
 async def test_a_cluster_formed_by_an_earlier_release_runs_on_as_before(

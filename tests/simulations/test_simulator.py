@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -137,6 +138,18 @@ def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
     # The first safety failure: a seed may first fail on liveness, which is not the point.
     failure = next((f for f in failures if f.split(":")[0] in safety), "")
     assert failure, "no seed caught a candidate that forgets a promise's later parts"
+
+
+def test_a_wiped_voter_voting_again_is_caught_and_the_amnesia_rule_prevents_it() -> None:
+    """A voter's disk lost whole and the node started again (``wipe``): voting at once, with
+    no memory of its promises and accepts, it lets two values be chosen for one slot; run as
+    the runtime runs it (a learner until removed), never."""
+    options = RunOptions(nodes=3, faults=frozenset({"wipe", "crash", "partition", "loss"}))
+    unsafe = run_seed(9, replace(options, amnesia_rule=False))
+    assert unsafe.failure.startswith("agreement"), unsafe.failure
+    for seed in (9, 18):  # (the seeds in 1..40 that catch it unsafe)
+        result = run_seed(seed, options)
+        assert result.ok, result.failure
 
 
 def test_a_cut_scheduled_in_the_fault_phase_does_not_outlive_the_final_heal() -> None:
