@@ -84,7 +84,8 @@ def _others_make_a_quorum(configuration: Configuration) -> bool:
     thread, for every write: on this 2-core machine, with all three on one disk, it took a
     core and a third of the disk's syncs from the followers while they journalled, and its
     end cost the loop a wake-up, a step and a wait for the GIL, often in the next write's
-    path; and it seldom came back before the first follower's vote. Its votes are synced
+    path; and on a busy machine it often came back after both followers' votes anyway. Its
+    votes are synced
     lazily instead (with the next sync or ``LAZY_SYNC_S``), and at once whenever nothing is
     chosen for ``LEADER_VOTE_WAIT_S`` while some wait: a follower down, or slow, and the
     leader's vote is needed after all (a write then waits that much longer). The engine
