@@ -85,10 +85,10 @@ def _others_make_a_quorum(configuration: Configuration) -> bool:
     core and a third of the disk's syncs from the followers while they journalled, and its
     end cost the loop a wake-up, a step and a wait for the GIL, often in the next write's
     path; and on a busy machine it often came back after both followers' votes anyway. Its
-    votes are synced
-    lazily instead (with the next sync or ``LAZY_SYNC_S``), and at once whenever nothing is
-    chosen for ``LEADER_VOTE_WAIT_S`` while some wait: a follower down, or slow, and the
-    leader's vote is needed after all (a write then waits that much longer). The engine
+    votes are synced lazily instead (with the next sync or ``LAZY_SYNC_S``), and at once
+    whenever nothing is chosen for ``LEADER_VOTE_WAIT_S`` while some wait: a follower down,
+    or slow, and the leader's vote is needed after all (a write then waits that much
+    longer). The engine
     counts the leader's vote only once it is durable, so nothing is acknowledged on a vote
     that is not. With one or two voters the leader's sync is always needed, and is made on
     the loop when it is quiet, as it is in the ``os`` and ``memory`` modes, where a sync
@@ -758,7 +758,7 @@ class Replica:
         An accept carries the leader's commit point, and the engine learns it (applying the
         slots it chose) before it returns the accept's vote to be journalled: on a follower
         of one client's sequential writes, applying the previous write came before the
-        journal write, the fsync and the reply, on every write's critical path (a third of
+        journal write, the fsync and the reply, on every write's critical path (two thirds of
         the follower's step). An accept whose commit point is handed over afterwards, as a
         :class:`Commit` of the same ballot, is an accept and a commit the leader could have
         sent itself (``Accept.commit_upto`` only tells what is chosen, and a lower one is
