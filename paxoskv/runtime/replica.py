@@ -71,28 +71,15 @@ MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fi
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
 
 
-LEADER_VOTE_WAIT_S = 0.002
-"""How long a leader whose followers alone make a quorum leaves its own votes unsynced while
-nothing is chosen: past it, it syncs them (see :func:`_others_make_a_quorum`)."""
-
-
 def _others_make_a_quorum(configuration: Configuration) -> bool:
     """Whether a quorum of voters can be formed without this node, the leader.
 
-    Then a leader in durable mode does not sync its own votes as it proposes: the followers'
-    votes choose the slot without it. Its fdatasync used to run beside theirs, on the writer
-    thread, for every write: on this 2-core machine, with all three on one disk, it took a
-    core and a third of the disk's syncs from the followers while they journalled, and its
-    end cost the loop a wake-up, a step and a wait for the GIL, often in the next write's
-    path; and on a busy machine it often came back after both followers' votes anyway. Its
-    votes are synced lazily instead (with the next sync or ``LAZY_SYNC_S``), and at once
-    whenever nothing is chosen for ``LEADER_VOTE_WAIT_S`` while some wait: a follower down,
-    or slow, and the leader's vote is needed after all (a write then waits that much
-    longer). The engine
-    counts the leader's vote only once it is durable, so nothing is acknowledged on a vote
-    that is not. With one or two voters the leader's sync is always needed, and is made on
-    the loop when it is quiet, as it is in the ``os`` and ``memory`` modes, where a sync
-    never waits on the disk.
+    Then a leader leaves its own syncs to the writer thread, however quiet the disk: its vote
+    is one of several, and a loop blocked in its own fdatasync cannot count the followers'
+    votes that arrive meanwhile, which may already choose the slot without it. A write then
+    waits for the fastest quorum of syncs, not always for the leader's. With one or two
+    voters the leader's sync is always needed, and is made on the loop when it is quiet, as
+    it is in the ``os`` and ``memory`` modes, where a sync never waits on the disk.
     """
     return len(configuration.voters) > configuration.quorum_size()
 
@@ -128,7 +115,6 @@ class Replica:
         self._fsyncs = config.durability == "durable"  # (else a sync is a write at most)
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
-        self._vote_check: asyncio.TimerHandle | None = None  # see _others_make_a_quorum
         self._tasks: list[asyncio.Task[None]] = []
         # What each local request waits on: its future, its deadline, its timeout.
         self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
@@ -368,8 +354,6 @@ class Replica:
             self._timer.cancel()
         if self._lazy_sync is not None:
             self._lazy_sync.cancel()  # closing the committer syncs what it holds
-        if self._vote_check is not None:
-            self._vote_check.cancel()
         if self._sweeper is not None:
             self._tasks.append(self._sweeper)
         if self._draining is not None:
@@ -416,8 +400,7 @@ class Replica:
         acceptors before this node's own fsync starts, so the two run at once; and on a quiet
         node the fsync runs right here rather than on the writer thread (see
         :meth:`GroupCommitter.sync_here`), since the loop has nothing else to do meanwhile --
-        but a leader whose followers alone make a quorum syncs its own votes later
-        (:func:`_others_make_a_quorum`).
+        but never a leader's whose followers alone make a quorum (:func:`_others_make_a_quorum`).
         A sync made here is told to the engine at once, and the replies it releases go out in
         this step too, rather than a turn of the loop later.
         """
@@ -431,13 +414,13 @@ class Replica:
             committer = self._committer
             assert committer is not None
             if self._fsyncs and engine.is_leader and _others_make_a_quorum(engine.configuration):
-                self._sync_votes_later(engine.applied_slot)
-                break
-            self._syncing_here = True
-            try:
-                synced_here = committer.sync_here()
-            finally:
-                self._syncing_here = False
+                synced_here = False  # see _others_make_a_quorum
+            else:
+                self._syncing_here = True
+                try:
+                    synced_here = committer.sync_here()
+                finally:
+                    self._syncing_here = False
             if not synced_here:
                 committer.request_sync()
                 break
@@ -595,27 +578,6 @@ class Replica:
         sync_id = self._take_durable()
         if sync_id:  # (else a step told the engine already)
             self._durable(sync_id)
-
-    def _sync_votes_later(self, applied_slot: int) -> None:
-        """A leader's own votes wait: see :func:`_others_make_a_quorum`."""
-        if self._lazy_sync is None:
-            self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
-        if self._vote_check is None:
-            self._vote_check = self._loop.call_later(
-                LEADER_VOTE_WAIT_S, self._sync_votes_if_stalled, applied_slot
-            )
-
-    def _sync_votes_if_stalled(self, applied_before: int) -> None:
-        """Sync the votes that wait if nothing was chosen since ``applied_before``; else look
-        again while some wait (followers that choose on their own may stop at any time)."""
-        self._vote_check = None
-        engine, committer = self.engine, self._committer
-        if engine is None or committer is None or self.failure is not None:
-            return
-        if engine.applied_slot == applied_before:
-            committer.request_sync()
-        elif committer.unsynced():
-            self._sync_votes_later(engine.applied_slot)
 
     def _sync_lazy(self) -> None:
         self._lazy_sync = None

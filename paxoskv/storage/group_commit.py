@@ -121,11 +121,6 @@ class GroupCommitter:
                 self._sync_wanted = True
                 self._condition.notify()
 
-    def unsynced(self) -> bool:
-        """Whether records were submitted that no sync has made durable yet."""
-        with self._lock:
-            return bool(self._waiting)
-
     def sync_here(self) -> bool:
         """Sync what was submitted on this thread, now, if the disk is quiet; else False.
 
