@@ -37,7 +37,7 @@ from paxoskv.errors import (
 )
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.paxos.messages import Accept, Commit, MalformedMessage, Request, decode_message
+from paxoskv.paxos.messages import MalformedMessage, Request, decode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
@@ -106,7 +106,6 @@ class Replica:
         self._flush_queued = False  # a flush of the outbox is scheduled for this loop turn
         self._draining: asyncio.Task[None] | None = None  # sends waiting for socket room
         self._sync_due = False  # a step persisted records someone waits on
-        self._commit_heard: tuple[str, Commit] | None = None  # see _vote_first
         self._durable_upto = 0  # the highest sync id reported durable, not yet told the engine
         self._durable_call_due = False  # a call of _tell_durable is queued on the loop
         self._durable_told = 0  # the highest sync id the engine has heard of
@@ -682,8 +681,6 @@ class Replica:
                     self._dispatch(sender, payload)
                 except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
                     log.debug("dropped a malformed message from %s: %s", sender, error)
-            if self._commit_heard is not None:
-                self._learn_commit_heard()
         except Exception as error:
             log.exception("%s: handling a message failed", self.node_id)
             self._fail_stop(error)
@@ -693,16 +690,9 @@ class Replica:
             return
         kind = payload[:1]
         if kind == protocol.PAXOS:
-            engine = self.engine
-            if engine is not None and sender not in self._foreign:
+            if self.engine is not None and sender not in self._foreign:
                 message = decode_message(memoryview(payload)[1:])  # no copy of the slot
-                if (
-                    type(message) is Accept
-                    and message.commit_upto > engine.applied_slot
-                    and message.ballot >= engine.promised
-                ):
-                    message = self._vote_first(sender, message)
-                self._step(engine.receive(sender, message, time.time()))
+                self._step(self.engine.receive(sender, message, time.time()))
         elif kind == protocol.RUNTIME:
             name, fields = protocol.decode_runtime(payload)
             if name == "hello":
@@ -713,33 +703,6 @@ class Replica:
                 self._queue(sender, protocol.encode_hello(self._hello()))
             elif name in self._runtime_handlers:
                 self._runtime_handlers[name](sender, fields)
-
-    def _vote_first(self, sender: str, accept: Accept) -> Accept:
-        """The accept without its commit point, which is learned once the delivery is done.
-
-        An accept carries the leader's commit point, and the engine learns it (applying the
-        slots it chose) before it returns the accept's vote to be journalled: on a follower
-        of one client's sequential writes, applying the previous write came before the
-        journal write, the fsync and the reply, on every write's critical path (two thirds of
-        the follower's step). An accept whose commit point is handed over afterwards, as a
-        :class:`Commit` of the same ballot, is an accept and a commit the leader could have
-        sent itself (``Accept.commit_upto`` only tells what is chosen, and a lower one is
-        always true); the vote is the same, and the reply goes out first. A burst of accepts
-        from one leader leaves one commit, its highest, to learn after the burst. Accepts the
-        engine refuses (an older ballot) keep their commit point, which it ignores, as before.
-        """
-        heard = self._commit_heard
-        if heard is not None and (heard[0] != sender or heard[1].ballot != accept.ballot):
-            self._learn_commit_heard()  # another leader's, heard first: learned first
-            heard = None
-        if heard is None or heard[1].upto < accept.commit_upto:
-            self._commit_heard = (sender, Commit(accept.ballot, accept.commit_upto))
-        return Accept(accept.ballot, accept.slot, accept.value, 0)
-
-    def _learn_commit_heard(self) -> None:
-        heard, self._commit_heard = self._commit_heard, None
-        if heard is not None and self.engine is not None and self.failure is None:
-            self._step(self.engine.receive(heard[0], heard[1], time.time()))
 
     def on_runtime_message(self, name: str, handler: Callable[[str, list[Any]], None]) -> None:
         self._runtime_handlers[name] = handler

@@ -12,7 +12,7 @@ import pytest
 
 from paxoskv import Node
 from paxoskv.errors import ConfigurationError
-from paxoskv.paxos.messages import Accept, decode_message
+from paxoskv.paxos.messages import decode_message
 from paxoskv.runtime import protocol
 from paxoskv.transport import MemoryNetwork, MemoryTransport
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -179,58 +179,6 @@ async def test_a_follower_synced_on_the_loop_replies_in_the_step_that_received_t
         transport.send_soon = real_send_soon  # type: ignore[method-assign]
     accept = events.index("in Accept")
     assert "send Accepted" in events[accept : events.index("out", accept)], events
-
-
-async def test_a_follower_replies_to_an_accept_before_applying_the_commit_point_it_carried(
-    memory_cluster: MemoryCluster,
-) -> None:
-    """An accept that tells a follower of a newly chosen slot is voted for, synced and
-    answered first; the chosen slot is applied after, off the write's critical path."""
-    leader = await _leader_of(memory_cluster)
-    follower = next(node for node in memory_cluster.nodes.values() if node is not leader)
-    replica, transport = follower.replica, follower.replica.transport
-    engine = replica.engine
-    assert transport is not None and replica._committer is not None and engine is not None
-    committer = replica._committer  # a quiet disk: the sync runs in the step (see above)
-    committer._sync_s = committer._last_sync_s = 0.0
-    committer._idle_s = 1.0
-    events: list[str] = []
-    real_deliveries, real_send_soon = replica._on_deliveries, transport.send_soon
-
-    def deliveries(batch: list[Any]) -> None:
-        for _, payload in batch:
-            message = decode_message(payload[1:]) if payload[:1] == protocol.PAXOS else None
-            if isinstance(message, Accept) and message.commit_upto > engine.applied_slot:
-                events.append("in Accept with news")
-        real_deliveries(batch)
-        events.append("out")
-
-    def send_soon(messages: Sequence[tuple[str | None, bytes]]) -> Any:
-        for _, payload in messages:
-            if payload[:1] == protocol.PAXOS:
-                events.append(f"send {type(decode_message(payload[1:])).__name__}")
-        return real_send_soon(messages)
-
-    def applied() -> None:
-        events.append("applied")
-
-    transport.deliver_to(deliveries)
-    transport.send_soon = send_soon  # type: ignore[method-assign]
-    replica.add_applied_listener(applied)
-    try:
-        for index in range(50):  # back to back: the second's accept carries the first's commit
-            await leader.set(f"a{index}", index)
-            await leader.set(f"b{index}", index)
-            if "in Accept with news" in events:
-                break
-    finally:
-        transport.deliver_to(real_deliveries)
-        transport.send_soon = real_send_soon  # type: ignore[method-assign]
-        replica.remove_applied_listener(applied)
-    accept = events.index("in Accept with news")
-    delivery = events[accept : events.index("out", accept)]
-    assert "send Accepted" in delivery and "applied" in delivery, events
-    assert delivery.index("send Accepted") < delivery.index("applied"), delivery
 
 
 async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Path) -> None:
