@@ -10,13 +10,21 @@ timed in a fresh interpreter, as a restart pays them. Wall and CPU seconds per s
                                               # compare.py --phases recovery --work-dir W
 
 ``compare.py``'s recovery phase measures the whole restart of a real process (spawn to the
-first linearizable read); this says which step to look at.
+first linearizable read); this says which step to look at. Wall clock on a shared machine
+swings with its load; ``--instructions`` counts each step's instructions under callgrind
+instead (a fresh interpreter per step, run up to the end of that step over a fresh copy and
+left by ``os._exit``; each step is the difference from the one before), which repeats to
+within a fraction of a percent:
+
+    python benchmarks/restart.py DATA_DIR --instructions
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +46,7 @@ from paxoskv.storage import Store
 IMPORTS = "import asyncio, paxoskv, paxoskv.node"  # what a node process imports to start
 
 
-def timed(steps: list[tuple[str, float, float]], name: str, work: Callable[[], Any]) -> Any:
+def timed_step(steps: list[tuple[str, float, float]], name: str, work: Callable[[], Any]) -> Any:
     wall, cpu = time.perf_counter(), time.process_time()
     result = work()
     steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
@@ -60,18 +68,44 @@ def imports_s() -> tuple[float, float]:
     return wall, cpu
 
 
-def breakdown(data_dir: Path) -> tuple[list[tuple[str, float, float]], dict[str, int]]:
-    """The steps of one recovery over a copy of ``data_dir`` and what it found."""
-    steps: list[tuple[str, float, float]] = [("imports (fresh interpreter)", *imports_s())]
-    with tempfile.TemporaryDirectory(prefix="paxoskv-restart-") as scratch:
+STEPS = (
+    "imports (fresh interpreter)",
+    "open the store",
+    "read the snapshot",
+    "decode the snapshot",
+    "replay the journal after it",
+    "restore the state, apply the tail",
+)
+
+
+def breakdown(
+    data_dir: Path, stop_after: int | None = None, scratch_in: Path | None = None
+) -> tuple[list[tuple[str, float, float]], dict[str, int]]:
+    """The steps of one recovery over a copy of ``data_dir`` and what it found; with
+    ``stop_after``, the process leaves (``os._exit``) once that many steps past the imports
+    are done, for :func:`instructions`, whose ``scratch_in`` removes the copy then."""
+    if stop_after is None:
+        steps: list[tuple[str, float, float]] = [(STEPS[0], *imports_s())]
+    else:
+        exec(IMPORTS)  # what the step counted from a fresh interpreter
+        steps = [(STEPS[0], 0.0, 0.0)]
+
+    def timed(name: str, work: Callable[[], Any]) -> Any:
+        result = timed_step(steps, name, work)
+        if stop_after is not None and len(steps) > stop_after:
+            os._exit(0)
+        return result
+
+    if stop_after == 0:
+        os._exit(0)
+    with tempfile.TemporaryDirectory(prefix="paxoskv-restart-", dir=scratch_in) as scratch:
         copy = Path(scratch) / "data"
         shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns("LOCK"))
-        store = timed(steps, "open the store", lambda: Store.open(copy))
+        store = timed(STEPS[1], lambda: Store.open(copy))
         try:
-            found = timed(steps, "read the snapshot", store.recovered_snapshot)
+            found = timed(STEPS[2], store.recovered_snapshot)
             durable = timed(
-                steps,
-                "decode the snapshot",
+                STEPS[3],
                 lambda: decode_local_snapshot(found[1]) if found else DurableState(),
             )
 
@@ -82,13 +116,12 @@ def breakdown(data_dir: Path) -> tuple[list[tuple[str, float, float]], dict[str,
                     count += 1
                 return count
 
-            records = timed(steps, "replay the journal after it", replay)
+            records = timed(STEPS[4], replay)
             tail = len(durable.chosen)
             genesis = load_genesis(copy) or ()
             configuration = Configuration(voters=frozenset(genesis), learners=frozenset())
             engine = timed(
-                steps,
-                "restore the state, apply the tail",
+                STEPS[5],
                 lambda: Engine(
                     EngineSettings(node_id="restart-benchmark"),
                     random.Random(0),
@@ -110,10 +143,47 @@ def breakdown(data_dir: Path) -> tuple[list[tuple[str, float, float]], dict[str,
     return steps, facts
 
 
+def instructions(data_dir: Path) -> list[tuple[str, int]]:
+    """Instructions per step, as callgrind counts them (see the module docstring)."""
+    totals = []
+    for stop_after in range(len(STEPS)):
+        with tempfile.TemporaryDirectory(prefix="paxoskv-callgrind-") as scratch:
+            done = subprocess.run(
+                [
+                    *("valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out"),
+                    *(sys.executable, __file__, str(data_dir), "--stop-after", str(stop_after)),
+                    *("--scratch-in", scratch),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"},
+            )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"callgrind gave no count:\n{done.stderr[-2000:]}")
+        totals.append(int(found.group(1)))
+    before = [0, *totals[:-1]]
+    return [(name, total - last) for name, total, last in zip(STEPS, totals, before, strict=True)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--instructions", action="store_true", help="count, under callgrind")
+    parser.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch-in", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.stop_after is not None:
+        breakdown(args.data_dir, args.stop_after, args.scratch_in)
+        return 0
+    if args.instructions:
+        counted = instructions(args.data_dir)
+        print(f"{'step':36s} {'instructions':>14s}")
+        for name, count in counted:
+            print(f"{name:36s} {count:14,}")
+        print(f"{'total':36s} {sum(count for _, count in counted):14,}")
+        return 0
     steps, facts = breakdown(args.data_dir)
     print(", ".join(f"{name.replace('_', ' ')} {value:,}" for name, value in facts.items()))
     print(f"{'step':36s} {'wall s':>7s} {'cpu s':>7s}")

@@ -42,6 +42,36 @@ class WrongCluster(ConfigurationError):
         )
 
 
+class WrongFormation(ConfigurationError):
+    """The data dir belongs to another formation of this cluster: one of the same name and
+    node ids, formed apart from the one running now (an earlier cluster, re-created).
+
+    Its log and its acceptor's promises are that formation's: counted here, they would make
+    replicas hold different values for one slot. Raised by the node that finds a quorum of its
+    configuration's voters running another formation; the members refuse it meanwhile.
+    """
+
+    def __init__(
+        self, node_id: str, path: str | None, cluster: str, kept: str, running: str
+    ) -> None:
+        self.node_id = node_id
+        self.path = path
+        self.kept = kept
+        self.running = running
+        ours = f"formation {kept}" if kept else "a formation of an earlier release"
+        theirs = f"formation {running}" if running else "a formation of an earlier release"
+        where = f"its data dir {path}" if path else "it (it keeps no data dir)"
+        wipe = f"wipe (or move aside) {path}, " if path else ""
+        super().__init__(
+            f"node {node_id!r} belongs to another cluster named {cluster!r} ({ours}) than the "
+            f"one its fellow voters run ({theirs}): {where} holds that other cluster's log. "
+            f"Start it on the data dir it has in the running cluster, if it has one; if not, "
+            f"{wipe}remove it from the running cluster (paxos-kv members remove {node_id}) and "
+            "start it again: it joins as a new member. To keep both clusters, give one of them "
+            "its own --cluster name"
+        )
+
+
 class DuplicateNodeId(ConfigurationError):
     """Another live process runs as this node id (a copied data dir, a reused --node-id).
 

@@ -32,7 +32,6 @@ from paxoskv.errors import (
 )
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import Member, liveness
-from paxoskv.runtime.serving import event_from_wire
 from paxoskv.state import ChangeEvent, Key
 from paxoskv.state.keys import check_prefix, key_to_wire
 from paxoskv.state.results import key_value_from_row
@@ -378,7 +377,7 @@ class Client(KVApi):
                     if after is not None and sent_after != after:
                         break  # a datagram was lost: renew now, from what we have
                     for raw in events:
-                        yield event_from_wire(raw)
+                        yield protocol.event_from_wire(raw)
                     after = int(upto)
                     # Time the consumer spent on events is not silence from the cluster.
                     heard_at = time.monotonic()

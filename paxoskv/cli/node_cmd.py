@@ -13,14 +13,17 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from paxoskv.cli.cluster_options import finding_options, setting_option, settings_config
 from paxoskv.config import Config
 from paxoskv.errors import NoQuorum
-from paxoskv.node import Node
 from paxoskv.runtime.loop import loop_name, run
+
+if TYPE_CHECKING:
+    from paxoskv.node import Node
 
 log = logging.getLogger("paxoskv.cli.node")
 
@@ -105,6 +108,8 @@ async def serve(config: Config, ready_timeout_s: float | None = None) -> None:
     With ``ready_timeout_s``, a node that has no cluster by then stops and raises NoQuorum: a
     supervisor or a script learns that the cluster was not there instead of waiting forever.
     """
+    from paxoskv.node import Node  # here: the client commands beside this one never need it
+
     loop = asyncio.get_running_loop()
     asked_to_stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)

@@ -13,13 +13,27 @@ started in another cluster it would vote, and report an applied slot, in a log i
 check at start closes that path: a node only ever joins with a log it got from the cluster it
 joins. Data dirs from before the cluster and role were kept adopt the cluster they are next
 started in, and the role its flags give.
+
+A name and the first voters do not tell two clusters apart when both were formed under the
+defaults (``paxos-kv``, ``n1``..``n3``): a data dir left from an earlier one was taken as a
+member, with its old log, and replicas diverged. So the genesis also keeps the cluster's
+*formation*: a random id fixed when the cluster was formed (every member of a bootstrap
+derives the same one from the random nonces all of them announced, see
+``membership.Bootstrap``), which a joiner adopts from the members and every node carries in
+its ``ident`` messages (``protocol.Ident``); the replica compares it wherever it compares the
+genesis. A data dir written before formation ids has none (:data:`LEGACY_FORMATION`): such a
+cluster carries on as before, told apart by its name and first voters only, and a data dir of
+it is refused by any cluster formed since (which has an id, so cannot be the one it belongs to).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +46,33 @@ BOOTSTRAP_FILE = "bootstrap.json"
 
 Role = Literal["voter", "learner", "removed"]
 ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
+
+LEGACY_FORMATION = ""
+"""The formation of a cluster formed by a release that kept none (see the module)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """What a data dir keeps of the cluster it belongs to."""
+
+    voters: tuple[str, ...]
+    formation: str
+    cluster: str | None  # None: written by a release that did not keep the name
+
+
+def fresh_nonce() -> str:
+    """A node's random share of the formation id of the cluster it bootstraps."""
+    return secrets.token_hex(8)
+
+
+def formation_id(nonces: Mapping[str, str]) -> str:
+    """The formation id of a cluster formed by ``nonces``' nodes, each with its nonce.
+
+    A hash, not one member's choice: every member of a bootstrap computes it alone from the
+    same announcements (``membership.Bootstrap``), with no further round to agree on it.
+    """
+    text = "\n".join(f"{node} {nonces[node]}" for node in sorted(nonces))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def node_identity(data_dir: Path | None, wanted: str | None) -> str:
@@ -55,25 +96,28 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
 
 def load_genesis(data_dir: Path | None) -> tuple[str, ...] | None:
     """The genesis voters kept in ``data_dir``, whatever its cluster (None: none yet)."""
-    return read_genesis(data_dir, None)[0]
+    kept = read_genesis(data_dir, None)
+    return None if kept is None else kept.voters
 
 
-def read_genesis(data_dir: Path | None, cluster: str | None) -> tuple[tuple[str, ...] | None, bool]:
-    """The genesis voters kept in ``data_dir`` (None: none yet), and whether the file still
-    lacks the cluster's name (a data dir from an older release: record it, see the module).
+def read_genesis(data_dir: Path | None, cluster: str | None) -> Genesis | None:
+    """The genesis kept in ``data_dir`` (None: none yet).
 
     Raises :class:`WrongCluster` for a data dir of another cluster than ``cluster`` (None:
     any will do).
     """
     path = None if data_dir is None else data_dir / GENESIS_FILE
     if path is None or not path.exists():
-        return None, False
+        return None
     try:
         kept = json.loads(path.read_text())
         voters = tuple(kept["voters"])
         kept_cluster = kept.get("cluster")
-        if not all(type(voter) is str for voter in voters) or (
-            kept_cluster is not None and type(kept_cluster) is not str
+        formation = kept.get("formation", LEGACY_FORMATION)
+        if (
+            not all(type(voter) is str for voter in voters)
+            or (kept_cluster is not None and type(kept_cluster) is not str)
+            or type(formation) is not str
         ):
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -82,7 +126,7 @@ def read_genesis(data_dir: Path | None, cluster: str | None) -> tuple[tuple[str,
         ) from None
     if cluster is not None and kept_cluster is not None and kept_cluster != cluster:
         raise WrongCluster(str(data_dir), kept_cluster, cluster)
-    return voters, kept_cluster is None
+    return Genesis(voters, formation, kept_cluster)
 
 
 def recorded_cluster(data_dir: Path) -> str | None:
@@ -96,10 +140,12 @@ def recorded_cluster(data_dir: Path) -> str | None:
     return cluster if isinstance(cluster, str) else None
 
 
-def save_genesis(data_dir: Path | None, voters: tuple[str, ...], cluster: str) -> None:
+def save_genesis(
+    data_dir: Path | None, voters: tuple[str, ...], cluster: str, formation: str
+) -> None:
     if data_dir is not None:
-        text = json.dumps({"voters": list(voters), "cluster": cluster})
-        _write_durably(data_dir / GENESIS_FILE, text + "\n")
+        kept = {"voters": list(voters), "cluster": cluster, "formation": formation}
+        _write_durably(data_dir / GENESIS_FILE, json.dumps(kept) + "\n")
 
 
 def load_role(data_dir: Path | None) -> Role | None:
@@ -120,24 +166,31 @@ def save_role(data_dir: Path | None, role: Role) -> None:
         _write_durably(data_dir / ROLE_FILE, role + "\n")
 
 
-def load_met(data_dir: Path | None, expect: int) -> set[str]:
-    """The nodes met while bootstrapping, kept in ``data_dir`` (empty: none kept, or no dir).
+def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None]:
+    """The nodes met while bootstrapping, kept in ``data_dir`` (empty: none kept, or no dir),
+    and the nonce announced with them (None: none kept, or an older release's file).
 
     Bootstrap's proof needs the met-sets one node announces to form a chain over its whole
     life, restarts included: a node that announced S and restarted with a smaller set could
     agree on another. So the set is kept before it is announced, and read back here; and the
-    N it was announced with must stay the same.
+    N it was announced with must stay the same. The nonce likewise: the members of S derive
+    the formation id from the nonces announced with S, so each must be one over a node's life.
     """
     path = None if data_dir is None else data_dir / BOOTSTRAP_FILE
     if path is None or not path.exists():
-        return set()
+        return set(), None
     try:
         kept = json.loads(path.read_text())
         kept_expect = kept["expect"]
         met = kept["met"]
-        if type(kept_expect) is not int or not all(type(node) is str for node in met):
+        nonce = kept.get("nonce")
+        if (
+            type(kept_expect) is not int
+            or not all(type(node) is str for node in met)
+            or (nonce is not None and type(nonce) is not str)
+        ):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ConfigurationError(
             f"{path} is damaged; start this node on a fresh --data-dir"
         ) from None
@@ -147,13 +200,14 @@ def load_met(data_dir: Path | None, expect: int) -> set[str]:
             f"not {expect}: start it with --bootstrap-expect {kept_expect}, or on a fresh "
             "--data-dir"
         )
-    return set(met)
+    return set(met), nonce
 
 
-def save_met(data_dir: Path | None, expect: int, met: frozenset[str]) -> None:
-    """Keep the met-set (see :func:`load_met`); without a data dir it lives in memory only."""
+def save_met(data_dir: Path | None, expect: int, met: frozenset[str], nonce: str) -> None:
+    """Keep the met-set and nonce (see :func:`load_met`); without a data dir they live in
+    memory only."""
     if data_dir is not None:
-        text = json.dumps({"expect": expect, "met": sorted(met)})
+        text = json.dumps({"expect": expect, "met": sorted(met), "nonce": nonce})
         _write_durably(data_dir / BOOTSTRAP_FILE, text + "\n")
 
 

@@ -7,7 +7,7 @@ through the log like any command: a node asking to join is added as a learner; a
 asked to vote is promoted once it has caught up; a voter down for longer than
 ``auto_remove_down_after_s`` (when set) is removed, never below ``min_voters``. A node that was
 removed is not added back on the strength of what it said before it learned it was removed,
-and a node whose genesis is another cluster's is never added.
+and a node whose genesis or formation is another cluster's is never added.
 
 Bootstrapping a new cluster is :class:`Bootstrap`, whose docstring proves its rule.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from paxoskv.runtime.identity import formation_id
 from paxoskv.state import AddLearner, Command, Configuration, PromoteLearner, RemoveMember
 
 CATCH_UP_MARGIN_SLOTS = 64
@@ -30,6 +31,7 @@ class PeerView:
     revision: int
     leader_id: str
     genesis: tuple[str, ...] = ()
+    formation: str | None = None  # None: not told (a fresh node, or an earlier release's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ def membership_change(
     min_voters: int,
     watching_since: float,
     genesis: tuple[str, ...] = (),
+    formation: str | None = None,
     removed_at: Mapping[str, int] | None = None,
 ) -> Command | None:
     """The one configuration change the leader should propose now, if any.
@@ -84,6 +87,8 @@ def membership_change(
             continue
         if genesis and view.genesis and view.genesis != genesis:
             continue  # another cluster's node (of the same name): see identity.py
+        if formation is not None and view.formation is not None and view.formation != formation:
+            continue  # another formation's (same name and ids, formed apart): see identity.py
         if node_id not in config.members():
             if view.applied_slot < removed_at.get(node_id, 0):
                 continue
@@ -106,9 +111,9 @@ class Bootstrap:
     """When a node may form a new cluster, and with whom: one genesis on every node.
 
     Each bootstrapping node announces (with every hello) its expected count N
-    (``--bootstrap-expect``) and the set of node ids it has met, itself included: every node
-    it has heard an announcement from. That set only grows: a peer met is never forgotten. A
-    node bootstraps with set S only when
+    (``--bootstrap-expect``), the set of node ids it has met, itself included: every node
+    it has heard an announcement from, and a random nonce. That set only grows: a peer met
+    is never forgotten. A node bootstraps with set S only when
 
     1. ``|S| == N``, S being its whole met-set;
     2. every member of S announced the same N; and
@@ -121,6 +126,14 @@ class Bootstrap:
     c announced one N (condition 2 at both nodes), and ``|S| == |S'| == N`` (condition 1), so
     S == S'. In particular a member that announced S can never later bootstrap another set:
     it would need a met-set of N members strictly containing S, which has N members.
+
+    *The formation id* (``identity.py``) is a hash of each member of S with the nonce it
+    announced with met-set S (condition 3 heard exactly those announcements; the node's own
+    is its own nonce). A node's nonce is one over its life, kept with its met-set before any
+    met-set of two or more is announced, so every member of S hashes the same nonces: one
+    formation id on every node, with no further round. A node with no data dir that restarts
+    announces a new nonce; members may then hash different ones and refuse each other (safe:
+    the limit below already asks to restart such a group whole).
 
     "Over time" includes restarts: ``keep`` is called with every larger met-set before
     :meth:`hear` returns, hence before it is announced, and the runtime writes it to the data
@@ -147,7 +160,8 @@ class Bootstrap:
     expect: int
     settle_s: float = 0.0
     met: set[str] = field(default_factory=set)
-    heard: dict[str, tuple[int, frozenset[str]]] = field(default_factory=dict)
+    nonce: str = ""
+    heard: dict[str, tuple[int, frozenset[str], str]] = field(default_factory=dict)
     keep: Callable[[int, frozenset[str]], None] | None = None
     _complained: set[tuple[str, int]] = field(default_factory=set)
     _ready_since: tuple[frozenset[str], float] | None = None
@@ -155,11 +169,13 @@ class Bootstrap:
     def __post_init__(self) -> None:
         self.met.add(self.node_id)
 
-    def announcement(self) -> tuple[int, list[str]]:
-        return self.expect, sorted(self.met)
+    def announcement(self) -> tuple[int, list[str], str]:
+        return self.expect, sorted(self.met), self.nonce
 
-    def hear(self, sender: str, expect: int, met: frozenset[str]) -> list[str]:
-        """Take ``sender``'s announcement; the complaints it newly makes, to log once."""
+    def hear(self, sender: str, expect: int, met: frozenset[str], nonce: str = "") -> list[str]:
+        """Take ``sender``'s announcement; the complaints it newly makes, to log once.
+
+        (An earlier release announces no nonce: it counts as "".)"""
         complaints = []
         if sender not in self.met:
             self.met.add(sender)
@@ -168,7 +184,7 @@ class Bootstrap:
         before = self.heard.get(sender)
         # Met-sets only grow: a smaller one is an older datagram overtaken by a newer one.
         if before is None or len(met) >= len(before[1]):
-            self.heard[sender] = (expect, met)
+            self.heard[sender] = (expect, met, nonce)
         if expect != self.expect and (sender, expect) not in self._complained:
             self._complained.add((sender, expect))
             complaints.append(
@@ -194,7 +210,8 @@ class Bootstrap:
         ``settle_s``)."""
         members = frozenset(self.met)
         agreed = len(members) == self.expect and all(
-            self.heard.get(node) == (self.expect, members) for node in members - {self.node_id}
+            self.heard.get(node, (0, frozenset(), ""))[:2] == (self.expect, members)
+            for node in members - {self.node_id}
         )
         if not agreed:
             self._ready_since = None
@@ -204,3 +221,8 @@ class Bootstrap:
         if now - self._ready_since[1] < self.settle_s:
             return None
         return tuple(sorted(members))
+
+    def formation(self) -> str:
+        """The formation id of the cluster :meth:`ready` agreed on (see the class)."""
+        nonces = {node: self.heard[node][2] for node in self.met - {self.node_id}}
+        return formation_id(nonces | {self.node_id: self.nonce})

@@ -2,9 +2,10 @@
 
 Every datagram's payload starts with one byte saying whose it is: ``P`` for a Paxos message
 (the engine's own codec follows), ``R`` for the runtime's messages below (a msgpack list whose
-first item names it). The runtime messages are the failure detector's hellos, bootstrapping,
-and the client protocol that lets a process use the cluster without being a replica: requests,
-reads, watches and status. Like the engine's codec, anything malformed raises
+first item names it). The runtime messages are the failure detector's hellos, a node's
+``ident`` (which formation of its cluster it belongs to), bootstrapping, and the client
+protocol that lets a process use the cluster without being a replica: requests, reads,
+watches and status. Like the engine's codec, anything malformed raises
 :class:`MalformedRuntimeMessage` at the boundary and is dropped there.
 
 Fields are packed as the state machine packs values (:mod:`paxoskv.state.wire`): a value read
@@ -22,6 +23,8 @@ from typing import Any
 import msgpack
 
 from paxoskv.paxos.messages import Message, encode_message
+from paxoskv.state.history import ChangeEvent
+from paxoskv.state.keys import key_from_wire, key_to_wire
 from paxoskv.state.wire import pack, unpack
 
 PAXOS = b"P"
@@ -57,7 +60,9 @@ class Hello:
     """A node's periodic "I am here": the failure detector's heartbeat and its gossip.
 
     ``wants`` is the role it asks for (voter or learner; a client says nothing). ``genesis`` is
-    the cluster's first voter set, which a joining node needs to replay the log from slot 1.
+    the cluster's first voter set, which a joining node needs to replay the log from slot 1
+    (it takes it from the member's :class:`Ident`, with the formation; from a hello only when
+    the member runs an earlier release, which sends no ident).
     """
 
     wants: str
@@ -114,8 +119,9 @@ def encode_hello(hello: Hello) -> bytes:
 
 
 def decode_hello(fields: list[Any]) -> Hello:
+    """Fields after the sixth are a later release's, and ignored (see :class:`Ident`)."""
     try:
-        wants, applied, revision, leader, genesis, bootstrapping = fields
+        wants, applied, revision, leader, genesis, bootstrapping = fields[:6]
         hello = Hello(
             str(wants), int(applied), int(revision), str(leader), tuple(genesis), bootstrapping
         )
@@ -127,26 +133,72 @@ def decode_hello(fields: list[Any]) -> Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class BootAnnouncement:
-    """A bootstrapping node's count and the nodes it has met (``membership.Bootstrap``).
+class Ident:
+    """Which cluster a node's data dir belongs to: its genesis voters and formation id
+    (``identity.py``); an empty genesis for a node with none yet (a fresh data dir).
 
-    Its own message beside the hello, not more fields in it: a release that reads hellos of
-    six fields drops longer ones as malformed, and would take every upgraded node for down;
-    an unknown message name it ignores.
+    Sent before every hello, and the only thing that makes a peer's Paxos count
+    (``Replica._on_ident``). Its own message, not more hello fields: a release that reads
+    hellos of exactly six fields drops longer ones as malformed, and would take every
+    upgraded node for down; an unknown message name it ignores.
+    """
+
+    genesis: tuple[str, ...]
+    formation: str
+    asks: bool = False  # answer with yours: the sender has just started (or joined)
+
+
+def encode_ident(ident: Ident) -> bytes:
+    return encode_runtime("ident", list(ident.genesis), ident.formation, ident.asks)
+
+
+def decode_ident(fields: list[Any]) -> Ident:
+    """Fields after the third are a later release's, and ignored."""
+    if len(fields) < 3 or type(fields[0]) is not list or type(fields[1]) is not str:
+        raise MalformedRuntimeMessage("bad ident")
+    genesis, formation, asks = fields[:3]
+    if not all(type(node) is str and node for node in genesis) or type(asks) is not bool:
+        raise MalformedRuntimeMessage("bad ident")
+    return Ident(tuple(genesis), formation, asks)
+
+
+@dataclass(frozen=True, slots=True)
+class BootAnnouncement:
+    """A bootstrapping node's count, the nodes it has met and its nonce (``Bootstrap``).
+
+    Its own message beside the hello, not more fields in it: see :class:`Ident`. The nonce
+    came later, as a third field: a release that reads two ignores it, and one that sends two
+    is heard with the nonce "".
     """
 
     expect: int
     met: frozenset[str]
+    nonce: str = ""
 
 
-def encode_boot(expect: int, met: list[str]) -> bytes:
-    return encode_runtime("boot", expect, met)
+def encode_boot(expect: int, met: list[str], nonce: str) -> bytes:
+    return encode_runtime("boot", expect, met, nonce)
 
 
 def decode_boot(fields: list[Any]) -> BootAnnouncement:
     if len(fields) < 2 or type(fields[0]) is not int or type(fields[1]) is not list:
         raise MalformedRuntimeMessage("bad boot announcement")
-    expect, met = fields[0], fields[1]
-    if expect < 1 or not met or not all(type(node) is str and node for node in met):
+    expect, met, nonce = fields[0], fields[1], fields[2] if len(fields) > 2 else ""
+    if (
+        expect < 1
+        or not met
+        or not all(type(node) is str and node for node in met)
+        or type(nonce) is not str
+    ):
         raise MalformedRuntimeMessage("bad boot announcement")
-    return BootAnnouncement(expect, frozenset(met))
+    return BootAnnouncement(expect, frozenset(met), nonce)
+
+
+def event_to_wire(event: ChangeEvent) -> list[Any]:
+    """A watch event as a ``watch`` reply carries it (its key in the key's wire form)."""
+    return [event.kind, key_to_wire(event.key), event.value, event.prev_value, event.revision]
+
+
+def event_from_wire(raw: list[Any]) -> ChangeEvent:
+    kind, key, value, prev_value, revision = raw
+    return ChangeEvent(kind, key_from_wire(key), value, prev_value, int(revision))

@@ -29,7 +29,7 @@ from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
 from paxoskv.runtime import protocol
 from paxoskv.runtime.replica import Replica
-from paxoskv.state import ChangeEvent, Key, KeyValue
+from paxoskv.state import Key, KeyValue
 from paxoskv.state.keys import check_prefix, key_from_wire, key_to_wire
 from paxoskv.state.results import row_to_wire
 
@@ -75,15 +75,6 @@ def prefix_from_wire(raw: object) -> Any:
     if raw is None:
         return None
     return check_prefix(tuple(raw) if type(raw) is list else raw)
-
-
-def event_to_wire(event: ChangeEvent) -> list[Any]:
-    return [event.kind, key_to_wire(event.key), event.value, event.prev_value, event.revision]
-
-
-def event_from_wire(raw: list[Any]) -> ChangeEvent:
-    kind, key, value, prev_value, revision = raw
-    return ChangeEvent(kind, key_from_wire(key), value, prev_value, int(revision))
 
 
 class ClientService:
@@ -299,7 +290,7 @@ class ClientService:
         for start in range(0, len(events), EVENTS_PER_DATAGRAM):
             chunk = events[start : start + EVENTS_PER_DATAGRAM]
             upto = chunk[-1].revision
-            wire = [event_to_wire(e) for e in chunk]
+            wire = [protocol.event_to_wire(e) for e in chunk]
             self._send(watch.client, "events", watch.watch_id, watch.sent_upto, upto, wire)
             watch.sent_upto = upto
         return bool(events)

@@ -39,11 +39,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, islice, repeat, starmap
-from operator import itemgetter
+from operator import itemgetter, le
 from typing import Any, Literal, TypeAlias
 
 from paxoskv.errors import Compacted, ValueNotSerialisable
-from paxoskv.state.keys import Key, Prefix, key_from_wire, key_to_wire, matches
+from paxoskv.state.keys import Key, Prefix, key_to_wire, keys_from_wire, matches
 from paxoskv.state.wire import pack
 
 EventKind: TypeAlias = Literal["set", "delete", "expire"]
@@ -365,24 +365,27 @@ class History:
         """Inverse of :meth:`to_wire`; ValueError or TypeError on a bad shape.
 
         A node restarted with a smaller limit keeps the newest records and moves its floor up:
-        the same records and floor as a node that applied the log under that limit.
+        the same records and floor as a node that applied the log under that limit. The records
+        go in together and are trimmed once, which keeps the same ones as recording them one by
+        one would (both keep the longest run of newest events within the bounds), in C-level
+        passes over the columns instead of a call per event: a restart restores 10,000 events.
         """
         if type(raw) is not list or len(raw) != 2:
             raise ValueError("history is [floor_revision, records]")
         floor_revision, flat = raw
         if type(floor_revision) is not int or type(flat) is not list or len(flat) % 5:
             raise ValueError("history records are a flat array of five-field records")
+        revisions, kinds = flat[0::5], flat[1::5]
+        if not set(map(type, revisions)) <= {int} or not set(map(type, kinds)) <= {int}:
+            raise ValueError("history record revisions and kinds are ints")
+        in_order = all(map(le, [floor_revision, *revisions], revisions))
+        if not in_order or not set(kinds) <= {SET_EVENT, DELETE_EVENT, EXPIRE_EVENT}:
+            raise ValueError("history records are in revision order with known kinds")
         history = cls(limit_events, limit_bytes)
         history._floor_revision = floor_revision
-        fields = iter(flat)
-        previous = floor_revision
-        for revision, kind, key, value, prev_value in zip(*[fields] * 5, strict=True):
-            if type(revision) is not int or revision < previous or kind not in (0, 1, 2):
-                raise ValueError("history records are in revision order with known kinds")
-            if type(kind) is not int:
-                raise ValueError("history record kinds are ints")
-            previous = revision
-            history.record(revision, kind, key_from_wire(key), value, prev_value)
+        keys = keys_from_wire(flat[2::5])
+        history._records.extend(zip(revisions, kinds, keys, flat[3::5], flat[4::5], strict=True))
+        history.trim()
         return history
 
 

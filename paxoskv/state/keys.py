@@ -60,6 +60,22 @@ def key_from_wire(raw: object) -> Key:
     return check_key(raw)
 
 
+def keys_from_wire(raw: list[Any]) -> list[Any]:
+    """:func:`key_from_wire` of every key slot in ``raw``; ``raw`` itself when every slot holds a
+    non-empty ASCII str, a valid key as it stands (the usual map's keys, read back from a
+    snapshot).
+
+    Proved in three C-level passes, with no call per key: ``join`` refuses anything but a str
+    (msgpack makes no str subclasses), and ASCII text always encodes. Anything else is read
+    key by key, where :func:`check_key` says what is wrong.
+    """
+    try:
+        plain = all(raw) and "".join(raw).isascii()
+    except TypeError:
+        plain = False
+    return raw if plain else [key_from_wire(key) for key in raw]
+
+
 def key_to_wire(key: Key) -> Any:
     """The form a key takes in a key slot on the wire."""
     return list(key) if type(key) is tuple else key

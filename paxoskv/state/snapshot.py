@@ -36,7 +36,7 @@ from typing import Any
 from paxoskv.state.configuration import Configuration
 from paxoskv.state.dedup import DedupTable
 from paxoskv.state.history import DEFAULT_LIMIT_BYTES, History
-from paxoskv.state.keys import Key, key_from_wire, key_to_wire
+from paxoskv.state.keys import Key, key_to_wire, keys_from_wire
 from paxoskv.state.leases import LeaseTable
 from paxoskv.state.wire import MalformedSnapshot, pack, unpack
 
@@ -188,10 +188,9 @@ def _read_rows(flat: object, leases: LeaseTable) -> dict[Key, tuple[Any, ...]]:
     """
     if type(flat) is not list or len(flat) % ROW_FIELDS:
         raise MalformedSnapshot("rows are not a flat array of six-field rows")
-    keys = flat[0::ROW_FIELDS]
-    as_stored = set(map(type, keys)) <= {str} and all(keys) and all(map(str.isascii, keys))
-    if not as_stored:
-        keys = [key_from_wire(key) for key in keys]  # tuple keys, or text to check closely
+    stored = flat[0::ROW_FIELDS]
+    keys = keys_from_wire(stored)
+    as_stored = keys is stored
     for column in (2, 3, 4):
         if not set(map(type, flat[column::ROW_FIELDS])) <= {int}:
             raise MalformedSnapshot("a row has a revision or version that is not an int")

@@ -142,13 +142,17 @@ def find_valid_frame(buffer: bytes, start: int) -> int | None:
     return None
 
 
-def walk_frames(buffer: bytes, offset: int) -> tuple[int, int, int, FrameProblem | None]:
-    """Follow the chain of frame headers from ``offset`` without checking payloads.
+def walk_frames(
+    buffer: bytes, offset: int, limit: int | None = None
+) -> tuple[int, int, int, FrameProblem | None]:
+    """Follow the chain of frame headers from ``offset`` without checking payloads, for at
+    most ``limit`` frames (no problem is reported when it stops there).
 
     Returns (offset past the last whole frame with a valid header, frames walked, offset where
     the last of them starts, problem).
     Cheaper than :func:`parse_frames` by the payload CRC and copy, which is why recovery uses
-    it to find the end of the last segment at open and leaves payload checks to the replay.
+    it to find the end of the last segment at open and leaves payload checks to the replay,
+    and to step over the records a snapshot already covers.
     """
     end = len(buffer)
     unpack_from = _LENGTH_PAIR.unpack_from
@@ -156,7 +160,7 @@ def walk_frames(buffer: bytes, offset: int) -> tuple[int, int, int, FrameProblem
     header_size = FRAME_HEADER_SIZE
     count = 0
     last_start = offset
-    while offset < end:
+    while offset < end and count != limit:
         if end - offset < header_size:
             return offset, count, last_start, FrameProblem.INCOMPLETE
         length, length_crc = unpack_from(buffer, offset)

@@ -117,33 +117,43 @@ def read_segment_records(
     header: FileHeader,
     cipher: RecordCipher | None,
     end_offset: int,
-) -> Iterator[list[bytes]]:
-    """Yield the segment's records up to byte ``end_offset``, a chunk's worth at a time.
+    skip: int = 0,
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Yield (index of the first, payloads) for the segment's records up to byte
+    ``end_offset``, a chunk's worth at a time, stepping over the first ``skip`` records.
 
-    Raises :class:`CorruptData` naming the byte offset of the first bad frame, or where the
-    data ends in the middle of a frame.
+    The records stepped over are followed by their checked headers alone: their payloads are
+    neither copied nor checked, since nobody reads them (a restart skips what its snapshot
+    covers, most of a 64 MB segment at worst). Raises :class:`CorruptData` naming the byte
+    offset of the first bad frame, or where the data ends in the middle of a frame.
     """
     path = disk.path_of(segment.name)
     offset = HEADER_SIZE  # file offset of the first byte not yet parsed
-    carry = b""
     index = segment.first_index
-    while offset + len(carry) < end_offset:
-        want = max(READ_CHUNK_BYTES, _frame_size_hint(carry) - len(carry))
-        want = min(want, end_offset - offset - len(carry))
-        chunk = disk.read(segment.name, offset + len(carry), want)
-        if not chunk:
+    want = READ_CHUNK_BYTES
+    while offset < end_offset:
+        # A frame cut by the end of a chunk is read again from its start with the next one
+        # (not joined to it: that copied every chunk whole).
+        buffer = disk.read(segment.name, offset, min(want, end_offset - offset))
+        if not buffer:
             break
-        buffer = carry + chunk if carry else chunk
+        start, skipped = _step_over(buffer, 0, skip, path, offset)
+        skip -= skipped
+        index += skipped
         payloads: list[bytes] = []
-        consumed = _parse_checked(buffer, 0, payloads, path, offset)
+        consumed = _parse_checked(buffer, start, payloads, path, offset) if not skip else start
         if cipher is not None:
-            payloads = _decrypt(payloads, cipher, header, segment, index, offset, path)
-        if payloads:
-            yield payloads
+            payloads = _decrypt(payloads, cipher, header, segment, index, offset + start, path)
+        yield index, payloads
         index += len(payloads)
-        carry = buffer[consumed:]
+        if consumed == 0:  # one frame longer than the chunk: read it whole, if it is there
+            want = _frame_size_hint(buffer)
+            if want <= len(buffer) or offset + want > end_offset:
+                break
+            continue
         offset += consumed
-    if carry or offset < end_offset:
+        want = READ_CHUNK_BYTES
+    if offset < end_offset:
         raise CorruptData(path, offset, "the segment ends in the middle of a record")
 
 
@@ -154,7 +164,8 @@ def parse_segment_records(
     cipher: RecordCipher | None,
     end_offset: int,
     disk: Disk,
-) -> Iterator[list[bytes]]:
+    skip: int = 0,
+) -> Iterator[tuple[int, list[bytes]]]:
     """As :func:`read_segment_records`, from the segment's bytes already in memory.
 
     Open reads the last segment whole to find its end; its replay parses those bytes, with
@@ -162,16 +173,26 @@ def parse_segment_records(
     """
     path = disk.path_of(segment.name)
     buffer = data[:end_offset] if len(data) > end_offset else data
+    start, skipped = _step_over(buffer, HEADER_SIZE, skip, path, 0)
     payloads: list[bytes] = []
-    consumed = _parse_checked(buffer, HEADER_SIZE, payloads, path, 0)
+    consumed = _parse_checked(buffer, start, payloads, path, 0)
     if consumed < end_offset:
         raise CorruptData(path, consumed, "the segment ends in the middle of a record")
+    index = segment.first_index + skipped
     if cipher is not None:
-        payloads = _decrypt(
-            payloads, cipher, header, segment, segment.first_index, HEADER_SIZE, path
-        )
-    if payloads:
-        yield payloads
+        payloads = _decrypt(payloads, cipher, header, segment, index, start, path)
+    yield index, payloads
+
+
+def _step_over(buffer: bytes, start: int, count: int, path: str, base: int) -> tuple[int, int]:
+    """Walk up to ``count`` frames from ``start`` in ``buffer`` (which begins at file offset
+    ``base``): (where the walk stopped, frames walked). A header failing its CRC is damage."""
+    if not count:
+        return start, 0
+    stop, walked, _, problem = walk_frames(buffer, start, count)
+    if problem is FrameProblem.HEADER_CRC:
+        raise CorruptData(path, base + stop, problem.value)
+    return stop, walked
 
 
 def _parse_checked(buffer: bytes, start: int, out: list[bytes], path: str, base: int) -> int:

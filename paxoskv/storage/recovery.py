@@ -116,15 +116,16 @@ def _replay_segment(
     segment = step.segment
     end = step.end_offset if step.end_offset is not None else disk.size(segment.name)
     index = segment.first_index
+    covered = max(0, after + 1 - index)  # records the snapshot holds: stepped over
     if step.data is not None:
-        chunks = parse_segment_records(step.data, segment, step.header, cipher, end, disk)
+        chunks = parse_segment_records(step.data, segment, step.header, cipher, end, disk, covered)
     else:
-        chunks = read_segment_records(disk, segment, step.header, cipher, end)
-    for payloads in chunks:
+        chunks = read_segment_records(disk, segment, step.header, cipher, end, covered)
+    for index, payloads in chunks:
         count = len(payloads)
         if index + count - 1 > step.last_index:
             raise _chain_broken(disk, segment, step, end, index + count - 1)
-        skip = max(0, after + 1 - index)
+        skip = max(0, after + 1 - index)  # (a frame too long for a chunk is read, not walked)
         if skip < count:
             tail = payloads[skip:] if skip else payloads
             yield from zip(range(index + skip, index + count), tail, strict=True)

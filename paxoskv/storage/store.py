@@ -292,13 +292,13 @@ class Store:
                 end = durable_end[1]
             else:
                 end = self._disk.size(segment.name)
-            index = segment.first_index
-            for payloads in read_segment_records(self._disk, segment, header, self._cipher, end):
+            skip = max(0, next_index - segment.first_index)
+            chunks = read_segment_records(self._disk, segment, header, self._cipher, end, skip)
+            for index, payloads in chunks:
                 for offset, record in enumerate(payloads):
                     if next_index <= index + offset <= stop_index:
                         found.append((index + offset, record))
                         next_index += 1
-                index += len(payloads)
                 if next_index > stop_index:
                     return found
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from paxoskv.cli.local_cluster import LocalCluster
+from paxoskv.cli.local_cluster import ClusterAddress, LocalCluster
 from paxoskv.runtime.identity import save_genesis
 from tests.cli.conftest import (
     clean_environment,
@@ -147,7 +148,34 @@ def test_a_second_run_on_the_same_data_dir_keeps_the_cluster_its_nodes_belong_to
     """Each run picks a fresh name and group, but a data dir refuses another cluster's name:
     a run over an earlier run's data dirs takes the name they record (a fresh group is fine)."""
     (tmp_path / "n1").mkdir()
-    save_genesis(tmp_path / "n1", ("n1", "n2"), "local-0badcafe")
+    save_genesis(tmp_path / "n1", ("n1", "n2"), "local-0badcafe", "f00d")
     again = LocalCluster(tmp_path, voters=2)
     assert again.address.cluster == "local-0badcafe"
     assert LocalCluster(tmp_path / "elsewhere", voters=2).address.cluster != "local-0badcafe"
+
+
+def test_a_node_of_an_earlier_cluster_of_the_same_name_exits_2_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """Two clusters formed under one name with the same ids (n1..n3), then n1's data dir from
+    the first started with the second's n2 and n3: it used to be taken as a member, with its
+    old log. Now the members refuse it, and it exits with the usage code and the fix."""
+    address = ClusterAddress.fresh()
+    for run in ("A", "B"):
+        with LocalCluster(tmp_path / run, voters=3, address=address, durability="os") as formed:
+            formed.start()
+            formed.wait_ready(30.0)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "A" / "n1", mixed / "n1")
+    for node_id in ("n2", "n3"):
+        shutil.copytree(tmp_path / "B" / node_id, mixed / node_id)
+    with LocalCluster(mixed, voters=3, address=address, durability="os") as running:
+        running.start()
+        running.wait_ready(30.0, up=["n2", "n3"])
+        stranger = running.nodes["n1"]
+        wait_until(lambda: not stranger.running, 30.0, "n1 exiting")
+        assert stranger.process is not None and stranger.process.returncode == 2
+        last = stranger.log_path.read_text().strip().splitlines()[-1]
+        assert last.startswith("paxos-kv: error: node 'n1' belongs to another cluster named ")
+        assert f"wipe (or move aside) {mixed / 'n1'}, remove it from the running" in last
+        assert "n1 belongs to another cluster" in running.nodes["n2"].log_path.read_text()

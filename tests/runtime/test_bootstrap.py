@@ -14,24 +14,24 @@ from paxoskv.runtime.membership import Bootstrap
 from tests.runtime.cluster import MemoryCluster, eventually
 
 
-def simulate(seed: int) -> tuple[list[tuple[str, ...]], bool]:
+def simulate(seed: int) -> tuple[list[tuple[str, ...]], dict[tuple[str, ...], set[str]], bool]:
     """Nodes announcing and bootstrapping under a seeded delivery order.
 
     Every node broadcasts its announcement now and then (nodes start at random moments, so a
     late one misses the early ones' first rounds); pending messages are delivered in random
-    order, some of them dropped; a bootstrapped node answers announcements with its genesis,
-    and a bootstrapping node that hears a genesis joins it, as the runtime does. Returns the
-    sets nodes bootstrapped with (not the ones they joined), and whether every node was given
-    the same N.
+    order, some of them dropped; a bootstrapped node answers announcements with its genesis
+    and formation id, and a bootstrapping node that hears one joins it, as the runtime does.
+    Returns the sets nodes bootstrapped with (not the ones they joined), the formation ids
+    the nodes of each genesis ended with, and whether every node was given the same N.
     """
     rng = random.Random(seed)
     expect = rng.randint(1, 4)
     count = rng.randint(expect, 2 * expect - 1)  # two sets of N among them must overlap
     ids = [f"n{i}" for i in range(count)]
     expects = {node: expect if rng.random() > 0.15 else rng.randint(1, count + 1) for node in ids}
-    nodes = {node: Bootstrap(node, expects[node]) for node in ids}
+    nodes = {node: Bootstrap(node, expects[node], nonce=f"{seed}/{node}") for node in ids}
     started: set[str] = set()
-    genesis: dict[str, tuple[str, ...]] = {}
+    genesis: dict[str, tuple[tuple[str, ...], str]] = {}
     bootstrapped: list[tuple[str, ...]] = []
     pending: list[tuple[str, str, object]] = []  # (sender, receiver, what)
     for _ in range(400):
@@ -49,25 +49,29 @@ def simulate(seed: int) -> tuple[list[tuple[str, ...]], bool]:
             sender, receiver, what = pending.pop(rng.randrange(len(pending)))
             if receiver not in started or rng.random() < 0.1:
                 continue  # not running yet, or lost
-            if isinstance(what, tuple) and type(what[0]) is str:  # a member's genesis
-                genesis.setdefault(receiver, what)
+            if isinstance(what, tuple) and type(what[0]) is tuple:  # a member's genesis
+                genesis.setdefault(receiver, what)  # type: ignore[arg-type]
                 continue
             if receiver in genesis:
                 pending.append((receiver, sender, genesis[receiver]))
                 continue
-            their_expect, met = what  # type: ignore[misc]
-            nodes[receiver].hear(sender, their_expect, frozenset(met))
+            their_expect, met, nonce = what  # type: ignore[misc]
+            nodes[receiver].hear(sender, their_expect, frozenset(met), nonce)
             formed = nodes[receiver].ready(0.0)
             if formed is not None:
-                genesis[receiver] = formed
+                genesis[receiver] = (formed, nodes[receiver].formation())
                 bootstrapped.append(formed)
-    return bootstrapped, len(set(expects.values())) == 1
+    formations: dict[tuple[str, ...], set[str]] = {}
+    for voters, formation in genesis.values():
+        formations.setdefault(voters, set()).add(formation)
+    return bootstrapped, formations, len(set(expects.values())) == 1
 
 
 def test_every_delivery_order_bootstraps_one_genesis() -> None:
     formed_somewhere = 0
     for seed in range(3000):
-        bootstrapped, uniform = simulate(seed)
+        bootstrapped, formations, uniform = simulate(seed)
+        assert all(len(ids) == 1 for ids in formations.values()), (seed, formations)
         for first in bootstrapped:  # sets that share a node are the same set (the proof)
             for second in bootstrapped:
                 assert first == second or not set(first) & set(second), (seed, bootstrapped)
@@ -100,10 +104,13 @@ def test_bootstrap_waits_until_the_agreement_held_for_settle_s() -> None:
 
 
 def test_boot_announcements_round_trip_and_refuse_garbage() -> None:
-    name, fields = protocol.decode_runtime(protocol.encode_boot(3, ["a", "b"]))
+    name, fields = protocol.decode_runtime(protocol.encode_boot(3, ["a", "b"], "n0"))
     assert name == "boot"
-    assert protocol.decode_boot(fields) == protocol.BootAnnouncement(3, frozenset({"a", "b"}))
-    for bad in ([], [3], ["3", ["a"]], [0, ["a"]], [3, []], [3, [1]], [3, "ab"]):
+    expected = protocol.BootAnnouncement(3, frozenset({"a", "b"}), "n0")
+    assert protocol.decode_boot(fields) == expected
+    earlier = protocol.BootAnnouncement(3, frozenset({"a"}), "")  # an earlier release's: no nonce
+    assert protocol.decode_boot([3, ["a"]]) == earlier
+    for bad in ([], [3], ["3", ["a"]], [0, ["a"]], [3, []], [3, [1]], [3, "ab"], [3, ["a"], 7]):
         with pytest.raises(protocol.MalformedRuntimeMessage):
             protocol.decode_boot(bad)
 
@@ -212,8 +219,8 @@ def test_a_restart_before_bootstrapping_keeps_the_met_set() -> None:
         return Bootstrap(name, 3, met=met, keep=lambda _, met: kept.__setitem__(name, met))
 
     def tell(receiver: Bootstrap, sender: Bootstrap) -> None:
-        expect, met = sender.announcement()
-        receiver.hear(sender.node_id, expect, frozenset(met))
+        expect, met, nonce = sender.announcement()
+        receiver.hear(sender.node_id, expect, frozenset(met), nonce)
 
     a, b, c = node("A"), node("B"), node("C")
     for _ in range(2):
@@ -244,6 +251,7 @@ async def test_the_met_set_is_kept_in_the_data_dir(tmp_path: Path) -> None:
         again = await cluster.start("k1", bootstrap_expect=3)
         assert again.replica._bootstrap is not None
         assert again.replica._bootstrap.met == {"k1", "k2"}
+        assert again.replica._bootstrap.nonce == one.replica._bootstrap.nonce != ""
         await cluster.stop("k1")
         with pytest.raises(ConfigurationError, match="--bootstrap-expect 3, or on a fresh"):
             await cluster.start("k1", bootstrap_expect=2)

@@ -14,11 +14,14 @@ import pytest
 
 from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
+from paxoskv.paxos.messages import Heartbeat, decode_message
 from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
+    LEGACY_FORMATION,
     ROLE_FILE,
     DuplicateIdWatch,
+    Genesis,
     load_genesis,
     read_genesis,
     save_genesis,
@@ -32,8 +35,8 @@ from tests.runtime.test_udp_cluster import udp_config
 
 
 def test_genesis_keeps_the_cluster_and_refuses_another(tmp_path: Path) -> None:
-    save_genesis(tmp_path, ("a", "b"), "alpha")
-    assert read_genesis(tmp_path, "alpha") == (("a", "b"), False)
+    save_genesis(tmp_path, ("a", "b"), "alpha", "f00d")
+    assert read_genesis(tmp_path, "alpha") == Genesis(("a", "b"), "f00d", "alpha")
     assert load_genesis(tmp_path) == ("a", "b")  # what tools that know no cluster read
     with pytest.raises(WrongCluster, match="belongs to cluster 'alpha', not 'beta'"):
         read_genesis(tmp_path, "beta")
@@ -41,7 +44,7 @@ def test_genesis_keeps_the_cluster_and_refuses_another(tmp_path: Path) -> None:
 
 def test_an_older_data_dir_adopts_the_cluster_it_is_started_in(tmp_path: Path) -> None:
     (tmp_path / GENESIS_FILE).write_text(json.dumps({"voters": ["a"]}))
-    assert read_genesis(tmp_path, "alpha") == (("a",), True)
+    assert read_genesis(tmp_path, "alpha") == Genesis(("a",), LEGACY_FORMATION, None)
 
 
 async def test_a_node_refuses_a_data_dir_of_another_cluster(tmp_path: Path) -> None:
@@ -74,7 +77,11 @@ async def test_an_older_data_dir_records_its_cluster_on_first_start(tmp_path: Pa
         genesis.write_text(json.dumps({"voters": ["o1"]}))  # as releases before wrote it
         node = await cluster.start("o1", cluster="c1")
         await node.wait_ready(5)
-        assert json.loads(genesis.read_text()) == {"voters": ["o1"], "cluster": "c1"}
+        assert json.loads(genesis.read_text()) == {
+            "voters": ["o1"],
+            "cluster": "c1",
+            "formation": "",
+        }
     finally:
         await cluster.close()
 
@@ -97,6 +104,15 @@ def test_the_leader_never_adds_a_node_of_another_genesis() -> None:
     foreign = PeerView(99.5, "voter", 127, 127, "", ("x", "y", "z"))
     change = _policy(config, {"emb1": foreign}, leader_applied_slot=35, genesis=("a", "b", "c"))
     assert change is None
+
+
+def test_the_leader_never_adds_a_node_of_another_formation() -> None:
+    config = Configuration(voters=frozenset({"a", "b", "c"}))
+    given: dict[str, Any] = {"leader_applied_slot": 35, "genesis": ("a", "b", "c")}
+    stranger = PeerView(99.5, "voter", 127, 127, "", ("a", "b", "c"), "f0")
+    assert _policy(config, {"d": stranger}, formation="f1", **given) is None
+    member = PeerView(99.5, "voter", 127, 127, "", ("a", "b", "c"), "f1")
+    assert _policy(config, {"d": member}, formation="f1", **given) is not None
 
 
 async def test_a_node_of_another_genesis_is_ignored(
@@ -269,14 +285,20 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
 # --- members remove of a running node (defect 6) ---------------------------------------------
 
 
-async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
-    """n1-n3 bootstrapped, n3 removed while it runs, and stopped by that: (n1, n3)."""
+async def _three(cluster: MemoryCluster) -> Node:
+    """n1-n3 bootstrapped, and a key written: n1."""
     for node_id in ("n1", "n2", "n3"):
         await cluster.start(node_id, bootstrap_expect=3)
     for node in cluster.nodes.values():
         await node.wait_ready(5)
-    n1, n3 = cluster.nodes["n1"], cluster.nodes["n3"]
+    n1 = cluster.nodes["n1"]
     await n1.set("k", 1)
+    return n1
+
+
+async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
+    """n1-n3 bootstrapped, n3 removed while it runs, and stopped by that: (n1, n3)."""
+    n1, n3 = await _three(cluster), cluster.nodes["n3"]
     await eventually(lambda: n3.replica._member, what="n3 knowing it is a member")
     await n1.remove("n3")
     await eventually(n3.replica.stopped.is_set, 5, "n3 stopping")
@@ -336,12 +358,7 @@ def test_paxos_kv_node_exits_non_zero_with_the_reason() -> None:
 async def test_a_node_removed_while_stopped_stops_once_it_learns_it(tmp_path: Path) -> None:
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        n1 = cluster.nodes["n1"]
-        await n1.set("k", 1)
+        n1 = await _three(cluster)
         await cluster.stop("n3")
         await n1.remove("n3")
         for i in range(5):
@@ -378,6 +395,42 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir(tmp_path: Path) -> No
         )
         assert await fresh.get("k", consistency="local") == 2
         assert fresh.replica.failure is None
+    finally:
+        await cluster.close()
+
+
+async def test_a_removed_id_comes_back_on_a_fresh_data_dir_at_once(tmp_path: Path) -> None:
+    """Replaying the log, the fresh n3 met its old self's removal among the last slots and
+    stopped as removed (so the advice to remove an id, then start it afresh, failed when
+    followed at once): a fresh node counts itself a member only from the head it joined at."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        await _three(cluster)
+        await cluster.close()
+        shutil.rmtree(tmp_path / "n3")  # its disk lost, say
+        for node_id in ("n1", "n2"):
+            await cluster.start(node_id)
+        n1 = cluster.nodes["n1"]
+        await n1.remove("n3")
+        fresh = await cluster.start("n3", join=True)
+        replica = fresh.replica
+        dispatch, held = replica._dispatch, True
+
+        def heartbeats_only(sender: str, payload: bytes) -> None:  # no catch-up yet
+            paxos = payload[:1] == protocol.PAXOS
+            if not (held and paxos and type(decode_message(payload[1:])) is not Heartbeat):
+                dispatch(sender, payload)
+
+        replica._dispatch = heartbeats_only  # type: ignore[method-assign]
+        await eventually(lambda: replica.engine and replica.engine.leader_id, what="a leader")
+        replica._watch_own_membership()  # in the genesis configuration, near the head told
+        assert not replica._member and replica.failure is None
+        held = False
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(lambda: "n3" in engine.configuration.voters, 10, "n3 added again")
+        await eventually(lambda: replica._member, 5, "the new n3 a member")
+        assert replica.failure is None
     finally:
         await cluster.close()
 
@@ -437,7 +490,8 @@ async def test_a_joiner_removed_while_catching_up_is_not_added_back() -> None:
         assert engine is not None and leader._genesis is not None
         genesis = leader._genesis
 
-        def hear(applied_slot: int) -> bool:  # a hello from j1, which no transport carries
+        def hear(applied_slot: int) -> bool:  # j1's ident and hello, which no transport carries
+            leader._on_ident("j1", protocol.Ident(genesis, leader._formation))
             hello = protocol.Hello("learner", applied_slot, 0, "z1", genesis, False)
             leader._on_hello("j1", hello)
             return True

@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 OPTIONAL = ("cryptography", "importlib.metadata", "tomllib")
 
 
-def modules_after(code: str) -> set[str]:
-    """The optional modules loaded in a fresh interpreter after running ``code``."""
+def modules_after(code: str, watched: tuple[str, ...] = OPTIONAL) -> set[str]:
+    """Which of the ``watched`` modules are loaded in a fresh interpreter after ``code``."""
     probe = textwrap.dedent(code) + textwrap.dedent(
         f"""
         import sys
-        print(",".join(m for m in {OPTIONAL!r} if m in sys.modules))
+        print(",".join(m for m in {watched!r} if m in sys.modules))
         """
     )
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -81,3 +81,28 @@ def test_the_command_line_of_a_node_loads_no_metadata_until_version_is_asked() -
 )
 def test_what_is_asked_for_is_still_loaded(code: str, needed: str) -> None:
     assert needed in modules_after(code)
+
+
+REPLICA_ONLY = (
+    "paxoskv.node",
+    "paxoskv.runtime.replica",
+    "paxoskv.runtime.serving",
+    "paxoskv.paxos.engine",
+    "paxoskv.storage.store",
+)
+
+
+def test_the_command_lines_client_loads_no_replica_engine_or_storage() -> None:
+    """``paxos-kv get`` and the other client commands start in a fraction of a node's time."""
+    code = """
+        import paxoskv
+        import paxoskv.cli.main
+        from paxoskv import connect, Config, KVApi
+        from paxoskv.remote import Client
+        """
+    assert modules_after(code, REPLICA_ONLY) == set()
+
+
+def test_the_packages_names_still_import_on_first_use() -> None:
+    code = "import paxoskv; paxoskv.Node; import paxoskv.paxos; paxoskv.paxos.Engine"
+    assert modules_after(code, REPLICA_ONLY) == set(REPLICA_ONLY)

@@ -155,3 +155,28 @@ def test_a_run_of_sets_is_the_same_history_as_its_events_one_by_one(
         for after in range(events.floor_revision, revision + 1):
             assert runs.since(after) == events.since(after)
             assert runs.since(after, "k1") == events.since(after, "k1")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from(["a", "bb", "cccc", b"dd", None, 7])),
+        max_size=40,
+    ),
+    limit_events=st.integers(1, 12),
+    limit_bytes=st.integers(1, 30),
+)
+def test_a_history_restored_under_tighter_bounds_keeps_what_recording_under_them_keeps(
+    events: list[tuple[int, object]], limit_events: int, limit_bytes: int
+) -> None:
+    """A restore puts every record in at once and trims once; recording trims per event.
+    Both must keep the same events and floor (the newest run within the bounds)."""
+    wide, tight = History(100, 1 << 20), History(limit_events, limit_bytes)
+    for revision, (kind, value) in enumerate(events, start=1):
+        for history in (wide, tight):
+            set_value, prev = (value, "old") if kind == 0 else (None, value)
+            history.record(revision, kind, f"k{revision % 5}", set_value, prev)
+    restored = History.from_wire(wide.to_wire(), limit_events, limit_bytes)
+    assert restored.to_wire() == tight.to_wire()
+    assert (len(restored), restored.size_bytes) == (len(tight), tight.size_bytes)
+    assert restored.since(tight.floor_revision) == tight.since(tight.floor_revision)

@@ -185,6 +185,12 @@ def mutated(change: object) -> bytes:
         mutated(lambda w: w[6].append(["c", 1])),  # a dedup row cut short
         mutated(lambda w: w[7].__setitem__(0, "floor")),
         mutated(lambda w: w[7][1].__setitem__(1, 7)),  # an unknown event kind
+        mutated(lambda w: w[7][1].__setitem__(1, True)),  # a kind that is no int
+        mutated(lambda w: w[7][1].__setitem__(0, 1.5)),  # a revision that is no int
+        mutated(lambda w: w[7][1].__setitem__(5, 0)),  # events out of revision order
+        mutated(lambda w: w[7].__setitem__(0, w[7][1][0] + 1)),  # an event below the floor
+        mutated(lambda w: w[7][1].__setitem__(2, "")),  # an event's key that is not a key
+        mutated(lambda w: w[4].__setitem__(0, "")),  # an empty key
     ],
 )
 def test_bad_snapshot_bytes_raise_malformed_snapshot_and_nothing_else(data: bytes) -> None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from paxoskv.errors import CorruptData
 from paxoskv.storage import MemoryDisk, Store
+from paxoskv.storage import journal as journal_module
 from paxoskv.storage import recovery as recovery_module
-from tests.storage.conftest import numbered, recover_all
+from paxoskv.storage.framing import FRAME_HEADER_SIZE
+from paxoskv.storage.headers import HEADER_SIZE
+from tests.storage.conftest import KEY, copy_disk, flip, journal_names, numbered, recover_all
 
 RECORDS = [f"record {i}".encode() * (i % 7 + 1) for i in range(1, 301)]
 BLOB = bytes(range(256)) * 4_000  # about 1 MB of snapshot
@@ -76,3 +80,52 @@ def test_the_last_segment_is_replayed_from_the_bytes_open_read() -> None:
     assert snapshot is None
     assert records == numbered(RECORDS)
     assert disk.reads == [], f"read again after open: {disk.reads}"
+
+
+def segmented(snapshot_at: int, key: bytes | None = None) -> MemoryDisk:
+    """RECORDS in segments of about 2 KB, and a snapshot covering ``snapshot_at``."""
+    disk = MemoryDisk()
+    with Store.open(None, disk=disk, segment_size_bytes=2048, encryption_key=key) as store:
+        store.append(RECORDS)
+        store.sync()
+        store.write_snapshot(snapshot_at, BLOB)
+    return disk
+
+
+@pytest.mark.parametrize("chunk_bytes", [16, 64, 300, 8 << 20])  # below, near, above a frame
+@pytest.mark.parametrize("snapshot_at", [1, 37, 150, 299, 300])
+@pytest.mark.parametrize("key", [None, KEY])  # sealed records are opened by their index
+def test_records_a_snapshot_covers_are_stepped_over_in_any_chunking(
+    monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, snapshot_at: int, key: bytes | None
+) -> None:
+    monkeypatch.setattr(journal_module, "READ_CHUNK_BYTES", chunk_bytes)
+    disk = segmented(snapshot_at, key)
+    with Store.open(None, disk=disk, encryption_key=key) as store:
+        assert recover_all(store)[1] == numbered(RECORDS[snapshot_at:], first=snapshot_at + 1)
+        first = store.first_index
+        for start in (first, first + 1, snapshot_at, 290):
+            expected = numbered(RECORDS[start - 1 : start + 19], first=start)
+            assert store.read_records(start, 20) == expected  # a lagging replica's catch-up
+
+
+def test_a_covered_records_payload_is_not_read_but_its_header_is_checked() -> None:
+    """Records a snapshot covers are not replayed: their payloads are not checked (nobody
+    reads them), but the chain of headers that leads past them still is."""
+    disk = segmented(snapshot_at=150)
+    names = journal_names(disk)
+    sealed = next(name for name in names if _holds(disk, name, 150) and name != names[-1])
+    damaged = copy_disk(disk)
+    flip(damaged, sealed, HEADER_SIZE + FRAME_HEADER_SIZE)  # the first record's payload
+    with Store.open(None, disk=damaged) as store:
+        assert recover_all(store)[1] == numbered(RECORDS[150:], first=151)
+    damaged = copy_disk(disk)
+    flip(damaged, sealed, HEADER_SIZE)  # the first record's length
+    with Store.open(None, disk=damaged) as store, pytest.raises(CorruptData):
+        recover_all(store)
+
+
+def _holds(disk: MemoryDisk, name: str, index: int) -> bool:
+    """Whether segment ``name`` starts at or before record ``index`` and ends after it."""
+    first = int(name[8:28])
+    later = [int(other[8:28]) for other in journal_names(disk) if int(other[8:28]) > first]
+    return first < index and (not later or min(later) > index + 1)
