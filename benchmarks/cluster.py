@@ -10,7 +10,10 @@ embedding the leader sees them; a client on a follower adds a forward and an ans
     python benchmarks/cluster.py [--seconds 5] [--window 128] [--durability durable]
 
 Each size also prints the CPU per write of each process (leader first), how many slots the
-writes took, and each process's frames sent per write: where a change moved the cost to.
+writes took, and each process's frames sent per write: where a change moved the cost to. The
+latency phase prints the CPU its writes cost the three processes (read from ``/proc`` when the
+client starts and ends, Linux only): on a busy host the latency figures move with other work,
+and the CPU per write is the steadier measure of a change.
 """
 
 from __future__ import annotations
