@@ -12,8 +12,8 @@ embedding the leader sees them; a client on a follower adds a forward and an ans
 Each size also prints the CPU per write of each process (leader first), how many slots the
 writes took, and each process's frames sent per write: where a change moved the cost to. The
 latency phase prints the CPU its writes cost the three processes (read from ``/proc`` when the
-client starts and ends, Linux only): on a busy host the latency figures move with other work,
-and the CPU per write is the steadier measure of a change.
+client starts and ends, Linux only): with three processes on two cores, a sequential write
+waits for a core about as often as for a message, so its CPU bounds its latency.
 """
 
 from __future__ import annotations
