@@ -10,7 +10,10 @@ embedding the leader sees them; a client on a follower adds a forward and an ans
     python benchmarks/cluster.py [--seconds 5] [--window 128] [--durability durable]
 
 Each size also prints the CPU per write of each process (leader first), how many slots the
-writes took, and each process's frames sent per write: where a change moved the cost to.
+writes took, and each process's frames sent per write: where a change moved the cost to. The
+latency phase prints the CPU its writes cost the three processes (read from ``/proc`` when the
+client starts and ends, Linux only): with three processes on two cores, a sequential write
+waits for a core about as often as for a message, so its CPU bounds its latency.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from typing import Any
 from paxoskv.runtime.loop import run
 
 WORKER_FLAGS = ("--worker",)
+MARK_START, MARK_END = "latency-start", "latency-end"
 
 
 async def worker(args: argparse.Namespace) -> None:
@@ -54,10 +60,12 @@ async def worker(args: argparse.Namespace) -> None:
             print(json.dumps({}), flush=True)  # the client runs in the leader's process
         elif args.latency:
             latencies = []
+            print(MARK_START, flush=True)  # the runner takes every process's CPU time here
             for i in range(args.latency):
                 started = time.perf_counter()
                 await node.set(f"lat{i % 100}", value)
                 latencies.append((time.perf_counter() - started) * 1000)
+            print(MARK_END, flush=True)  # and here
             latencies.sort()
             print(json.dumps({"latency_ms": latencies}), flush=True)
         else:
@@ -137,17 +145,45 @@ def run_phase(
             if latency:
                 command[command.index("--seconds") + 1] = "0"
             processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
-        results = []
+        outputs: list[list[str]] = [[] for _ in processes]
+        marks: list[list[float]] = []  # each process's CPU seconds at each mark
+
+        def read(index: int) -> None:
+            stdout = processes[index].stdout
+            assert stdout is not None
+            for line in stdout:
+                if line.strip() in (MARK_START, MARK_END):
+                    marks.append([_cpu_s(process.pid) for process in processes])
+                outputs[index].append(line)
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(len(processes))]
+        for reader in readers:
+            reader.start()
+        results: list[dict[str, object]] = []
         try:
-            for process in processes:
-                out, _ = process.communicate(timeout=seconds + 60)
-                lines = [line for line in out.splitlines() if line.startswith("{")]
-                results.append(json.loads(lines[-1]) if lines else {})
+            for process, reader in zip(processes, readers, strict=True):
+                process.wait(timeout=seconds + 60 + latency * 0.05)
+                reader.join()
         finally:
             for process in processes:
                 if process.poll() is None:
                     process.kill()
+        for lines in outputs:
+            found = [line for line in lines if line.startswith("{")]
+            results.append(json.loads(found[-1]) if found else {})
+        if len(marks) == 2 and all(x >= 0 for x in marks[0] + marks[1]):
+            for result, before, after in zip(results, *marks, strict=True):
+                result["latency_cpu_s"] = after - before
         return results
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU seconds (all its threads), from /proc; -1 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return -1.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -214,6 +250,15 @@ def main() -> int:
             f"latency of one client's sequential writes: p50 {p(0.5):.2f} ms, p90 {p(0.9):.2f} ms, "
             f"p99 {p(0.99):.2f} ms (mean {statistics.fmean(latencies):.2f} ms)"
         )
+        shares = sorted(results, key=lambda r: "latency_ms" not in r)  # the client's first
+        cpu = [float(r.get("latency_cpu_s", -1.0)) for r in shares]  # type: ignore[arg-type]
+        if all(x >= 0 for x in cpu):
+            print(
+                f"          CPU per write {sum(cpu) / len(latencies) * 1e6:.0f} us across 3 "
+                "processes (the client's first: "
+                + ", ".join(f"{x / len(latencies) * 1e6:.0f}" for x in cpu)
+                + " us)"
+            )
     return 0
 
 

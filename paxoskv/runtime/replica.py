@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import threading
 import time
@@ -558,8 +559,22 @@ class Replica:
             return  # an earlier timer is armed; ticking early is harmless
         if self._timer is not None:
             self._timer.cancel()
+        self._arm_timer(deadline, time.time())
+
+    def _arm_timer(self, deadline: float, now: float) -> None:
+        """Arm the one timer to fire at ``deadline`` or after it, never before.
+
+        uvloop counts a timer's delay in whole milliseconds, rounded to the nearest: one set
+        for under half a millisecond fired at once, before its deadline, and the engine step
+        that it ran found nothing due and armed it again, a spin of ten to twenty steps before
+        every heartbeat. Rounded up to a whole millisecond, a deadline is met up to 1 ms late,
+        which no engine timer minds (the shortest, the commit point's, waits 2 ms).
+        """
         self._timer_deadline = deadline
-        self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+        delay = deadline - now
+        if delay > 0:
+            delay = math.ceil(delay * 1000) / 1000
+        self._timer = self._loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         """The one timer fired: tick the engine if something is due, else re-arm.
@@ -569,11 +584,9 @@ class Replica:
         moved: at low load, every write's commit point arms one ``commit_delay_s`` ahead,
         which the next write's accept then carries instead. Ticking then was a whole engine
         step for nothing, and it tended to land between a write's answer and the next
-        proposal. The engine asks to be ticked at ``next_deadline()`` or later, so a timer whose
-        deadline has moved later only re-arms; one that fires at its own deadline (or a
-        clock's tick before it) ticks as before.
+        proposal. The engine asks to be ticked at ``next_deadline()`` or later, so a timer
+        that finds nothing due yet (its deadline moved later, or it fired early) only re-arms.
         """
-        armed_for = self._timer_deadline
         self._timer = None
         self._timer_deadline = float("inf")
         engine = self.engine
@@ -581,9 +594,8 @@ class Replica:
             return
         now = time.time()
         deadline = engine.next_deadline()
-        if armed_for < deadline and now < deadline:  # the deadline moved on: nothing is due
-            self._timer_deadline = deadline
-            self._timer = self._loop.call_later(deadline - now, self._on_timer)
+        if now < deadline:
+            self._arm_timer(deadline, now)
             return
         self._step(engine.tick(now))
 

@@ -218,41 +218,71 @@ async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Pat
     assert outcomes[0][0] == b"r1" and [a.seq for a in outcomes[0][1]] == [2, 3, 4]
 
 
-async def test_a_timer_whose_deadline_moved_later_re_arms_without_a_tick(
+async def test_a_timer_that_finds_nothing_due_re_arms_without_a_tick(
     memory_cluster: MemoryCluster,
 ) -> None:
     """The one timer stays armed at the earliest deadline a step saw; when it fires and the
-    engine's deadline has moved on (a commit point that the next accept carried), it re-arms
-    at the new deadline instead of running an engine step for nothing. At its own deadline
-    it ticks."""
+    engine's deadline has moved on (a commit point that the next accept carried), or it
+    fires before its deadline (uvloop rounds a delay to whole milliseconds, so one under
+    half a millisecond fired at once), it re-arms for the deadline, no sooner, instead of
+    running an engine step for nothing. At its deadline it ticks."""
     replica = (await _leader_of(memory_cluster)).replica
     engine = replica.engine
     assert engine is not None
     ticks: list[float] = []
-    real_tick = engine.tick
+    real_tick, real_deadline = engine.tick, engine.next_deadline
 
     def tick(now: float) -> Any:
         ticks.append(now)
         return real_tick(now)
 
     engine.tick = tick  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
     try:
         # Nothing due for a while (a heartbeat just went), then no await until the end.
         await eventually(lambda: engine.next_deadline() > time.time() + 0.005)
         ticks.clear()  # (the real timer may have ticked meanwhile)
-        deadline = engine.next_deadline()
-        if replica._timer is not None:
-            replica._timer.cancel()
-        replica._timer_deadline = deadline - 1.0  # armed for a deadline that has since moved
-        replica._on_timer()
-        assert ticks == []
-        assert replica._timer is not None and replica._timer_deadline == deadline
+        for armed_for in (engine.next_deadline() - 1.0, engine.next_deadline()):
+            if replica._timer is not None:
+                replica._timer.cancel()
+            replica._timer_deadline = armed_for  # moved on since; or fired early
+            replica._on_timer()
+            assert ticks == []
+            timer, deadline = replica._timer, engine.next_deadline()
+            assert timer is not None and replica._timer_deadline == deadline
+            assert timer.when() - loop.time() >= deadline - time.time() - 0.001  # not sooner
         replica._timer.cancel()
-        replica._timer_deadline = deadline  # fired at its own deadline (a clock tick early)
-        replica._on_timer()
+        due = time.time() - 0.001
+        engine.next_deadline = lambda: due  # type: ignore[method-assign]
+        replica._on_timer()  # at (just after) its deadline
         assert len(ticks) == 1
     finally:
-        engine.tick = real_tick  # type: ignore[method-assign]
+        engine.tick, engine.next_deadline = real_tick, real_deadline  # type: ignore[method-assign]
+
+
+async def test_a_timer_is_never_armed_to_fire_before_its_deadline(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """A delay under a millisecond is armed as a whole millisecond: uvloop rounds delays to
+    the nearest millisecond and ran one under half a millisecond at once."""
+    replica = (await _leader_of(memory_cluster)).replica
+    armed: list[float] = []
+    real_call_later = replica._loop.call_later
+
+    def call_later(delay: float, callback: Any, *args: Any) -> Any:
+        armed.append(delay)
+        return real_call_later(delay, callback, *args)
+
+    replica._loop.call_later = call_later  # type: ignore[method-assign]
+    try:
+        now = time.time()
+        for delay in (0.0003, 0.0014):
+            if replica._timer is not None:
+                replica._timer.cancel()
+            replica._arm_timer(now + delay, now)
+    finally:
+        replica._loop.call_later = real_call_later  # type: ignore[method-assign]
+    assert armed == [0.001, 0.002]
 
 
 async def test_a_leader_of_three_voters_leaves_its_own_syncs_to_the_writer_thread(
