@@ -254,6 +254,8 @@ def _read_one_client_run(value: bytes) -> Columns | None:
         else:
             return None
         header = value[at : at + 3]
+        if header[0] != 0xDC:  # fewer than 16 requests (or 65,536 or more): read in full
+            return None
         count = int.from_bytes(header[1:], "big")
         at += 3
         tag = value[at]
@@ -267,8 +269,7 @@ def _read_one_client_run(value: bytes) -> Columns | None:
         one_id = value[at:end]
         ids_end = at + len(one_id) * count
         if (
-            header[0] != 0xDC
-            or count < _SMALL_SLOT
+            count < _SMALL_SLOT
             or log_time_ms > MAX_LOG_TIME_MS
             or value.count(one_id, at, ids_end) != count  # ``count`` of them fill the column
             or not value.startswith(header, ids_end)
@@ -278,9 +279,9 @@ def _read_one_client_run(value: bytes) -> Columns | None:
         tag_width = _SEQ_WIDTH_OF_TAG.get(value[at])
         if tag_width is None:
             return None
-        tag, width = tag_width
+        seq_tag, width = tag_width
         first = int.from_bytes(value[at + 1 : at + 1 + width], "big")
-        seqs = _packed_run(tag, width, first, count)
+        seqs = _packed_run(seq_tag, width, first, count)
         if not value.startswith(seqs, at):
             return None
         client_id = value[start:end].decode()
