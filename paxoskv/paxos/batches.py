@@ -160,6 +160,7 @@ _SMALL_SLOT = 16
 # int at any width as the same int (the spec lets a writer pick a wider format than the
 # smallest), so replicas read the very seqs msgpack's packer would have given them.
 _SEQ_WIDTHS = ((b"\xcd", "H", 2), (b"\xce", "I", 4), (b"\xcf", "Q", 8))
+_UINT_END = {0xCC: 3, 0xCD: 4, 0xCE: 6, 0xCF: 10}  # where a uint at byte 1 ends, by its tag
 _SEQ_WIDTH_OF_TAG = {tag[0]: (tag, width) for tag, _, width in _SEQ_WIDTHS}
 
 
@@ -245,17 +246,12 @@ def _read_one_client_run(value: bytes) -> Columns | None:
     if type(value) is not bytes or value[:1] != b"\x94":
         return None
     try:
-        tag = value[1]
-        if tag < 0x80:  # the log time: a positive fixint or a uint8 to uint64
-            log_time_ms, at = tag, 2
-        elif 0xCC <= tag <= 0xCF:
-            at = 2 + (1 << (tag - 0xCC))
-            log_time_ms = int.from_bytes(value[2:at], "big")
-        else:
+        tag = value[1]  # the log time: a positive fixint or a uint8 to uint64
+        at = 2 if tag < 0x80 else _UINT_END.get(tag, 0)
+        if value[at] != 0xDC:  # fewer than 16 requests (or 65,536 or more): read in full
             return None
+        log_time_ms = tag if tag < 0x80 else int.from_bytes(value[2:at], "big")
         header = value[at : at + 3]
-        if header[0] != 0xDC:  # fewer than 16 requests (or 65,536 or more): read in full
-            return None
         count = int.from_bytes(header[1:], "big")
         at += 3
         tag = value[at]
