@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from paxoskv.paxos.batches import (
     _SMALL_SLOT,
     UNPACKER_DEPTH,
+    _read_in_full,
+    _read_one_client_run,
     decode_batch,
     encode_batch,
     pack_batch,
@@ -217,3 +219,65 @@ def test_long_shallow_commands_are_spliced_whole_and_read_as_the_leader_applies_
     _, _, _, read = read_batch(value)
     assert read == items == [msgpack.unpackb(c) for c in commands]
     assert all(c in value for c in commands)  # each command's own bytes, not wrapped
+
+
+def _spoiled(value: bytes, edits: list[tuple[int, int]]) -> bytes:
+    """``value`` with bytes changed (a position and a new byte each), or cut short at the first
+    position past its end."""
+    data = bytearray(value)
+    for position, byte in edits:
+        if position >= len(data):
+            return bytes(data[: position % (len(data) + 1)])
+        data[position] = byte
+    return bytes(data)
+
+
+@given(
+    st.integers(0, 2**64 - 1),
+    st.sampled_from(["c", "", "é", "x" * 31, "y" * 32, "z" * 300]),
+    _widths | st.integers(0, 2**64 - 1),
+    st.integers(_SMALL_SLOT - 2, 40),
+    st.lists(odd_commands, min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 2_000), st.integers(0, 255)), max_size=3),
+)
+@settings(max_examples=1_000, derandomize=True, database=None)
+def test_the_one_client_run_reads_as_the_whole_batch_read_in_full(
+    log_time_ms: int,
+    client_id: str,
+    first: int,
+    count: int,
+    commands: list[bytes],
+    edits: list[tuple[int, int]],
+) -> None:
+    """The fast read of the usual slot gives exactly the columns of the full read, or leaves
+    the value to it: for the leader's own batches and for spoiled copies of them."""
+    seqs = list(range(first, first + count))
+    column = [commands[i % len(commands)] for i in range(count)]
+    try:
+        value = pack_batch(log_time_ms, [client_id] * count, seqs, column)[0]
+    except (OverflowError, ValueError, TypeError):  # seqs or time past uint64: not a batch
+        return
+    value = _spoiled(value, edits)
+    fast = _read_one_client_run(value)
+    try:
+        full = _read_in_full(value)
+    except MalformedMessage:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == full
+        assert type(fast[2]) is range
+    else:  # the leader's own one-client slots are read by the fast path
+        assert edits or count < _SMALL_SLOT or len(client_id.encode()) >= 256
+
+
+def test_an_item_nested_to_the_unpackers_limit_inside_a_one_client_run_is_refused_alike() -> None:
+    # One level past the unpacker's limit inside the batch, within it inside the item column.
+    deep = b"\x91" * (UNPACKER_DEPTH - 1) + b"\xc0"
+    items = [msgpack.packb([1])] * (_SMALL_SLOT - 1) + [deep]
+    header = b"\xdc" + len(items).to_bytes(2, "big")
+    seqs = b"".join(b"\xcd" + s.to_bytes(2, "big") for s in range(len(items)))
+    value = b"\x94\x01" + header + b"\xa1c" * len(items) + header + seqs + header + b"".join(items)
+    assert _read_one_client_run(value) is None
+    with pytest.raises(MalformedMessage):
+        _read_in_full(value)
