@@ -260,12 +260,17 @@ class Replica:
         bootstrap, data_dir = self._bootstrap, self.config.data_dir
         if bootstrap is None or self._genesis is not None:
             return
-        met, nonce = load_met(data_dir, bootstrap.expect)
+        met, nonce, nonces = load_met(data_dir, bootstrap.expect)
         bootstrap.met |= met
         bootstrap.nonce = nonce or fresh_nonce()
+        bootstrap.nonces.update(nonces)
+
+        def keep(expect: int, met: frozenset[str]) -> None:
+            save_met(data_dir, expect, met, bootstrap.nonce, bootstrap.nonces)
+
         if met and nonce is None:  # an earlier release's file: the set goes out at once
-            save_met(data_dir, bootstrap.expect, frozenset(bootstrap.met), bootstrap.nonce)
-        bootstrap.keep = lambda expect, met: save_met(data_dir, expect, met, bootstrap.nonce)
+            keep(bootstrap.expect, frozenset(bootstrap.met))
+        bootstrap.keep = keep
 
     def _kept_role(self) -> Role:
         """What this node is, from its data dir first: a restart without ``--learner`` must

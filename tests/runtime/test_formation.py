@@ -379,7 +379,8 @@ async def test_a_bootstrap_begun_by_the_earlier_release_keeps_a_nonce_before_ann
         node = await cluster.start("b1", bootstrap_expect=3)
         kept = json.loads((tmp_path / "b1" / BOOTSTRAP_FILE).read_text())
         assert node.replica._bootstrap is not None
-        assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": node.replica._bootstrap.nonce}
+        nonce = node.replica._bootstrap.nonce
+        assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": nonce, "nonces": {}}
         assert kept["nonce"]
     finally:
         await cluster.close()
