@@ -158,7 +158,7 @@ class Replica:
         # _on_ident); each sender's last ident and when it came; hellos since it.
         self._verified: set[str] = {self.node_id}
         self._idents: dict[str, tuple[protocol.Ident, float]] = {}
-        self._identless_hellos: dict[str, int] = {}
+        self._identless_hellos: dict[str, tuple[int, float]] = {}  # count, since when
         self._foreign: dict[str, float] = {}  # another cluster's nodes: when last refused
         self._foreign_logged: set[tuple[str, tuple[str, ...], str | None]] = set()
         self._held: dict[str, tuple[float, list[bytes]]] = {}  # see _hold
@@ -952,22 +952,28 @@ class Replica:
         """A peer's liveness and progress, for the failure detector and the leader's policy.
 
         Recorded only for a sender verified by its ident, or one with no genesis yet (a
-        joiner): a hello alone does not say which formation it comes from. A sender that
-        sends two hellos with no ident between, and no ident for ``down_after_s`` (one lost
-        datagram does not make a node of this release a stranger), runs an earlier release,
-        which sends none:
-        in a cluster formed by an earlier release it is judged by its genesis, as then (and
-        a node with no genesis joins its cluster); a cluster with a formation id refuses it,
-        since no cluster formed by an earlier release is this one.
+        joiner): a hello alone does not say which formation it comes from. A sender whose
+        hellos (two at least) come with no ident between them for ``down_after_s`` runs an
+        earlier release, which sends none (lost idents do not make a node of this release a
+        stranger, nor make a joiner take its cluster for an earlier release's, a genesis
+        with no formation it would keep for good): in a cluster formed by an earlier
+        release it is judged by its genesis, as then (and a node with no genesis joins its
+        cluster); a cluster with a formation id refuses it, since no cluster formed by an
+        earlier release is this one.
         """
         if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
             self._refuse_foreign(sender, hello.genesis, None)
             return
         earlier_release = False
         if hello.genesis:
-            identless = self._identless_hellos.get(sender, 0) + 1
-            self._identless_hellos[sender] = identless
-            earlier_release = identless >= 2 and sender not in self._idents
+            now = time.time()
+            count, since = self._identless_hellos.get(sender, (0, now))
+            self._identless_hellos[sender] = (count + 1, since)
+            earlier_release = (
+                count >= 1
+                and sender not in self._idents
+                and now - since >= self.config.down_after_s
+            )
         if self._genesis is not None and hello.genesis and sender not in self._verified:
             if not earlier_release:
                 return  # its ident decides
