@@ -242,7 +242,14 @@ async def test_a_cluster_formed_by_an_earlier_release_runs_on_as_before(
         await cluster.close()
 
 
-async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ident_comes", [False, True], ids=["earlier-release", "idents-lost"])
+async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(
+    tmp_path: Path, ident_comes: bool
+) -> None:
+    """A member of the earlier release sends hellos, never an ident: a fresh node joins its
+    cluster once ``down_after_s`` passed with none. Two hellos of a member of this release
+    whose idents were lost (or overtaken) are no earlier release: joined so, the fresh node
+    kept a genesis with no formation for good, and was refused by its cluster."""
     cluster = MemoryCluster(tmp_path)
     try:
         fresh = await cluster.start("n4", join=True)
@@ -250,35 +257,19 @@ async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(tmp_path: Pat
         fresh.replica._on_hello("n1", hello)
         fresh.replica._on_hello("n1", hello)
         assert fresh.replica.engine is None  # its idents may have been lost: wait for more
+        formation = "f0f0f0f0f0f0f0f0" if ident_comes else LEGACY_FORMATION
+        if ident_comes:
+            fresh.replica._on_ident("n1", protocol.Ident(IDS, formation))
+        else:
 
-        def hello_again() -> bool:
-            fresh.replica._on_hello("n1", hello)
-            return fresh.replica.engine is not None
+            def hello_again() -> bool:
+                fresh.replica._on_hello("n1", hello)
+                return fresh.replica.engine is not None
 
-        await eventually(hello_again, 5, "no ident for down_after_s")
-        kept = read_genesis(tmp_path / "n4", None)
-        assert kept is not None and kept.voters == IDS and kept.formation == LEGACY_FORMATION
-    finally:
-        await cluster.close()
-
-
-async def test_a_fresh_node_whose_first_idents_were_lost_joins_with_the_formation(
-    tmp_path: Path,
-) -> None:
-    """Two hellos of a member of this release with their idents lost (or overtaken) are no
-    earlier release: joined so, the fresh node kept a genesis with no formation for good, and
-    was refused by its cluster."""
-    cluster = MemoryCluster(tmp_path)
-    try:
-        fresh = await cluster.start("n4", join=True)
-        hello = protocol.Hello("voter", 5, 5, "n1", IDS, False)
-        fresh.replica._on_hello("n1", hello)
-        fresh.replica._on_hello("n1", hello)
-        assert fresh.replica.engine is None
-        fresh.replica._on_ident("n1", protocol.Ident(IDS, "f0f0f0f0f0f0f0f0"))
+            await eventually(hello_again, 5, "no ident for down_after_s")
         assert fresh.replica.engine is not None
         kept = read_genesis(tmp_path / "n4", None)
-        assert kept is not None and kept.formation == "f0f0f0f0f0f0f0f0"
+        assert kept is not None and kept.voters == IDS and kept.formation == formation
     finally:
         await cluster.close()
 
