@@ -27,7 +27,7 @@ from paxoskv.runtime.identity import (
     formation_id,
     read_genesis,
 )
-from paxoskv.runtime.replica import Replica
+from paxoskv.runtime.replica import FOREIGN_LOGGED, Replica
 from tests.runtime.cluster import MemoryCluster, eventually
 
 IDS = ("n1", "n2", "n3")
@@ -409,5 +409,26 @@ async def test_a_bootstrap_begun_by_the_earlier_release_keeps_a_nonce_before_ann
         nonce = node.replica._bootstrap.nonce
         assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": nonce, "nonces": {}}
         assert kept["nonce"]
+    finally:
+        await cluster.close()
+
+
+async def test_made_up_senders_leave_no_trace_behind(tmp_path: Path) -> None:
+    """Hellos and idents under ids nobody runs (without a secret, anyone can send them) are
+    not kept for good: the per-sender tables stay bounded."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        replica = await alone(cluster, "n1")
+        hello = protocol.Hello("voter", 0, 0, "", ("n1",), False)
+        for i in range(FOREIGN_LOGGED + 10):
+            replica._on_hello(f"x{i}", hello)
+            replica._on_ident(f"y{i}", protocol.Ident(("z",), f"{i:016x}"))
+        assert len(replica._foreign_logged) <= FOREIGN_LOGGED
+
+        def forgotten() -> bool:
+            replica._forget_silent_idents()
+            return not replica._identless_hellos
+
+        await eventually(forgotten, 5, "the made-up senders forgotten")
     finally:
         await cluster.close()
