@@ -238,9 +238,10 @@ def save_role(data_dir: Path | None, role: Role) -> None:
         _write_durably(data_dir / ROLE_FILE, role + "\n")
 
 
-def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None]:
+def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None, dict[str, str]]:
     """The nodes met while bootstrapping, kept in ``data_dir`` (empty: none kept, or no dir),
-    and the nonce announced with them (None: none kept, or an older release's file).
+    the nonce announced with them (None: none kept, or an older release's file), and the
+    nonce each of them announced when it was met (none in an older release's file).
 
     Bootstrap's proof needs the met-sets one node announces to form a chain over its whole
     life, restarts included: a node that announced S and restarted with a smaller set could
@@ -250,16 +251,19 @@ def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None]:
     """
     path = None if data_dir is None else data_dir / BOOTSTRAP_FILE
     if path is None or not path.exists():
-        return set(), None
+        return set(), None, {}
     try:
         kept = json.loads(path.read_text())
         kept_expect = kept["expect"]
         met = kept["met"]
         nonce = kept.get("nonce")
+        nonces = kept.get("nonces", {})
         if (
             type(kept_expect) is not int
             or not all(type(node) is str for node in met)
             or (nonce is not None and type(nonce) is not str)
+            or type(nonces) is not dict
+            or not all(type(value) is str for value in nonces.values())
         ):
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -272,14 +276,21 @@ def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None]:
             f"not {expect}: start it with --bootstrap-expect {kept_expect}, or on a fresh "
             "--data-dir"
         )
-    return set(met), nonce
+    return set(met), nonce, nonces
 
 
-def save_met(data_dir: Path | None, expect: int, met: frozenset[str], nonce: str) -> None:
-    """Keep the met-set and nonce (see :func:`load_met`); without a data dir they live in
-    memory only."""
+def save_met(
+    data_dir: Path | None,
+    expect: int,
+    met: frozenset[str],
+    nonce: str,
+    nonces: Mapping[str, str],
+) -> None:
+    """Keep the met-set and the nonces (see :func:`load_met`); without a data dir they live
+    in memory only."""
     if data_dir is not None:
-        text = json.dumps({"expect": expect, "met": sorted(met), "nonce": nonce})
+        kept = {"expect": expect, "met": sorted(met), "nonce": nonce, "nonces": dict(nonces)}
+        text = json.dumps(kept)
         _write_durably(data_dir / BOOTSTRAP_FILE, text + "\n")
 
 

@@ -162,6 +162,9 @@ class Bootstrap:
     met: set[str] = field(default_factory=set)
     nonce: str = ""
     heard: dict[str, tuple[int, frozenset[str], str]] = field(default_factory=dict)
+    # The nonce each node announced when it was met, kept with the met-set: a founder
+    # restarted before its genesis hears no announcements from members (see founded).
+    nonces: dict[str, str] = field(default_factory=dict)
     keep: Callable[[int, frozenset[str]], None] | None = None
     _complained: set[tuple[str, int]] = field(default_factory=set)
     _ready_since: tuple[frozenset[str], float] | None = None
@@ -179,6 +182,7 @@ class Bootstrap:
         complaints = []
         if sender not in self.met:
             self.met.add(sender)
+            self.nonces[sender] = nonce
             if self.keep is not None:
                 self.keep(self.expect, frozenset(self.met))
         before = self.heard.get(sender)
@@ -224,15 +228,21 @@ class Bootstrap:
 
     def formation(self) -> str:
         """The formation id of the cluster :meth:`ready` agreed on (see the class)."""
-        nonces = {node: self.heard[node][2] for node in self.met - {self.node_id}}
+        nonces = {node: self._nonce_of(node) for node in self.met - {self.node_id}}
         return formation_id(nonces | {self.node_id: self.nonce})
+
+    def _nonce_of(self, node: str) -> str:
+        heard = self.heard.get(node)
+        return heard[2] if heard is not None else self.nonces[node]
 
     def founded(self, voters: tuple[str, ...], formation: str) -> bool:
         """Whether the cluster of ``voters`` and ``formation`` is one this node's own
         announcements formed, though a member told it before it bootstrapped itself: then
         its genesis seat is this life's own. Its met-set is exactly those voters, and the
-        formation is the hash of its own nonce with theirs; a node that lost an earlier life's
-        nonce (a wiped data dir) cannot match it."""
+        formation is the hash of its own nonce with theirs (as heard, or as kept when they
+        were met: restarted after announcing its full met-set, it hears no member announce
+        again once they have bootstrapped); a node that lost an earlier life's nonce (a wiped
+        data dir) cannot match it."""
         others = self.met - {self.node_id}
-        heard_all = all(node in self.heard for node in others)  # (a kept met-set: maybe not)
-        return self.met == set(voters) and heard_all and self.formation() == formation
+        known = all(node in self.heard or node in self.nonces for node in others)
+        return self.met == set(voters) and known and self.formation() == formation

@@ -77,6 +77,7 @@ _new_tuple = tuple.__new__
 MAX_MESSAGE_BYTES = 64_000  # an engine message, at most (UDP carries 65,507 bytes)
 MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fields
 HELD_BYTES = 1 << 20  # Paxos kept for senders whose ident has not come yet: see _hold
+FOREIGN_LOGGED = 1024  # strangers' (id, genesis, formation) logged once each, at most
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
 
 
@@ -158,7 +159,8 @@ class Replica:
         # _on_ident); each sender's last ident and when it came; hellos since it.
         self._verified: set[str] = {self.node_id}
         self._idents: dict[str, tuple[protocol.Ident, float]] = {}
-        self._identless_hellos: dict[str, int] = {}
+        # Hellos with no ident: how many, since when, and when the last came.
+        self._identless_hellos: dict[str, tuple[int, float, float]] = {}
         self._foreign: dict[str, float] = {}  # another cluster's nodes: when last refused
         self._foreign_logged: set[tuple[str, tuple[str, ...], str | None]] = set()
         self._held: dict[str, tuple[float, list[bytes]]] = {}  # see _hold
@@ -260,12 +262,17 @@ class Replica:
         bootstrap, data_dir = self._bootstrap, self.config.data_dir
         if bootstrap is None or self._genesis is not None:
             return
-        met, nonce = load_met(data_dir, bootstrap.expect)
+        met, nonce, nonces = load_met(data_dir, bootstrap.expect)
         bootstrap.met |= met
         bootstrap.nonce = nonce or fresh_nonce()
+        bootstrap.nonces.update(nonces)
+
+        def keep(expect: int, met: frozenset[str]) -> None:
+            save_met(data_dir, expect, met, bootstrap.nonce, bootstrap.nonces)
+
         if met and nonce is None:  # an earlier release's file: the set goes out at once
-            save_met(data_dir, bootstrap.expect, frozenset(bootstrap.met), bootstrap.nonce)
-        bootstrap.keep = lambda expect, met: save_met(data_dir, expect, met, bootstrap.nonce)
+            keep(bootstrap.expect, frozenset(bootstrap.met))
+        bootstrap.keep = keep
 
     def _kept_role(self) -> Role:
         """What this node is, from its data dir first: a restart without ``--learner`` must
@@ -947,22 +954,28 @@ class Replica:
         """A peer's liveness and progress, for the failure detector and the leader's policy.
 
         Recorded only for a sender verified by its ident, or one with no genesis yet (a
-        joiner): a hello alone does not say which formation it comes from. A sender that
-        sends two hellos with no ident between, and no ident for ``down_after_s`` (one lost
-        datagram does not make a node of this release a stranger), runs an earlier release,
-        which sends none:
-        in a cluster formed by an earlier release it is judged by its genesis, as then (and
-        a node with no genesis joins its cluster); a cluster with a formation id refuses it,
-        since no cluster formed by an earlier release is this one.
+        joiner): a hello alone does not say which formation it comes from. A sender whose
+        hellos (two at least) come with no ident between them for ``down_after_s`` runs an
+        earlier release, which sends none (lost idents do not make a node of this release a
+        stranger, nor make a joiner take its cluster for an earlier release's, a genesis
+        with no formation it would keep for good): in a cluster formed by an earlier
+        release it is judged by its genesis, as then (and a node with no genesis joins its
+        cluster); a cluster with a formation id refuses it, since no cluster formed by an
+        earlier release is this one.
         """
         if self._genesis is not None and hello.genesis and hello.genesis != self._genesis:
             self._refuse_foreign(sender, hello.genesis, None)
             return
         earlier_release = False
         if hello.genesis:
-            identless = self._identless_hellos.get(sender, 0) + 1
-            self._identless_hellos[sender] = identless
-            earlier_release = identless >= 2 and sender not in self._idents
+            now = time.time()
+            count, since, _ = self._identless_hellos.get(sender, (0, now, now))
+            self._identless_hellos[sender] = (count + 1, since, now)
+            earlier_release = (
+                count >= 1
+                and sender not in self._idents
+                and now - since >= self.config.down_after_s
+            )
         if self._genesis is not None and hello.genesis and sender not in self._verified:
             if not earlier_release:
                 return  # its ident decides
@@ -1071,6 +1084,8 @@ class Replica:
         self._drop_held(sender)
         self.peers.pop(sender, None)
         if (sender, genesis, formation) not in self._foreign_logged:
+            if len(self._foreign_logged) >= FOREIGN_LOGGED:
+                self._foreign_logged.clear()  # bounded: said once more, at worst
             self._foreign_logged.add((sender, genesis, formation))  # once per stranger
             if genesis != self._genesis:
                 ours = ", ".join(self._genesis or ())
@@ -1115,7 +1130,8 @@ class Replica:
     def _forget_silent_idents(self) -> None:
         """Forget what senders silent for ``down_after_s`` told us: the next process under
         their id proves itself again (a stranger started in a member's place, whose first
-        ident was lost, would otherwise inherit the member's standing)."""
+        ident was lost, would otherwise inherit the member's standing). What is kept of
+        senders not heard since goes too: without a secret, any sender id can be made up."""
         silent_since = time.time() - self.config.down_after_s
         for sender, (_, heard_at) in list(self._idents.items()):
             if heard_at < silent_since:
@@ -1127,6 +1143,9 @@ class Replica:
         for sender, (held_since, _) in list(self._held.items()):
             if held_since < silent_since:
                 self._drop_held(sender)
+        for sender, (_, _, last) in list(self._identless_hellos.items()):
+            if last < silent_since:
+                del self._identless_hellos[sender]
 
     def _on_applied_configuration(self) -> None:
         """After every applied slot: a configuration change is looked at as it is applied,

@@ -6,6 +6,7 @@ member that votes only in the seat it was given in this life."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.engine import Engine
 from paxoskv.runtime import replica
-from paxoskv.runtime.identity import LIFE_FILE, load_life
+from paxoskv.runtime.identity import BOOTSTRAP_FILE, LIFE_FILE, NODE_ID_FILE, load_life, save_life
 from tests.runtime.cluster import MemoryCluster, eventually
 
 VOTES = (m.Promise, m.Accepted, m.HeartbeatAck, m.Prepare)
@@ -184,6 +185,38 @@ async def test_a_lone_founder_that_crashed_before_its_first_record_still_votes(
         node = await cluster.start("solo")
         await node.set("k", 2)
         assert await node.get("k") == 2
+    finally:
+        await cluster.close()
+
+
+async def test_a_founder_restarted_before_its_genesis_keeps_its_seat(
+    tmp_path: Path, votes: Votes
+) -> None:
+    """A founder that announced its full met-set and stopped before it bootstrapped, while
+    the others did: its data dir holds its met-set and life record alone. It never voted, and
+    its genesis seat is its own; it must vote, not stop as an amnesiac (two founders stopped
+    so, as by one Ctrl-C during a demo's bootstrap, left a cluster that could not even remove
+    them). Its data dir is rebuilt as that crash leaves it."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        leader = await three_voters(cluster)
+        victim = follower(cluster, leader)
+        await cluster.stop(victim)
+        data_dir = tmp_path / victim
+        for path in data_dir.iterdir():
+            if path.name not in (LIFE_FILE, BOOTSTRAP_FILE, NODE_ID_FILE):
+                path.unlink()
+        life = load_life(data_dir)
+        assert life is not None
+        save_life(data_dir, replace(life, founded=None))
+        votes.pop(victim, None)
+        back = await cluster.start(victim, bootstrap_expect=3)
+        await eventually(lambda: back.replica.engine is not None, 5, "its joining")
+        assert back.replica.settled()
+        for i in range(5):
+            await leader.set(f"after{i}", i)
+        await eventually(lambda: votes.get(victim), 5, "its votes")
+        assert back.replica.failure is None
     finally:
         await cluster.close()
 

@@ -27,7 +27,7 @@ from paxoskv.runtime.identity import (
     formation_id,
     read_genesis,
 )
-from paxoskv.runtime.replica import Replica
+from paxoskv.runtime.replica import FOREIGN_LOGGED, Replica
 from tests.runtime.cluster import MemoryCluster, eventually
 
 IDS = ("n1", "n2", "n3")
@@ -229,24 +229,47 @@ async def test_a_cluster_formed_by_an_earlier_release_runs_on_as_before(
         # n3 as the earlier release runs it: hellos, never an ident.
         hello = protocol.Hello("voter", 0, 0, "", IDS, False)
         n1.replica._on_hello("n3", hello)
-        assert "n3" not in n1.replica._verified  # one hello could be a new node's, ident lost
         n1.replica._on_hello("n3", hello)
-        assert "n3" in n1.replica._verified and "n3" in n1.replica.peers
+        assert "n3" not in n1.replica._verified  # a new node's, its idents lost, maybe
+
+        def hello_again() -> bool:
+            n1.replica._on_hello("n3", hello)
+            return "n3" in n1.replica._verified
+
+        await eventually(hello_again, 5, "no ident for down_after_s")
+        assert "n3" in n1.replica.peers
     finally:
         await cluster.close()
 
 
-async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ident_comes", [False, True], ids=["earlier-release", "idents-lost"])
+async def test_a_fresh_node_joins_a_cluster_of_the_earlier_release(
+    tmp_path: Path, ident_comes: bool
+) -> None:
+    """A member of the earlier release sends hellos, never an ident: a fresh node joins its
+    cluster once ``down_after_s`` passed with none. Two hellos of a member of this release
+    whose idents were lost (or overtaken) are no earlier release: joined so, the fresh node
+    kept a genesis with no formation for good, and was refused by its cluster."""
     cluster = MemoryCluster(tmp_path)
     try:
         fresh = await cluster.start("n4", join=True)
         hello = protocol.Hello("voter", 5, 5, "n1", IDS, False)
         fresh.replica._on_hello("n1", hello)
-        assert fresh.replica.engine is None  # its ident may follow: wait for a second hello
         fresh.replica._on_hello("n1", hello)
+        assert fresh.replica.engine is None  # its idents may have been lost: wait for more
+        formation = "f0f0f0f0f0f0f0f0" if ident_comes else LEGACY_FORMATION
+        if ident_comes:
+            fresh.replica._on_ident("n1", protocol.Ident(IDS, formation))
+        else:
+
+            def hello_again() -> bool:
+                fresh.replica._on_hello("n1", hello)
+                return fresh.replica.engine is not None
+
+            await eventually(hello_again, 5, "no ident for down_after_s")
         assert fresh.replica.engine is not None
         kept = read_genesis(tmp_path / "n4", None)
-        assert kept is not None and kept.voters == IDS and kept.formation == LEGACY_FORMATION
+        assert kept is not None and kept.voters == IDS and kept.formation == formation
     finally:
         await cluster.close()
 
@@ -272,9 +295,13 @@ async def test_a_data_dir_of_the_earlier_release_is_refused_by_a_cluster_formed_
         # And a node of the earlier release itself (hellos, no ident) is refused too.
         member = cluster.nodes["n2"]
         hello = protocol.Hello("voter", 0, 0, "", IDS, False)
-        for _ in range(2):
+
+        def hello_again() -> bool:
             member.replica._on_hello("n9", hello)
-        assert "n9" in member.replica._foreign and "n9" not in member.replica.peers
+            return "n9" in member.replica._foreign
+
+        await eventually(hello_again, 5, "no ident for down_after_s")
+        assert "n9" not in member.replica.peers
         assert "n9 belongs to another cluster" in caplog.text and "earlier release" in caplog.text
         await member.set("k", "still B")
         assert await values_everywhere(list(cluster.nodes.values()), "k") == {"still B"}
@@ -379,7 +406,29 @@ async def test_a_bootstrap_begun_by_the_earlier_release_keeps_a_nonce_before_ann
         node = await cluster.start("b1", bootstrap_expect=3)
         kept = json.loads((tmp_path / "b1" / BOOTSTRAP_FILE).read_text())
         assert node.replica._bootstrap is not None
-        assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": node.replica._bootstrap.nonce}
+        nonce = node.replica._bootstrap.nonce
+        assert kept == {"expect": 3, "met": ["b1", "b2"], "nonce": nonce, "nonces": {}}
         assert kept["nonce"]
+    finally:
+        await cluster.close()
+
+
+async def test_made_up_senders_leave_no_trace_behind(tmp_path: Path) -> None:
+    """Hellos and idents under ids nobody runs (without a secret, anyone can send them) are
+    not kept for good: the per-sender tables stay bounded."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        replica = await alone(cluster, "n1")
+        hello = protocol.Hello("voter", 0, 0, "", ("n1",), False)
+        for i in range(FOREIGN_LOGGED + 10):
+            replica._on_hello(f"x{i}", hello)
+            replica._on_ident(f"y{i}", protocol.Ident(("z",), f"{i:016x}"))
+        assert len(replica._foreign_logged) <= FOREIGN_LOGGED
+
+        def forgotten() -> bool:
+            replica._forget_silent_idents()
+            return not replica._identless_hellos
+
+        await eventually(forgotten, 5, "the made-up senders forgotten")
     finally:
         await cluster.close()
