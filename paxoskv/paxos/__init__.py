@@ -5,11 +5,37 @@ randomness a seeded ``random.Random`` handed in, so the same engine runs byte fo
 the asyncio runtime and under the deterministic simulator.
 """
 
+from typing import TYPE_CHECKING
+
 from paxoskv.lazy import lazy_attributes
 
+if TYPE_CHECKING:
+    from paxoskv.paxos.ballot import Ballot
+    from paxoskv.paxos.effects import (
+        Answer,
+        Answers,
+        Applied,
+        Broadcast,
+        Effect,
+        LeaderChanged,
+        Persist,
+        ReadReady,
+        SaveSnapshot,
+        Send,
+    )
+    from paxoskv.paxos.engine import Engine, EngineSettings, Role
+    from paxoskv.paxos.messages import (
+        MalformedMessage,
+        Message,
+        Request,
+        decode_message,
+        encode_message,
+    )
+    from paxoskv.paxos.records import DurableState, decode_local_snapshot
+
 # Imported on first use (paxoskv.lazy): the runtime's wire module needs the message codec
-# alone, and a thin client should not load the engine to get it. (Code in this project imports
-# from the modules themselves, which type checkers see; the package's names are for users.)
+# alone, and a thin client should not load the engine to get it. The imports above are for type
+# checkers only: the package ships py.typed, and users' checkers must see real types, not Any.
 _HOMES = {
     "Ballot": "paxoskv.paxos.ballot",
     **dict.fromkeys(
