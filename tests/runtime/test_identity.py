@@ -122,10 +122,7 @@ async def test_a_node_of_another_genesis_is_ignored(
     its ballots do not reach the engines."""
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("z1", "z2", "z3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
+        await _three(cluster, ("z1", "z2", "z3"))
         stranger = await cluster.start("s1", bootstrap_expect=1)  # its own genesis, {s1}
         await stranger.wait_ready(5)
         leader = cluster.nodes["z1"].replica
@@ -143,10 +140,7 @@ async def test_a_stranger_restarted_on_a_fresh_data_dir_joins_and_votes(tmp_path
     counts again, so a quorum that needs its vote forms (it was dropped forever before)."""
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("z1", "z2", "z3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
+        await _three(cluster, ("z1", "z2", "z3"))
         zs = [cluster.nodes[z].replica for z in ("z1", "z2", "z3")]
         stranger = await cluster.start("s1", bootstrap_expect=1)
         await stranger.wait_ready(5)
@@ -285,15 +279,15 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
 # --- members remove of a running node (defect 6) ---------------------------------------------
 
 
-async def _three(cluster: MemoryCluster) -> Node:
-    """n1-n3 bootstrapped, and a key written: n1."""
-    for node_id in ("n1", "n2", "n3"):
+async def _three(cluster: MemoryCluster, ids: tuple[str, ...] = ("n1", "n2", "n3")) -> Node:
+    """Three nodes (n1-n3 unless ``ids`` says) bootstrapped, and a key written: the first."""
+    for node_id in ids:
         await cluster.start(node_id, bootstrap_expect=3)
     for node in cluster.nodes.values():
         await node.wait_ready(5)
-    n1 = cluster.nodes["n1"]
-    await n1.set("k", 1)
-    return n1
+    first = cluster.nodes[ids[0]]
+    await first.set("k", 1)
+    return first
 
 
 async def _three_then_n3_removed(cluster: MemoryCluster) -> tuple[Node, Node]:
