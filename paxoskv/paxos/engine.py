@@ -192,7 +192,9 @@ class Engine:
         self.compacted_slot = durable.applied_slot
         self.state = (
             KVStateMachine.restore(
-                durable.state_snapshot, history_limit_bytes=settings.history_limit_bytes
+                durable.state_snapshot,
+                history_limit_bytes=settings.history_limit_bytes,
+                history_limit_events=settings.history_limit_events,
             )
             if durable.state_snapshot is not None
             else KVStateMachine(
@@ -722,7 +724,9 @@ class Engine:
         if slot <= self.applied_slot:
             return
         self.state = KVStateMachine.restore(
-            state_snapshot, history_limit_bytes=self.settings.history_limit_bytes
+            state_snapshot,
+            history_limit_bytes=self.settings.history_limit_bytes,
+            history_limit_events=self.settings.history_limit_events,
         )
         self.configs = ConfigHistory(config_entries)
         self.applied_slot = self.compacted_slot = slot

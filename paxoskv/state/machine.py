@@ -682,17 +682,24 @@ class KVStateMachine:
 
     @classmethod
     def restore(
-        cls, data: bytes, *, history_limit_bytes: int = DEFAULT_LIMIT_BYTES
+        cls,
+        data: bytes,
+        *,
+        history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
+        history_limit_events: int | None = None,
     ) -> KVStateMachine:
         """A machine in the state ``data`` was taken in; MalformedSnapshot if it is not one.
 
-        The history's byte bound is the restoring node's, not the snapshot's: it is there to
-        bound this node's memory, so a node short of memory must be able to lower it and
-        restart (and snapshots keep the three parameters older releases read).
+        The history's bounds are the restoring node's (the event bound the snapshot's only when
+        none is given): they are there to bound this node's memory, so a node short of memory
+        must be able to lower them and restart, and the history is a per-node cache that the
+        digest leaves out (snapshots keep the three parameters older releases read).
         """
         _require_positive("history_limit_bytes", history_limit_bytes)
+        if history_limit_events is not None:
+            _require_positive("history_limit_events", history_limit_events)
         with paused_gc():
-            state = restore_state(data, history_limit_bytes)
+            state = restore_state(data, history_limit_bytes, history_limit_events)
         limit_events, window_requests, idle_ms = state.parameters
         machine = cls(
             state.configuration,

@@ -138,24 +138,29 @@ def digest_state(
     return hasher.digest()
 
 
-def restore_state(data: bytes, history_limit_bytes: int = DEFAULT_LIMIT_BYTES) -> RestoredState:
+def restore_state(
+    data: bytes,
+    history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
+    history_limit_events: int | None = None,
+) -> RestoredState:
     """Read snapshot bytes back; MalformedSnapshot on any problem, and nothing else.
 
-    The history's byte bound is not in the snapshot: the caller gives its own.
+    The history's byte bound is not in the snapshot: the caller gives its own. Its event
+    bound is (older releases read it), but a caller that gives its own has it instead.
     """
     try:
         raw = unpack(data)
     except Exception as error:  # msgpack raises many types; the boundary turns them into one
         raise MalformedSnapshot(f"snapshot bytes do not unpack: {error}") from None
     try:
-        return _read(raw, history_limit_bytes)
+        return _read(raw, history_limit_bytes, history_limit_events)
     except MalformedSnapshot:
         raise
     except Exception as error:
         raise MalformedSnapshot(f"snapshot is not a paxos-kv state snapshot: {error}") from None
 
 
-def _read(raw: Any, history_limit_bytes: int) -> RestoredState:
+def _read(raw: Any, history_limit_bytes: int, history_limit_events: int | None) -> RestoredState:
     if type(raw) is not list or len(raw) != 8 or raw[0] != SNAPSHOT_MAGIC:
         raise MalformedSnapshot("not a paxos-kv state snapshot")
     if raw[1] != SNAPSHOT_FORMAT:
@@ -165,6 +170,7 @@ def _read(raw: Any, history_limit_bytes: int) -> RestoredState:
         )
     _, _, parameters, header, flat_rows, leases_wire, dedup_wire, history_wire = raw
     limit_events, window_requests, idle_ms = (_positive(n) for n in parameters)
+    limit_events = history_limit_events or limit_events
     revision, log_time_ms, configuration_wire, configuration_revision = header
     leases = LeaseTable.from_wire(leases_wire)
     return RestoredState(

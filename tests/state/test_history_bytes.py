@@ -256,3 +256,22 @@ def test_a_bad_byte_bound_is_a_configuration_error(limit: Any) -> None:
         KVStateMachine(CONFIG, history_limit_bytes=limit)
     with pytest.raises(ConfigurationError, match="history_limit_bytes"):
         KVStateMachine.restore(machine(10).snapshot(), history_limit_bytes=limit)
+
+
+def test_a_restore_takes_the_restoring_nodes_event_bound_too() -> None:
+    """A node that lowers history_limit_events and restarts gets it: the snapshot's bound
+    (which older releases read) used to win over the node's own setting."""
+    many = KVStateMachine(CONFIG, history_limit_events=50)
+    few = KVStateMachine(CONFIG, history_limit_events=10)
+    for seq in range(40):
+        command = encode_command(Set(f"k{seq}", seq))
+        many.apply_encoded(command, 0, client_id="c", seq=seq)
+        few.apply_encoded(command, 0, client_id="c", seq=seq)
+    restored = KVStateMachine.restore(many.snapshot(), history_limit_events=10)
+    assert restored.history_floor_revision == few.history_floor_revision
+    assert restored.history_floor_revision > many.history_floor_revision
+    assert restored.snapshot() == few.snapshot()
+    kept = KVStateMachine.restore(few.snapshot())  # none given: the snapshot's, as before
+    assert kept.history_floor_revision == few.history_floor_revision
+    with pytest.raises(ConfigurationError, match="history_limit_events"):
+        KVStateMachine.restore(few.snapshot(), history_limit_events=0)
