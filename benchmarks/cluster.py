@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paxoskv.compiled import build_name
 from paxoskv.runtime.loop import run
 
 WORKER_FLAGS = ("--worker",)
@@ -207,7 +208,10 @@ def main() -> int:
     if args.worker:
         run(worker(args))  # on uvloop where installed, as `paxos-kv node` runs
         return 0
-    print(f"cluster benchmark: 3 processes on 127.0.0.1, {args.durability} mode", flush=True)
+    print(
+        f"cluster benchmark: 3 processes on 127.0.0.1, {args.durability} mode, {build_name()} core",
+        flush=True,
+    )
     sizes = [] if args.latency_only else [int(s) for s in args.sizes.split(",") if s.strip()]
     for size in sizes:
         print(

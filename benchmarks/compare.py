@@ -47,6 +47,7 @@ from benchmarks.compare_phases import (
 )
 from benchmarks.compare_plots import draw
 from benchmarks.compare_report import Results, render, to_json
+from paxoskv.compiled import build_name
 from paxoskv.runtime.loop import loop_name
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -260,6 +261,7 @@ def _settings(plan: Plan, systems: set[str], phases: set[str]) -> dict[str, Any]
         "platform": platform.platform(),
         "pysyncobj": pysyncobj_version(),
         "event_loop": loop_name(),  # what the paxos-kv node processes run on
+        "core": build_name(),  # compiled (make compile) or pure Python
         "load_average_start": list(os.getloadavg()),
         "started_at": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }

@@ -214,7 +214,8 @@ def _render_machine(results: Results) -> str:
     end = settings.get("load_average_end", ["?"])[0]
     return (
         f"{settings['cpus']} CPUs, Python {settings.get('python')}, paxos-kv nodes on "
-        f"{settings.get('event_loop', 'asyncio')}, PySyncObj "
+        f"{settings.get('event_loop', 'asyncio')} with the {settings.get('core', '?')} core, "
+        "PySyncObj "
         f"{settings.get('pysyncobj') or 'not installed'}; 1-minute load average {start} at the "
         f"start, {end} at the end (other work on the machine shows in every figure)"
     )

@@ -19,6 +19,7 @@ import sys
 import time
 from collections import deque
 
+from paxoskv.compiled import build_name
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import Request, decode_message, encode_message
@@ -115,6 +116,7 @@ def main() -> int:
     parser.add_argument("--value-bytes", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; best is shown")
     args = parser.parse_args()
+    print(f"core: {build_name()}")
     for batch in args.batch or [1, 100]:
         count = args.commands if batch > 1 else min(args.commands, 20_000)
         print(f"running batch {batch}: {count} commands ...", file=sys.stderr, flush=True)

@@ -34,6 +34,8 @@ from itertools import chain, compress, starmap
 from operator import itemgetter
 from typing import Any, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
 from paxoskv.paxos.batches import (
@@ -146,6 +148,9 @@ class _LeaderRead:
     heartbeat_seq: int
 
 
+# Subclassable from interpreted code in the compiled build too: the simulator's tests swap in
+# deliberately broken engines, and its scale model a timed one, by overriding methods.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine:
     """One node's Paxos. See the module docstring for how it works."""
 

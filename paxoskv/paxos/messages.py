@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -36,7 +36,6 @@ class MalformedMessage(ValueError):
 class Prepare:
     """Phase 1a for every slot from ``from_slot`` on (Multi-Paxos runs phase 1 once)."""
 
-    TAG: ClassVar[int] = 1
     ballot: Ballot
     from_slot: int
 
@@ -62,7 +61,6 @@ class Promise:
     too far behind to lead and catches up first.
     """
 
-    TAG: ClassVar[int] = 2
     ballot: Ballot
     from_slot: int
     entries: tuple[PromiseEntry, ...]
@@ -75,7 +73,6 @@ class Promise:
 class Nack:
     """The sender has promised ``promised``, higher than the ``ballot`` it was asked about."""
 
-    TAG: ClassVar[int] = 3
     ballot: Ballot
     promised: Ballot
 
@@ -84,7 +81,6 @@ class Nack:
 class Accept:
     """Phase 2a for one slot, multicast to everyone; carries the leader's commit point."""
 
-    TAG: ClassVar[int] = 4
     ballot: Ballot
     slot: int
     value: bytes
@@ -95,7 +91,6 @@ class Accept:
 class Accepted:
     """Phase 2b for every slot in ``slots``, sent once the accepts are durable."""
 
-    TAG: ClassVar[int] = 5
     ballot: Ballot
     slots: tuple[int, ...]
 
@@ -104,7 +99,6 @@ class Accepted:
 class Commit:
     """Every slot up to ``upto`` is chosen; slots this leader proposed carry ``ballot``."""
 
-    TAG: ClassVar[int] = 6
     ballot: Ballot
     upto: int
 
@@ -113,7 +107,6 @@ class Commit:
 class Heartbeat:
     """The leader is alive. Acks to ``seq`` confirm leadership for read-index and leases."""
 
-    TAG: ClassVar[int] = 7
     ballot: Ballot
     commit_upto: int
     seq: int
@@ -121,7 +114,6 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
-    TAG: ClassVar[int] = 8
     ballot: Ballot
     seq: int
     applied_upto: int
@@ -146,12 +138,11 @@ class Forward:
     """Client requests a non-leader passes to the leader, batched.
 
     Sent as three columns under :data:`FORWARD_COLUMNS_TAG`; the first format (a row per
-    request, under ``TAG``) is still read, so a leader upgraded before its followers keeps
-    taking their forwards. (An old leader drops the new tag as unknown: its followers' clients
-    retry until it is upgraded or leadership moves.)
+    request, under its tag in ``TAGS``) is still read, so a leader upgraded before its
+    followers keeps taking their forwards. (An old leader drops the new tag as unknown: its
+    followers' clients retry until it is upgraded or leadership moves.)
     """
 
-    TAG: ClassVar[int] = 9
     requests: tuple[Request, ...]
 
 
@@ -160,7 +151,6 @@ FORWARD_COLUMNS_TAG = 16
 
 @dataclass(frozen=True, slots=True)
 class ReadIndexRequest:
-    TAG: ClassVar[int] = 10
     read_ids: tuple[int, ...]
 
 
@@ -168,14 +158,12 @@ class ReadIndexRequest:
 class ReadIndexReply:
     """``index`` is -1 when the receiver is not (or no longer) the leader."""
 
-    TAG: ClassVar[int] = 11
     read_ids: tuple[int, ...]
     index: int
 
 
 @dataclass(frozen=True, slots=True)
 class CatchupRequest:
-    TAG: ClassVar[int] = 12
     from_slot: int
 
 
@@ -189,7 +177,6 @@ class CatchupEntry:
 class CatchupReply:
     """Chosen values from ``from_slot``; empty with ``snapshot_slot`` set when compacted."""
 
-    TAG: ClassVar[int] = 13
     entries: tuple[CatchupEntry, ...]
     chosen_upto: int
     snapshot_slot: int
@@ -197,14 +184,12 @@ class CatchupReply:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRequest:
-    TAG: ClassVar[int] = 14
     snapshot_slot: int
     offset: int
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotChunk:
-    TAG: ClassVar[int] = 15
     snapshot_slot: int
     offset: int
     total_bytes: int
@@ -237,6 +222,26 @@ Message = (
 # ``attrgetter`` and one pack; only the three with nested records flatten them. Decoding checks
 # every field's type inline before the message object is built.
 
+# One byte on the wire names each message type. A table, not a ``TAG`` class variable on each
+# dataclass: the compiled build (mypyc) mistakes a ClassVar with a default for a field.
+TAGS: dict[type[Any], int] = {
+    Prepare: 1,
+    Promise: 2,
+    Nack: 3,
+    Accept: 4,
+    Accepted: 5,
+    Commit: 6,
+    Heartbeat: 7,
+    HeartbeatAck: 8,
+    Forward: 9,
+    ReadIndexRequest: 10,
+    ReadIndexReply: 11,
+    CatchupRequest: 12,
+    CatchupReply: 13,
+    SnapshotRequest: 14,
+    SnapshotChunk: 15,
+}
+
 _MESSAGE_TYPES: tuple[type[Any], ...] = (
     Prepare,
     Promise,
@@ -254,7 +259,7 @@ _MESSAGE_TYPES: tuple[type[Any], ...] = (
     SnapshotRequest,
     SnapshotChunk,
 )
-_BY_TAG: dict[int, type[Any]] = {cls.TAG: cls for cls in _MESSAGE_TYPES}
+_BY_TAG: dict[int, type[Any]] = {TAGS[cls]: cls for cls in _MESSAGE_TYPES}
 _BY_TAG[FORWARD_COLUMNS_TAG] = Forward
 
 # A free list rather than one shared packer (a runtime may encode from more than one thread);
@@ -276,7 +281,7 @@ def pack_body(body: object) -> bytes:
 
 def _flat_encoder(cls: type[Any]) -> Callable[[Any], list[Any]]:
     names = [f.name for f in fields(cls)]
-    head = [WIRE_VERSION, cls.TAG]
+    head = [WIRE_VERSION, TAGS[cls]]
     if len(names) == 1:
         name = names[0]
         return lambda message: [*head, getattr(message, name)]
@@ -289,7 +294,7 @@ _ENCODERS: dict[type[Any], Callable[[Any], list[Any]]] = {
 }
 _ENCODERS[Promise] = lambda p: [
     WIRE_VERSION,
-    Promise.TAG,
+    TAGS[Promise],
     p.ballot,
     p.from_slot,
     [[e.slot, e.ballot, e.value, e.chosen] for e in p.entries],
@@ -315,7 +320,7 @@ def _forward_columns(requests: tuple[Request, ...]) -> tuple[Any, Any, Any]:
 
 _ENCODERS[CatchupReply] = lambda c: [
     WIRE_VERSION,
-    CatchupReply.TAG,
+    TAGS[CatchupReply],
     [[e.slot, e.value] for e in c.entries],
     c.chosen_upto,
     c.snapshot_slot,
@@ -453,27 +458,27 @@ def _two_ints(cls: type[Any]) -> Callable[[list[Any]], Any]:
 
 
 _DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
-    Prepare.TAG: (2, lambda f: Prepare(_ballot(f[0]), _int(f[1]))),
-    Promise.TAG: (6, lambda f: _promise(f)),
-    Nack.TAG: (2, lambda f: Nack(_ballot(f[0]), _ballot(f[1]))),
-    Accept.TAG: (4, _accept),
-    Accepted.TAG: (2, lambda f: Accepted(_ballot(f[0]), _ints(f[1]))),
-    Commit.TAG: (2, lambda f: Commit(_ballot(f[0]), _int(f[1]))),
-    Heartbeat.TAG: (3, _two_ints(Heartbeat)),
-    HeartbeatAck.TAG: (3, _two_ints(HeartbeatAck)),
-    Forward.TAG: (1, lambda f: Forward(tuple(_request(r) for r in _list(f[0])))),
+    TAGS[Prepare]: (2, lambda f: Prepare(_ballot(f[0]), _int(f[1]))),
+    TAGS[Promise]: (6, lambda f: _promise(f)),
+    TAGS[Nack]: (2, lambda f: Nack(_ballot(f[0]), _ballot(f[1]))),
+    TAGS[Accept]: (4, _accept),
+    TAGS[Accepted]: (2, lambda f: Accepted(_ballot(f[0]), _ints(f[1]))),
+    TAGS[Commit]: (2, lambda f: Commit(_ballot(f[0]), _int(f[1]))),
+    TAGS[Heartbeat]: (3, _two_ints(Heartbeat)),
+    TAGS[HeartbeatAck]: (3, _two_ints(HeartbeatAck)),
+    TAGS[Forward]: (1, lambda f: Forward(tuple(_request(r) for r in _list(f[0])))),
     FORWARD_COLUMNS_TAG: (3, _forward),
-    ReadIndexRequest.TAG: (1, lambda f: ReadIndexRequest(_ints(f[0]))),
-    ReadIndexReply.TAG: (2, lambda f: ReadIndexReply(_ints(f[0]), _int(f[1]))),
-    CatchupRequest.TAG: (1, lambda f: CatchupRequest(_int(f[0]))),
-    CatchupReply.TAG: (
+    TAGS[ReadIndexRequest]: (1, lambda f: ReadIndexRequest(_ints(f[0]))),
+    TAGS[ReadIndexReply]: (2, lambda f: ReadIndexReply(_ints(f[0]), _int(f[1]))),
+    TAGS[CatchupRequest]: (1, lambda f: CatchupRequest(_int(f[0]))),
+    TAGS[CatchupReply]: (
         3,
         lambda f: CatchupReply(
             tuple(_catchup_entry(e) for e in _list(f[0])), _int(f[1]), _int(f[2])
         ),
     ),
-    SnapshotRequest.TAG: (2, lambda f: SnapshotRequest(_int(f[0]), _int(f[1]))),
-    SnapshotChunk.TAG: (
+    TAGS[SnapshotRequest]: (2, lambda f: SnapshotRequest(_int(f[0]), _int(f[1]))),
+    TAGS[SnapshotChunk]: (
         4,
         lambda f: SnapshotChunk(_int(f[0]), _int(f[1]), _int(f[2]), _bytes(f[3])),
     ),

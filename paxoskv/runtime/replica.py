@@ -26,6 +26,7 @@ from functools import partial
 from itertools import pairwise
 from typing import Any
 
+from paxoskv.compiled import build_name
 from paxoskv.config import Config
 from paxoskv.errors import (
     AmnesiacVoter,
@@ -1475,6 +1476,7 @@ class Replica:
             "sends_failed": self.sends_failed,
             "formation": self._formation if self._genesis is not None else None,
             "dropped_foreign": self.dropped_foreign,
+            "core": build_name(),  # compiled or pure Python: same results, twice the speed
         }
 
 

@@ -5,6 +5,7 @@ No clocks, no I/O, no randomness, no asyncio: time arrives as the ``log_time_ms`
 stamped into each command. See :mod:`paxoskv.state.machine` for the theory of operation.
 """
 
+from paxoskv.state.command_wire import decode_command, encode_command, encode_set
 from paxoskv.state.commands import (
     AddLearner,
     Command,
@@ -23,9 +24,6 @@ from paxoskv.state.commands import (
     RemoveMember,
     Set,
     Txn,
-    decode_command,
-    encode_command,
-    encode_set,
 )
 from paxoskv.state.configuration import Configuration, NodeId
 from paxoskv.state.dedup import ClientId

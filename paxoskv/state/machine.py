@@ -41,10 +41,11 @@ from typing import Any
 from msgpack import unpackb
 
 from paxoskv.errors import ConfigurationError, InvalidCommand
-from paxoskv.state import commands as c
+from paxoskv.state import command_wire as w
 from paxoskv.state import plain_sets
 from paxoskv.state import results as r
-from paxoskv.state.commands import Command, command_to_wire, read_command_wire, unpack_command
+from paxoskv.state.command_wire import command_to_wire, read_command_wire, unpack_command
+from paxoskv.state.commands import Command
 from paxoskv.state.configuration import Configuration, RejectedChange
 from paxoskv.state.dedup import (
     NO_ANSWERS,
@@ -95,7 +96,7 @@ MAX_LOG_TIME_MS = 2**62
 """The largest log time a command may carry (ms); far beyond any clock, well inside int64."""
 
 
-_SET = c.SET
+_SET = w.SET
 _NO_CLIENT = ClientRecord(0)  # stands in before the batch's first identified request
 _STR: set[type] = {str}
 _INT: set[type] = {int}
@@ -503,11 +504,11 @@ class KVStateMachine:
         succeeded = all(map(self._holds, wire[1]))
         steps = wire[2] if succeeded else wire[3]
         for step in steps:
-            if step[0] == c.SET and step[3] is not None and step[3] not in self._leases:
+            if step[0] == w.SET and step[3] is not None and step[3] not in self._leases:
                 raise _lease_not_found(step[3])
         responses = []
         for step in steps:
-            if step[0] == c.SET:
+            if step[0] == w.SET:
                 prev = self._put(step[1], step[2], step[3], revision)
                 responses.append([r.WRITTEN, revision, row_to_wire(prev)])
             else:
@@ -602,17 +603,21 @@ class KVStateMachine:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def get(self, key: Key) -> KeyValue | None:
+    # The reads take ``object`` and check it themselves: a key can come straight from an
+    # application (a local read), and annotated ``Key`` the compiled build would refuse a
+    # wrong type with a bare TypeError before the check could raise InvalidKey.
+
+    def get(self, key: object) -> KeyValue | None:
         """The key's value and counters, or None if it does not exist."""
         row = self._data.get(check_key(key))
         return None if row is None else key_value_from_row(row)
 
-    def keys(self, prefix: Prefix) -> list[Key]:
+    def keys(self, prefix: object) -> list[Key]:
         """Keys under ``prefix`` in canonical order (see :func:`~paxoskv.state.keys.sort_keys`).
 
         Scans every key: the map is a dict, kept for the cheap writes; a range is O(n).
         """
-        check_prefix(prefix)
+        prefix = check_prefix(prefix)
         data = self._data
         found: list[Key]
         if type(prefix) is tuple:
@@ -624,7 +629,7 @@ class KVStateMachine:
             found = [k for k in data if type(k) is bytes and k.startswith(prefix)]  # type: ignore[arg-type]
         return sort_keys(found)
 
-    def range(self, prefix: Prefix) -> list[KeyValue]:
+    def range(self, prefix: object) -> list[KeyValue]:
         """Every key under ``prefix`` with its value and counters, in canonical key order."""
         data = self._data
         return [key_value_from_row(data[key]) for key in self.keys(prefix)]
@@ -742,10 +747,10 @@ class KVStateMachine:
 
 
 _CONFIG_CHANGES: dict[int, Callable[[Configuration, str], Configuration]] = {
-    c.ADD_LEARNER: Configuration.with_learner_added,
-    c.PROMOTE_LEARNER: Configuration.with_learner_promoted,
-    c.DEMOTE_VOTER: Configuration.with_voter_demoted,
-    c.REMOVE_MEMBER: Configuration.with_member_removed,
+    w.ADD_LEARNER: Configuration.with_learner_added,
+    w.PROMOTE_LEARNER: Configuration.with_learner_promoted,
+    w.DEMOTE_VOTER: Configuration.with_voter_demoted,
+    w.REMOVE_MEMBER: Configuration.with_member_removed,
 }
 
 

@@ -29,7 +29,7 @@ from itertools import repeat
 from operator import is_
 from typing import TYPE_CHECKING, Any
 
-from paxoskv.state.commands import SET
+from paxoskv.state.command_wire import SET
 from paxoskv.state.dedup import (
     NO_ANSWERS,
     Answered,

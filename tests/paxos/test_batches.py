@@ -19,7 +19,14 @@ from paxoskv.paxos.batches import (
     read_batch,
 )
 from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.paxos.messages import WIRE_VERSION, Forward, MalformedMessage, Request, decode_message
+from paxoskv.paxos.messages import (
+    TAGS,
+    WIRE_VERSION,
+    Forward,
+    MalformedMessage,
+    Request,
+    decode_message,
+)
 from paxoskv.state import Configuration, Set, decode_result, encode_command
 from paxoskv.state.wire import TOP_EXT_HOOK
 from tests.state.test_batch import rows
@@ -109,7 +116,7 @@ def test_a_request_that_would_spoil_its_whole_batch_is_refused_at_the_boundary()
             engine.propose([Request("ok", 1, b""), bad], now=0.0)
     for bad_raw in (["c", -1, b""], ["", 1, b""]):
         with pytest.raises(MalformedMessage):
-            decode_message(msgpack.packb([WIRE_VERSION, Forward.TAG, [bad_raw]]))
+            decode_message(msgpack.packb([WIRE_VERSION, TAGS[Forward], [bad_raw]]))
 
 
 # --- the item column: commands embedded as msgpack arrays, or wrapped as bin ---------------

@@ -140,11 +140,11 @@ def test_a_forward_travels_as_columns_and_any_bad_request_refuses_it_whole() -> 
 
 def test_a_forward_in_the_first_format_rows_is_still_read() -> None:
     requests = (m.Request("c1", 1, b"x"), m.Request("c2", 2**64 - 1, b""))
-    rows = msgpack.packb([m.WIRE_VERSION, m.Forward.TAG, [list(r) for r in requests]])
+    rows = msgpack.packb([m.WIRE_VERSION, m.TAGS[m.Forward], [list(r) for r in requests]])
     assert m.decode_message(rows) == m.Forward(requests)
     columns = m.encode_message(m.Forward(requests))
     assert msgpack.unpackb(columns)[1] == m.FORWARD_COLUMNS_TAG
     assert m.decode_message(columns) == m.Forward(requests)
-    bad = msgpack.packb([m.WIRE_VERSION, m.Forward.TAG, [["", 1, b"x"]]])
+    bad = msgpack.packb([m.WIRE_VERSION, m.TAGS[m.Forward], [["", 1, b"x"]]])
     with pytest.raises(m.MalformedMessage):
         m.decode_message(bad)

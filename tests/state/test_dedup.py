@@ -15,6 +15,7 @@ from paxoskv.state import (
     decode_result,
     encode_command,
 )
+from tests.builds import refused
 
 
 def fresh(window: int = 4, idle_ms: int = 1000) -> KVStateMachine:
@@ -129,8 +130,10 @@ def test_cached_result_is_read_only() -> None:
 )
 def test_a_half_or_badly_typed_request_id_is_a_caller_error(client_id: object, seq: object) -> None:
     m = fresh()
-    with pytest.raises(InvalidCommand):
+    digest = m.digest()
+    with pytest.raises(refused(InvalidCommand)):
         m.apply_encoded(encode_command(NoOp()), 500, client_id=client_id, seq=seq)  # type: ignore[arg-type]
-    with pytest.raises(InvalidCommand):
+    with pytest.raises(refused(InvalidCommand)):
         m.apply(NoOp(), 500, client_id=client_id, seq=seq)  # type: ignore[arg-type]
+    assert m.digest() == digest
     assert (m.revision, m.log_time_ms) == (0, 0)  # refused before anything changed

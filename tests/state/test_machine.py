@@ -21,6 +21,7 @@ from paxoskv.state import (
     encode_command,
     encode_result,
 )
+from tests.builds import refused
 
 CONFIG = Configuration(frozenset({"a", "b", "c"}))
 
@@ -147,7 +148,7 @@ def test_a_value_handed_in_is_stored_without_a_copy() -> None:
 
 @pytest.mark.parametrize("log_time_ms", [1.5, "5", None, 2**63])
 def test_a_log_time_that_is_not_an_int_in_range_is_a_caller_error(log_time_ms: object) -> None:
-    with pytest.raises(InvalidCommand):
+    with pytest.raises(refused(InvalidCommand)):
         fresh().apply(NoOp(), log_time_ms)  # type: ignore[arg-type]
 
 
@@ -156,10 +157,10 @@ def test_a_log_time_that_is_not_an_int_in_range_is_a_caller_error(log_time_ms: o
     [{"history_limit_events": 0}, {"dedup_window_requests": -1}, {"dedup_client_idle_ms": 1.5}],
 )
 def test_machine_settings_must_be_positive_ints(settings: dict[str, object]) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(refused(ConfigurationError)):
         KVStateMachine(CONFIG, **settings)  # type: ignore[arg-type]
 
 
 def test_apply_refuses_what_is_not_a_command() -> None:
-    with pytest.raises(InvalidCommand):
+    with pytest.raises(refused(InvalidCommand)):
         fresh().apply("set k v", 0)  # type: ignore[arg-type]
