@@ -68,7 +68,7 @@ async def worker(args: argparse.Namespace) -> None:
                 latencies.append((time.perf_counter() - started) * 1000)
             print(MARK_END, flush=True)  # and here
             latencies.sort()
-            print(json.dumps({"latency_ms": latencies}), flush=True)
+            print(json.dumps({"latency_ms": latencies, **_build()}), flush=True)
         else:
             stop_at = args.start_at + args.seconds
             done = 0
@@ -92,8 +92,16 @@ async def worker(args: argparse.Namespace) -> None:
                 - before["transport"]["received_frames"],
             }
             report = {"writes": done, "cpu_s": cpu, "leader": after["is_leader"], **counts}
-            print(json.dumps(report), flush=True)
+            print(json.dumps({**report, **_build()}), flush=True)
         await asyncio.sleep(args.linger)  # let the others finish before a quorum leaves
+
+
+def _build() -> dict[str, str]:
+    """Which code this worker runs: its build, and where it imported paxoskv from (a worker
+    runs whatever ``PYTHONPATH`` gives it, which may not be the runner's checkout)."""
+    import paxoskv
+
+    return {"core": build_name(), "package": str(Path(paxoskv.__file__ or "?").parent)}
 
 
 async def _leads(node: Any, until: float) -> bool:
@@ -172,6 +180,8 @@ def run_phase(
         for lines in outputs:
             found = [line for line in lines if line.startswith("{")]
             results.append(json.loads(found[-1]) if found else {})
+        builds = sorted({f"{r['core']} core from {r['package']}" for r in results if "core" in r})
+        print(f"          workers ran: {'; '.join(builds) or 'unknown'}", flush=True)
         if len(marks) == 2 and all(x >= 0 for x in marks[0] + marks[1]):
             for result, before, after in zip(results, *marks, strict=True):
                 result["latency_cpu_s"] = after - before
