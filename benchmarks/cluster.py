@@ -68,7 +68,7 @@ async def worker(args: argparse.Namespace) -> None:
                 latencies.append((time.perf_counter() - started) * 1000)
             print(MARK_END, flush=True)  # and here
             latencies.sort()
-            print(json.dumps({"latency_ms": latencies}), flush=True)
+            print(json.dumps({"latency_ms": latencies, **_build()}), flush=True)
         else:
             stop_at = args.start_at + args.seconds
             done = 0
@@ -92,8 +92,16 @@ async def worker(args: argparse.Namespace) -> None:
                 - before["transport"]["received_frames"],
             }
             report = {"writes": done, "cpu_s": cpu, "leader": after["is_leader"], **counts}
-            print(json.dumps(report), flush=True)
+            print(json.dumps({**report, **_build()}), flush=True)
         await asyncio.sleep(args.linger)  # let the others finish before a quorum leaves
+
+
+def _build() -> dict[str, str]:
+    """Which code this worker runs: its build, and where it imported paxoskv from (a worker
+    runs whatever ``PYTHONPATH`` gives it, which may not be the runner's checkout)."""
+    import paxoskv
+
+    return {"core": build_name(), "package": str(Path(paxoskv.__file__ or "?").parent)}
 
 
 async def _leads(node: Any, until: float) -> bool:
@@ -148,6 +156,7 @@ def run_phase(
             processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
         outputs: list[list[str]] = [[] for _ in processes]
         marks: list[list[float]] = []  # each process's CPU seconds at each mark
+        switches: list[list[int]] = []  # and its threads' context switches
 
         def read(index: int) -> None:
             stdout = processes[index].stdout
@@ -155,6 +164,7 @@ def run_phase(
             for line in stdout:
                 if line.strip() in (MARK_START, MARK_END):
                     marks.append([_cpu_s(process.pid) for process in processes])
+                    switches.append([_switches(process.pid) for process in processes])
                 outputs[index].append(line)
 
         readers = [threading.Thread(target=read, args=(i,)) for i in range(len(processes))]
@@ -172,10 +182,28 @@ def run_phase(
         for lines in outputs:
             found = [line for line in lines if line.startswith("{")]
             results.append(json.loads(found[-1]) if found else {})
+        builds = sorted({f"{r['core']} core from {r['package']}" for r in results if "core" in r})
+        print(f"          workers ran: {'; '.join(builds) or 'unknown'}", flush=True)
         if len(marks) == 2 and all(x >= 0 for x in marks[0] + marks[1]):
             for result, before, after in zip(results, *marks, strict=True):
                 result["latency_cpu_s"] = after - before
+            for result, before_n, after_n in zip(results, *switches, strict=True):
+                result["latency_switches"] = after_n - before_n
         return results
+
+
+def _switches(pid: int) -> int:
+    """A process's context switches (all its threads, voluntary or not), from /proc: each
+    is a wake-up or a preemption, which on a busy host is where a sequential write waits."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
 
 
 def _cpu_s(pid: int) -> float:
@@ -262,6 +290,12 @@ def main() -> int:
                 "processes (the client's first: "
                 + ", ".join(f"{x / len(latencies) * 1e6:.0f}" for x in cpu)
                 + " us)"
+            )
+        switches = [int(r.get("latency_switches", -1)) for r in shares]  # type: ignore[call-overload]
+        if all(x >= 0 for x in switches):
+            print(
+                "          context switches per write, the client's process first: "
+                + ", ".join(f"{x / len(latencies):.2f}" for x in switches)
             )
     return 0
 

@@ -441,7 +441,11 @@ def _checked_records(records: Sequence[bytes], encrypted: bool) -> list[bytes]:
     because a str slipping into a journal would fail only at replay.
     """
     limit = MAX_RECORD_BYTES - (TAG_SIZE_BYTES if encrypted else 0)
-    if records and set(map(type, records)) == {bytes} and max(map(len, records)) <= limit:
+    if len(records) == 1:  # a replica's usual persist: one accept, or one chosen marker
+        record = records[0]
+        if type(record) is bytes and len(record) <= limit:
+            return [record]
+    elif records and set(map(type, records)) == {bytes} and max(map(len, records)) <= limit:
         return list(records)
     return [_checked_record(record, encrypted) for record in records]
 

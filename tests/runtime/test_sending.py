@@ -12,6 +12,7 @@ import pytest
 
 from paxoskv import Node
 from paxoskv.errors import ConfigurationError
+from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import decode_message
 from paxoskv.runtime import protocol
 from paxoskv.transport import MemoryNetwork, MemoryTransport
@@ -238,9 +239,9 @@ async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Pat
 async def test_a_timer_that_finds_nothing_due_re_arms_without_a_tick(
     memory_cluster: MemoryCluster,
 ) -> None:
-    """The one timer stays armed at the earliest deadline a step saw; when it fires and the
-    engine's deadline has moved on (a commit point that the next accept carried), or it
-    fires before its deadline (uvloop rounds a delay to whole milliseconds, so one under
+    """When the one timer fires and the engine's deadline has moved on (a step re-arms it
+    whenever the deadline moves, but a tick may still find nothing due), or it fires before
+    its deadline (uvloop rounds a delay to whole milliseconds, so one under
     half a millisecond fired at once), it re-arms for the deadline, no sooner, instead of
     running an engine step for nothing. At its deadline it ticks."""
     replica = (await _leader_of(memory_cluster)).replica
@@ -276,6 +277,58 @@ async def test_a_timer_that_finds_nothing_due_re_arms_without_a_tick(
         assert len(ticks) == 1
     finally:
         replica.engine = engine
+
+
+async def test_a_step_re_arms_the_timer_when_it_moves_the_deadline_later(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """A step that moves the engine's deadline later re-arms the timer there: left armed at
+    the earlier deadline, the leader woke every 2 ms under one client's writes only to re-arm.
+    A step that leaves the deadline where it was keeps the timer it had."""
+    replica = (await _leader_of(memory_cluster)).replica
+    engine = replica.engine
+    assert engine is not None
+    await eventually(lambda: engine.next_deadline() > time.time() + 0.005)
+    later = engine.next_deadline()
+    replica.engine = _Overriding(engine, next_deadline=lambda: later)  # type: ignore[assignment]
+    try:
+        if replica._timer is not None:
+            replica._timer.cancel()
+        replica._arm_timer(later - 0.004, time.time())  # a deadline a step has since moved
+        replica._step([])
+        kept = replica._timer
+        assert kept is not None and replica._timer_deadline == later
+        replica._step([])
+        assert replica._timer is kept
+    finally:
+        replica.engine = engine
+
+
+async def test_a_send_queued_during_a_step_goes_out_with_the_step_and_schedules_nothing(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """The step flushes its outbox as it ends: a send queued while it runs (here by a read's
+    callback) is out when the step returns, with no flush callback left behind on the loop."""
+    replica = (await _leader_of(memory_cluster)).replica
+    assert replica.transport is not None
+    payload = protocol.encode_runtime("whois")
+    replica._reads[10**9] = lambda: replica.send_runtime(None, payload)
+    scheduled: list[Any] = []
+    real_call_soon = replica._loop.call_soon
+
+    def call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(callback)
+        return real_call_soon(callback, *args, **kwargs)
+
+    sent_before = replica.transport.stats.sent_frames
+    replica._loop.call_soon = call_soon  # type: ignore[method-assign]
+    try:
+        replica._step([fx.ReadReady(10**9)])
+    finally:
+        replica._loop.call_soon = real_call_soon  # type: ignore[method-assign]
+    assert replica.transport.stats.sent_frames > sent_before
+    assert not replica._outbox
+    assert replica._flush_outbox not in scheduled
 
 
 async def test_a_timer_is_never_armed_to_fire_before_its_deadline(
