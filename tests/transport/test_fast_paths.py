@@ -207,10 +207,10 @@ def test_a_window_the_guard_drops_leaves_the_known_headers_with_it() -> None:
     guard.max_senders = 1
     first = FrameSealer(codec, "s1", 1).seal(b"one")
     receiver.datagrams_received([(first, SOURCES[0])])
-    assert receiver._known and next(iter(receiver._known.values()))[8] is guard.windows["s1"]
+    assert receiver._known and next(iter(receiver._known.values())).window is guard.windows["s1"]
     receiver.datagrams_received([(FrameSealer(codec, "s2", 1).seal(b"two"), SOURCES[1])])
     assert list(guard.windows) == ["s2"]
-    assert all(entry[3] == "s2" for entry in receiver._known.values())
+    assert all(entry.sender_id == "s2" for entry in receiver._known.values())
 
 
 def test_a_header_matched_earlier_in_a_batch_is_not_used_after_the_full_path_ran() -> None:
