@@ -27,7 +27,7 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paxoskv.transport.base import Address, Delivery, DropReason
-from paxoskv.transport.frames import HEADER_BYTES, SEQ_FIELD, SEQ_OFFSET, TAG_BYTES, invalid_tag
+from paxoskv.transport.frames import HEADER_BYTES, SEQ_OFFSET, TAG_BYTES, invalid_tag
 from paxoskv.transport.replay import ReplayGuard, ReplayWindow
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ __all__ = ["UNKNOWN", "KnownHeader", "StraightPath", "header_layout"]
 _new_delivery: Final[Any] = tuple.__new__  # a Delivery without its Python-level __new__
 _DELIVERY: Final = Delivery
 _COMPARE_DIGEST: Final = compare_digest
-_PACK_SEQ: Final = SEQ_FIELD.pack
 _NONCE_PAD: Final = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt)
 _VIEW_FROM_BYTES: Final = 1024  # hash larger frames through a view: a slice would copy them
 
@@ -176,7 +175,9 @@ class StraightPath:
         sealer = self.sealer
         seq = sealer.next_seq
         sealer.next_seq = seq + 1
-        datagram = b"".join((self.before_seq, _PACK_SEQ(seq), self.after_seq, payload))
+        # seq as 8 big-endian bytes (SEQ_FIELD's layout): compiled, ``to_bytes`` is a C
+        # primitive where ``SEQ_FIELD.pack`` is a call.
+        datagram = b"".join((self.before_seq, seq.to_bytes(8, "big"), self.after_seq, payload))
         keyed_mac = self.keyed_mac
         if keyed_mac is not None:
             mac = keyed_mac()
