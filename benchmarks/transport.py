@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio_dgram
 
+from paxoskv.compiled import build_name
 from paxoskv.transport import TransportSettings, UdpSettings, UdpTransport
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
@@ -572,7 +573,10 @@ async def main() -> None:
     )
     args = parser.parse_args()
     frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)
-    print(f"Python {sys.version.split()[0]}, {frames} frames x {rounds} rounds, loopback multicast")
+    print(
+        f"Python {sys.version.split()[0]}, {build_name()} build, {frames} frames x {rounds} "
+        "rounds, loopback multicast"
+    )
     results_100: dict[str, Result] | None = None
     for size_bytes in args.sizes:
         print(f"  .. {size_bytes} B", file=sys.stderr, flush=True)
