@@ -571,7 +571,19 @@ async def main() -> None:
         default=list(SIZES_BYTES),
         help="payload sizes in bytes (default: %(default)s)",
     )
+    parser.add_argument(
+        "--variant",
+        choices=list(VARIANTS),
+        help="run only this variant, once per size, and print its timing: for counting "
+        "instructions (README, Transports: callgrind at two --frames, the difference)",
+    )
     args = parser.parse_args()
+    if args.variant is not None:
+        for size_bytes in args.sizes:
+            payload = random.Random(size_bytes).randbytes(size_bytes)
+            timing = await VARIANTS[args.variant](payload, args.frames)
+            print(f"{args.variant}, {size_bytes} B, {args.frames} frames, {build_name()}: {timing}")
+        return
     frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)
     print(
         f"Python {sys.version.split()[0]}, {build_name()} build, {frames} frames x {rounds} "
