@@ -38,6 +38,7 @@ from paxoskv.transport.frames import (
     FrameKind,
     FrameOpener,
     FrameSealer,
+    Payload,
     Protection,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
@@ -205,7 +206,7 @@ class FramedEndpoint(ClosesOnExit):
         protocol's sake and for readers: it does the same."""
         await self._straight.broadcast(payload)
 
-    async def _broadcast_slowly(self, payload: bytes) -> None:
+    async def _broadcast_slowly(self, payload: Payload) -> None:
         """A broadcast the straight path leaves to us: no single group address, closed,
         AES-GCM, or a payload the sealer refuses (_check_open raises on a closed transport)."""
         self._check_open()

@@ -27,7 +27,7 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paxoskv.transport.base import Address, Delivery, DropReason
-from paxoskv.transport.frames import HEADER_BYTES, SEQ_OFFSET, TAG_BYTES, invalid_tag
+from paxoskv.transport.frames import HEADER_BYTES, SEQ_OFFSET, TAG_BYTES, Payload, invalid_tag
 from paxoskv.transport.replay import ReplayGuard, ReplayWindow
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ class _Endpoint(Protocol):
 
     def _send_failed(self, error: OSError, address: Address) -> None: ...
 
-    async def _broadcast_slowly(self, payload: bytes) -> None: ...
+    async def _broadcast_slowly(self, payload: Payload) -> None: ...
 
     async def _send_when_writable(self, datagram: bytes, address: Address) -> None: ...
 
@@ -169,7 +169,7 @@ class StraightPath:
 
     # --- out --------------------------------------------------------------------------------
 
-    def seal_to_everyone(self, payload: bytes) -> bytes:
+    def seal_to_everyone(self, payload: Payload) -> bytes:
         """``FrameSealer.seal`` for a DATA frame to everyone without AES-GCM (the endpoint
         checks the size and the protection first; tests hold the two to the same bytes)."""
         sealer = self.sealer
@@ -186,7 +186,7 @@ class StraightPath:
             datagram += tag[:TAG_BYTES]
         return datagram
 
-    async def broadcast(self, payload: bytes) -> None:
+    async def broadcast(self, payload: Payload) -> None:
         """``FramedEndpoint.broadcast``: a coroutine of compiled code, so awaiting it costs no
         interpreted frame. A DATA frame to the one group address, sealed here, sent at once,
         waiting only when the socket buffer is full; anything else is the endpoint's."""
