@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,fast]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
-# The core (paxoskv/paxos, paxoskv/state; the list is in paxoskv/compiled.py) compiled by mypyc
+# The core (paxoskv/paxos, paxoskv/state, the transport's framing; the list is in
+# paxoskv/compiled.py) compiled by mypyc
 # into C extension modules beside its sources; rebuilt whenever one of them changes, so a stale
 # build never runs edited code (and tests/test_compiled_core.py fails if one does).
 # `make pure` removes it.
@@ -45,7 +46,7 @@ test-pure: $(STAMP)
 	rm -rf build/pure && mkdir -p build/pure
 	tar --exclude='./.venv' --exclude='./build' --exclude='*.so' --exclude='./.git' -cf - . \
 		| tar -xf - -C build/pure
-	cd build/pure && ../../$(BIN)/python -m pytest -q tests/paxos tests/state \
+	cd build/pure && ../../$(BIN)/python -m pytest -q tests/paxos tests/state tests/transport \
 		tests/test_compiled_core.py
 
 lint: $(STAMP)

@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncio_dgram
 
+from paxoskv.compiled import build_name
 from paxoskv.transport import TransportSettings, UdpSettings, UdpTransport
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
@@ -570,9 +571,25 @@ async def main() -> None:
         default=list(SIZES_BYTES),
         help="payload sizes in bytes (default: %(default)s)",
     )
+    parser.add_argument(
+        "--variant",
+        choices=list(VARIANTS),
+        help="run only this variant, once per size, and print its timing: for counting "
+        "instructions (README, Transports: callgrind at two --frames, the difference)",
+    )
     args = parser.parse_args()
+    if args.variant is not None:
+        for size_bytes in args.sizes:
+            payload = random.Random(size_bytes).randbytes(size_bytes)
+            await VARIANTS[args.variant](payload, 256)  # first uses (imports, caches) go here
+            timing = await VARIANTS[args.variant](payload, args.frames)
+            print(f"{args.variant}, {size_bytes} B, {args.frames} frames, {build_name()}: {timing}")
+        return
     frames, rounds = (2_048, 1) if args.quick else (args.frames, args.rounds)
-    print(f"Python {sys.version.split()[0]}, {frames} frames x {rounds} rounds, loopback multicast")
+    print(
+        f"Python {sys.version.split()[0]}, {build_name()} build, {frames} frames x {rounds} "
+        "rounds, loopback multicast"
+    )
     results_100: dict[str, Result] | None = None
     for size_bytes in args.sizes:
         print(f"  .. {size_bytes} B", file=sys.stderr, flush=True)

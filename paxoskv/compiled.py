@@ -17,7 +17,13 @@ from pathlib import Path
 # Whole packages (every module but ``__init__``, which imports its names lazily), then single
 # modules of packages that are otherwise left interpreted.
 CORE_PACKAGES = ("paxos", "state")
-CORE_MODULES: tuple[str, ...] = ()
+CORE_MODULES: tuple[str, ...] = (
+    # The transport's framing and per-frame paths: pure, no sockets (endpoint.py, which holds
+    # the sockets and is subclassed by each transport, stays interpreted and calls them).
+    "transport/frames.py",
+    "transport/replay.py",
+    "transport/straight.py",
+)
 # Left interpreted: the commands and the configuration are what an application builds itself
 # (``paxoskv.Set``, ``Compare``, ``Txn``, ``Configuration``) and they check what they are given:
 # a list where a tuple goes, any iterable of ids, ``True`` for a lease id must each give the

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import socket
-import struct
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from hmac import compare_digest
-from struct import error as struct_error
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import Any, cast
 
 from paxoskv.errors import TransportClosed
 from paxoskv.transport.base import (
@@ -37,23 +33,19 @@ from paxoskv.transport.base import (
 )
 from paxoskv.transport.frames import (
     HEADER_BYTES,
-    SEQ_FIELD,
     SEQ_OFFSET,
-    TAG_BYTES,
     FrameCodec,
     FrameKind,
     FrameOpener,
     FrameSealer,
+    Payload,
     Protection,
-    invalid_tag,
 )
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES, Inbox
 from paxoskv.transport.peers import PeerTable, decode_peer_list, encode_peer_list
-from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES, ReplayWindow
-
-if TYPE_CHECKING:  # cryptography is imported by the codec, with a secret only (frames.py)
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES
 from paxoskv.transport.sockio import DatagramSocket
+from paxoskv.transport.straight import KnownHeader, StraightPath, header_layout
 
 __all__ = ["FramedEndpoint", "default_incarnation"]
 
@@ -72,29 +64,7 @@ _WORTH_A_WARNING = {
 
 
 _new_delivery = tuple.__new__  # a Delivery without the named tuple's Python-level __new__
-
-# A data frame's header as the straight receive path knows it (FramedEndpoint._remember):
-# how to read a frame with that header (its fixed bytes, seq and ids, in one struct call),
-# the fixed bytes, the ids' bytes, the sender id, where the body starts, the source address,
-# the incarnation, the sender's AES-GCM cipher when that is the protection, and the sender's
-# replay window when frames are authenticated (the guard's own object: _remember says how it
-# stays so).
-_ReadHeader: TypeAlias = "Callable[[bytes], tuple[Any, ...]]"
-_KnownHeader: TypeAlias = (
-    "tuple[_ReadHeader, bytes, bytes, str, int, Address, int, AESGCM | None, ReplayWindow | None]"
-)
 _KNOWN_HEADERS = 1024
-
-
-@functools.cache
-def _header_layout(ids_bytes: int) -> _ReadHeader:
-    """Reads the fixed bytes, ``seq`` and ``ids_bytes`` of ids (bounded: at most 511)."""
-    return struct.Struct(f"!{SEQ_OFFSET}sQ{ids_bytes}s").unpack_from
-
-
-# Matches no frame (no fixed bytes are empty): where the straight path starts each batch.
-_UNKNOWN: _KnownHeader = (_header_layout(0), b"", b"", "", 0, ("",), 0, None, None)
-_NONCE_PAD = bytes(4)  # AES-GCM's nonce is seq as 12 bytes (FrameCodec._decrypt): 4 zeros first
 
 
 def default_incarnation() -> int:
@@ -131,31 +101,39 @@ class FramedEndpoint(ClosesOnExit):
         self._own_address = own_address
         self._peers = PeerTable(node_id, own_address, seeds)
         self._peer_addresses = self._peers.addresses
-        # Where every broadcast goes when that is one address that never changes (a multicast
-        # group, a subnet's broadcast address, TIPC's all-nodes range): subclasses set it, and
-        # broadcast() then sends without asking _broadcast_addresses. None: ask every time.
-        self._group_target: Address | None = None
         self._codec = codec
-        self._known: dict[bytes, _KnownHeader] = {}
+        self._known: dict[bytes, KnownHeader] = {}
         if self._replay_guard is not None:
             # Known headers hold their sender's window: a window the guard drops goes with them.
             self._replay_guard.on_forget = self._known.clear
         self._max_datagram_bytes = codec.max_datagram_bytes
         self._tag_bytes = codec.tag_bytes
         self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
-        # What broadcast() needs to seal a frame to everyone itself: the header around seq,
-        # and whether sealing is AES-GCM's (that one it leaves to the sealer).
-        self._to_everyone = self._sealer.header_parts("")
+        self._inbox = Inbox(inbox_frames)
+        self._stats = TransportStats()
+        # The per-frame paths (straight.py, compiled in the compiled build): a data frame to
+        # everyone out, a data frame with a known header in.
+        self._straight = StraightPath(
+            self,
+            self._known,
+            self._sealer,
+            self._keyed_mac,
+            self._replay_guard,
+            self._stats,
+            self._inbox.put_many,
+            send_socket.sendto,
+        )
         # The largest payload broadcast() seals itself; -1 (none) with AES-GCM, which it leaves
         # to the sealer, and once closed.
-        self._straight_limit = (
+        self._straight.limit = (
             -1 if codec.protection is Protection.AES_GCM else self._sealer.max_body_bytes
         )
-        self._inbox = Inbox(inbox_frames)
+        # ``broadcast()``: the straight path's own coroutine (compiled in the compiled build),
+        # which hands anything but a frame to one group address back to _broadcast_slowly.
+        self.broadcast = self._straight.broadcast  # type: ignore[method-assign]
         # ``receive()``: the inbox's own method, so a call is the inbox's coroutine with no
         # Python call of ours around it (a frame fewer per datagram taken this way).
         self.receive: Callable[[], Coroutine[Any, Any, Delivery]] = self._inbox.get
-        self._stats = TransportStats()
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
         self._gossip_interval_s = gossip_interval_s
@@ -184,7 +162,20 @@ class FramedEndpoint(ClosesOnExit):
 
     @property
     def stats(self) -> TransportStats:
+        self._straight.flush_counts()  # what broadcast() sent since the last look
         return self._stats
+
+    @property
+    def _group_target(self) -> Address | None:
+        """Where every broadcast goes when that is one address that never changes (a
+        multicast group, a subnet's broadcast address, TIPC's all-nodes range): subclasses set
+        it, and broadcast() then sends without asking _broadcast_addresses. None (the start):
+        ask every time."""
+        return self._straight.group
+
+    @_group_target.setter
+    def _group_target(self, address: Address | None) -> None:
+        self._straight.group = address
 
     @property
     def peers(self) -> Mapping[str, Address]:
@@ -211,42 +202,21 @@ class FramedEndpoint(ClosesOnExit):
             await self._send_blocked(datagram, blocked)
 
     async def broadcast(self, payload: bytes) -> None:
+        """Replaced in ``__init__`` by :meth:`StraightPath.broadcast`; kept for the
+        protocol's sake and for readers: it does the same."""
+        await self._straight.broadcast(payload)
+
+    async def _broadcast_slowly(self, payload: Payload) -> None:
+        """A broadcast the straight path leaves to us: no single group address, closed,
+        AES-GCM, or a payload the sealer refuses (_check_open raises on a closed transport)."""
+        self._check_open()
+        datagram = self._sealer.seal(payload)
         address = self._group_target
-        if address is None or len(payload) > self._straight_limit:
-            # No single group address, closed, AES-GCM, or a payload the sealer refuses: all
-            # rare, so one test covers the last three (_straight_limit is -1 when closed or
-            # with AES-GCM; _check_open raises on a closed transport).
-            self._check_open()
-            datagram = self._sealer.seal(payload)
-            if address is None:
-                blocked = self._send_now(datagram, self._broadcast_addresses())
-                if blocked:
-                    await self._send_blocked(datagram, blocked)
-                return
-        else:
-            # FrameSealer.seal for a DATA frame to everyone, written out: one call fewer per
-            # frame (tests/transport/test_fast_paths.py holds the two to the same bytes).
-            sealer = self._sealer
-            seq = sealer.next_seq
-            sealer.next_seq = seq + 1
-            before_seq, after_seq = self._to_everyone
-            datagram = b"".join((before_seq, SEQ_FIELD.pack(seq), after_seq, payload))
-            keyed_mac = self._keyed_mac
-            if keyed_mac is not None:
-                mac = keyed_mac()
-                mac.update(datagram)
-                datagram += mac.finalize()[:TAG_BYTES]
-        # One fixed address (a multicast group, a broadcast address): _send_now written out.
-        try:
-            self._send_socket.sendto(datagram, address)
-        except (BlockingIOError, InterruptedError):
-            await self._send_when_writable(datagram, address)
-        except OSError as error:
-            self._send_failed(error, address)
-        else:
-            stats = self._stats
-            stats.sent_frames += 1
-            stats.sent_bytes += len(datagram)
+        blocked = self._send_now(
+            datagram, self._broadcast_addresses() if address is None else (address,)
+        )
+        if blocked:
+            await self._send_blocked(datagram, blocked)
 
     async def send_many(self, messages: Sequence[tuple[str | None, bytes]]) -> None:
         """Send each ``(node_id, payload)`` in order; ``None`` for a node id means everyone.
@@ -331,7 +301,7 @@ class FramedEndpoint(ClosesOnExit):
         if self._closed:
             return
         self._closed = True
-        self._straight_limit = -1
+        self._straight.limit = -1
         self._inbox.close()
         for task in self._tasks:
             task.cancel()
@@ -350,92 +320,12 @@ class FramedEndpoint(ClosesOnExit):
     def datagrams_received(self, batch: list[tuple[bytes, Address]]) -> None:
         """Check, count and route what one wake-up of a socket drained, in arrival order.
 
-        Every datagram of every socket comes through here, so it is written for the common
-        case -- a data frame from a peer whose header this path has already checked once (see
-        :meth:`_remember`) -- with no Python call per datagram: one struct read gives the
-        header's fixed bytes, ``seq`` and the ids, which are compared with the header the
-        previous frame matched (looked up by the fixed bytes when the sender changes), and
-        only the tag, the replay window and the body are worked out per frame. Anything else
+        Every datagram of every socket comes through here. A data frame from a peer whose
+        header this path has already checked once (see :meth:`_remember`) takes the straight
+        path (:meth:`StraightPath.receive`, compiled in the compiled build); anything else
         takes :meth:`_receive_one`, the full path.
         """
-        max_bytes, tag_bytes, guard = self._max_datagram_bytes, self._tag_bytes, self._replay_guard
-        keyed_mac = self._keyed_mac
-        guard_accept = guard.accept if guard is not None else None
-        deliveries: list[Delivery] = []
-        append = deliveries.append
-        delivered_bytes = 0
-        # The header the last frame matched: a burst mostly comes from one sender, so the next
-        # frame is read with that header's layout and compared, with no lookup. Reset after
-        # anything that can empty the cache of known headers (the full path, the guard).
-        entry = _UNKNOWN
-        for datagram, address in batch:
-            try:
-                prefix, seq, ids = entry[0](datagram)
-            except struct_error:  # shorter than that header: another one, or malformed
-                prefix = None
-            size = len(datagram)
-            if prefix != entry[1] or ids != entry[2] or address != entry[5] or size > max_bytes:
-                entry = self._known_header(datagram, address)
-                if entry is _UNKNOWN:
-                    delivered_bytes += self._receive_one(datagram, address, append)
-                    continue
-                seq = entry[0](datagram)[1]
-            _, _, _, sender_id, header_end, _, incarnation, aead, window = entry
-            body_end = size - tag_bytes
-            if body_end < header_end:
-                delivered_bytes += self._receive_one(datagram, address, append)
-                entry = _UNKNOWN
-                continue
-            if keyed_mac is not None:
-                # _HmacSha256.tag written out, as in FrameCodec.unpack.
-                mac = keyed_mac()
-                mac.update(
-                    datagram[:body_end] if body_end < 1024 else memoryview(datagram)[:body_end]
-                )
-                if not compare_digest(mac.finalize()[:TAG_BYTES], datagram[body_end:]):
-                    self._refused(DropReason.BAD_TAG, address)
-                    continue
-                body = datagram[header_end:body_end]
-            elif aead is not None:
-                try:
-                    body = aead.decrypt(
-                        _NONCE_PAD + datagram[SEQ_OFFSET:HEADER_BYTES],
-                        datagram[header_end:],
-                        datagram[:header_end],
-                    )
-                except invalid_tag():
-                    self._refused(DropReason.BAD_TAG, address)
-                    continue
-            else:
-                body = datagram[header_end:]
-            if window is not None:
-                if seq == window.next_in_order and incarnation == window.incarnation:
-                    window.next_in_order = seq + 1  # ReplayWindow.accept's steady state
-                else:
-                    entry = _UNKNOWN  # the guard may drop windows, and every known header
-                    if not guard_accept(sender_id, incarnation, seq):  # type: ignore[misc]
-                        self._stats.dropped[DropReason.REPLAYED] += 1
-                        continue
-            delivered_bytes += len(body)
-            append(_new_delivery(Delivery, (sender_id, body)))
-        if deliveries:
-            stats = self._stats
-            stats.received_frames += len(deliveries)
-            stats.received_bytes += delivered_bytes
-            overflow = self._inbox.put_many(deliveries)
-            if overflow:
-                stats.dropped[DropReason.OVERFLOW] += overflow
-
-    def _known_header(self, datagram: bytes, address: Address) -> _KnownHeader:
-        """The known header ``datagram`` carries from ``address``, or ``_UNKNOWN``."""
-        entry = self._known.get(datagram[:SEQ_OFFSET], _UNKNOWN)
-        if entry is _UNKNOWN or address != entry[5] or len(datagram) > self._max_datagram_bytes:
-            return _UNKNOWN
-        try:
-            ids = entry[0](datagram)[2]
-        except struct_error:
-            return _UNKNOWN
-        return entry if ids == entry[2] else _UNKNOWN
+        self._straight.receive(batch)
 
     def _receive_one(
         self, datagram: bytes, address: Address, deliver: Callable[[Delivery], None]
@@ -492,8 +382,8 @@ class FramedEndpoint(ClosesOnExit):
             known.clear()  # bounded: without a secret anyone can make new headers
         ids_bytes = datagram[7] + datagram[8]
         header_end = HEADER_BYTES + ids_bytes
-        known[datagram[:SEQ_OFFSET]] = (
-            _header_layout(ids_bytes),
+        known[datagram[:SEQ_OFFSET]] = KnownHeader(
+            header_layout(ids_bytes),
             datagram[:SEQ_OFFSET],
             datagram[HEADER_BYTES:header_end],
             sender_id,

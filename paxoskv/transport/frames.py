@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import struct
 from hmac import compare_digest
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, cast
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge
 from paxoskv.transport.base import DropReason
@@ -70,6 +70,11 @@ HEADER_BYTES = _HEADER.size
 SEQ_OFFSET = HEADER_BYTES - 8  # seq is the header's last field: a sealer packs only it per frame
 SEQ_FIELD = struct.Struct("!Q")
 _AEAD_CACHE_ENTRIES = 1024
+# What a payload (or a secret) may be: the bytes-like objects callers hand in. Spelled out,
+# not ``bytes``: the pure build has always sent a bytearray or memoryview as its bytes (an
+# untyped caller, or one checked by an older mypy, passes them), and the compiled build checks
+# an annotation on entry, so ``bytes`` alone would refuse them there with a bare TypeError.
+Payload: TypeAlias = bytes | bytearray | memoryview
 
 
 class FrameKind(enum.IntEnum):
@@ -124,8 +129,14 @@ def cluster_digest(cluster: str) -> bytes:
     ).digest()
 
 
-def encode_node_id(node_id: str) -> bytes:
-    """A node id as it goes on the wire; refuses ids the frame cannot carry."""
+def encode_node_id(node_id: object) -> bytes:
+    """A node id as it goes on the wire; refuses ids the frame cannot carry.
+
+    Takes ``object`` and checks it here, as the sealer does its node ids and destinations: a
+    node id comes from the application (``send(node_id, ...)``), and compiled, a ``str``
+    parameter would refuse anything else with a bare TypeError before this check could say
+    what is wrong -- both builds must raise the same ConfigurationError.
+    """
     if not isinstance(node_id, str) or not node_id:
         raise ConfigurationError(f"node id must be a non-empty str, not {node_id!r}")
     encoded = node_id.encode("utf-8")
@@ -137,7 +148,7 @@ def encode_node_id(node_id: str) -> bytes:
     return encoded
 
 
-def _secret_bytes(secret: bytes | str) -> bytes:
+def _secret_bytes(secret: Payload | str) -> bytes:
     raw = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
     if len(raw) < MIN_SECRET_BYTES:
         raise ConfigurationError(
@@ -206,7 +217,7 @@ class FrameCodec:
     def __init__(
         self,
         cluster: str,
-        secret: bytes | str | None = None,
+        secret: Payload | str | None = None,
         *,
         encrypt: bool = False,
         max_datagram_bytes: int = 65507,
@@ -271,7 +282,7 @@ class FrameCodec:
         incarnation: int,
         seq: int,
         destination: bytes,
-        body: bytes,
+        body: Payload,
     ) -> bytes:
         """One datagram; ``sender`` and ``destination`` come from :func:`encode_node_id`."""
         before_seq, after_seq = self.header_parts(kind, sender, incarnation, destination)
@@ -282,7 +293,7 @@ class FrameCodec:
         before_seq: bytes,
         seq: int,
         after_seq: bytes,
-        body: bytes,
+        body: Payload,
         sender: bytes,
         incarnation: int,
     ) -> bytes:
@@ -391,13 +402,13 @@ class FrameCodec:
 class FrameSealer:
     """One node's outgoing side: its id, incarnation and the running frame number."""
 
-    def __init__(self, codec: FrameCodec, node_id: str, incarnation: int) -> None:
+    def __init__(self, codec: FrameCodec, node_id: object, incarnation: int) -> None:
         if not 0 <= incarnation < 2**64:
             raise ConfigurationError(f"incarnation {incarnation} is not an unsigned 64-bit int")
         self.codec = codec
-        self.node_id = node_id
+        self.sender = encode_node_id(node_id)  # refuses anything but a usable str
+        self.node_id = self.sender.decode()
         self.incarnation = incarnation
-        self.sender = encode_node_id(node_id)
         self.max_body_bytes = codec.max_body_bytes(self.sender)
         self.next_seq = 0
         # Per destination ("" for everyone), the DATA header around ``seq``: packed once.
@@ -405,11 +416,21 @@ class FrameSealer:
         self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
         self._plain = not codec.authenticated
 
-    def seal(self, body: bytes, destination: str = "", kind: FrameKind = FrameKind.DATA) -> bytes:
-        """Frame ``body``; raises :class:`PayloadTooLarge` if it cannot fit in one datagram."""
+    def seal(
+        self, body: Payload, destination: object = "", kind: FrameKind = FrameKind.DATA
+    ) -> bytes:
+        """Frame ``body``; raises :class:`PayloadTooLarge` if it cannot fit in one datagram.
+
+        ``destination`` is a node id ("" for everyone) and is checked as one
+        (:func:`encode_node_id`, which says why it is typed ``object``).
+        """
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge(len(body), self.max_body_bytes)
-        parts = self._data_headers.get(destination) if kind is _DATA else None
+        parts = (
+            self._data_headers.get(destination)
+            if kind is _DATA and isinstance(destination, str)
+            else None
+        )
         if parts is None:
             parts = self.header_parts(destination, kind)
         seq = self.next_seq
@@ -426,13 +447,17 @@ class FrameSealer:
         return self.codec.seal_parts(parts[0], seq, parts[1], body, self.sender, self.incarnation)
 
     def header_parts(
-        self, destination: str, kind: FrameKind = FrameKind.DATA
+        self, destination: object, kind: FrameKind = FrameKind.DATA
     ) -> tuple[bytes, bytes]:
         """A header around ``seq`` (:meth:`FrameCodec.header_parts`) for this sender; keeps
         DATA ones (bounded: node ids are few, but come from callers)."""
         encoded = encode_node_id(destination) if destination else b""
         parts = self.codec.header_parts(kind, self.sender, self.incarnation, encoded)
-        if kind is _DATA and len(self._data_headers) < _HEADER_CACHE_ENTRIES:
+        if (
+            kind is _DATA
+            and isinstance(destination, str)
+            and len(self._data_headers) < _HEADER_CACHE_ENTRIES
+        ):
             self._data_headers[destination] = parts
         return parts
 

@@ -207,10 +207,10 @@ def test_a_window_the_guard_drops_leaves_the_known_headers_with_it() -> None:
     guard.max_senders = 1
     first = FrameSealer(codec, "s1", 1).seal(b"one")
     receiver.datagrams_received([(first, SOURCES[0])])
-    assert receiver._known and next(iter(receiver._known.values()))[8] is guard.windows["s1"]
+    assert receiver._known and next(iter(receiver._known.values())).window is guard.windows["s1"]
     receiver.datagrams_received([(FrameSealer(codec, "s2", 1).seal(b"two"), SOURCES[1])])
     assert list(guard.windows) == ["s2"]
-    assert all(entry[3] == "s2" for entry in receiver._known.values())
+    assert all(entry.sender_id == "s2" for entry in receiver._known.values())
 
 
 def test_a_header_matched_earlier_in_a_batch_is_not_used_after_the_full_path_ran() -> None:
@@ -318,3 +318,38 @@ def test_a_sender_seen_at_a_new_address_is_relearned_whichever_header_it_uses() 
         assert fast.peers == reference.peers
     assert fast.peers == {"s1": SOURCES[0]}
     assert _drain(fast) == _drain(reference)
+
+
+def test_bytes_like_payloads_and_bad_node_ids_get_the_same_answer_in_both_builds() -> None:
+    """Compiled, a parameter annotated ``bytes`` or ``str`` refuses anything else on entry
+    with a bare TypeError; what an application hands ``broadcast``/``send`` must get what the
+    pure build gives: a bytearray or memoryview is sent as its bytes, a node id that is not a
+    usable str is a ConfigurationError (frames.py: ``Payload``, ``encode_node_id``)."""
+    from paxoskv.errors import ConfigurationError
+
+    for secret, encrypt in PROTECTIONS:
+        codec = FrameCodec("fast", secret, encrypt=encrypt)
+        group: list[Address] = [("239.1.1.1", 5)]
+        like, plain = _Endpoint(codec, group, _Recorder()), _Endpoint(codec, group, _Recorder())
+        for payload in (bytearray(b"xy"), memoryview(b"xy")):
+            asyncio.run(like.broadcast(payload))  # type: ignore[arg-type]
+            asyncio.run(plain.broadcast(b"xy"))
+            asyncio.run(like.send("s1", payload))  # type: ignore[arg-type]
+            asyncio.run(plain.send("s1", b"xy"))
+        if not encrypt:  # AES-GCM's nonces come from the sender's key: same bytes per seq
+            assert like._send_socket.sent == plain._send_socket.sent  # type: ignore[attr-defined]
+        assert len(like._send_socket.sent) == 4  # type: ignore[attr-defined]
+        for node_id in (123, None, b"s1"):
+            if node_id is not None:  # send(None, ...) has always meant everyone, in both builds
+                try:
+                    asyncio.run(like.send(node_id, b"x"))  # type: ignore[arg-type]
+                except ConfigurationError:
+                    pass
+                else:
+                    raise AssertionError(f"{node_id!r} was taken for a node id")
+            try:
+                FrameSealer(codec, node_id, 1)
+            except ConfigurationError:
+                pass
+            else:
+                raise AssertionError(f"{node_id!r} was taken for a node id")
