@@ -139,7 +139,7 @@ def breakdown(
                         journal_index=store.last_index,
                         now=time.time(),
                     )
-                start_up_done()
+                    start_up_done()
                 return engine
 
             engine = timed(STEPS[5], build)
