@@ -40,7 +40,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.runtime.identity import load_genesis
+from paxoskv.runtime.loop import node_collector, start_up_done
 from paxoskv.state import Configuration
+from paxoskv.state.snapshot import paused_gc
 from paxoskv.storage import Store
 
 IMPORTS = "import asyncio, paxoskv, paxoskv.node"  # what a node process imports to start
@@ -98,39 +100,49 @@ def breakdown(
 
     if stop_after == 0:
         os._exit(0)
-    with tempfile.TemporaryDirectory(prefix="paxoskv-restart-", dir=scratch_in) as scratch:
+    # The collector as a node's process has it (runtime.loop.run), and paused where Replica
+    # pauses it: over the replay and the engine's build, its start-up objects frozen after.
+    with (
+        tempfile.TemporaryDirectory(prefix="paxoskv-restart-", dir=scratch_in) as scratch,
+        node_collector(),
+    ):
         copy = Path(scratch) / "data"
         shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns("LOCK"))
         store = timed(STEPS[1], lambda: Store.open(copy))
         try:
-            found = timed(STEPS[2], store.recovered_snapshot)
-            durable = timed(
-                STEPS[3],
-                lambda: decode_local_snapshot(found[1]) if found else DurableState(),
-            )
+            with paused_gc():
+                found = timed(STEPS[2], store.recovered_snapshot)
+                durable = timed(
+                    STEPS[3],
+                    lambda: decode_local_snapshot(found[1]) if found else DurableState(),
+                )
 
-            def replay() -> int:
-                count = 0
-                for _, record in store.recovered_records():
-                    durable.replay(record)
-                    count += 1
-                return count
+                def replay() -> int:
+                    count = 0
+                    for _, record in store.recovered_records():
+                        durable.replay(record)
+                        count += 1
+                    return count
 
-            records = timed(STEPS[4], replay)
+                records = timed(STEPS[4], replay)
             tail = len(durable.chosen)
             genesis = load_genesis(copy) or ()
             configuration = Configuration(voters=frozenset(genesis), learners=frozenset())
-            engine = timed(
-                STEPS[5],
-                lambda: Engine(
-                    EngineSettings(node_id="restart-benchmark"),
-                    random.Random(0),
-                    configuration,
-                    durable=durable,
-                    journal_index=store.last_index,
-                    now=time.time(),
-                ),
-            )
+
+            def build() -> Engine:
+                with paused_gc():
+                    engine = Engine(
+                        EngineSettings(node_id="restart-benchmark"),
+                        random.Random(0),
+                        configuration,
+                        durable=durable,
+                        journal_index=store.last_index,
+                        now=time.time(),
+                    )
+                    start_up_done()
+                return engine
+
+            engine = timed(STEPS[5], build)
         finally:
             store.close()
     facts = {

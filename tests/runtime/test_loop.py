@@ -72,3 +72,20 @@ def test_run_tunes_the_collector_for_a_node_and_puts_it_back() -> None:
         assert run(threshold(), event_loop="asyncio") == NODE_GC_GEN0 * 2
     finally:
         gc.set_threshold(*before)
+
+
+def test_start_up_objects_are_frozen_only_in_a_process_paxoskv_runs() -> None:
+    import gc
+
+    from paxoskv.runtime.loop import node_collector, start_up_done
+
+    assert gc.get_freeze_count() == 0
+    start_up_done()  # an application embedding a node: its collector is left alone
+    assert gc.get_freeze_count() == 0
+    try:
+        with node_collector():
+            start_up_done()
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert gc.isenabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ async def test_a_node_restarted_after_a_long_replay_follows_the_leader_it_finds(
         restarted = await cluster.start(follower_id)
         engine = restarted.replica.engine
         assert engine is not None
+        assert gc.isenabled(), "the collector stayed paused after the replay"
         await eventually(lambda: engine.leader_id is not None, 5, "hearing the leader")
         assert await restarted.get("before") == 1  # a linearizable read, through the leader
         assert engine.leader_id == leader.node_id
