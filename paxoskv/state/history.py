@@ -93,15 +93,20 @@ def value_size(value: object) -> int:
 
 
 def values_size(values: Sequence[Any]) -> int:
-    """``sum(map(value_size, values))``, in one C-level join when they are all str or bytes."""
-    try:
-        return len("".join(values))
-    except TypeError:
-        pass
-    try:
-        return len(b"".join(values))
-    except TypeError:
-        return sum(map(value_size, values))
+    """``sum(map(value_size, values))``, with str and bytes sized inline: a loop the compiled
+    build runs in C (a ``join`` to size them copied every value once more)."""
+    total = 0
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            text: str = value
+            total += len(text)
+        elif kind is bytes:
+            data: bytes = value
+            total += len(data)
+        else:
+            total += value_size(value)
+    return total
 
 
 def _all_str_or_all_bytes(values: Sequence[Any]) -> bool:
