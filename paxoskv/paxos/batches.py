@@ -290,7 +290,7 @@ def _read_one_client_run(value: bytes) -> Columns | None:
     except Exception:  # too short, not UTF-8, not msgpack: msgpack raises several types
         return None
     items = wrapped[0]
-    if type(items) is not list or len(items) != count or not set(map(type, items)) <= _ITEM_TYPES:
+    if type(items) is not list or len(items) != count or not _all_items(items):
         return None
     return log_time_ms, [client_id] * count, range(first, first + count), items
 
@@ -342,6 +342,16 @@ def _read_in_full(value: bytes) -> Columns:
             return log_time_ms, client_ids, seqs, items
     check_columns(log_time_ms, client_ids, seqs, items)  # raises, naming what is wrong
     raise MalformedMessage("not a batch")  # unreachable: the checks above are check_columns'
+
+
+def _all_items(items: list[Any]) -> bool:
+    """``set(map(type, items)) <= _ITEM_TYPES``, as a loop the compiled build runs in C at a
+    tenth of the set's cost."""
+    for item in items:
+        kind = type(item)
+        if kind is not list and kind is not bytes:
+            return False
+    return True
 
 
 _STR: set[type] = {str}

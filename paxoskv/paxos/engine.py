@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, starmap
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from mypy_extensions import mypyc_attr
 
@@ -996,7 +996,7 @@ class Engine:
                     size += len(request.command) + len(request.client_id) + 16
                 self._pending_bytes -= size
             log_time_ms = self._log_time_ms(now)
-            client_ids, seqs, commands = map(list, zip(*batch, strict=True))
+            client_ids, seqs, commands = _split_requests(batch)
             value, items = pack_batch(log_time_ms, client_ids, seqs, commands)
             # The columns pass ``check_columns`` but for the log time: every request was
             # checked as it came in (``_check_requests`` in propose and on a Forward, the codec
@@ -1337,12 +1337,61 @@ _command_of = itemgetter(2)
 
 def _check_requests(
     requests: Sequence[m.Request],
-) -> tuple[tuple[str, ...], tuple[int, ...], tuple[bytes, ...]]:
+) -> tuple[Sequence[str], Sequence[int], Sequence[bytes]]:
     """Refuse what would make its whole batch refused by every replica (see read_batch).
 
-    Returns the client ids, seqs and commands, split out in C (``zip(*requests)``) for the
-    caller.
+    Returns the client ids, seqs and commands, split out for the caller. One typed loop over
+    the requests, which the compiled build runs as C: a request is checked and split into the
+    columns at once (``zip(*requests)`` and a ``set(map(type, ...))`` per column, with
+    ``min`` and ``max`` of the seqs, cost some 1,600 instructions a request there). Anything
+    it does not pass goes to :func:`_check_requests_generally`, which names what is wrong.
     """
+    client_ids: list[str] = []
+    seqs: list[int] = []
+    commands: list[bytes] = []
+    for request in requests:
+        if not isinstance(cast(object, request), tuple) or len(request) != 3:
+            return _check_requests_generally(requests)  # a list for a Request, say
+        row: tuple[Any, ...] = request
+        client_id = row[0]
+        seq = row[1]
+        command = row[2]
+        if (
+            type(client_id) is not str
+            or not client_id
+            or type(seq) is not int
+            or seq < 0
+            or (seq > _MOST_SHORT_INT and seq > UINT64_MAX)
+            or type(command) is not bytes
+        ):
+            return _check_requests_generally(requests)
+        client_ids.append(client_id)
+        seqs.append(seq)
+        commands.append(command)
+    return client_ids, seqs, commands
+
+
+def _split_requests(requests: list[m.Request]) -> tuple[list[str], list[int], list[bytes]]:
+    """The client ids, seqs and commands of checked requests, as columns: a loop that the
+    compiled build runs in C, where ``zip(*requests)`` makes an iterator per request."""
+    client_ids: list[str] = []
+    seqs: list[int] = []
+    commands: list[bytes] = []
+    for request in requests:
+        row: tuple[Any, ...] = request
+        client_ids.append(row[0])
+        seqs.append(row[1])
+        commands.append(row[2])
+    return client_ids, seqs, commands
+
+
+_MOST_SHORT_INT = (1 << 62) - 1  # compiled, an int up to this is compared without a call
+
+
+def _check_requests_generally(
+    requests: Sequence[m.Request],
+) -> tuple[Sequence[str], Sequence[int], Sequence[bytes]]:
+    """:func:`_check_requests` of any requests: raises the error that says what is wrong."""
     client_ids, seqs, commands = zip(*requests, strict=True)
     if not (
         set(map(type, client_ids)) <= {str}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import msgpack
 
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
-from paxoskv.paxos.messages import pack_body
+from paxoskv.paxos.messages import pack_body, pack_with_bytes
 from paxoskv.state import Configuration
 from paxoskv.state.snapshot import StateImage, array_header
 
@@ -37,7 +37,7 @@ def promised_record(ballot: Ballot) -> bytes:
 
 
 def accepted_record(slot: int, ballot: Ballot, value: bytes) -> bytes:
-    return pack_body([ACCEPTED, slot, ballot.round, ballot.node_id, value])
+    return pack_with_bytes([ACCEPTED, slot, ballot.round, ballot.node_id], value)
 
 
 def chosen_record(first_slot: int, last_slot: int) -> bytes:

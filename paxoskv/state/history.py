@@ -24,8 +24,9 @@ to about twice ``limit_bytes`` of values (more only when values shrink).
 
 Recording one Set is a bare ``deque.append`` (which the state machine calls directly on its hot
 path, then :meth:`trim` once per slot). Sizes are kept per *group*, not per event: a run, or the
-single events one trim found appended, sized by one ``str.join`` of their values when those are
-all str (or all bytes), so sizing costs a C-level pass per slot rather than a call per event.
+single events one trim found appended, sized by one pass over their values (:func:`values_size`,
+str and bytes by ``len`` inline; compiled, a C loop), so sizing costs a loop per slot rather
+than a call per event.
 Trimming drops whole groups from the front without sizing them again; a group a bound cuts into
 sizes only the events it drops (to cut by bytes, those of the group, summed as it goes). A run
 at the front that lost some events counts them in ``_skip``. The revision of the last event
@@ -93,15 +94,20 @@ def value_size(value: object) -> int:
 
 
 def values_size(values: Sequence[Any]) -> int:
-    """``sum(map(value_size, values))``, in one C-level join when they are all str or bytes."""
-    try:
-        return len("".join(values))
-    except TypeError:
-        pass
-    try:
-        return len(b"".join(values))
-    except TypeError:
-        return sum(map(value_size, values))
+    """``sum(map(value_size, values))``, with str and bytes sized inline: a loop the compiled
+    build runs in C (a ``join`` to size them copied every value once more)."""
+    total = 0
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            text: str = value
+            total += len(text)
+        elif kind is bytes:
+            data: bytes = value
+            total += len(data)
+        else:
+            total += value_size(value)
+    return total
 
 
 def _all_str_or_all_bytes(values: Sequence[Any]) -> bool:

@@ -34,10 +34,9 @@ snapshot an older version wrote).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import repeat
+from functools import lru_cache
 from typing import Any, TypeAlias
 
 from paxoskv.errors import (
@@ -257,9 +256,9 @@ def encode_result(result: Result) -> bytes:
 # fixint 1, the revision as uint16, uint32 or uint64 (the smallest that holds it), nil. The leader
 # answers a slot of such Sets at a stretch of consecutive revisions, nearly always of one width.
 _WRITTEN_BY_WIDTH = (
-    (1 << 8, 1 << 16, struct.Struct(">3sHB"), b"\x93\x01\xcd"),
-    (1 << 16, 1 << 32, struct.Struct(">3sIB"), b"\x93\x01\xce"),
-    (1 << 32, 1 << 64, struct.Struct(">3sQB"), b"\x93\x01\xcf"),
+    (1 << 8, 1 << 16, 2, b"\x93\x01\xcd"),
+    (1 << 16, 1 << 32, 4, b"\x93\x01\xce"),
+    (1 << 32, 1 << 64, 8, b"\x93\x01\xcf"),
 )
 _NIL = 0xC0
 
@@ -267,12 +266,32 @@ _NIL = 0xC0
 def encode_written_run(first: int, stop: int, pack: Callable[[Any], bytes] = pack) -> list[bytes]:
     """The answers of plain Sets that took revisions ``first`` to ``stop - 1``, in order: the
     bytes ``encode_result(Written(revision, None))`` makes (the tests hold the two to each other
-    at every width), by one ``struct`` pass, a third of the cost of packing each. ``pack``
-    packs a run that crosses a width (or starts below 256)."""
-    for low, high, layout, head in _WRITTEN_BY_WIDTH:
+    at every width). Each answer is its head, the revision at a fixed width and a nil; read as
+    one big-endian number, the whole run is one multiply and two adds of numbers made once per
+    width and length (:func:`_run_terms`), and each answer is then a slice of its bytes: an
+    eighth of the cost of a ``struct`` pack per answer. ``pack`` packs a run that crosses a
+    width (or starts below 256)."""
+    count = stop - first
+    for low, high, width, head in _WRITTEN_BY_WIDTH:
         if low <= first and stop <= high:
-            return list(map(layout.pack, repeat(head), range(first, stop), repeat(_NIL)))
+            if count <= 0:
+                return []
+            step = len(head) + width + 1
+            ones, steps = _run_terms(step, count)
+            # Entry i is head, first + i, nil: (head << 8 * (width + 1) | nil) + (first + i) << 8.
+            constant = (int.from_bytes(head, "big") << (8 * (width + 1))) | _NIL
+            run = ((constant + (first << 8)) * ones + (steps << 8)).to_bytes(count * step, "big")
+            return [run[at : at + step] for at in range(0, count * step, step)]
     return [pack([WRITTEN, revision, None]) for revision in range(first, stop)]
+
+
+@lru_cache(maxsize=64)
+def _run_terms(step: int, count: int) -> tuple[int, int]:
+    """``ones = sum(B**j)`` and ``steps = sum(i * B**(count - 1 - i))`` for ``j, i`` below
+    ``count``, ``B = 256**step``: ``sum((a + i * c) * B**(count - 1 - i)) = a * ones + c *
+    steps``. Slots are mostly of a few sizes, so these are made once each."""
+    ones = int.from_bytes((bytes(step - 1) + b"\x01") * count, "big")
+    return ones, (ones - count) // ((1 << (8 * step)) - 1)
 
 
 # --- from the wire -------------------------------------------------------------------------
