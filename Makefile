@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 CORE := $(shell $(PYTHON) setup.py --core-sources)
 COMPILED := build/.compiled
 
-$(COMPILED): $(STAMP) $(CORE) setup.py
+$(COMPILED): $(STAMP) $(CORE) setup.py paxoskv/compiled.py
 	mkdir -p build && find paxoskv -name '*.so' -delete
 	PAXOSKV_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace --parallel 2 \
 		>build/compile.log 2>&1 || (cat build/compile.log; exit 1)

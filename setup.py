@@ -2,7 +2,7 @@
 
 The consensus engine (``paxoskv/paxos``) and the state machine (``paxoskv/state``) are plain,
 fully typed Python with no I/O, which is what mypyc compiles to C extension modules: the same
-source, run about twice as fast. ``PAXOSKV_COMPILE=1 pip install .`` (or ``make compile`` in a
+source, run faster (README, "The compiled core"). ``PAXOSKV_COMPILE=1 pip install .`` (or ``make compile`` in a
 checkout) builds them, with mypy in the build environment and a C compiler on the machine;
 without it the package installs as pure Python and behaves the same, only slower.
 ``paxoskv.compiled.build_name()`` tells which one a process runs.

@@ -1,7 +1,7 @@
 """Which modules the compiled build holds, and which build this process runs.
 
 The sans-IO core (``paxoskv/paxos``, ``paxoskv/state``) is plain, fully typed Python that mypyc
-compiles to C extension modules: the same source, about twice as fast (README, Benchmarks).
+compiles to C extension modules: the same source, faster (README, "The compiled core").
 Both builds give the same results. A benchmark figure means little without saying which ran,
 so the benchmarks and ``paxos-kv status`` report it.
 

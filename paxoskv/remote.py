@@ -33,7 +33,7 @@ from paxoskv.errors import (
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import Member, liveness
 from paxoskv.state import ChangeEvent, Key
-from paxoskv.state.keys import check_prefix, key_to_wire
+from paxoskv.state.keys import check_key, check_prefix, key_to_wire
 from paxoskv.state.results import key_value_from_row
 from paxoskv.transport import DropReason, Transport, open_transport
 
@@ -325,6 +325,8 @@ class Client(KVApi):
 
     async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
         read_id = next(self._ids)
+        if argument is not None:  # checked here: a wrong type is InvalidKey in either build
+            argument = check_key(argument) if op == "get" else check_prefix(argument)
         wire = key_to_wire(argument) if argument is not None else None
         message = protocol.encode_runtime("read", read_id, consistency, op, wire)
         _, _, payload, error = await self._ask(("readrep", read_id), message, "read")

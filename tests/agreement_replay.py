@@ -98,6 +98,24 @@ def _command(rng: random.Random, leases: list[int]) -> bytes:
     return _pack(wire)
 
 
+def _plain_run(rng: random.Random, log_time_ms: int, next_seq: dict[str, int]) -> bytes:
+    """The usual busy slot: one client's plain Sets at its next seqs (``plain_sets``' path),
+    now and then with one item spoiled or a seq out of line, which sends it the general way."""
+    client = rng.choice(CLIENTS[:3])
+    count = rng.choice([4, 5, 16, 40])
+    first = next_seq.get(client, 0) + (rng.randrange(-2, 3) if rng.random() < 0.2 else 0)
+    commands = [_pack([1, f"k{rng.randrange(12)}", _value(rng), None]) for _ in range(count)]
+    if rng.random() < 0.2:
+        commands[rng.randrange(count)] = _pack(
+            rng.choice(
+                [[1, "", 1, None], [1, "k1", 1, True], [True, "k1", 1, None], [1, 5, 1, None]]
+            )
+        )
+    next_seq[client] = max(next_seq.get(client, 0), first + count)
+    requests = [m.Request(client, max(first, 0) + i, cmd) for i, cmd in enumerate(commands)]
+    return encode_batch(log_time_ms, requests)
+
+
 def _slot_value(rng: random.Random, log_time_ms: int, leases: list[int]) -> bytes:
     """One chosen value: a batch as a leader packs it, or now and then a hand-made one."""
     count = rng.choice([1, 2, 5, 16, 20, 40])
@@ -119,14 +137,19 @@ def _slot_value(rng: random.Random, log_time_ms: int, leases: list[int]) -> byte
     return encode_batch(log_time_ms, requests)
 
 
-def _apply_slot(machine: KVStateMachine, value: bytes) -> list[str]:
-    """What a replica does with a chosen value (as ``Engine._apply_slot``), as text."""
+def _apply_slot(machine: KVStateMachine, value: bytes, rng: random.Random) -> list[str]:
+    """What a replica does with a chosen value (as ``Engine._apply_slot``), as text: as the
+    node every client waits on, as one none waits on (a follower), or some wait on."""
     try:
         log_time_ms, client_ids, seqs, items = read_batch(value)
         check_columns(log_time_ms, client_ids, list(seqs), items)
     except m.MalformedMessage as error:
         return [f"refused: {type(error).__name__}"]
-    waiting = {client: set(seqs) for client in client_ids}
+    waits = rng.choice(["all", "none", "some"])
+    waiting = {
+        client: {s for s in seqs if waits == "all" or (waits == "some" and s % 2)}
+        for client in client_ids
+    }
     answered = machine.apply_items(
         client_ids, seqs, items, log_time_ms, answer=waiting, checked=True
     )
@@ -169,9 +192,14 @@ def replay(seed: int, slots: int = 150) -> dict[str, Any]:
     leases = [1, 2, 3, 4, 5]
     log_time_ms = 1_000
     transcript: list[Any] = []
+    next_seq: dict[str, int] = {}
     for _ in range(slots):
         log_time_ms += rng.choice([0, 1, 250, 2_000])
-        transcript.append(_apply_slot(machine, _slot_value(rng, log_time_ms, leases)))
+        if rng.random() < 0.4:
+            value = _plain_run(rng, log_time_ms, next_seq)
+        else:
+            value = _slot_value(rng, log_time_ms, leases)
+        transcript.append(_apply_slot(machine, value, rng))
         transcript.append(machine.digest().hex())
         transcript.append(sorted(machine.due_leases(log_time_ms + 3_000)))
     snapshot = machine.snapshot()

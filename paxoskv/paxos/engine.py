@@ -1378,7 +1378,7 @@ def _split_requests(requests: list[m.Request]) -> tuple[list[str], list[int], li
     seqs: list[int] = []
     commands: list[bytes] = []
     for request in requests:
-        row: tuple[Any, ...] = request
+        row: Any = request  # a Request, or a list a direct caller passed (checked as one)
         client_ids.append(row[0])
         seqs.append(row[1])
         commands.append(row[2])

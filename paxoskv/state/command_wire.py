@@ -44,7 +44,7 @@ ADD_LEARNER, PROMOTE_LEARNER, DEMOTE_VOTER, REMOVE_MEMBER = 8, 9, 10, 11
 # --- to the wire ---------------------------------------------------------------------------
 
 
-def command_to_wire(command: Command) -> list[Any]:
+def command_to_wire(command: object) -> list[Any]:
     """The msgpack-ready array for ``command`` (tuple keys as arrays, see wire.py)."""
     try:
         to_wire = _TO_WIRE[type(command)]
@@ -53,17 +53,18 @@ def command_to_wire(command: Command) -> list[Any]:
     return to_wire(command)  # type: ignore[no-any-return]
 
 
-def encode_command(command: Command) -> bytes:
+def encode_command(command: object) -> bytes:
     """Compact msgpack bytes for ``command``; ValueNotSerialisable if a value cannot travel."""
     return pack(command_to_wire(command))
 
 
-def encode_set(key: object, value: Any, lease_id: int | None = None) -> bytes:
+def encode_set(key: object, value: Any, lease_id: object = None) -> bytes:
     """``encode_command(Set(key, value, lease_id))``, checked the same, without the object.
 
     The one command a pipelined client sends most: building the frozen dataclass only to
-    take it apart again was a tenth of a write's client-side cost. ``key`` is ``object`` so
-    that a wrong type gets InvalidKey in the compiled build too (an application's key).
+    take it apart again was a tenth of a write's client-side cost. ``key`` and ``lease_id``
+    are ``object`` so that a wrong type gets InvalidKey or InvalidCommand in the compiled
+    build too (they are an application's; an ``int`` parameter would also take True as 1).
     """
     checked = check_key(key)
     check_value(value)

@@ -66,7 +66,7 @@ from paxoskv.state.history import (
     ChangeEvent,
     History,
 )
-from paxoskv.state.keys import Key, Prefix, check_key, check_prefix, sort_keys
+from paxoskv.state.keys import Key, check_key, check_prefix, sort_keys
 from paxoskv.state.leases import LeaseInfo, LeaseTable
 from paxoskv.state.results import (
     KeyValue,
@@ -634,15 +634,14 @@ class KVStateMachine:
         data = self._data
         return [key_value_from_row(data[key]) for key in self.keys(prefix)]
 
-    def events_since(self, revision: int, prefix: Prefix | None = None) -> list[ChangeEvent]:
+    def events_since(self, revision: int, prefix: object = None) -> list[ChangeEvent]:
         """Changes made after ``revision``, oldest first (optionally only under ``prefix``).
 
         Raises :class:`~paxoskv.errors.Compacted` if the history no longer reaches back that
         far; the watcher should then read the current state and watch from :attr:`revision`.
         """
-        if prefix is not None:
-            check_prefix(prefix)
-        return self._history.since(revision, prefix)
+        checked = None if prefix is None else check_prefix(prefix)  # object: a watcher's own
+        return self._history.since(revision, checked)
 
     def due_leases(self, now_ms: int) -> list[int]:
         """Ids of leases whose expiry is at or before ``now_ms``, ascending.

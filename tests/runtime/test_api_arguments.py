@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from paxoskv import KVApi, connect
-from paxoskv.errors import InvalidArgument, NoQuorum
+from paxoskv.errors import InvalidArgument, InvalidCommand, InvalidKey, NoQuorum
 from tests.runtime.cluster import MemoryCluster
 
 
@@ -99,3 +99,32 @@ async def test_a_lone_bootstrapping_node_is_told_what_it_waits_for_not_to_bootst
         assert "met so far: n1" in message and "use --bootstrap-expect" not in message
     finally:
         await cluster.close()
+
+
+async def _watch_first(api: KVApi, prefix: Any) -> None:
+    async for _ in api.watch(prefix):
+        return
+
+
+BAD_KEYS: dict[str, tuple[Call, type[Exception]]] = {
+    "get int key": (lambda api: api.get(123), InvalidKey),  # type: ignore[arg-type]
+    "local get int key": (lambda api: api.get(123, consistency="local"), InvalidKey),  # type: ignore[arg-type]
+    "keys list prefix": (lambda api: api.keys(["t"]), InvalidKey),  # type: ignore[arg-type]
+    "set int key": (lambda api: api.set(5, "v"), InvalidKey),  # type: ignore[arg-type]
+    "set float lease": (lambda api: api.set("k", "v", lease=1.5), InvalidCommand),  # type: ignore[arg-type]
+    "set bool lease": (lambda api: api.set("k", "v", lease=True), InvalidCommand),
+    "watch int prefix": (lambda api: _watch_first(api, 5), InvalidKey),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KEYS))
+async def test_a_bad_key_prefix_or_lease_is_the_typed_error_in_either_build(
+    api: KVApi, case: str
+) -> None:
+    """Where an application's keys, prefixes and leases reach compiled code, they are checked
+    as ``object`` there or before: never a bare TypeError from a compiled boundary, and
+    never True taken as lease 1 (tests/builds.py)."""
+    call, error = BAD_KEYS[case]
+    with pytest.raises(error):
+        await call(api)
+    assert await api.get("k") == "v"  # nothing was written

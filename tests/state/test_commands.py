@@ -259,3 +259,24 @@ def test_encode_set_refuses_what_set_refuses(
         Set(key, value, lease_id)
     with pytest.raises(error):
         encode_set(key, value, lease_id)
+
+
+@pytest.mark.parametrize("lease_id", [1.5, "7", True, 0])
+def test_encode_set_refuses_a_bad_lease_with_the_typed_error_in_either_build(
+    lease_id: object,
+) -> None:
+    """What ``Node.set(key, value, lease=...)`` reaches: compiled, an ``int`` parameter would
+    raise a bare TypeError for 1.5 and take True as lease 1 (tests/builds.py)."""
+    with pytest.raises(InvalidCommand):
+        encode_set("k", 1, lease_id)
+
+
+@pytest.mark.parametrize("key", [5, None, ["t"], ""])
+def test_encode_set_refuses_a_bad_key_with_the_typed_error_in_either_build(key: object) -> None:
+    with pytest.raises(InvalidKey):
+        encode_set(key, 1)
+
+
+def test_encoding_a_non_command_is_invalid_command_in_either_build() -> None:
+    with pytest.raises(InvalidCommand):
+        encode_command("set k v")  # type: ignore[arg-type]

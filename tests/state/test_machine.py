@@ -164,3 +164,10 @@ def test_machine_settings_must_be_positive_ints(settings: dict[str, object]) -> 
 def test_apply_refuses_what_is_not_a_command() -> None:
     with pytest.raises(refused(InvalidCommand)):
         fresh().apply("set k v", 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", [5, ["a"]])
+def test_the_history_refuses_a_bad_prefix_with_invalid_key_in_either_build(prefix: object) -> None:
+    """What ``Node.watch(prefix)`` reaches."""
+    with pytest.raises(InvalidKey):
+        fresh().events_since(0, prefix)
