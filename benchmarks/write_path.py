@@ -1,0 +1,166 @@
+"""What one sequential write costs a whole cluster: three real nodes in this one process.
+
+``benchmarks/cluster.py --latency-only`` measures one client's sequential writes across three
+processes, where the wall clock and the CPU times move by tens of percent with the host's load
+(and a sequential write costs about a millisecond of CPU across the three, against some 30 us
+for a pipelined one: the fixed costs of a slot, a step, a datagram and a sync, paid for a
+single command each time). This puts the same three nodes -- real runtime, real UDP multicast
+on 127.0.0.1, real journal in a temporary directory -- on one event loop, so that the count of
+instructions per write is one number that the load cannot move.
+
+    python benchmarks/write_path.py                     # CPU us per write, best of 3
+    python benchmarks/write_path.py --instructions      # callgrind: instructions per write
+    python benchmarks/write_path.py --instructions --durability durable
+
+Instructions are callgrind's count for 1,200 writes less its count for 200, over 1,000, which
+takes start-up, imports and the election out. The nodes' timers (heartbeats, hellos) are set
+far apart so that the slower clock under callgrind does not add heartbeats to each write. In
+``durable`` mode the counts include the writer threads' share of the syncs (callgrind counts
+every thread), but not the kernel's work in ``fdatasync``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from paxoskv import Config, Node
+from paxoskv.compiled import build_name
+from paxoskv.runtime.loop import run
+
+WARM_UP_WRITES = 50
+VALUE = "x" * 100
+QUIET_TIMERS = {  # far apart: a write under callgrind takes some 30 ms of wall clock
+    "heartbeat_interval_s": 1.0,
+    "election_timeout_s": 5.0,
+    "hello_interval_s": 5.0,
+    "suspect_after_s": 30.0,
+    "down_after_s": 60.0,
+    "request_timeout_s": 60.0,
+}
+
+
+async def sequential_writes(writes: int, durability: str) -> float:
+    """CPU microseconds per write of ``writes`` sequential writes, through the leader."""
+    data_dir = Path(tempfile.mkdtemp(prefix="paxoskv-write-path-"))
+    port = random.randint(20_000, 60_000)
+    group = f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}:{port}"
+    nodes = [
+        Node(
+            Config(
+                node_id=f"w{i}",
+                data_dir=data_dir / f"w{i}",
+                durability=durability,  # type: ignore[arg-type]
+                cluster=f"write-path-{port}",
+                group=group,
+                interface="127.0.0.1",
+                bootstrap_expect=3,
+                **QUIET_TIMERS,  # type: ignore[arg-type]
+            )
+        )
+        for i in (1, 2, 3)
+    ]
+    for node in nodes:
+        await node.start()
+    await asyncio.gather(*(node.wait_ready(300) for node in nodes))
+    leader = None
+    async with asyncio.timeout(300):
+        while leader is None:
+            for node in nodes:
+                if (await node.status())["is_leader"]:
+                    leader = node
+            await asyncio.sleep(0.01)
+    for i in range(WARM_UP_WRITES):
+        await leader.set(f"warm{i}", VALUE)
+    started = time.process_time()
+    for i in range(writes):
+        await leader.set(f"k{i % 100}", VALUE)
+    return (time.process_time() - started) / writes * 1e6
+
+
+def instructions_per_write(durability: str) -> int:
+    """Callgrind's count for 1,200 writes less its count for 200, over 1,000."""
+    counts = []
+    for writes in (200, 1_200):
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--writes",
+                str(writes),
+                "--durability",
+                durability,
+                "--once",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) // 1_000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--durability", default="os", choices=("os", "durable", "memory"))
+    parser.add_argument("--instructions", action="store_true", help="count under callgrind")
+    parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.once:  # one run in a fresh process, left at once (no shutdown in the count)
+        cpu_us = run(sequential_writes(args.writes, args.durability))
+        print(f"{cpu_us:.1f} us CPU per write", flush=True)
+        os._exit(0)
+    if args.instructions:
+        count = instructions_per_write(args.durability)
+        print(
+            f"{count:,} instructions per sequential write, three nodes in one process, "
+            f"{args.durability} mode, {build_name()} core"
+        )
+        return 0
+    results = []
+    for _ in range(args.repeats):
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--once",
+                "--writes",
+                str(args.writes),
+                "--durability",
+                args.durability,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        results.append(float(done.stdout.split()[0]))
+    print(
+        f"{min(results):.1f} us CPU per sequential write (best of {args.repeats}: "
+        f"{', '.join(f'{r:.1f}' for r in results)}), three nodes in one process, "
+        f"{args.durability} mode, {build_name()} core"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
