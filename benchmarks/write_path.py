@@ -11,12 +11,16 @@ instructions per write is one number that the load cannot move.
     python benchmarks/write_path.py                     # CPU us per write, best of 3
     python benchmarks/write_path.py --instructions      # callgrind: instructions per write
     python benchmarks/write_path.py --instructions --durability durable
+    python benchmarks/write_path.py --instructions --window 64 --value-bytes 1000
+                                                        # 64 clients at once: pipelined
 
-Instructions are callgrind's count for 1,200 writes less its count for 200, over 1,000, which
-takes start-up, imports and the election out. The nodes' timers (heartbeats, hellos) are set
-far apart so that the slower clock under callgrind does not add heartbeats to each write. In
-``durable`` mode the counts include the writer threads' share of the syncs (callgrind counts
-every thread), but not the kernel's work in ``fdatasync``.
+Instructions are callgrind's count for 1,200 writes less its count for 200, over 1,000 (each
+client's, with ``--window``), which takes start-up, imports and the election out. The nodes'
+timers (heartbeats, hellos) are set far apart so that the slower clock under callgrind does
+not add heartbeats to each write. In ``durable`` mode the counts include the writer threads'
+share of the syncs (callgrind counts every thread), but not the kernel's work in
+``fdatasync``: callgrind counts user-space instructions only, so the kernel's copies of
+larger values (socket buffers, page cache) are not in the count either.
 """
 
 from __future__ import annotations
@@ -50,8 +54,11 @@ QUIET_TIMERS = {  # far apart: a write under callgrind takes some 30 ms of wall 
 }
 
 
-async def sequential_writes(writes: int, durability: str) -> float:
-    """CPU microseconds per write of ``writes`` sequential writes, through the leader."""
+async def sequential_writes(
+    writes: int, durability: str, window: int = 1, value_bytes: int = 100
+) -> float:
+    """CPU microseconds per write of ``writes`` writes through the leader, ``window`` clients
+    each writing sequentially (1: one client's sequential writes)."""
     data_dir = Path(tempfile.mkdtemp(prefix="paxoskv-write-path-"))
     port = random.randint(20_000, 60_000)
     group = f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}:{port}"
@@ -82,16 +89,25 @@ async def sequential_writes(writes: int, durability: str) -> float:
             await asyncio.sleep(0.01)
     for i in range(WARM_UP_WRITES):
         await leader.set(f"warm{i}", VALUE)
+    value = "x" * value_bytes
+    left = writes
+
+    async def client() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await leader.set(f"k{left % 100}", value)
+
     started = time.process_time()
-    for i in range(writes):
-        await leader.set(f"k{i % 100}", VALUE)
+    await asyncio.gather(*(client() for _ in range(window)))
     return (time.process_time() - started) / writes * 1e6
 
 
-def instructions_per_write(durability: str) -> int:
-    """Callgrind's count for 1,200 writes less its count for 200, over 1,000."""
+def instructions_per_write(durability: str, window: int, value_bytes: int) -> int:
+    """Callgrind's count for 1,200 writes less its count for 200, over 1,000 (times the
+    window for a pipelined run)."""
     counts = []
-    for writes in (200, 1_200):
+    for writes in (200 * window, 1_200 * window):
         done = subprocess.run(
             [
                 "valgrind",
@@ -103,6 +119,10 @@ def instructions_per_write(durability: str) -> int:
                 str(writes),
                 "--durability",
                 durability,
+                "--window",
+                str(window),
+                "--value-bytes",
+                str(value_bytes),
                 "--once",
             ],
             capture_output=True,
@@ -114,7 +134,15 @@ def instructions_per_write(durability: str) -> int:
         if found is None:
             raise RuntimeError(f"no instruction count from callgrind:\n{done.stderr[-2000:]}")
         counts.append(int(found.group(1)))
-    return (counts[1] - counts[0]) // 1_000
+    return (counts[1] - counts[0]) // (1_000 * window)
+
+
+def describe(args: argparse.Namespace) -> str:
+    clients = "one client" if args.window == 1 else f"{args.window} clients"
+    return (
+        f"{clients} writing {args.value_bytes} B values sequentially, three nodes in one "
+        f"process, {args.durability} mode, {build_name()} core"
+    )
 
 
 def main() -> int:
@@ -122,19 +150,18 @@ def main() -> int:
     parser.add_argument("--writes", type=int, default=2_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--durability", default="os", choices=("os", "durable", "memory"))
+    parser.add_argument("--window", type=int, default=1, help="clients writing at once")
+    parser.add_argument("--value-bytes", type=int, default=100)
     parser.add_argument("--instructions", action="store_true", help="count under callgrind")
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.once:  # one run in a fresh process, left at once (no shutdown in the count)
-        cpu_us = run(sequential_writes(args.writes, args.durability))
+        cpu_us = run(sequential_writes(args.writes, args.durability, args.window, args.value_bytes))
         print(f"{cpu_us:.1f} us CPU per write", flush=True)
         os._exit(0)
     if args.instructions:
-        count = instructions_per_write(args.durability)
-        print(
-            f"{count:,} instructions per sequential write, three nodes in one process, "
-            f"{args.durability} mode, {build_name()} core"
-        )
+        count = instructions_per_write(args.durability, args.window, args.value_bytes)
+        print(f"{count:,} instructions per write, {describe(args)}")
         return 0
     results = []
     for _ in range(args.repeats):
@@ -155,9 +182,8 @@ def main() -> int:
         )
         results.append(float(done.stdout.split()[0]))
     print(
-        f"{min(results):.1f} us CPU per sequential write (best of {args.repeats}: "
-        f"{', '.join(f'{r:.1f}' for r in results)}), three nodes in one process, "
-        f"{args.durability} mode, {build_name()} core"
+        f"{min(results):.1f} us CPU per write (best of {args.repeats}: "
+        f"{', '.join(f'{r:.1f}' for r in results)}), {describe(args)}"
     )
     return 0
 
