@@ -202,15 +202,17 @@ class Store:
         """
         checked = _checked_records(records, self._cipher is not None)
         with self._lock:
-            self._check_usable()
+            if self._closed or self._failure is not None:
+                self._check_usable()  # raises
             if not checked:
                 return self._last_index
             first = self._last_index + 1
-            if self._pending and self._pending[-1][0] + len(self._pending[-1][1]) == first:
-                start, queued = self._pending[-1]
-                self._pending[-1] = (start, [*queued, *checked])
+            pending = self._pending
+            if pending and pending[-1][0] + len(pending[-1][1]) == first:
+                start, queued = pending[-1]
+                pending[-1] = (start, [*queued, *checked])
             else:
-                self._pending.append((first, checked))
+                pending.append((first, checked))
             self._last_index += len(checked)
             return self._last_index
 
@@ -222,7 +224,8 @@ class Store:
         """
         with self._sync_lock:
             with self._lock:
-                self._check_usable()
+                if self._closed or self._failure is not None:
+                    self._check_usable()  # raises
                 runs, self._pending = self._pending, []
             if runs:
                 self._write(runs)
@@ -406,8 +409,10 @@ class Store:
         except OSError as error:
             raise self._fail(self._writer.current_name, error) from error
         last_first, last_records = runs[-1]
+        last = last_first + len(last_records) - 1
         with self._lock:
-            self._durable_index = max(self._durable_index, last_first + len(last_records) - 1)
+            if last > self._durable_index:
+                self._durable_index = last
 
     def _fail(self, name: str, error: OSError) -> StorageFailed:
         """Enter the failed state for good; nothing queued will ever be reported durable."""
