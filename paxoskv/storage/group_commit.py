@@ -200,7 +200,11 @@ class GroupCommitter:
 
     def _timed_sync(self) -> int:
         started = time.monotonic()
-        idle_s = min(max(0.0, started - self._last_end), _LONGEST_IDLE_S)
+        idle_s = started - self._last_end  # (compared, not min/max: two calls fewer a sync)
+        if idle_s > _LONGEST_IDLE_S:
+            idle_s = _LONGEST_IDLE_S
+        elif idle_s < 0.0:
+            idle_s = 0.0
         self._idle_s += (idle_s - self._idle_s) * 0.25
         try:
             return self._store.sync()
@@ -241,13 +245,18 @@ class GroupCommitter:
                 continue
             try:
                 durable = self._timed_sync()
-            except StorageError as error:
-                self._fail_all(error)
-                return
-            finally:
+            except BaseException as error:
+                if isinstance(error, StorageError):
+                    self._fail_all(error)
                 with self._lock:
                     self._syncing = False
-            self._release(durable)
+                if isinstance(error, StorageError):
+                    return
+                raise
+            with self._lock:  # the sync's end and what it released, in one round trip
+                self._syncing = False
+                ready, mark = self._take_released(durable)
+            self._tell_released(ready, mark)
 
     def _release(self, durable: int) -> None:
         with self._lock:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
 from paxoskv.storage.disk import Disk, NoSyncDisk
-from paxoskv.storage.framing import FRAME_HEADER_SIZE, frame_records
+from paxoskv.storage.framing import FRAME_HEADER_SIZE, encode_frame, frame_records
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -76,17 +76,23 @@ class SegmentWriter:
                 and self._count + count <= MAX_COUNTER
                 and self._segment is not None
             ):
-                parts: list[bytes] = []
                 room = self._segment_size_bytes - self._size_bytes
-                taken, size = frame_records(records, 0, count, room, parts)
+                if count == 1:  # one frame: no list of parts to join
+                    data = encode_frame(records[0])
+                    size = len(data)
+                    taken = 1
+                else:
+                    parts: list[bytes] = []
+                    taken, size = frame_records(records, 0, count, room, parts)
+                    data = b"".join(parts)
                 if taken == count and size <= room:
                     self._size_bytes += size
-                    self._next_index += taken
-                    self._count += taken
+                    self._next_index += count
+                    self._count += count
                     segment = self._segment
                     self.current_name = segment.name
                     disk = self._disk
-                    disk.append(self._handle, b"".join(parts))
+                    disk.append(self._handle, data)
                     if self._fsyncs:
                         disk.fsync(self._handle)
                     self.durable_end = (segment, self._size_bytes)
