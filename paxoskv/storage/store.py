@@ -205,7 +205,9 @@ class Store:
             checked = [records[0]]  # a replica's usual persist: one accept, or a chosen marker
         else:
             checked = _checked_records(records, self._cipher is not None)
-        with self._lock:
+        lock = self._lock  # acquire/release, not ``with``: see GroupCommitter.__init__
+        lock.acquire()
+        try:
             if self._closed or self._failure is not None:
                 self._check_usable()  # raises
             if not checked:
@@ -219,6 +221,8 @@ class Store:
                 pending.append((first, checked))
             self._last_index += len(checked)
             return self._last_index
+        finally:
+            lock.release()
 
     def sync(self) -> int:
         """Write every queued record with one write and one fdatasync; return durable_index.
@@ -226,11 +230,17 @@ class Store:
         On an I/O error the store stops: this and every later call raise
         :class:`~paxoskv.errors.StorageFailed`, and the failed fsync is never retried.
         """
-        with self._sync_lock:
-            with self._lock:
+        # (acquire/release, not ``with``: see GroupCommitter.__init__)
+        sync_lock, lock = self._sync_lock, self._lock
+        sync_lock.acquire()
+        try:
+            lock.acquire()
+            try:
                 if self._closed or self._failure is not None:
                     self._check_usable()  # raises
                 runs, self._pending = self._pending, []
+            finally:
+                lock.release()
             if runs:  # _write, written out (a replica syncs once or twice per write)
                 try:
                     self._writer.write(runs)
@@ -238,10 +248,15 @@ class Store:
                     raise self._fail(self._writer.current_name, error) from error
                 last_first, last_records = runs[-1]
                 last = last_first + len(last_records) - 1
-                with self._lock:
+                lock.acquire()
+                try:
                     if last > self._durable_index:
                         self._durable_index = last
+                finally:
+                    lock.release()
             return self._durable_index
+        finally:
+            sync_lock.release()
 
     @property
     def durable_index(self) -> int:
