@@ -22,7 +22,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
-from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -77,6 +76,11 @@ from paxoskv.transport import Delivery, Transport, open_transport
 
 log = logging.getLogger("paxoskv.node")
 _new_tuple = tuple.__new__
+# The effects a step carries out itself, by exact type (see Replica._carry_out_all).
+_PERSIST = fx.Persist
+_SEND = fx.Send
+_BROADCAST = fx.Broadcast
+_ANSWERS = fx.Answers
 
 MAX_MESSAGE_BYTES = 64_000  # an engine message, at most (UDP carries 65,507 bytes)
 MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fields
@@ -114,6 +118,8 @@ class Replica:
         self._loop_thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = float("inf")
+        self._delivering = False  # in _on_deliveries: its steps leave the timer to it
+        self._rearm_due = False  # a step during _on_deliveries moved the engine's deadline
         self._proposals: list[Request] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._outbox: deque[tuple[str | None, bytes]] = deque()
@@ -203,7 +209,7 @@ class Replica:
         if self._life is None and not has_state:  # before its first journal record
             self._life = Life(fresh_nonce())
             save_life(self.config.data_dir, self._life)
-        self._committer = GroupCommitter(self.store)
+        self._committer = GroupCommitter(self.store, self._synced)
         self.transport = self._given_transport or await open_transport(
             self.node_id, self.config.transport_settings(node_incarnation=None)
         )
@@ -531,17 +537,6 @@ class Replica:
     # --- the engine's inputs -----------------------------------------------------------------
 
     def _step(self, effects: list[fx.Effect]) -> None:
-        self._stepping += 1
-        try:
-            self._step_once(effects)
-        finally:
-            self._stepping -= 1
-            if self._outbox and not self._stepping and not self._flush_queued:
-                # Left by a step that raised, or queued after its last flush: sent this turn.
-                self._flush_queued = True
-                self._loop.call_soon(self._flush_outbox)
-
-    def _step_once(self, effects: list[fx.Effect]) -> None:
         """Carry out ``effects`` in order, send what they queued, sync, re-arm the one timer.
 
         The order at the end is the latency of a write: an accept goes out to the other
@@ -551,33 +546,58 @@ class Replica:
         but never a leader's whose followers alone make a quorum (:func:`_others_make_a_quorum`).
         A sync made here is told to the engine at once, and the replies it releases go out in
         this step too, rather than a turn of the loop later.
+
+        One function for the whole step (it was a step, a step body and a sync loop): a
+        sequential write takes some five steps across the nodes, each paying its calls.
         """
-        engine = self.engine
-        assert engine is not None
-        self._carry_out_all(effects)
-        if self._outbox:
-            self._flush_outbox()
-        while self._sync_due:
-            self._sync_due = False
-            committer = self._committer
-            assert committer is not None
-            if self._fsyncs and engine.is_leader and _others_make_a_quorum(engine.configuration):
-                synced_here = False  # see _others_make_a_quorum
+        self._stepping += 1
+        try:
+            engine = self.engine
+            assert engine is not None
+            while True:
+                self._carry_out_all(effects)
+                if self._outbox:
+                    self._flush_outbox()
+                if not self._sync_due:
+                    break
+                self._sync_due = False
+                committer = self._committer
+                assert committer is not None
+                if (
+                    self._fsyncs
+                    and engine.is_leader
+                    and _others_make_a_quorum(engine.configuration)
+                ):
+                    synced_here = False  # see _others_make_a_quorum
+                else:
+                    self._syncing_here = True
+                    try:
+                        synced_here = committer.sync_here()
+                    finally:
+                        self._syncing_here = False
+                if not synced_here:
+                    committer.request_sync()
+                    break
+                sync_id = self._take_durable() if self.failure is None else 0
+                if not sync_id:
+                    break
+                effects = engine.handle_durable(sync_id, time.time())
+            if self._delivering:
+                self._rearm_due = True  # once, when the batch is done: see _on_deliveries
             else:
-                self._syncing_here = True
-                try:
-                    synced_here = committer.sync_here()
-                finally:
-                    self._syncing_here = False
-            if not synced_here:
-                committer.request_sync()
-                break
-            sync_id = self._take_durable() if self.failure is None else 0
-            if not sync_id:
-                break
-            self._carry_out_all(engine.handle_durable(sync_id, time.time()))
-            if self._outbox:
-                self._flush_outbox()
+                self._rearm()
+        finally:
+            self._stepping -= 1
+            if self._outbox and not self._stepping and not self._flush_queued:
+                # Left by a step that raised, or queued after its last flush: sent this turn.
+                self._flush_queued = True
+                self._loop.call_soon(self._flush_outbox)
+
+    def _rearm(self) -> None:
+        """Re-arm the one timer at the engine's next deadline, if that moved."""
+        engine = self.engine
+        if engine is None:
+            return
         deadline = engine.next_deadline()
         timer = self._timer
         if timer is not None:
@@ -628,25 +648,43 @@ class Replica:
         self._step(engine.tick(now))
 
     def _carry_out_all(self, effects: list[fx.Effect]) -> None:
-        """Carry out ``effects`` in order; an answer to a local caller right here.
+        """Carry out ``effects`` in order; answers, persists and sends right here.
 
         A step of a node whose clients pipeline writes is mostly answers, an :class:`Answers`
         effect per slot with a row per write: resolving each row's future in this loop, with no
         call of its own, is what :meth:`_carry_out` then :meth:`_answer` do for it, two calls
-        fewer per write.
+        fewer per write. A persist and a send, one or two of each in nearly every step, are
+        done here too (what :meth:`_persist` and :meth:`_queue` do, written out).
         """
         answers = self._answers
         carriers = self._carriers
         for effect in effects:
-            if type(effect) is fx.Answers:  # a NamedTuple: no subclass to miss
-                for answer in effect.each():
+            kind = type(effect)
+            if kind is _PERSIST:
+                persist: fx.Persist = effect  # type: ignore[assignment]
+                committer = self._committer
+                assert committer is not None
+                committer.submit_marked(persist.records, persist.sync_id, False)
+                if persist.sync_now:
+                    self._sync_due = True  # at the end of the step, after its sends
+                elif self._lazy_sync is None:
+                    self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
+            elif kind is _BROADCAST or kind is _SEND:
+                message = effect.message  # type: ignore[union-attr]
+                to = None if kind is _BROADCAST else effect.to  # type: ignore[union-attr]
+                self._outbox.append((to, PAXOS + encode_message(message)))
+                if not self._flush_queued and not self._stepping:
+                    self._flush_queued = True
+                    self._loop.call_soon(self._flush_outbox)
+            elif kind is _ANSWERS:  # a NamedTuple: no subclass to miss
+                for answer in effect.each():  # type: ignore[union-attr]
                     waiting = answers.pop(answer[:2], None)  # (client_id, seq), sliced in C
                     if waiting is not None and not waiting[0].done():
                         waiting[0].set_result(answer[2])
                     else:
                         self._tell_answer_listeners(answer)
             else:
-                carry = carriers.get(type(effect))
+                carry = carriers.get(kind)
                 if carry is not None:
                     carry(effect)
                 else:
@@ -685,7 +723,10 @@ class Replica:
     def _carry_applied(self, effect: fx.Applied) -> None:
         for listener in list(self._applied_listeners):
             listener()
-        self._log_catch_up(effect)
+        engine = self.engine
+        assert engine is not None
+        if engine.known_commit - effect.slot > 100 or self._catch_up_logged_at:
+            self._log_catch_up(effect)  # (far behind, or was: else it has nothing to say)
 
     def _carry_leader_changed(self, effect: fx.LeaderChanged) -> None:
         log.info("%s: leader is now %s", self.node_id, effect.leader_id)
@@ -733,18 +774,20 @@ class Replica:
     def _persist(self, effect: fx.Persist) -> None:
         committer = self._committer
         assert committer is not None
-        committer.submit_then(effect.records, partial(self._synced, effect.sync_id), sync=False)
+        committer.submit_marked(effect.records, effect.sync_id, False)
         if effect.sync_now:
             self._sync_due = True  # at the end of the step, after its sends
         elif self._lazy_sync is None:
             self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
 
-    def _synced(self, sync_id: int, _last: int, error: StorageError | None) -> None:
+    def _synced(self, sync_id: int, error: StorageError | None) -> None:
         """Synced on the writer thread, or here (``sync_here``): the engine hears of it in a
         later turn of the loop, unless the step that synced here tells it first.
 
-        One sync usually covers two persists of a step (an accept, and the chosen marker
-        its commit point made): the engine hears of both in one step, not one step each.
+        The group committer calls this once per sync with the highest sync id it made
+        durable (``GroupCommitter.submit_marked``): one sync usually covers two persists of a
+        step (an accept, and the chosen marker its commit point made), and the engine hears
+        of both in one step, not one step each.
         """
         loop = self._loop
         on_loop = threading.get_ident() == self._loop_thread
@@ -752,22 +795,30 @@ class Replica:
         if error is not None:
             call(self._fail_stop, error)
             return
-        with self._durable_lock:  # the writer thread and the loop may both be here
+        lock = self._durable_lock  # the writer thread and the loop may both be here
+        lock.acquire()  # (and release: half the cost of ``with`` on a path every write takes)
+        try:
             if sync_id > self._durable_upto:
                 self._durable_upto = sync_id
             if self._durable_call_due or (on_loop and self._syncing_here):
                 return  # (a step syncing here takes it as soon as sync_here returns)
             self._durable_call_due = True
+        finally:
+            lock.release()
         call(self._tell_durable)
 
     def _take_durable(self) -> int:
         """The highest sync id not yet told to the engine, or 0 if there is none."""
-        with self._durable_lock:
+        lock = self._durable_lock
+        lock.acquire()  # (and release, not ``with``: see _synced)
+        try:
             self._durable_call_due = False
             if self._durable_upto <= self._durable_told:
                 return 0
             self._durable_told = self._durable_upto
             return self._durable_told
+        finally:
+            lock.release()
 
     def _tell_durable(self) -> None:
         sync_id = self._take_durable()
@@ -872,25 +923,52 @@ class Replica:
         transport's receive path, so it must not raise: a malformed message is dropped, and
         anything else is a bug that stops the node rather than leave it half-deaf. A delivery
         made during an engine step (a message a node sends itself) waits for the next turn.
+        A Paxos message from a verified sender goes to the engine right here (what
+        :meth:`_dispatch` does with it, with no call of its own: four or so a write). The
+        timer is re-armed once for the batch, after its last step, not after each: no timer
+        can fire before the batch is done, and the engine's next deadline costs a look at
+        every timer it keeps (a leader's batch is its followers' replies, one per follower or
+        many under load).
         """
-        if self._stepping:
+        if self._stepping or self._delivering:
             self._loop.call_soon(self._on_deliveries, deliveries)
             return
+        verified = self._verified
+        self._delivering = True
         try:
             for sender, payload in deliveries:
                 try:
-                    self._dispatch(sender, payload)
+                    engine = self.engine
+                    if (
+                        payload[:1] == PAXOS
+                        and engine is not None
+                        and sender in verified
+                        and self.failure is None
+                    ):
+                        message = decode_message(memoryview(payload)[1:])  # no copy of the slot
+                        self._step(engine.receive(sender, message, time.time()))
+                    else:
+                        self._dispatch(sender, payload)
                 except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
                     log.debug("dropped a malformed message from %s: %s", sender, error)
         except Exception as error:
             log.exception("%s: handling a message failed", self.node_id)
             self._fail_stop(error)
+        finally:
+            self._delivering = False
+        if self._rearm_due:
+            self._rearm_due = False
+            try:
+                self._rearm()
+            except Exception as error:  # (as a step's own re-arm would have: a bug)
+                log.exception("%s: handling a message failed", self.node_id)
+                self._fail_stop(error)
 
     def _dispatch(self, sender: str, payload: bytes) -> None:
         if self.failure is not None:
             return
         kind = payload[:1]
-        if kind == protocol.PAXOS:
+        if kind == PAXOS:
             if self.engine is not None and sender in self._verified:
                 message = decode_message(memoryview(payload)[1:])  # no copy of the slot
                 self._step(self.engine.receive(sender, message, time.time()))

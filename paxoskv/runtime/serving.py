@@ -266,6 +266,10 @@ class ClientService:
         self._watches.pop((sender, int(fields[0])), None)
 
     def _push_all(self) -> None:
+        """After every applied slot: what watchers have not seen. Nothing to do (no watch, no
+        reply kept in parts) is the usual case, found with no clock read."""
+        if not self._watches and not self._parts:
+            return
         now = time.time()
         if self._parts:
             self._drop_expired_parts()

@@ -51,6 +51,10 @@ _STALLED_SYNC_S = 0.01
 Durable = Callable[[int, StorageError | None], None]
 """Told ``(index of the last record, None)`` once a submit is durable, or ``(0, error)``."""
 
+Marked = Callable[[int, StorageError | None], None]
+"""Told ``(highest mark durable, None)`` once per sync that made marked submits durable, or
+``(0, error)`` once if the store failed with marked submits waiting (see ``submit_marked``)."""
+
 
 class GroupCommitter:
     """One writer thread: submit() from any thread, future resolves when durable.
@@ -58,16 +62,26 @@ class GroupCommitter:
     ``submit_then`` is the same with a plain callback instead of a future, for a caller that
     submits on every engine step: a ``concurrent.futures.Future`` brings a lock, a condition
     and a callback list of its own, several microseconds a write for nothing it uses.
+    ``submit_marked`` goes one further for a caller that numbers its submits in increasing
+    order (the runtime's sync ids) and only wants the highest number durable: no callback
+    object per submit, and one call of ``on_marked`` per sync rather than one per submit.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, on_marked: Marked | None = None) -> None:
         self._store = store
-        # Taken as ``with self._lock`` (a C-level context manager; the Condition's own
-        # __enter__/__exit__ are Python calls, several per write); waits and notifies go
-        # through the Condition, which holds the same lock.
+        self._on_marked = on_marked
+        # Taken as ``acquire()`` and ``release()`` in a ``try``/``finally`` where it is taken
+        # for every write (half the cost of ``with``, which looks up and binds __enter__ and
+        # __exit__ each time), else as ``with self._lock``. The writer thread sleeps
+        # on ``_wake``, a plain lock held while nobody has woken it: :meth:`_notify` releases
+        # it, under ``_lock``, and the writer's next ``acquire`` returns (at once, if the wake
+        # came before it slept). Each is one C call, where a ``threading.Condition``'s wait
+        # and notify are Python code, some thousands of instructions per sync of the writer.
         self._lock = threading.RLock()
-        self._condition = threading.Condition(self._lock)
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._waiting: deque[tuple[int, Durable]] = deque()  # ordered by index
+        self._marked: deque[tuple[int, int]] = deque()  # (index, mark), both increasing
         self._error: StorageError | None = None
         self._closing = False
         self._sync_wanted = False
@@ -110,16 +124,42 @@ class GroupCommitter:
                 self._waiting.append((last, durable))
                 if sync:
                     self._sync_wanted = True
-                    self._condition.notify()
+                    self._notify()
                 return
         durable(0, error or StoreClosed("the group committer is closed"))
 
+    def submit_marked(self, records: Sequence[bytes], mark: int, sync: bool = True) -> None:
+        """:meth:`submit_then` for the caller that gave ``on_marked``: once the records are
+        durable, ``on_marked(mark, None)`` is called (on whichever thread synced) with the
+        highest mark that sync made durable. Marks must increase from one submit to the next.
+        On a failed or closed store ``on_marked(0, error)`` is called instead.
+        Records that are not bytes or too big raise here, at once."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            error = self._error
+            if error is None and not self._closing:
+                self._marked.append((self._store.append(records), mark))
+                if sync:
+                    self._sync_wanted = True
+                    self._notify()
+                return
+        finally:
+            lock.release()
+        on_marked = self._on_marked
+        assert on_marked is not None, "submit_marked needs on_marked"
+        on_marked(0, error or StoreClosed("the group committer is closed"))
+
     def request_sync(self) -> None:
         """Sync whatever was submitted without ``sync`` (a no-op if nothing waits)."""
-        with self._lock:
-            if self._waiting:
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._waiting or self._marked:
                 self._sync_wanted = True
-                self._condition.notify()
+                self._notify()
+        finally:
+            lock.release()
 
     def sync_here(self) -> bool:
         """Sync what was submitted on this thread, now, if the disk is quiet; else False.
@@ -127,14 +167,19 @@ class GroupCommitter:
         For a caller that would otherwise wait on the writer thread while doing nothing: it
         blocks for one fdatasync. On False nothing changed and the caller submits as usual
         (or calls :meth:`request_sync`); the writer thread's batching is untouched.
+
+        One lock round trip before the sync and one after it, which also takes what the sync
+        released (a caller on the loop syncs here once or twice a write).
         """
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             sync_s = self._sync_s
             if (
                 self._syncing
                 or self._error is not None
                 or self._closing
-                or not self._waiting
+                or not (self._waiting or self._marked)
                 or self._last_sync_s > _STALLED_SYNC_S
                 or sync_s > _SLOWEST_SYNC_HERE_S
                 or time.monotonic() < self._last_end + sync_s / 2
@@ -142,22 +187,41 @@ class GroupCommitter:
             ):
                 return False
             self._syncing = True
+        finally:
+            lock.release()
         try:
             durable = self._timed_sync()
         except StorageError as error:
             self._fail_all(error)
+            self._end_sync_here()
             return True
+        except BaseException:
+            self._end_sync_here()
+            raise
+        lock.acquire()
+        try:
+            self._syncing = False
+            if self._sync_wanted or self._closing:  # the writer waits for this sync to end
+                self._notify()  # (a needless wake costs a GIL handoff)
+            ready, mark = self._take_released(durable)
         finally:
-            with self._lock:
-                self._syncing = False
-                if self._sync_wanted or self._closing:  # the writer waits for this sync to end
-                    self._condition.notify()  # (a needless wake costs a GIL handoff)
-        self._release(durable)
+            lock.release()
+        self._tell_released(ready, mark)
         return True
+
+    def _end_sync_here(self) -> None:
+        with self._lock:
+            self._syncing = False
+            if self._sync_wanted or self._closing:
+                self._notify()
 
     def _timed_sync(self) -> int:
         started = time.monotonic()
-        idle_s = min(max(0.0, started - self._last_end), _LONGEST_IDLE_S)
+        idle_s = started - self._last_end  # (compared, not min/max: two calls fewer a sync)
+        if idle_s > _LONGEST_IDLE_S:
+            idle_s = _LONGEST_IDLE_S
+        elif idle_s < 0.0:
+            idle_s = 0.0
         self._idle_s += (idle_s - self._idle_s) * 0.25
         try:
             return self._store.sync()
@@ -173,35 +237,69 @@ class GroupCommitter:
         """Sync what was submitted, stop the thread; the store stays open."""
         with self._lock:
             self._closing = True
-            self._condition.notify()
+            self._notify()
         self._thread.join()
 
+    def _notify(self) -> None:
+        """Wake the writer thread (called with ``_lock`` held, so never two at once); a wake
+        it did not need costs it one look at the state."""
+        if self._wake.locked():
+            self._wake.release()
+
     def _run(self) -> None:
+        lock = self._lock
         while True:
-            with self._lock:
-                while self._syncing or (not self._sync_wanted and not self._closing):
-                    self._condition.wait()
-                self._sync_wanted = False
-                if not self._waiting:
-                    if self._closing:
-                        return
-                    continue  # an earlier sync already covered what was asked for
-                self._syncing = True
+            lock.acquire()
+            try:
+                asleep = self._syncing or (not self._sync_wanted and not self._closing)
+                if not asleep:
+                    self._sync_wanted = False
+                    if not self._waiting and not self._marked:
+                        if self._closing:
+                            return
+                        continue  # an earlier sync already covered what was asked for
+                    self._syncing = True
+            finally:
+                lock.release()
+            if asleep:
+                self._wake.acquire()  # until _notify: then look again
+                continue
             try:
                 durable = self._timed_sync()
-            except StorageError as error:
-                self._fail_all(error)
-                return
-            finally:
+            except BaseException as error:
+                if isinstance(error, StorageError):
+                    self._fail_all(error)
                 with self._lock:
                     self._syncing = False
-            self._release(durable)
+                if isinstance(error, StorageError):
+                    return
+                raise
+            lock.acquire()  # the sync's end and what it released, in one round trip
+            try:
+                self._syncing = False
+                ready, mark = self._take_released(durable)
+            finally:
+                lock.release()
+            self._tell_released(ready, mark)
 
-    def _release(self, durable: int) -> None:
+    def _take_released(self, durable: int) -> tuple[list[tuple[int, Durable]], int]:
+        """What a sync up to index ``durable`` released (under the lock): the callbacks, and
+        the highest mark (0: none)."""
         ready = []
-        with self._lock:
-            while self._waiting and self._waiting[0][0] <= durable:
-                ready.append(self._waiting.popleft())
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= durable:
+            ready.append(waiting.popleft())
+        mark = 0
+        marked = self._marked
+        while marked and marked[0][0] <= durable:
+            mark = marked.popleft()[1]
+        return ready, mark
+
+    def _tell_released(self, ready: list[tuple[int, Durable]], mark: int) -> None:
+        if mark:
+            on_marked = self._on_marked
+            assert on_marked is not None
+            on_marked(mark, None)
         for last, tell in ready:
             tell(last, None)
 
@@ -210,5 +308,9 @@ class GroupCommitter:
             self._error = error
             failed = list(self._waiting)
             self._waiting.clear()
+            marked = bool(self._marked)
+            self._marked.clear()
+        if marked and self._on_marked is not None:
+            self._on_marked(0, error)
         for _, tell in failed:
             tell(0, error)

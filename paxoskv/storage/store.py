@@ -91,6 +91,7 @@ class Store:
         self._durable_index = recovered.last_index
         self._failure: StorageFailed | None = None
         self._closed = False
+        self._limit = MAX_RECORD_BYTES - (TAG_SIZE_BYTES if cipher is not None else 0)
 
     @classmethod
     def open(
@@ -200,19 +201,28 @@ class Store:
         Never touches the disk, so it is safe on an event loop; nothing is durable until a
         :meth:`sync` that started after this call has returned.
         """
-        checked = _checked_records(records, self._cipher is not None)
-        with self._lock:
-            self._check_usable()
+        if len(records) == 1 and type(records[0]) is bytes and len(records[0]) <= self._limit:
+            checked = [records[0]]  # a replica's usual persist: one accept, or a chosen marker
+        else:
+            checked = _checked_records(records, self._cipher is not None)
+        lock = self._lock  # acquire/release, not ``with``: see GroupCommitter.__init__
+        lock.acquire()
+        try:
+            if self._closed or self._failure is not None:
+                self._check_usable()  # raises
             if not checked:
                 return self._last_index
             first = self._last_index + 1
-            if self._pending and self._pending[-1][0] + len(self._pending[-1][1]) == first:
-                start, queued = self._pending[-1]
-                self._pending[-1] = (start, [*queued, *checked])
+            pending = self._pending
+            if pending and pending[-1][0] + len(pending[-1][1]) == first:
+                start, queued = pending[-1]
+                pending[-1] = (start, [*queued, *checked])
             else:
-                self._pending.append((first, checked))
+                pending.append((first, checked))
             self._last_index += len(checked)
             return self._last_index
+        finally:
+            lock.release()
 
     def sync(self) -> int:
         """Write every queued record with one write and one fdatasync; return durable_index.
@@ -220,13 +230,33 @@ class Store:
         On an I/O error the store stops: this and every later call raise
         :class:`~paxoskv.errors.StorageFailed`, and the failed fsync is never retried.
         """
-        with self._sync_lock:
-            with self._lock:
-                self._check_usable()
+        # (acquire/release, not ``with``: see GroupCommitter.__init__)
+        sync_lock, lock = self._sync_lock, self._lock
+        sync_lock.acquire()
+        try:
+            lock.acquire()
+            try:
+                if self._closed or self._failure is not None:
+                    self._check_usable()  # raises
                 runs, self._pending = self._pending, []
-            if runs:
-                self._write(runs)
+            finally:
+                lock.release()
+            if runs:  # _write, written out (a replica syncs once or twice per write)
+                try:
+                    self._writer.write(runs)
+                except OSError as error:
+                    raise self._fail(self._writer.current_name, error) from error
+                last_first, last_records = runs[-1]
+                last = last_first + len(last_records) - 1
+                lock.acquire()
+                try:
+                    if last > self._durable_index:
+                        self._durable_index = last
+                finally:
+                    lock.release()
             return self._durable_index
+        finally:
+            sync_lock.release()
 
     @property
     def durable_index(self) -> int:
@@ -406,8 +436,10 @@ class Store:
         except OSError as error:
             raise self._fail(self._writer.current_name, error) from error
         last_first, last_records = runs[-1]
+        last = last_first + len(last_records) - 1
         with self._lock:
-            self._durable_index = max(self._durable_index, last_first + len(last_records) - 1)
+            if last > self._durable_index:
+                self._durable_index = last
 
     def _fail(self, name: str, error: OSError) -> StorageFailed:
         """Enter the failed state for good; nothing queued will ever be reported durable."""

@@ -131,6 +131,9 @@ class FramedEndpoint(ClosesOnExit):
         # ``broadcast()``: the straight path's own coroutine (compiled in the compiled build),
         # which hands anything but a frame to one group address back to _broadcast_slowly.
         self.broadcast = self._straight.broadcast  # type: ignore[method-assign]
+        # ``datagrams_received()``: the straight path's own method (compiled in the compiled
+        # build), which the socket readers then call with no Python frame of ours between.
+        self.datagrams_received = self._straight.receive  # type: ignore[method-assign]
         # ``receive()``: the inbox's own method, so a call is the inbox's coroutine with no
         # Python call of ours around it (a frame fewer per datagram taken this way).
         self.receive: Callable[[], Coroutine[Any, Any, Delivery]] = self._inbox.get
@@ -237,12 +240,18 @@ class FramedEndpoint(ClosesOnExit):
         """What ``send_many`` does before its first wait, with the waiting handed back."""
         if self._closed:
             self._check_open()
-        check_sizes(messages, self._sealer.max_body_bytes)
-        seal, address_of, own_id = self._sealer.seal, self._peer_addresses.get, self._node_id
+        sealer = self._sealer
+        limit = sealer.max_body_bytes
+        for _, payload in messages:  # check_sizes written out: a call fewer per burst
+            if len(payload) > limit:
+                check_sizes(messages, limit)  # raises
+        seal, address_of, own_id = sealer.seal, self._peer_addresses.get, self._node_id
         sendto, stats = self._send_socket.sendto, self._stats
-        everyone = self._broadcast_addresses()  # once per burst: it is one moment's peer list
+        # Once per burst: it is one moment's peer list. A fixed group address (the
+        # straight path's) is that list without asking for it.
+        group = self._straight.group
+        everyone = self._broadcast_addresses() if group is None else [group]
         only_one = everyone[0] if len(everyone) == 1 else None
-        assert self._group_target is None or everyone == [self._group_target]
         sent_frames = sent_bytes = 0
         waiting: list[tuple[bytes, list[Address]]] | None = None
         try:
@@ -323,7 +332,8 @@ class FramedEndpoint(ClosesOnExit):
         Every datagram of every socket comes through here. A data frame from a peer whose
         header this path has already checked once (see :meth:`_remember`) takes the straight
         path (:meth:`StraightPath.receive`, compiled in the compiled build); anything else
-        takes :meth:`_receive_one`, the full path.
+        takes :meth:`_receive_one`, the full path. Replaced in ``__init__`` by
+        :meth:`StraightPath.receive` itself; kept for readers: it does the same.
         """
         self._straight.receive(batch)
 

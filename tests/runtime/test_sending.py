@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,13 +65,15 @@ async def test_sends_wait_for_a_full_socket_in_order_and_nothing_is_lost() -> No
         # Sends queued before the hook and not yet flushed (a hello and an ident may be) go
         # first, so they count as queued first.
         queued: list[bytes] = [payload for _, payload in node.replica._outbox]
-        original = node.replica._queue
 
-        def record(to: str | None, payload: bytes) -> None:
-            queued.append(payload)
-            original(to, payload)
+        class RecordingOutbox(deque[tuple[str | None, bytes]]):
+            """The outbox, noting each send as it is queued (by _queue or by a step)."""
 
-        node.replica._queue = record  # type: ignore[method-assign]
+            def append(self, item: tuple[str | None, bytes]) -> None:
+                queued.append(item[1])
+                super().append(item)
+
+        node.replica._outbox = RecordingOutbox(node.replica._outbox)
         writes = [asyncio.create_task(node.set(f"k{i}", i)) for i in range(20)]
         await eventually(lambda: transport.deferred == 1, what="a send to find the socket full")
         await eventually(lambda: len(queued) > 3, what="more sends to queue behind it")
@@ -149,8 +152,8 @@ async def test_persists_made_durable_by_one_sync_reach_the_engine_in_one_step(
     real_durable, before = replica._durable, replica._durable_upto
     replica._durable = told.append  # type: ignore[method-assign]
     try:
-        replica._synced(before + 1, 0, None)  # two callbacks of one sync, in one loop turn
-        replica._synced(before + 2, 0, None)
+        replica._synced(before + 1, None)  # two syncs told in one loop turn
+        replica._synced(before + 2, None)
         await eventually(lambda: bool(told), what="the engine to hear")
         assert told == [before + 2]
     finally:

@@ -136,3 +136,20 @@ def test_group_commit_fails_every_waiting_future_and_refuses_new_ones() -> None:
     committer.close()
     assert store.durable_index == 3
     store.close()
+
+
+def test_group_commit_tells_a_marked_caller_of_a_failure_once() -> None:
+    disk = MemoryDisk()
+    faulty, store = _store_with_durable_records(disk)
+    told: list[tuple[int, object]] = []
+    committer = GroupCommitter(store, lambda mark, error: told.append((mark, error)))
+    faulty.fail("fsync", errno=errno.EIO)
+    committer.submit_marked([b"three"], 1, False)
+    committer.submit_marked([b"four"], 2, False)
+    assert committer.sync_here()  # it synced (and failed) here
+    assert [mark for mark, _ in told] == [0] and isinstance(told[0][1], StorageFailed)
+    committer.submit_marked([b"five"], 3)  # refused at once, told again
+    assert [mark for mark, _ in told] == [0, 0] and isinstance(told[1][1], StorageFailed)
+    committer.close()
+    assert store.durable_index == 2
+    store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -443,3 +444,28 @@ def test_a_snapshot_written_in_pieces_reads_back_as_their_concatenation(key: byt
         store.write_snapshot(7, pieces)
     with Store.open(None, disk=disk, encryption_key=key) as store:
         assert recover_all(store) == ((7, b"".join(pieces)), [])
+
+
+def test_marked_submits_are_told_once_per_sync_with_the_highest_mark_made_durable() -> None:
+    """The runtime's persists: no callback each, one call per sync with the highest mark."""
+    disk = _GatedDisk()
+    disk.gate.set()
+    store = Store.open(None, disk=disk)
+    told: list[tuple[int, object]] = []
+    committer = GroupCommitter(store, lambda mark, error: told.append((mark, error)))
+    committer.submit_marked([b"accept 1"], 7, False)
+    committer.submit_marked([b"chosen 1", b"accept 2"], 8, False)
+    assert told == [] and store.last_index == 3  # appended, not synced
+    assert committer.sync_here()  # a fresh committer's disk is quiet
+    assert told == [(8, None)] and store.durable_index == 3  # one call for both
+    committer.submit_marked([b"accept 3"], 9)  # sync=True: the writer thread's
+    deadline = time.monotonic() + 30
+    while len(told) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert told == [(8, None), (9, None)] and disk.calls["fsync"] == 2
+    committer.request_sync()  # nothing waits: no sync, nobody told
+    committer.close()
+    assert told == [(8, None), (9, None)] and disk.calls["fsync"] == 2
+    committer.submit_marked([b"late"], 10)  # closed: told at once, with the error
+    assert told[2][0] == 0 and isinstance(told[2][1], StoreClosed)
+    store.close()
