@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
 from paxoskv.errors import StorageError, StoreClosed
 from paxoskv.storage.store import Store
@@ -106,10 +106,13 @@ class GroupCommitter:
         future: Future[int] = Future()
 
         def durable(last: int, error: StorageError | None) -> None:
-            if error is None:
-                future.set_result(last)
-            else:
-                future.set_exception(error)
+            try:
+                if error is None:
+                    future.set_result(last)
+                else:
+                    future.set_exception(error)
+            except InvalidStateError:  # cancelled (asyncio.wrap_future's awaiter was): nobody
+                pass  # waits, and the writer thread must not die of it
 
         self.submit_then(records, durable, sync=sync)
         return future
@@ -192,8 +195,10 @@ class GroupCommitter:
         try:
             durable = self._timed_sync()
         except StorageError as error:
-            self._fail_all(error)
-            self._end_sync_here()
+            try:
+                self._fail_all(error)
+            finally:  # a waiter's callback that raises must not leave _syncing set for good
+                self._end_sync_here()
             return True
         except BaseException:
             self._end_sync_here()
@@ -267,10 +272,12 @@ class GroupCommitter:
             try:
                 durable = self._timed_sync()
             except BaseException as error:
-                if isinstance(error, StorageError):
-                    self._fail_all(error)
-                with self._lock:
-                    self._syncing = False
+                try:
+                    if isinstance(error, StorageError):
+                        self._fail_all(error)
+                finally:
+                    with self._lock:
+                        self._syncing = False
                 if isinstance(error, StorageError):
                     return
                 raise

@@ -11,6 +11,7 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from .conftest import numbered, recover_all
 
 HOLDER = """
 import sys
+import threading
 sys.path.insert(0, sys.argv[2])
 from paxoskv.storage import Store
 store = Store.open(sys.argv[1])
@@ -152,4 +154,38 @@ def test_group_commit_tells_a_marked_caller_of_a_failure_once() -> None:
     assert [mark for mark, _ in told] == [0, 0] and isinstance(told[1][1], StorageFailed)
     committer.close()
     assert store.durable_index == 2
+    store.close()
+
+
+def test_a_failed_sync_here_whose_waiter_raises_still_lets_the_committer_close() -> None:
+    """A callback that raises while told of the failure (a loop already closed, say) must not
+    leave the sync marked running: the writer thread would sleep on it and close() hang."""
+    disk = MemoryDisk()
+    faulty, store = _store_with_durable_records(disk)
+
+    def on_marked(mark: int, error: object) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    committer = GroupCommitter(store, on_marked)
+    faulty.fail("fsync", errno=errno.EIO)
+    committer.submit_marked([b"three"], 1, False)
+    with pytest.raises(RuntimeError):
+        committer.sync_here()
+    closer = threading.Thread(target=committer.close, daemon=True)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close() hung: the failed sync was left running"
+    store.close()
+
+
+def test_a_cancelled_future_does_not_stop_the_writer_thread() -> None:
+    """``asyncio.wrap_future`` cancels the future when its awaiter is cancelled: resolving it
+    then raised InvalidStateError on the writer thread, which died, and no later submit was
+    ever synced."""
+    store = Store.open(None, disk=MemoryDisk())
+    committer = GroupCommitter(store)
+    committer._sync_s = 1.0  # never on the caller's thread: the writer thread syncs
+    committer.submit([b"one"], sync=False).cancel()
+    assert committer.submit([b"two"]).result(timeout=10) == 2
+    committer.close()
     store.close()

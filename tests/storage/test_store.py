@@ -469,3 +469,32 @@ def test_marked_submits_are_told_once_per_sync_with_the_highest_mark_made_durabl
     committer.submit_marked([b"late"], 10)  # closed: told at once, with the error
     assert told[2][0] == 0 and isinstance(told[2][1], StoreClosed)
     store.close()
+
+
+def test_marked_and_plain_submits_interleaved_are_each_told_by_the_sync_that_covers_them() -> None:
+    disk = _GatedDisk()
+    disk.gate.set()
+    store = Store.open(None, disk=disk)
+    told: list[tuple[int, object]] = []
+    committer = GroupCommitter(store, lambda mark, error: told.append((mark, error)))
+    committer.submit_marked([b"a"], 1, False)
+    plain = committer.submit([b"b", b"c"], sync=False)
+    committer.submit_marked([b"d"], 2, False)
+    assert committer.sync_here()
+    assert told == [(2, None)] and plain.result(timeout=0) == 3
+    committer._sync_s = 1.0  # from here on the writer thread syncs
+    disk.gate.clear()
+    disk.in_fsync.clear()
+    committer.submit_marked([b"e"], 3)
+    assert disk.in_fsync.wait(10)  # the writer thread's sync of "e" is under way
+    later = committer.submit([b"f"], sync=False)
+    committer.submit_marked([b"g"], 4, False)
+    committer.request_sync()
+    disk.gate.set()
+    assert later.result(timeout=10) == 6
+    deadline = time.monotonic() + 10
+    while told[-1][0] != 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert [mark for mark, _ in told] == [2, 3, 4]  # "e" alone, then "f" and "g" together
+    committer.close()
+    store.close()

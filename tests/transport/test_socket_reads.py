@@ -82,3 +82,19 @@ def test_a_burst_is_taken_in_one_wake_up_in_order() -> None:
         assert sock.reads == len(payloads) + 1  # and one that found the socket empty
     sender.close()
     receiver.close()
+
+
+def test_an_empty_datagram_after_the_first_is_read_on_the_next_wake_up() -> None:
+    """FIONREAD says 0 for an empty datagram next, as for none: the reader stops there and
+    the level-triggered loop wakes it again for what is left, which it then reads in order."""
+    sender, receiver = _pair()
+    reader, batches = _reader(_CountingSocket(receiver))
+    for payload in (b"one", b"", b"two"):
+        sender.send(payload)
+    reader._readable()
+    reader._readable()  # the wake-up the socket's readiness brings
+    assert [datagram for batch in batches for datagram, _ in batch] == [b"one", b"", b"two"]
+    reader._readable()
+    assert len(batches) == 2
+    sender.close()
+    receiver.close()
