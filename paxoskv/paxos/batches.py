@@ -39,12 +39,19 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import islice
 from operator import lt
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 from msgpack import unpackb
 
-from paxoskv.paxos.messages import MalformedMessage, Request, pack_body
+from paxoskv.paxos.messages import (
+    MalformedMessage,
+    NoFastForm,
+    Request,
+    pack_body,
+    packed_str,
+    packed_uint,
+)
 from paxoskv.state.machine import MAX_LOG_TIME_MS
 from paxoskv.state.wire import TOP_EXT_HOOK, UINT64_MAX
 
@@ -92,6 +99,29 @@ def pack_batch(
     is unpacked by one comprehension and checked by two C-level passes; any other batch goes
     through the loop that wraps what it cannot embed.
     """
+    if len(commands) == 1:  # a slot of one command (a sequential writer's): no set-up
+        command = commands[0]
+        try:
+            item = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+        except Exception:  # msgpack raises several unrelated types on garbage
+            item = None
+        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+            try:
+                value = b"".join(
+                    [
+                        _ONE_REQUEST_HEAD,
+                        packed_uint(log_time_ms),
+                        _ONE,
+                        packed_str(client_ids[0]),
+                        _ONE,
+                        packed_uint(seqs[0]),
+                        _ONE,
+                        command,
+                    ]
+                )
+            except NoFastForm:  # what the packer writes (or refuses) is written below
+                value = _join_batch(log_time_ms, client_ids, seqs, commands)
+            return value, [item]
     try:  # the usual batch, every command a short array: one comprehension, no checks inside
         items: list[Any] = [
             unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False) for command in commands
@@ -123,6 +153,8 @@ def pack_batch(
 
 
 _LIST: set[type] = {list}
+_ONE_REQUEST_HEAD: Final = b"\x94"  # the batch's array; then each column, an array of one
+_ONE: Final = b"\x91"
 
 
 def _join_batch(

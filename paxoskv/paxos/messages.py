@@ -24,15 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 import msgpack
 
 from paxoskv.paxos.ballot import Ballot
 
-WIRE_VERSION = 1
+WIRE_VERSION: Final = 1
 ALL_SLOTS = 2**63 - 1  # a Promise part that reaches to the end of the log says so with this
-_UINT64_MAX = 2**64 - 1
+_UINT64_MAX: Final = 2**64 - 1
 
 
 class MalformedMessage(ValueError):
@@ -319,7 +319,7 @@ Message = (
 
 # One byte on the wire names each message type. A table, not a ``TAG`` class variable on each
 # dataclass: the compiled build (mypyc) mistakes a ClassVar with a default for a field.
-TAGS: dict[type[Any], int] = {
+TAGS: Final[dict[type[Any], int]] = {
     Prepare: 1,
     Promise: 2,
     Nack: 3,
@@ -359,7 +359,7 @@ _BY_TAG[FORWARD_COLUMNS_TAG] = Forward
 
 # A free list rather than one shared packer (a runtime may encode from more than one thread);
 # ``msgpack.packb`` would build a new Packer per call, which costs more than the packing.
-_packers: list[msgpack.Packer] = []
+_packers: Final[list[msgpack.Packer]] = []
 
 
 def pack_body(body: object) -> bytes:
@@ -464,7 +464,7 @@ class NoFastForm(Exception):
     """The value has no form written by hand here: the caller packs it with the packer."""
 
 
-_FIXINTS: list[bytes] = [bytes((i,)) for i in range(128)]
+_FIXINTS: Final[list[bytes]] = [bytes((i,)) for i in range(128)]
 
 
 def packed_uint(n: object) -> bytes:
@@ -505,7 +505,26 @@ def packed_ballot(ballot: Ballot) -> bytes:
     return b"".join([b"\x92", packed_uint(round_), _FIXSTR_HEADERS[len(data)], data])
 
 
-_FIXSTR_HEADERS: list[bytes] = [bytes((0xA0 | i,)) for i in range(32)]
+_FIXSTR_HEADERS: Final[list[bytes]] = [bytes((0xA0 | i,)) for i in range(32)]
+
+
+def packed_str(text: object) -> bytes:
+    """msgpack's bytes of a str under 64 KiB encoded, or :class:`NoFastForm`."""
+    if type(text) is not str:
+        raise NoFastForm
+    string: str = text
+    try:
+        data = string.encode()
+    except UnicodeEncodeError:  # a lone surrogate: the packer refuses it its own way
+        raise NoFastForm from None
+    size = len(data)
+    if size < 32:
+        return _FIXSTR_HEADERS[size] + data
+    if size < 1 << 8:
+        return b"".join([b"\xd9", size.to_bytes(1, "big"), data])
+    if size < 1 << 16:
+        return b"".join([b"\xda", size.to_bytes(2, "big"), data])
+    raise NoFastForm
 
 
 def packed_bin_header(value: object) -> bytes:
@@ -571,11 +590,11 @@ def encode_message(message: Message) -> bytes:
     return pack_body(_ENCODERS[type(message)](message))
 
 
-_ACCEPT_HEAD = bytes(
+_ACCEPT_HEAD: Final = bytes(
     (0x96, WIRE_VERSION, TAGS[Accept])
 )  # [version, tag, ballot, slot, value, commit]
-_ACCEPTED_HEAD = bytes((0x94, WIRE_VERSION, TAGS[Accepted]))  # [version, tag, ballot, slots]
-_COMMIT_HEAD = bytes((0x94, WIRE_VERSION, TAGS[Commit]))  # [version, tag, ballot, upto]
+_ACCEPTED_HEAD: Final = bytes((0x94, WIRE_VERSION, TAGS[Accepted]))  # [version, tag, ballot, slots]
+_COMMIT_HEAD: Final = bytes((0x94, WIRE_VERSION, TAGS[Commit]))  # [version, tag, ballot, upto]
 
 
 def _int(raw: object) -> int:
@@ -602,7 +621,7 @@ def _list(raw: object, length: int | None = None) -> list[Any]:
     return raw
 
 
-_new_tuple = tuple.__new__
+_new_tuple: Final = tuple.__new__
 
 
 def _ballot(raw: object) -> Ballot:
@@ -709,7 +728,7 @@ def _two_ints(cls: type[Any]) -> Callable[[list[Any]], Any]:
     return decode
 
 
-_DECODERS: dict[int, tuple[int, Callable[[list[Any]], Any]]] = {
+_DECODERS: Final[dict[int, tuple[int, Callable[[list[Any]], Any]]]] = {
     TAGS[Prepare]: (2, lambda f: Prepare(_ballot(f[0]), _int(f[1]))),
     TAGS[Promise]: (6, lambda f: _promise(f)),
     TAGS[Nack]: (2, lambda f: Nack(_ballot(f[0]), _ballot(f[1]))),
@@ -752,9 +771,12 @@ def decode_message(data: bytes | memoryview) -> Message:
     if type(body) is not list or len(body) < 2:
         raise MalformedMessage("not a message envelope")
     version, tag = body[0], body[1]
-    if version != WIRE_VERSION or type(version) is not int:
+    if type(version) is not int or version != WIRE_VERSION:
         raise MalformedMessage(f"wire version {version!r}, expected {WIRE_VERSION}")
-    decoder = _DECODERS.get(tag) if type(tag) is int else None
+    if type(tag) is not int:
+        raise MalformedMessage(f"unknown message tag {tag!r}")
+    number: int = tag
+    decoder = _DECODERS.get(number)
     if decoder is None:
         raise MalformedMessage(f"unknown message tag {tag!r}")
     length, decode = decoder
@@ -762,16 +784,16 @@ def decode_message(data: bytes | memoryview) -> Message:
         raise MalformedMessage(f"{_BY_TAG[tag].__name__} needs {length} fields")
     # The messages of every write, decoded by direct calls (the table's lambdas are called
     # the generic way): the same checks and the same message as the table's decoders.
-    if tag == _ACCEPT_TAG:
+    if number == _ACCEPT_TAG:
         return _accept(body[2:])
-    if tag == _COMMIT_TAG:
+    if number == _COMMIT_TAG:
         return Commit(_ballot(body[2]), _int(body[3]))
-    if tag == _ACCEPTED_TAG:
+    if number == _ACCEPTED_TAG:
         return Accepted(_ballot(body[2]), _ints(body[3]))
     message: Message = decode(body[2:])
     return message
 
 
-_ACCEPT_TAG = TAGS[Accept]
-_ACCEPTED_TAG = TAGS[Accepted]
-_COMMIT_TAG = TAGS[Commit]
+_ACCEPT_TAG: Final = TAGS[Accept]
+_ACCEPTED_TAG: Final = TAGS[Accepted]
+_COMMIT_TAG: Final = TAGS[Commit]

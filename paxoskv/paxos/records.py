@@ -16,6 +16,7 @@ Storage sees only bytes; it is here that they mean something.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgpack
 
@@ -65,8 +66,8 @@ def chosen_record(first_slot: int, last_slot: int) -> bytes:
         return pack_body([CHOSEN, first_slot, last_slot])
 
 
-_ACCEPTED_HEAD = bytes((0x95, ACCEPTED))
-_CHOSEN_HEAD = bytes((0x93, CHOSEN))
+_ACCEPTED_HEAD: Final = bytes((0x95, ACCEPTED))
+_CHOSEN_HEAD: Final = bytes((0x93, CHOSEN))
 
 
 def learned_record(slot: int, value: bytes) -> bytes:

@@ -432,6 +432,9 @@ class KVStateMachine:
         self._history.trim()  # ``record`` above appended without trimming
         if not answers:
             return NO_ANSWERS
+        if len(answers) == 1:  # a slot of one command: the columns without a zip
+            answered = answers[0]
+            return (answered[0],), (answered[1],), (answered[2],)
         client_ids, seqs, results_ = zip(*answers, strict=True)
         return client_ids, seqs, results_
 
