@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from paxoskv.paxos.messages import Message
 from paxoskv.paxos.records import SnapshotImage
@@ -109,6 +109,10 @@ class Answers(NamedTuple):
 
     def each(self) -> Iterator[Answer]:
         """One :class:`Answer` per request answered, in log order."""
+        client_ids, seqs, results = self
+        if len(client_ids) == 1 and len(seqs) == 1 and len(results) == 1:
+            # A slot of one answer (a sequential writer's): no zip, no map.
+            return iter((_new_tuple(Answer, (client_ids[0], seqs[0], results[0])),))
         return map(_new_tuple, repeat(Answer), zip(*self, strict=True))
 
 
@@ -144,6 +148,6 @@ class LeaderChanged:
         object.__setattr__(self, "leader_id", leader_id)
 
 
-_new_tuple = tuple.__new__  # builds an Answer from a row in C (its ``__new__`` is Python)
+_new_tuple: Final = tuple.__new__  # builds an Answer from a row in C (its ``__new__`` is Python)
 
 Effect = Send | Broadcast | Persist | SaveSnapshot | Answers | ReadReady | Applied | LeaderChanged

@@ -621,7 +621,8 @@ class Engine:
             popped = pop_waiting(waiting, answered[0], answered[1])
             if not all(popped):
                 answered = tuple(list(compress(column, popped)) for column in answered)  # type: ignore[assignment]
-            self._effects.append(Answers(*answered))
+            # (tuple.__new__: the NamedTuple's own ``__new__`` is interpreted Python)
+            self._effects.append(_new_tuple(Answers, answered))
         after = self.state.configuration
         if after is not before and after != before:
             self.configs.change_from(slot + self.settings.window_slots, after)
@@ -1357,6 +1358,7 @@ class Engine:
 
 _MOST_PROMISE_PARTS_PER_SLOT = 4  # a promise of more parts than this x window_slots is cut short
 _MOST_RETRY_PERIODS = 8  # between resends of one unanswered request (4 s at the default 0.5 s)
+_new_tuple: Final = tuple.__new__
 _client_id_of = itemgetter(0)  # of a Request (a NamedTuple: an index beats a name)
 _seq_of = itemgetter(1)
 _command_of = itemgetter(2)
@@ -1477,6 +1479,8 @@ def _columns_size_bytes(client_ids: Sequence[str], commands: Sequence[bytes]) ->
     """:func:`_size_bytes` of requests from their columns: a pass less, and none over one
     client's ids."""
     first = client_ids[0]
+    if len(client_ids) == 1:  # a sequential writer's request: no sums over maps
+        return len(commands[0]) + len(first) + 16
     if client_ids.count(first) == len(client_ids):
         ids = len(first) * len(client_ids)
     else:

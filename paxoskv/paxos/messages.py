@@ -625,11 +625,22 @@ _new_tuple: Final = tuple.__new__
 
 
 def _ballot(raw: object) -> Ballot:
-    if type(raw) is list and len(raw) == 2 and type(raw[0]) is int and type(raw[1]) is str:
-        # What Ballot._make does, minus the checks just made.
-        ballot: Ballot = _new_tuple(Ballot, raw)
-        return ballot
+    if type(raw) is list and len(raw) == 2:
+        round_, node_id = raw[0], raw[1]
+        if type(round_) is int and type(node_id) is str:
+            # Nearly every message of a term carries the same ballot: the last one decoded is
+            # handed out again (a tuple, immutable, equal either way) rather than made anew.
+            last = _last_ballot[0]
+            if last[1] == node_id and last[0] == round_:
+                return last
+            # What Ballot._make does, minus the checks just made.
+            ballot: Ballot = _new_tuple(Ballot, raw)
+            _last_ballot[0] = ballot  # (one store: a thread sees one ballot or the other)
+            return ballot
     raise MalformedMessage("a ballot is [int round, str node id]")
+
+
+_last_ballot: Final[list[Ballot]] = [Ballot(0, "")]
 
 
 def _ints(raw: object) -> tuple[int, ...]:
