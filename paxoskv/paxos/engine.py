@@ -270,8 +270,17 @@ class Engine:
     def receive(self, sender: str, message: m.Message, now: float) -> list[Effect]:
         """A message arrived from ``sender`` (already authenticated by the transport)."""
         self._now = now
-        handler = _HANDLERS[type(message)]
-        handler(self, sender, message, now)
+        kind = type(message)
+        # The messages of every write by direct (compiled) calls, the rest through the table:
+        # the same unbound handlers either way.
+        if kind is m.Accept:
+            Engine._on_accept(self, sender, cast(m.Accept, message), now)
+        elif kind is m.Accepted:
+            Engine._on_accepted(self, sender, cast(m.Accepted, message), now)
+        elif kind is m.Commit:
+            Engine._on_commit(self, sender, cast(m.Commit, message), now)
+        else:
+            _HANDLERS[kind](self, sender, message, now)
         return self._drain(now)
 
     def tick(self, now: float) -> list[Effect]:

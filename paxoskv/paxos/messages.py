@@ -488,7 +488,20 @@ def packed_uint(n: object) -> bytes:
 
 
 def packed_ballot(ballot: Ballot) -> bytes:
-    """msgpack's bytes of ``[round, node_id]`` (a node id under 32 bytes), or NoFastForm."""
+    """msgpack's bytes of ``[round, node_id]`` (a node id under 32 bytes), or NoFastForm.
+
+    The ballot packed last is kept with its bytes: an engine sends and records one ballot
+    object (its own, or the one decoded messages share) for a whole term.
+    """
+    last = _last_packed_ballot[0]
+    if last[0] is ballot:
+        return last[1]
+    packed = _pack_ballot(ballot)
+    _last_packed_ballot[0] = (ballot, packed)  # (one store: a thread sees a pair whole)
+    return packed
+
+
+def _pack_ballot(ballot: Ballot) -> bytes:
     if type(ballot) is not Ballot:
         raise NoFastForm
     parts: tuple[object, object] = ballot  # read as they are (a bool is no int here)
@@ -506,6 +519,7 @@ def packed_ballot(ballot: Ballot) -> bytes:
 
 
 _FIXSTR_HEADERS: Final[list[bytes]] = [bytes((0xA0 | i,)) for i in range(32)]
+_last_packed_ballot: Final[list[tuple[object, bytes]]] = [(None, b"")]
 
 
 def packed_str(text: object) -> bytes:
@@ -622,6 +636,7 @@ def _list(raw: object, length: int | None = None) -> list[Any]:
 
 
 _new_tuple: Final = tuple.__new__
+_unpackb: Final = msgpack.unpackb  # (read from a static, not the module's attributes)
 
 
 def _ballot(raw: object) -> Ballot:
@@ -776,7 +791,7 @@ def decode_message(data: bytes | memoryview) -> Message:
     try:
         # use_list=True, raw=False, strict_map_key=True: msgpack's defaults, left unsaid
         # (keyword arguments cost a parse on every datagram); a test holds them to it.
-        body = msgpack.unpackb(data)
+        body = _unpackb(data)
     except Exception as error:  # msgpack raises several unrelated types on garbage
         raise MalformedMessage(f"not msgpack: {error}") from None
     if type(body) is not list or len(body) < 2:

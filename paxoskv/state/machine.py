@@ -294,7 +294,9 @@ class KVStateMachine:
         run twice; a caller that passes it wrongly gets undefined results, not an error.
         """
         if checked and client_ids:
-            self._advance_time(log_time_ms)
+            if log_time_ms > self._log_time_ms:  # _advance_time, its check already made
+                self._log_time_ms = log_time_ms
+                self._dedup.forget_idle(log_time_ms)
             if len(client_ids) >= plain_sets.MIN_REQUESTS:
                 answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
                 if answers is not None:
