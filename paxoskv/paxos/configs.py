@@ -26,11 +26,18 @@ class ConfigHistory:
         self._configs = [config for _, config in entries]
 
     def at(self, slot: int) -> Configuration:
+        if slot >= self._starts[-1]:  # the usual slot, governed by the latest: no bisect
+            return self._configs[-1]
         index = bisect_right(self._starts, slot) - 1
         return self._configs[max(index, 0)]
 
     def latest(self) -> Configuration:
         return self._configs[-1]
+
+    def last_start(self) -> int:
+        """The first slot the latest configuration governs: from it on, :meth:`at` is
+        :meth:`latest` (a bisect spared on every step of a leader)."""
+        return self._starts[-1]
 
     def change_from(self, slot: int, config: Configuration) -> None:
         """``config`` governs ``slot`` on (slots are applied in order, so starts only grow)."""
@@ -44,6 +51,8 @@ class ConfigHistory:
 
     def forget_before(self, slot: int) -> None:
         """Drop entries no slot at or after ``slot`` can need."""
+        if len(self._starts) == 1:
+            return  # (called on every slot applied: one entry is kept whatever the slot)
         keep_from = max(bisect_right(self._starts, slot) - 1, 0)
         del self._starts[:keep_from]
         del self._configs[:keep_from]

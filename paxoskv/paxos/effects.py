@@ -5,6 +5,9 @@ durability rule lives in the types, as etcd's ``Ready`` keeps it: an acceptor's 
 depends on a promise or an accept is never an effect until the runtime has reported the
 :class:`Persist` it depends on durable (``Engine.handle_durable``). The engine holds such
 replies itself, so a runtime cannot send one early however it orders its work.
+
+Each effect spells out its ``__init__`` for the compiled build's sake, as the messages do
+(see :mod:`paxoskv.paxos.messages`): a few are made on every step.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from paxoskv.paxos.messages import Message
 from paxoskv.paxos.records import SnapshotImage
@@ -25,12 +28,19 @@ class Send:
     to: str
     message: Message
 
+    def __init__(self, to: str, message: Message) -> None:
+        object.__setattr__(self, "to", to)
+        object.__setattr__(self, "message", message)
+
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
     """Send ``message`` to every node at once (one multicast datagram)."""
 
     message: Message
+
+    def __init__(self, message: Message) -> None:
+        object.__setattr__(self, "message", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,11 @@ class Persist:
     the runtime may let them ride with the next sync, or a short timer, rather than pay an
     fsync of their own that a following accept would have to queue behind."""
 
+    def __init__(self, records: tuple[bytes, ...], sync_id: int, sync_now: bool = True) -> None:
+        object.__setattr__(self, "records", records)
+        object.__setattr__(self, "sync_id", sync_id)
+        object.__setattr__(self, "sync_now", sync_now)
+
 
 @dataclass(frozen=True, slots=True)
 class SaveSnapshot:
@@ -59,6 +74,11 @@ class SaveSnapshot:
     journal_index: int
     slot: int
     image: SnapshotImage
+
+    def __init__(self, journal_index: int, slot: int, image: SnapshotImage) -> None:
+        object.__setattr__(self, "journal_index", journal_index)
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "image", image)
 
 
 class Answer(NamedTuple):
@@ -89,6 +109,10 @@ class Answers(NamedTuple):
 
     def each(self) -> Iterator[Answer]:
         """One :class:`Answer` per request answered, in log order."""
+        client_ids, seqs, results = self
+        if len(client_ids) == 1 and len(seqs) == 1 and len(results) == 1:
+            # A slot of one answer (a sequential writer's): no zip, no map.
+            return iter((_new_tuple(Answer, (client_ids[0], seqs[0], results[0])),))
         return map(_new_tuple, repeat(Answer), zip(*self, strict=True))
 
 
@@ -98,6 +122,9 @@ class ReadReady:
 
     read_id: int
 
+    def __init__(self, read_id: int) -> None:
+        object.__setattr__(self, "read_id", read_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -106,6 +133,10 @@ class Applied:
     slot: int
     revision: int
 
+    def __init__(self, slot: int, revision: int) -> None:
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "revision", revision)
+
 
 @dataclass(frozen=True, slots=True)
 class LeaderChanged:
@@ -113,7 +144,10 @@ class LeaderChanged:
 
     leader_id: str | None
 
+    def __init__(self, leader_id: str | None) -> None:
+        object.__setattr__(self, "leader_id", leader_id)
 
-_new_tuple = tuple.__new__  # builds an Answer from a row in C (its ``__new__`` is Python)
+
+_new_tuple: Final = tuple.__new__  # builds an Answer from a row in C (its ``__new__`` is Python)
 
 Effect = Send | Broadcast | Persist | SaveSnapshot | Answers | ReadReady | Applied | LeaderChanged

@@ -16,11 +16,19 @@ Storage sees only bytes; it is here that they mean something.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgpack
 
 from paxoskv.paxos.ballot import ZERO_BALLOT, Ballot
-from paxoskv.paxos.messages import pack_body, pack_with_bytes
+from paxoskv.paxos.messages import (
+    NoFastForm,
+    pack_body,
+    pack_with_bytes,
+    packed_ballot,
+    packed_bin_header,
+    packed_uint,
+)
 from paxoskv.state import Configuration
 from paxoskv.state.snapshot import StateImage, array_header
 
@@ -37,11 +45,29 @@ def promised_record(ballot: Ballot) -> bytes:
 
 
 def accepted_record(slot: int, ballot: Ballot, value: bytes) -> bytes:
-    return pack_with_bytes([ACCEPTED, slot, ballot.round, ballot.node_id], value)
+    try:  # the packer's bytes written by hand, as for the messages of every write
+        return b"".join(
+            [
+                _ACCEPTED_HEAD,
+                packed_uint(slot),
+                packed_ballot(ballot)[1:],  # its round and node id, without the array header
+                packed_bin_header(value),
+                value,
+            ]
+        )
+    except NoFastForm:
+        return pack_with_bytes([ACCEPTED, slot, ballot.round, ballot.node_id], value)
 
 
 def chosen_record(first_slot: int, last_slot: int) -> bytes:
-    return pack_body([CHOSEN, first_slot, last_slot])
+    try:
+        return b"".join([_CHOSEN_HEAD, packed_uint(first_slot), packed_uint(last_slot)])
+    except NoFastForm:
+        return pack_body([CHOSEN, first_slot, last_slot])
+
+
+_ACCEPTED_HEAD: Final = bytes((0x95, ACCEPTED))
+_CHOSEN_HEAD: Final = bytes((0x93, CHOSEN))
 
 
 def learned_record(slot: int, value: bytes) -> bytes:

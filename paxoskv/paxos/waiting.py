@@ -32,6 +32,13 @@ def add_waiting(
 ) -> None:
     """Note that local clients wait on ``requests`` (columns split out by the caller)."""
     first = client_ids[0]
+    if len(client_ids) == 1:  # a sequential writer's call: no zip, no count
+        seqs_of = table.get(first)
+        if seqs_of is None:
+            table[first] = {seqs[0]: requests[0]}
+        else:
+            seqs_of[seqs[0]] = requests[0]
+        return
     if client_ids.count(first) == len(client_ids):  # one client's requests
         seqs_of = table.get(first)
         if seqs_of is None:
@@ -50,6 +57,8 @@ def pop_waiting(
     table: WaitingTable, client_ids: Sequence[str], seqs: Sequence[int]
 ) -> list[Request | None]:
     """Take these requests out of the table: each one's request, None where none waited."""
+    if len(client_ids) == 1:  # a slot of one request
+        return [_pop_one(table, client_ids[0], seqs[0])]
     if client_ids and client_ids.count(first := client_ids[0]) == len(client_ids):
         seqs_of = table.get(first)
         if seqs_of is None:
@@ -109,6 +118,15 @@ def queue_new(
     empty client id) are never resent, so they are kept and not noted.
     """
     first = client_ids[0]
+    if first and len(client_ids) == 1:  # a sequential writer's request
+        seen = queued.get(first)
+        if seen is None:
+            queued[first] = {seqs[0]}
+            return requests
+        if seqs[0] not in seen:
+            seen.add(seqs[0])
+            return requests
+        return []
     if first and client_ids.count(first) == len(client_ids):
         seen = queued.get(first)
         if seen is None:
@@ -138,6 +156,13 @@ def unqueue(queued: QueuedIds, client_ids: Sequence[str], seqs: Sequence[int]) -
     if not client_ids:
         return
     first = client_ids[0]
+    if len(client_ids) == 1:  # a slot of one request
+        seen = queued.get(first)
+        if seen is not None:
+            seen.discard(seqs[0])
+            if not seen:
+                del queued[first]
+        return
     if client_ids.count(first) == len(client_ids):
         seen = queued.get(first)
         if seen is not None:

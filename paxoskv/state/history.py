@@ -127,7 +127,11 @@ def _sizes_of(values: Sequence[Any]) -> Iterable[int]:
 
 
 def _event_size(entry: _Entry) -> int:
-    return value_size(entry[3] if entry[1] == SET_EVENT else entry[4])
+    value = entry[3] if entry[1] == SET_EVENT else entry[4]
+    if type(value) is str:  # the usual value, sized inline (what value_size does first)
+        text: str = value
+        return len(text)
+    return value_size(value)
 
 
 def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
@@ -181,7 +185,10 @@ class History:
         """Size the single events :attr:`append` added since the last trim, as one group."""
         records = self._records
         waiting = len(records) - self._counted
-        size = _events_size(lambda: islice(reversed(records), waiting))
+        if waiting == 1:  # a slot of one command: sized alone, without the join's set-up
+            size = _event_size(records[-1])
+        else:
+            size = _events_size(lambda: islice(reversed(records), waiting))
         self._groups.append([waiting, size, False])
         self._counted += waiting
         self._bytes += size

@@ -36,7 +36,7 @@ after reading it, or this replica's state silently drifts from the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
-from typing import Any
+from typing import Any, Final
 
 from msgpack import unpackb
 
@@ -73,6 +73,7 @@ from paxoskv.state.results import (
     Rejected,
     Result,
     decode_result,
+    encode_written,
     key_value_from_row,
     result_from_wire,
     row_to_wire,
@@ -96,8 +97,8 @@ MAX_LOG_TIME_MS = 2**62
 """The largest log time a command may carry (ms); far beyond any clock, well inside int64."""
 
 
-_SET = w.SET
-_NO_CLIENT = ClientRecord(0)  # stands in before the batch's first identified request
+_SET: Final = w.SET
+_NO_CLIENT: Final = ClientRecord(0)  # stands in before the batch's first identified request
 _STR: set[type] = {str}
 _INT: set[type] = {int}
 _BYTES: set[type] = {bytes}
@@ -293,7 +294,9 @@ class KVStateMachine:
         run twice; a caller that passes it wrongly gets undefined results, not an error.
         """
         if checked and client_ids:
-            self._advance_time(log_time_ms)
+            if log_time_ms > self._log_time_ms:  # _advance_time, its check already made
+                self._log_time_ms = log_time_ms
+                self._dedup.forget_idle(log_time_ms)
             if len(client_ids) >= plain_sets.MIN_REQUESTS:
                 answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
                 if answers is not None:
@@ -346,7 +349,7 @@ class KVStateMachine:
         while its requests run, and goes back to its record before anything else reads it.
         """
         answers: list[tuple[ClientId, int, bytes]] = []
-        SET, WRITTEN, own_pack = _SET, r.WRITTEN, self._pack
+        SET, own_pack = _SET, self._pack
         wanted = bool(answer)
         data, record, detach = self._data, self._history.append, self._leases.detach
         dedup, window = self._dedup, self._dedup.window_requests
@@ -357,8 +360,9 @@ class KVStateMachine:
         client = _NO_CLIENT
         highest = -1
         asked: Container[int] = ()  # the seqs the current client waits on here
-        # Lengths were checked by the caller; ``strict`` would check again on every step.
-        for client_id, seq, item in zip(client_ids, seqs, items, strict=False):
+        # Lengths were checked by the caller; ``strict`` would check again on every step (and
+        # a keyword argument, even ``strict=False``, sends zip down its slow calling path).
+        for client_id, seq, item in zip(client_ids, seqs, items):  # noqa: B905
             if client_id:
                 if client_id != current_id:
                     client.highest_seq = highest
@@ -408,7 +412,7 @@ class KVStateMachine:
                         detach(key, prev[5])
                     record((revision, SET_EVENT, key, value, prev[1]))
                 if client_id and seq in asked:
-                    encoded = own_pack([WRITTEN, revision, None])
+                    encoded = encode_written(revision, own_pack)
                     answers.append((client_id, seq, encoded))
                     kept: Kept = encoded
                 else:
@@ -432,6 +436,9 @@ class KVStateMachine:
         self._history.trim()  # ``record`` above appended without trimming
         if not answers:
             return NO_ANSWERS
+        if len(answers) == 1:  # a slot of one command: the columns without a zip
+            answered = answers[0]
+            return (answered[0],), (answered[1],), (answered[2],)
         client_ids, seqs, results_ = zip(*answers, strict=True)
         return client_ids, seqs, results_
 

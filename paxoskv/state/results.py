@@ -285,6 +285,18 @@ def encode_written_run(first: int, stop: int, pack: Callable[[Any], bytes] = pac
     return [pack([WRITTEN, revision, None]) for revision in range(first, stop)]
 
 
+def encode_written(revision: int, pack: Callable[[Any], bytes] = pack) -> bytes:
+    """:func:`encode_written_run` of one revision, written out: a plain Set's answer in a slot
+    of one command, without the packer's call (``pack`` packs a revision below 256)."""
+    if 1 << 8 <= revision < 1 << 16:
+        return b"".join([b"\x93\x01\xcd", revision.to_bytes(2, "big"), b"\xc0"])
+    if 1 << 16 <= revision < 1 << 32:
+        return b"".join([b"\x93\x01\xce", revision.to_bytes(4, "big"), b"\xc0"])
+    if 1 << 32 <= revision < 1 << 64:
+        return b"".join([b"\x93\x01\xcf", revision.to_bytes(8, "big"), b"\xc0"])
+    return pack([WRITTEN, revision, None])
+
+
 @lru_cache(maxsize=64)
 def _run_terms(step: int, count: int) -> tuple[int, int]:
     """``ones = sum(B**j)`` and ``steps = sum(i * B**(count - 1 - i))`` for ``j, i`` below

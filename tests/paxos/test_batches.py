@@ -288,3 +288,18 @@ def test_an_item_nested_to_the_unpackers_limit_inside_a_one_client_run_is_refuse
     assert _read_one_client_run(value) is None
     with pytest.raises(MalformedMessage):
         _read_in_full(value)
+
+
+@pytest.mark.parametrize("number", [0, 127, 128, 65535, 65536, 2**32, 2**64 - 1, -1])
+@pytest.mark.parametrize("client_id", ["c", "i" * 31, "i" * 32, "é" * 200, "i" * 70_000])
+def test_a_slot_of_one_command_is_written_as_the_packer_writes_it(
+    number: int, client_id: str
+) -> None:
+    """pack_batch writes a one-request slot by hand: the bytes ``_join_batch`` makes."""
+    from paxoskv.paxos import batches
+
+    command = encode_command(Set("k", "v"))
+    log_time_ms = max(number, 0)
+    value, items = pack_batch(log_time_ms, [client_id], [number], [command])
+    assert value == batches._join_batch(log_time_ms, [client_id], [number], [command])
+    assert items == [msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)]

@@ -148,3 +148,48 @@ def test_a_forward_in_the_first_format_rows_is_still_read() -> None:
     bad = msgpack.packb([m.WIRE_VERSION, m.TAGS[m.Forward], [["", 1, b"x"]]])
     with pytest.raises(m.MalformedMessage):
         m.decode_message(bad)
+
+
+# Ints at every edge of msgpack's forms (fixint, uint8 to uint64) and past them, node ids of
+# every header (fixstr, str8) and none, values of every bin header.
+_EDGE_INTS = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+_ODD_INTS = [-1, -129, 2**64]  # (an int field of a compiled message takes ints only)
+_ODD_ROUNDS: list[object] = [True, False, 1.0, None]  # a Ballot is a tuple: it holds anything
+_NODE_IDS = ["a", "n" * 31, "n" * 32, "é" * 16, "ü" * 15, "x" * 300, "\ud800"]
+_VALUES = [b"", b"v" * 255, b"v" * 256, b"v" * 65536]
+
+
+def _packer_or_error(body: list[object]) -> bytes | type[BaseException]:
+    try:
+        return msgpack.packb(body, use_bin_type=True)
+    except Exception as error:
+        return type(error)
+
+
+def _encoded_or_error(message: m.Message) -> bytes | type[BaseException]:
+    try:
+        return m.encode_message(message)
+    except Exception as error:
+        return type(error)
+
+
+@pytest.mark.parametrize("number", _EDGE_INTS + _ODD_INTS + _ODD_ROUNDS)
+@pytest.mark.parametrize("node_id", _NODE_IDS)
+def test_the_messages_written_by_hand_are_the_packers_bytes(number: object, node_id: str) -> None:
+    """Accept, Accepted and Commit are written without the packer (``_encode_small``): the
+    same bytes, or the same refusal, for any field the packer might see."""
+    ballot = Ballot(number, node_id)  # type: ignore[arg-type]
+    wire_ballot = [number, node_id]
+    if number in _ODD_ROUNDS and type(number) is not int:
+        number = 7  # only the ballot's round is odd
+    for value in _VALUES:
+        accept = m.Accept(ballot, number, value, number)  # type: ignore[arg-type]
+        expected = _packer_or_error([1, 4, wire_ballot, number, value, number])
+        assert _encoded_or_error(accept) == expected
+    for slots_ in [(), (number,), (number, 5), tuple(range(20))]:
+        accepted = m.Accepted(ballot, slots_)  # type: ignore[arg-type]
+        expected = _packer_or_error([1, 5, wire_ballot, list(slots_)])
+        assert _encoded_or_error(accepted) == expected
+    commit = m.Commit(ballot, number)  # type: ignore[arg-type]
+    expected = _packer_or_error([1, 6, wire_ballot, number])
+    assert _encoded_or_error(commit) == expected

@@ -1,8 +1,13 @@
 """An engine built over a node's recovered journal: what it does before it first answers."""
 
 import random
+from collections.abc import Callable
+
+import msgpack
+import pytest
 
 from paxoskv.paxos import messages as m
+from paxoskv.paxos import records
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.batches import encode_batch
 from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot, Send
@@ -98,3 +103,29 @@ def test_a_restarted_node_asked_for_slots_before_its_log_takes_a_snapshot_to_ser
         e.message for e in b.receive("c", m.SnapshotRequest(5, 0), now=0.5) if isinstance(e, Send)
     ]
     assert isinstance(chunk, m.SnapshotChunk) and chunk.total_bytes > 0
+
+
+@pytest.mark.parametrize("number", [0, 127, 128, 65536, 2**32, 2**64 - 1, -1, 2**64])
+@pytest.mark.parametrize("node_id", ["a", "n" * 31, "n" * 32, "é" * 16])
+def test_records_written_by_hand_are_the_packers_bytes(number: int, node_id: str) -> None:
+    """Accepted and chosen records are written without the packer: the same bytes, or the
+    same refusal, for any field."""
+
+    def packed(body: list[object]) -> bytes | type[BaseException]:
+        try:
+            return msgpack.packb(body, use_bin_type=True)
+        except Exception as error:
+            return type(error)
+
+    def made(make: Callable[..., bytes], *args: object) -> bytes | type[BaseException]:
+        try:
+            return make(*args)
+        except Exception as error:
+            return type(error)
+
+    for value in [b"", b"v" * 300, b"v" * 70_000]:
+        expected = packed([records.ACCEPTED, number, number, node_id, value])
+        ballot = Ballot(number, node_id)
+        assert made(records.accepted_record, number, ballot, value) == expected
+    assert made(records.chosen_record, number, 7) == packed([records.CHOSEN, number, 7])
+    assert made(records.chosen_record, 7, number) == packed([records.CHOSEN, 7, number])

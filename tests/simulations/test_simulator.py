@@ -145,9 +145,11 @@ def test_a_wiped_voter_voting_again_is_caught_and_the_amnesia_rule_prevents_it()
     no memory of its promises and accepts, it lets two values be chosen for one slot; run as
     the runtime runs it (a learner until removed), never."""
     options = RunOptions(nodes=3, faults=frozenset({"wipe", "crash", "partition", "loss"}))
-    unsafe = run_seed(9, replace(options, amnesia_rule=False))
+    unsafe = run_seed(19, replace(options, amnesia_rule=False))
     assert unsafe.failure.startswith("agreement"), unsafe.failure
-    for seed in (9, 18):  # (the seeds in 1..40 that catch it unsafe)
+    # (the seeds in 1..50 that catch it unsafe: which ones depends on every random draw of
+    # the run, so a change to the engine's draws moves them)
+    for seed in (19, 47):
         result = run_seed(seed, options)
         assert result.ok, result.failure
 

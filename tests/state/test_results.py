@@ -25,7 +25,7 @@ from paxoskv.state import (
     decode_result,
     encode_result,
 )
-from paxoskv.state.results import encode_written_run
+from paxoskv.state.results import encode_written, encode_written_run
 
 KV = KeyValue(("session", b"x", 1), {"cart": [1, (2, 3)]}, 3, 9, 4, 17)
 
@@ -79,6 +79,8 @@ def test_a_run_of_written_answers_is_what_encoding_each_makes_at_every_width(fir
         assert encode_written_run(first, stop) == [
             encode_result(Written(revision, None)) for revision in range(first, stop)
         ]
+    for revision in (first, first + 1, first + 4, 2**64 - 1):
+        assert encode_written(revision) == encode_result(Written(revision, None))
 
 
 @pytest.mark.parametrize(
