@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import islice
 from operator import lt
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgpack
 from msgpack import unpackb
@@ -114,7 +114,7 @@ def pack_batch(
                         _ONE,
                         packed_str(client_ids[0]),
                         _ONE,
-                        packed_uint(seqs[0]),
+                        packed_uint(cast("list[object]", seqs)[0]),  # (not unboxed)
                         _ONE,
                         command,
                     ]

@@ -574,7 +574,9 @@ def _encode_small(message: object) -> bytes:
         )
     if kind is Accepted:
         accepted: Accepted = cast(Accepted, message)
-        slots = accepted.slots
+        # Read as objects: a ``tuple[int, ...]`` item would be unboxed by the compiled build,
+        # a bool turned into an int that the packer writes as true or false.
+        slots: tuple[object, ...] = accepted.slots
         if type(slots) is not tuple or len(slots) >= 16:
             raise NoFastForm
         parts = [_ACCEPTED_HEAD, packed_ballot(accepted.ballot), bytes((0x90 | len(slots),))]

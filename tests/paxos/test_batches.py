@@ -303,3 +303,14 @@ def test_a_slot_of_one_command_is_written_as_the_packer_writes_it(
     value, items = pack_batch(log_time_ms, [client_id], [number], [command])
     assert value == batches._join_batch(log_time_ms, [client_id], [number], [command])
     assert items == [msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)]
+
+
+@pytest.mark.parametrize("seq", [True, False])
+def test_a_bool_seq_in_a_slot_of_one_command_is_written_as_the_packer_writes_it(seq: bool) -> None:
+    """The list's item reaches the hand-written form as it is (not unboxed by the compiled
+    build): the packer's bytes, which every replica refuses alike."""
+    from paxoskv.paxos import batches
+
+    command = encode_command(Set("k", "v"))
+    value, _ = pack_batch(5, ["c"], [seq], [command])  # type: ignore[list-item]
+    assert value == batches._join_batch(5, ["c"], [seq], [command])  # type: ignore[list-item]

@@ -193,3 +193,11 @@ def test_the_messages_written_by_hand_are_the_packers_bytes(number: object, node
     commit = m.Commit(ballot, number)  # type: ignore[arg-type]
     expected = _packer_or_error([1, 6, wire_ballot, number])
     assert _encoded_or_error(commit) == expected
+
+
+@pytest.mark.parametrize("slot", [True, False])
+def test_a_bool_among_accepted_slots_is_written_as_the_packer_writes_it(slot: bool) -> None:
+    """A tuple's items reach the hand-written form as they are: the compiled build must not
+    unbox a bool into an int (the packer writes true or false, which no decoder takes)."""
+    accepted = m.Accepted(Ballot(1, "a"), (slot,))
+    assert m.encode_message(accepted) == msgpack.packb([1, 5, [1, "a"], [slot]])
