@@ -201,3 +201,11 @@ def test_a_bool_among_accepted_slots_is_written_as_the_packer_writes_it(slot: bo
     unbox a bool into an int (the packer writes true or false, which no decoder takes)."""
     accepted = m.Accepted(Ballot(1, "a"), (slot,))
     assert m.encode_message(accepted) == msgpack.packb([1, 5, [1, "a"], [slot]])
+
+
+def test_msgpack_defaults_are_the_ones_decode_message_relies_on() -> None:
+    """decode_message calls unpackb without keyword arguments (they cost a parse per
+    datagram), relying on use_list=True, raw=False and strict_map_key=True as defaults."""
+    assert msgpack.unpackb(msgpack.packb(["id", [1]])) == ["id", [1]]  # lists, and str not bytes
+    with pytest.raises(ValueError):
+        msgpack.unpackb(msgpack.packb({1: 2}))  # strict_map_key: no int keys
