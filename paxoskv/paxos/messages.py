@@ -488,7 +488,7 @@ def packed_uint(n: object) -> bytes:
 
 
 def packed_ballot(ballot: Ballot) -> bytes:
-    """msgpack's bytes of ``[round, node_id]`` (a node id under 32 bytes), or NoFastForm.
+    """msgpack's bytes of ``[round, node_id]`` (a node id under 64 KiB encoded), or NoFastForm.
 
     The ballot packed last is kept with its bytes: an engine sends and records one ballot
     object (its own, or the one decoded messages share) for a whole term.
@@ -506,16 +506,7 @@ def _pack_ballot(ballot: Ballot) -> bytes:
         raise NoFastForm
     parts: tuple[object, object] = ballot  # read as they are (a bool is no int here)
     round_, node_id = parts
-    if type(node_id) is not str:
-        raise NoFastForm
-    text: str = node_id
-    try:
-        data = text.encode()
-    except UnicodeEncodeError:  # a lone surrogate: the packer refuses it its own way
-        raise NoFastForm from None
-    if len(data) >= 32:
-        raise NoFastForm
-    return b"".join([b"\x92", packed_uint(round_), _FIXSTR_HEADERS[len(data)], data])
+    return b"".join([b"\x92", packed_uint(round_), packed_str(node_id)])
 
 
 _FIXSTR_HEADERS: Final[list[bytes]] = [bytes((0xA0 | i,)) for i in range(32)]

@@ -654,28 +654,18 @@ class Replica:
         effect per slot with a row per write: resolving each row's future in this loop, with no
         call of its own, is what :meth:`_carry_out` then :meth:`_answer` do for it, two calls
         fewer per write. A persist and a send, one or two of each in nearly every step, are
-        done here too (what :meth:`_persist` and :meth:`_queue` do, written out).
+        found here too, without the carriers' lookup.
         """
         answers = self._answers
         carriers = self._carriers
         for effect in effects:
             kind = type(effect)
             if kind is _PERSIST:
-                persist: fx.Persist = effect  # type: ignore[assignment]
-                committer = self._committer
-                assert committer is not None
-                committer.submit_marked(persist.records, persist.sync_id, False)
-                if persist.sync_now:
-                    self._sync_due = True  # at the end of the step, after its sends
-                elif self._lazy_sync is None:
-                    self._lazy_sync = self._loop.call_later(LAZY_SYNC_S, self._sync_lazy)
+                self._persist(effect)  # type: ignore[arg-type]
             elif kind is _BROADCAST or kind is _SEND:
                 message = effect.message  # type: ignore[union-attr]
                 to = None if kind is _BROADCAST else effect.to  # type: ignore[union-attr]
-                self._outbox.append((to, PAXOS + encode_message(message)))
-                if not self._flush_queued and not self._stepping:
-                    self._flush_queued = True
-                    self._loop.call_soon(self._flush_outbox)
+                self._queue(to, PAXOS + encode_message(message))
             elif kind is _ANSWERS:  # a NamedTuple: no subclass to miss
                 for answer in effect.each():  # type: ignore[union-attr]
                     waiting = answers.pop(answer[:2], None)  # (client_id, seq), sliced in C

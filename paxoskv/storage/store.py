@@ -241,19 +241,8 @@ class Store:
                 runs, self._pending = self._pending, []
             finally:
                 lock.release()
-            if runs:  # _write, written out (a replica syncs once or twice per write)
-                try:
-                    self._writer.write(runs)
-                except OSError as error:
-                    raise self._fail(self._writer.current_name, error) from error
-                last_first, last_records = runs[-1]
-                last = last_first + len(last_records) - 1
-                lock.acquire()
-                try:
-                    if last > self._durable_index:
-                        self._durable_index = last
-                finally:
-                    lock.release()
+            if runs:
+                self._write(runs)
             return self._durable_index
         finally:
             sync_lock.release()
@@ -437,9 +426,13 @@ class Store:
             raise self._fail(self._writer.current_name, error) from error
         last_first, last_records = runs[-1]
         last = last_first + len(last_records) - 1
-        with self._lock:
+        lock = self._lock  # (acquire/release, not ``with``: see GroupCommitter.__init__)
+        lock.acquire()
+        try:
             if last > self._durable_index:
                 self._durable_index = last
+        finally:
+            lock.release()
 
     def _fail(self, name: str, error: OSError) -> StorageFailed:
         """Enter the failed state for good; nothing queued will ever be reported durable."""
