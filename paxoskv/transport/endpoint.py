@@ -117,6 +117,7 @@ class FramedEndpoint(ClosesOnExit):
             self,
             self._known,
             self._sealer,
+            self._peer_addresses,
             self._keyed_mac,
             self._replay_guard,
             self._stats,
@@ -134,6 +135,10 @@ class FramedEndpoint(ClosesOnExit):
         # ``datagrams_received()``: the straight path's own method (compiled in the compiled
         # build), which the socket readers then call with no Python frame of ours between.
         self.datagrams_received = self._straight.receive  # type: ignore[method-assign]
+        # ``send_soon()``, how the runtime sends: the straight path's own method as well,
+        # unless a subclass has a send_soon of its own.
+        if type(self).send_soon is FramedEndpoint.send_soon:
+            self.send_soon = self._straight.send_soon  # type: ignore[method-assign]
         # ``receive()``: the inbox's own method, so a call is the inbox's coroutine with no
         # Python call of ours around it (a frame fewer per datagram taken this way).
         self.receive: Callable[[], Coroutine[Any, Any, Delivery]] = self._inbox.get
@@ -237,7 +242,16 @@ class FramedEndpoint(ClosesOnExit):
     def send_soon(
         self, messages: Sequence[tuple[str | None, bytes]]
     ) -> Coroutine[Any, Any, None] | None:
-        """What ``send_many`` does before its first wait, with the waiting handed back."""
+        """What ``send_many`` does before its first wait, with the waiting handed back.
+
+        Replaced in ``__init__`` by :meth:`StraightPath.send_soon`, which sends a burst to one
+        address per frame itself and leaves the rest to :meth:`_send_soon_slowly`."""
+        return self._straight.send_soon(messages)
+
+    def _send_soon_slowly(
+        self, messages: Sequence[tuple[str | None, bytes]]
+    ) -> Coroutine[Any, Any, None] | None:
+        """``send_soon`` for any burst: no single group address, AES-GCM, closed, or too big."""
         if self._closed:
             self._check_open()
         sealer = self._sealer
