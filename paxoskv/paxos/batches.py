@@ -76,17 +76,62 @@ _NOT_CONTAINER_HEADERS = bytes(
 )
 
 
-def _embeddable(command: bytes) -> bool:
+def _embeddable(command: bytes, item: list[Any]) -> bool:
     """True if ``command`` cannot nest deep enough to overflow the unpacker inside a batch.
 
-    Nesting takes at least one container header per level, so a command shorter than the
-    unpacker's spare depth, or one with fewer header-valued bytes than that (a count that
-    includes lookalike bytes inside strings, so it only errs on the safe side), is safe.
+    ``item`` is ``command`` as the leader unpacked it. Nesting takes at least one container
+    header per level, so a command shorter than the unpacker's spare depth is safe; so is one
+    whose unpacked form proves it shallow (:func:`_shallow`: a Set of a 1 KB value, the usual
+    long command, in a pass over its few elements). Otherwise the bytes decide: one with fewer
+    header-valued bytes than that spare depth (a count that includes lookalike bytes inside
+    strings, so it only errs on the safe side) is safe. That count costs some 11 instructions
+    a byte, 11,000 a command of a 1 KB value, which is why the item is asked first.
     """
     return (
         len(command) <= _SHALLOW_BYTES
+        or _shallow(item)
         or len(command.translate(None, _NOT_CONTAINER_HEADERS)) <= _SHALLOW_BYTES
     )
+
+
+_WALK_LEVELS = 32
+"""How deep :func:`_shallow` follows nested lists and dicts before it leaves the question to
+the bytes: far below the unpacker's spare depth, and past any value an application nests."""
+
+
+def _shallow(item: list[Any]) -> bool:
+    """True if the command unpacked as ``item`` nests at most :data:`_WALK_LEVELS` arrays and
+    maps deep, which is far within the unpacker's spare depth.
+
+    Exact in one direction only, the safe one: msgpack unpacks an array to a list and a map to
+    a dict, and every other object it makes from a command is either a scalar (str, bytes,
+    int, float, bool, None: no container inside) or made by an ext hook from an ext's payload,
+    which the unpacker never nests into (the tuple hook unpacks the payload in a call of its
+    own, with a stack of its own). So counting the lists and dicts around each scalar bounds
+    the containers the unpacker holds open at once. Anything else (an ext's object: a tuple,
+    an ``ExtType``, a ``Timestamp``) answers False, and the caller counts header bytes instead.
+    """
+    return _nests_within(item, _WALK_LEVELS)
+
+
+def _nests_within(container: list[Any], levels: int) -> bool:
+    """True if ``container`` holds only scalars, lists and dicts, and nests (itself counted)
+    at most ``levels`` deep; False as well for anything it cannot vouch for."""
+    if levels <= 0:
+        return False
+    for element in container:
+        kind = type(element)
+        if kind is str or kind is bytes or kind is int or element is None:
+            continue
+        if kind is list:
+            if not _nests_within(element, levels - 1):
+                return False
+        elif kind is dict:  # its keys and values, one level down
+            if not _nests_within([*element.keys(), *element.values()], levels - 1):
+                return False
+        elif kind is not float and kind is not bool:
+            return False
+    return True
 
 
 def pack_batch(
@@ -105,7 +150,7 @@ def pack_batch(
             item = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
         except Exception:  # msgpack raises several unrelated types on garbage
             item = None
-        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+        if type(item) is list and _embeddable(command, item):
             try:
                 value = b"".join(
                     [
@@ -132,7 +177,8 @@ def pack_batch(
         # Commands past _SHALLOW_BYTES (a Set of a 1 KB value) are proved shallow one by one
         # here rather than unpacked a second time by the loop below (6.6 -> 2 us a command).
         if set(map(type, items)) <= _LIST and (
-            max(map(len, commands), default=0) <= _SHALLOW_BYTES or all(map(_embeddable, commands))
+            max(map(len, commands), default=0) <= _SHALLOW_BYTES
+            or all(map(_embeddable, commands, items))
         ):
             return _join_batch(log_time_ms, client_ids, seqs, commands), items
     items = []
@@ -143,7 +189,7 @@ def pack_batch(
             item = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
         except Exception:
             item = None
-        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+        if type(item) is list and _embeddable(command, item):
             items.append(item)
             parts.append(command)
         else:
@@ -270,10 +316,10 @@ def _read_one_client_run(value: bytes) -> Columns | None:
     seqs running on by one) took three passes more: some 1,400 instructions a request on each
     follower. Here their bytes are proved to be the packing of one id ``count`` times and of
     ``range(first, first + count)``, which unpack to nothing else, and only the items are
-    unpacked, one array level down in a one-element array so that they nest exactly as deep as
-    inside the whole batch (the unpacker's stack refuses the same commands). Whatever does not
-    match is read in full (:func:`_read_in_full`), which refuses or reads it; the tests hold the
-    two to each other.
+    unpacked, straight from the value, then proved shallow or else unpacked again one array
+    level down, as deep as inside the whole batch (:func:`_shallow_items`: the unpacker's stack
+    refuses the same commands). Whatever does not match is read in full (:func:`_read_in_full`),
+    which refuses or reads it; the tests hold the two to each other.
     """
     if type(value) is not bytes or value[:1] != b"\x94":
         return None
@@ -313,18 +359,44 @@ def _read_one_client_run(value: bytes) -> Columns | None:
         if not value.startswith(seqs, at):
             return None
         client_id = value[start:end].decode()
-        wrapped = unpackb(
-            b"\x91" + memoryview(value)[at + len(seqs) :],
-            ext_hook=TOP_EXT_HOOK,
-            strict_map_key=False,
-            raw=False,
-        )
+        column = memoryview(value)[at + len(seqs) :]
+        items = unpackb(column, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
+        if type(items) is not list or len(items) != count:
+            return None
+        shallow = _shallow_items(items)
+        if shallow is None:
+            return None
+        if not shallow:  # read again as deep as inside the batch, where it may be refused
+            wrapped = unpackb(
+                b"\x91" + column, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False
+            )
+            items = wrapped[0]
     except Exception:  # too short, not UTF-8, not msgpack: msgpack raises several types
         return None
-    items = wrapped[0]
-    if type(items) is not list or len(items) != count or not _all_items(items):
-        return None
     return log_time_ms, [client_id] * count, range(first, first + count), items
+
+
+def _shallow_items(items: list[Any]) -> bool | None:
+    """None unless every item is bytes or a list (:func:`_all_items`); then True if every list
+    nests so little (:func:`_shallow`) that the column reads the same one array level deeper,
+    as it sits inside the batch.
+
+    The item column unpacked alone sits one level less deep in the unpacker's stack than in
+    the whole batch, so a command nested to within one level of the unpacker's limit would be
+    read here and refused by :func:`_read_in_full`. Items that are all shallow rule that out;
+    any other column is read again inside a one-element array (a copy of the slot, which every
+    follower paid for every slot when that was the only way: some 1,000 instructions a 1 KB
+    command).
+    """
+    shallow = True
+    for item in items:
+        kind = type(item)
+        if kind is list:
+            if shallow and not _nests_within(item, _WALK_LEVELS):
+                shallow = False
+        elif kind is not bytes:
+            return None
+    return shallow
 
 
 def _read_in_full(value: bytes) -> Columns:
