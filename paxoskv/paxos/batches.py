@@ -65,10 +65,10 @@ slot in order, and the list of ints is freed at once.
 An item is ``bytes`` (a wrapped command, still encoded) or a list (an embedded command,
 unpacked), as :meth:`~paxoskv.state.KVStateMachine.apply_items` takes them."""
 
-UNPACKER_DEPTH = 1024
+UNPACKER_DEPTH: Final = 1024
 """Containers msgpack's C unpacker nests before it refuses (its fixed stack)."""
-_BATCH_DEPTH = 2  # an item sits inside the batch array and the item column
-_SHALLOW_BYTES = UNPACKER_DEPTH - _BATCH_DEPTH
+_BATCH_DEPTH: Final = 2  # an item sits inside the batch array and the item column
+_SHALLOW_BYTES: Final = UNPACKER_DEPTH - _BATCH_DEPTH
 # Every byte that is not an array or map header (fixmap, fixarray, map/array 16 and 32): what
 # ``bytes.translate`` deletes to count the headers a long command could nest by.
 _NOT_CONTAINER_HEADERS = bytes(
@@ -94,7 +94,7 @@ def _embeddable(command: bytes, item: list[Any]) -> bool:
     )
 
 
-_WALK_LEVELS = 32
+_WALK_LEVELS: Final = 32
 """How deep :func:`_shallow` follows nested lists and dicts before it leaves the question to
 the bytes: far below the unpacker's spare depth, and past any value an application nests."""
 
