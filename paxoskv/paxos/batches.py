@@ -100,23 +100,25 @@ the bytes: far below the unpacker's spare depth, and past any value an applicati
 
 
 def _shallow(item: list[Any]) -> bool:
-    """True if the command unpacked as ``item`` nests at most :data:`_WALK_LEVELS` arrays and
-    maps deep, which is far within the unpacker's spare depth.
+    """True if the command unpacked as ``item`` nests at most :data:`_WALK_LEVELS` arrays
+    deep and holds no map, which is far within the unpacker's spare depth.
 
-    Exact in one direction only, the safe one: msgpack unpacks an array to a list and a map to
-    a dict, and every other object it makes from a command is either a scalar (str, bytes,
-    int, float, bool, None: no container inside) or made by an ext hook from an ext's payload,
-    which the unpacker never nests into (the tuple hook unpacks the payload in a call of its
-    own, with a stack of its own). So counting the lists and dicts around each scalar bounds
-    the containers the unpacker holds open at once. Anything else (an ext's object: a tuple,
-    an ``ExtType``, a ``Timestamp``) answers False, and the caller counts header bytes instead.
+    Exact in one direction only, the safe one: msgpack unpacks an array to a list, holding
+    every element it read, and every other object it makes from a command is either a scalar
+    (str, bytes, int, float, bool, None: no container inside) or a map or an ext's object. A
+    map answers False: its dict keeps one value per key, so a map that repeats a key (``"a"``
+    twice, or ``1``, ``True`` and ``1.0``) drops values the unpacker still had to nest into,
+    and the dict can look shallow while the bytes nest a thousand deep (the review of this
+    walk found a leader that embedded such a command and followers that refused the slot). An
+    ext's object (a tuple, an ``ExtType``, a ``Timestamp``) answers False as well. Either way
+    the caller counts header bytes instead, as it did for every long command before.
     """
-    return _nests_within(item, _WALK_LEVELS)
+    return _lists_within(item, _WALK_LEVELS)
 
 
-def _nests_within(container: list[Any], levels: int) -> bool:
-    """True if ``container`` holds only scalars, lists and dicts, and nests (itself counted)
-    at most ``levels`` deep; False as well for anything it cannot vouch for."""
+def _lists_within(container: list[Any], levels: int) -> bool:
+    """True if ``container`` holds only scalars and lists, and nests (itself counted) at
+    most ``levels`` deep; False for anything it cannot vouch for."""
     if levels <= 0:
         return False
     for element in container:
@@ -124,10 +126,7 @@ def _nests_within(container: list[Any], levels: int) -> bool:
         if kind is str or kind is bytes or kind is int or element is None:
             continue
         if kind is list:
-            if not _nests_within(element, levels - 1):
-                return False
-        elif kind is dict:  # its keys and values, one level down
-            if not _nests_within([*element.keys(), *element.values()], levels - 1):
+            if not _lists_within(element, levels - 1):
                 return False
         elif kind is not float and kind is not bool:
             return False
@@ -392,7 +391,7 @@ def _shallow_items(items: list[Any]) -> bool | None:
     for item in items:
         kind = type(item)
         if kind is list:
-            if shallow and not _nests_within(item, _WALK_LEVELS):
+            if shallow and not _lists_within(item, _WALK_LEVELS):
                 shallow = False
         elif kind is not bytes:
             return None

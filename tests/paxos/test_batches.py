@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paxoskv.paxos.batches import (
+    _SHALLOW_BYTES,
     _SMALL_SLOT,
     _WALK_LEVELS,
     UNPACKER_DEPTH,
@@ -202,8 +203,55 @@ def test_a_long_commands_unpacked_form_vouches_for_its_depth_only_as_far_as_it_w
 ) -> None:
     command = msgpack.packb(["set", "k", _nested(depth, kind)])
     item = msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
-    assert _shallow(item) == (depth + 1 <= _WALK_LEVELS)  # the command's array counts too
+    # Lists only, and the command's own array counts too; a map is never vouched for.
+    maps = (kind == "dict" and depth > 0) or (kind == "mixed" and depth > 1)
+    assert _shallow(item) == (depth + 1 <= _WALK_LEVELS and not maps)
     assert _embeddable(command, item)  # past the walk, its few header bytes vouch for it
+
+
+def _repeated_key_command(nesting: int, first: bytes, second: bytes) -> bytes:
+    """``[1, "h", {first: <arrays nested deep>, second: 1}, None]`` as bytes, where ``first``
+    and ``second`` are one key to a dict (``"a"`` twice, or ``1`` and ``True``, or ``1`` and
+    ``1.0``): the dict keeps the shallow value, the bytes nest ``nesting`` containers deep
+    (the command's array and the map counted), past 1,022 bytes."""
+    deep = b"\x91" * (nesting - 2) + b"\xc0"
+    return b"\x94\x01\xa1h\x82" + first + deep + second + b"\x01" + b"\xc0"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(b"\xa1a", b"\xa1a"), (b"\x01", b"\xc3"), (b"\x01", msgpack.packb(1.0))],
+)
+@pytest.mark.parametrize("nesting", [UNPACKER_DEPTH - 1, UNPACKER_DEPTH])
+def test_a_map_that_repeats_a_key_cannot_hide_how_deep_its_command_nests(
+    nesting: int, first: bytes, second: bytes
+) -> None:
+    # Found in review: a dict keeps the last value of a repeated key, so a walk over the
+    # unpacked command saw two levels where the bytes nest a thousand, and the leader embedded
+    # a command that every follower's unpacker refused, slot and all. A map is not vouched for.
+    command = _repeated_key_command(nesting, first, second)
+    assert len(command) > _SHALLOW_BYTES
+    item = _unpacked(command)
+    assert type(item) is list and item[2] == {_unpacked(first): 1}  # the dict looks shallow
+    assert not _shallow(item)
+    innocent = encode_command(Set("j", "innocent"))
+    for requests in (
+        [Request("b", 1, command)],
+        [Request("a", 1, innocent), Request("b", 1, command)],
+        [Request("b", seq, command) for seq in range(1, _SMALL_SLOT + 2)],
+    ):
+        value, leader_items = pack_batch(
+            1,
+            [r.client_id for r in requests],
+            [r.seq for r in requests],
+            [r.command for r in requests],
+        )
+        _, _, _, read = read_batch(value)  # a follower reads what the leader applies
+        assert [type(item) for item in read] == [type(item) for item in leader_items]
+        assert [item for item in read if type(item) is bytes] == [
+            item for item in leader_items if type(item) is bytes
+        ]
+        assert [type(item) for item in _read_in_full(value)[3]] == [type(i) for i in read]
 
 
 scalars = (
