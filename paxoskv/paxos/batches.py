@@ -65,10 +65,10 @@ slot in order, and the list of ints is freed at once.
 An item is ``bytes`` (a wrapped command, still encoded) or a list (an embedded command,
 unpacked), as :meth:`~paxoskv.state.KVStateMachine.apply_items` takes them."""
 
-UNPACKER_DEPTH = 1024
+UNPACKER_DEPTH: Final = 1024
 """Containers msgpack's C unpacker nests before it refuses (its fixed stack)."""
-_BATCH_DEPTH = 2  # an item sits inside the batch array and the item column
-_SHALLOW_BYTES = UNPACKER_DEPTH - _BATCH_DEPTH
+_BATCH_DEPTH: Final = 2  # an item sits inside the batch array and the item column
+_SHALLOW_BYTES: Final = UNPACKER_DEPTH - _BATCH_DEPTH
 # Every byte that is not an array or map header (fixmap, fixarray, map/array 16 and 32): what
 # ``bytes.translate`` deletes to count the headers a long command could nest by.
 _NOT_CONTAINER_HEADERS = bytes(
@@ -76,17 +76,61 @@ _NOT_CONTAINER_HEADERS = bytes(
 )
 
 
-def _embeddable(command: bytes) -> bool:
+def _embeddable(command: bytes, item: list[Any]) -> bool:
     """True if ``command`` cannot nest deep enough to overflow the unpacker inside a batch.
 
-    Nesting takes at least one container header per level, so a command shorter than the
-    unpacker's spare depth, or one with fewer header-valued bytes than that (a count that
-    includes lookalike bytes inside strings, so it only errs on the safe side), is safe.
+    ``item`` is ``command`` as the leader unpacked it. Nesting takes at least one container
+    header per level, so a command shorter than the unpacker's spare depth is safe; so is one
+    whose unpacked form proves it shallow (:func:`_shallow`: a Set of a 1 KB value, the usual
+    long command, in a pass over its few elements). Otherwise the bytes decide: one with fewer
+    header-valued bytes than that spare depth (a count that includes lookalike bytes inside
+    strings, so it only errs on the safe side) is safe. That count costs some 11 instructions
+    a byte, 11,000 a command of a 1 KB value, which is why the item is asked first.
     """
     return (
         len(command) <= _SHALLOW_BYTES
+        or _shallow(item)
         or len(command.translate(None, _NOT_CONTAINER_HEADERS)) <= _SHALLOW_BYTES
     )
+
+
+_WALK_LEVELS: Final = 32
+"""How deep :func:`_shallow` follows nested lists and dicts before it leaves the question to
+the bytes: far below the unpacker's spare depth, and past any value an application nests."""
+
+
+def _shallow(item: list[Any]) -> bool:
+    """True if the command unpacked as ``item`` nests at most :data:`_WALK_LEVELS` arrays
+    deep and holds no map, which is far within the unpacker's spare depth.
+
+    Exact in one direction only, the safe one: msgpack unpacks an array to a list, holding
+    every element it read, and every other object it makes from a command is either a scalar
+    (str, bytes, int, float, bool, None: no container inside) or a map or an ext's object. A
+    map answers False: its dict keeps one value per key, so a map that repeats a key (``"a"``
+    twice, or ``1``, ``True`` and ``1.0``) drops values the unpacker still had to nest into,
+    and the dict can look shallow while the bytes nest a thousand deep (the review of this
+    walk found a leader that embedded such a command and followers that refused the slot). An
+    ext's object (a tuple, an ``ExtType``, a ``Timestamp``) answers False as well. Either way
+    the caller counts header bytes instead, as it did for every long command before.
+    """
+    return _lists_within(item, _WALK_LEVELS)
+
+
+def _lists_within(container: list[Any], levels: int) -> bool:
+    """True if ``container`` holds only scalars and lists, and nests (itself counted) at
+    most ``levels`` deep; False for anything it cannot vouch for."""
+    if levels <= 0:
+        return False
+    for element in container:
+        kind = type(element)
+        if kind is str or kind is bytes or kind is int or element is None:
+            continue
+        if kind is list:
+            if not _lists_within(element, levels - 1):
+                return False
+        elif kind is not float and kind is not bool:
+            return False
+    return True
 
 
 def pack_batch(
@@ -105,7 +149,7 @@ def pack_batch(
             item = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
         except Exception:  # msgpack raises several unrelated types on garbage
             item = None
-        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+        if type(item) is list and _embeddable(command, item):
             try:
                 value = b"".join(
                     [
@@ -132,7 +176,8 @@ def pack_batch(
         # Commands past _SHALLOW_BYTES (a Set of a 1 KB value) are proved shallow one by one
         # here rather than unpacked a second time by the loop below (6.6 -> 2 us a command).
         if set(map(type, items)) <= _LIST and (
-            max(map(len, commands), default=0) <= _SHALLOW_BYTES or all(map(_embeddable, commands))
+            max(map(len, commands), default=0) <= _SHALLOW_BYTES
+            or all(map(_embeddable, commands, items))
         ):
             return _join_batch(log_time_ms, client_ids, seqs, commands), items
     items = []
@@ -143,7 +188,7 @@ def pack_batch(
             item = unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
         except Exception:
             item = None
-        if type(item) is list and (len(command) <= _SHALLOW_BYTES or _embeddable(command)):
+        if type(item) is list and _embeddable(command, item):
             items.append(item)
             parts.append(command)
         else:
@@ -270,10 +315,10 @@ def _read_one_client_run(value: bytes) -> Columns | None:
     seqs running on by one) took three passes more: some 1,400 instructions a request on each
     follower. Here their bytes are proved to be the packing of one id ``count`` times and of
     ``range(first, first + count)``, which unpack to nothing else, and only the items are
-    unpacked, one array level down in a one-element array so that they nest exactly as deep as
-    inside the whole batch (the unpacker's stack refuses the same commands). Whatever does not
-    match is read in full (:func:`_read_in_full`), which refuses or reads it; the tests hold the
-    two to each other.
+    unpacked, straight from the value, then proved shallow or else unpacked again one array
+    level down, as deep as inside the whole batch (:func:`_shallow_items`: the unpacker's stack
+    refuses the same commands). Whatever does not match is read in full (:func:`_read_in_full`),
+    which refuses or reads it; the tests hold the two to each other.
     """
     if type(value) is not bytes or value[:1] != b"\x94":
         return None
@@ -313,18 +358,44 @@ def _read_one_client_run(value: bytes) -> Columns | None:
         if not value.startswith(seqs, at):
             return None
         client_id = value[start:end].decode()
-        wrapped = unpackb(
-            b"\x91" + memoryview(value)[at + len(seqs) :],
-            ext_hook=TOP_EXT_HOOK,
-            strict_map_key=False,
-            raw=False,
-        )
+        column = memoryview(value)[at + len(seqs) :]
+        items = unpackb(column, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
+        if type(items) is not list or len(items) != count:
+            return None
+        shallow = _shallow_items(items)
+        if shallow is None:
+            return None
+        if not shallow:  # read again as deep as inside the batch, where it may be refused
+            wrapped = unpackb(
+                b"\x91" + column, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False
+            )
+            items = wrapped[0]
     except Exception:  # too short, not UTF-8, not msgpack: msgpack raises several types
         return None
-    items = wrapped[0]
-    if type(items) is not list or len(items) != count or not _all_items(items):
-        return None
     return log_time_ms, [client_id] * count, range(first, first + count), items
+
+
+def _shallow_items(items: list[Any]) -> bool | None:
+    """None unless every item is bytes or a list (:func:`_all_items`); then True if every list
+    nests so little (:func:`_shallow`) that the column reads the same one array level deeper,
+    as it sits inside the batch.
+
+    The item column unpacked alone sits one level less deep in the unpacker's stack than in
+    the whole batch, so a command nested to within one level of the unpacker's limit would be
+    read here and refused by :func:`_read_in_full`. Items that are all shallow rule that out;
+    any other column is read again inside a one-element array (a copy of the slot, which every
+    follower paid for every slot when that was the only way: some 1,000 instructions a 1 KB
+    command).
+    """
+    shallow = True
+    for item in items:
+        kind = type(item)
+        if kind is list:
+            if shallow and not _lists_within(item, _WALK_LEVELS):
+                shallow = False
+        elif kind is not bytes:
+            return None
+    return shallow
 
 
 def _read_in_full(value: bytes) -> Columns:

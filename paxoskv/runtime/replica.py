@@ -665,7 +665,7 @@ class Replica:
             elif kind is _BROADCAST or kind is _SEND:
                 message = effect.message  # type: ignore[union-attr]
                 to = None if kind is _BROADCAST else effect.to  # type: ignore[union-attr]
-                self._queue(to, PAXOS + encode_message(message))
+                self._queue(to, encode_message(message, PAXOS))
             elif kind is _ANSWERS:  # a NamedTuple: no subclass to miss
                 for answer in effect.each():  # type: ignore[union-attr]
                     waiting = answers.pop(answer[:2], None)  # (client_id, seq), sliced in C
@@ -699,10 +699,10 @@ class Replica:
         }
 
     def _carry_send(self, effect: fx.Send) -> None:
-        self._queue(effect.to, PAXOS + encode_message(effect.message))
+        self._queue(effect.to, encode_message(effect.message, PAXOS))
 
     def _carry_broadcast(self, effect: fx.Broadcast) -> None:
-        self._queue(None, PAXOS + encode_message(effect.message))
+        self._queue(None, encode_message(effect.message, PAXOS))
 
     def _carry_save_snapshot(self, effect: fx.SaveSnapshot) -> None:
         self._loop.create_task(self._save_snapshot(effect))

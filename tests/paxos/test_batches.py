@@ -9,10 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from paxoskv.paxos.batches import (
+    _SHALLOW_BYTES,
     _SMALL_SLOT,
+    _WALK_LEVELS,
     UNPACKER_DEPTH,
+    _embeddable,
     _read_in_full,
     _read_one_client_run,
+    _shallow,
     decode_batch,
     encode_batch,
     pack_batch,
@@ -29,6 +33,7 @@ from paxoskv.paxos.messages import (
 )
 from paxoskv.state import Configuration, Set, decode_result, encode_command
 from paxoskv.state.wire import TOP_EXT_HOOK
+from paxoskv.state.wire import pack as wire_pack
 from tests.state.test_batch import rows
 from tests.state.test_properties import commands, fresh, small_keys
 
@@ -181,6 +186,158 @@ def test_a_command_nested_to_the_unpackers_limit_is_wrapped_so_the_batch_still_r
     machine = fresh()
     [(_, _, result)] = rows(machine.apply_items(["c"], [1], items[:1], 1, answer={"c": {1}}))
     assert decode_result(result).error_code == "malformed_command"  # type: ignore[union-attr]
+
+
+def _nested(depth: int, kind: str) -> object:
+    """A long string inside ``depth`` lists or dicts (``mixed``: the two in turn)."""
+    value: object = "x" * 1100
+    for level in range(depth):
+        value = {"k": value} if kind == "dict" or (kind == "mixed" and level % 2) else [value]
+    return value
+
+
+@pytest.mark.parametrize("kind", ["list", "dict", "mixed"])
+@pytest.mark.parametrize("depth", [0, 1, _WALK_LEVELS - 2, _WALK_LEVELS - 1, _WALK_LEVELS, 40])
+def test_a_long_commands_unpacked_form_vouches_for_its_depth_only_as_far_as_it_walks(
+    depth: int, kind: str
+) -> None:
+    command = msgpack.packb(["set", "k", _nested(depth, kind)])
+    item = msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+    # Lists only, and the command's own array counts too; a map is never vouched for.
+    maps = (kind == "dict" and depth > 0) or (kind == "mixed" and depth > 1)
+    assert _shallow(item) == (depth + 1 <= _WALK_LEVELS and not maps)
+    assert _embeddable(command, item)  # past the walk, its few header bytes vouch for it
+
+
+def _repeated_key_command(nesting: int, first: bytes, second: bytes) -> bytes:
+    """``[1, "h", {first: <arrays nested deep>, second: 1}, None]`` as bytes, where ``first``
+    and ``second`` are one key to a dict (``"a"`` twice, or ``1`` and ``True``, or ``1`` and
+    ``1.0``): the dict keeps the shallow value, the bytes nest ``nesting`` containers deep
+    (the command's array and the map counted), past 1,022 bytes."""
+    deep = b"\x91" * (nesting - 2) + b"\xc0"
+    return b"\x94\x01\xa1h\x82" + first + deep + second + b"\x01" + b"\xc0"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(b"\xa1a", b"\xa1a"), (b"\x01", b"\xc3"), (b"\x01", msgpack.packb(1.0))],
+)
+@pytest.mark.parametrize("nesting", [UNPACKER_DEPTH - 1, UNPACKER_DEPTH])
+def test_a_map_that_repeats_a_key_cannot_hide_how_deep_its_command_nests(
+    nesting: int, first: bytes, second: bytes
+) -> None:
+    # Found in review: a dict keeps the last value of a repeated key, so a walk over the
+    # unpacked command saw two levels where the bytes nest a thousand, and the leader embedded
+    # a command that every follower's unpacker refused, slot and all. A map is not vouched for.
+    command = _repeated_key_command(nesting, first, second)
+    assert len(command) > _SHALLOW_BYTES
+    item = _unpacked(command)
+    assert type(item) is list and item[2] == {_unpacked(first): 1}  # the dict looks shallow
+    assert not _shallow(item)
+    innocent = encode_command(Set("j", "innocent"))
+    for requests in (
+        [Request("b", 1, command)],
+        [Request("a", 1, innocent), Request("b", 1, command)],
+        [Request("b", seq, command) for seq in range(1, _SMALL_SLOT + 2)],
+    ):
+        value, leader_items = pack_batch(
+            1,
+            [r.client_id for r in requests],
+            [r.seq for r in requests],
+            [r.command for r in requests],
+        )
+        _, _, _, read = read_batch(value)  # a follower reads what the leader applies
+        assert [type(item) for item in read] == [type(item) for item in leader_items]
+        assert [item for item in read if type(item) is bytes] == [
+            item for item in leader_items if type(item) is bytes
+        ]
+        assert [type(item) for item in _read_in_full(value)[3]] == [type(i) for i in read]
+
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=4)
+    | st.binary(max_size=4)
+)
+nested_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.integers(0, 9), inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)  # packed as an ext, unpacked by its hook
+    ),
+    max_leaves=40,
+)
+
+
+@given(nested_values, st.integers(0, _WALK_LEVELS + 3))
+@settings(max_examples=300, derandomize=True, database=None)
+def test_a_command_proved_shallow_unpacks_under_all_but_the_walks_levels_of_the_stack(
+    value: object, wrap: int
+) -> None:
+    for _ in range(wrap):
+        value = [value]
+    command = wire_pack([value])
+    item = msgpack.unpackb(command, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+    if _shallow(item):  # then it nests at most _WALK_LEVELS deep, counting its own array
+        deeper = b"\x91" * (UNPACKER_DEPTH - _WALK_LEVELS) + command
+        msgpack.unpackb(deeper, ext_hook=TOP_EXT_HOOK, strict_map_key=False)
+
+
+@pytest.mark.parametrize(
+    "depth",
+    [1, _WALK_LEVELS, _WALK_LEVELS + 1, UNPACKER_DEPTH - 3, UNPACKER_DEPTH - 2, UNPACKER_DEPTH - 1],
+)
+def test_long_commands_of_every_depth_read_as_they_read_alone_in_any_slot(depth: int) -> None:
+    # Past 1,022 bytes: nested only by lists here, so the byte count decides past the walk.
+    command = b"\x91" * depth + msgpack.packb("x" * 1100)
+    alone = _unpacked(command)
+    for count in (1, 2, _SMALL_SLOT + 1):  # the one-command slot, a small slot, a fast-read run
+        value = encode_batch(1, [Request("c", seq, command) for seq in range(count)])
+        _, _, _, items = read_batch(value)
+        # embedded (a list, as read alone) while it fits two arrays down, else wrapped
+        embedded = depth + 2 <= UNPACKER_DEPTH
+        assert [type(item) for item in items] == [list if embedded else bytes] * count
+        if depth < 100:  # (deeper lists overflow Python's recursion when compared)
+            assert items == [alone] * count
+        elif not embedded:
+            assert items == [command] * count
+        assert [type(item) for item in _read_in_full(value)[3]] == [type(i) for i in items]
+
+
+@pytest.mark.parametrize("depth", [_WALK_LEVELS + 1, UNPACKER_DEPTH - 2, UNPACKER_DEPTH - 1])
+def test_a_one_client_run_of_items_too_deep_to_walk_reads_as_the_whole_batch_reads(
+    depth: int,
+) -> None:
+    # The column unpacked alone sits a level higher than in the batch: an item the walk cannot
+    # vouch for is read again a level down, and refused exactly when the whole batch is.
+    items = [msgpack.packb([1])] * (_SMALL_SLOT - 1) + [b"\x91" * depth + b"\xc0"]
+    header = b"\xdc" + len(items).to_bytes(2, "big")
+    seqs = b"".join(b"\xcd" + s.to_bytes(2, "big") for s in range(len(items)))
+    value = b"\x94\x01" + header + b"\xa1c" * len(items) + header + seqs + header + b"".join(items)
+    fast = _read_one_client_run(value)
+    try:
+        full = _read_in_full(value)
+    except MalformedMessage:
+        assert fast is None
+        assert depth + 2 > UNPACKER_DEPTH
+        return
+    assert fast is not None
+    assert fast[:3] == full[:3]
+    assert fast[3][:-1] == full[3][:-1]
+    assert _depth(fast[3][-1]) == _depth(full[3][-1]) == depth
+
+
+def _depth(item: object) -> int:
+    """How many lists deep the innermost of ``item``'s first elements sits (no recursion)."""
+    depth = 0
+    while type(item) is list:
+        depth += 1
+        item = item[0] if item else None
+    return depth
 
 
 def test_a_batch_of_the_old_layout_with_every_command_wrapped_still_reads() -> None:
