@@ -170,7 +170,9 @@ class FramedEndpoint(ClosesOnExit):
 
     @property
     def stats(self) -> TransportStats:
-        self._straight.flush_counts()  # what broadcast() sent since the last look
+        # What broadcast() and send_soon() sent since the last look: a TransportStats held
+        # across sends is brought up to date only here.
+        self._straight.flush_counts()
         return self._stats
 
     @property

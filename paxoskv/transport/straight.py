@@ -1,8 +1,9 @@
-"""The transport's two per-frame paths, written to be compiled: a data frame to everyone out,
-and a data frame from a peer whose header was checked before in.
+"""The transport's per-frame paths, written to be compiled: a data frame to everyone out, a
+burst of frames to one address each out (how the runtime sends), and a data frame from a peer
+whose header was checked before in.
 
 :class:`~paxoskv.transport.endpoint.FramedEndpoint` keeps everything else (sockets, peer
-learning, the full receive path, gossip) and hands these two cases to a :class:`StraightPath`.
+learning, the full receive path, gossip) and hands these cases to a :class:`StraightPath`.
 The endpoint cannot be compiled itself: UDP, TIPC, the tests and the benchmark subclass it, and
 it inherits from an interpreted base. This module holds no sockets of its own and no asyncio
 (the endpoint awaits when a send would block), so mypyc compiles it as it does the engine
@@ -161,19 +162,21 @@ class StraightPath:
         self.sendto = sendto
         self.max_datagram_bytes = sealer.codec.max_datagram_bytes
         self.tag_bytes = sealer.codec.tag_bytes
-        # Where broadcast() sends a frame to everyone: the one group address when there is
-        # one (the endpoint's ``_group_target``), and the largest payload it seals itself (-1,
-        # none: AES-GCM, which it leaves to the sealer, or closed).
+        # Where broadcast() and send_soon() send a frame to everyone: the one group address
+        # when there is one (the endpoint's ``_group_target``), and the largest payload they
+        # seal themselves (-1, none: AES-GCM, which they leave to the sealer, or closed).
         self.group: Address | None = None
         self.limit = -1
-        # Frames and bytes sent by broadcast() not yet added to ``stats``: a counter of ours
-        # is a C field, one of the stats object two attribute lookups and a store. The
-        # endpoint adds them (:meth:`flush_counts`) before anyone reads its stats.
+        # Frames and bytes sent by broadcast() and send_soon() not yet added to ``stats``: a
+        # counter of ours is a C field, one of the stats object two attribute lookups and a
+        # store. The endpoint adds them (:meth:`flush_counts`) when its ``stats`` property is
+        # read, so a stats object held across sends lags until then.
         self.sent_frames = 0
         self.sent_bytes = 0
 
     def flush_counts(self) -> None:
-        """Add what broadcast() sent since the last call to the endpoint's stats."""
+        """Add what broadcast() and send_soon() sent since the last call to the endpoint's
+        stats."""
         if self.sent_frames:
             stats = self.stats
             stats.sent_frames += self.sent_frames
@@ -219,15 +222,19 @@ class StraightPath:
         self.sent_frames += 1
         self.sent_bytes += len(datagram)
 
-    def send_soon(
-        self, messages: Sequence[tuple[str | None, bytes]]
-    ) -> Coroutine[Any, Any, None] | None:
+    def send_soon(self, messages: Sequence[Any]) -> Coroutine[Any, Any, None] | None:
         """``FramedEndpoint.send_soon``, the way the runtime sends everything: each message
         sealed and sent at once, the frames a full socket buffer refused handed back as one
         coroutine to await. Here when every frame goes to one address (a group, or a known
         peer's) and is sealed without AES-GCM; anything else is the endpoint's
         (``_send_soon_slowly``). Interpreted, this loop cost more than the broadcast it runs
-        for (about 6,800 instructions a 100-byte frame with HMAC, callgrind).
+        for (about 6,400 instructions a 100-byte frame with HMAC, callgrind).
+
+        ``messages`` is typed ``Any`` on purpose: compiled, a ``tuple[str | None, bytes]``
+        annotation would refuse a bytearray or memoryview payload, a list for a pair, or a bad
+        node id with a bare TypeError on entry, before anything is sent, where the pure build
+        sends the bytes, or raises ConfigurationError after the frames before it went
+        (tests/transport/test_fast_paths.py holds both builds to the same answers).
         """
         group = self.group
         limit = self.limit

@@ -336,9 +336,25 @@ def test_bytes_like_payloads_and_bad_node_ids_get_the_same_answer_in_both_builds
             asyncio.run(plain.broadcast(b"xy"))
             asyncio.run(like.send("s1", payload))  # type: ignore[arg-type]
             asyncio.run(plain.send("s1", b"xy"))
+            # send_soon (the runtime's way) and send_many, a pair given as a list too
+            burst: list[Any] = [(None, payload), ["s1", payload], (RECEIVER, payload)]
+            assert like.send_soon(burst) is None
+            assert plain.send_soon([(None, b"xy"), ("s1", b"xy"), (RECEIVER, b"xy")]) is None
+            asyncio.run(like.send_many(burst))
+            asyncio.run(plain.send_many([(None, b"xy"), ("s1", b"xy"), (RECEIVER, b"xy")]))
         if not encrypt:  # AES-GCM's nonces come from the sender's key: same bytes per seq
             assert like._send_socket.sent == plain._send_socket.sent  # type: ignore[attr-defined]
-        assert len(like._send_socket.sent) == 4  # type: ignore[attr-defined]
+        assert len(like._send_socket.sent) == 12  # type: ignore[attr-defined]
+        assert [d.payload for d in _drain(like)] == [b"xy"] * 4
+        for node_id in (123, b"s1"):  # a bad id mid-burst: the frames before it went
+            sent = len(like._send_socket.sent)  # type: ignore[attr-defined]
+            try:
+                like.send_soon([(None, b"x"), (node_id, b"x")])
+            except ConfigurationError:
+                pass
+            else:
+                raise AssertionError(f"{node_id!r} was taken for a node id")
+            assert len(like._send_socket.sent) == sent + 1  # type: ignore[attr-defined]
         for node_id in (123, None, b"s1"):
             if node_id is not None:  # send(None, ...) has always meant everyone, in both builds
                 try:
