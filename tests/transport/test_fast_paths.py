@@ -369,3 +369,27 @@ def test_bytes_like_payloads_and_bad_node_ids_get_the_same_answer_in_both_builds
                 pass
             else:
                 raise AssertionError(f"{node_id!r} was taken for a node id")
+
+
+class _Full(_Recorder):
+    """A socket whose buffer is full for one address: that send would block."""
+
+    def sendto(self, data: bytes, address: Any, /) -> int:
+        if address == self.failing:
+            raise BlockingIOError
+        self.sent.append((data, address))
+        return len(data)
+
+
+def test_send_soon_hands_back_what_a_full_socket_refused_and_sends_the_rest_at_once() -> None:
+    for secret, encrypt in PROTECTIONS:  # the straight path, and AES-GCM's slow one
+        codec = FrameCodec("fast", secret, encrypt=encrypt)
+        group: Address = ("239.1.1.1", 5)
+        endpoint = _Endpoint(codec, [group], _Full(failing=("10.0.0.1", 1)))
+        endpoint._peers.learn_direct("s1", ("10.0.0.1", 1))
+        rest = endpoint.send_soon([(None, b"a"), ("s1", b"b"), (None, b"c")])
+        assert rest is not None  # the frame to s1 waits for room; the others went
+        sent = endpoint._send_socket.sent  # type: ignore[attr-defined]
+        assert [address for _, address in sent] == [group, group]
+        assert endpoint.stats.sent_frames == 2
+        rest.close()  # (awaiting it needs a real socket: _send_when_writable)
