@@ -95,8 +95,8 @@ def _embeddable(command: bytes, item: list[Any]) -> bool:
 
 
 _WALK_LEVELS: Final = 32
-"""How deep :func:`_shallow` follows nested lists and dicts before it leaves the question to
-the bytes: far below the unpacker's spare depth, and past any value an application nests."""
+"""How deep :func:`_shallow` follows nested lists before it leaves the question to the
+bytes: far below the unpacker's spare depth, and past any value an application nests."""
 
 
 def _shallow(item: list[Any]) -> bool:
