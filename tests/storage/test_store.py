@@ -10,6 +10,7 @@ import pytest
 
 from paxoskv.errors import ConfigurationError, StorageFailed, StoreClosed, ValueTooLarge
 from paxoskv.storage import FaultyDisk, GroupCommitter, MemoryDisk, OsDisk, Store, group_commit
+from paxoskv.storage.snapshots import WHOLE_PIECE_BYTES, WRITE_BYTES, _in_writes
 
 from .conftest import journal_names, numbered, recover_all
 
@@ -444,6 +445,20 @@ def test_a_snapshot_written_in_pieces_reads_back_as_their_concatenation(key: byt
         store.write_snapshot(7, pieces)
     with Store.open(None, disk=disk, encryption_key=key) as store:
         assert recover_all(store) == ((7, b"".join(pieces)), [])
+
+
+def test_a_snapshot_goes_out_in_few_writes_without_copying_its_big_pieces() -> None:
+    """Small pieces are joined into writes of up to WRITE_BYTES; a big one (a state of 1 KB
+    values packs in 512 KB pieces) is written as the object it is, not copied into a join."""
+    small = [bytes([n % 256]) * 1_000 for n in range(600)]  # 600 KB of small pieces
+    big = [b"B" * WHOLE_PIECE_BYTES, b"C" * (WRITE_BYTES + 1)]
+    pieces = [*small, big[0], b"s", big[1], *small[:3]]
+    writes = list(_in_writes(pieces))
+    assert b"".join(writes) == b"".join(pieces)
+    assert [w for w in writes if len(w) >= WHOLE_PIECE_BYTES and w in big] == big
+    assert any(w is big[0] for w in writes) and any(w is big[1] for w in writes)
+    assert all(len(w) <= WRITE_BYTES for w in writes if w not in big)
+    assert len(writes) == 5  # the small ones joined, each big one alone, the rest joined
 
 
 def test_marked_submits_are_told_once_per_sync_with_the_highest_mark_made_durable() -> None:
