@@ -68,7 +68,7 @@ from paxoskv.compiled import build_name
 from paxoskv.transport import TransportSettings, UdpSettings, UdpTransport
 from paxoskv.transport.base import Address
 from paxoskv.transport.endpoint import FramedEndpoint
-from paxoskv.transport.frames import FrameCodec, FrameOpener, FrameSealer
+from paxoskv.transport.frames import FrameCodec, FrameOpener, FrameSealer, native_keyed
 from paxoskv.transport.inbox import Inbox
 from paxoskv.transport.sockio import SocketReader, drop_own_echo
 
@@ -477,8 +477,11 @@ def tag_costs() -> dict[tuple[str, int], float]:
     payload, by every way Python offers to compute one, after proving each gives the tag of
     ``hmac.new(key, frame, "sha256")``.
 
-    * ``cryptography HMAC copy`` -- what the transport does: copy a keyed OpenSSL HMAC
-      context, update, finalize;
+    * ``paxos-kv C pads`` -- what the transport does where the build has its C module
+      (``paxoskv/transport/_hmac_sha256.c``): the pad states hashed once by OpenSSL's SHA-256,
+      copied on the stack, one call a tag;
+    * ``cryptography HMAC copy`` -- what the transport does without that module: copy a keyed
+      OpenSSL HMAC context, update, finalize;
     * ``hashlib HMAC copy`` -- the same with the standard library's OpenSSL HMAC object;
     * ``hmac.digest`` -- one call, but OpenSSL sets the key up on every call;
     * ``builtin SHA-256 pads`` -- CPython's own SHA-256 (``_sha256``, not OpenSSL): the
@@ -521,7 +524,11 @@ def tag_costs() -> dict[tuple[str, int], float]:
     def one_call(frame: bytes) -> bytes:
         return hmac.digest(key, frame, "sha256")[:16]
 
-    ways: dict[str, Callable[[bytes], bytes]] = {
+    ways: dict[str, Callable[[bytes], bytes]] = {}
+    keyed = native_keyed()
+    if keyed is not None:
+        ways["paxos-kv C pads"] = keyed(key).tag
+    ways |= {
         "cryptography HMAC copy": cryptography_copy,
         "hashlib HMAC copy": hashlib_copy,
         "hmac.digest": one_call,

@@ -11,6 +11,8 @@ import importlib
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
+import pytest
+
 import paxoskv
 from paxoskv.compiled import build_name, compiled_core, core_sources
 
@@ -63,3 +65,25 @@ def test_the_process_runs_the_build_that_lies_on_disk() -> None:
             "paxoskv." + ".".join(source.relative_to(PACKAGE).with_suffix("").parts)
         )
         assert (module.__file__ or "").endswith(tuple(EXTENSION_SUFFIXES)) is on_disk
+
+
+def test_the_compiled_build_tags_frames_in_c_wherever_openssl_headers_are_found() -> None:
+    """setup.py builds the tag module as optional (no OpenSSL headers, no module, and frames
+    are tagged through ``cryptography``); where the headers are, a compiled build without it
+    would quietly run the slower way, so that is a failure; so is a tag module beside a
+    pure build, or one older than its source."""
+    from paxoskv.transport.frames import native_keyed
+
+    source = PACKAGE / "transport" / "_hmac_sha256.c"
+    built = [PACKAGE / "transport" / f"_hmac_sha256{suffix}" for suffix in EXTENSION_SUFFIXES]
+    built = [path for path in built if path.exists()]
+    if _extension_of(CORE[0]) is None:
+        assert not built, f"a tag module without the compiled core: {built}"
+        assert native_keyed() is None
+        return
+    headers = [Path("/usr/include/openssl/sha.h"), Path("/usr/local/include/openssl/sha.h")]
+    if not built and not any(path.exists() for path in headers):
+        pytest.skip("no OpenSSL headers here (libssl-dev): frames are tagged by cryptography")
+    assert built, "the compiled build has no tag module: see build/compile.log"
+    assert native_keyed() is not None
+    assert built[0].stat().st_mtime >= source.stat().st_mtime, "run `make compile`"

@@ -108,7 +108,7 @@ class FramedEndpoint(ClosesOnExit):
             self._replay_guard.on_forget = self._known.clear
         self._max_datagram_bytes = codec.max_datagram_bytes
         self._tag_bytes = codec.tag_bytes
-        self._keyed_mac = codec.hmac.keyed_copy if codec.hmac is not None else None
+        self._tag = codec.hmac.tag if codec.hmac is not None else None
         self._inbox = Inbox(inbox_frames)
         self._stats = TransportStats()
         # The per-frame paths (straight.py, compiled in the compiled build): a data frame to
@@ -118,7 +118,7 @@ class FramedEndpoint(ClosesOnExit):
             self._known,
             self._sealer,
             self._peer_addresses,
-            self._keyed_mac,
+            self._tag,
             self._replay_guard,
             self._stats,
             self._inbox.put_many,

@@ -28,7 +28,7 @@ from struct import error as struct_error
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paxoskv.transport.base import Address, Delivery, DropReason
-from paxoskv.transport.frames import HEADER_BYTES, SEQ_OFFSET, TAG_BYTES, Payload, invalid_tag
+from paxoskv.transport.frames import HEADER_BYTES, SEQ_OFFSET, Payload, invalid_tag
 from paxoskv.transport.replay import ReplayGuard, ReplayWindow
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class StraightPath:
         known: dict[bytes, KnownHeader],
         sealer: FrameSealer,
         peer_addresses: Mapping[str, Address],
-        keyed_mac: Callable[[], Any] | None,
+        tag: Callable[[Any], bytes] | None,
         guard: ReplayGuard | None,
         stats: TransportStats,
         put_many: Callable[[list[Delivery]], int],
@@ -155,7 +155,7 @@ class StraightPath:
         self.node_id = sealer.node_id
         self.peer_addresses = peer_addresses
         self.before_seq, self.after_seq = sealer.header_parts("")
-        self.keyed_mac = keyed_mac
+        self.tag = tag  # the HMAC tag of a frame (frames._HmacSha256.tag), if any
         self.guard = guard
         self.stats = stats
         self.put_many = put_many
@@ -194,12 +194,9 @@ class StraightPath:
         # seq as 8 big-endian bytes (SEQ_FIELD's layout): compiled, ``to_bytes`` is a C
         # primitive where ``SEQ_FIELD.pack`` is a call.
         datagram = b"".join((self.before_seq, seq.to_bytes(8, "big"), self.after_seq, payload))
-        keyed_mac = self.keyed_mac
-        if keyed_mac is not None:
-            mac = keyed_mac()
-            mac.update(datagram)
-            tag: bytes = mac.finalize()
-            datagram += tag[:TAG_BYTES]
+        tag = self.tag
+        if tag is not None:
+            datagram += tag(datagram)
         return datagram
 
     async def broadcast(self, payload: Payload) -> None:
@@ -289,7 +286,7 @@ class StraightPath:
         endpoint's full path (``_receive_one``).
         """
         endpoint = self.endpoint
-        max_bytes, tag_bytes, keyed_mac = self.max_datagram_bytes, self.tag_bytes, self.keyed_mac
+        max_bytes, tag_bytes, tag = self.max_datagram_bytes, self.tag_bytes, self.tag
         deliveries: list[Delivery] = []
         delivered_bytes = 0
         # The header the last frame matched: a burst mostly comes from one sender, so the next
@@ -318,15 +315,12 @@ class StraightPath:
                 delivered_bytes += endpoint._receive_one(datagram, address, deliveries.append)
                 entry = UNKNOWN
                 continue
-            if keyed_mac is not None:
-                # _HmacSha256.tag written out, as in FrameCodec.unpack.
-                mac = keyed_mac()
+            if tag is not None:
                 if body_end < _VIEW_FROM_BYTES:
-                    mac.update(datagram[:body_end])
-                else:
-                    mac.update(memoryview(datagram)[:body_end])
-                tag: bytes = mac.finalize()
-                if not _COMPARE_DIGEST(tag[:TAG_BYTES], datagram[body_end:]):
+                    expected = tag(datagram[:body_end])
+                else:  # as in FrameCodec.unpack: a view, not a copy of a large body
+                    expected = tag(memoryview(datagram)[:body_end])
+                if not _COMPARE_DIGEST(expected, datagram[body_end:]):
                     endpoint._refused(DropReason.BAD_TAG, address)
                     continue
                 body = datagram[header_end:body_end]

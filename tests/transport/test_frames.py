@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from paxoskv.errors import ConfigurationError, PayloadTooLarge
 from paxoskv.transport.base import DropReason
@@ -19,7 +21,9 @@ from paxoskv.transport.frames import (
     FrameOpener,
     FrameSealer,
     Protection,
+    _HmacSha256,
     encode_node_id,
+    native_keyed,
 )
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -213,3 +217,63 @@ def test_every_flipped_byte_of_a_large_frame_breaks_its_tag(size_bytes: int) -> 
         flipped = bytearray(datagram)
         flipped[index] ^= 0x01
         assert isinstance(alpha.open(bytes(flipped)), DropReason)
+
+
+_NATIVE = native_keyed()
+_BOTH_WAYS = [
+    pytest.param(True, id="C module", marks=[] if _NATIVE else [pytest.mark.skip("not built")]),
+    pytest.param(False, id="cryptography"),
+]
+
+
+@pytest.mark.parametrize("native", _BOTH_WAYS)
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=0, max_size=200), data=st.binary(max_size=3000))
+def test_each_way_of_tagging_gives_hmac_sha256_truncated(
+    native: bool, key: bytes, data: bytes
+) -> None:
+    """Keys of every length (RFC 2104 hashes one longer than a block first) and any data, as
+    bytes, a bytearray or a view, get the standard library's HMAC-SHA256, first 16 bytes."""
+    import hashlib
+    import hmac
+
+    mac = _HmacSha256(key, native=native)
+    assert mac.native is native
+    expected = hmac.new(key, data, hashlib.sha256).digest()[:TAG_BYTES]
+    assert mac.tag(data) == mac.tag(bytearray(data)) == mac.tag(memoryview(data)) == expected
+    assert mac.tag(data) == expected  # the keyed states are copied, never advanced
+
+
+@pytest.mark.skipif(_NATIVE is None, reason="the C tag module is not built here (make compile)")
+def test_the_c_module_refuses_what_it_cannot_tag_with_a_python_error() -> None:
+    keyed = _NATIVE(b"k" * 32)
+    with pytest.raises(TypeError):
+        keyed.tag("text is not bytes")
+    with pytest.raises(TypeError):
+        _NATIVE("a str key")
+    unkeyed = _NATIVE.__new__(_NATIVE)
+    with pytest.raises(ValueError, match="not given a key"):
+        unkeyed.tag(b"data")
+
+
+def test_frames_sealed_by_either_way_open_with_the_other() -> None:
+    """A node with the C module and one without tag every frame alike: they interoperate."""
+    with_c, without = codec(secret=SECRET), codec(secret=SECRET)
+    assert with_c.hmac is not None and without.hmac is not None
+    assert with_c.hmac.native is (_NATIVE is not None)  # the codec takes the C module if built
+    without.hmac.tag = _HmacSha256(_tag_key(without), native=False).tag
+    for body in (b"", b"x", b"y" * 2000):
+        for sender, receiver in ((with_c, without), (without, with_c)):
+            datagram = FrameSealer(sender, "a", 1).seal(body)
+            opened = receiver.open(datagram)
+            assert isinstance(opened, Frame) and opened.body == body
+            tampered = datagram[:-1] + bytes([datagram[-1] ^ 1])
+            assert receiver.open(tampered) is DropReason.BAD_TAG
+
+
+def _tag_key(alpha: FrameCodec) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    info = b"paxos-kv frame hmac-sha256 v1"
+    return HKDF(hashes.SHA256(), 32, alpha.cluster_id, info).derive(SECRET)
