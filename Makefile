@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 CORE := $(shell $(PYTHON) setup.py --core-sources)
 COMPILED := build/.compiled
 
-$(COMPILED): $(STAMP) $(CORE) setup.py paxoskv/compiled.py
+# OpenSSL's headers too: the tag module is optional, so a build made before they were
+# installed lacks it, and must be made again once they are.
+OPENSSL_HEADERS := $(wildcard /usr/include/openssl/sha.h /usr/local/include/openssl/sha.h)
+
+$(COMPILED): $(STAMP) $(CORE) setup.py paxoskv/compiled.py $(OPENSSL_HEADERS)
 	mkdir -p build && find paxoskv -name '*.so' -delete
 	PAXOSKV_COMPILE=1 $(BIN)/python setup.py --quiet build_ext --inplace --parallel 2 \
 		>build/compile.log 2>&1 || (cat build/compile.log; exit 1)

@@ -84,6 +84,6 @@ def test_the_compiled_build_tags_frames_in_c_wherever_openssl_headers_are_found(
     headers = [Path("/usr/include/openssl/sha.h"), Path("/usr/local/include/openssl/sha.h")]
     if not built and not any(path.exists() for path in headers):
         pytest.skip("no OpenSSL headers here (libssl-dev): frames are tagged by cryptography")
-    assert built, "the compiled build has no tag module: see build/compile.log"
+    assert built, "the compiled build has no tag module: `make pure compile`, build/compile.log"
     assert native_keyed() is not None
     assert built[0].stat().st_mtime >= source.stat().st_mtime, "run `make compile`"
