@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paxoskv.errors import ConfigurationError
-from paxoskv.transport import FaultSettings, TransportSettings, UdpSettings
-from paxoskv.transport.settings import DEFAULT_GROUP, DEFAULT_GROUP_PORT, parse_host_port
+from paxoskv.transport.faults import FaultSettings
+from paxoskv.transport.settings import (
+    DEFAULT_GROUP,
+    DEFAULT_GROUP_PORT,
+    TransportSettings,
+    UdpSettings,
+    parse_host_port,
+)
 
 Durability = Literal["durable", "os", "memory"]
 ENV_PREFIX = "PAXOS_KV_"

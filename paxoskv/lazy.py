@@ -18,13 +18,15 @@ def lazy_attributes(
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A ``__getattr__`` and ``__dir__`` for ``package``: each name in ``homes`` is imported
     from the module named there the first time it is asked for, then kept in ``namespace``
-    (the package's globals) so later lookups never come back here."""
+    (the package's globals) so later lookups never come back here. A home written
+    ``module:attribute`` gives a name its module spells differently (``from m import a as b``)."""
 
     def __getattr__(name: str) -> Any:
         home = homes.get(name)
         if home is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        found = getattr(import_module(home), name)
+        module, _, attribute = home.partition(":")
+        found = getattr(import_module(module), attribute or name)
         namespace[name] = found
         return found
 
