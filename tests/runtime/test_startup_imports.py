@@ -142,3 +142,18 @@ def test_the_packages_names_still_import_on_first_use() -> None:
     )
     watched = ("paxoskv.state.machine", "paxoskv.storage.crc", "paxoskv.transport.tipc")
     assert modules_after(code, watched) == set(watched)
+
+
+def test_a_node_and_its_sockets_load_no_ctypes_or_difflib() -> None:
+    """Each was a millisecond or two of every start: the echo filter's buffer is an array, and
+    difflib is for the hint to a misspelt setting only."""
+    code = """
+        import socket
+        from paxoskv import Config, Node
+        from paxoskv.runtime.loop import run
+        from paxoskv.transport.sockio import drop_own_echo
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as group_socket:
+            drop_own_echo(group_socket, ("127.0.0.1", 9))
+        """
+    assert modules_after(code, ("ctypes", "difflib")) == set()
