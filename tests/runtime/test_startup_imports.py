@@ -144,6 +144,21 @@ def test_the_packages_names_still_import_on_first_use() -> None:
     assert modules_after(code, watched) == set(watched)
 
 
+def test_a_lazy_packages_submodules_are_still_its_attributes() -> None:
+    """As when each package imported all its modules: ``paxoskv.transport.udp`` works after
+    ``import paxoskv.transport``, and a name that is neither a name nor a module is refused."""
+    code = """
+        import paxoskv.paxos, paxoskv.state, paxoskv.transport
+        assert paxoskv.transport.udp.UdpTransport is paxoskv.transport.UdpTransport
+        assert paxoskv.state.machine.KVStateMachine is paxoskv.state.KVStateMachine
+        assert paxoskv.paxos.engine.Engine is paxoskv.paxos.Engine
+        for package in (paxoskv.state, paxoskv.transport):
+            assert not hasattr(package, "no_such_module")
+        """
+    watched = ("paxoskv.transport.udp", "paxoskv.state.machine")
+    assert modules_after(code, watched) == set(watched)
+
+
 def test_a_node_and_its_sockets_load_no_ctypes_or_difflib() -> None:
     """Each was a millisecond or two of every start: the echo filter's buffer is an array, and
     difflib is for the hint to a misspelt setting only."""
