@@ -26,36 +26,41 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from paxoskv.config import Config
 from paxoskv.errors import CompareFailed, InvalidArgument, PaxosKVError, ValueTooLarge
-from paxoskv.runtime.membership import Member
-from paxoskv.state import (
-    ChangeEvent,
+from paxoskv.state import results as r
+from paxoskv.state.command_wire import encode_command, encode_set
+from paxoskv.state.commands import (
+    MAX_TTL_MS,
     Command,
     Compare,
     Delete,
-    Failed,
-    Key,
-    KeyValue,
     LeaseGrant,
-    LeaseGranted,
     LeaseKeepalive,
     LeaseRevoke,
     PromoteLearner,
     RemoveMember,
     Set,
     Txn,
-    TxnResult,
-    decode_result,
-    encode_command,
-    encode_set,
 )
-from paxoskv.state import results as r
-from paxoskv.state.commands import MAX_TTL_MS
-from paxoskv.state.results import Deleted, Result, Written
+from paxoskv.state.keys import Key
+from paxoskv.state.results import (
+    Deleted,
+    Failed,
+    KeyValue,
+    LeaseGranted,
+    Result,
+    TxnResult,
+    Written,
+    decode_result,
+)
 from paxoskv.state.wire import unpack
+
+if TYPE_CHECKING:  # annotations only: a thin client need not load the membership's modules
+    from paxoskv.runtime.membership import Member
+    from paxoskv.state.history import ChangeEvent
 
 log = logging.getLogger("paxoskv.client")
 

@@ -8,7 +8,6 @@ A client finds its cluster by the group (or peers), interface, cluster name and 
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections.abc import Mapping
@@ -17,8 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paxoskv.errors import ConfigurationError
-from paxoskv.transport import FaultSettings, TransportSettings, UdpSettings
-from paxoskv.transport.settings import DEFAULT_GROUP, DEFAULT_GROUP_PORT, parse_host_port
+from paxoskv.transport.faults import FaultSettings
+from paxoskv.transport.settings import (
+    DEFAULT_GROUP,
+    DEFAULT_GROUP_PORT,
+    TransportSettings,
+    UdpSettings,
+    parse_host_port,
+)
 
 Durability = Literal["durable", "os", "memory"]
 ENV_PREFIX = "PAXOS_KV_"
@@ -336,6 +341,8 @@ def _faults(table: dict[str, Any], source: str) -> FaultSettings:
 
 
 def _unknown_variable(variable: str) -> ConfigurationError:
+    import difflib  # here: only a misspelt setting needs it, not every start-up
+
     known = [ENV_PREFIX + name.upper() for name in _FIELDS] + [ENV_PREFIX + "CONFIG"]
     near = difflib.get_close_matches(variable, known, n=1)
     hint = f"; did you mean ${near[0]}?" if near else ""

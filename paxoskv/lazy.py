@@ -18,13 +18,25 @@ def lazy_attributes(
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A ``__getattr__`` and ``__dir__`` for ``package``: each name in ``homes`` is imported
     from the module named there the first time it is asked for, then kept in ``namespace``
-    (the package's globals) so later lookups never come back here."""
+    (the package's globals) so later lookups never come back here. A home written
+    ``module:attribute`` gives a name its module spells differently (``from m import a as b``).
+
+    A submodule is an attribute too, imported when asked for (``paxoskv.state.machine`` after
+    ``import paxoskv.state``), as it was when the package imported all of them itself."""
 
     def __getattr__(name: str) -> Any:
         home = homes.get(name)
         if home is None:
+            if not name.startswith("__"):
+                submodule = f"{package}.{name}"
+                try:
+                    return import_module(submodule)  # which sets it in ``namespace``
+                except ModuleNotFoundError as error:
+                    if error.name != submodule:
+                        raise
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        found = getattr(import_module(home), name)
+        module, _, attribute = home.partition(":")
+        found = getattr(import_module(module), attribute or name)
         namespace[name] = found
         return found
 

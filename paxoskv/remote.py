@@ -17,7 +17,7 @@ import itertools
 import secrets
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
@@ -31,11 +31,14 @@ from paxoskv.errors import (
     WrongSecret,
 )
 from paxoskv.runtime import protocol
-from paxoskv.runtime.membership import Member, liveness
-from paxoskv.state import ChangeEvent, Key
-from paxoskv.state.keys import check_key, check_prefix, key_to_wire
+from paxoskv.state.keys import Key, check_key, check_prefix, key_to_wire
 from paxoskv.state.results import key_value_from_row
-from paxoskv.transport import DropReason, Transport, open_transport
+from paxoskv.transport.base import DropReason, Transport
+from paxoskv.transport.factory import open_transport
+
+if TYPE_CHECKING:
+    from paxoskv.runtime.membership import Member
+    from paxoskv.state.history import ChangeEvent
 
 RETRY_AFTER_S = 0.5
 WATCH_RENEW_S = 3.0
@@ -410,11 +413,15 @@ class Client(KVApi):
         return status
 
     async def members(self) -> list[Member]:
+        from paxoskv.runtime.membership import Member  # here: only this command needs it
+
         rows = (await self._status())[2]
         return [Member(str(a), str(b), str(c), int(d), bool(e)) for a, b, c, d, e in rows]
 
     def heard_members(self) -> dict[str, str]:
         """Members this client has heard from, with their liveness (no request sent)."""
+        from paxoskv.runtime.membership import liveness
+
         now = time.monotonic()
         return {
             node: liveness(now, seen, self.config.suspect_after_s, self.config.down_after_s)

@@ -28,7 +28,7 @@ from paxoskv.cli.output import (
 )
 from paxoskv.client import Consistency, KVApi
 from paxoskv.errors import KeyNotFound
-from paxoskv.state import KeyValue
+from paxoskv.state.results import KeyValue
 from paxoskv.state.wire import MAX_NESTING
 
 CONSISTENCY = click.Choice(["linearizable", "leader", "local"])

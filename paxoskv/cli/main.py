@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any, NoReturn
 
 import click
@@ -24,9 +25,51 @@ from paxoskv.cli.errors import (
     usage_failure,
 )
 
+# Where each command lives, in the order they were always registered. A command's module is
+# imported when the command is looked up: ``paxos-kv get`` loads the key-value commands and the
+# thin client only, not the local cluster's or the node's modules. Listing the commands (the
+# help, an unknown command's "did you mean") loads them all, so both read as before.
+COMMAND_HOMES = {
+    "node": ("paxoskv.cli.node_cmd", "node_command"),
+    "get": ("paxoskv.cli.kv_cmds", "get_command"),
+    "set": ("paxoskv.cli.kv_cmds", "set_command"),
+    "delete": ("paxoskv.cli.kv_cmds", "delete_command"),
+    "keys": ("paxoskv.cli.kv_cmds", "keys_command"),
+    "watch": ("paxoskv.cli.kv_cmds", "watch_command"),
+    "members": ("paxoskv.cli.members_cmd", "members_command"),
+    "status": ("paxoskv.cli.members_cmd", "status_command"),
+    "local-cluster": ("paxoskv.cli.local_cluster_cmd", "local_cluster_command"),
+    "bench": ("paxoskv.cli.bench_cmd", "bench_command"),
+}
+
 
 class PaxosKVGroup(click.Group):
-    """A click group whose ``main`` never shows a traceback for a user's mistake."""
+    """A click group whose ``main`` never shows a traceback for a user's mistake, and whose
+    commands are imported when they are looked up (:data:`COMMAND_HOMES`)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            if cmd_name in COMMAND_HOMES:
+                self._load(cmd_name)
+            else:  # click suggests close names from self.commands: let it see them all
+                self._load_all()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_all()
+        return super().list_commands(ctx)
+
+    def _load(self, name: str) -> None:
+        module, attribute = COMMAND_HOMES[name]
+        command: click.Command = getattr(import_module(module), attribute)
+        self.add_command(command, name)
+
+    def _load_all(self) -> None:
+        for name in COMMAND_HOMES:
+            if name not in self.commands:
+                self._load(name)
+        # In registration order, whichever was looked up first: as the eager group kept them.
+        self.commands = {name: self.commands[name] for name in COMMAND_HOMES}
 
     def main(
         self,
@@ -104,36 +147,3 @@ def main() -> None:
     watch history compacted, 2 usage or bad input, 3 no quorum or timeout, 4 other failures
     (a locked or corrupt data dir), 130 interrupted.
     """
-
-
-def _register() -> None:
-    from paxoskv.cli.kv_cmds import (
-        delete_command,
-        get_command,
-        keys_command,
-        set_command,
-        watch_command,
-    )
-    from paxoskv.cli.local_cluster_cmd import local_cluster_command
-    from paxoskv.cli.members_cmd import members_command, status_command
-    from paxoskv.cli.node_cmd import node_command
-
-    for command in (
-        node_command,
-        get_command,
-        set_command,
-        delete_command,
-        keys_command,
-        watch_command,
-        members_command,
-        status_command,
-        local_cluster_command,
-    ):
-        main.add_command(command)
-
-    from paxoskv.cli.bench_cmd import bench_command
-
-    main.add_command(bench_command)
-
-
-_register()

@@ -7,14 +7,16 @@ suspect; they never disagree about the configuration at the same applied revisio
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from paxoskv.cli.cluster_options import client_options, json_option, run_client
 from paxoskv.cli.output import member_json, members_table, pretty_json, status_lines
 from paxoskv.client import KVApi
-from paxoskv.runtime.membership import Member
+
+if TYPE_CHECKING:
+    from paxoskv.runtime.membership import Member
 
 
 @click.group("members", invoke_without_command=True, short_help="List the members, or change them.")

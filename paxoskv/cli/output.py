@@ -13,10 +13,13 @@ import base64
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from paxoskv.runtime.membership import Member
-from paxoskv.state import ChangeEvent, Key, KeyValue
+if TYPE_CHECKING:  # annotations only: `paxos-kv get` need not load the membership's modules
+    from paxoskv.runtime.membership import Member
+    from paxoskv.state.history import ChangeEvent
+    from paxoskv.state.keys import Key
+    from paxoskv.state.results import KeyValue
 
 BYTES_TAG = "$bytes"
 

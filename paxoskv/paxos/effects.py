@@ -7,7 +7,8 @@ depends on a promise or an accept is never an effect until the runtime has repor
 replies itself, so a runtime cannot send one early however it orders its work.
 
 Each effect spells out its ``__init__`` for the compiled build's sake, as the messages do
-(see :mod:`paxoskv.paxos.messages`): a few are made on every step.
+(see :mod:`paxoskv.paxos.messages`): a few are made on every step. ``init=False`` says so to
+the dataclass, which would otherwise write one of its own at import only to discard it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from paxoskv.paxos.messages import Message
 from paxoskv.paxos.records import SnapshotImage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Send:
     """Send ``message`` to one node (unicast)."""
 
@@ -33,7 +34,7 @@ class Send:
         object.__setattr__(self, "message", message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Broadcast:
     """Send ``message`` to every node at once (one multicast datagram)."""
 
@@ -43,7 +44,7 @@ class Broadcast:
         object.__setattr__(self, "message", message)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Persist:
     """Append ``records`` to the journal; report ``Engine.handle_durable(sync_id)`` when synced.
 
@@ -63,7 +64,7 @@ class Persist:
         object.__setattr__(self, "sync_now", sync_now)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SaveSnapshot:
     """Write ``image`` as a snapshot covering every journal record up to ``journal_index``.
 
@@ -116,7 +117,7 @@ class Answers(NamedTuple):
         return map(_new_tuple, repeat(Answer), zip(*self, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ReadReady:
     """The read may now be served from local state: it is linearizable (or lease-safe)."""
 
@@ -126,7 +127,7 @@ class ReadReady:
         object.__setattr__(self, "read_id", read_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Applied:
     """Slots up to ``slot`` are applied; the state's revision is now ``revision``."""
 
@@ -138,7 +139,7 @@ class Applied:
         object.__setattr__(self, "revision", revision)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LeaderChanged:
     """This node now believes ``leader_id`` leads (None: no leader known)."""
 

@@ -15,7 +15,9 @@ Every message class spells out its ``__init__`` (``object.__setattr__`` per fiel
 store to the field, where the generated ``__init__`` ran interpreted, at some 3-5 thousand
 instructions a message, and a sequential write makes a dozen messages and effects across
 three nodes. The pure build runs the same code; ``__eq__``, ``__repr__``, ``__hash__`` and
-frozenness stay the dataclass's own.
+frozenness stay the dataclass's own. The decorators say ``init=False``: the ``__init__`` the
+dataclass would generate is thrown away for the class's own, but writing it (an ``exec``) was
+a fifth of the class's creation, which every process that imports the messages pays.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class MalformedMessage(ValueError):
     """The bytes are not a message of this wire version."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Prepare:
     """Phase 1a for every slot from ``from_slot`` on (Multi-Paxos runs phase 1 once)."""
 
@@ -51,7 +53,7 @@ class Prepare:
         object.__setattr__(self, "from_slot", from_slot)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PromiseEntry:
     slot: int
     ballot: Ballot
@@ -65,7 +67,7 @@ class PromiseEntry:
         object.__setattr__(self, "chosen", chosen)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Promise:
     """Phase 1b: the acceptor's accepted values in slots ``from_slot`` to ``upto_slot``.
 
@@ -102,7 +104,7 @@ class Promise:
         object.__setattr__(self, "upto_slot", upto_slot)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Nack:
     """The sender has promised ``promised``, higher than the ``ballot`` it was asked about."""
 
@@ -114,7 +116,7 @@ class Nack:
         object.__setattr__(self, "promised", promised)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Accept:
     """Phase 2a for one slot, multicast to everyone; carries the leader's commit point."""
 
@@ -130,7 +132,7 @@ class Accept:
         object.__setattr__(self, "commit_upto", commit_upto)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Accepted:
     """Phase 2b for every slot in ``slots``, sent once the accepts are durable."""
 
@@ -142,7 +144,7 @@ class Accepted:
         object.__setattr__(self, "slots", slots)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Commit:
     """Every slot up to ``upto`` is chosen; slots this leader proposed carry ``ballot``."""
 
@@ -154,7 +156,7 @@ class Commit:
         object.__setattr__(self, "upto", upto)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Heartbeat:
     """The leader is alive. Acks to ``seq`` confirm leadership for read-index and leases."""
 
@@ -168,7 +170,7 @@ class Heartbeat:
         object.__setattr__(self, "seq", seq)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class HeartbeatAck:
     ballot: Ballot
     seq: int
@@ -194,7 +196,7 @@ class Request(NamedTuple):
     command: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Forward:
     """Client requests a non-leader passes to the leader, batched.
 
@@ -213,7 +215,7 @@ class Forward:
 FORWARD_COLUMNS_TAG = 16
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ReadIndexRequest:
     read_ids: tuple[int, ...]
 
@@ -221,7 +223,7 @@ class ReadIndexRequest:
         object.__setattr__(self, "read_ids", read_ids)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ReadIndexReply:
     """``index`` is -1 when the receiver is not (or no longer) the leader."""
 
@@ -233,7 +235,7 @@ class ReadIndexReply:
         object.__setattr__(self, "index", index)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CatchupRequest:
     from_slot: int
 
@@ -241,7 +243,7 @@ class CatchupRequest:
         object.__setattr__(self, "from_slot", from_slot)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CatchupEntry:
     slot: int
     value: bytes
@@ -251,7 +253,7 @@ class CatchupEntry:
         object.__setattr__(self, "value", value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CatchupReply:
     """Chosen values from ``from_slot``; empty with ``snapshot_slot`` set when compacted."""
 
@@ -267,7 +269,7 @@ class CatchupReply:
         object.__setattr__(self, "snapshot_slot", snapshot_slot)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SnapshotRequest:
     snapshot_slot: int
     offset: int
@@ -277,7 +279,7 @@ class SnapshotRequest:
         object.__setattr__(self, "offset", offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SnapshotChunk:
     snapshot_slot: int
     offset: int

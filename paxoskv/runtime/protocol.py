@@ -18,14 +18,16 @@ by slice, so a large ``keys`` listing or a 47 KB value never overruns a socket b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from paxoskv.paxos.messages import Message, encode_message
 from paxoskv.state.history import ChangeEvent
 from paxoskv.state.keys import key_from_wire, key_to_wire
 from paxoskv.state.wire import pack, unpack
+
+if TYPE_CHECKING:  # the thin client never sends a Paxos message: it need not load their classes
+    from paxoskv.paxos.messages import Message
 
 PAXOS = b"P"
 RUNTIME = b"R"
@@ -53,7 +55,13 @@ PART_ENVELOPE_BYTES = 1_024
 
 def paxos_payload(message: Message) -> bytes:
     """A Paxos message as the runtime sends it: its kind byte, then the message (joined in one
-    pass, so a slot's value is not copied once more to put the byte in front)."""
+    pass, so a slot's value is not copied once more to put the byte in front).
+
+    The replica, which sends one per effect, calls ``encode_message(message, PAXOS)`` itself;
+    the codec is imported here on first use so that a thin client, which imports this module
+    for the runtime messages, does not build the Paxos messages' classes."""
+    from paxoskv.paxos.messages import encode_message
+
     return encode_message(message, PAXOS)
 
 

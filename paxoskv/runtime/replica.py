@@ -728,9 +728,10 @@ class Replica:
             for answer in effect.each():
                 self._answer(answer)
         elif isinstance(effect, fx.Send):
-            self._queue(effect.to, protocol.paxos_payload(effect.message))
+            # protocol.paxos_payload, called directly: that one imports the codec on first use
+            self._queue(effect.to, encode_message(effect.message, PAXOS))
         elif isinstance(effect, fx.Broadcast):
-            self._queue(None, protocol.paxos_payload(effect.message))
+            self._queue(None, encode_message(effect.message, PAXOS))
         elif isinstance(effect, fx.Persist):
             self._persist(effect)
         elif isinstance(effect, fx.SaveSnapshot):

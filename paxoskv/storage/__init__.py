@@ -7,21 +7,51 @@ implementations are how the simulator and the tests put the real recovery code u
 simulated crashes and injected I/O errors.
 """
 
-from paxoskv.storage.cipher import load_key_file
-from paxoskv.storage.crc import IMPLEMENTATION as CRC32C_IMPLEMENTATION
-from paxoskv.storage.crc import crc32c
-from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
-from paxoskv.storage.faults import DiskStopped, FaultyDisk
-from paxoskv.storage.group_commit import LAZY_SYNC_S, GroupCommitter
-from paxoskv.storage.memory_disk import MemoryDisk
-from paxoskv.storage.snapshots import SnapshotStream
-from paxoskv.storage.store import (
-    DEFAULT_KEEP_JOURNAL_RECORDS,
-    DEFAULT_KEEP_SNAPSHOTS,
-    DEFAULT_SEGMENT_SIZE_BYTES,
-    Durability,
-    Store,
-)
+from typing import TYPE_CHECKING
+
+from paxoskv.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from paxoskv.storage.cipher import load_key_file
+    from paxoskv.storage.crc import IMPLEMENTATION as CRC32C_IMPLEMENTATION
+    from paxoskv.storage.crc import crc32c
+    from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
+    from paxoskv.storage.faults import DiskStopped, FaultyDisk
+    from paxoskv.storage.group_commit import LAZY_SYNC_S, GroupCommitter
+    from paxoskv.storage.memory_disk import MemoryDisk
+    from paxoskv.storage.snapshots import SnapshotStream
+    from paxoskv.storage.store import (
+        DEFAULT_KEEP_JOURNAL_RECORDS,
+        DEFAULT_KEEP_SNAPSHOTS,
+        DEFAULT_SEGMENT_SIZE_BYTES,
+        Durability,
+        Store,
+    )
+
+# Imported on first use (paxoskv.lazy), as paxoskv.paxos's are: a module that needs one of
+# these pays for its own module only, not for every module of the package. The imports above
+# are for type checkers (the package ships py.typed).
+_HOMES = {
+    "load_key_file": "paxoskv.storage.cipher",
+    "CRC32C_IMPLEMENTATION": "paxoskv.storage.crc:IMPLEMENTATION",
+    "crc32c": "paxoskv.storage.crc",
+    **dict.fromkeys(("Disk", "NoSyncDisk", "OsDisk"), "paxoskv.storage.disk"),
+    **dict.fromkeys(("DiskStopped", "FaultyDisk"), "paxoskv.storage.faults"),
+    **dict.fromkeys(("LAZY_SYNC_S", "GroupCommitter"), "paxoskv.storage.group_commit"),
+    "MemoryDisk": "paxoskv.storage.memory_disk",
+    "SnapshotStream": "paxoskv.storage.snapshots",
+    **dict.fromkeys(
+        (
+            "DEFAULT_KEEP_JOURNAL_RECORDS",
+            "DEFAULT_KEEP_SNAPSHOTS",
+            "DEFAULT_SEGMENT_SIZE_BYTES",
+            "Durability",
+            "Store",
+        ),
+        "paxoskv.storage.store",
+    ),
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
 
 __all__ = [
     "CRC32C_IMPLEMENTATION",

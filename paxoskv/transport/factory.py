@@ -9,7 +9,6 @@ from __future__ import annotations
 from paxoskv.transport.base import Transport
 from paxoskv.transport.faults import FaultyTransport
 from paxoskv.transport.settings import TransportKind, TransportSettings
-from paxoskv.transport.tipc import TipcTransport
 from paxoskv.transport.udp import UdpTransport
 
 __all__ = ["open_transport"]
@@ -20,6 +19,10 @@ async def open_transport(node_id: str, settings: TransportSettings | None = None
     settings = settings if settings is not None else TransportSettings()
     transport: Transport
     if settings.kind is TransportKind.TIPC:
+        # Imported here: UDP is the default, and the CLI's client commands start faster
+        # without loading a transport they do not use.
+        from paxoskv.transport.tipc import TipcTransport
+
         transport = await TipcTransport.open(node_id, settings)
     else:
         transport = await UdpTransport.open(node_id, settings)

@@ -18,8 +18,8 @@ full does the sender wait for it to drain (``loop.sock_sendto``), which is the b
 
 from __future__ import annotations
 
+import array
 import asyncio
-import ctypes
 import fcntl
 import socket
 import struct
@@ -169,8 +169,11 @@ def drop_own_echo(group_socket: socket.socket, own_address: tuple[str, int]) -> 
         (_BPF_RET_K, 0, 0, 0),  # our own echo: drop
         (_BPF_RET_K, 0, 0, 0xFFFF_FFFF),  # accept the whole datagram
     ]
-    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in program))
-    fprog = struct.pack("HP", len(program), ctypes.addressof(code))  # struct sock_fprog
+    # The program in a buffer of its own, whose address struct sock_fprog carries (an array:
+    # socket has already imported it, where ctypes would cost a node's start a millisecond or
+    # two). ``code`` lives until setsockopt has returned, and the kernel copies it there.
+    code = array.array("B", b"".join(struct.pack("HBBI", *op) for op in program))
+    fprog = struct.pack("HP", len(program), code.buffer_info()[0])  # struct sock_fprog
     try:
         group_socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError:

@@ -387,3 +387,17 @@ def test_node_help_does_not_offer_a_consistency_the_command_lacks(cli: Cli, comm
 @pytest.mark.parametrize("command", ["get", "keys"])
 def test_node_help_of_reads_speaks_of_local_reads(cli: Cli, command: str) -> None:
     assert "With --consistency local" in " ".join(cli(command, "--help").stdout.split())
+
+
+def test_every_command_is_where_the_group_looks_for_it() -> None:
+    """The group imports a command's module when the command is asked for (cli.main's
+    COMMAND_HOMES): each entry must name a command of that name, and the help lists them all."""
+    import click
+
+    from paxoskv.cli.main import COMMAND_HOMES, main
+
+    context = click.Context(main)
+    assert main.list_commands(context) == sorted(COMMAND_HOMES)
+    for name in COMMAND_HOMES:
+        command = main.get_command(context, name)
+        assert command is not None and command.name == name

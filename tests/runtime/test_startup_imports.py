@@ -103,6 +103,72 @@ def test_the_command_lines_client_loads_no_replica_engine_or_storage() -> None:
     assert modules_after(code, REPLICA_ONLY) == set()
 
 
+NOT_FOR_A_READ = (
+    *REPLICA_ONLY,
+    "paxoskv.state.machine",  # the thin client sends commands and reads results, no state
+    "paxoskv.state.dedup",
+    "paxoskv.paxos.messages",  # the runtime's messages only (runtime.protocol)
+    "paxoskv.runtime.membership",
+    "paxoskv.runtime.identity",
+    "paxoskv.transport.tipc",  # UDP is what it opens
+    "paxoskv.transport.memory",
+    "paxoskv.cli.node_cmd",  # the other commands' modules
+    "paxoskv.cli.local_cluster",
+    "paxoskv.cli.members_cmd",
+    "paxoskv.cli.bench_cmd",
+)
+
+
+def test_paxos_kv_get_loads_its_command_and_the_thin_client_only() -> None:
+    """What ``paxos-kv get`` imports before it sends its request: the command is looked up as
+    click does, and the client made (not opened: no cluster here)."""
+    code = """
+        import click
+        from paxoskv.cli import main
+        command = main.get_command(click.Context(main), "get")
+        assert command is not None and command.name == "get"
+        import paxoskv
+        paxoskv.connect(paxoskv.Config(durability="memory"))
+        """
+    assert modules_after(code, NOT_FOR_A_READ) == set()
+
+
 def test_the_packages_names_still_import_on_first_use() -> None:
     code = "import paxoskv; paxoskv.Node; import paxoskv.paxos; paxoskv.paxos.Engine"
     assert modules_after(code, REPLICA_ONLY) == set(REPLICA_ONLY)
+    code = (
+        "import paxoskv.state, paxoskv.storage, paxoskv.transport; paxoskv.state.KVStateMachine; "
+        "paxoskv.storage.CRC32C_IMPLEMENTATION; paxoskv.transport.TipcTransport"
+    )
+    watched = ("paxoskv.state.machine", "paxoskv.storage.crc", "paxoskv.transport.tipc")
+    assert modules_after(code, watched) == set(watched)
+
+
+def test_a_lazy_packages_submodules_are_still_its_attributes() -> None:
+    """As when each package imported all its modules: ``paxoskv.transport.udp`` works after
+    ``import paxoskv.transport``, and a name that is neither a name nor a module is refused."""
+    code = """
+        import paxoskv.paxos, paxoskv.state, paxoskv.transport
+        assert paxoskv.transport.udp.UdpTransport is paxoskv.transport.UdpTransport
+        assert paxoskv.state.machine.KVStateMachine is paxoskv.state.KVStateMachine
+        assert paxoskv.paxos.engine.Engine is paxoskv.paxos.Engine
+        for package in (paxoskv.state, paxoskv.transport):
+            assert not hasattr(package, "no_such_module")
+        """
+    watched = ("paxoskv.transport.udp", "paxoskv.state.machine")
+    assert modules_after(code, watched) == set(watched)
+
+
+def test_a_node_and_its_sockets_load_no_ctypes_or_difflib() -> None:
+    """Each was a millisecond or two of every start: the echo filter's buffer is an array, and
+    difflib is for the hint to a misspelt setting only."""
+    code = """
+        import socket
+        from paxoskv import Config, Node
+        from paxoskv.runtime.loop import run
+        from paxoskv.transport.sockio import drop_own_echo
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as group_socket:
+            drop_own_echo(group_socket, ("127.0.0.1", 9))
+        """
+    assert modules_after(code, ("ctypes", "difflib")) == set()
