@@ -58,7 +58,6 @@ class Config:
     election_timeout_s: float = 0.5
     snapshot_every_commands: int = 100_000
     snapshot_every_bytes: int = 64 << 20
-    snapshot_growth_ratio: float = 1.0  # and the log since must reach this times the state
     log_retention_slots: int = 2_000  # chosen slots kept past a snapshot for lagging replicas
     history_limit_events: int = 10_000  # change events kept for watchers resuming
     history_limit_bytes: int = 64 << 20  # and the most bytes of values those events hold
@@ -114,12 +113,6 @@ class Config:
                     f"{name} must be at least 1, not {getattr(self, name)!r}; it is how often "
                     "a node writes its whole state as a snapshot"
                 )
-        if not 0 <= self.snapshot_growth_ratio < float("inf"):
-            raise ConfigurationError(
-                f"snapshot_growth_ratio must be a finite number, 0 or more, not "
-                f"{self.snapshot_growth_ratio!r}: a snapshot waits until the log since the last "
-                "one is this many times the state's size (0: the fixed intervals alone)"
-            )
         for name in ("history_limit_events", "history_limit_bytes"):
             limit = getattr(self, name)
             if type(limit) is not int or limit < 1:

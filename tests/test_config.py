@@ -163,8 +163,6 @@ def test_how_a_config_reaches_its_cluster_names_only_what_its_scope_uses() -> No
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"snapshot_growth_ratio": -0.5}, "snapshot_growth_ratio must be a finite number, 0 or"),
-        ({"snapshot_growth_ratio": float("inf")}, "snapshot_growth_ratio must be a finite"),
         ({"snapshot_every_commands": 0}, "snapshot_every_commands must be at least 1"),
         ({"snapshot_every_bytes": -1}, "snapshot_every_bytes must be at least 1"),
     ],
@@ -174,9 +172,3 @@ def test_a_snapshot_interval_out_of_range_is_refused_by_name(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Config(**setting)  # type: ignore[arg-type]
-
-
-def test_the_snapshot_growth_ratio_comes_from_the_environment_and_defaults_as_the_engine() -> None:
-    config = load_config(environ={"PAXOS_KV_SNAPSHOT_GROWTH_RATIO": "2.5"})
-    assert config.snapshot_growth_ratio == 2.5
-    assert Config().snapshot_growth_ratio == EngineSettings(node_id="a").snapshot_growth_ratio

@@ -120,9 +120,6 @@ class EngineSettings:
     max_message_bytes: int = 48_000
     snapshot_every_commands: int = 100_000
     snapshot_every_bytes: int = 64 << 20  # of applied log values: big values snapshot sooner
-    # ... or later, for a big state: the log since the last snapshot must also reach this
-    # many times the state's size (its keys, its packed bytes). See _set_snapshot_interval.
-    snapshot_growth_ratio: float = 1.0
     log_retention_slots: int = 2_000
     clock_drift_bound: float = 0.1
     learner: bool = False
@@ -140,8 +137,6 @@ class EngineSettings:
             raise ValueError("window_slots must be at least 1")
         if not 0 <= self.commit_delay_s < self.heartbeat_interval_s:
             raise ValueError("need 0 <= commit_delay_s < heartbeat_interval_s")
-        if not 0 <= self.snapshot_growth_ratio < float("inf"):
-            raise ValueError("snapshot_growth_ratio must be a finite number, 0 or more")
 
 
 class _InFlight:
@@ -234,11 +229,6 @@ class Engine:
         self._taken: SnapshotImage | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
-        self._snapshot_at_commands = settings.snapshot_every_commands
-        self._snapshot_at_bytes = settings.snapshot_every_bytes
-        self._set_snapshot_interval(
-            len(durable.state_snapshot) if durable.state_snapshot is not None else 0
-        )
         # volatile
         self.role = _FOLLOWER
         self.leader_id: str | None = None
@@ -347,8 +337,6 @@ class Engine:
         self._now = now
         if self._taken is not None and self._taken.slot == slot:
             self._transfer, self._taken = self._taken, None
-            if self._transfer.state_bytes is not None:  # packed, as every runtime does
-                self._set_snapshot_interval(self._transfer.state_bytes)
         return self._drain(now)
 
     def handle_durable(self, sync_id: int, now: float) -> list[Effect]:
@@ -664,9 +652,10 @@ class Engine:
             self._expiring = {
                 lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
             }
+        settings = self.settings
         if snapshot_due and (
-            self._commands_since_snapshot >= self._snapshot_at_commands
-            or self._bytes_since_snapshot >= self._snapshot_at_bytes
+            self._commands_since_snapshot >= settings.snapshot_every_commands
+            or self._bytes_since_snapshot >= settings.snapshot_every_bytes
         ):
             self._take_snapshot()
         keep_from = self.applied_slot - self.settings.log_retention_slots
@@ -700,28 +689,6 @@ class Engine:
         self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
-        self._set_snapshot_interval(None)
-
-    def _set_snapshot_interval(self, state_bytes: int | None) -> None:
-        """Space snapshots by the state's size as well as by the settings' fixed amounts.
-
-        A snapshot writes the whole state; the log since the last one is what a restart
-        replays. With a fixed interval alone, a state of 100 MB was written whole every 64 MB
-        of log (each byte written 2.6 times), and a state of 1 GB every 64 MB (17 times).
-        Waiting until the log since the last snapshot has also reached ``ratio`` times the
-        state (its key count, and its packed size once the last snapshot was packed) bounds
-        that: snapshots cost at most 1/ratio of a byte per byte logged, and a restart replays
-        at most about ratio times the state on top of reading it. Redis rewrites its
-        append-only file on the same rule (``auto-aof-rewrite-percentage``, 100 by default).
-        ``state_bytes`` None keeps the byte bound as it was (the size is known once packed).
-        """
-        settings = self.settings
-        ratio = settings.snapshot_growth_ratio
-        self._snapshot_at_commands = max(
-            settings.snapshot_every_commands, int(ratio * len(self.state))
-        )
-        if state_bytes is not None:
-            self._snapshot_at_bytes = max(settings.snapshot_every_bytes, int(ratio * state_bytes))
 
     # --- catch-up ----------------------------------------------------------------------------
 
@@ -799,7 +766,6 @@ class Engine:
             history_limit_bytes=self.settings.history_limit_bytes,
             history_limit_events=self.settings.history_limit_events,
         )
-        self._set_snapshot_interval(len(state_snapshot))
         self.configs = ConfigHistory(config_entries)
         self.applied_slot = self.compacted_slot = slot
         self.known_commit = max(self.known_commit, slot)

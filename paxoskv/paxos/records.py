@@ -137,9 +137,6 @@ class SnapshotImage:
         self._durable = durable
         self._state_parts: list[bytes] | None = None
         self._transfer: bytes | None = None
-        # The packed state's length once packed: how big the next snapshot will roughly be,
-        # which the engine's snapshot interval grows with.
-        self.state_bytes: int | None = None
 
     def _transfer_parts(self) -> list[bytes]:
         state = self._state_parts
@@ -149,9 +146,7 @@ class SnapshotImage:
                 state = self._state_parts
                 assert state is not None
             else:
-                state = image.parts()
-                self.state_bytes = sum(map(len, state))
-                self._state_parts = state
+                self._state_parts = state = image.parts()
                 self._state = None  # its rows would keep every overwritten value alive
         entries = [[start, *config.to_wire()] for start, config in self._configs]
         head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]

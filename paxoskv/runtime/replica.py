@@ -407,7 +407,6 @@ class Replica:
             retransmit_interval_s=max(config.heartbeat_interval_s * 2, 0.02),
             snapshot_every_commands=config.snapshot_every_commands,
             snapshot_every_bytes=config.snapshot_every_bytes,
-            snapshot_growth_ratio=config.snapshot_growth_ratio,
             log_retention_slots=config.log_retention_slots,
             history_limit_events=config.history_limit_events,
             history_limit_bytes=config.history_limit_bytes,

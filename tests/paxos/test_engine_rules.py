@@ -2,9 +2,6 @@
 
 import itertools
 import random
-from dataclasses import replace
-
-import pytest
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
@@ -419,58 +416,3 @@ def test_forwards_are_cut_as_the_one_by_one_loop_cuts_them() -> None:
         total = sum(len(r.command) + len(r.client_id) + 32 for r in requests)
         for limit in (total - 1, total, total + 1, rng.randint(1, 4000)):
             assert _forward_batches(requests, limit) == _forward_batches_one_by_one(requests, limit)
-
-
-def _snapshot_slots(settings: EngineSettings, values: list[tuple[str, object]]) -> list[int]:
-    """Feed a follower one Set a slot, save each snapshot it asks for as the runtime does
-    (packed, then reported saved), and return the slots its snapshots were taken at."""
-    b = Engine(settings, random.Random(1), CONFIG)
-    taken = []
-    for slot, (key, value) in enumerate(values, start=1):
-        request = m.Request("x", slot, encode_command(Set(key, value)))
-        entry = m.CatchupEntry(slot, encode_batch(0, [request]))
-        effects = b.receive("a", m.CatchupReply((entry,), slot, 0), now=slot * 0.001)
-        for save in [e for e in effects if isinstance(e, SaveSnapshot)]:
-            save.image.local_parts()  # packed on the runtime's worker thread
-            b.snapshot_saved(save.slot, now=slot * 0.001)
-            taken.append(save.slot)
-    return taken
-
-
-def test_snapshots_space_out_as_the_state_grows_in_keys() -> None:
-    """A snapshot writes every key; with 30 distinct keys and a 3-command interval, each
-    waits for as many commands as the state had keys at the last one (ratio 1), where the
-    fixed interval alone (ratio 0) wrote the growing state every 3 commands."""
-    writes = [(f"k{i}", i) for i in range(1, 31)]
-    growing = EngineSettings(node_id="b", snapshot_every_commands=3)
-    fixed = EngineSettings(node_id="b", snapshot_every_commands=3, snapshot_growth_ratio=0)
-    assert _snapshot_slots(growing, writes) == [3, 6, 12, 24]
-    assert _snapshot_slots(fixed, writes) == list(range(3, 31, 3))
-    doubled = EngineSettings(node_id="b", snapshot_every_commands=3, snapshot_growth_ratio=2)
-    assert _snapshot_slots(doubled, writes) == [3, 9, 27]
-
-
-def test_snapshots_space_out_as_the_state_grows_in_bytes() -> None:
-    """Twenty 300-byte values, then one key rewritten: once a snapshot of the full state is
-    saved, the next waits until the log since holds as many bytes as that snapshot did.
-    (One history event kept, so the state's size is its keys'.)"""
-    writes = [(f"k{i}", "x" * 300) for i in range(20)] + [("k0", "y" * 300)] * 50
-    settings = EngineSettings(
-        node_id="b",
-        snapshot_every_commands=10**9,
-        snapshot_every_bytes=1_000,
-        history_limit_events=1,
-    )
-    taken = _snapshot_slots(settings, writes)
-    fixed = _snapshot_slots(replace(settings, snapshot_growth_ratio=0), writes)
-    assert fixed == list(range(4, 71, 4))  # 1,000 bytes: every fourth 300-byte value
-    after_full = [slot for slot in taken if slot >= 20]
-    gaps = [b - a for a, b in itertools.pairwise(after_full)]
-    assert gaps and min(gaps) >= 20, taken  # 300-byte slots against a 6 KB state
-    assert len(taken) < len(fixed) / 2
-
-
-def test_the_snapshot_growth_ratio_must_be_finite_and_not_negative() -> None:
-    for ratio in (-1.0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="snapshot_growth_ratio"):
-            EngineSettings(node_id="b", snapshot_growth_ratio=ratio)
