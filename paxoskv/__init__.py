@@ -54,27 +54,28 @@ _HOMES = {
 _lazy_getattr, _lazy_dir = lazy_attributes(__name__, _HOMES, globals())
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module the first time it is asked for.
+if not TYPE_CHECKING:  # so that a type checker still refuses a name that is not here
 
-    ``__version__`` likewise: ``importlib.metadata`` (and the email and zip machinery it pulls
-    in) is a sizeable share of a node's start-up, which a restarted node spends before it can
-    serve; only the CLI's ``--version`` and tools that ask need the installed version.
-    """
-    if name != "__version__":
-        return _lazy_getattr(name)
-    from importlib.metadata import PackageNotFoundError, version
+    def __getattr__(name: str) -> Any:
+        """A public name, imported from its module the first time it is asked for.
 
-    try:
-        found = version("paxos-kv")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        found = "0.0.0+unknown"
-    globals()["__version__"] = found
-    return found
+        ``__version__`` likewise: ``importlib.metadata`` (and the email and zip machinery it pulls
+        in) is a sizeable share of a node's start-up, which a restarted node spends before it can
+        serve; only the CLI's ``--version`` and tools that ask need the installed version.
+        """
+        if name != "__version__":
+            return _lazy_getattr(name)
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            found = version("paxos-kv")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            found = "0.0.0+unknown"
+        globals()["__version__"] = found
+        return found
 
-def __dir__() -> list[str]:
-    return sorted({*_lazy_dir(), "__version__"})
+    def __dir__() -> list[str]:
+        return sorted({*_lazy_dir(), "__version__"})
 
 
 __all__ = [

@@ -27,7 +27,7 @@ def lazy_attributes(
     def __getattr__(name: str) -> Any:
         home = homes.get(name)
         if home is None:
-            if not name.startswith("__"):
+            if name.isidentifier() and not name.startswith("__"):  # not "a.b", "", dunders
                 submodule = f"{package}.{name}"
                 try:
                     return import_module(submodule)  # which sets it in ``namespace``

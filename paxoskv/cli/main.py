@@ -68,8 +68,9 @@ class PaxosKVGroup(click.Group):
         for name in COMMAND_HOMES:
             if name not in self.commands:
                 self._load(name)
-        # In registration order, whichever was looked up first: as the eager group kept them.
-        self.commands = {name: self.commands[name] for name in COMMAND_HOMES}
+        # In registration order, whichever was looked up first: as the eager group kept them
+        # (click's "did you mean" breaks ties in this order); any added otherwise after them.
+        self.commands = {**{name: self.commands[name] for name in COMMAND_HOMES}, **self.commands}
 
     def main(
         self,

@@ -60,7 +60,8 @@ _HOMES = {
     ),
     **dict.fromkeys(("DurableState", "decode_local_snapshot"), "paxoskv.paxos.records"),
 }
-__getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
+if not TYPE_CHECKING:  # so that a type checker still refuses a name that is not here
+    __getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
 
 __all__ = [
     "Answer",

@@ -124,7 +124,8 @@ _HOMES = {
         ("MalformedCommand", "MalformedResult", "MalformedSnapshot"), "paxoskv.state.wire"
     ),
 }
-__getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
+if not TYPE_CHECKING:  # so that a type checker still refuses a name that is not here
+    __getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
 
 __all__ = [
     "INVALID_CONFIG_CHANGE",

@@ -48,7 +48,8 @@ _HOMES = {
     "TipcTransport": "paxoskv.transport.tipc",
     "UdpTransport": "paxoskv.transport.udp",
 }
-__getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
+if not TYPE_CHECKING:  # so that a type checker still refuses a name that is not here
+    __getattr__, __dir__ = lazy_attributes(__name__, _HOMES, globals())
 
 __all__ = [
     "Address",

@@ -401,3 +401,20 @@ def test_every_command_is_where_the_group_looks_for_it() -> None:
     for name in COMMAND_HOMES:
         command = main.get_command(context, name)
         assert command is not None and command.name == name
+
+
+def test_a_command_added_to_the_group_survives_the_group_loading_its_own() -> None:
+    """An application may add a command of its own to ``main``; listing the commands (help,
+    a misspelt command, completion) loads the group's and must keep it."""
+    import click
+
+    from paxoskv.cli.main import COMMAND_HOMES, main
+
+    extra = click.Command("extra-for-test")
+    main.add_command(extra)
+    try:
+        context = click.Context(main)
+        assert main.list_commands(context) == sorted([*COMMAND_HOMES, "extra-for-test"])
+        assert main.get_command(context, "extra-for-test") is extra
+    finally:
+        main.commands.pop("extra-for-test", None)

@@ -172,3 +172,25 @@ def test_a_node_and_its_sockets_load_no_ctypes_or_difflib() -> None:
             drop_own_echo(group_socket, ("127.0.0.1", 9))
         """
     assert modules_after(code, ("ctypes", "difflib")) == set()
+
+
+@pytest.mark.parametrize(
+    "package", ["paxoskv", "paxoskv.paxos", "paxoskv.state", "paxoskv.storage", "paxoskv.transport"]
+)
+def test_every_name_a_lazy_package_exports_resolves_and_nothing_else_is_invented(
+    package: str,
+) -> None:
+    """A lazy package's table of homes is all it exports (plus the version and the errors
+    module at the top): a wrong home would fail only when a user first asked for the name,
+    and a type checker cannot see the table. Odd names stay plain AttributeErrors."""
+    code = f"""
+        import importlib
+        package = importlib.import_module({package!r})
+        exported = set(package.__all__)
+        assert set(package._HOMES) == exported - {{"__version__", "errors"}}, exported
+        for name in sorted(exported):
+            assert getattr(package, name) is not None, name
+        for odd in ("a.b", ".x", "", "no_such_name"):
+            assert getattr(package, odd, "absent") == "absent", odd
+        """
+    assert modules_after(code, ()) == set()
