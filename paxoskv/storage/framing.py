@@ -28,6 +28,7 @@ __all__ = [
     "FrameProblem",
     "encode_frame",
     "find_valid_frame",
+    "frame_header",
     "frame_payload_valid",
     "frame_records",
     "parse_frames",
@@ -62,8 +63,13 @@ def _length_crc(length: int) -> int:
 
 def encode_frame(payload: bytes) -> bytes:
     """One frame around ``payload``; the caller has checked its size."""
+    return frame_header(payload) + payload
+
+
+def frame_header(payload: bytes) -> bytes:
+    """The header of ``payload``'s frame: what goes before it in the segment."""
     length = len(payload)
-    return _FRAME_HEADER.pack(length, _length_crc(length), crc32c(payload)) + payload
+    return _FRAME_HEADER.pack(length, _length_crc(length), crc32c(payload))
 
 
 def frame_records(
