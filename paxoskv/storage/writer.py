@@ -18,7 +18,14 @@ from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
 from paxoskv.storage.disk import Disk, NoSyncDisk
-from paxoskv.storage.framing import FRAME_HEADER_SIZE, frame_header, frame_records
+from paxoskv.storage.framing import (
+    FRAME_HEADER_SIZE,
+    Record,
+    frame_header,
+    frame_records,
+    record_bytes,
+    record_size,
+)
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -30,7 +37,7 @@ from paxoskv.storage.journal import SegmentFile
 
 __all__ = ["SegmentWriter"]
 
-Run = tuple[int, Sequence[bytes]]  # (index of the first record, records with gap-free indexes)
+Run = tuple[int, Sequence[Record]]  # (index of the first record, records with gap-free indexes)
 
 
 class SegmentWriter:
@@ -82,8 +89,11 @@ class SegmentWriter:
                 parts: list[bytes]
                 if count == 1:  # one frame: no loop
                     record = records[0]
-                    parts = [frame_header(record), record]
-                    size = FRAME_HEADER_SIZE + len(record)
+                    if isinstance(record, tuple):
+                        parts = [frame_header(record), *record]
+                    else:
+                        parts = [frame_header(record), record]
+                    size = FRAME_HEADER_SIZE + record_size(record)
                     taken = 1
                 else:
                     parts = []
@@ -112,7 +122,7 @@ class SegmentWriter:
             while position < len(records):
                 index = first_index + position
                 if self._needs_new_segment(
-                    index, FRAME_HEADER_SIZE + len(records[position]) + extra
+                    index, FRAME_HEADER_SIZE + record_size(records[position]) + extra
                 ):
                     self._seal(parts)
                     parts = [self._start_segment(index)]
@@ -155,7 +165,7 @@ class SegmentWriter:
         key_check = self._cipher.key_check(self._salt, unsigned.signed_prefix())
         return FileHeader(SEGMENT_MAGIC, FLAG_ENCRYPTED, first_index, self._salt, key_check).pack()
 
-    def _frame_many(self, records: Sequence[bytes], position: int, parts: list[bytes]) -> int:
+    def _frame_many(self, records: Sequence[Record], position: int, parts: list[bytes]) -> int:
         """Frame records from ``position`` on while they fit the segment (at least one) and
         return the position of the first record left over."""
         room = self._segment_size_bytes - self._size_bytes
@@ -171,18 +181,23 @@ class SegmentWriter:
         return position + taken
 
     def _seal_fitting(
-        self, cipher: RecordCipher, records: Sequence[bytes], room: int
+        self, cipher: RecordCipher, records: Sequence[Record], room: int
     ) -> list[bytes]:
         """Encrypt the records whose frames will fit, each under its own nonce (cipher.py)."""
         sealed: list[bytes] = []
         size = 0
         for record in records:
-            size += FRAME_HEADER_SIZE + len(record) + TAG_SIZE_BYTES
+            size += FRAME_HEADER_SIZE + record_size(record) + TAG_SIZE_BYTES
             if size > room and sealed:
                 break
             offset = len(sealed)
             sealed.append(
-                cipher.seal(self._salt, self._count + offset, self._next_index + offset, record)
+                cipher.seal(
+                    self._salt,
+                    self._count + offset,
+                    self._next_index + offset,
+                    record_bytes(record),
+                )
             )
         return sealed
 
