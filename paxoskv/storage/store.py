@@ -205,8 +205,11 @@ class Store:
         :meth:`sync` that started after this call has returned.
         """
         checked: list[Record]
-        if len(records) == 1 and type(records[0]) is bytes and len(records[0]) <= self._limit:
-            checked = [records[0]]  # a replica's usual persist: one accept, or a chosen marker
+        only = records[0] if len(records) == 1 else None
+        if type(only) is bytes and len(only) <= self._limit:
+            checked = [only]  # a replica's usual persist: a chosen marker, or one accept
+        elif only is not None and _accept_pieces(only, self._limit):
+            checked = [only]  # (an accept as the engine gives it: head and value)
         else:
             checked = _checked_records(records, self._cipher is not None)
         lock = self._lock  # acquire/release, not ``with``: see GroupCommitter.__init__
@@ -460,6 +463,18 @@ class Store:
             pass  # the data that matters was synced or reported lost already
         finally:
             self._disk.unlock(self._lock_id)
+
+
+def _accept_pieces(record: Record, limit: int) -> bool:
+    """Whether ``record`` is a (head, value) pair of bytes within ``limit``: how the engine
+    persists an accept, on every write, told apart here without a loop."""
+    return (
+        type(record) is tuple
+        and len(record) == 2
+        and type(record[0]) is bytes
+        and type(record[1]) is bytes
+        and len(record[0]) + len(record[1]) <= limit
+    )
 
 
 def _checked_records(records: Sequence[Record], encrypted: bool) -> list[Record]:
