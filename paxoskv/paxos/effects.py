@@ -19,7 +19,7 @@ from itertools import repeat
 from typing import Final, NamedTuple
 
 from paxoskv.paxos.messages import Message
-from paxoskv.paxos.records import SnapshotImage
+from paxoskv.paxos.records import JournalRecord, SnapshotImage
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -51,14 +51,16 @@ class Persist:
     Sync ids increase; reporting one reports every smaller one too.
     """
 
-    records: tuple[bytes, ...]
+    records: tuple[JournalRecord, ...]
     sync_id: int
     sync_now: bool = True
     """False when no reply waits on these records (chosen markers, entries learned by catch-up):
     the runtime may let them ride with the next sync, or a short timer, rather than pay an
     fsync of their own that a following accept would have to queue behind."""
 
-    def __init__(self, records: tuple[bytes, ...], sync_id: int, sync_now: bool = True) -> None:
+    def __init__(
+        self, records: tuple[JournalRecord, ...], sync_id: int, sync_now: bool = True
+    ) -> None:
         object.__setattr__(self, "records", records)
         object.__setattr__(self, "sync_id", sync_id)
         object.__setattr__(self, "sync_now", sync_now)

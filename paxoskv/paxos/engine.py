@@ -60,8 +60,9 @@ from paxoskv.paxos.effects import (
 from paxoskv.paxos.membership import configs_implied_by
 from paxoskv.paxos.records import (
     DurableState,
+    JournalRecord,
     SnapshotImage,
-    accepted_record,
+    accepted_record_parts,
     chosen_record,
     decode_state_transfer,
     learned_record,
@@ -238,7 +239,7 @@ class Engine:
         self._election_deadline = now + self._election_timeout()
         self._election_wait_s = self._election_deadline - now  # drawn anew each term
         self._journal_index = journal_index
-        self._pending_records: list[bytes] = []
+        self._pending_records: list[JournalRecord] = []
         self._next_sync_id = 1
         self._durable_sync_id = 0
         self._held: deque[tuple[int, Send]] = deque()
@@ -549,7 +550,7 @@ class Engine:
         accepted = self.accepted.get(msg.slot)
         if msg.slot > self.applied_slot and (accepted is None or accepted[0] != msg.ballot):
             self.accepted[msg.slot] = (msg.ballot, msg.value)
-            self._persist(accepted_record(msg.slot, msg.ballot, msg.value))
+            self._persist(accepted_record_parts(msg.slot, msg.ballot, msg.value))
         if self._votes_in(msg.slot) and (
             msg.slot > self.applied_slot or self.values.get(msg.slot) == msg.value
         ):
@@ -1309,7 +1310,7 @@ class Engine:
         else:
             self._held.append((sync_id, Send(to, message)))
 
-    def _persist(self, record: bytes) -> None:
+    def _persist(self, record: JournalRecord) -> None:
         self._pending_records.append(record)
 
     def _flush_persist(self, *, sync_now: bool = True, force: bool = False) -> None:

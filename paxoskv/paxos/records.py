@@ -10,13 +10,16 @@ volatile and rebuilt after a restart. Journal records are tiny msgpack lists wit
   (written without waiting for a sync: losing it only means learning it again)
 - ``[LEARNED, slot, value]``: a chosen value learned from a peer rather than accepted here
 
-Storage sees only bytes; it is here that they mean something.
+Storage sees only bytes; it is here that they mean something. A record reaches storage as
+its bytes, or as pieces of them (:data:`JournalRecord`) that storage writes one after the
+other: an accept's record is a few bytes of header and then the slot's value, which is never
+copied into a record of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeAlias
 
 import msgpack
 
@@ -35,6 +38,10 @@ from paxoskv.state.snapshot import StateImage, array_header
 PROMISED, ACCEPTED, CHOSEN, LEARNED = 1, 2, 3, 4
 SNAPSHOT_VERSION = 1
 
+JournalRecord: TypeAlias = bytes | tuple[bytes, ...]
+"""One journal record: its bytes, or pieces whose concatenation is its bytes (what the
+store's ``append`` takes)."""
+
 
 # Records are made on every slot: ``pack_body`` reuses a packer, where ``msgpack.packb`` would
 # build a new one per call (the same bytes: bin type for bytes either way).
@@ -45,18 +52,29 @@ def promised_record(ballot: Ballot) -> bytes:
 
 
 def accepted_record(slot: int, ballot: Ballot, value: bytes) -> bytes:
+    """The record of an accept, in one piece (:func:`accepted_record_parts` joined)."""
+    parts = accepted_record_parts(slot, ballot, value)
+    return parts if isinstance(parts, bytes) else b"".join(parts)
+
+
+def accepted_record_parts(slot: int, ballot: Ballot, value: bytes) -> JournalRecord:
+    """The record of an accept as (everything before the value, the value itself).
+
+    The value is a whole slot (a batch of commands): joined into a record here, it was copied
+    once more per node for nothing, since storage writes pieces as they are.
+    """
     try:  # the packer's bytes written by hand, as for the messages of every write
-        return b"".join(
+        head = b"".join(
             [
                 _ACCEPTED_HEAD,
                 packed_uint(slot),
                 packed_ballot(ballot)[1:],  # its round and node id, without the array header
                 packed_bin_header(value),
-                value,
             ]
         )
     except NoFastForm:
         return pack_with_bytes([ACCEPTED, slot, ballot.round, ballot.node_id], value)
+    return (head, value)
 
 
 def chosen_record(first_slot: int, last_slot: int) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno as errno_codes
 import os
+from collections.abc import Sequence
 
 from paxoskv.storage.disk import Disk
 
@@ -85,6 +86,10 @@ class FaultyDisk:
     def append(self, handle: int, data: bytes) -> None:
         self._enter("append", self._handle_names.get(handle, ""))
         self.inner.append(handle, data)
+
+    def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
+        self._enter("append", self._handle_names.get(handle, ""))  # one append, as it was
+        self.inner.append_parts(handle, parts)
 
     def truncate(self, handle: int, size: int) -> None:
         self._enter("truncate", self._handle_names.get(handle, ""))

@@ -19,18 +19,23 @@ import itertools
 import struct
 from collections.abc import Sequence
 from enum import Enum
+from typing import TypeAlias
 
-from paxoskv.storage.crc import crc32c
+from paxoskv.storage.crc import crc32c, crc32c_extend
 
 __all__ = [
     "FRAME_HEADER_SIZE",
     "MAX_RECORD_BYTES",
     "FrameProblem",
+    "Record",
     "encode_frame",
     "find_valid_frame",
+    "frame_header",
     "frame_payload_valid",
     "frame_records",
     "parse_frames",
+    "record_bytes",
+    "record_size",
     "walk_frames",
 ]
 
@@ -41,6 +46,11 @@ FRAME_HEADER_SIZE = _FRAME_HEADER.size
 MAX_RECORD_BYTES = (1 << 31) - 1  # far above any datagram; guards a u32 from overflow
 
 _length_crc_cache: dict[int, int] = {}
+
+Record: TypeAlias = bytes | tuple[bytes, ...]
+"""A record as the store is given it: its bytes, or pieces whose concatenation is its bytes.
+Pieces are framed and written as they are, never joined (the engine's accept record is a few
+bytes of header and a whole slot's value)."""
 
 
 class FrameProblem(Enum):
@@ -60,17 +70,45 @@ def _length_crc(length: int) -> int:
     return crc
 
 
-def encode_frame(payload: bytes) -> bytes:
+def encode_frame(payload: Record) -> bytes:
     """One frame around ``payload``; the caller has checked its size."""
-    length = len(payload)
-    return _FRAME_HEADER.pack(length, _length_crc(length), crc32c(payload)) + payload
+    return frame_header(payload) + record_bytes(payload)
+
+
+def frame_header(payload: Record) -> bytes:
+    """The header of ``payload``'s frame: what goes before it in the segment."""
+    if isinstance(payload, tuple):
+        length, crc = _pieces_length_crc(payload)
+    else:
+        length, crc = len(payload), crc32c(payload)
+    return _FRAME_HEADER.pack(length, _length_crc(length), crc)
+
+
+def record_size(record: Record) -> int:
+    """How many bytes ``record`` holds."""
+    return sum(map(len, record)) if isinstance(record, tuple) else len(record)
+
+
+def record_bytes(record: Record) -> bytes:
+    """``record`` in one piece (for a cipher, which seals one buffer)."""
+    return b"".join(record) if isinstance(record, tuple) else record
+
+
+def _pieces_length_crc(pieces: tuple[bytes, ...]) -> tuple[int, int]:
+    crc = 0
+    length = 0
+    for piece in pieces:
+        crc = crc32c_extend(crc, piece)
+        length += len(piece)
+    return length, crc
 
 
 def frame_records(
-    records: Sequence[bytes], start: int, stop: int, room_bytes: int, parts: list[bytes]
+    records: Sequence[Record], start: int, stop: int, room_bytes: int, parts: list[bytes]
 ) -> tuple[int, int]:
     """Append header and payload of ``records[start:stop]`` to ``parts`` while the frames fit
     in ``room_bytes`` (the first one always goes in); return (records taken, bytes added).
+    A record in pieces adds its pieces.
 
     The writer's twin of :func:`parse_frames`, and like it the cost that group commit adds to
     a bare write + fdatasync, so it keeps to locals and C calls.
@@ -82,11 +120,18 @@ def frame_records(
     header_size = FRAME_HEADER_SIZE
     size = taken = 0
     for record in itertools.islice(records, start, stop):
-        length = len(record)
-        if size + header_size + length > room_bytes and taken:
-            break
-        append(pack(length, cached(length) or _length_crc(length), checksum(record)))
-        append(record)
+        if isinstance(record, tuple):
+            length, crc = _pieces_length_crc(record)
+            if size + header_size + length > room_bytes and taken:
+                break
+            append(pack(length, cached(length) or _length_crc(length), crc))
+            parts.extend(record)
+        else:
+            length = len(record)
+            if size + header_size + length > room_bytes and taken:
+                break
+            append(pack(length, cached(length) or _length_crc(length), checksum(record)))
+            append(record)
         size += header_size + length
         taken += 1
     return taken, size

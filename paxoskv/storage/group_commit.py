@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 
 from paxoskv.errors import StorageError, StoreClosed
+from paxoskv.storage.framing import Record
 from paxoskv.storage.store import Store
 
 __all__ = ["LAZY_SYNC_S", "GroupCommitter"]
@@ -95,7 +96,7 @@ class GroupCommitter:
         )
         self._thread.start()
 
-    def submit(self, records: Sequence[bytes], *, sync: bool = True) -> Future[int]:
+    def submit(self, records: Sequence[Record], *, sync: bool = True) -> Future[int]:
         """Queue records; the future gives the index of the last one once it is durable.
 
         With ``sync=False`` they are appended but wait for the next sync someone asks for.
@@ -117,7 +118,9 @@ class GroupCommitter:
         self.submit_then(records, durable, sync=sync)
         return future
 
-    def submit_then(self, records: Sequence[bytes], durable: Durable, *, sync: bool = True) -> None:
+    def submit_then(
+        self, records: Sequence[Record], durable: Durable, *, sync: bool = True
+    ) -> None:
         """:meth:`submit`, with ``durable`` called (on whichever thread synced) instead of a
         future resolved. Records that are not bytes or too big raise here, at once."""
         with self._lock:
@@ -131,7 +134,7 @@ class GroupCommitter:
                 return
         durable(0, error or StoreClosed("the group committer is closed"))
 
-    def submit_marked(self, records: Sequence[bytes], mark: int, sync: bool = True) -> None:
+    def submit_marked(self, records: Sequence[Record], mark: int, sync: bool = True) -> None:
         """:meth:`submit_then` for the caller that gave ``on_marked``: once the records are
         durable, ``on_marked(mark, None)`` is called (on whichever thread synced) with the
         highest mark that sync made durable. Marks must increase from one submit to the next.

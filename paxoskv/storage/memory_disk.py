@@ -20,6 +20,7 @@ import itertools
 import os
 import random
 import threading
+from collections.abc import Sequence
 
 from paxoskv.errors import DataDirLocked
 
@@ -117,6 +118,13 @@ class MemoryDisk:
             file = self._handle(handle)
             file.dirty_from = min(file.dirty_from, len(file.data))
             file.data += data
+
+    def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
+        with self._mutex:
+            file = self._handle(handle)
+            file.dirty_from = min(file.dirty_from, len(file.data))
+            for part in parts:
+                file.data += part
 
     def truncate(self, handle: int, size: int) -> None:
         with self._mutex:

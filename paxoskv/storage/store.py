@@ -25,7 +25,7 @@ from typing import Literal, get_args
 from paxoskv.errors import ConfigurationError, StorageFailed, StoreClosed, ValueTooLarge
 from paxoskv.storage.cipher import TAG_SIZE_BYTES, RecordCipher
 from paxoskv.storage.disk import Disk, NoSyncDisk, OsDisk
-from paxoskv.storage.framing import MAX_RECORD_BYTES
+from paxoskv.storage.framing import MAX_RECORD_BYTES, Record, record_size
 from paxoskv.storage.headers import FileHeader, snapshot_name
 from paxoskv.storage.journal import SegmentFile, read_segment_header, read_segment_records
 from paxoskv.storage.memory_disk import MemoryDisk
@@ -195,14 +195,21 @@ class Store:
 
     # --- the journal ---------------------------------------------------------------------
 
-    def append(self, records: Sequence[bytes]) -> int:
+    def append(self, records: Sequence[Record]) -> int:
         """Queue records for the next sync and return the index of the last one.
+
+        A record is bytes, or a tuple of bytes pieces: the record is their concatenation,
+        written piece by piece (its pieces must not change until it is synced).
 
         Never touches the disk, so it is safe on an event loop; nothing is durable until a
         :meth:`sync` that started after this call has returned.
         """
-        if len(records) == 1 and type(records[0]) is bytes and len(records[0]) <= self._limit:
-            checked = [records[0]]  # a replica's usual persist: one accept, or a chosen marker
+        checked: list[Record]
+        only = records[0] if len(records) == 1 else None
+        if type(only) is bytes and len(only) <= self._limit:
+            checked = [only]  # a replica's usual persist: a chosen marker, or one accept
+        elif only is not None and _accept_pieces(only, self._limit):
+            checked = [only]  # (an accept as the engine gives it: head and value)
         else:
             checked = _checked_records(records, self._cipher is not None)
         lock = self._lock  # acquire/release, not ``with``: see GroupCommitter.__init__
@@ -458,8 +465,20 @@ class Store:
             self._disk.unlock(self._lock_id)
 
 
-def _checked_records(records: Sequence[bytes], encrypted: bool) -> list[bytes]:
-    """The records as a list of bytes, or a TypeError / ValueTooLarge for the first bad one.
+def _accept_pieces(record: Record, limit: int) -> bool:
+    """Whether ``record`` is a (head, value) pair of bytes within ``limit``: how the engine
+    persists an accept, on every write, told apart here without a loop."""
+    return (
+        type(record) is tuple
+        and len(record) == 2
+        and type(record[0]) is bytes
+        and type(record[1]) is bytes
+        and len(record[0]) + len(record[1]) <= limit
+    )
+
+
+def _checked_records(records: Sequence[Record], encrypted: bool) -> list[Record]:
+    """The records as a list, or a TypeError / ValueTooLarge for the first bad one.
 
     The common case (all bytes, none huge) is checked with C-level ``map`` calls: this runs on
     the event loop for every record. Types are checked at run time despite the annotation,
@@ -475,17 +494,32 @@ def _checked_records(records: Sequence[bytes], encrypted: bool) -> list[bytes]:
     return [_checked_record(record, encrypted) for record in records]
 
 
-def _checked_record(given: object, encrypted: bool) -> bytes:
+def _checked_record(given: object, encrypted: bool) -> Record:
+    record: Record
     if isinstance(given, bytes):
         record = given
     elif isinstance(given, (bytearray, memoryview)):
         record = bytes(given)
+    elif type(given) is tuple:  # pieces: an accept's head and the slot's value
+        if set(map(type, given)) <= {bytes}:
+            record = given
+        else:
+            record = tuple(_checked_piece(piece) for piece in given)
     else:
         raise TypeError(f"a record is bytes, not {type(given).__name__}")
     limit = MAX_RECORD_BYTES - (TAG_SIZE_BYTES if encrypted else 0)
-    if len(record) > limit:
-        raise ValueTooLarge(len(record), limit, "journal record")
+    size = record_size(record)
+    if size > limit:
+        raise ValueTooLarge(size, limit, "journal record")
     return record
+
+
+def _checked_piece(given: object) -> bytes:
+    if isinstance(given, bytes):
+        return given
+    if isinstance(given, (bytearray, memoryview)):
+        return bytes(given)
+    raise TypeError(f"a piece of a record is bytes, not {type(given).__name__}")
 
 
 def _default_disk(data_dir: str | Path | None, durability: Durability) -> Disk:

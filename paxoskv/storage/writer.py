@@ -18,7 +18,14 @@ from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
 from paxoskv.storage.disk import Disk, NoSyncDisk
-from paxoskv.storage.framing import FRAME_HEADER_SIZE, encode_frame, frame_records
+from paxoskv.storage.framing import (
+    FRAME_HEADER_SIZE,
+    Record,
+    frame_header,
+    frame_records,
+    record_bytes,
+    record_size,
+)
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -30,7 +37,7 @@ from paxoskv.storage.journal import SegmentFile
 
 __all__ = ["SegmentWriter"]
 
-Run = tuple[int, Sequence[bytes]]  # (index of the first record, records with gap-free indexes)
+Run = tuple[int, Sequence[Record]]  # (index of the first record, records with gap-free indexes)
 
 
 class SegmentWriter:
@@ -65,7 +72,9 @@ class SegmentWriter:
 
         The usual batch -- one run that follows on in the open segment and fits it, not
         encrypted -- is framed and flushed right here: a replica syncs once or twice per
-        write, and each call left out of this path is a share of every write's cost.
+        write, and each call left out of this path is a share of every write's cost. Frames
+        go to the disk as parts (headers and records as they came), never joined: a join
+        copied every record, a whole slot of values each time, once more in user space.
         """
         if len(runs) == 1 and self._cipher is None and self._handle is not None:
             first_index, records = runs[0]
@@ -77,14 +86,18 @@ class SegmentWriter:
                 and self._segment is not None
             ):
                 room = self._segment_size_bytes - self._size_bytes
-                if count == 1:  # one frame: no list of parts to join
-                    data = encode_frame(records[0])
-                    size = len(data)
+                parts: list[bytes]
+                if count == 1:  # one frame: no loop
+                    record = records[0]
+                    if isinstance(record, tuple):
+                        parts = [frame_header(record), *record]
+                    else:
+                        parts = [frame_header(record), record]
+                    size = FRAME_HEADER_SIZE + record_size(record)
                     taken = 1
                 else:
-                    parts: list[bytes] = []
+                    parts = []
                     taken, size = frame_records(records, 0, count, room, parts)
-                    data = b"".join(parts)
                 if taken == count and size <= room:
                     self._size_bytes += size
                     self._next_index += count
@@ -92,7 +105,7 @@ class SegmentWriter:
                     segment = self._segment
                     self.current_name = segment.name
                     disk = self._disk
-                    disk.append(self._handle, data)
+                    disk.append_parts(self._handle, parts)
                     if self._fsyncs:
                         disk.fsync(self._handle)
                     self.durable_end = (segment, self._size_bytes)
@@ -109,7 +122,7 @@ class SegmentWriter:
             while position < len(records):
                 index = first_index + position
                 if self._needs_new_segment(
-                    index, FRAME_HEADER_SIZE + len(records[position]) + extra
+                    index, FRAME_HEADER_SIZE + record_size(records[position]) + extra
                 ):
                     self._seal(parts)
                     parts = [self._start_segment(index)]
@@ -152,7 +165,7 @@ class SegmentWriter:
         key_check = self._cipher.key_check(self._salt, unsigned.signed_prefix())
         return FileHeader(SEGMENT_MAGIC, FLAG_ENCRYPTED, first_index, self._salt, key_check).pack()
 
-    def _frame_many(self, records: Sequence[bytes], position: int, parts: list[bytes]) -> int:
+    def _frame_many(self, records: Sequence[Record], position: int, parts: list[bytes]) -> int:
         """Frame records from ``position`` on while they fit the segment (at least one) and
         return the position of the first record left over."""
         room = self._segment_size_bytes - self._size_bytes
@@ -168,18 +181,23 @@ class SegmentWriter:
         return position + taken
 
     def _seal_fitting(
-        self, cipher: RecordCipher, records: Sequence[bytes], room: int
+        self, cipher: RecordCipher, records: Sequence[Record], room: int
     ) -> list[bytes]:
         """Encrypt the records whose frames will fit, each under its own nonce (cipher.py)."""
         sealed: list[bytes] = []
         size = 0
         for record in records:
-            size += FRAME_HEADER_SIZE + len(record) + TAG_SIZE_BYTES
+            size += FRAME_HEADER_SIZE + record_size(record) + TAG_SIZE_BYTES
             if size > room and sealed:
                 break
             offset = len(sealed)
             sealed.append(
-                cipher.seal(self._salt, self._count + offset, self._next_index + offset, record)
+                cipher.seal(
+                    self._salt,
+                    self._count + offset,
+                    self._next_index + offset,
+                    record_bytes(record),
+                )
             )
         return sealed
 
@@ -201,7 +219,7 @@ class SegmentWriter:
         if not parts or self._handle is None or self._segment is None:
             return
         self.current_name = self._segment.name
-        self._disk.append(self._handle, b"".join(parts) if len(parts) > 1 else parts[0])
+        self._disk.append_parts(self._handle, parts)
         if self._fsyncs:
             self._disk.fsync(self._handle)
         self.durable_end = (self._segment, self._size_bytes)
