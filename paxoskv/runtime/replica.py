@@ -784,7 +784,7 @@ class Replica:
         on_loop = threading.get_ident() == self._loop_thread
         call = loop.call_soon if on_loop else loop.call_soon_threadsafe
         if error is not None:
-            call(self._fail_stop, error)
+            self._call_unless_closed(call, self._fail_stop, error)
             return
         lock = self._durable_lock  # the writer thread and the loop may both be here
         lock.acquire()  # (and release: half the cost of ``with`` on a path every write takes)
@@ -796,7 +796,18 @@ class Replica:
             self._durable_call_due = True
         finally:
             lock.release()
-        call(self._tell_durable)
+        self._call_unless_closed(call, self._tell_durable)
+
+    def _call_unless_closed(self, call: Callable[..., object], *args: Any) -> None:
+        """Hand a sync's outcome to the loop, unless the loop is gone: an application that
+        closed its loop without stopping the node left a sync running on the writer thread,
+        which printed a traceback from that thread ("Event loop is closed") at exit. With no
+        loop there is no engine to tell; anything else is a bug and still raises."""
+        try:
+            call(*args)
+        except RuntimeError:
+            if not self._loop.is_closed():
+                raise
 
     def _take_durable(self) -> int:
         """The highest sync id not yet told to the engine, or 0 if there is none."""

@@ -415,3 +415,37 @@ async def test_a_single_voter_leader_still_syncs_on_the_loop(tmp_path: Path) -> 
         assert "here" in calls
     finally:
         await cluster.close()
+
+
+async def test_a_sync_that_ends_after_the_loop_closed_raises_nothing_on_the_writer_thread(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """An application may close its loop without stopping the node; the writer thread's sync
+    then ends with no loop to tell. That printed "Event loop is closed" from the thread."""
+    import threading
+
+    from paxoskv.errors import StorageFailed
+
+    replica = (await _leader_of(memory_cluster)).replica
+    real_loop, before = replica._loop, replica._durable_upto
+    closed = asyncio.new_event_loop()
+    closed.close()
+    raised: list[BaseException] = []
+    replica._loop = closed
+    try:
+        for error in (None, StorageFailed("journal", OSError(5, "EIO"))):
+            thread = threading.Thread(target=_capture, args=(raised, replica._synced, 10**9, error))
+            thread.start()
+            thread.join(timeout=10)
+        assert raised == []
+    finally:
+        replica._loop = real_loop
+        replica._durable_upto = before  # that id was made up: nothing beyond is durable
+        replica._durable_call_due = False
+
+
+def _capture(raised: list[BaseException], call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except BaseException as error:  # what the thread would have printed
+        raised.append(error)
