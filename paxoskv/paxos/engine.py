@@ -184,6 +184,7 @@ class Engine:
     _commit_told: int
     _commit_due: float  # when the commit point not yet told goes out alone (inf: none waits)
     _urgent_upto: int  # the last slot whose commit someone on another node waits to hear
+    _reads_from_slot: int  # reads are served once this, the last slot recovered, is applied
     _resend_due: float  # no slot in flight is due to be resent before this (maybe none then)
 
     def __init__(
@@ -918,6 +919,11 @@ class Engine:
         last = max(merged, default=self.applied_slot)
         self._next_slot = self.applied_slot + 1
         self._term_first_slot = self._next_slot
+        # Reads wait until every slot the promises reported is applied: any value chosen
+        # before this term is among them, and the last may be chosen after the first. Waiting
+        # for the first only (as Raft may, whose log is chosen in order) let a read started
+        # between the two see state from before a write it had been told was done.
+        self._reads_from_slot = max(last, self._term_first_slot)
         noop = self._noop(now)
         for slot in range(self.applied_slot + 1, last + 1):
             self._propose_slot(merged.get(slot, (ZERO_BALLOT, noop))[1], now)
@@ -943,6 +949,7 @@ class Engine:
         self._prepare_resend_at = 0.0
         self._next_slot = self.applied_slot + 1
         self._term_first_slot = self._next_slot
+        self._reads_from_slot = self._next_slot
         self._in_flight = {}
         self._resend_due = float("inf")
         self._pending = deque()
@@ -1220,7 +1227,7 @@ class Engine:
     # --- reads -------------------------------------------------------------------------------
 
     def _leader_ready(self) -> bool:
-        return self.role is _LEADER and self.applied_slot >= self._term_first_slot
+        return self.role is _LEADER and self.applied_slot >= self._reads_from_slot
 
     def _lease_valid(self, now: float) -> bool:
         return self._leader_ready() and now < self._lease_until
