@@ -15,6 +15,7 @@ syncs, pruning and closing one at a time.
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import threading
 from collections.abc import Iterator, Sequence
@@ -431,6 +432,14 @@ class Store:
             self._writer.write(runs)
         except OSError as error:
             raise self._fail(self._writer.current_name, error) from error
+        except BaseException as error:
+            # Not an I/O error: an interrupt, MemoryError, or a Disk of the application's
+            # raising something else. The writer may already count records that never reached
+            # the file, and the next ones would get their indexes: the store fails as it does
+            # on an I/O error, and the exception goes on up.
+            cause = OSError(errno.EIO, f"the journal write was interrupted: {error!r}")
+            self._fail(self._writer.current_name, cause)
+            raise
         last_first, last_records = runs[-1]
         last = last_first + len(last_records) - 1
         lock = self._lock  # (acquire/release, not ``with``: see GroupCommitter.__init__)

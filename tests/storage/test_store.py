@@ -513,3 +513,33 @@ def test_marked_and_plain_submits_interleaved_are_each_told_by_the_sync_that_cov
     assert [mark for mark, _ in told] == [2, 3, 4]  # "e" alone, then "f" and "g" together
     committer.close()
     store.close()
+
+
+def test_a_journal_write_stopped_by_something_other_than_an_io_error_fails_the_store() -> None:
+    """An interrupt or a custom Disk raising anything but OSError mid-write left the store
+    usable with its counters past records that never reached the file: the next record took
+    the lost one's index. Now the store fails, as on an I/O error, and the error goes up."""
+
+    class StopsOnce(MemoryDisk):
+        calls = 0
+
+        def append_parts(self, handle: int, parts: list[bytes]) -> None:
+            self.calls += 1
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            super().append_parts(handle, parts)
+
+    disk = StopsOnce()
+    store = Store.open(None, disk=disk)
+    store.append([b"r1"])
+    assert store.sync() == 1
+    store.append([b"r2"])
+    with pytest.raises(KeyboardInterrupt):
+        store.sync()
+    with pytest.raises(StorageFailed, match="interrupted"):
+        store.append([b"r3"])
+    assert store.durable_index == 1
+    store.close()
+    disk.crash()
+    with Store.open(None, disk=disk) as again:
+        assert recover_all(again)[1] == [(1, b"r1")]
