@@ -893,13 +893,27 @@ class Engine:
         return None
 
     def _try_finish_phase1(self, now: float) -> None:
+        # A value known chosen is final: it is the only one its slot can ever choose. It may
+        # be reported with an old ballot (or none, once applied), so a higher-ballot accept of
+        # another value from another promise must not replace it, whatever order promises
+        # come in; and what this node itself learnt is chosen counts as well.
         merged: dict[int, tuple[Ballot, bytes]] = {}
+        final: set[int] = set()
         for promise in self._promises.values():
             for entry in promise.entries:
-                if entry.slot > self.applied_slot:
-                    best = merged.get(entry.slot)
-                    if best is None or entry.ballot > best[0] or entry.chosen:
-                        merged[entry.slot] = (entry.ballot, entry.value)
+                slot = entry.slot
+                if slot <= self.applied_slot or slot in final:
+                    continue
+                if entry.chosen:
+                    merged[slot] = (entry.ballot, entry.value)
+                    final.add(slot)
+                    continue
+                best = merged.get(slot)
+                if best is None or entry.ballot > best[0]:
+                    merged[slot] = (entry.ballot, entry.value)
+        for slot, value in self.values.items():
+            if slot > self.applied_slot:
+                merged[slot] = (merged.get(slot, (ZERO_BALLOT, value))[0], value)
         needed = [
             self.configs.at(s)
             for s in range(self._from_slot, self.applied_slot + self.settings.window_slots + 1)
@@ -1071,7 +1085,10 @@ class Engine:
             del self._in_flight[slot]
             self.values[slot] = flight.value
             self._apply_ready()
-            slot += 1
+            # Applying may go past this slot (values learnt chosen while campaigning), and
+            # those slots' flights are gone: carry on after what is applied, or a slot with
+            # its quorum already in would wait for an ack that never comes.
+            slot = max(slot + 1, self.applied_slot + 1)
         if slot > first:
             self._persist(chosen_record(first, slot - 1))
 
