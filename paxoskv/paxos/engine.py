@@ -237,6 +237,10 @@ class Engine:
         self._leader_ballot = ZERO_BALLOT  # the ballot the followed leader leads with
         self.max_seen: Ballot = durable.promised
         self._last_heard_leader = -1e18
+        # A voter that just started may have acked a leader's heartbeat in its last life a
+        # moment ago, and that leader may be serving lease reads on the strength of it: no
+        # promise to another node until such a lease has surely run out (see _on_prepare).
+        self._no_promises_until = now + settings.election_timeout_min_s
         self._election_deadline = now + self._election_timeout()
         self._election_wait_s = self._election_deadline - now  # drawn anew each term
         self._journal_index = journal_index
@@ -487,7 +491,7 @@ class Engine:
             # A learner's promise counts in no quorum, unless its id is a voter the runtime
             # keeps from voting (one that forgot its earlier life's votes): then it must not.
             return
-        if sender != self.node_id and self._sticky(sender, now):
+        if sender != self.node_id and (self._sticky(sender, now) or now < self._no_promises_until):
             return  # we heard a live leader recently: do not help unseat it (leader lease)
         if msg.ballot < self.promised:
             self._send(sender, m.Nack(msg.ballot, self.promised))

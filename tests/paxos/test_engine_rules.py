@@ -49,9 +49,9 @@ def test_a_promise_waits_for_durability_and_reports_accepted_values() -> None:
 
 def test_a_lower_ballot_is_refused_with_the_promise_it_lost_to() -> None:
     b = engine("b")
-    effects = b.receive("c", m.Prepare(Ballot(5, "c"), 1), now=0.0)
-    b.handle_durable(max(e.sync_id for e in effects if isinstance(e, Persist)), now=0.0)
-    refused = b.receive("a", m.Accept(Ballot(4, "a"), 1, b"late", 0), now=0.0)
+    effects = b.receive("c", m.Prepare(Ballot(5, "c"), 1), now=1.0)  # (past its first 0.5 s)
+    b.handle_durable(max(e.sync_id for e in effects if isinstance(e, Persist)), now=1.0)
+    refused = b.receive("a", m.Accept(Ballot(4, "a"), 1, b"late", 0), now=1.0)
     assert Send("a", m.Nack(Ballot(4, "a"), Ballot(5, "c"))) in refused
     assert not [e for e in refused if isinstance(e, Persist)]
 
@@ -472,3 +472,16 @@ def _drive(b: Engine, c: Engine, now: float, deliver: Any, wire: list[Any]) -> l
         effects += deliver(lambda msg: True)
         now += b.settings.heartbeat_interval_s
     return effects
+
+
+def test_a_voter_just_started_promises_no_rival_while_a_lease_it_gave_may_run() -> None:
+    """A voter restarted within an election timeout has forgotten that it acked the leader's
+    heartbeat a moment ago; promising a rival then let a new leader be elected while the
+    old one still served lease reads, which missed the new leader's writes (review, 11th
+    session). It waits out the shortest election timeout from its start."""
+    started = 7.0
+    b = Engine(EngineSettings(node_id="b"), random.Random(1), CONFIG, now=started)
+    early = b.receive("c", m.Prepare(Ballot(5, "c"), 1), now=started + 0.49)
+    assert not [e for e in early if isinstance(e, Persist | Send)], "promised too soon"
+    later = b.receive("c", m.Prepare(Ballot(5, "c"), 1), now=started + 0.5)
+    assert [e for e in later if isinstance(e, Persist)], "never promised"

@@ -126,7 +126,7 @@ def test_unconfirmed_reads_are_caught_by_the_linearizability_checker() -> None:
 
 
 def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
-    small = [s for s in range(1, 200) if SEED_SETTINGS[s % 4].get("max_message_bytes") == 250]
+    small = [s for s in range(1, 600) if SEED_SETTINGS[s % 4].get("max_message_bytes") == 250]
     safety = {"agreement", "durability", "linearizability", "divergence"}
     failures = (
         result.failure
@@ -145,11 +145,12 @@ def test_a_wiped_voter_voting_again_is_caught_and_the_amnesia_rule_prevents_it()
     no memory of its promises and accepts, it lets two values be chosen for one slot; run as
     the runtime runs it (a learner until removed), never."""
     options = RunOptions(nodes=3, faults=frozenset({"wipe", "crash", "partition", "loss"}))
-    unsafe = run_seed(19, replace(options, amnesia_rule=False))
+    unsafe = run_seed(9, replace(options, amnesia_rule=False))
     assert unsafe.failure.startswith("agreement"), unsafe.failure
-    # (the seeds in 1..50 that catch it unsafe: which ones depends on every random draw of
-    # the run, so a change to the engine's draws moves them)
-    for seed in (19, 47):
+    # (the seeds in 1..50 that catch it unsafe: which ones depends on every random draw and
+    # timing of the run, so a change to the engine moves them; 9 and 47 since the eleventh
+    # session's wait before a restarted voter's first promise)
+    for seed in (9, 47):
         result = run_seed(seed, options)
         assert result.ok, result.failure
 
