@@ -505,17 +505,13 @@ def _checked_records(records: Sequence[Record], encrypted: bool) -> list[Record]
 
 def _checked_record(given: object, encrypted: bool) -> Record:
     record: Record
-    if isinstance(given, bytes):
-        record = given
-    elif isinstance(given, (bytearray, memoryview)):
-        record = bytes(given)
-    elif type(given) is tuple:  # pieces: an accept's head and the slot's value
+    if type(given) is tuple:  # pieces: an accept's head and the slot's value
         if set(map(type, given)) <= {bytes}:
             record = given
         else:
-            record = tuple(_checked_piece(piece) for piece in given)
+            record = tuple(_as_bytes(piece, "a piece of a record") for piece in given)
     else:
-        raise TypeError(f"a record is bytes, not {type(given).__name__}")
+        record = _as_bytes(given, "a record")
     limit = MAX_RECORD_BYTES - (TAG_SIZE_BYTES if encrypted else 0)
     size = record_size(record)
     if size > limit:
@@ -523,12 +519,12 @@ def _checked_record(given: object, encrypted: bool) -> Record:
     return record
 
 
-def _checked_piece(given: object) -> bytes:
+def _as_bytes(given: object, what: str) -> bytes:
     if isinstance(given, bytes):
         return given
     if isinstance(given, (bytearray, memoryview)):
-        return bytes(given)
-    raise TypeError(f"a piece of a record is bytes, not {type(given).__name__}")
+        return bytes(given)  # a copy: the caller may change its buffer before the sync
+    raise TypeError(f"{what} is bytes, not {type(given).__name__}")
 
 
 def _default_disk(data_dir: str | Path | None, durability: Durability) -> Disk:
