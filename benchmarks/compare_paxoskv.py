@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -64,7 +65,9 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
                 await node.set(key_for(rng.randrange(KEY_SPACE)), value)
             except PaxosKVError as error:
                 counts["errors"] += 1
-                error_kinds[type(error).__name__] += 1
+                # The kind and what it says, numbers masked so that alike failures add up.
+                said = re.sub(r"\d+", "N", str(error))[:100]
+                error_kinds[f"{type(error).__name__} ({said})"] += 1
                 continue
             counts["writes"] += 1
 

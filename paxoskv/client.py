@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import itertools
 import logging
 import math
 import secrets
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from paxoskv.config import Config
 from paxoskv.errors import CompareFailed, InvalidArgument, PaxosKVError, ValueTooLarge
+from paxoskv.seq_window import SeqWindow
 from paxoskv.state import results as r
 from paxoskv.state.command_wire import encode_command, encode_set
 from paxoskv.state.commands import (
@@ -106,7 +106,7 @@ class KVApi(ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.client_id = f"{config.node_id or 'client'}-{secrets.token_hex(6)}"
-        self._seq = itertools.count(1)
+        self._seqs = SeqWindow()  # no seq waiting falls out of the cluster's dedup window
         # What a write calls: ``_submit``, or what a subclass puts there to skip its frame
         # (a node hands over its replica's own ``submit``: one call fewer per write).
         self._send_request: Callable[[str, int, bytes], Awaitable[bytes]] = self._submit
@@ -146,13 +146,18 @@ class KVApi(ABC):
     async def _write(self, command: Command) -> Result:
         return _checked(decode_result(await self._write_encoded(command)))
 
-    def _write_encoded(self, command: Command | bytes) -> Awaitable[bytes]:
-        """Propose ``command`` (or its encoding) under this client's next seq; what to await
-        for its encoded result."""
+    async def _write_encoded(self, command: Command | bytes) -> bytes:
+        """Propose ``command`` (or its encoding) under this client's next seq; its encoded
+        result."""
         data = command if isinstance(command, bytes) else encode_command(command)
         if len(data) > MAX_COMMAND_BYTES:
             raise ValueTooLarge(len(data), MAX_COMMAND_BYTES, "request")
-        return self._send_request(self.client_id, next(self._seq), data)
+        seqs = self._seqs
+        seq = seqs.take() or await seqs.take_when_room()
+        try:
+            return await self._send_request(self.client_id, seq, data)
+        finally:
+            seqs.finish(seq)
 
     async def set(
         self, key: Key, value: Any, *, lease: int | None = None, if_revision: int | None = None
@@ -164,7 +169,12 @@ class KVApi(ABC):
             data = encode_set(key, value, lease)
             if len(data) > MAX_COMMAND_BYTES:
                 raise ValueTooLarge(len(data), MAX_COMMAND_BYTES, "request")
-            answer = await self._send_request(self.client_id, next(self._seq), data)
+            seqs = self._seqs
+            seq = seqs.take() or await seqs.take_when_room()
+            try:
+                answer = await self._send_request(self.client_id, seq, data)
+            finally:
+                seqs.finish(seq)
             revision = _written_revision(answer)
             if revision is None:  # not a plain Written: a failure, or malformed
                 result = _checked(decode_result(answer))

@@ -45,7 +45,7 @@ from paxoskv.state import command_wire as w
 from paxoskv.state import plain_sets
 from paxoskv.state import results as r
 from paxoskv.state.command_wire import command_to_wire, read_command_wire, unpack_command
-from paxoskv.state.commands import Command
+from paxoskv.state.commands import DEDUP_WINDOW_REQUESTS, Command
 from paxoskv.state.configuration import Configuration, RejectedChange
 from paxoskv.state.dedup import (
     NO_ANSWERS,
@@ -120,7 +120,7 @@ class KVStateMachine:
         *,
         history_limit_events: int = 10_000,
         history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
-        dedup_window_requests: int = 1024,
+        dedup_window_requests: int = DEDUP_WINDOW_REQUESTS,
         dedup_client_idle_ms: int = 600_000,
     ) -> None:
         if type(configuration) is not Configuration:
