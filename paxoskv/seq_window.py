@@ -9,10 +9,12 @@ thousands of requests a second under one client id, so one lost datagram turned 
 "stale" failure of a write that had never been applied at all.
 
 So a client never hands out a seq ``window`` or more above the oldest seq still waiting for
-its answer: a caller that would waits, in order, until the oldest is answered (or has failed
-with a timeout, after which the client never sends it again). Every request it sends, first
-time or resend, is then inside the window wherever it arrives, as Raft's client sessions and
-RIFL keep it by having the client send the oldest seq it still waits on.
+its answer: a caller that would waits, in order, until the oldest is answered or has failed
+(a timeout, NodeClosed, cancelled). Every request sent while its caller waits is then inside
+the window wherever it arrives, as Raft's client sessions and RIFL keep it by having the
+client send the oldest seq it still waits on. A copy still in the network after its caller
+gave up may arrive later and be refused as stale; nobody waits for that answer, and the
+caller was told the write may or may not have been applied.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class SeqWindow:
         self._waiters.append(waiter)
         try:
             await waiter
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the coroutine closed (GeneratorExit)
             self._waiters.remove(waiter)  # still queued: only taking its seq dequeues it
             self._wake()  # room it was woken for goes to the next caller
             raise
@@ -74,7 +76,7 @@ class SeqWindow:
 
     def finish(self, seq: int) -> None:
         """``seq`` was answered, or failed for good: the client will not send it again."""
-        if seq != self._floor:
+        if seq != self._floor or seq >= self._next:
             if self._floor < seq < self._next:
                 self._finished.add(seq)
             return

@@ -15,6 +15,7 @@ import pytest
 
 from paxoskv.client import KVApi
 from paxoskv.config import Config
+from paxoskv.errors import NodeClosed
 from paxoskv.seq_window import SeqWindow
 from paxoskv.state.commands import DEDUP_WINDOW_REQUESTS
 from paxoskv.state.dedup import STALE, DedupTable
@@ -156,4 +157,82 @@ async def test_a_write_gets_its_result_through_the_window() -> None:
     api.release.set()
     result = decode_result(await api._write_encoded(b"\x00"))  # any bytes: the fake applies them
     assert result == Written(1, None)
+    assert api._seqs.oldest_waiting is None
+
+
+async def test_a_caller_closed_while_waiting_for_room_does_not_block_the_window() -> None:
+    """A coroutine closed (GeneratorExit, not CancelledError) while it waits for room must
+    leave the line: woken, it would take no seq, and every later caller would wait forever
+    (found in review)."""
+    seqs = SeqWindow(1)
+    assert seqs.take() == 1
+    waiting = seqs.take_when_room()
+    waiting.send(None)  # runs up to its wait for room (the future it yields)
+    waiting.close()  # as when a coroutine nobody runs any more is closed or collected
+    seqs.finish(1)
+    assert seqs.take() == 2, "the closed caller's place in line must not keep the room"
+    seqs.finish(2)
+    assert await asyncio.wait_for(seqs.take_when_room(), 1) == 3
+
+
+def test_finishing_a_seq_not_handed_out_yet_is_ignored() -> None:
+    """Finishing the very next seq, not handed out yet, moved the floor above it: the window
+    then let ``window + 1`` seqs out (found in review)."""
+    seqs = SeqWindow(2)
+    seqs.finish(1)  # not handed out
+    assert [seqs.take(), seqs.take(), seqs.take()] == [1, 2, 0]
+    assert seqs.oldest_waiting == 1
+
+
+class StuckApi(KVApi):
+    """Requests that are never answered, or refused at once (``refuse``)."""
+
+    def __init__(self) -> None:
+        super().__init__(Config(node_id="n1"))
+        self.refuse = False
+        self._seqs = SeqWindow(2)
+
+    def _submit(self, client_id: str, seq: int, command: bytes) -> Any:
+        if self.refuse:
+            raise NodeClosed("closed")  # raised by the call, before anything is awaited
+        return asyncio.get_running_loop().create_future()  # never answered
+
+    async def _read(self, consistency: Any, op: str, argument: Any) -> Any:
+        raise NotImplementedError
+
+    def watch(self, prefix: Any = None, from_revision: int | None = None) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    async def members(self) -> list[Any]:
+        raise NotImplementedError
+
+    async def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("write", ["set", "delete"])
+async def test_a_write_cancelled_in_flight_or_refused_gives_its_seq_back(write: str) -> None:
+    api = StuckApi()
+
+    def call() -> Any:
+        return api.set("k", 1) if write == "set" else api.delete("k")
+
+    in_flight = [asyncio.create_task(call()) for _ in range(3)]  # the third waits for room
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert api._seqs.oldest_waiting == 1 and api._seqs.take() == 0
+    for task in in_flight:
+        task.cancel()
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    assert api._seqs.oldest_waiting is None
+    api.refuse = True
+    for _ in range(5):  # more than the window: a leaked seq would make these wait
+        with pytest.raises(NodeClosed):
+            await asyncio.wait_for(call(), 1)
     assert api._seqs.oldest_waiting is None

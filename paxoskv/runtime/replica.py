@@ -31,6 +31,7 @@ from paxoskv.errors import (
     AmnesiacVoter,
     ConfigurationError,
     DuplicateNodeId,
+    NodeClosed,
     NodeRemoved,
     NoQuorum,
     PaxosKVError,
@@ -187,6 +188,7 @@ class Replica:
         self._rng = random.Random()
         self.failure: BaseException | None = None
         self.stopped = asyncio.Event()
+        self._stopping = False  # stop() began: new requests are refused, not left to wait
         self.sends_failed = 0  # datagrams the transport refused (too big, socket error)
 
     # --- life ----------------------------------------------------------------------------------
@@ -498,6 +500,7 @@ class Replica:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.transport is not None:
             self.transport.deliver_to(None)  # nothing reaches the engine from here on
         if self._timer is not None:
@@ -1470,6 +1473,13 @@ class Replica:
         Deadlines are swept by one periodic task rather than a timer per request: at tens of
         thousands of requests a second, per-request timers cost more than the requests.
         """
+        if self._stopping or self.failure is not None:
+            # Nothing would answer it or fail it at its deadline: the sweeper is gone, and
+            # the engine takes no more steps.
+            raise NodeClosed(
+                f"this node stopped ({self.failure or 'stopped'}); fix the cause and start a "
+                "new Node: it recovers from its data dir"
+            )
         if timeout_s is None:
             timeout_s = self.config.request_timeout_s
         if self.engine is None:  # (the engine and _engine_ready are set in one step)

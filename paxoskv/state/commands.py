@@ -35,11 +35,11 @@ from paxoskv.state.wire import check_value
 
 MAX_LEASE_ID = 2**63 - 1
 MAX_TTL_MS = 3_155_760_000_000
+"""A hundred years: long enough for any lease, short enough that expiry times stay in int64."""
 DEDUP_WINDOW_REQUESTS = 1024
 """How many of a client's latest seqs a replica keeps results for (the state machine's
 default); a client never has a seq waiting this far below its newest one
 (:mod:`paxoskv.seq_window`), so a resend is never refused as stale."""
-"""A hundred years: long enough for any lease, short enough that expiry times stay in int64."""
 
 CompareTarget: TypeAlias = Literal["value", "version", "create_revision", "mod_revision"]
 CompareOp: TypeAlias = Literal["==", "!=", "<", ">"]
