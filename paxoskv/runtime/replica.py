@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import random
+import secrets
 import threading
 import time
 from collections import deque
@@ -183,6 +184,10 @@ class Replica:
         self._snapshot_lock = asyncio.Lock()
         self._policy_pending: tuple[str, int] | None = None
         self._policy_seq = 0
+        # A client id of this life's own: its seqs start again at 1, and under an id of the
+        # node's alone a restarted leader's first changes found the last life's results in
+        # the dedup table, and were answered from there without being applied.
+        self._policy_life = secrets.token_hex(4)
         self._started_at = time.time()
         self._catch_up_logged_at = 0.0
         self._rng = random.Random()
@@ -1392,6 +1397,9 @@ class Replica:
         if duplicates is not None and duplicates.heard(incarnation, time.monotonic()):
             self._fail_stop(DuplicateNodeId(self.node_id, address))
 
+    def _policy_client(self) -> str:
+        return f"{self.node_id}/membership/{self._policy_life}"
+
     def _apply_membership_policy(self) -> None:
         engine = self.engine
         if engine is None or not engine.is_leader or self.failure is not None:
@@ -1422,7 +1430,7 @@ class Replica:
         )
         if change is not None:
             self._policy_seq += 1
-            client = f"{self.node_id}/membership"
+            client = self._policy_client()
             self._policy_pending = (client, self._policy_seq)
             log.info("%s proposing %s", self.node_id, change)
             request = Request(client, self._policy_seq, encode_command(change))

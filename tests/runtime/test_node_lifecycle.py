@@ -6,11 +6,12 @@ import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from paxoskv import ChangeEvent, Node, open_blocking
+from paxoskv import ChangeEvent, Config, Node, open_blocking
 from paxoskv.errors import NodeClosed
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -139,3 +140,17 @@ async def test_a_node_that_stopped_on_an_error_refuses_calls_and_ends_watches() 
             await node.get("k")
     finally:
         await cluster.close()
+
+
+async def test_each_life_of_a_node_proposes_membership_changes_as_a_client_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """The membership policy proposes its changes under seqs from 1. Under the node's id
+    alone, a restarted leader's first changes found its last life's results for those seqs in
+    the dedup table and were answered from there, never applied (found in review)."""
+    from paxoskv.runtime.replica import Replica
+
+    config = Config(node_id="a", data_dir=tmp_path, durability="memory")
+    lives = [Replica(config)._policy_client() for _ in range(2)]
+    assert lives[0] != lives[1]
+    assert all(client.startswith("a/membership/") for client in lives)
