@@ -56,9 +56,10 @@ class Config:
     request_timeout_s: float = 5.0
     heartbeat_interval_s: float = 0.05
     election_timeout_s: float = 0.5
-    snapshot_every_commands: int = 100_000
-    snapshot_every_bytes: int = 64 << 20
-    log_retention_slots: int = 2_000  # chosen slots kept past a snapshot for lagging replicas
+    snapshot_every_commands: int = 100_000  # (or the state's keys, if more)
+    snapshot_every_bytes: int = 64 << 20  # (or the state's packed size, if more)
+    log_retention_slots: int = 2_000  # chosen slots kept in memory for replicas a little behind
+    log_retention_bytes: int = 8 << 20  # and at most this many bytes of them
     history_limit_events: int = 10_000  # change events kept for watchers resuming
     history_limit_bytes: int = 64 << 20  # and the most bytes of values those events hold
     hello_interval_s: float = 0.25
@@ -112,6 +113,12 @@ class Config:
                 raise ConfigurationError(
                     f"{name} must be at least 1, not {getattr(self, name)!r}; it is how often "
                     "a node writes its whole state as a snapshot"
+                )
+        for name in ("log_retention_slots", "log_retention_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(
+                    f"{name} must be at least 0, not {getattr(self, name)!r}; it is how much "
+                    "of the log a node keeps in memory for replicas a little behind"
                 )
         for name in ("history_limit_events", "history_limit_bytes"):
             limit = getattr(self, name)

@@ -119,9 +119,11 @@ class EngineSettings:
     commit_delay_s: float = 0.002  # how long a lone commit point may wait for an accept to ride
     request_retry_s: float = 0.5
     max_message_bytes: int = 48_000
-    snapshot_every_commands: int = 100_000
-    snapshot_every_bytes: int = 64 << 20  # of applied log values: big values snapshot sooner
-    log_retention_slots: int = 2_000
+    snapshot_every_commands: int = 100_000  # or as many as the state's keys, if more
+    snapshot_every_bytes: int = 64 << 20  # of log values, or the state's packed rows if more
+    log_retention_slots: int = 2_000  # chosen slots kept in memory for peers a little behind
+    log_retention_bytes: int = 8 << 20  # and at most this many bytes of them
+    catchup_hold_s: float = 5.0  # how long slots a catching-up peer asked for are kept for it
     clock_drift_bound: float = 0.1
     learner: bool = False
     history_limit_events: int = 10_000  # change events kept for watchers to resume from
@@ -225,12 +227,23 @@ class Engine:
         self.configs = ConfigHistory(durable.config_entries or [(1, self.state.configuration)])
         self.last_log_time_ms = durable.last_log_time_ms
         self.known_commit = durable.applied_slot
-        # The newest snapshot saved (served to peers, and the log is kept back to it), and
-        # the one taken but not yet saved: packing and writing it happen off the engine.
+        # The newest snapshot saved (served to peers catching up), and the one taken but not
+        # yet saved: packing and writing it happen off the engine.
         self._transfer: SnapshotImage | None = None
         self._taken: SnapshotImage | None = None
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
+        # When the next snapshot is due: the settings' counts, or the last snapshot's keys
+        # and packed rows if more (see _after_apply).
+        self._snapshot_due_commands = settings.snapshot_every_commands
+        self._snapshot_due_bytes = settings.snapshot_every_bytes
+        # The applied values kept in memory (slots compacted_slot + 1 .. applied_slot), in
+        # bytes, and the first slot each peer catching up still needs, until when.
+        self._retained_bytes = 0
+        self._catchup_pins: dict[str, tuple[int, float]] = {}
+        # Slots applied in a step are kept at least until the next one, so that whoever
+        # reads what the step did (the simulator's checker, a test) sees their values.
+        self._applied_before_step = durable.applied_slot
         # volatile
         self.role = _FOLLOWER
         self.leader_id: str | None = None
@@ -341,8 +354,16 @@ class Engine:
         snapshot still being packed.
         """
         self._now = now
-        if self._taken is not None and self._taken.slot == slot:
-            self._transfer, self._taken = self._taken, None
+        image = self._taken
+        if image is not None and image.slot == slot:
+            self._transfer, self._taken = image, None
+            # The next one is due after as many commands as the state has keys and as many
+            # bytes of log as its rows packed, when more than the settings say: a snapshot
+            # costs the state's size, so one every fixed 64 MB of log costs more per write
+            # the bigger the state (Redis spaces its AOF rewrites by the same rule).
+            settings = self.settings
+            self._snapshot_due_commands = max(settings.snapshot_every_commands, image.keys)
+            self._snapshot_due_bytes = max(settings.snapshot_every_bytes, image.rows_bytes)
         return self._drain(now)
 
     def handle_durable(self, sync_id: int, now: float) -> list[Effect]:
@@ -651,6 +672,7 @@ class Engine:
         self._in_flight.pop(slot, None)  # (a leader that caught up on it as a candidate)
         self._commands_since_snapshot += len(commands)
         self._bytes_since_snapshot += len(value)
+        self._retained_bytes += len(value)
 
     def _after_apply(self, previous_applied: int, *, snapshot_due: bool = True) -> None:
         self._effects.append(Applied(self.applied_slot, self.state.revision))
@@ -658,23 +680,76 @@ class Engine:
             self._expiring = {
                 lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
             }
-        settings = self.settings
         if snapshot_due and (
-            self._commands_since_snapshot >= settings.snapshot_every_commands
-            or self._bytes_since_snapshot >= settings.snapshot_every_bytes
+            self._commands_since_snapshot >= self._snapshot_due_commands
+            or self._bytes_since_snapshot >= self._snapshot_due_bytes
         ):
             self._take_snapshot()
-        keep_from = self.applied_slot - self.settings.log_retention_slots
-        if self._transfer is not None and keep_from > self.compacted_slot:
-            keep_from = min(keep_from, self._transfer.slot)
-            for slot in range(self.compacted_slot + 1, keep_from + 1):
-                self.values.pop(slot, None)
-            self.compacted_slot = max(self.compacted_slot, keep_from)
-        self.configs.forget_before(self.compacted_slot)
+        self._compact_log()
         if self.role is _LEADER and self._leader_reads:
             self._answer_ready_reads()
         if self._follower_reads:
             self._serve_follower_reads()
+
+    def _compact_log(self) -> None:
+        """Let go of the applied values no peer is likely to ask for.
+
+        The last ``log_retention_slots`` applied slots are kept, at most
+        ``log_retention_bytes`` of them, for a peer a little behind (a lost accept, a pause);
+        a peer further behind is sent a snapshot. Not the whole log since the last snapshot,
+        as before: snapshots are spaced by the state's size, so that could be as big as the
+        state, and every value kept for nobody makes each new one fresh memory (a page fault
+        a few KB, most of what a big write costs beyond its copies). What a peer catching up
+        asked for is kept for it (:meth:`_pin`), but never more than a snapshot's worth.
+        """
+        settings = self.settings
+        applied = self.applied_slot
+        target = applied - settings.log_retention_slots
+        compacted = self.compacted_slot
+        retained = self._retained_bytes
+        budget = settings.log_retention_bytes
+        if compacted >= target and retained <= budget:
+            return
+        limit = self._pinned_floor() if self._catchup_pins else applied
+        if limit > self._applied_before_step:
+            limit = self._applied_before_step
+        values = self.values
+        while compacted < limit and (compacted < target or retained > budget):
+            compacted += 1
+            value = values.pop(compacted, None)
+            if value is not None:
+                retained -= len(value)
+        self._retained_bytes = max(retained, 0)
+        if compacted > self.compacted_slot:
+            self.compacted_slot = compacted
+            self.configs.forget_before(compacted)
+
+    def _pin(self, peer: str, first_slot: int, now: float) -> None:
+        """Keep the values from ``first_slot`` on for ``peer``, catching up, a while."""
+        self._catchup_pins[peer] = (first_slot, now + self.settings.catchup_hold_s)
+
+    def _pinned_floor(self) -> int:
+        """The last slot the log may be let go of up to, for the peers catching up.
+
+        Pins run out after ``catchup_hold_s`` unless asked again, none holds values older
+        than the newest snapshot saved (the peer can be sent that instead), and all are
+        dropped once they hold more than a snapshot's worth of bytes: a peer that far behind
+        gets a snapshot, as it did when the log was kept only back to the last one.
+        """
+        pins = self._catchup_pins
+        applied = self.applied_slot
+        if self._retained_bytes > self._snapshot_due_bytes:
+            pins.clear()
+            return applied
+        newest = self._transfer.slot if self._transfer is not None else 0
+        floor = applied
+        now = self._now
+        for peer, (first, until) in list(pins.items()):
+            if until < now:
+                del pins[peer]
+            else:
+                floor = min(floor, max(first - 1, newest))
+        return floor
 
     def _take_snapshot(self) -> None:
         """Snapshot state and acceptor together so the journal before it can be dropped."""
@@ -706,15 +781,24 @@ class Engine:
 
     def _on_catchup_request(self, sender: str, msg: m.CatchupRequest, now: float) -> None:
         if msg.from_slot <= self.compacted_slot:
-            if self._transfer is not None:
-                self._send(sender, m.CatchupReply((), self.applied_slot, self._transfer.slot))
+            # What it asks for is let go of here: it needs a snapshot, then the values after
+            # it, which are kept for it (_pin).
+            transfer = self._transfer
+            if transfer is not None and transfer.slot >= self.compacted_slot:
+                self._pin(sender, transfer.slot + 1, now)
+                self._send(sender, m.CatchupReply((), self.applied_slot, transfer.slot))
                 return
             if self._taken is None:
-                # Restarted from a snapshot (its log starts after it) and none taken since:
-                # take one to serve, or a peer behind it would ask in vain until the next
-                # snapshot came due, which in a quiet cluster is never. Meanwhile the peer is
-                # told there is nothing yet, and asks again.
+                # None saved since a restart (the log starts after the one recovered), or the
+                # values after the newest are let go of too: take one to serve, or the peer
+                # would ask in vain until the next came due, in a quiet cluster never.
+                # Meanwhile it is told there is nothing yet, and asks again.
                 self._take_snapshot()
+            taken = self._taken
+            if taken is not None:
+                self._pin(sender, taken.slot + 1, now)
+            self._send(sender, m.CatchupReply((), self.applied_slot, 0))
+            return
         entries: list[m.CatchupEntry] = []
         size = 0
         slot = msg.from_slot
@@ -724,6 +808,10 @@ class Engine:
                 break
             entries.append(m.CatchupEntry(slot, value))
             slot += 1
+        if slot > self.applied_slot:
+            self._catchup_pins.pop(sender, None)  # this reply catches it up
+        else:
+            self._pin(sender, msg.from_slot, now)  # (asked again if the reply is lost)
         self._send(sender, m.CatchupReply(tuple(entries), self.applied_slot, 0))
 
     def _on_catchup_reply(self, sender: str, msg: m.CatchupReply, now: float) -> None:
@@ -746,6 +834,7 @@ class Engine:
             slot = self._transfer.slot if self._transfer else 0
             self._send(sender, m.CatchupReply((), self.applied_slot, slot))
             return
+        self._pin(sender, msg.snapshot_slot + 1, now)
         blob = self._transfer.transfer()
         chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
         self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
@@ -777,6 +866,7 @@ class Engine:
         self.known_commit = max(self.known_commit, slot)
         self.last_log_time_ms = max(self.last_log_time_ms, log_time_ms)
         self.values = {s: v for s, v in self.values.items() if s > slot}
+        self._retained_bytes = 0  # (every value left is of a slot not applied yet)
         self.accepted = {s: a for s, a in self.accepted.items() if s > slot}
         self._take_snapshot()  # what the journal lacks must survive a restart
         self._apply_ready()
@@ -1369,6 +1459,7 @@ class Engine:
                 self._commit_soon(now)
         if self._pending_records:
             self._flush_persist(sync_now=False)  # a reply held on them would have flushed them
+        self._applied_before_step = self.applied_slot
         effects, self._effects = self._effects, []
         return effects
 

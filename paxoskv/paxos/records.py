@@ -149,6 +149,8 @@ class SnapshotImage:
         durable: DurableState,
     ) -> None:
         self.slot = slot
+        self.keys = len(state.rows)
+        self.rows_bytes = 0  # what the state's rows came to, packed; known once packed
         self._state: StateImage | None = state
         self._configs = configs
         self._log_time_ms = log_time_ms
@@ -164,7 +166,9 @@ class SnapshotImage:
                 state = self._state_parts
                 assert state is not None
             else:
-                self._state_parts = state = image.parts()
+                state = image.parts()
+                self.rows_bytes = image.rows_bytes(state)
+                self._state_parts = state
                 self._state = None  # its rows would keep every overwritten value alive
         entries = [[start, *config.to_wire()] for start, config in self._configs]
         head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]

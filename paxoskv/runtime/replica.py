@@ -415,6 +415,7 @@ class Replica:
             snapshot_every_commands=config.snapshot_every_commands,
             snapshot_every_bytes=config.snapshot_every_bytes,
             log_retention_slots=config.log_retention_slots,
+            log_retention_bytes=config.log_retention_bytes,
             history_limit_events=config.history_limit_events,
             history_limit_bytes=config.history_limit_bytes,
             learner=True,  # until _set_voting, once the engine is built

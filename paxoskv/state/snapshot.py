@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import chain, compress, repeat
 from operator import countOf, is_not
-from typing import Any
+from typing import Any, Final
 
 from paxoskv.state.configuration import Configuration
 from paxoskv.state.dedup import DedupTable
@@ -105,6 +105,7 @@ class StateImage:
         ]
         for start in range(0, len(rows), ROWS_PER_PIECE):
             parts.append(pack_items(_flat_rows(rows[start : start + ROWS_PER_PIECE])))
+        assert len(parts) == _ROWS_FROM + self._row_pieces()
         floor_revision, records = self.history
         parts += [pack(self.leases), pack(self.dedup), array_header(2), pack(floor_revision)]
         parts.append(array_header(len(records)))
@@ -112,6 +113,17 @@ class StateImage:
         for start in range(0, len(records), step):
             parts.append(pack_items(records[start : start + step]))
         return parts
+
+    def rows_bytes(self, parts: list[bytes]) -> int:
+        """How many bytes of :meth:`parts` (what it returned) are the rows: the state's size,
+        less the history, which is bounded on its own (``history_limit_bytes``)."""
+        return sum(map(len, parts[_ROWS_FROM : _ROWS_FROM + self._row_pieces()]))
+
+    def _row_pieces(self) -> int:
+        return -(-len(self.rows) // ROWS_PER_PIECE)
+
+
+_ROWS_FROM: Final = 6  # the parts before the rows: see StateImage.parts
 
 
 def array_header(length: int) -> bytes:
