@@ -26,6 +26,7 @@ from benchmarks.compare_protocol import (
     client_seed,
     cpu_s,
     key_for,
+    minor_faults,
     next_command,
     reply,
     value_of,
@@ -55,7 +56,7 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
     start_at = float(command["start_at"])
     stop_at = start_at + float(command["seconds"])
     await asyncio.sleep(max(0.0, start_at - time.time()))
-    cpu_before = cpu_s()
+    cpu_before, faults_before = cpu_s(), minor_faults()
     counts = {"writes": 0, "errors": 0}
     error_kinds: Counter[str] = Counter()
 
@@ -75,7 +76,12 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
     rngs = [random.Random(client_seed(seed, index, i)) for i in range(int(command["window"]))]
     clients = [asyncio.create_task(client(rng)) for rng in rngs]
     await asyncio.sleep(max(0.0, stop_at - time.time()))
-    figures = {**counts, "cpu_s": cpu_s() - cpu_before, "error_kinds": dict(error_kinds)}
+    figures = {
+        **counts,
+        "cpu_s": cpu_s() - cpu_before,
+        "minor_faults": minor_faults() - faults_before,
+        "error_kinds": dict(error_kinds),
+    }
     for task in clients:
         task.cancel()
     await asyncio.gather(*clients, return_exceptions=True)

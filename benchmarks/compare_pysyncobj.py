@@ -33,6 +33,7 @@ from benchmarks.compare_protocol import (
     client_seed,
     cpu_s,
     key_for,
+    minor_faults,
     next_command,
     reply,
     value_of,
@@ -121,7 +122,7 @@ def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
     rng = random.Random(client_seed(int(command["seed"]), index, 0))
     window = Window(int(command["window"]))
     time.sleep(max(0.0, start_at - time.time()))
-    cpu_before = cpu_s()
+    cpu_before, faults_before = cpu_s(), minor_faults()
     while (left_s := stop_at - time.time()) > 0:
         if window.free.acquire(timeout=min(0.05, left_s)):
             _issue(node, window, rng, value)
@@ -130,6 +131,7 @@ def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
             "writes": window.writes,
             "errors": window.errors,
             "cpu_s": cpu_s() - cpu_before,
+            "minor_faults": minor_faults() - faults_before,
             "error_kinds": dict(window.error_kinds),
         }
 

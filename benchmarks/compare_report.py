@@ -34,6 +34,7 @@ class Throughput:
     cpu_s: float  # the three processes, within the window
     leader_cpu_s: float
     error_kinds: tuple[tuple[str, int], ...] = ()  # why writes failed, most frequent first
+    minor_faults: int = 0  # the three processes, within the window
 
     @property
     def writes_per_s(self) -> float:
@@ -240,6 +241,10 @@ def _render_throughput(results: Results) -> str:
     for size in sizes:
         cells = [_cpu_cell(results.throughput_of(setup, size)) for setup in setups]
         lines.append(f"{size_label(size):>5}  " + "".join(f"{cell:>26}" for cell in cells))
+    lines.append("minor page faults per committed write: 3 processes")
+    for size in sizes:
+        cells = [_faults_cell(results.throughput_of(setup, size)) for setup in setups]
+        lines.append(f"{size_label(size):>5}  " + "".join(f"{cell:>26}" for cell in cells))
     for entry in results.throughput:
         if entry.error_kinds:
             kinds = ", ".join(f"{count} {kind}" for kind, count in entry.error_kinds)
@@ -268,6 +273,12 @@ def _throughput_cell(results: Results, setup: str, value_bytes: int) -> str:
     if setup.startswith("paxoskv") and baseline is not None:
         text += f" {_times(ratio(entry.writes_per_s, baseline.writes_per_s))}"
     return text
+
+
+def _faults_cell(entry: Throughput | None) -> str:
+    if entry is None or not entry.writes or not entry.minor_faults:
+        return "-"
+    return f"{entry.minor_faults / entry.writes:.2f}"
 
 
 def _cpu_cell(entry: Throughput | None) -> str:
