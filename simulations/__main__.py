@@ -57,12 +57,20 @@ def main(argv: list[str] | None = None) -> int:
         help=f"all ({', '.join(FAULT_KINDS)}), none, or a comma list of those and "
         f"{', '.join(EXTRA_FAULT_KINDS)}",
     )
+    run.add_argument(
+        "--leader-reads",
+        type=float,
+        default=0.0,
+        help="the share of gets made as lease ('leader') reads, 0 to 1 (default 0)",
+    )
     run.add_argument("--trace", action="store_true", help="print every event of the run")
     run.add_argument("--jobs", type=int, default=1, help="processes to run seeds in (default 1)")
     args = parser.parse_args(argv)
     if args.nodes < 1:
         parser.error("--nodes must be at least 1")
-    options = RunOptions(nodes=args.nodes, faults=args.faults)
+    if not 0.0 <= args.leader_reads <= 1.0:
+        parser.error("--leader-reads must be between 0 and 1")
+    options = RunOptions(nodes=args.nodes, faults=args.faults, leader_reads=args.leader_reads)
     seeds = (
         [args.seed]
         if args.seed is not None
@@ -82,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed} FAILED at {result.virtual_s:.2f}s virtual: {result.failure}")
             print(
                 f"  replay: python -m simulations run --seed {seed} --nodes {options.nodes} "
-                f"--faults {faults} --trace"
+                f"--faults {faults}"
+                + (f" --leader-reads {options.leader_reads}" if options.leader_reads else "")
+                + " --trace"
             )
     elapsed = time.monotonic() - started
     print(

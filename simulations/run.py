@@ -37,6 +37,7 @@ class RunOptions:
     power_cut_chance: float = 0.15  # of a crash event taking down every node at once
     engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
     amnesia_rule: bool = True  # off: a wiped voter votes again at once (World.amnesia_rule)
+    leader_reads: float = 0.0  # the share of gets made as lease ('leader') reads
 
 
 # Engine settings by seed (seed % 4), so rarer paths meet the faults too: frequent snapshots
@@ -84,7 +85,7 @@ def _run(world: World, options: RunOptions) -> RunResult:
         world.faults.loss = rng.choice((0.0, 0.01, 0.05, 0.1))
         world.faults.duplicate = rng.choice((0.0, 0.01, 0.05))
         world.faults.delay_max_s = rng.choice((0.002, 0.01, 0.03))
-    workload = Workload(world, options.clients)
+    workload = Workload(world, options.clients, leader_reads=options.leader_reads)
     admin = _Admin(world, rng)
     _schedule_faults(world, rng, options, admin)
     world.scheduler.run_until(options.fault_phase_s)

@@ -40,6 +40,7 @@ class _Call:
     call_time: float
     seq: int = 0
     read_id: int = 0
+    consistency: str = "linearizable"
     node_id: str = ""
     attempts: int = 0
 
@@ -65,8 +66,12 @@ class Workload:
         timeout_s: float = 1.5,
         attempts: int = 4,
         think_s: float = 0.05,
+        leader_reads: float = 0.0,
     ) -> None:
         self.world = world
+        # The share of gets made as 'leader' (lease) reads, sent to a node that thinks it
+        # leads (a deposed one too): served from the lease, they must be linearizable as well.
+        self.leader_reads = leader_reads
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.think_s = think_s
@@ -108,6 +113,8 @@ class Workload:
             expect = None if rng.random() < 0.2 else self._recent_value(key, rng)
             value = {"expect": expect, "new": new_value}
         call = _Call(kind, key, value, self.world.now)
+        if kind == "get" and self.leader_reads and rng.random() < self.leader_reads:
+            call.consistency = "leader"  # (drawn only when asked for: other runs keep their seeds)
         if kind != "get":
             call.seq = client.next_seq
             client.next_seq += 1
@@ -134,13 +141,17 @@ class Workload:
                 self.world.now + self.timeout_s, self._timeout, client, call, call.attempts
             )
             return
-        call.node_id = client.rng.choice(live)
+        leaders = [n.node_id for n in self.world.up_nodes() if n.engine and n.engine.is_leader]
+        if call.consistency == "leader" and leaders:
+            call.node_id = client.rng.choice(leaders)
+        else:
+            call.node_id = client.rng.choice(live)
         call.attempts += 1
         if call.op == "get":
             call.read_id = self._next_read_id
             self._next_read_id += 1
             self._reads[call.read_id] = client
-            self.world.call(call.node_id, "read", call.read_id, "linearizable")
+            self.world.call(call.node_id, "read", call.read_id, call.consistency)
         else:
             request = Request(client.client_id, call.seq, encode_command(self._command(call)))
             self.world.call(call.node_id, "propose", [request])

@@ -98,6 +98,13 @@ class TakesAPromisesFirstPartForAll(Engine):
         pass
 
 
+class LeaseNeverExpires(Engine):
+    """A leader that serves 'leader' (lease) reads for as long as it thinks it leads."""
+
+    def _lease_valid(self, now: float) -> bool:
+        return self._leader_ready()
+
+
 def first_failure(engine_class: type[Engine], seeds: Iterable[int], **options: Any) -> str:
     for seed in seeds:
         result = run_seed(seed, RunOptions(engine_class=engine_class, **options))
@@ -123,6 +130,14 @@ def test_unconfirmed_reads_are_caught_by_the_linearizability_checker() -> None:
         ReadsWithoutConfirming, range(1, 40), faults=frozenset({"partition", "loss"})
     )
     assert failure.startswith("linearizability"), failure
+
+
+def test_lease_reads_in_the_workload_catch_a_lease_that_never_expires() -> None:
+    """'leader' reads (with --leader-reads) are checked like the rest; without them the
+    workload never asks for one, and nothing catches a broken lease."""
+    faults = frozenset({"partition", "loss"})
+    assert first_failure(LeaseNeverExpires, range(1, 10), faults=faults, leader_reads=0.5)
+    assert not first_failure(LeaseNeverExpires, range(1, 4), faults=faults)
 
 
 def test_a_candidate_missing_a_promises_later_parts_is_caught() -> None:
