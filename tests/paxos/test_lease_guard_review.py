@@ -72,7 +72,10 @@ def test_a_lease_read_sees_a_write_acknowledged_after_a_late_heartbeat() -> None
     world._transmit = lossy  # type: ignore[method-assign]
     drop |= {(b, c), (c, a, "Heartbeat"), (c, a, "Accept"), (c, a, "Commit")}
     drop |= {(a, b, "Accept"), (a, b, "Commit")}
-    engines = {n: world.nodes[n].engine for n in world.nodes}
+    engines: dict[str, Engine] = {}
+    for name, node in world.nodes.items():
+        assert node.engine is not None
+        engines[name] = node.engine
     s.run_until(
         lambda: world.leader() == a and engines[a]._lease_valid(world.now), 5.0, "a's lease"
     )
