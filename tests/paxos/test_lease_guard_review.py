@@ -13,6 +13,7 @@ Both tests fail today (xfail, strict): they pass once the guard is fixed.
 """
 
 import random
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,50 @@ def test_a_lease_read_sees_a_write_acknowledged_after_a_late_heartbeat() -> None
     assert isinstance(s.answer(s.submit(c, Set("k", "v1")), 1.0), Written)
     if engines[a].is_leader and engines[a]._lease_valid(world.now):  # (served at once)
         assert s.get(a, "k", consistency="leader", within_s=0.001) == "v1", "stale lease read"
+
+
+class _PromisesAtOnceAfterStart(Engine):
+    """4813bbc reverted: a voter just started promises at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._no_promises_until = -1e18
+
+
+def _lease_read_after_a_quick_restart(engine_class: type[Engine]) -> tuple[bool, Any]:
+    """Three voters. a leads, c is cut from a; just before c's election timer runs out, b
+    (whose acks give a its lease) crashes and starts again at once, cut from a. c campaigns;
+    a write is acknowledged by the winner; then a 'leader' read at a, if a still holds its
+    lease. Returns (a held its lease, what the read saw)."""
+    s = Scenario(3, seed=1)
+    world = s.world
+    world.engine_class = engine_class
+    for name in list(world.nodes):
+        world.crash(name)
+        world.start(name)
+    a = s.elect()
+    b, c = sorted(set(world.nodes) - {a})
+    assert isinstance(s.set(a, "k", "v0"), Written)
+    world.partition({a}, {c})
+    engine_c = world.nodes[c].engine
+    assert engine_c is not None
+    s.run_for(engine_c._election_deadline - world.now - 0.02)
+    world.crash(b, torn=False)
+    world.partition({a}, {b})
+    world.start(b)
+    s.run_until(lambda: world.leader() == c, 3.0, "c's election")
+    assert isinstance(s.answer(s.submit(c, Set("k", "v1")), 1.0), Written)
+    engine_a = world.nodes[a].engine
+    assert engine_a is not None
+    if not (engine_a.is_leader and engine_a._lease_valid(world.now)):
+        return False, None
+    return True, s.get(a, "k", consistency="leader", within_s=0.001)
+
+
+def test_a_voter_restarted_at_once_does_not_let_a_lease_read_miss_a_write() -> None:
+    """4813bbc's case end to end: with the fix the read is right or not served from the lease;
+    with the fix reverted the same story serves the value from before the write."""
+    held, seen = _lease_read_after_a_quick_restart(Engine)
+    assert not held or seen == "v1", "stale lease read with the fix"
+    held, seen = _lease_read_after_a_quick_restart(_PromisesAtOnceAfterStart)
+    assert held and seen == "v0", "the story no longer reaches the bug without the fix"
