@@ -897,6 +897,11 @@ class Engine:
             self._step_down()
 
     def _heard_leader(self, ballot: Ballot, now: float) -> None:
+        if ballot < self._leader_ballot:
+            # A late message of a term since superseded: its sender is deposed. Followed
+            # again, it would be exempt from the lease guard (_sticky) and be promised its
+            # next campaign inside the lease this node just granted the newer leader.
+            return
         if self.role is _FOLLOWER or ballot > self._ballot:
             if self.role is not _FOLLOWER:
                 self._step_down()
@@ -1048,6 +1053,9 @@ class Engine:
         self.role = _FOLLOWER
         self._set_leader(None)
         self._reset_proposer()
+        # Its deadline passed while it led: left so, it would campaign again at once, against
+        # the leader that deposed it (review, twelfth session).
+        self._election_deadline = self._now + self._election_wait_s
 
     def _reset_proposer(self) -> None:
         self._own_batches = {}
@@ -1291,8 +1299,14 @@ class Engine:
 
     def _on_heartbeat(self, sender: str, msg: m.Heartbeat, now: float) -> None:
         self._observe(msg.ballot)
-        if msg.ballot < self.promised:
-            self._send(sender, m.Nack(msg.ballot, self.promised))
+        # Below the ballot of the leader it follows, too: a heartbeat does not raise the
+        # promise, so a voter that acked a new leader's heartbeats but missed its accepts
+        # still holds the deposed one's ballot as its promise; an ack to a late heartbeat of
+        # the deposed leader's would give it a lease beside the new one's (review, twelfth
+        # session). The nack tells it it is deposed.
+        floor = self._leader_ballot if self._leader_ballot > self.promised else self.promised
+        if msg.ballot < floor:
+            self._send(sender, m.Nack(msg.ballot, floor))
             return
         self._heard_leader(msg.ballot, now)
         self._learn_commit(msg.ballot, msg.commit_upto, sender, now)
