@@ -44,6 +44,7 @@ from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import MalformedMessage, Request, decode_message, encode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.runtime import protocol
+from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.identity import (
     LEGACY_FORMATION,
     DuplicateIdWatch,
@@ -188,7 +189,7 @@ class Replica:
         # node's alone a restarted leader's first changes found the last life's results in
         # the dedup table, and were answered from there without being applied.
         self._policy_life = secrets.token_hex(4)
-        self._started_at = time.time()
+        self._started_at = clock_now()
         self._catch_up_logged_at = 0.0
         self._rng = random.Random()
         self.failure: BaseException | None = None
@@ -435,7 +436,7 @@ class Replica:
                 genesis,
                 durable=durable,
                 journal_index=self.store.last_index,
-                now=time.time(),
+                now=clock_now(),
             )
             start_up_done()
         self._engine_ready.set()
@@ -446,7 +447,7 @@ class Replica:
         self._member = self._has_state and self.node_id in self.engine.configuration.members()
         self.add_applied_listener(self._on_applied_configuration)
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
-        now = time.time()
+        now = clock_now()
         self.engine.hold_election(now)  # listen for the leader first: see the method
         self._step(self.engine.tick(now))
 
@@ -590,7 +591,7 @@ class Replica:
                 sync_id = self._take_durable() if self.failure is None else 0
                 if not sync_id:
                     break
-                effects = engine.handle_durable(sync_id, time.time())
+                effects = engine.handle_durable(sync_id, clock_now())
             if self._delivering:
                 self._rearm_due = True  # once, when the batch is done: see _on_deliveries
             else:
@@ -613,7 +614,7 @@ class Replica:
             if self._timer_deadline == deadline:
                 return  # armed already (most steps leave the next heartbeat where it was)
             timer.cancel()  # (earlier or later: see _on_timer for why not left armed)
-        self._arm_timer(deadline, time.time())
+        self._arm_timer(deadline, clock_now())
 
     def _arm_timer(self, deadline: float, now: float) -> None:
         """Arm the one timer to fire at ``deadline`` or after it, never before.
@@ -649,7 +650,7 @@ class Replica:
         engine = self.engine
         if engine is None or self.failure is not None:
             return
-        now = time.time()
+        now = clock_now()
         deadline = engine.next_deadline()
         if now < deadline:
             self._arm_timer(deadline, now)
@@ -843,7 +844,7 @@ class Replica:
 
     def _durable(self, sync_id: int) -> None:
         if self.engine is not None and self.failure is None:
-            self._step(self.engine.handle_durable(sync_id, time.time()))
+            self._step(self.engine.handle_durable(sync_id, clock_now()))
 
     async def _save_snapshot(self, effect: fx.SaveSnapshot) -> None:
         store = self.store
@@ -859,7 +860,7 @@ class Replica:
                 self._fail_stop(error)
                 return
         if self.engine is not None and self.failure is None:
-            self._step(self.engine.snapshot_saved(effect.slot, time.time()))
+            self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
 
     # --- the network -----------------------------------------------------------------------
 
@@ -957,7 +958,7 @@ class Replica:
                         and self.failure is None
                     ):
                         message = decode_message(memoryview(payload)[1:])  # no copy of the slot
-                        self._step(engine.receive(sender, message, time.time()))
+                        self._step(engine.receive(sender, message, clock_now()))
                     else:
                         self._dispatch(sender, payload)
                 except (MalformedMessage, protocol.MalformedRuntimeMessage) as error:
@@ -982,7 +983,7 @@ class Replica:
         if kind == PAXOS:
             if self.engine is not None and sender in self._verified:
                 message = decode_message(memoryview(payload)[1:])  # no copy of the slot
-                self._step(self.engine.receive(sender, message, time.time()))
+                self._step(self.engine.receive(sender, message, clock_now()))
             elif self.engine is not None:
                 self._hold(sender, payload)  # not (yet) shown to be of our formation
         elif kind == protocol.RUNTIME:
@@ -1051,7 +1052,7 @@ class Replica:
         if sender == self.node_id:
             return
         before = self._idents.get(sender)
-        self._idents[sender] = (ident, time.time())
+        self._idents[sender] = (ident, clock_now())
         self._identless_hellos.pop(sender, None)
         if ident.asks:  # a process just started: what was held came from before it
             self._drop_held(sender)
@@ -1088,7 +1089,7 @@ class Replica:
             self.dropped_foreign += 1
             return
         if held is None:
-            held = self._held[sender] = (time.time(), [])
+            held = self._held[sender] = (clock_now(), [])
         held[1].append(payload)
         self._held_bytes += len(payload)
 
@@ -1126,7 +1127,7 @@ class Replica:
             return
         earlier_release = False
         if hello.genesis:
-            now = time.time()
+            now = clock_now()
             count, since, _ = self._identless_hellos.get(sender, (0, now, now))
             self._identless_hellos[sender] = (count + 1, since, now)
             earlier_release = (
@@ -1144,7 +1145,7 @@ class Replica:
         self._follow_removed_life(sender, hello.applied_slot)
         ident = self._idents.get(sender)
         self.peers[sender] = PeerView(
-            time.time(),
+            clock_now(),
             hello.wants,
             hello.applied_slot,
             hello.revision,
@@ -1182,7 +1183,7 @@ class Replica:
         if life is None:
             return
         highest, last_seen = life
-        now = time.time()
+        now = clock_now()
         if (
             applied_slot < highest
             or applied_slot == 0
@@ -1212,7 +1213,7 @@ class Replica:
     def _try_bootstrap(self) -> None:
         if self._genesis is not None or self._bootstrap is None:
             return
-        voters = self._bootstrap.ready(time.time())
+        voters = self._bootstrap.ready(clock_now())
         if voters is None:
             return
         self._found(voters, self._bootstrap.formation())
@@ -1237,7 +1238,7 @@ class Replica:
         the stranger must be stopped (it stops itself once it hears a quorum of its voters
         refuse it: :meth:`_check_stranger`).
         """
-        self._foreign[sender] = time.time()
+        self._foreign[sender] = clock_now()
         self._verified.discard(sender)
         self._drop_held(sender)
         self.peers.pop(sender, None)
@@ -1290,7 +1291,7 @@ class Replica:
         their id proves itself again (a stranger started in a member's place, whose first
         ident was lost, would otherwise inherit the member's standing). What is kept of
         senders not heard since goes too: without a secret, any sender id can be made up."""
-        silent_since = time.time() - self.config.down_after_s
+        silent_since = clock_now() - self.config.down_after_s
         for sender, (_, heard_at) in list(self._idents.items()):
             if heard_at < silent_since:
                 del self._idents[sender]
@@ -1337,7 +1338,7 @@ class Replica:
         if configuration is not self._seen_configuration:
             self._seen_configuration = configuration
             self._note_removals(engine, members)
-        now = time.time()
+        now = clock_now()
         for node_id, view in list(self.peers.items()):
             if node_id not in members and now - view.last_seen > self.config.down_after_s:
                 del self.peers[node_id]
@@ -1371,7 +1372,7 @@ class Replica:
             for gone in self._last_members - members:
                 removed_at[gone] = max(removed_at.get(gone, 0), engine.applied_slot)
                 view = self.peers.pop(gone, None)
-                if view is not None and time.time() - view.last_seen < self.config.down_after_s:
+                if view is not None and clock_now() - view.last_seen < self.config.down_after_s:
                     self._removed_lives[gone] = (view.applied_slot, view.last_seen)
             for back in members & self._removed_lives.keys():
                 del self._removed_lives[back]
@@ -1410,7 +1411,7 @@ class Replica:
             and engine.state.cached_result(*self._policy_pending) is None
         ):
             return  # one configuration change at a time
-        now = time.time()
+        now = clock_now()
         change = membership_change(
             engine.configuration,
             {
@@ -1440,7 +1441,7 @@ class Replica:
 
     def members(self) -> list[Member]:
         engine = self.engine
-        now = time.time()
+        now = clock_now()
         config = engine.configuration if engine else Configuration(voters=frozenset())
         # A non-member is listed while it is heard (joining); one gone silent is forgotten.
         ids = set(config.members()) | {
@@ -1557,7 +1558,7 @@ class Replica:
     def _flush_proposals(self) -> None:
         requests, self._proposals = self._proposals, []
         if self.engine is not None and requests and self.failure is None:
-            self._step(self.engine.propose(requests, time.time()))
+            self._step(self.engine.propose(requests, clock_now()))
 
     def _answer(self, answer: fx.Answer) -> None:
         """What :meth:`_carry_out_all` does with an answer (kept whole for one effect)."""
@@ -1602,7 +1603,7 @@ class Replica:
         read_id = self._next_read_id
         self._next_read_id += 1
         self._reads[read_id] = on_ready
-        self._step(engine.read(read_id, consistency, time.time()))
+        self._step(engine.read(read_id, consistency, clock_now()))
         return read_id
 
     def cancel_read(self, read_id: int) -> None:

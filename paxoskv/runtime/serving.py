@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from paxoskv.errors import Compacted, InvalidKey, ValueNotSerialisable
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
 from paxoskv.runtime import protocol
+from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.replica import Replica
 from paxoskv.state import Key, KeyValue
 from paxoskv.state.keys import check_prefix, key_from_wire, key_to_wire
@@ -151,7 +151,7 @@ class ClientService:
         part_id = secrets.randbits(63)
         while part_id in self._parts:
             part_id = secrets.randbits(63)
-        self._keep_parts(part_id, _Parts(to, kind, route, payload, time.time() + PARTS_KEPT_S))
+        self._keep_parts(part_id, _Parts(to, kind, route, payload, clock_now() + PARTS_KEPT_S))
         self._send_part(part_id, 0)
 
     def _room_bytes(self) -> int:
@@ -181,10 +181,10 @@ class ClientService:
         self.replica.send_runtime(parts.client, protocol.encode_runtime("part", *fields))
         # A long listing is kept while its client keeps asking; the last part is asked for
         # again only if it was lost, and briefly.
-        parts.expires_at = time.time() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
+        parts.expires_at = clock_now() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
 
     def _drop_expired_parts(self) -> None:
-        now = time.time()
+        now = clock_now()
         for part_id, parts in list(self._parts.items()):
             if parts.expires_at <= now:
                 del self._parts[part_id]
@@ -258,7 +258,7 @@ class ClientService:
             self._watches[key] = watch
         elif after_revision is not None and int(after_revision) < watch.sent_upto:
             watch.after_revision = watch.sent_upto = int(after_revision)
-        watch.expires_at = time.time() + WATCH_LEASE_S
+        watch.expires_at = clock_now() + WATCH_LEASE_S
         if not self._push(watch):  # nothing new: say we are here, or the client gives up
             self._send(sender, "events", watch.watch_id, watch.sent_upto, watch.sent_upto, [])
 
@@ -270,7 +270,7 @@ class ClientService:
         reply kept in parts) is the usual case, found with no clock read."""
         if not self._watches and not self._parts:
             return
-        now = time.time()
+        now = clock_now()
         if self._parts:
             self._drop_expired_parts()
         for key, watch in list(self._watches.items()):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from paxoskv import ChangeEvent, connect
 from paxoskv.errors import NoQuorum, PayloadTooLarge, UndecodableReply
 from paxoskv.remote import Client
 from paxoskv.runtime import protocol, serving
+from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.serving import ClientService
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -322,7 +322,7 @@ async def test_answers_being_fetched_are_not_evicted_for_a_new_one(
     for i in range(2):
         await client.set(f"pair/{i}", str(i) * 46_000)
     monkeypatch.setattr(serving, "PARTS_KEPT_BYTES", 150_000)
-    fetching = serving._Parts("other", "readrep", [1], b"x" * 100_000, time.time() + 60)
+    fetching = serving._Parts("other", "readrep", [1], b"x" * 100_000, clock_now() + 60)
     services = [node._service for node in memory_cluster.nodes.values()]
     for service in services:
         assert service is not None

@@ -6,7 +6,6 @@ import json
 import logging
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
 from paxoskv.paxos.messages import Heartbeat, decode_message
 from paxoskv.runtime import protocol
+from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
     LEGACY_FORMATION,
@@ -254,7 +254,7 @@ async def test_a_learner_restarted_without_the_flag_stays_a_learner(
             membership_change(
                 engine.configuration,
                 {"l1": leader.peers["l1"]},
-                now=time.time(),
+                now=clock_now(),
                 leader_applied_slot=engine.applied_slot,
                 suspect_after_s=policy.suspect_after_s,
                 down_after_s=policy.down_after_s,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from paxoskv.errors import ConfigurationError
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import decode_message
 from paxoskv.runtime import protocol
+from paxoskv.runtime.clock import now as clock_now
 from paxoskv.transport import MemoryNetwork, MemoryTransport
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -262,7 +262,7 @@ async def test_a_timer_that_finds_nothing_due_re_arms_without_a_tick(
     loop = asyncio.get_running_loop()
     try:
         # Nothing due for a while (a heartbeat just went), then no await until the end.
-        await eventually(lambda: engine.next_deadline() > time.time() + 0.005)
+        await eventually(lambda: engine.next_deadline() > clock_now() + 0.005)
         ticks.clear()  # (the real timer may have ticked meanwhile)
         for armed_for in (engine.next_deadline() - 1.0, engine.next_deadline()):
             if replica._timer is not None:
@@ -272,9 +272,9 @@ async def test_a_timer_that_finds_nothing_due_re_arms_without_a_tick(
             assert ticks == []
             timer, deadline = replica._timer, engine.next_deadline()
             assert timer is not None and replica._timer_deadline == deadline
-            assert timer.when() - loop.time() >= deadline - time.time() - 0.001  # not sooner
+            assert timer.when() - loop.time() >= deadline - clock_now() - 0.001  # not sooner
         replica._timer.cancel()
-        due = time.time() - 0.001
+        due = clock_now() - 0.001
         overriding.next_deadline = lambda: due
         replica._on_timer()  # at (just after) its deadline
         assert len(ticks) == 1
@@ -291,13 +291,13 @@ async def test_a_step_re_arms_the_timer_when_it_moves_the_deadline_later(
     replica = (await _leader_of(memory_cluster)).replica
     engine = replica.engine
     assert engine is not None
-    await eventually(lambda: engine.next_deadline() > time.time() + 0.005)
+    await eventually(lambda: engine.next_deadline() > clock_now() + 0.005)
     later = engine.next_deadline()
     replica.engine = _Overriding(engine, next_deadline=lambda: later)  # type: ignore[assignment]
     try:
         if replica._timer is not None:
             replica._timer.cancel()
-        replica._arm_timer(later - 0.004, time.time())  # a deadline a step has since moved
+        replica._arm_timer(later - 0.004, clock_now())  # a deadline a step has since moved
         replica._step([])
         kept = replica._timer
         assert kept is not None and replica._timer_deadline == later
@@ -349,7 +349,7 @@ async def test_a_timer_is_never_armed_to_fire_before_its_deadline(
 
     replica._loop.call_later = call_later  # type: ignore[method-assign]
     try:
-        now = time.time()
+        now = clock_now()
         for delay in (0.0003, 0.0014):
             if replica._timer is not None:
                 replica._timer.cancel()
