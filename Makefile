@@ -67,6 +67,8 @@ format: $(STAMP)
 
 sim: $(COMPILED)
 	$(BIN)/python -m simulations run --seeds 2000 --jobs 2
+	$(BIN)/python -m simulations run --seeds 1000 --first-seed 50001 --jobs 2 --nodes 3 \
+		--leader-reads 0.5
 
 bench: $(COMPILED)
 	$(BIN)/python benchmarks/storage.py

@@ -577,13 +577,20 @@ class Engine:
         if msg.slot > self.applied_slot and (accepted is None or accepted[0] != msg.ballot):
             self.accepted[msg.slot] = (msg.ballot, msg.value)
             self._persist(accepted_record_parts(msg.slot, msg.ballot, msg.value))
-        if self._votes_in(msg.slot) and (
-            msg.slot > self.applied_slot or self.values.get(msg.slot) == msg.value
+        slot = msg.slot
+        if self._votes_in(slot) and (
+            slot > self.applied_slot
+            or slot <= self.compacted_slot
+            or self.values.get(slot) == msg.value
         ):
-            # A slot applied here is voted for only with the value chosen in it (a leader
-            # recovering the log proposes that value again; any other would be a bug upstream,
-            # and a compacted slot's value is not known here to compare).
-            self._hold(sender, m.Accepted(msg.ballot, (msg.slot,)))
+            # A slot applied here is voted for with the value chosen in it (a leader
+            # recovering the log proposes that value again; any other would be a bug
+            # upstream), and a slot let go of is voted for whatever the value, since it can
+            # no longer be compared: refused, a new leader re-proposing a slot a quorum had
+            # applied and let go of after promising it would wait on it for good (found in
+            # review). That vote is Paxos's own rule (a ballot at least the promise), which
+            # keeps one value chosen without this node's check.
+            self._hold(sender, m.Accepted(msg.ballot, (slot,)))
         self._learn_commit(msg.ballot, msg.commit_upto, sender, now)
 
     def _votes_in(self, slot: int) -> bool:
@@ -680,9 +687,16 @@ class Engine:
             self._expiring = {
                 lease: slot for lease, slot in self._expiring.items() if slot > self.applied_slot
             }
-        if snapshot_due and (
-            self._commands_since_snapshot >= self._snapshot_due_commands
-            or self._bytes_since_snapshot >= self._snapshot_due_bytes
+        # None while one is being saved: each would replace the one before as the snapshot to
+        # serve before it was saved, and with saves slower than the interval (a big state
+        # under load) none ever was, and a peer far behind waited for good (found in review).
+        if (
+            snapshot_due
+            and self._taken is None
+            and (
+                self._commands_since_snapshot >= self._snapshot_due_commands
+                or self._bytes_since_snapshot >= self._snapshot_due_bytes
+            )
         ):
             self._take_snapshot()
         self._compact_log()

@@ -38,6 +38,27 @@ def test_seeds_pass_every_checker() -> None:
     assert all(operations > 0 for _, ok, _, operations in results if ok)
 
 
+def _run_with_lease_reads(seed: int) -> tuple[int, bool, str, int]:
+    result = run_seed(seed, RunOptions(nodes=3, leader_reads=0.5))
+    return seed, result.ok, result.failure, result.operations
+
+
+def test_seeds_with_lease_reads_pass_every_checker() -> None:
+    """Half the gets as 'leader' reads, served from a lease, on 3 voters with every fault:
+    two holes in the lease guard were found this way or by hand (a voter restarted at once, a
+    deposed leader's late datagram), and random seeds keep the rest of it honest."""
+    seeds = range(50_001, 50_001 + CI_SEEDS // 4)
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_run_with_lease_reads, seeds, chunksize=4))
+    failures = [
+        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --nodes 3 "
+        "--leader-reads 0.5 --trace"
+        for seed, ok, failure, _ in results
+        if not ok
+    ]
+    assert not failures, "\n".join(failures)
+
+
 def test_a_seed_replays_exactly() -> None:
     first: list[str] = []
     second: list[str] = []
