@@ -78,7 +78,29 @@ def test_bad_windows_are_refused() -> None:
             SeqWindow(window)  # type: ignore[arg-type]
 
 
-class HeldBackApi(KVApi):
+class WritesOnlyApi(KVApi):
+    """A client that only writes: subclasses say where its requests go (``_submit``)."""
+
+    async def _read(self, consistency: Any, op: str, argument: Any) -> Any:
+        raise NotImplementedError
+
+    def watch(self, prefix: Any = None, from_revision: int | None = None) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    async def members(self) -> list[Any]:
+        raise NotImplementedError
+
+    async def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class HeldBackApi(WritesOnlyApi):
     """A client whose requests go straight into one replica's dedup table, except the first,
     which is held back as if its datagram were lost, and sent once it is released."""
 
@@ -104,24 +126,6 @@ class HeldBackApi(KVApi):
         self.revision += 1
         self.table.remember(client_id, seq, self.revision)
         return encode_result(Written(self.revision, None))
-
-    async def _read(self, consistency: Any, op: str, argument: Any) -> Any:
-        raise NotImplementedError
-
-    def watch(self, prefix: Any = None, from_revision: int | None = None) -> AsyncIterator[Any]:
-        raise NotImplementedError
-
-    async def members(self) -> list[Any]:
-        raise NotImplementedError
-
-    async def status(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_a_held_back_request_stays_inside_the_window_while_callers_go_on() -> None:
@@ -184,7 +188,7 @@ def test_finishing_a_seq_not_handed_out_yet_is_ignored() -> None:
     assert seqs.oldest_waiting == 1
 
 
-class StuckApi(KVApi):
+class StuckApi(WritesOnlyApi):
     """Requests that are never answered, or refused at once (``refuse``)."""
 
     def __init__(self) -> None:
@@ -196,24 +200,6 @@ class StuckApi(KVApi):
         if self.refuse:
             raise NodeClosed("closed")  # raised by the call, before anything is awaited
         return asyncio.get_running_loop().create_future()  # never answered
-
-    async def _read(self, consistency: Any, op: str, argument: Any) -> Any:
-        raise NotImplementedError
-
-    def watch(self, prefix: Any = None, from_revision: int | None = None) -> AsyncIterator[Any]:
-        raise NotImplementedError
-
-    async def members(self) -> list[Any]:
-        raise NotImplementedError
-
-    async def status(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("write", ["set", "delete"])

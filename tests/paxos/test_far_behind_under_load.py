@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import random
 from typing import Any
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.effects import Broadcast, Effect, Persist, SaveSnapshot, Send
-from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.state import Configuration, Set, encode_command
+from paxoskv.state import Set, encode_command
+from tests.paxos.wire import engines
 
 LATENCY_S = 0.002
 
@@ -25,11 +24,7 @@ class LaggyCluster:
     def __init__(self, names: str = "abc", save_s: float = 0.2, **settings: Any) -> None:
         self.save_s = save_s
         self.names = list(names)
-        config = Configuration(voters=frozenset(names), learners=frozenset())
-        self.nodes = {
-            name: Engine(EngineSettings(node_id=name, **settings), random.Random(i), config)
-            for i, name in enumerate(names)
-        }
+        self.nodes = engines(names, **settings)
         self.now = 0.0
         self.down: set[str] = set()
         self.events: list[tuple[float, int, str, Any]] = []
@@ -178,7 +173,7 @@ def test_a_peer_far_behind_catches_up_under_load_when_snapshots_are_due_by_bytes
 
 
 def test_a_peer_far_behind_catches_up_when_a_save_takes_longer_than_the_interval() -> None:
-    """Fails at fbaed1f (passes at fbaed1f^, whose log was kept back to the last snapshot).
+    """Failed before the fix (when the log was kept back to the last snapshot it passed).
 
     Saving takes 2 s, the interval is 200 commands (0.4 s of writes): each snapshot taken
     replaces ``_taken`` before the one before it is saved, so ``snapshot_saved`` never finds

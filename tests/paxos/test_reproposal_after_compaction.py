@@ -1,4 +1,5 @@
-"""A slot a new leader proposes again, let go of by the acceptors it needs (found in review, twelfth session).
+"""A slot a new leader proposes again, let go of by the acceptors it needs (found in review,
+twelfth session).
 
 An acceptor applies a slot only after it promised the new leader (the old leader's Commit
 comes late), lets go of it (retention smaller than the window), and then refuses to vote for
@@ -15,28 +16,12 @@ older, the commit makes it reachable whatever the snapshot settings.
 from __future__ import annotations
 
 from paxoskv.paxos import messages as m
-from paxoskv.paxos.effects import Broadcast, Effect, Persist, SaveSnapshot, Send
 from paxoskv.state import Set, encode_command
 from tests.paxos.wire import Cluster, Wire
 
 
-def sends(cluster: Cluster, name: str, effects: list[Effect]) -> Wire:
-    """What ``name`` sends, persists and snapshots carried out, nothing delivered."""
-    node, out = cluster.nodes[name], []
-    for effect in effects:
-        if isinstance(effect, Send):
-            out.append((name, effect.to, effect.message))
-        elif isinstance(effect, Broadcast):
-            out += [(name, to, effect.message) for to in cluster.names if to != name]
-        elif isinstance(effect, Persist):
-            out += sends(cluster, name, node.handle_durable(effect.sync_id, cluster.now))
-        elif isinstance(effect, SaveSnapshot):
-            out += sends(cluster, name, node.snapshot_saved(effect.slot, cluster.now))
-    return out
-
-
 def deliver_one(cluster: Cluster, sender: str, to: str, message: m.Message) -> Wire:
-    return sends(cluster, to, cluster.nodes[to].receive(sender, message, cluster.now))
+    return cluster.carry_out(to, cluster.nodes[to].receive(sender, message, cluster.now))
 
 
 def only(wire: Wire, to: str, kind: type) -> list[m.Message]:
@@ -53,8 +38,8 @@ def test_a_slot_applied_after_the_promise_and_let_go_of_is_still_voted_for() -> 
     assert X.applied_slot == Y.applied_slot == s - 1
     # The old leader proposes two slots, pipelined; only x hears them; both are chosen.
     requests = [m.Request("c", i, encode_command(Set(f"k{i}", i))) for i in (1, 2)]
-    wire = sends(cluster, old, OLD.propose([requests[0]], cluster.now))
-    wire += sends(cluster, old, OLD.propose([requests[1]], cluster.now))
+    wire = cluster.carry_out(old, OLD.propose([requests[0]], cluster.now))
+    wire += cluster.carry_out(old, OLD.propose([requests[1]], cluster.now))
     accepts = only(wire, x, m.Accept)
     assert [a.slot for a in accepts] == [s, s + 1]
     commits: list[m.Message] = []
@@ -62,13 +47,13 @@ def test_a_slot_applied_after_the_promise_and_let_go_of_is_still_voted_for() -> 
         for ack in only(deliver_one(cluster, old, x, accept), old, m.Accepted):
             deliver_one(cluster, x, old, ack)
         cluster.now += 0.003
-        told = sends(cluster, old, OLD.tick(cluster.now))
+        told = cluster.carry_out(old, OLD.tick(cluster.now))
         commits += only(told, x, m.Commit)
     assert OLD.applied_slot == s + 1 and X.applied_slot == s - 1
     assert [c.upto for c in commits] == [s, s + 1]
     # y, which missed both, campaigns; x promises (s, s + 1 accepted, not known chosen).
     cluster.now += 2.0
-    prepares = only(sends(cluster, y, Y.tick(cluster.now)), x, m.Prepare)
+    prepares = only(cluster.carry_out(y, Y.tick(cluster.now)), x, m.Prepare)
     assert prepares
     promises = only(deliver_one(cluster, y, x, prepares[0]), y, m.Promise)
     new_accepts: list[m.Message] = []

@@ -17,14 +17,19 @@ from paxoskv.state import Configuration
 Wire = list[tuple[str, str, m.Message]]
 
 
+def engines(names: str, **settings: Any) -> dict[str, Engine]:
+    """One engine per name, voters all, each with ``settings`` and a seeded rng of its own."""
+    config = Configuration(voters=frozenset(names), learners=frozenset())
+    return {
+        name: Engine(EngineSettings(node_id=name, **settings), random.Random(i), config)
+        for i, name in enumerate(names)
+    }
+
+
 class Cluster:
     def __init__(self, names: str = "abc", **settings: Any) -> None:
         self.names = list(names)
-        config = Configuration(voters=frozenset(names), learners=frozenset())
-        self.nodes = {
-            name: Engine(EngineSettings(node_id=name, **settings), random.Random(i), config)
-            for i, name in enumerate(names)
-        }
+        self.nodes = engines(names, **settings)
         self.now = 0.0
         self.down: set[str] = set()
 
