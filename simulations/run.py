@@ -41,12 +41,13 @@ class RunOptions:
 
 
 # Engine settings by seed (seed % 4), so rarer paths meet the faults too: frequent snapshots
-# and a short log (compaction; catching up by snapshot; candidates behind the compacted log),
+# and a short log kept in memory, by slots and by bytes (compaction; catching up by snapshot;
+# candidates behind the compacted log; pins of peers catching up),
 # and small message limits (promises in many parts, some cut short; batches in many slots;
 # snapshots in many chunks).
 SEED_SETTINGS: tuple[dict[str, int], ...] = (
     {},
-    {"snapshot_every_commands": 40, "log_retention_slots": 10},
+    {"snapshot_every_commands": 40, "log_retention_slots": 10, "log_retention_bytes": 1_000},
     {"max_message_bytes": 2_000},
     {"max_message_bytes": 250},
 )
