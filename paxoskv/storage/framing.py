@@ -28,6 +28,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "FrameProblem",
     "Record",
+    "check_frames",
     "encode_frame",
     "find_valid_frame",
     "frame_header",
@@ -166,6 +167,32 @@ def parse_frames(buffer: bytes, offset: int, out: list[bytes]) -> tuple[int, Fra
         append(payload)
         offset = stop
     return offset, None
+
+
+def check_frames(buffer: bytes, offset: int) -> tuple[int, int, FrameProblem | None]:
+    """:func:`parse_frames` without keeping the payloads: (offset past the last whole, valid
+    frame, frames checked, problem), for finding the end of the last segment at open."""
+    end = len(buffer)
+    unpack_from = _FRAME_HEADER.unpack_from
+    header_size = FRAME_HEADER_SIZE
+    cache = _length_crc_cache
+    checksum = crc32c
+    count = 0
+    while offset < end:
+        if end - offset < header_size:
+            return offset, count, FrameProblem.INCOMPLETE
+        length, length_crc, payload_crc = unpack_from(buffer, offset)
+        if cache.get(length) != length_crc and _length_crc(length) != length_crc:
+            return offset, count, FrameProblem.HEADER_CRC
+        start = offset + header_size
+        stop = start + length
+        if stop > end:
+            return offset, count, FrameProblem.INCOMPLETE
+        if checksum(buffer[start:stop]) != payload_crc:
+            return offset, count, FrameProblem.PAYLOAD_CRC
+        offset = stop
+        count += 1
+    return offset, count, None
 
 
 def find_valid_frame(buffer: bytes, start: int) -> int | None:
