@@ -23,6 +23,7 @@ from paxoskv.storage.framing import (
     FrameProblem,
     check_frames,
     find_valid_frame,
+    frame_payload_valid,
     parse_frames,
     walk_frames,
 )
@@ -249,15 +250,20 @@ def recover_last_segment(
     """
     data = disk.read(segment.name)
     path = disk.path_of(segment.name)
-    content = len(data.rstrip(b"\0"))  # past the last byte that is not zero
+    content = _content_end(data)
     header = _last_segment_header(data, segment, path, content)
     if header is None:
         _cut(disk, segment, data, 0, content, remove=True)
         return LastSegment(segment, None, 0, 0)
     check_key(header, cipher, path)
-    # Every payload is checked here, not just the last: a write into zeros can tear a frame
-    # that has whole frames after it.
-    end, count, problem = check_frames(data, HEADER_SIZE)
+    end, count, last_start, problem = walk_frames(data, HEADER_SIZE)
+    if count and data.find(_ZERO_SECTOR, HEADER_SIZE, end) >= 0:
+        # A write into preallocated zeros can tear a frame that has whole frames after it,
+        # and what it leaves is a sector of zeros: only then is every payload checked here
+        # (a record may hold that many zeros itself), and otherwise the last one alone.
+        end, count, problem = check_frames(data, HEADER_SIZE)
+    elif count and not frame_payload_valid(data, last_start):
+        end, count, problem = last_start, count - 1, FrameProblem.PAYLOAD_CRC
     if (
         problem is not None
         and end < content
@@ -272,6 +278,20 @@ def recover_last_segment(
 
 SECTOR_BYTES = 512
 """The unit in which a write may reach the disk or not, as far as recovery assumes."""
+_ZERO_SECTOR = bytes(SECTOR_BYTES)
+
+
+def _content_end(data: bytes) -> int:
+    """The offset past the last byte of ``data`` that is not zero (read from the end: the
+    zeros are the preallocated rest, a chunk at most, and the segment may be 64 MB)."""
+    end = len(data)
+    while end > 0:
+        start = max(0, end - (64 << 10))
+        kept = len(data[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return 0
 
 
 def _unlanded(data: bytes, offset: int, problem: FrameProblem) -> bool:
