@@ -39,7 +39,7 @@ class _MemoryFile:
         self.data = bytearray()
         self.durable = bytearray()
         self.dirty_from = 0  # lowest offset changed since the last sync
-        self.dirty_to = 0  # and the end of the highest change, within the file's size
+        self.dirty_to = 0  # and the end of the highest change (0: none)
 
     def changed(self, start: int, stop: int) -> None:
         self.dirty_from = min(self.dirty_from, start)
@@ -52,7 +52,7 @@ class _MemoryFile:
             self.durable[start:stop] = self.data[start:stop]
         else:
             self.durable[start:] = self.data[start:]
-        self.dirty_from = self.dirty_to = len(self.data)
+        self.dirty_from, self.dirty_to = len(self.data), 0
 
     def lose_unsynced(self, rng: random.Random | None) -> None:
         kept = self.durable
@@ -82,7 +82,7 @@ class _MemoryFile:
                         kept[low:high] = self.data[low:high]
         self.data = bytearray(kept)
         self.durable = bytearray(kept)
-        self.dirty_from = self.dirty_to = len(kept)
+        self.dirty_from, self.dirty_to = len(kept), 0
 
 
 _SECTOR = 512
