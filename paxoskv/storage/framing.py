@@ -195,8 +195,9 @@ def check_frames(buffer: bytes, offset: int) -> tuple[int, int, FrameProblem | N
     return offset, count, None
 
 
-def find_valid_frame(buffer: bytes, start: int) -> int | None:
-    """The first offset at or after ``start`` where a whole, valid frame begins, if any.
+def find_valid_frame(buffer: bytes, start: int, before: int | None = None) -> int | None:
+    """The first offset at or after ``start`` (and before ``before``, if given: the frame
+    itself may run past it) where a whole, valid frame begins, if any.
 
     Used only on the damaged stretch of a last segment, to decide between a torn tail (no
     valid frame follows the damage, so cutting loses nothing that was ever durable) and
@@ -204,7 +205,10 @@ def find_valid_frame(buffer: bytes, start: int) -> int | None:
     """
     end = len(buffer)
     unpack_from = _FRAME_HEADER.unpack_from
-    for offset in range(start, end - FRAME_HEADER_SIZE + 1):
+    last = (
+        end - FRAME_HEADER_SIZE + 1 if before is None else min(before, end - FRAME_HEADER_SIZE + 1)
+    )
+    for offset in range(start, last):
         length, length_crc, payload_crc = unpack_from(buffer, offset)
         if _length_crc(length) != length_crc:
             continue

@@ -268,7 +268,7 @@ def recover_last_segment(
         problem is not None
         and end < content
         and not _unlanded(data, end, problem)
-        and find_valid_frame(data[:content], end + 1) is not None
+        and find_valid_frame(data, end + 1, content) is not None
     ):
         raise CorruptData(path, end, problem.value + ", and whole records follow it")
     if end < len(data) or count == 0:
@@ -302,7 +302,9 @@ def _unlanded(data: bytes, offset: int, problem: FrameProblem) -> bool:
         stop += int.from_bytes(data[offset : offset + 4], "little")
     stop = min(stop, len(data))
     while offset < stop:
-        boundary = min(stop, (offset // SECTOR_BYTES + 1) * SECTOR_BYTES)
+        # A sector lands whole or not at all: the frame's bytes in it and every byte after
+        # them in that sector (later frames, written with it) must be zeros, not a sliver.
+        boundary = min(len(data), (offset // SECTOR_BYTES + 1) * SECTOR_BYTES)
         if data.count(0, offset, boundary) == boundary - offset:
             return True
         offset = boundary
@@ -318,7 +320,7 @@ def _last_segment_header(
     try:
         header = FileHeader.unpack(data, path, SEGMENT_MAGIC)
     except CorruptData:
-        if find_valid_frame(data[:content], HEADER_SIZE) is None:
+        if find_valid_frame(data, HEADER_SIZE, content) is None:
             return None
         raise
     _check_first_index(header, segment, path)
