@@ -19,7 +19,7 @@ from paxoskv.storage.disk import Disk
 __all__ = ["CHANGING_OPERATIONS", "DiskStopped", "FaultyDisk"]
 
 CHANGING_OPERATIONS = frozenset(
-    {"create", "append", "truncate", "fsync", "rename", "remove", "fsync_dir"}
+    {"create", "append", "extend", "truncate", "fsync", "rename", "remove", "fsync_dir"}
 )
 
 
@@ -90,6 +90,10 @@ class FaultyDisk:
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
         self._enter("append", self._handle_names.get(handle, ""))  # one append, as it was
         self.inner.append_parts(handle, parts)
+
+    def extend(self, handle: int, size: int) -> None:
+        self._enter("extend", self._handle_names.get(handle, ""))
+        self.inner.extend(handle, size)
 
     def truncate(self, handle: int, size: int) -> None:
         self._enter("truncate", self._handle_names.get(handle, ""))

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "FrameProblem",
     "Record",
+    "check_frames",
     "encode_frame",
     "find_valid_frame",
     "frame_header",
@@ -168,8 +169,35 @@ def parse_frames(buffer: bytes, offset: int, out: list[bytes]) -> tuple[int, Fra
     return offset, None
 
 
-def find_valid_frame(buffer: bytes, start: int) -> int | None:
-    """The first offset at or after ``start`` where a whole, valid frame begins, if any.
+def check_frames(buffer: bytes, offset: int) -> tuple[int, int, FrameProblem | None]:
+    """:func:`parse_frames` without keeping the payloads: (offset past the last whole, valid
+    frame, frames checked, problem), for finding the end of the last segment at open."""
+    end = len(buffer)
+    unpack_from = _FRAME_HEADER.unpack_from
+    header_size = FRAME_HEADER_SIZE
+    cache = _length_crc_cache
+    checksum = crc32c
+    count = 0
+    while offset < end:
+        if end - offset < header_size:
+            return offset, count, FrameProblem.INCOMPLETE
+        length, length_crc, payload_crc = unpack_from(buffer, offset)
+        if cache.get(length) != length_crc and _length_crc(length) != length_crc:
+            return offset, count, FrameProblem.HEADER_CRC
+        start = offset + header_size
+        stop = start + length
+        if stop > end:
+            return offset, count, FrameProblem.INCOMPLETE
+        if checksum(buffer[start:stop]) != payload_crc:
+            return offset, count, FrameProblem.PAYLOAD_CRC
+        offset = stop
+        count += 1
+    return offset, count, None
+
+
+def find_valid_frame(buffer: bytes, start: int, before: int | None = None) -> int | None:
+    """The first offset at or after ``start`` (and before ``before``, if given: the frame
+    itself may run past it) where a whole, valid frame begins, if any.
 
     Used only on the damaged stretch of a last segment, to decide between a torn tail (no
     valid frame follows the damage, so cutting loses nothing that was ever durable) and
@@ -177,7 +205,10 @@ def find_valid_frame(buffer: bytes, start: int) -> int | None:
     """
     end = len(buffer)
     unpack_from = _FRAME_HEADER.unpack_from
-    for offset in range(start, end - FRAME_HEADER_SIZE + 1):
+    last = (
+        end - FRAME_HEADER_SIZE + 1 if before is None else min(before, end - FRAME_HEADER_SIZE + 1)
+    )
+    for offset in range(start, last):
         length, length_crc, payload_crc = unpack_from(buffer, offset)
         if _length_crc(length) != length_crc:
             continue

@@ -21,6 +21,7 @@ from paxoskv.storage.disk import Disk
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
     FrameProblem,
+    check_frames,
     find_valid_frame,
     frame_payload_valid,
     parse_frames,
@@ -238,47 +239,104 @@ def recover_last_segment(
 ) -> LastSegment:
     """Find the end of the last segment; cut a torn tail, refuse damage with records after it.
 
-    The rule: damage counts as a torn tail only when no valid frame follows it. A crash that
-    interrupts a write leaves a prefix of it, so nothing valid can follow; a flipped byte in
-    an older record leaves the records after it intact, and those would be lost by a cut.
+    The rule: damage counts as a torn tail only when no valid frame follows it, or when the
+    damaged frame has a 512-byte sector of zeros where its bytes should be. A crash that
+    interrupts an append leaves a prefix of it, so nothing valid can follow; a write over
+    preallocated zeros may land sector by sector in any order, leaving zeros in the frames it
+    tore (a frame written after the last completed fsync: every frame after it was too, and
+    was never reported durable). A flipped byte in an older record leaves the records after
+    it intact, and those would be lost by a cut. Zeros after the last record are the
+    preallocated rest of the segment: the clean end, cut off with no warning.
     """
     data = disk.read(segment.name)
     path = disk.path_of(segment.name)
-    header = _last_segment_header(data, segment, path)
+    content = _content_end(data)
+    header = _last_segment_header(data, segment, path, content)
     if header is None:
-        _cut(disk, segment, data, 0, remove=True)
+        _cut(disk, segment, data, 0, content, remove=True)
         return LastSegment(segment, None, 0, 0)
     check_key(header, cipher, path)
     end, count, last_start, problem = walk_frames(data, HEADER_SIZE)
-    if problem is FrameProblem.HEADER_CRC and find_valid_frame(data, end + 1) is not None:
+    if count and data.find(_ZERO_SECTOR, HEADER_SIZE, end) >= 0:
+        # A write into preallocated zeros can tear a frame that has whole frames after it,
+        # and what it leaves is a sector of zeros: only then is every payload checked here
+        # (a record may hold that many zeros itself), and otherwise the last one alone.
+        end, count, problem = check_frames(data, HEADER_SIZE)
+    elif count and not frame_payload_valid(data, last_start):
+        end, count, problem = last_start, count - 1, FrameProblem.PAYLOAD_CRC
+    if (
+        problem is not None
+        and end < content
+        and not _unlanded(data, end, problem)
+        and find_valid_frame(data, end + 1, content) is not None
+    ):
         raise CorruptData(path, end, problem.value + ", and whole records follow it")
-    if count and not frame_payload_valid(data, last_start):
-        end, count = last_start, count - 1  # the final record is damaged and nothing follows
     if end < len(data) or count == 0:
-        _cut(disk, segment, data, end, remove=count == 0)
+        _cut(disk, segment, data, end, content, remove=count == 0)
     return LastSegment(segment, header if count else None, count, end, data if count else None)
 
 
-def _last_segment_header(data: bytes, segment: SegmentFile, path: str) -> FileHeader | None:
+SECTOR_BYTES = 512
+"""The unit in which a write may reach the disk or not, as far as recovery assumes."""
+_ZERO_SECTOR = bytes(SECTOR_BYTES)
+
+
+def _content_end(data: bytes) -> int:
+    """The offset past the last byte of ``data`` that is not zero (read from the end: the
+    zeros are the preallocated rest, a chunk at most, and the segment may be 64 MB)."""
+    end = len(data)
+    while end > 0:
+        start = max(0, end - (64 << 10))
+        kept = len(data[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return 0
+
+
+def _unlanded(data: bytes, offset: int, problem: FrameProblem) -> bool:
+    """Whether the damaged frame at ``offset`` has, in some sector, only zeros for bytes: a
+    write over preallocated zeros that had not landed in full when the machine stopped."""
+    stop = offset + FRAME_HEADER_SIZE
+    if problem is FrameProblem.PAYLOAD_CRC:
+        stop += int.from_bytes(data[offset : offset + 4], "little")
+    stop = min(stop, len(data))
+    while offset < stop:
+        # A sector lands whole or not at all: the frame's bytes in it and every byte after
+        # them in that sector (later frames, written with it) must be zeros, not a sliver.
+        boundary = min(len(data), (offset // SECTOR_BYTES + 1) * SECTOR_BYTES)
+        if data.count(0, offset, boundary) == boundary - offset:
+            return True
+        offset = boundary
+    return False
+
+
+def _last_segment_header(
+    data: bytes, segment: SegmentFile, path: str, content: int
+) -> FileHeader | None:
     """The header, or None when the file is a torn beginning with no valid frame after it."""
-    if len(data) < HEADER_SIZE:
+    if len(data) < HEADER_SIZE or content == 0:
         return None
     try:
         header = FileHeader.unpack(data, path, SEGMENT_MAGIC)
     except CorruptData:
-        if find_valid_frame(data, HEADER_SIZE) is None:
+        if find_valid_frame(data, HEADER_SIZE, content) is None:
             return None
         raise
     _check_first_index(header, segment, path)
     return header
 
 
-def _cut(disk: Disk, segment: SegmentFile, data: bytes, end: int, *, remove: bool) -> None:
-    """Keep the bytes past ``end`` in a ``.broken`` file, then cut or remove the segment."""
-    if end < len(data):
+def _cut(
+    disk: Disk, segment: SegmentFile, data: bytes, end: int, content: int, *, remove: bool
+) -> None:
+    """Keep the bytes past ``end`` (up to ``content``, past which all are zeros) in a
+    ``.broken`` file, then cut or remove the segment. Zeros alone are cut without a word:
+    they are the preallocated rest of the segment."""
+    if end < content:
         kept_name = broken_name(disk, segment.name)
         handle = disk.create(kept_name)
-        disk.append(handle, data[end:])
+        disk.append(handle, data[end:content])
         disk.fsync(handle)
         disk.close(handle)
         disk.fsync_dir()
@@ -286,7 +344,7 @@ def _cut(disk: Disk, segment: SegmentFile, data: bytes, end: int, *, remove: boo
             "journal %s: cut a torn tail of %d bytes at byte %d (a write interrupted by a "
             "crash); the cut bytes are kept in %s",
             disk.path_of(segment.name),
-            len(data) - end,
+            content - end,
             end,
             disk.path_of(kept_name),
         )

@@ -6,8 +6,9 @@ the names as of the last ``fsync_dir``. :meth:`MemoryDisk.crash` throws away eve
 was not made durable, which is exactly what a power cut may do, so a store re-opened on the
 same object runs its real recovery code over the outcome. Given a random generator, the crash
 is less tidy and more like a real one: each file may keep some of its unsynced tail (a torn
-write) and each name changed since the last directory sync may or may not have reached the
-disk.
+write; over zeros that ``extend`` preallocated, any subset of its 512-byte sectors, since
+writes into place may land out of order) and each name changed since the last directory sync
+may or may not have reached the disk.
 
 The simulator keeps one ``MemoryDisk`` per simulated node for the life of a run; the
 ``memory`` durability mode uses a fresh one per store.
@@ -32,29 +33,59 @@ _labels = itertools.count(1)
 class _MemoryFile:
     """One file's bytes, now and as of its last sync."""
 
-    __slots__ = ("data", "dirty_from", "durable")
+    __slots__ = ("data", "dirty_from", "dirty_to", "durable")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.durable = bytearray()
         self.dirty_from = 0  # lowest offset changed since the last sync
+        self.dirty_to = 0  # and the end of the highest change (0: none)
+
+    def changed(self, start: int, stop: int) -> None:
+        self.dirty_from = min(self.dirty_from, start)
+        self.dirty_to = max(self.dirty_to, stop)
 
     def sync(self) -> None:
         start = min(self.dirty_from, len(self.durable))
-        self.durable[start:] = self.data[start:]
-        self.dirty_from = len(self.data)
+        if len(self.durable) == len(self.data):  # writes into place: copy just those
+            stop = max(start, self.dirty_to)
+            self.durable[start:stop] = self.data[start:stop]
+        else:
+            self.durable[start:] = self.data[start:]
+        self.dirty_from, self.dirty_to = len(self.data), 0
 
     def lose_unsynced(self, rng: random.Random | None) -> None:
         kept = self.durable
-        unsynced = len(self.data) - len(self.durable)
-        only_appended = self.dirty_from >= len(self.durable)
+        durable_size = len(self.durable)
+        unsynced = len(self.data) - durable_size
+        only_appended = self.dirty_from >= durable_size
         if rng is not None and only_appended and unsynced > 0:
             choice = rng.randrange(3)  # keep none, all, or a random prefix of the tail
             keep = (0, unsynced, rng.randint(0, unsynced))[choice]
-            kept = self.durable + self.data[len(self.durable) : len(self.durable) + keep]
+            kept = self.durable + self.data[durable_size : durable_size + keep]
+        elif rng is not None and self.dirty_from < min(self.dirty_to, durable_size):
+            start, stop = self.dirty_from, min(self.dirty_to, durable_size)
+            if self.durable.count(0, start, stop) != stop - start:
+                pass  # not a write into preallocated zeros: the synced bytes survive
+            elif (choice := rng.randrange(4)) == 1:  # all of it landed
+                kept = bytearray(self.durable)
+                kept[start:stop] = self.data[start:stop]
+            elif choice == 2:  # a prefix landed
+                cut = rng.randint(start, stop)
+                kept = bytearray(self.durable)
+                kept[start:cut] = self.data[start:cut]
+            elif choice == 3:  # some sectors landed and others did not, in any order
+                kept = bytearray(self.durable)
+                for sector in range(start - start % _SECTOR, stop, _SECTOR):
+                    if rng.random() < 0.5:
+                        low, high = max(start, sector), min(stop, sector + _SECTOR)
+                        kept[low:high] = self.data[low:high]
         self.data = bytearray(kept)
         self.durable = bytearray(kept)
-        self.dirty_from = len(kept)
+        self.dirty_from, self.dirty_to = len(kept), 0
+
+
+_SECTOR = 512
 
 
 class MemoryDisk:
@@ -66,6 +97,7 @@ class MemoryDisk:
         self._files: dict[str, _MemoryFile] = {}
         self._durable_names: dict[str, _MemoryFile] = {}
         self._handles: dict[int, _MemoryFile] = {}
+        self._positions: dict[int, int] = {}  # handle -> where its next append goes
         self._next_handle = itertools.count(3)
         self._lock_id: int | None = None
         self.crash_count = 0
@@ -107,30 +139,40 @@ class MemoryDisk:
         with self._mutex:
             file = _MemoryFile()
             self._files[name] = file
-            return self._open(file)
+            return self._open(file, 0)
 
     def open_append(self, name: str) -> int:
         with self._mutex:
-            return self._open(self._named(name))
+            file = self._named(name)
+            return self._open(file, len(file.data))
 
     def append(self, handle: int, data: bytes) -> None:
-        with self._mutex:
-            file = self._handle(handle)
-            file.dirty_from = min(file.dirty_from, len(file.data))
-            file.data += data
+        self.append_parts(handle, (data,))
 
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
         with self._mutex:
             file = self._handle(handle)
-            file.dirty_from = min(file.dirty_from, len(file.data))
+            start = position = self._positions[handle]
             for part in parts:
-                file.data += part
+                file.data[position : position + len(part)] = part
+                position += len(part)
+            self._positions[handle] = position
+            file.changed(start, position)
+
+    def extend(self, handle: int, size: int) -> None:
+        with self._mutex:
+            file = self._handle(handle)
+            if size > len(file.data):
+                file.changed(len(file.data), size)
+                file.data.extend(bytes(size - len(file.data)))
 
     def truncate(self, handle: int, size: int) -> None:
         with self._mutex:
             file = self._handle(handle)
             file.dirty_from = min(file.dirty_from, size)
+            file.dirty_to = min(file.dirty_to, size)
             del file.data[size:]
+            self._positions[handle] = min(self._positions[handle], size)
 
     def fsync(self, handle: int) -> None:
         with self._mutex:
@@ -140,6 +182,7 @@ class MemoryDisk:
         with self._mutex:
             self._handle(handle)
             del self._handles[handle]
+            del self._positions[handle]
 
     def rename(self, source: str, target: str) -> None:
         with self._mutex:
@@ -159,6 +202,7 @@ class MemoryDisk:
         """The process died but the machine did not: handles and lock go, every byte stays."""
         with self._mutex:
             self._handles.clear()
+            self._positions.clear()
             self._lock_id = None
 
     def crash(self, rng: random.Random | None = None) -> None:
@@ -181,6 +225,7 @@ class MemoryDisk:
             self._files = names
             self._durable_names = dict(names)
             self._handles.clear()
+            self._positions.clear()
             self._lock_id = None
             self.crash_count += 1
 
@@ -189,9 +234,10 @@ class MemoryDisk:
         with self._mutex:
             return sorted(self._durable_names)
 
-    def _open(self, file: _MemoryFile) -> int:
+    def _open(self, file: _MemoryFile, position: int) -> int:
         handle = next(self._next_handle)
         self._handles[handle] = file
+        self._positions[handle] = position
         return handle
 
     def _named(self, name: str) -> _MemoryFile:

@@ -467,7 +467,9 @@ class Store:
 
     def _release(self) -> None:
         try:
-            self._writer.close()
+            # A store closed in good order leaves its segment cut back to its last record, as
+            # a release before preallocation wrote it (and can read it).
+            self._writer.close(trim=self._failure is None)
         except OSError:
             pass  # the data that matters was synced or reported lost already
         finally:

@@ -7,6 +7,16 @@ that a crash can only ever tear or lose the last segment; that is what lets reco
 damage or a hole anywhere else as corruption. A new segment's name becomes durable with one
 directory sync after its first batch.
 
+Segments are preallocated: zeros are written ahead of the records a chunk at a time
+(:data:`PREALLOCATE_CHUNK_BYTES`, up to the segment size), by the batch that first needs
+them and within its one fsync, so the fdatasync of every other batch writes over zeros and
+commits no change of the file's size or blocks (disk.py, OsDisk, has the figures). Recovery
+takes an all-zero remainder as the clean end (journal.py). A segment is cut back to its last
+record when it is sealed, when the store is closed in good order, and by recovery when a
+store opens, so only the last segment ever ends in zeros (after a crash), and files written
+before preallocation read the same. The ``os`` mode, which
+never syncs, does not preallocate.
+
 The writer never appends to a file it did not create: a store opened after a crash starts a
 new segment. Recovery is simpler for it, and so is the nonce rule of encryption (cipher.py).
 """
@@ -35,7 +45,11 @@ from paxoskv.storage.headers import (
 )
 from paxoskv.storage.journal import SegmentFile
 
-__all__ = ["SegmentWriter"]
+__all__ = ["PREALLOCATE_CHUNK_BYTES", "SegmentWriter"]
+
+PREALLOCATE_CHUNK_BYTES = 1 << 20
+"""Zeros are written ahead of the records this much at a time (at most up to the segment
+size): one batch in a chunk's worth pays for writing them and committing the new size."""
 
 Run = tuple[int, Sequence[Record]]  # (index of the first record, records with gap-free indexes)
 
@@ -66,6 +80,8 @@ class SegmentWriter:
         self._name_durable = True
         # ``os`` mode's disk syncs nothing: its fsync need not be called at all.
         self._fsyncs = not isinstance(disk, NoSyncDisk)
+        self._preallocates = self._fsyncs  # (zeros ahead save fsyncs work; with none, waste)
+        self._allocated = 0  # the current segment's size, zeros past _size_bytes included
 
     def write(self, runs: Sequence[Run]) -> None:
         """Write and sync every run; raises OSError, after which the writer is unusable.
@@ -106,6 +122,8 @@ class SegmentWriter:
                     self.current_name = segment.name
                     disk = self._disk
                     disk.append_parts(self._handle, parts)
+                    if self._size_bytes > self._allocated and self._preallocates:
+                        self._preallocate()
                     if self._fsyncs:
                         disk.fsync(self._handle)
                     self.durable_end = (segment, self._size_bytes)
@@ -130,8 +148,11 @@ class SegmentWriter:
         self._flush(parts)
         self._make_name_durable()
 
-    def close(self) -> None:
+    def close(self, *, trim: bool = False) -> None:
+        """Close the segment; with ``trim``, cut off its preallocated zeros first, durably."""
         if self._handle is not None:
+            if trim and self._allocated > self._size_bytes:
+                self._flush([], seal=True)
             handle, self._handle = self._handle, None
             self._disk.close(handle)
 
@@ -155,6 +176,7 @@ class SegmentWriter:
         header = self._header(first_index)
         self._next_index = first_index
         self._size_bytes = HEADER_SIZE
+        self._allocated = 0
         self._count = 0
         return header
 
@@ -202,12 +224,21 @@ class SegmentWriter:
         return sealed
 
     def _seal(self, parts: list[bytes]) -> None:
-        """Finish the current segment durably before another one is started."""
+        """Finish the current segment durably before another one is started: its records
+        synced, and the zeros preallocated past them cut off."""
         if self._handle is None:
             return
-        self._flush(parts)
+        self._flush(parts, seal=True)
         self._make_name_durable()
         self.close()
+
+    def _preallocate(self) -> None:
+        """Write zeros past the records up to the next chunk boundary (the caller syncs)."""
+        assert self._handle is not None
+        end = self._size_bytes
+        chunk = PREALLOCATE_CHUNK_BYTES
+        self._allocated = max(end, min(-(-end // chunk) * chunk, self._segment_size_bytes))
+        self._disk.extend(self._handle, self._allocated)
 
     def _make_name_durable(self) -> None:
         if not self._name_durable:
@@ -215,11 +246,20 @@ class SegmentWriter:
             self._disk.fsync_dir()
             self._name_durable = True
 
-    def _flush(self, parts: list[bytes]) -> None:
-        if not parts or self._handle is None or self._segment is None:
+    def _flush(self, parts: list[bytes], *, seal: bool = False) -> None:
+        if self._handle is None or self._segment is None:
+            return
+        cut = seal and self._allocated > self._size_bytes
+        if not parts and not cut:
             return
         self.current_name = self._segment.name
-        self._disk.append_parts(self._handle, parts)
+        if parts:
+            self._disk.append_parts(self._handle, parts)
+        if cut:
+            self._disk.truncate(self._handle, self._size_bytes)
+            self._allocated = self._size_bytes
+        elif self._size_bytes > self._allocated and self._preallocates and not seal:
+            self._preallocate()
         if self._fsyncs:
             self._disk.fsync(self._handle)
         self.durable_end = (self._segment, self._size_bytes)

@@ -1,6 +1,6 @@
 """``Disk.append_parts``: the journal's frames go to the disk as parts, never joined.
 
-What lands in the file must be the parts' concatenation on every disk, whatever ``writev``
+What lands in the file must be the parts' concatenation on every disk, whatever ``pwritev``
 does with them (a short write, more parts than one call takes), and a journal written this
 way must be the bytes the joined write made.
 """
@@ -48,35 +48,65 @@ def test_every_disk_writes_the_concatenation(tmp_path: Path, kind: str) -> None:
     assert _written(disk, []) == b"before||after"
 
 
+@pytest.mark.parametrize("kind", ["os", "nosync", "memory", "faulty"])
+def test_appends_go_over_preallocated_zeros_not_past_them(tmp_path: Path, kind: str) -> None:
+    """``extend`` puts zeros past the end and leaves the write position where it was: the
+    appends that follow overwrite the zeros, and a handle opened later starts at the size."""
+    disk: Disk
+    if kind == "os":
+        disk = OsDisk(tmp_path)
+    elif kind == "nosync":
+        disk = NoSyncDisk(OsDisk(tmp_path))
+    elif kind == "memory":
+        disk = MemoryDisk()
+    else:
+        disk = FaultyDisk(MemoryDisk())
+    handle = disk.create("file")
+    disk.append(handle, b"head|")
+    disk.extend(handle, 64)
+    disk.extend(handle, 32)  # never shrinks
+    disk.append_parts(handle, [b"ab", b"cd"])
+    disk.append(handle, b"|tail")
+    disk.fsync(handle)
+    disk.close(handle)
+    assert disk.read("file") == b"head|abcd|tail" + bytes(64 - 14)
+    handle = disk.open_append("file")
+    disk.append(handle, b"!")
+    disk.truncate(handle, 10)
+    disk.append(handle, b"?")
+    disk.close(handle)
+    assert disk.read("file") == b"head|abcd|?"
+
+
 def test_short_writes_are_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """writev may take fewer bytes than given (a signal): the rest goes on where it stopped,
+    """pwritev may take fewer bytes than given (a signal): the rest goes on where it stopped,
     inside a part or at a part's edge."""
-    real_writev = os.writev
+    real_pwritev = os.pwritev
     takes = iter([3, 4, 1, 0, 4998, 2, 10_000])  # 0: nothing taken once (tried again)
     calls: list[int] = []
 
-    def short_writev(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
+    def short_pwritev(fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
         calls.append(len(buffers))
         limit = next(takes, 1 << 30)
         joined = b"".join(buffers)[:limit]
-        return real_writev(fd, [joined])
+        return real_pwritev(fd, [joined], offset)
 
-    monkeypatch.setattr(os, "writev", short_writev)
+    monkeypatch.setattr(os, "pwritev", short_pwritev)
     assert _written(OsDisk(tmp_path), PARTS) == b"before|" + b"".join(PARTS) + b"|after"
     assert len(calls) > 5
 
 
 def test_more_parts_than_one_writev_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_writev = os.writev
+    real_pwritev = os.pwritev
     sizes: list[int] = []
 
-    def counting_writev(fd: int, buffers: Sequence[bytes | memoryview]) -> int:
+    def counting_pwritev(fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
         if len(buffers) > disk_module._IOV_MAX:
             raise OSError(errno.EINVAL, "too many buffers")  # as Linux does past IOV_MAX
         sizes.append(len(buffers))
-        return real_writev(fd, buffers)
+        return real_pwritev(fd, buffers, offset)
 
-    monkeypatch.setattr(os, "writev", counting_writev)
+    monkeypatch.setattr(os, "pwritev", counting_pwritev)
     parts = [i.to_bytes(2, "big") for i in range(disk_module._IOV_MAX * 2 + 5)]
     assert _written(OsDisk(tmp_path), parts) == b"before|" + b"".join(parts) + b"|after"
     assert sizes == [disk_module._IOV_MAX, disk_module._IOV_MAX, 5]

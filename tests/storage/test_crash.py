@@ -49,8 +49,9 @@ def _snapshot_steps() -> list[tuple[str, str]]:
     faulty, store = _prepare(MemoryDisk())
     before = len(faulty.changes)
     store.write_snapshot(25, msgpack.packb(RECORDS[:25]))
+    steps = faulty.changes[before:]
     store.close()
-    return faulty.changes[before:]
+    return steps
 
 
 def test_the_snapshot_steps_are_the_crash_safe_order() -> None:
