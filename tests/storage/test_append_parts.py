@@ -33,17 +33,20 @@ def _written(disk: Disk, parts: Sequence[bytes]) -> bytes:
     return disk.read("file")
 
 
+def _disk(kind: str, tmp_path: Path) -> Disk:
+    """Each kind of disk the store runs on: files, files without syncs, memory, faults."""
+    if kind == "os":
+        return OsDisk(tmp_path)
+    if kind == "nosync":
+        return NoSyncDisk(OsDisk(tmp_path))
+    if kind == "memory":
+        return MemoryDisk()
+    return FaultyDisk(MemoryDisk())
+
+
 @pytest.mark.parametrize("kind", ["os", "nosync", "memory", "faulty"])
 def test_every_disk_writes_the_concatenation(tmp_path: Path, kind: str) -> None:
-    disk: Disk
-    if kind == "os":
-        disk = OsDisk(tmp_path)
-    elif kind == "nosync":
-        disk = NoSyncDisk(OsDisk(tmp_path))
-    elif kind == "memory":
-        disk = MemoryDisk()
-    else:
-        disk = FaultyDisk(MemoryDisk())
+    disk = _disk(kind, tmp_path)
     assert _written(disk, PARTS) == b"before|" + b"".join(PARTS) + b"|after"
     assert _written(disk, []) == b"before||after"
 
@@ -52,15 +55,7 @@ def test_every_disk_writes_the_concatenation(tmp_path: Path, kind: str) -> None:
 def test_appends_go_over_preallocated_zeros_not_past_them(tmp_path: Path, kind: str) -> None:
     """``extend`` puts zeros past the end and leaves the write position where it was: the
     appends that follow overwrite the zeros, and a handle opened later starts at the size."""
-    disk: Disk
-    if kind == "os":
-        disk = OsDisk(tmp_path)
-    elif kind == "nosync":
-        disk = NoSyncDisk(OsDisk(tmp_path))
-    elif kind == "memory":
-        disk = MemoryDisk()
-    else:
-        disk = FaultyDisk(MemoryDisk())
+    disk = _disk(kind, tmp_path)
     handle = disk.create("file")
     disk.append(handle, b"head|")
     disk.extend(handle, 64)
