@@ -712,9 +712,10 @@ class Engine:
         ``log_retention_bytes`` of them, for a peer a little behind (a lost accept, a pause);
         a peer further behind is sent a snapshot. Not the whole log since the last snapshot,
         as before: snapshots are spaced by the state's size, so that could be as big as the
-        state, and every value kept for nobody makes each new one fresh memory (a page fault
-        a few KB, most of what a big write costs beyond its copies). What a peer catching up
-        asked for is kept for it (:meth:`_pin`), but never more than a snapshot's worth.
+        state, and every value kept for nobody makes new ones fresh memory (at 1 KB values,
+        0.4-0.7 page faults a write more with 64 MB kept than with 8 MB, in the twelfth
+        session's runs). What a peer catching up asked for is kept for it (:meth:`_pin`),
+        but never more than a snapshot's worth.
         """
         settings = self.settings
         applied = self.applied_slot
