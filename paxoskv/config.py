@@ -13,10 +13,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from paxoskv.errors import ConfigurationError
-from paxoskv.transport.faults import FaultSettings
 from paxoskv.transport.settings import (
     DEFAULT_GROUP,
     DEFAULT_GROUP_PORT,
@@ -24,6 +23,9 @@ from paxoskv.transport.settings import (
     UdpSettings,
     parse_host_port,
 )
+
+if TYPE_CHECKING:  # imported when faults are set (chaos runs), not at every start
+    from paxoskv.transport.faults import FaultSettings
 
 Durability = Literal["durable", "os", "memory"]
 ENV_PREFIX = "PAXOS_KV_"
@@ -260,8 +262,11 @@ def _typed(kind: tuple[str, bool], value: object) -> object:
         and all(isinstance(item, str) for item in value)
     ):
         return tuple(value)
-    if base == "FaultSettings" and isinstance(value, FaultSettings):
-        return value
+    if base == "FaultSettings":
+        from paxoskv.transport.faults import FaultSettings
+
+        if isinstance(value, FaultSettings):
+            return value
     expected = _EXPECTED[base]
     raise _WrongType(f"{expected} or unset" if optional else expected)
 
@@ -317,14 +322,14 @@ def _shown(name: str, value: object) -> str:
     return "<hidden>" if name == "secret" else repr(value)
 
 
-_FAULT_KINDS = {f.name: str(f.type) for f in fields(FaultSettings)}
-
-
 def _faults(table: dict[str, Any], source: str) -> FaultSettings:
     """A ``[paxos-kv.faults]`` table, its values' types checked here: FaultSettings compares
     them with numbers and would fail with a bare TypeError."""
+    from paxoskv.transport.faults import FaultSettings
+
+    fault_kinds = {f.name: str(f.type) for f in fields(FaultSettings)}
     for name, value in table.items():
-        kind = _FAULT_KINDS.get(name)
+        kind = fault_kinds.get(name)
         if kind == "int" and type(value) is not int:
             wrong = "a whole number"
         elif kind == "float" and (type(value) not in (int, float) or not math.isfinite(value)):

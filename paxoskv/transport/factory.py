@@ -7,7 +7,6 @@ binary and the same code path with ``[transport.faults]`` set.
 from __future__ import annotations
 
 from paxoskv.transport.base import Transport
-from paxoskv.transport.faults import FaultyTransport
 from paxoskv.transport.settings import TransportKind, TransportSettings
 from paxoskv.transport.udp import UdpTransport
 
@@ -27,5 +26,8 @@ async def open_transport(node_id: str, settings: TransportSettings | None = None
     else:
         transport = await UdpTransport.open(node_id, settings)
     if settings.faults is not None:
+        # Imported here: only a chaos run wraps its transport in one.
+        from paxoskv.transport.faults import FaultyTransport
+
         return FaultyTransport(transport, settings.faults, inbox_frames=settings.inbox_frames)
     return transport

@@ -11,14 +11,16 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from paxoskv.errors import ConfigurationError
-from paxoskv.transport.faults import FaultSettings
 from paxoskv.transport.frames import MIN_SECRET_BYTES
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES
 from paxoskv.transport.interfaces import DEFAULT_INTERFACE
 from paxoskv.transport.replay import DEFAULT_WINDOW_FRAMES
+
+if TYPE_CHECKING:  # imported when a chaos run asks for faults, not at every start
+    from paxoskv.transport.faults import FaultSettings
 
 __all__ = [
     "DEFAULT_GROUP",

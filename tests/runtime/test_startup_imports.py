@@ -194,3 +194,43 @@ def test_every_name_a_lazy_package_exports_resolves_and_nothing_else_is_invented
             assert getattr(package, odd, "absent") == "absent", odd
         """
     assert modules_after(code, ()) == set()
+
+
+def test_a_node_without_faults_loads_no_fault_injection() -> None:
+    """``paxoskv.transport.faults`` (the chaos wrapper and its settings, a millisecond of every
+    start) loads only when a configuration sets faults: a real UDP node started and written to
+    here, on loopback, never loads it."""
+    code = f"""
+        import asyncio
+        from paxoskv import Config, Node
+
+        async def main():
+            config = Config(
+                node_id="s1", durability="memory", bootstrap_expect=1, interface="127.0.0.1",
+                cluster={unique_name()!r}, group="239.255.77.77:47777",
+            )
+            async with Node(config) as node:
+                await node.set("k", "v")
+                assert await node.get("k") == "v"
+
+        asyncio.run(main())
+        """
+    assert modules_after(code, ("paxoskv.transport.faults",)) == set()
+
+
+def test_faults_still_load_when_a_configuration_sets_them(tmp_path: Path) -> None:
+    toml = tmp_path / "node.toml"
+    toml.write_text('[paxos-kv]\nnode_id = "n1"\n[paxos-kv.faults]\ndrop_rate = 0.1\n')
+    code = f"""
+        from paxoskv.config import load_config
+        config = load_config(config_file={str(toml)!r}, environ={{}})
+        assert config.faults is not None and config.faults.drop_rate == 0.1
+        config.transport_settings(None)
+        """
+    assert modules_after(code, ("paxoskv.transport.faults",)) == {"paxoskv.transport.faults"}
+
+
+def unique_name() -> str:
+    import secrets
+
+    return f"startup-{secrets.token_hex(4)}"
