@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -225,7 +226,7 @@ class OsDisk:
 
     def extend(self, handle: int, size: int) -> None:
         end = os.fstat(handle).st_size
-        zeros = _zeros(min(_ZERO_CHUNK_BYTES, max(0, size - end)))
+        zeros = memoryview(_zero_chunk())
         while end < size:
             end += os.pwrite(handle, zeros[: size - end], end)
 
@@ -274,13 +275,10 @@ class OsDisk:
 _ZERO_CHUNK_BYTES: Final = 1 << 20
 
 
-def _zeros(size: int, _cache: dict[int, bytes] = {}) -> bytes:  # noqa: B006 (a cache)
-    zeros = _cache.get(size)
-    if zeros is None:
-        zeros = bytes(size)
-        if size == _ZERO_CHUNK_BYTES:
-            _cache[size] = zeros
-    return zeros
+@functools.cache
+def _zero_chunk() -> bytes:
+    """The zeros ``extend`` writes, a chunk at a time: made once, when first needed."""
+    return bytes(_ZERO_CHUNK_BYTES)
 
 
 _IOV_MAX: Final = max(16, os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 16)
