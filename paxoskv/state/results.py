@@ -101,34 +101,24 @@ class Applied(Frozen):
         object.__setattr__(self, "revision", revision)
 
 
-class Written(Frozen):
+# Written and Deleted stay dataclasses: they are the responses of a public TxnResult, which
+# dataclasses.asdict turns into dicts all the way down.
+@dataclass(frozen=True, slots=True)
+class Written:
     """A Set took effect at ``revision``. Inside a transaction's responses ``prev`` is what the
     key held before (None: nothing); a plain Set reports its revision alone, with ``prev``
     None (see the module docstring)."""
 
-    __slots__ = ("prev", "revision")
-    __match_args__ = ("revision", "prev")
-
     revision: int
     prev: KeyValue | None
 
-    def __init__(self, revision: int, prev: KeyValue | None) -> None:
-        object.__setattr__(self, "revision", revision)
-        object.__setattr__(self, "prev", prev)
 
-
-class Deleted(Frozen):
+@dataclass(frozen=True, slots=True)
+class Deleted:
     """A Delete took ``revision``; ``prev`` is None when there was nothing to delete."""
 
-    __slots__ = ("prev", "revision")
-    __match_args__ = ("revision", "prev")
-
     revision: int
     prev: KeyValue | None
-
-    def __init__(self, revision: int, prev: KeyValue | None) -> None:
-        object.__setattr__(self, "revision", revision)
-        object.__setattr__(self, "prev", prev)
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,7 +197,8 @@ def test_every_name_a_lazy_package_exports_resolves_and_nothing_else_is_invented
 
 
 # The dataclasses a node still builds at start, each a class an application is given or builds,
-# so ``dataclasses.fields``, ``replace`` and ``asdict`` stay theirs to call (README, "Using it").
+# so ``dataclasses.fields``, ``replace`` and ``asdict`` stay theirs to call (README, "Tutorial:
+# the Python API"). Written and Deleted, a TxnResult's responses, come with it.
 # Every internal value class is a ``Frozen`` or ``Record`` subclass (paxoskv/state/frozen.py):
 # the standard library builds each dataclass's methods from source at import (mypyc's native
 # dataclasses too), which was some 30 ms of a node's start when all 80 were dataclasses.
@@ -212,6 +213,8 @@ DATACLASSES_AT_START = {
     "paxoskv.state.commands.Txn": "an application's transaction command (README)",
     "paxoskv.state.results.KeyValue": "what get_entry() and items() return (paxoskv.KeyValue)",
     "paxoskv.state.results.TxnResult": "what txn() returns (README)",
+    "paxoskv.state.results.Written": "a TxnResult's response to a Set (asdict walks into it)",
+    "paxoskv.state.results.Deleted": "a TxnResult's response to a Delete (asdict walks into it)",
     "paxoskv.state.configuration.Configuration": "the membership an application reads (README)",
 }
 
