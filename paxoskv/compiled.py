@@ -30,7 +30,9 @@ CORE_MODULES: tuple[str, ...] = (
 # error the pure build gives. Compiled, an annotated ``int`` field turns ``True`` into ``1`` and
 # a wrong type raises a bare TypeError before the check runs. The replicas' hot path does not
 # build them (batches are applied from their wire form).
-INTERPRETED = ("state/commands.py", "state/configuration.py")
+# ``state/frozen_plain.py`` is the base of the commands' classes, which are interpreted: a compiled
+# class with a ``__setattr__`` of its own cannot have interpreted subclasses.
+INTERPRETED = ("state/commands.py", "state/configuration.py", "state/frozen_plain.py")
 
 
 def core_sources(package_dir: Path) -> list[Path]:

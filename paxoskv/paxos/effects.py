@@ -7,24 +7,26 @@ depends on a promise or an accept is never an effect until the runtime has repor
 replies itself, so a runtime cannot send one early however it orders its work.
 
 Each effect spells out its ``__init__`` for the compiled build's sake, as the messages do
-(see :mod:`paxoskv.paxos.messages`): a few are made on every step. ``init=False`` says so to
-the dataclass, which would otherwise write one of its own at import only to discard it.
+(see :mod:`paxoskv.paxos.messages`): a few are made on every step. Equality, hash, repr and
+frozenness are :class:`~paxoskv.state.frozen.Frozen`'s, from the fields in ``__match_args__``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from itertools import repeat
 from typing import Final, NamedTuple
 
 from paxoskv.paxos.messages import Message
 from paxoskv.paxos.records import JournalRecord, SnapshotImage
+from paxoskv.state.frozen import Frozen
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Send:
+class Send(Frozen):
     """Send ``message`` to one node (unicast)."""
+
+    __slots__ = ("message", "to")
+    __match_args__ = ("to", "message")
 
     to: str
     message: Message
@@ -34,9 +36,11 @@ class Send:
         object.__setattr__(self, "message", message)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Broadcast:
+class Broadcast(Frozen):
     """Send ``message`` to every node at once (one multicast datagram)."""
+
+    __slots__ = ("message",)
+    __match_args__ = ("message",)
 
     message: Message
 
@@ -44,16 +48,18 @@ class Broadcast:
         object.__setattr__(self, "message", message)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Persist:
+class Persist(Frozen):
     """Append ``records`` to the journal; report ``Engine.handle_durable(sync_id)`` when synced.
 
     Sync ids increase; reporting one reports every smaller one too.
     """
 
+    __slots__ = ("records", "sync_id", "sync_now")
+    __match_args__ = ("records", "sync_id", "sync_now")
+
     records: tuple[JournalRecord, ...]
     sync_id: int
-    sync_now: bool = True
+    sync_now: bool
     """False when no reply waits on these records (chosen markers, entries learned by catch-up):
     the runtime may let them ride with the next sync, or a short timer, rather than pay an
     fsync of their own that a following accept would have to queue behind."""
@@ -66,13 +72,15 @@ class Persist:
         object.__setattr__(self, "sync_now", sync_now)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class SaveSnapshot:
+class SaveSnapshot(Frozen):
     """Write ``image`` as a snapshot covering every journal record up to ``journal_index``.
 
     Packing the image takes long for a large state: do it off the thread that steps the
     engine (``image.local_parts()`` on a worker), as :class:`SnapshotImage` explains.
     """
+
+    __slots__ = ("image", "journal_index", "slot")
+    __match_args__ = ("journal_index", "slot", "image")
 
     journal_index: int
     slot: int
@@ -119,9 +127,11 @@ class Answers(NamedTuple):
         return map(_new_tuple, repeat(Answer), zip(*self, strict=True))
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class ReadReady:
+class ReadReady(Frozen):
     """The read may now be served from local state: it is linearizable (or lease-safe)."""
+
+    __slots__ = ("read_id",)
+    __match_args__ = ("read_id",)
 
     read_id: int
 
@@ -129,9 +139,11 @@ class ReadReady:
         object.__setattr__(self, "read_id", read_id)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Applied:
+class Applied(Frozen):
     """Slots up to ``slot`` are applied; the state's revision is now ``revision``."""
+
+    __slots__ = ("revision", "slot")
+    __match_args__ = ("slot", "revision")
 
     slot: int
     revision: int
@@ -141,9 +153,11 @@ class Applied:
         object.__setattr__(self, "revision", revision)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class LeaderChanged:
+class LeaderChanged(Frozen):
     """This node now believes ``leader_id`` leads (None: no leader known)."""
+
+    __slots__ = ("leader_id",)
+    __match_args__ = ("leader_id",)
 
     leader_id: str | None
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import chain, compress, starmap
 from operator import itemgetter
 from typing import Any, Final, Protocol, cast
@@ -81,6 +80,7 @@ from paxoskv.paxos.waiting import (
     waiting_requests,
 )
 from paxoskv.state import Configuration, KVStateMachine, LeaseExpire, NoOp, encode_command
+from paxoskv.state.frozen import Frozen, Record
 from paxoskv.state.history import DEFAULT_LIMIT_BYTES
 from paxoskv.state.machine import MAX_LOG_TIME_MS
 from paxoskv.state.wire import UINT64_MAX
@@ -108,29 +108,116 @@ _CANDIDATE: Final = Role.CANDIDATE
 _LEADER: Final = Role.LEADER
 
 
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
+class EngineSettings(Frozen):
+    __slots__ = (
+        "catchup_hold_s",
+        "clock_drift_bound",
+        "commit_delay_s",
+        "election_timeout_max_s",
+        "election_timeout_min_s",
+        "heartbeat_interval_s",
+        "history_limit_bytes",
+        "history_limit_events",
+        "learner",
+        "log_retention_bytes",
+        "log_retention_slots",
+        "max_message_bytes",
+        "node_id",
+        "request_retry_s",
+        "retransmit_interval_s",
+        "snapshot_every_bytes",
+        "snapshot_every_commands",
+        "window_slots",
+    )
+    __match_args__ = (
+        "node_id",
+        "window_slots",
+        "heartbeat_interval_s",
+        "election_timeout_min_s",
+        "election_timeout_max_s",
+        "retransmit_interval_s",
+        "commit_delay_s",
+        "request_retry_s",
+        "max_message_bytes",
+        "snapshot_every_commands",
+        "snapshot_every_bytes",
+        "log_retention_slots",
+        "log_retention_bytes",
+        "catchup_hold_s",
+        "clock_drift_bound",
+        "learner",
+        "history_limit_events",
+        "history_limit_bytes",
+    )
+
     node_id: str
     # Slots in flight at once. A slot is one datagram, so at 1 KB values it holds some 55
     # writes: 16 slots held fewer writes than the compare harness keeps outstanding, and
     # durable 1 KB writes waited on the window (README, Consensus, has the figures).
-    window_slots: int = 64
-    heartbeat_interval_s: float = 0.05
-    election_timeout_min_s: float = 0.5
-    election_timeout_max_s: float = 1.0
-    retransmit_interval_s: float = 0.1
-    commit_delay_s: float = 0.002  # how long a lone commit point may wait for an accept to ride
-    request_retry_s: float = 0.5
-    max_message_bytes: int = 48_000
-    snapshot_every_commands: int = 100_000  # or as many as the state's keys, if more
-    snapshot_every_bytes: int = 64 << 20  # of log values, or the state's packed rows if more
-    log_retention_slots: int = 2_000  # chosen slots kept in memory for peers a little behind
-    log_retention_bytes: int = 8 << 20  # and at most this many bytes of them
-    catchup_hold_s: float = 5.0  # how long slots a catching-up peer asked for are kept for it
-    clock_drift_bound: float = 0.1
-    learner: bool = False
-    history_limit_events: int = 10_000  # change events kept for watchers to resume from
-    history_limit_bytes: int = DEFAULT_LIMIT_BYTES  # and the most bytes of values they hold
+    window_slots: int
+    heartbeat_interval_s: float
+    election_timeout_min_s: float
+    election_timeout_max_s: float
+    retransmit_interval_s: float
+    commit_delay_s: float  # how long a lone commit point may wait for an accept to ride
+    request_retry_s: float
+    max_message_bytes: int
+    snapshot_every_commands: int  # or as many as the state's keys, if more
+    snapshot_every_bytes: int  # of log values, or the state's packed rows if more
+    log_retention_slots: int  # chosen slots kept in memory for peers a little behind
+    log_retention_bytes: int  # and at most this many bytes of them
+    catchup_hold_s: float  # how long slots a catching-up peer asked for are kept for it
+    clock_drift_bound: float
+    learner: bool
+    history_limit_events: int  # change events kept for watchers to resume from
+    history_limit_bytes: int  # and the most bytes of values they hold
+
+    def __init__(
+        self,
+        node_id: str,
+        window_slots: int = 64,
+        heartbeat_interval_s: float = 0.05,
+        election_timeout_min_s: float = 0.5,
+        election_timeout_max_s: float = 1.0,
+        retransmit_interval_s: float = 0.1,
+        commit_delay_s: float = 0.002,
+        request_retry_s: float = 0.5,
+        max_message_bytes: int = 48_000,
+        snapshot_every_commands: int = 100_000,
+        snapshot_every_bytes: int = 64 << 20,
+        log_retention_slots: int = 2_000,
+        log_retention_bytes: int = 8 << 20,
+        catchup_hold_s: float = 5.0,
+        clock_drift_bound: float = 0.1,
+        learner: bool = False,
+        history_limit_events: int = 10_000,
+        history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
+    ) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        object.__setattr__(self, "window_slots", window_slots)
+        object.__setattr__(self, "heartbeat_interval_s", heartbeat_interval_s)
+        object.__setattr__(self, "election_timeout_min_s", election_timeout_min_s)
+        object.__setattr__(self, "election_timeout_max_s", election_timeout_max_s)
+        object.__setattr__(self, "retransmit_interval_s", retransmit_interval_s)
+        object.__setattr__(self, "commit_delay_s", commit_delay_s)
+        object.__setattr__(self, "request_retry_s", request_retry_s)
+        object.__setattr__(self, "max_message_bytes", max_message_bytes)
+        object.__setattr__(self, "snapshot_every_commands", snapshot_every_commands)
+        object.__setattr__(self, "snapshot_every_bytes", snapshot_every_bytes)
+        object.__setattr__(self, "log_retention_slots", log_retention_slots)
+        object.__setattr__(self, "log_retention_bytes", log_retention_bytes)
+        object.__setattr__(self, "catchup_hold_s", catchup_hold_s)
+        object.__setattr__(self, "clock_drift_bound", clock_drift_bound)
+        object.__setattr__(self, "learner", learner)
+        object.__setattr__(self, "history_limit_events", history_limit_events)
+        object.__setattr__(self, "history_limit_bytes", history_limit_bytes)
+        self.__post_init__()
+
+    def with_learner(self, learner: bool) -> EngineSettings:
+        """These settings with ``learner`` changed (what ``dataclasses.replace`` did)."""
+        fields = {name: getattr(self, name) for name in self.__match_args__}
+        fields["learner"] = learner
+        return EngineSettings(**fields)
 
     def __post_init__(self) -> None:
         if not self.node_id:
@@ -158,12 +245,20 @@ class _InFlight:
         self.resends = 0  # each resend doubles the wait before the next (capped)
 
 
-@dataclass(slots=True)
-class _LeaderRead:
+class _LeaderRead(Record):
+    __slots__ = ("heartbeat_seq", "index", "origin", "read_id")
+    __match_args__ = ("origin", "read_id", "index", "heartbeat_seq")
+
     origin: str
     read_id: int
     index: int
     heartbeat_seq: int
+
+    def __init__(self, origin: str, read_id: int, index: int, heartbeat_seq: int) -> None:
+        self.origin = origin
+        self.read_id = read_id
+        self.index = index
+        self.heartbeat_seq = heartbeat_seq
 
 
 # Subclassable from interpreted code in the compiled build too: the simulator's tests swap in

@@ -1,29 +1,28 @@
 """The messages Paxos nodes exchange, and their msgpack codec.
 
-Each message is a frozen dataclass with a one-byte tag. On the wire a message is the msgpack
-list ``[WIRE_VERSION, tag, *fields]``: positional, because a field name in every datagram is
-pure overhead. :func:`decode_message` checks every field's type before a message object exists,
-so a malformed datagram is rejected whole at the boundary and never half-processed by the
-engine (the h11 rule: bad bytes from a peer raise one remote-error type, here
-:class:`MalformedMessage`).
+Each message is a frozen value class (:class:`~paxoskv.state.frozen.Frozen`) with a one-byte
+tag. On the wire a message is the msgpack list ``[WIRE_VERSION, tag, *fields]``: positional,
+because a field name in every datagram is pure overhead. :func:`decode_message` checks every
+field's type before a message object exists, so a malformed datagram is rejected whole at the
+boundary and never half-processed by the engine (the h11 rule: bad bytes from a peer raise one
+remote-error type, here :class:`MalformedMessage`).
 
 Values in the log (slot payloads) stay opaque ``bytes`` here: the engine never decodes a batch
 it only relays, which keeps one msgpack pass per batch on the hot path.
 
-Every message class spells out its ``__init__`` (``object.__setattr__`` per field, as the one
-``dataclass`` would write does): the compiled build (mypyc) turns each such call into a
-store to the field, where the generated ``__init__`` ran interpreted, at some 3-5 thousand
-instructions a message, and a sequential write makes a dozen messages and effects across
-three nodes. The pure build runs the same code; ``__eq__``, ``__repr__``, ``__hash__`` and
-frozenness stay the dataclass's own. The decorators say ``init=False``: the ``__init__`` the
-dataclass would generate is thrown away for the class's own, but writing it (an ``exec``) was
-a fifth of the class's creation, which every process that imports the messages pays.
+Every message class spells out its ``__init__`` (``object.__setattr__`` per field): the
+compiled build (mypyc) turns each such call into a store to the field, where a dataclass's
+generated ``__init__`` ran interpreted, at some 3-5 thousand instructions a message, and a
+sequential write makes a dozen messages and effects across three nodes. The pure build runs
+the same code. ``__eq__``, ``__repr__``, ``__hash__`` and frozenness come from
+:class:`~paxoskv.state.frozen.Frozen`, from the fields named in ``__match_args__``, as the
+dataclasses these once were generated them; building those from source at import cost every
+node process some 4 ms for the messages alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, Final, NamedTuple, cast
@@ -31,6 +30,7 @@ from typing import Any, Final, NamedTuple, cast
 import msgpack
 
 from paxoskv.paxos.ballot import Ballot
+from paxoskv.state.frozen import Frozen
 
 WIRE_VERSION: Final = 1
 ALL_SLOTS = 2**63 - 1  # a Promise part that reaches to the end of the log says so with this
@@ -41,9 +41,11 @@ class MalformedMessage(ValueError):
     """The bytes are not a message of this wire version."""
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Prepare:
+class Prepare(Frozen):
     """Phase 1a for every slot from ``from_slot`` on (Multi-Paxos runs phase 1 once)."""
+
+    __slots__ = ("ballot", "from_slot")
+    __match_args__ = ("ballot", "from_slot")
 
     ballot: Ballot
     from_slot: int
@@ -53,8 +55,10 @@ class Prepare:
         object.__setattr__(self, "from_slot", from_slot)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class PromiseEntry:
+class PromiseEntry(Frozen):
+    __slots__ = ("ballot", "chosen", "slot", "value")
+    __match_args__ = ("slot", "ballot", "value", "chosen")
+
     slot: int
     ballot: Ballot
     value: bytes
@@ -67,8 +71,7 @@ class PromiseEntry:
         object.__setattr__(self, "chosen", chosen)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Promise:
+class Promise(Frozen):
     """Phase 1b: the acceptor's accepted values in slots ``from_slot`` to ``upto_slot``.
 
     One reply can take several of these parts, since a window of slots of big values is more
@@ -80,12 +83,15 @@ class Promise:
     too far behind to lead and catches up first.
     """
 
+    __slots__ = ("ballot", "chosen_upto", "entries", "from_slot", "truncated", "upto_slot")
+    __match_args__ = ("ballot", "from_slot", "entries", "chosen_upto", "truncated", "upto_slot")
+
     ballot: Ballot
     from_slot: int
     entries: tuple[PromiseEntry, ...]
     chosen_upto: int
     truncated: bool
-    upto_slot: int = ALL_SLOTS
+    upto_slot: int
 
     def __init__(
         self,
@@ -104,9 +110,11 @@ class Promise:
         object.__setattr__(self, "upto_slot", upto_slot)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Nack:
+class Nack(Frozen):
     """The sender has promised ``promised``, higher than the ``ballot`` it was asked about."""
+
+    __slots__ = ("ballot", "promised")
+    __match_args__ = ("ballot", "promised")
 
     ballot: Ballot
     promised: Ballot
@@ -116,9 +124,11 @@ class Nack:
         object.__setattr__(self, "promised", promised)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Accept:
+class Accept(Frozen):
     """Phase 2a for one slot, multicast to everyone; carries the leader's commit point."""
+
+    __slots__ = ("ballot", "commit_upto", "slot", "value")
+    __match_args__ = ("ballot", "slot", "value", "commit_upto")
 
     ballot: Ballot
     slot: int
@@ -132,9 +142,11 @@ class Accept:
         object.__setattr__(self, "commit_upto", commit_upto)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Accepted:
+class Accepted(Frozen):
     """Phase 2b for every slot in ``slots``, sent once the accepts are durable."""
+
+    __slots__ = ("ballot", "slots")
+    __match_args__ = ("ballot", "slots")
 
     ballot: Ballot
     slots: tuple[int, ...]
@@ -144,9 +156,11 @@ class Accepted:
         object.__setattr__(self, "slots", slots)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Commit:
+class Commit(Frozen):
     """Every slot up to ``upto`` is chosen; slots this leader proposed carry ``ballot``."""
+
+    __slots__ = ("ballot", "upto")
+    __match_args__ = ("ballot", "upto")
 
     ballot: Ballot
     upto: int
@@ -156,9 +170,11 @@ class Commit:
         object.__setattr__(self, "upto", upto)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Heartbeat:
+class Heartbeat(Frozen):
     """The leader is alive. Acks to ``seq`` confirm leadership for read-index and leases."""
+
+    __slots__ = ("ballot", "commit_upto", "seq")
+    __match_args__ = ("ballot", "commit_upto", "seq")
 
     ballot: Ballot
     commit_upto: int
@@ -170,8 +186,10 @@ class Heartbeat:
         object.__setattr__(self, "seq", seq)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class HeartbeatAck:
+class HeartbeatAck(Frozen):
+    __slots__ = ("applied_upto", "ballot", "seq")
+    __match_args__ = ("ballot", "seq", "applied_upto")
+
     ballot: Ballot
     seq: int
     applied_upto: int
@@ -185,9 +203,9 @@ class HeartbeatAck:
 class Request(NamedTuple):
     """One client command. (client_id, seq) makes retries idempotent.
 
-    A NamedTuple, not a frozen dataclass like the messages: one is made per command on the
+    A NamedTuple, not a frozen class like the messages: one is made per command on the
     hot path, and a tuple is as immutable at under half the cost to build (a frozen
-    dataclass sets each field through ``object.__setattr__``); the engine also splits a list
+    class sets each field through ``object.__setattr__``); the engine also splits a list
     of them into columns in C with ``zip(*requests)``.
     """
 
@@ -196,8 +214,7 @@ class Request(NamedTuple):
     command: bytes
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class Forward:
+class Forward(Frozen):
     """Client requests a non-leader passes to the leader, batched.
 
     Sent as three columns under :data:`FORWARD_COLUMNS_TAG`; the first format (a row per
@@ -205,6 +222,9 @@ class Forward:
     followers keeps taking their forwards. (An old leader drops the new tag as unknown: its
     followers' clients retry until it is upgraded or leadership moves.)
     """
+
+    __slots__ = ("requests",)
+    __match_args__ = ("requests",)
 
     requests: tuple[Request, ...]
 
@@ -215,17 +235,21 @@ class Forward:
 FORWARD_COLUMNS_TAG = 16
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class ReadIndexRequest:
+class ReadIndexRequest(Frozen):
+    __slots__ = ("read_ids",)
+    __match_args__ = ("read_ids",)
+
     read_ids: tuple[int, ...]
 
     def __init__(self, read_ids: tuple[int, ...]) -> None:
         object.__setattr__(self, "read_ids", read_ids)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class ReadIndexReply:
+class ReadIndexReply(Frozen):
     """``index`` is -1 when the receiver is not (or no longer) the leader."""
+
+    __slots__ = ("index", "read_ids")
+    __match_args__ = ("read_ids", "index")
 
     read_ids: tuple[int, ...]
     index: int
@@ -235,16 +259,20 @@ class ReadIndexReply:
         object.__setattr__(self, "index", index)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class CatchupRequest:
+class CatchupRequest(Frozen):
+    __slots__ = ("from_slot",)
+    __match_args__ = ("from_slot",)
+
     from_slot: int
 
     def __init__(self, from_slot: int) -> None:
         object.__setattr__(self, "from_slot", from_slot)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class CatchupEntry:
+class CatchupEntry(Frozen):
+    __slots__ = ("slot", "value")
+    __match_args__ = ("slot", "value")
+
     slot: int
     value: bytes
 
@@ -253,9 +281,11 @@ class CatchupEntry:
         object.__setattr__(self, "value", value)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class CatchupReply:
+class CatchupReply(Frozen):
     """Chosen values from ``from_slot``; empty with ``snapshot_slot`` set when compacted."""
+
+    __slots__ = ("chosen_upto", "entries", "snapshot_slot")
+    __match_args__ = ("entries", "chosen_upto", "snapshot_slot")
 
     entries: tuple[CatchupEntry, ...]
     chosen_upto: int
@@ -269,8 +299,10 @@ class CatchupReply:
         object.__setattr__(self, "snapshot_slot", snapshot_slot)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class SnapshotRequest:
+class SnapshotRequest(Frozen):
+    __slots__ = ("offset", "snapshot_slot")
+    __match_args__ = ("snapshot_slot", "offset")
+
     snapshot_slot: int
     offset: int
 
@@ -279,8 +311,10 @@ class SnapshotRequest:
         object.__setattr__(self, "offset", offset)
 
 
-@dataclass(frozen=True, slots=True, init=False)
-class SnapshotChunk:
+class SnapshotChunk(Frozen):
+    __slots__ = ("data", "offset", "snapshot_slot", "total_bytes")
+    __match_args__ = ("snapshot_slot", "offset", "total_bytes", "data")
+
     snapshot_slot: int
     offset: int
     total_bytes: int
@@ -314,13 +348,13 @@ Message = (
 # --- codec ---------------------------------------------------------------------------------
 #
 # Every datagram is encoded once and decoded once per receiver, so the codec is written per
-# message type rather than walked generically over ``dataclasses.fields``: a Ballot (a
+# message type rather than walked generically over the fields (``__match_args__``): a Ballot (a
 # NamedTuple) and a tuple of ints pack as arrays as they are, so most messages are one
 # ``attrgetter`` and one pack; only the three with nested records flatten them. Decoding checks
 # every field's type inline before the message object is built.
 
 # One byte on the wire names each message type. A table, not a ``TAG`` class variable on each
-# dataclass: the compiled build (mypyc) mistakes a ClassVar with a default for a field.
+# class: one table is what the codec and the tests read.
 TAGS: Final[dict[type[Any], int]] = {
     Prepare: 1,
     Promise: 2,
@@ -404,7 +438,7 @@ def pack_with_bytes(head: list[Any], value: bytes, tail: list[Any] | None = None
 
 
 def _flat_encoder(cls: type[Any]) -> Callable[[Any], list[Any]]:
-    names = [f.name for f in fields(cls)]
+    names = list(cls.__match_args__)
     head = [WIRE_VERSION, TAGS[cls]]
     if len(names) == 1:
         name = names[0]

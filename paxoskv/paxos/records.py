@@ -18,7 +18,6 @@ copied into a record of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 import msgpack
@@ -33,6 +32,7 @@ from paxoskv.paxos.messages import (
     packed_uint,
 )
 from paxoskv.state import Configuration
+from paxoskv.state.frozen import Record
 from paxoskv.state.snapshot import StateImage, array_header
 
 PROMISED, ACCEPTED, CHOSEN, LEARNED = 1, 2, 3, 4
@@ -92,17 +92,53 @@ def learned_record(slot: int, value: bytes) -> bytes:
     return pack_body([LEARNED, slot, value])
 
 
-@dataclass(slots=True)
-class DurableState:
+class DurableState(Record):
     """Everything a restarted engine starts from."""
 
-    promised: Ballot = ZERO_BALLOT
-    accepted: dict[int, tuple[Ballot, bytes]] = field(default_factory=dict)
-    chosen: dict[int, bytes] = field(default_factory=dict)
-    applied_slot: int = 0
-    state_snapshot: bytes | None = None
-    config_entries: list[tuple[int, Configuration]] = field(default_factory=list)
-    last_log_time_ms: int = 0
+    __slots__ = (
+        "accepted",
+        "applied_slot",
+        "chosen",
+        "config_entries",
+        "last_log_time_ms",
+        "promised",
+        "state_snapshot",
+    )
+    __match_args__ = (
+        "promised",
+        "accepted",
+        "chosen",
+        "applied_slot",
+        "state_snapshot",
+        "config_entries",
+        "last_log_time_ms",
+    )
+
+    promised: Ballot
+    accepted: dict[int, tuple[Ballot, bytes]]
+    chosen: dict[int, bytes]
+    applied_slot: int
+    state_snapshot: bytes | None
+    config_entries: list[tuple[int, Configuration]]
+    last_log_time_ms: int
+
+    def __init__(
+        self,
+        promised: Ballot = ZERO_BALLOT,
+        accepted: dict[int, tuple[Ballot, bytes]] | None = None,
+        chosen: dict[int, bytes] | None = None,
+        applied_slot: int = 0,
+        state_snapshot: bytes | None = None,
+        config_entries: list[tuple[int, Configuration]] | None = None,
+        last_log_time_ms: int = 0,
+    ) -> None:
+        self.promised = promised
+        self.accepted = dict() if accepted is None else accepted
+        self.chosen = dict() if chosen is None else chosen
+        self.applied_slot = applied_slot
+        self.state_snapshot = state_snapshot
+        self.config_entries = list() if config_entries is None else config_entries
+        self.last_log_time_ms = last_log_time_ms
 
     def replay(self, record: bytes) -> None:
         """Fold one journal record in. Storage has verified its checksum already."""

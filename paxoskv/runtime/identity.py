@@ -37,13 +37,13 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
 from paxoskv.errors import ConfigurationError, WrongCluster
 from paxoskv.state import Configuration
+from paxoskv.state.frozen_plain import PlainFrozen
 
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
@@ -58,17 +58,23 @@ LEGACY_FORMATION = ""
 """The formation of a cluster formed by a release that kept none (see the module)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Genesis:
+class Genesis(PlainFrozen):
     """What a data dir keeps of the cluster it belongs to."""
+
+    __slots__ = ("cluster", "formation", "voters")
+    __match_args__ = ("voters", "formation", "cluster")
 
     voters: tuple[str, ...]
     formation: str
     cluster: str | None  # None: written by a release that did not keep the name
 
+    def __init__(self, voters: tuple[str, ...], formation: str, cluster: str | None) -> None:
+        object.__setattr__(self, "voters", voters)
+        object.__setattr__(self, "formation", formation)
+        object.__setattr__(self, "cluster", cluster)
 
-@dataclass(frozen=True, slots=True)
-class Life:
+
+class Life(PlainFrozen):
     """A *fresh life*: a node that started on a data dir holding no acceptor state.
 
     Paxos is safe only while no acceptor forgets a promise or an accept, and a data dir with
@@ -83,9 +89,19 @@ class Life:
     earlier release, any node restarted on its own data dir) is not a fresh life.
     """
 
+    __slots__ = ("checked_at", "founded", "nonce")
+    __match_args__ = ("nonce", "founded", "checked_at")
+
     nonce: str
-    founded: str | None = None
-    checked_at: int | None = None
+    founded: str | None
+    checked_at: int | None
+
+    def __init__(
+        self, nonce: str, founded: str | None = None, checked_at: int | None = None
+    ) -> None:
+        object.__setattr__(self, "nonce", nonce)
+        object.__setattr__(self, "founded", founded)
+        object.__setattr__(self, "checked_at", checked_at)
 
     def seated(self, formation: str) -> bool:
         """Whether this life may vote in the seat its configuration gives its id (a checked

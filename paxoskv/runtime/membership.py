@@ -15,23 +15,60 @@ Bootstrapping a new cluster is :class:`Bootstrap`, whose docstring proves its ru
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from paxoskv.runtime.identity import formation_id
 from paxoskv.state import AddLearner, Command, Configuration, PromoteLearner, RemoveMember
+from paxoskv.state.frozen_plain import PlainRecord
 
 CATCH_UP_MARGIN_SLOTS = 64
 
 
-@dataclass(slots=True)
-class PeerView:
+class PeerView(PlainRecord):
+    __slots__ = (
+        "applied_slot",
+        "formation",
+        "genesis",
+        "last_seen",
+        "leader_id",
+        "revision",
+        "wants",
+    )
+    __match_args__ = (
+        "last_seen",
+        "wants",
+        "applied_slot",
+        "revision",
+        "leader_id",
+        "genesis",
+        "formation",
+    )
+
     last_seen: float
     wants: str
     applied_slot: int
     revision: int
     leader_id: str
-    genesis: tuple[str, ...] = ()
-    formation: str | None = None  # None: not told (a fresh node, or an earlier release's)
+    genesis: tuple[str, ...]
+    formation: str | None  # None: not told (a fresh node, or an earlier release's)
+
+    def __init__(
+        self,
+        last_seen: float,
+        wants: str,
+        applied_slot: int,
+        revision: int,
+        leader_id: str,
+        genesis: tuple[str, ...] = (),
+        formation: str | None = None,
+    ) -> None:
+        self.last_seen = last_seen
+        self.wants = wants
+        self.applied_slot = applied_slot
+        self.revision = revision
+        self.leader_id = leader_id
+        self.genesis = genesis
+        self.formation = formation
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +143,7 @@ def membership_change(
     return None
 
 
-@dataclass(slots=True)
-class Bootstrap:
+class Bootstrap(PlainRecord):
     """When a node may form a new cluster, and with whom: one genesis on every node.
 
     Each bootstrapping node announces (with every hello) its expected count N
@@ -156,18 +192,68 @@ class Bootstrap:
     ``--bootstrap-expect``, or to ``--join`` the cluster once it is formed.
     """
 
+    __slots__ = (
+        "_complained",
+        "_ready_since",
+        "expect",
+        "heard",
+        "keep",
+        "met",
+        "node_id",
+        "nonce",
+        "nonces",
+        "settle_s",
+    )
+    __match_args__ = (
+        "node_id",
+        "expect",
+        "settle_s",
+        "met",
+        "nonce",
+        "heard",
+        "nonces",
+        "keep",
+        "_complained",
+        "_ready_since",
+    )
+
     node_id: str
     expect: int
-    settle_s: float = 0.0
-    met: set[str] = field(default_factory=set)
-    nonce: str = ""
-    heard: dict[str, tuple[int, frozenset[str], str]] = field(default_factory=dict)
+    settle_s: float
+    met: set[str]
+    nonce: str
+    heard: dict[str, tuple[int, frozenset[str], str]]
     # The nonce each node announced when it was met, kept with the met-set: a founder
     # restarted before its genesis hears no announcements from members (see founded).
-    nonces: dict[str, str] = field(default_factory=dict)
-    keep: Callable[[int, frozenset[str]], None] | None = None
-    _complained: set[tuple[str, int]] = field(default_factory=set)
-    _ready_since: tuple[frozenset[str], float] | None = None
+    nonces: dict[str, str]
+    keep: Callable[[int, frozenset[str]], None] | None
+    _complained: set[tuple[str, int]]
+    _ready_since: tuple[frozenset[str], float] | None
+
+    def __init__(
+        self,
+        node_id: str,
+        expect: int,
+        settle_s: float = 0.0,
+        met: set[str] | None = None,
+        nonce: str = "",
+        heard: dict[str, tuple[int, frozenset[str], str]] | None = None,
+        nonces: dict[str, str] | None = None,
+        keep: Callable[[int, frozenset[str]], None] | None = None,
+        _complained: set[tuple[str, int]] | None = None,
+        _ready_since: tuple[frozenset[str], float] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.expect = expect
+        self.settle_s = settle_s
+        self.met = set() if met is None else met
+        self.nonce = nonce
+        self.heard = dict() if heard is None else heard
+        self.nonces = dict() if nonces is None else nonces
+        self.keep = keep
+        self._complained = set() if _complained is None else _complained
+        self._ready_since = _ready_since
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         self.met.add(self.node_id)

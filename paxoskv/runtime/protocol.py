@@ -17,11 +17,11 @@ by slice, so a large ``keys`` listing or a 47 KB value never overruns a socket b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.state.history import ChangeEvent
 from paxoskv.state.keys import key_from_wire, key_to_wire
 from paxoskv.state.wire import pack, unpack
@@ -65,8 +65,7 @@ def paxos_payload(message: Message) -> bytes:
     return encode_message(message, PAXOS)
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(PlainFrozen):
     """A node's periodic "I am here": the failure detector's heartbeat and its gossip.
 
     ``wants`` is the role it asks for (voter or learner; a client says nothing). ``genesis`` is
@@ -75,12 +74,31 @@ class Hello:
     the member runs an earlier release, which sends no ident).
     """
 
+    __slots__ = ("applied_slot", "bootstrapping", "genesis", "leader_id", "revision", "wants")
+    __match_args__ = ("wants", "applied_slot", "revision", "leader_id", "genesis", "bootstrapping")
+
     wants: str
     applied_slot: int
     revision: int
     leader_id: str
     genesis: tuple[str, ...]
     bootstrapping: bool
+
+    def __init__(
+        self,
+        wants: str,
+        applied_slot: int,
+        revision: int,
+        leader_id: str,
+        genesis: tuple[str, ...],
+        bootstrapping: bool,
+    ) -> None:
+        object.__setattr__(self, "wants", wants)
+        object.__setattr__(self, "applied_slot", applied_slot)
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "leader_id", leader_id)
+        object.__setattr__(self, "genesis", genesis)
+        object.__setattr__(self, "bootstrapping", bootstrapping)
 
 
 def encode_runtime(kind: str, *fields: Any) -> bytes:
@@ -142,8 +160,7 @@ def decode_hello(fields: list[Any]) -> Hello:
     return hello
 
 
-@dataclass(frozen=True, slots=True)
-class Ident:
+class Ident(PlainFrozen):
     """Which cluster a node's data dir belongs to: its genesis voters and formation id
     (``identity.py``); an empty genesis for a node with none yet (a fresh data dir).
 
@@ -153,9 +170,17 @@ class Ident:
     upgraded node for down; an unknown message name it ignores.
     """
 
+    __slots__ = ("asks", "formation", "genesis")
+    __match_args__ = ("genesis", "formation", "asks")
+
     genesis: tuple[str, ...]
     formation: str
-    asks: bool = False  # answer with yours: the sender has just started (or joined)
+    asks: bool  # answer with yours: the sender has just started (or joined)
+
+    def __init__(self, genesis: tuple[str, ...], formation: str, asks: bool = False) -> None:
+        object.__setattr__(self, "genesis", genesis)
+        object.__setattr__(self, "formation", formation)
+        object.__setattr__(self, "asks", asks)
 
 
 def encode_ident(ident: Ident) -> bytes:
@@ -172,8 +197,7 @@ def decode_ident(fields: list[Any]) -> Ident:
     return Ident(tuple(genesis), formation, asks)
 
 
-@dataclass(frozen=True, slots=True)
-class BootAnnouncement:
+class BootAnnouncement(PlainFrozen):
     """A bootstrapping node's count, the nodes it has met and its nonce (``Bootstrap``).
 
     Its own message beside the hello, not more fields in it: see :class:`Ident`. The nonce
@@ -181,9 +205,17 @@ class BootAnnouncement:
     is heard with the nonce "".
     """
 
+    __slots__ = ("expect", "met", "nonce")
+    __match_args__ = ("expect", "met", "nonce")
+
     expect: int
     met: frozenset[str]
-    nonce: str = ""
+    nonce: str
+
+    def __init__(self, expect: int, met: frozenset[str], nonce: str = "") -> None:
+        object.__setattr__(self, "expect", expect)
+        object.__setattr__(self, "met", met)
+        object.__setattr__(self, "nonce", nonce)
 
 
 def encode_boot(expect: int, met: list[str], nonce: str) -> bytes:

@@ -22,7 +22,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
@@ -320,7 +319,7 @@ class Replica:
         """Adopt the genesis of a cluster this node formed: its seat there is this life's own
         (kept before the genesis: restarted in between, it forms the same one again)."""
         if self._life is not None:
-            self._life = replace(self._life, founded=formation)
+            self._life = Life(self._life.nonce, formation, self._life.checked_at)
             save_life(self.config.data_dir, self._life)
         self._adopt_genesis(voters, formation)
 
@@ -360,7 +359,7 @@ class Replica:
         assert engine is not None
         learner = self._role != "voter" or not self._may_vote(engine)
         if engine.settings.learner != learner:
-            engine.settings = replace(engine.settings, learner=learner)
+            engine.settings = engine.settings.with_learner(learner)
             if not learner and self._life is not None and self._life.checked_at is not None:
                 log.info("%s votes from slot %d on", self.node_id, engine.applied_slot + 1)
 
@@ -390,7 +389,7 @@ class Replica:
             path = str(self.config.data_dir) if self.config.data_dir is not None else None
             self._fail_stop(AmnesiacVoter(self.node_id, path, self.config.cluster))
             return
-        self._life = replace(life, checked_at=engine.applied_slot)
+        self._life = Life(life.nonce, life.founded, engine.applied_slot)
         save_life(self.config.data_dir, self._life)
         log.info(
             "%s holds no voter seat at slot %d: it may be given one",

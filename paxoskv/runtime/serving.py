@@ -20,7 +20,6 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from paxoskv.errors import Compacted, InvalidKey, ValueNotSerialisable
@@ -30,6 +29,7 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.replica import Replica
 from paxoskv.state import Key, KeyValue
+from paxoskv.state.frozen_plain import PlainRecord
 from paxoskv.state.keys import check_prefix, key_from_wire, key_to_wire
 from paxoskv.state.results import row_to_wire
 
@@ -41,9 +41,11 @@ PARTS_KEPT_S = 30.0  # how long a reply sent in parts waits for its client to as
 PARTS_KEPT_BYTES = 64 * 1024 * 1024  # replies in parts kept at most, and the most one may be
 
 
-@dataclass(slots=True)
-class _Parts:
+class _Parts(PlainRecord):
     """A reply too big for a datagram, kept until its client has fetched every part."""
+
+    __slots__ = ("client", "expires_at", "name", "payload", "route")
+    __match_args__ = ("client", "name", "route", "payload", "expires_at")
 
     client: str
     name: str
@@ -51,15 +53,42 @@ class _Parts:
     payload: bytes
     expires_at: float
 
+    def __init__(
+        self, client: str, name: str, route: list[Any], payload: bytes, expires_at: float
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.route = route
+        self.payload = payload
+        self.expires_at = expires_at
 
-@dataclass(slots=True)
-class _Watch:
+
+class _Watch(PlainRecord):
+    __slots__ = ("after_revision", "client", "expires_at", "prefix", "sent_upto", "watch_id")
+    __match_args__ = ("client", "watch_id", "prefix", "after_revision", "sent_upto", "expires_at")
+
     client: str
     watch_id: int
     prefix: Any
     after_revision: int  # events up to here were considered
     sent_upto: int  # the ``upto`` of the last datagram sent: the client checks continuity
     expires_at: float
+
+    def __init__(
+        self,
+        client: str,
+        watch_id: int,
+        prefix: Any,
+        after_revision: int,
+        sent_upto: int,
+        expires_at: float,
+    ) -> None:
+        self.client = client
+        self.watch_id = watch_id
+        self.prefix = prefix
+        self.after_revision = after_revision
+        self.sent_upto = sent_upto
+        self.expires_at = expires_at
 
 
 def all_entries(state: Any, prefix: Key | str | None) -> list[KeyValue]:

@@ -1,9 +1,13 @@
 """The commands the replicated log carries, as an application builds them.
 
-Each command is a frozen, slotted dataclass that checks its fields when built, so a caller's
+Each command is a frozen, slotted value class that checks its fields when built, so a caller's
 mistake raises at once in the caller's hands (InvalidKey, InvalidCommand, ValueNotSerialisable)
-rather than as a failure deep in the log. Their wire form is in :mod:`command_wire`; on the
-wire a command is one msgpack array, its first element a small integer tag::
+rather than as a failure deep in the log. The four an application builds (``Set``, ``Delete``,
+``Compare``, ``Txn``) are dataclasses, which ``dataclasses.fields`` and ``replace`` work on; the
+ones only paxos-kv builds are :class:`~paxoskv.state.frozen_plain.PlainFrozen` subclasses (the
+same equality, hash and repr, without the dataclass's cost at import: see that module). Their
+wire form is in :mod:`command_wire`; on the wire a command is one msgpack array, its first
+element a small integer tag::
 
     NoOp            [0]
     Set             [1, key, value, lease_id | nil]
@@ -15,7 +19,7 @@ wire a command is one msgpack array, its first element a small integer tag::
     DemoteVoter     [10, node_id]        RemoveMember [11, node_id]
 
 The state machine applies the *wire form* directly (``command_wire.read_command_wire``), so
-the hot path of a replica never builds these dataclasses: it unpacks, checks, and applies.
+the hot path of a replica never builds these objects: it unpacks, checks, and applies.
 
 This module stays interpreted in the compiled build (``paxoskv/compiled.py``): compiled, an
 ``int`` field would turn ``True`` into ``1`` and a wrong type would raise a bare TypeError
@@ -30,6 +34,7 @@ from typing import Any, Literal, TypeAlias
 
 from paxoskv.errors import InvalidCommand
 from paxoskv.state.configuration import NodeId, check_node_id
+from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.state.keys import Key, check_key
 from paxoskv.state.wire import check_value
 
@@ -116,12 +121,19 @@ class Txn:
         _check_branch(self.failure, "failure")
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseGrant:
+class LeaseGrant(PlainFrozen):
     """Create a lease of ``ttl_ms``; with no ``lease_id`` the id is the grant's revision."""
 
+    __slots__ = ("lease_id", "ttl_ms")
+    __match_args__ = ("ttl_ms", "lease_id")
+
     ttl_ms: int
-    lease_id: int | None = None
+    lease_id: int | None
+
+    def __init__(self, ttl_ms: int, lease_id: int | None = None) -> None:
+        object.__setattr__(self, "ttl_ms", ttl_ms)
+        object.__setattr__(self, "lease_id", lease_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_ttl(self.ttl_ms)
@@ -129,80 +141,124 @@ class LeaseGrant:
             _check_lease_id(self.lease_id)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseKeepalive:
+class LeaseKeepalive(PlainFrozen):
     """Push a lease's expiry to the command's log time plus its TTL."""
 
+    __slots__ = ("lease_id",)
+    __match_args__ = ("lease_id",)
+
     lease_id: int
+
+    def __init__(self, lease_id: int) -> None:
+        object.__setattr__(self, "lease_id", lease_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_lease_id(self.lease_id)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseRevoke:
+class LeaseRevoke(PlainFrozen):
     """End a lease now and delete the keys attached to it."""
 
+    __slots__ = ("lease_id",)
+    __match_args__ = ("lease_id",)
+
     lease_id: int
+
+    def __init__(self, lease_id: int) -> None:
+        object.__setattr__(self, "lease_id", lease_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_lease_id(self.lease_id)
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseExpire:
+class LeaseExpire(PlainFrozen):
     """Proposed by the leader when it sees a lease due; applied only if still due in log time.
 
     The condition makes the race with a keepalive harmless: whichever is first in the log wins,
     the same way on every replica.
     """
 
+    __slots__ = ("lease_id",)
+    __match_args__ = ("lease_id",)
+
     lease_id: int
+
+    def __init__(self, lease_id: int) -> None:
+        object.__setattr__(self, "lease_id", lease_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_lease_id(self.lease_id)
 
 
-@dataclass(frozen=True, slots=True)
-class NoOp:
+class NoOp(PlainFrozen):
     """Fills a slot (a new leader closes holes with these); takes a revision, changes nothing."""
 
+    __slots__ = ()
+    __match_args__ = ()
 
-@dataclass(frozen=True, slots=True)
-class AddLearner:
+
+class AddLearner(PlainFrozen):
     """Add a node that receives the log but does not vote."""
 
+    __slots__ = ("node_id",)
+    __match_args__ = ("node_id",)
+
     node_id: NodeId
+
+    def __init__(self, node_id: NodeId) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_node(self.node_id)
 
 
-@dataclass(frozen=True, slots=True)
-class PromoteLearner:
+class PromoteLearner(PlainFrozen):
     """Make a caught-up learner a voter."""
 
+    __slots__ = ("node_id",)
+    __match_args__ = ("node_id",)
+
     node_id: NodeId
+
+    def __init__(self, node_id: NodeId) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_node(self.node_id)
 
 
-@dataclass(frozen=True, slots=True)
-class DemoteVoter:
+class DemoteVoter(PlainFrozen):
     """Make a voter a learner (it keeps receiving the log)."""
 
+    __slots__ = ("node_id",)
+    __match_args__ = ("node_id",)
+
     node_id: NodeId
+
+    def __init__(self, node_id: NodeId) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_node(self.node_id)
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveMember:
+class RemoveMember(PlainFrozen):
     """Take a voter or learner out of the cluster."""
 
+    __slots__ = ("node_id",)
+    __match_args__ = ("node_id",)
+
     node_id: NodeId
+
+    def __init__(self, node_id: NodeId) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _check_node(self.node_id)

@@ -40,10 +40,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final, TypeAlias
 
+from paxoskv.state.frozen import Record
 from paxoskv.state.results import WRITTEN
 from paxoskv.state.wire import pack
 
@@ -94,18 +94,34 @@ def encode_kept(kept: Kept, seq: int) -> bytes:
     return pack(kept)
 
 
-@dataclass(slots=True)
-class ClientRecord:
+class ClientRecord(Record):
     """One client's recent results. The state machine's batch loop works on it directly."""
 
+    __slots__ = ("highest_seq", "last_seen_ms", "results", "run_count", "runs")
+    __match_args__ = ("last_seen_ms", "highest_seq", "results", "runs", "run_count")
+
     last_seen_ms: int
-    highest_seq: int = -1
-    results: dict[int, Kept] = field(default_factory=dict)
-    runs: list[tuple[int, Sequence[Kept]]] = field(default_factory=list)
+    highest_seq: int
+    results: dict[int, Kept]
+    runs: list[tuple[int, Sequence[Kept]]]
     """Results not yet in :attr:`results`, as ``(first seq, one kept result per seq on)``:
     consecutive seqs, above every seq in :attr:`results` and every earlier run's, and younger
     than all of them (see the module docstring)."""
-    run_count: int = 0  # results in ``runs``
+    run_count: int  # results in ``runs``
+
+    def __init__(
+        self,
+        last_seen_ms: int,
+        highest_seq: int = -1,
+        results: dict[int, Kept] | None = None,
+        runs: list[tuple[int, Sequence[Kept]]] | None = None,
+        run_count: int = 0,
+    ) -> None:
+        self.last_seen_ms = last_seen_ms
+        self.highest_seq = highest_seq
+        self.results = dict() if results is None else results
+        self.runs = list() if runs is None else runs
+        self.run_count = run_count
 
     def settle(self) -> dict[int, Kept]:
         """Spread the runs into :attr:`results`, in order; return it (to read or write)."""

@@ -17,30 +17,49 @@ rebuilt once they outnumber the live ones.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
 from typing import Any
 
+from paxoskv.state.frozen import Frozen, Record
 from paxoskv.state.keys import Key, sort_keys
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
+class LeaseInfo(Frozen):
     """What a caller may see of a lease: its TTL, its expiry in log time, its keys (sorted)."""
+
+    __slots__ = ("expires_at_ms", "keys", "lease_id", "ttl_ms")
+    __match_args__ = ("lease_id", "ttl_ms", "expires_at_ms", "keys")
 
     lease_id: int
     ttl_ms: int
     expires_at_ms: int
     keys: tuple[Key, ...]
 
+    def __init__(
+        self, lease_id: int, ttl_ms: int, expires_at_ms: int, keys: tuple[Key, ...]
+    ) -> None:
+        object.__setattr__(self, "lease_id", lease_id)
+        object.__setattr__(self, "ttl_ms", ttl_ms)
+        object.__setattr__(self, "expires_at_ms", expires_at_ms)
+        object.__setattr__(self, "keys", keys)
 
-@dataclass(slots=True)
-class Lease:
+
+class Lease(Record):
     """A live lease. Mutable and private to the table; callers see ids and numbers."""
+
+    __slots__ = ("expires_at_ms", "keys", "ttl_ms")
+    __match_args__ = ("ttl_ms", "expires_at_ms", "keys")
 
     ttl_ms: int
     expires_at_ms: int
     # A dict used as an insertion-ordered set: never a set, whose order follows the hash seed.
-    keys: dict[Key, None] = field(default_factory=dict)
+    keys: dict[Key, None]
+
+    def __init__(
+        self, ttl_ms: int, expires_at_ms: int, keys: dict[Key, None] | None = None
+    ) -> None:
+        self.ttl_ms = ttl_ms
+        self.expires_at_ms = expires_at_ms
+        self.keys = dict() if keys is None else keys
 
 
 class LeaseTable:

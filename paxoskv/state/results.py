@@ -2,8 +2,9 @@
 
 A client talks to any node, but its command is applied on every replica; the node that holds
 the client's connection needs the answer, and the dedup table keeps it so a retry gets the very
-same bytes. So every result is a frozen dataclass with a compact wire form, the first element a
-tag::
+same bytes. So every result is a frozen value class with a compact wire form (a
+:class:`~paxoskv.state.frozen.Frozen` subclass; ``KeyValue`` and ``TxnResult``, which an
+application is given, are dataclasses), the first element a tag::
 
     Applied         [0, revision]
     Written         [1, revision, prev_row | nil]   (a plain Set's: [1, revision, nil])
@@ -46,6 +47,7 @@ from paxoskv.errors import (
     PaxosKVError,
 )
 from paxoskv.state.configuration import Configuration
+from paxoskv.state.frozen import Frozen
 from paxoskv.state.keys import Key, key_from_wire, key_to_wire
 from paxoskv.state.wire import MalformedResult, pack, unpack
 
@@ -87,13 +89,20 @@ class KeyValue:
     lease_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
+class Applied(Frozen):
     """A command with nothing to report (a no-op) took this revision."""
+
+    __slots__ = ("revision",)
+    __match_args__ = ("revision",)
 
     revision: int
 
+    def __init__(self, revision: int) -> None:
+        object.__setattr__(self, "revision", revision)
 
+
+# Written and Deleted stay dataclasses: they are the responses of a public TxnResult, which
+# dataclasses.asdict turns into dicts all the way down.
 @dataclass(frozen=True, slots=True)
 class Written:
     """A Set took effect at ``revision``. Inside a transaction's responses ``prev`` is what the
@@ -121,53 +130,96 @@ class TxnResult:
     responses: tuple[Written | Deleted, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseGranted:
+class LeaseGranted(Frozen):
+    __slots__ = ("lease_id", "revision", "ttl_ms")
+    __match_args__ = ("revision", "lease_id", "ttl_ms")
+
     revision: int
     lease_id: int
     ttl_ms: int
 
+    def __init__(self, revision: int, lease_id: int, ttl_ms: int) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "lease_id", lease_id)
+        object.__setattr__(self, "ttl_ms", ttl_ms)
 
-@dataclass(frozen=True, slots=True)
-class LeaseRenewed:
+
+class LeaseRenewed(Frozen):
     """A keepalive moved the lease's expiry to ``expires_at_ms`` (log time)."""
+
+    __slots__ = ("expires_at_ms", "lease_id", "revision", "ttl_ms")
+    __match_args__ = ("revision", "lease_id", "ttl_ms", "expires_at_ms")
 
     revision: int
     lease_id: int
     ttl_ms: int
     expires_at_ms: int
 
+    def __init__(self, revision: int, lease_id: int, ttl_ms: int, expires_at_ms: int) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "lease_id", lease_id)
+        object.__setattr__(self, "ttl_ms", ttl_ms)
+        object.__setattr__(self, "expires_at_ms", expires_at_ms)
 
-@dataclass(frozen=True, slots=True)
-class LeaseRevoked:
+
+class LeaseRevoked(Frozen):
+    __slots__ = ("deleted_count", "lease_id", "revision")
+    __match_args__ = ("revision", "lease_id", "deleted_count")
+
     revision: int
     lease_id: int
     deleted_count: int
 
+    def __init__(self, revision: int, lease_id: int, deleted_count: int) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "lease_id", lease_id)
+        object.__setattr__(self, "deleted_count", deleted_count)
 
-@dataclass(frozen=True, slots=True)
-class LeaseExpired:
+
+class LeaseExpired(Frozen):
     """``expired`` is False when a keepalive or revoke got into the log first."""
+
+    __slots__ = ("deleted_count", "expired", "lease_id", "revision")
+    __match_args__ = ("revision", "lease_id", "expired", "deleted_count")
 
     revision: int
     lease_id: int
     expired: bool
     deleted_count: int
 
+    def __init__(self, revision: int, lease_id: int, expired: bool, deleted_count: int) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "lease_id", lease_id)
+        object.__setattr__(self, "expired", expired)
+        object.__setattr__(self, "deleted_count", deleted_count)
 
-@dataclass(frozen=True, slots=True)
-class ConfigChanged:
+
+class ConfigChanged(Frozen):
+    __slots__ = ("configuration", "revision")
+    __match_args__ = ("revision", "configuration")
+
     revision: int
     configuration: Configuration
 
+    def __init__(self, revision: int, configuration: Configuration) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "configuration", configuration)
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+
+class Failed(Frozen):
     """The command took ``revision`` but changed nothing; ``error_code`` says why."""
+
+    __slots__ = ("error_code", "message", "revision")
+    __match_args__ = ("revision", "error_code", "message")
 
     revision: int
     error_code: str
     message: str
+
+    def __init__(self, revision: int, error_code: str, message: str) -> None:
+        object.__setattr__(self, "revision", revision)
+        object.__setattr__(self, "error_code", error_code)
+        object.__setattr__(self, "message", message)
 
     def exception(self) -> PaxosKVError:
         """The typed error a client API raises for this failure."""

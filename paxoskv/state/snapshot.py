@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import chain, compress, repeat
 from operator import countOf, is_not
@@ -35,6 +34,7 @@ from typing import Any, Final
 
 from paxoskv.state.configuration import Configuration
 from paxoskv.state.dedup import DedupTable
+from paxoskv.state.frozen import Frozen, Record
 from paxoskv.state.history import DEFAULT_LIMIT_BYTES, History
 from paxoskv.state.keys import Key, key_to_wire, keys_from_wire
 from paxoskv.state.leases import LeaseTable
@@ -47,9 +47,31 @@ ROW_FIELDS = 6
 HISTORY_FIELDS = 5  # revision, kind, key, value, previous value
 
 
-@dataclass(slots=True)
-class RestoredState:
+class RestoredState(Record):
     """The parts of a machine read back from a snapshot, checked and rebuilt."""
+
+    __slots__ = (
+        "configuration",
+        "configuration_revision",
+        "dedup",
+        "history",
+        "leases",
+        "log_time_ms",
+        "parameters",
+        "revision",
+        "rows",
+    )
+    __match_args__ = (
+        "parameters",
+        "revision",
+        "log_time_ms",
+        "configuration",
+        "configuration_revision",
+        "rows",
+        "leases",
+        "dedup",
+        "history",
+    )
 
     parameters: tuple[int, int, int]
     revision: int
@@ -60,6 +82,28 @@ class RestoredState:
     leases: LeaseTable
     dedup: DedupTable
     history: History
+
+    def __init__(
+        self,
+        parameters: tuple[int, int, int],
+        revision: int,
+        log_time_ms: int,
+        configuration: Configuration,
+        configuration_revision: int,
+        rows: dict[Key, tuple[Any, ...]],
+        leases: LeaseTable,
+        dedup: DedupTable,
+        history: History,
+    ) -> None:
+        self.parameters = parameters
+        self.revision = revision
+        self.log_time_ms = log_time_ms
+        self.configuration = configuration
+        self.configuration_revision = configuration_revision
+        self.rows = rows
+        self.leases = leases
+        self.dedup = dedup
+        self.history = history
 
 
 def _flat_rows(rows: Iterable[tuple[Any, ...]]) -> list[Any]:
@@ -74,8 +118,7 @@ ROWS_PER_PIECE = 512  # 4 MB of 8 KB values, 80 KB of small ones: a few ms of pa
 EVENTS_PER_PIECE = 512
 
 
-@dataclass(frozen=True, slots=True)
-class StateImage:
+class StateImage(Frozen):
     """A machine's state as of one revision, captured cheaply and packed later, anywhere.
 
     Packing a large state takes long (180 MB of 8 KB values and their history: about a
@@ -86,12 +129,31 @@ class StateImage:
     pieces. The pieces joined are exactly the one-call packing of the layout above.
     """
 
+    __slots__ = ("dedup", "header", "history", "leases", "parameters", "rows")
+    __match_args__ = ("parameters", "header", "rows", "leases", "dedup", "history")
+
     parameters: list[int]
     header: list[Any]
     rows: list[tuple[Any, ...]]
     leases: list[Any]
     dedup: list[Any]
     history: list[Any]  # [floor_revision, flat records]
+
+    def __init__(
+        self,
+        parameters: list[int],
+        header: list[Any],
+        rows: list[tuple[Any, ...]],
+        leases: list[Any],
+        dedup: list[Any],
+        history: list[Any],
+    ) -> None:
+        object.__setattr__(self, "parameters", parameters)
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "rows", rows)
+        object.__setattr__(self, "leases", leases)
+        object.__setattr__(self, "dedup", dedup)
+        object.__setattr__(self, "history", history)
 
     def parts(self) -> list[bytes]:
         rows = self.rows

@@ -10,13 +10,18 @@ data dir written on one machine reads on any other.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 __all__ = ["IMPLEMENTATION", "crc32c", "crc32c_extend", "crc32c_python"]
 
 _POLYNOMIAL_REFLECTED = 0x82F63B78
 
 
-def _make_table() -> tuple[int, ...]:
+@cache
+def _table() -> tuple[int, ...]:
+    """The lookup table, built the first time the pure-Python version runs: a node with the
+    ``google-crc32c`` wheel never needs it, and building it (2,048 steps of Python) was part of
+    every node's start."""
     table = []
     for byte in range(256):
         crc = byte
@@ -26,16 +31,13 @@ def _make_table() -> tuple[int, ...]:
     return tuple(table)
 
 
-_TABLE = _make_table()
-
-
 Data = bytes | bytearray | memoryview
 
 
 def crc32c_python(data: Data, crc: int = 0) -> int:
     """The reference implementation: one table lookup per byte; ``crc`` continues a run."""
     crc ^= 0xFFFFFFFF
-    table = _TABLE
+    table = _table()
     for byte in bytes(data):
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 
 from paxoskv.errors import CorruptData, UnsupportedFormat
+from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.storage.crc import crc32c
 
 __all__ = [
@@ -76,16 +76,56 @@ def parse_snapshot_name(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-@dataclass(frozen=True, slots=True)
-class FileHeader:
+class FileHeader(PlainFrozen):
+    __slots__ = (
+        "body_crc",
+        "body_length",
+        "flags",
+        "index",
+        "key_check",
+        "magic",
+        "salt",
+        "version",
+    )
+    __match_args__ = (
+        "magic",
+        "flags",
+        "index",
+        "salt",
+        "key_check",
+        "body_length",
+        "body_crc",
+        "version",
+    )
+
     magic: bytes
     flags: int
     index: int
     salt: bytes
-    key_check: bytes = bytes(16)
-    body_length: int = 0
-    body_crc: int = 0
-    version: int = FORMAT_VERSION
+    key_check: bytes
+    body_length: int
+    body_crc: int
+    version: int
+
+    def __init__(
+        self,
+        magic: bytes,
+        flags: int,
+        index: int,
+        salt: bytes,
+        key_check: bytes = bytes(16),
+        body_length: int = 0,
+        body_crc: int = 0,
+        version: int = FORMAT_VERSION,
+    ) -> None:
+        object.__setattr__(self, "magic", magic)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "salt", salt)
+        object.__setattr__(self, "key_check", key_check)
+        object.__setattr__(self, "body_length", body_length)
+        object.__setattr__(self, "body_crc", body_crc)
+        object.__setattr__(self, "version", version)
 
     @property
     def encrypted(self) -> bool:

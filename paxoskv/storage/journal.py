@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from paxoskv.errors import ConfigurationError, CorruptData, WrongEncryptionKey
+from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.storage.cipher import RecordCipher, invalid_tag
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.framing import (
@@ -51,21 +51,43 @@ READ_CHUNK_BYTES = 8 << 20
 log = logging.getLogger("paxoskv.storage")
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentFile:
+class SegmentFile(PlainFrozen):
+    __slots__ = ("first_index", "name")
+    __match_args__ = ("first_index", "name")
+
     first_index: int
     name: str
 
+    def __init__(self, first_index: int, name: str) -> None:
+        object.__setattr__(self, "first_index", first_index)
+        object.__setattr__(self, "name", name)
 
-@dataclass(frozen=True, slots=True)
-class LastSegment:
+
+class LastSegment(PlainFrozen):
     """What open found in the last segment, after any torn tail was cut."""
+
+    __slots__ = ("data", "end_offset", "header", "record_count", "segment")
+    __match_args__ = ("segment", "header", "record_count", "end_offset", "data")
 
     segment: SegmentFile
     header: FileHeader | None  # None: the file held no whole record and was removed
     record_count: int
     end_offset: int
-    data: bytes | None = None  # the file's bytes up to at least end_offset, as read at open
+    data: bytes | None  # the file's bytes up to at least end_offset, as read at open
+
+    def __init__(
+        self,
+        segment: SegmentFile,
+        header: FileHeader | None,
+        record_count: int,
+        end_offset: int,
+        data: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "segment", segment)
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "record_count", record_count)
+        object.__setattr__(self, "end_offset", end_offset)
+        object.__setattr__(self, "data", data)
 
 
 def list_segments(names: list[str]) -> list[SegmentFile]:

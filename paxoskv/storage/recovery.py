@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from paxoskv.errors import CorruptData, StorageFailed
+from paxoskv.state.frozen_plain import PlainFrozen, PlainRecord
 from paxoskv.storage.cipher import RecordCipher
 from paxoskv.storage.disk import Disk
 from paxoskv.storage.headers import FileHeader, snapshot_name
@@ -37,23 +37,59 @@ __all__ = ["Recovered", "ReplayStep", "recover", "replay"]
 log = logging.getLogger("paxoskv.storage")
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayStep:
+class ReplayStep(PlainFrozen):
     """One segment to replay, where its bytes end, and the index its last record must have."""
+
+    __slots__ = ("data", "end_offset", "header", "last_index", "segment")
+    __match_args__ = ("segment", "header", "end_offset", "last_index", "data")
 
     segment: SegmentFile
     header: FileHeader
     end_offset: int | None  # None: the file's size when replayed (a sealed segment)
     last_index: int
-    data: bytes | None = None  # the whole file as open read it (the last segment), if held
+    data: bytes | None  # the whole file as open read it (the last segment), if held
+
+    def __init__(
+        self,
+        segment: SegmentFile,
+        header: FileHeader,
+        end_offset: int | None,
+        last_index: int,
+        data: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "segment", segment)
+        object.__setattr__(self, "header", header)
+        object.__setattr__(self, "end_offset", end_offset)
+        object.__setattr__(self, "last_index", last_index)
+        object.__setattr__(self, "data", data)
 
 
 KEEP_SNAPSHOT_BYTES = 64 << 20
 """A chosen snapshot up to this size is kept from its check at open for the hand-over."""
 
 
-@dataclass(slots=True)
-class Recovered:
+class Recovered(PlainRecord):
+    __slots__ = (
+        "last_index",
+        "last_segment_end",
+        "replay_after",
+        "replay_steps",
+        "segments",
+        "snapshot",
+        "snapshot_chunks",
+        "snapshot_indexes",
+    )
+    __match_args__ = (
+        "snapshot",
+        "snapshot_chunks",
+        "snapshot_indexes",
+        "segments",
+        "replay_steps",
+        "replay_after",
+        "last_index",
+        "last_segment_end",
+    )
+
     snapshot: tuple[int, FileHeader] | None  # checked whole
     snapshot_chunks: list[bytes] | None  # its blob as checked, if small enough to keep
     snapshot_indexes: list[int]  # snapshot files still present after recovery, oldest first
@@ -62,6 +98,26 @@ class Recovered:
     replay_after: int  # records at or below this index are in the snapshot
     last_index: int
     last_segment_end: tuple[SegmentFile, int] | None  # the tail segment and its byte size
+
+    def __init__(
+        self,
+        snapshot: tuple[int, FileHeader] | None,
+        snapshot_chunks: list[bytes] | None,
+        snapshot_indexes: list[int],
+        segments: list[SegmentFile],
+        replay_steps: list[ReplayStep],
+        replay_after: int,
+        last_index: int,
+        last_segment_end: tuple[SegmentFile, int] | None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.snapshot_chunks = snapshot_chunks
+        self.snapshot_indexes = snapshot_indexes
+        self.segments = segments
+        self.replay_steps = replay_steps
+        self.replay_after = replay_after
+        self.last_index = last_index
+        self.last_segment_end = last_segment_end
 
 
 def recover(disk: Disk, cipher: RecordCipher | None) -> Recovered:

@@ -42,11 +42,11 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self
 
 from paxoskv.errors import PayloadTooLarge
+from paxoskv.state.frozen_plain import PlainRecord
 
 __all__ = [
     "Address",
@@ -91,21 +91,57 @@ class DropReason(enum.StrEnum):
     CUT = "cut"  # the link to that peer is cut by fault injection
 
 
-@dataclass(slots=True)
-class TransportStats:
+class TransportStats(PlainRecord):
     """Counters a transport keeps; mutable because it is a tally, not a message.
 
     ``injected`` counts what fault injection did besides dropping (``duplicated``,
     ``delayed``, ``reordered``), so a chaos test can show its faults really happened.
     """
 
-    sent_frames: int = 0
-    sent_bytes: int = 0
-    received_frames: int = 0
-    received_bytes: int = 0
-    send_errors: int = 0
-    dropped: Counter[DropReason] = field(default_factory=Counter)
-    injected: Counter[str] = field(default_factory=Counter)
+    __slots__ = (
+        "dropped",
+        "injected",
+        "received_bytes",
+        "received_frames",
+        "send_errors",
+        "sent_bytes",
+        "sent_frames",
+    )
+    __match_args__ = (
+        "sent_frames",
+        "sent_bytes",
+        "received_frames",
+        "received_bytes",
+        "send_errors",
+        "dropped",
+        "injected",
+    )
+
+    sent_frames: int
+    sent_bytes: int
+    received_frames: int
+    received_bytes: int
+    send_errors: int
+    dropped: Counter[DropReason]
+    injected: Counter[str]
+
+    def __init__(
+        self,
+        sent_frames: int = 0,
+        sent_bytes: int = 0,
+        received_frames: int = 0,
+        received_bytes: int = 0,
+        send_errors: int = 0,
+        dropped: Counter[DropReason] | None = None,
+        injected: Counter[str] | None = None,
+    ) -> None:
+        self.sent_frames = sent_frames
+        self.sent_bytes = sent_bytes
+        self.received_frames = received_frames
+        self.received_bytes = received_bytes
+        self.send_errors = send_errors
+        self.dropped = Counter() if dropped is None else dropped
+        self.injected = Counter() if injected is None else injected
 
     @property
     def dropped_total(self) -> int:

@@ -11,25 +11,33 @@ a real interface on purpose.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 import netifaces
 
 from paxoskv.errors import ConfigurationError
+from paxoskv.state.frozen_plain import PlainFrozen
 
 __all__ = ["DEFAULT_INTERFACE", "Interface", "resolve_interface"]
 
 DEFAULT_INTERFACE = "lo"
 
 
-@dataclass(frozen=True, slots=True)
-class Interface:
+class Interface(PlainFrozen):
     """One IPv4 address of one interface, with what broadcast and multicast need of it."""
+
+    __slots__ = ("address", "broadcast", "name", "netmask")
+    __match_args__ = ("name", "address", "netmask", "broadcast")
 
     name: str
     address: str
     netmask: str
     broadcast: str | None  # None: the interface has no broadcast address configured
+
+    def __init__(self, name: str, address: str, netmask: str, broadcast: str | None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "netmask", netmask)
+        object.__setattr__(self, "broadcast", broadcast)
 
     @property
     def loopback(self) -> bool:

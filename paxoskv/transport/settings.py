@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from paxoskv.errors import ConfigurationError
+from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.transport.frames import MIN_SECRET_BYTES
 from paxoskv.transport.inbox import DEFAULT_INBOX_FRAMES
 from paxoskv.transport.interfaces import DEFAULT_INTERFACE
@@ -64,21 +64,70 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host, port
 
 
-@dataclass(frozen=True, slots=True)
-class UdpSettings:
+class UdpSettings(PlainFrozen):
     """UDP: one interface, one scope. ``port`` is this node's unicast port (0: any free one;
     the unicast scope needs a fixed one so that others can list it as a seed)."""
 
-    scope: UdpScope = UdpScope.MULTICAST
-    interface: str = DEFAULT_INTERFACE
-    group: str = DEFAULT_GROUP
-    group_port: int = DEFAULT_GROUP_PORT
-    port: int = 0
-    peers: tuple[str, ...] = ()
-    ttl: int = 1
-    max_datagram_bytes: int = UDP_MAX_DATAGRAM_BYTES
-    receive_buffer_bytes: int = 4 * 1024 * 1024
-    gossip_interval_s: float = 2.0
+    __slots__ = (
+        "gossip_interval_s",
+        "group",
+        "group_port",
+        "interface",
+        "max_datagram_bytes",
+        "peers",
+        "port",
+        "receive_buffer_bytes",
+        "scope",
+        "ttl",
+    )
+    __match_args__ = (
+        "scope",
+        "interface",
+        "group",
+        "group_port",
+        "port",
+        "peers",
+        "ttl",
+        "max_datagram_bytes",
+        "receive_buffer_bytes",
+        "gossip_interval_s",
+    )
+
+    scope: UdpScope
+    interface: str
+    group: str
+    group_port: int
+    port: int
+    peers: tuple[str, ...]
+    ttl: int
+    max_datagram_bytes: int
+    receive_buffer_bytes: int
+    gossip_interval_s: float
+
+    def __init__(
+        self,
+        scope: UdpScope = UdpScope.MULTICAST,
+        interface: str = DEFAULT_INTERFACE,
+        group: str = DEFAULT_GROUP,
+        group_port: int = DEFAULT_GROUP_PORT,
+        port: int = 0,
+        peers: tuple[str, ...] = (),
+        ttl: int = 1,
+        max_datagram_bytes: int = UDP_MAX_DATAGRAM_BYTES,
+        receive_buffer_bytes: int = 4 * 1024 * 1024,
+        gossip_interval_s: float = 2.0,
+    ) -> None:
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "interface", interface)
+        object.__setattr__(self, "group", group)
+        object.__setattr__(self, "group_port", group_port)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "peers", peers)
+        object.__setattr__(self, "ttl", ttl)
+        object.__setattr__(self, "max_datagram_bytes", max_datagram_bytes)
+        object.__setattr__(self, "receive_buffer_bytes", receive_buffer_bytes)
+        object.__setattr__(self, "gossip_interval_s", gossip_interval_s)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scope", _enum(UdpScope, self.scope, "udp scope"))
@@ -117,12 +166,18 @@ class UdpSettings:
         return tuple(parse_host_port(peer) for peer in self.peers)
 
 
-@dataclass(frozen=True, slots=True)
-class TipcSettings:
+class TipcSettings(PlainFrozen):
     """TIPC: every node of the cluster binds the same service type; its instance is derived
     from the node id, and "all" is the whole instance range of that type."""
 
-    service_type: int = DEFAULT_TIPC_SERVICE_TYPE
+    __slots__ = ("service_type",)
+    __match_args__ = ("service_type",)
+
+    service_type: int
+
+    def __init__(self, service_type: int = DEFAULT_TIPC_SERVICE_TYPE) -> None:
+        object.__setattr__(self, "service_type", service_type)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if not 64 <= self.service_type < 2**32:
@@ -131,22 +186,78 @@ class TipcSettings:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class TransportSettings:
+class TransportSettings(PlainFrozen):
     """Everything a node's transport needs. ``secret`` turns on HMAC-SHA256 tags and replay
     windows; ``encrypt`` additionally hides bodies with AES-GCM; ``faults`` wraps the
-    transport in :class:`FaultyTransport` for chaos runs."""
+    transport in :class:`FaultyTransport` for chaos runs. ``udp`` and ``tipc`` left out (None)
+    are each a fresh default; the secret stays out of the ``repr``."""
 
-    kind: TransportKind = TransportKind.UDP
-    cluster: str = "paxos-kv"
-    secret: bytes | str | None = field(default=None, repr=False)
-    encrypt: bool = False
-    incarnation: int | None = None
-    inbox_frames: int = DEFAULT_INBOX_FRAMES
-    replay_window_frames: int = DEFAULT_WINDOW_FRAMES
-    udp: UdpSettings = field(default_factory=UdpSettings)
-    tipc: TipcSettings = field(default_factory=TipcSettings)
-    faults: FaultSettings | None = None
+    __slots__ = (
+        "cluster",
+        "encrypt",
+        "faults",
+        "inbox_frames",
+        "incarnation",
+        "kind",
+        "replay_window_frames",
+        "secret",
+        "tipc",
+        "udp",
+    )
+    __match_args__ = (
+        "kind",
+        "cluster",
+        "secret",
+        "encrypt",
+        "incarnation",
+        "inbox_frames",
+        "replay_window_frames",
+        "udp",
+        "tipc",
+        "faults",
+    )
+
+    kind: TransportKind
+    cluster: str
+    secret: bytes | str | None
+    encrypt: bool
+    incarnation: int | None
+    inbox_frames: int
+    replay_window_frames: int
+    udp: UdpSettings
+    tipc: TipcSettings
+    faults: FaultSettings | None
+
+    def __init__(
+        self,
+        kind: TransportKind = TransportKind.UDP,
+        cluster: str = "paxos-kv",
+        secret: bytes | str | None = None,
+        encrypt: bool = False,
+        incarnation: int | None = None,
+        inbox_frames: int = DEFAULT_INBOX_FRAMES,
+        replay_window_frames: int = DEFAULT_WINDOW_FRAMES,
+        udp: UdpSettings | None = None,
+        tipc: TipcSettings | None = None,
+        faults: FaultSettings | None = None,
+    ) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "cluster", cluster)
+        object.__setattr__(self, "secret", secret)
+        object.__setattr__(self, "encrypt", encrypt)
+        object.__setattr__(self, "incarnation", incarnation)
+        object.__setattr__(self, "inbox_frames", inbox_frames)
+        object.__setattr__(self, "replay_window_frames", replay_window_frames)
+        object.__setattr__(self, "udp", UdpSettings() if udp is None else udp)
+        object.__setattr__(self, "tipc", TipcSettings() if tipc is None else tipc)
+        object.__setattr__(self, "faults", faults)
+        self.__post_init__()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__match_args__ if name != "secret"
+        )
+        return f"{self.__class__.__qualname__}({shown})"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", _enum(TransportKind, self.kind, "transport kind"))

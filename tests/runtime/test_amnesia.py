@@ -6,7 +6,6 @@ member that votes only in the seat it was given in this life."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,14 @@ from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.engine import Engine
 from paxoskv.runtime import replica
-from paxoskv.runtime.identity import BOOTSTRAP_FILE, LIFE_FILE, NODE_ID_FILE, load_life, save_life
+from paxoskv.runtime.identity import (
+    BOOTSTRAP_FILE,
+    LIFE_FILE,
+    NODE_ID_FILE,
+    Life,
+    load_life,
+    save_life,
+)
 from tests.runtime.cluster import MemoryCluster, eventually
 
 VOTES = (m.Promise, m.Accepted, m.HeartbeatAck, m.Prepare)
@@ -208,7 +214,7 @@ async def test_a_founder_restarted_before_its_genesis_keeps_its_seat(
                 path.unlink()
         life = load_life(data_dir)
         assert life is not None
-        save_life(data_dir, replace(life, founded=None))
+        save_life(data_dir, Life(life.nonce, None, life.checked_at))
         votes.pop(victim, None)
         back = await cluster.start(victim, bootstrap_expect=3)
         await eventually(lambda: back.replica.engine is not None, 5, "its joining")

@@ -196,6 +196,58 @@ def test_every_name_a_lazy_package_exports_resolves_and_nothing_else_is_invented
     assert modules_after(code, ()) == set()
 
 
+# The dataclasses a node still builds at start, each a class an application is given or builds,
+# so ``dataclasses.fields``, ``replace`` and ``asdict`` stay theirs to call (README, "Tutorial:
+# the Python API"). Written and Deleted, a TxnResult's responses, come with it.
+# Every internal value class is a ``Frozen`` or ``Record`` subclass (paxoskv/state/frozen.py):
+# the standard library builds each dataclass's methods from source at import (mypyc's native
+# dataclasses too), which was some 30 ms of a node's start when all 80 were dataclasses.
+# (``FaultSettings`` is one too, but loads only when faults are set.)
+DATACLASSES_AT_START = {
+    "paxoskv.config.Config": "what an application configures a node with (paxoskv.Config)",
+    "paxoskv.runtime.membership.Member": "what members() returns (paxoskv.Member)",
+    "paxoskv.state.history.ChangeEvent": "what watch() yields (paxoskv.ChangeEvent)",
+    "paxoskv.state.commands.Set": "a txn()'s step (paxoskv.Set)",
+    "paxoskv.state.commands.Delete": "a txn()'s step (paxoskv.Delete)",
+    "paxoskv.state.commands.Compare": "a txn()'s condition (paxoskv.Compare)",
+    "paxoskv.state.commands.Txn": "an application's transaction command (README)",
+    "paxoskv.state.results.KeyValue": "what get_entry() and items() return (paxoskv.KeyValue)",
+    "paxoskv.state.results.TxnResult": "what txn() returns (README)",
+    "paxoskv.state.results.Written": "a TxnResult's response to a Set (asdict walks into it)",
+    "paxoskv.state.results.Deleted": "a TxnResult's response to a Delete (asdict walks into it)",
+    "paxoskv.state.configuration.Configuration": "the membership an application reads (README)",
+}
+
+
+def test_a_node_builds_only_the_dataclasses_it_needs_at_start() -> None:
+    code = """
+        import dataclasses
+        built = []
+        process = dataclasses._process_class
+
+        def recording(cls, *args, **kwargs):
+            built.append(f"{cls.__module__}.{cls.__qualname__}")
+            return process(cls, *args, **kwargs)
+
+        dataclasses._process_class = recording
+        from paxoskv import Config, Node
+        from paxoskv.runtime.loop import run
+        print(",".join(built))
+        """
+    probe = textwrap.dedent(code)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    built = set(filter(None, done.stdout.strip().split(",")))
+    assert built == set(DATACLASSES_AT_START), sorted(built ^ set(DATACLASSES_AT_START))
+
+
 def test_a_node_without_faults_loads_no_fault_injection() -> None:
     """``paxoskv.transport.faults`` (the chaos wrapper and its settings, a millisecond of every
     start) loads only when a configuration sets faults: a real UDP node started and written to
