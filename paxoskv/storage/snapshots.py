@@ -76,8 +76,13 @@ def write_snapshot_file(
     handle = disk.create(temp)
     try:
         disk.append(handle, header.pack())
+        unsynced = 0
         for write in _in_writes(pieces):
             disk.append(handle, write)
+            unsynced += len(write)
+            if unsynced >= SYNC_EVERY_BYTES:
+                disk.fsync(handle)
+                unsynced = 0
         disk.fsync(handle)
     finally:
         disk.close(handle)
@@ -87,6 +92,11 @@ def write_snapshot_file(
 
 WRITE_BYTES = 1 << 20
 WHOLE_PIECE_BYTES = WRITE_BYTES // 4
+SYNC_EVERY_BYTES = 8 << 20
+"""A snapshot is synced as it is written, every this many bytes, not once at the end: the
+journal shares the disk, and its next fdatasync waited behind a whole state's worth of dirty
+pages (a 100 MB state of 1 KB values: journal syncs of up to 74 ms during a snapshot, against
+at most 6 ms without one, strace -T of the compare harness's 1 KB phase)."""
 
 
 def _in_writes(pieces: Sequence[bytes]) -> Iterator[bytes]:

@@ -1,0 +1,85 @@
+"""A big snapshot is synced as it is written, not once at the end (snapshots.SYNC_EVERY_BYTES).
+
+The journal shares the disk: one fdatasync of a whole state's dirty pages made the journal's
+next sync wait behind it. What must not change is the crash order: the file is synced whole
+before the rename makes it the snapshot, so a crash part way through leaves only debris.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from paxoskv.storage import MemoryDisk
+from paxoskv.storage.snapshots import (
+    SYNC_EVERY_BYTES,
+    check_snapshot,
+    list_snapshots,
+    write_snapshot_file,
+)
+
+
+class SyncLog(MemoryDisk):
+    """A MemoryDisk that notes, at every fsync, how many bytes the file holds by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.synced_at: list[int] = []
+        self.renamed_after_syncs: list[int] = []
+
+    def fsync(self, handle: int) -> None:
+        super().fsync(handle)
+        self.synced_at.append(self._positions_of(handle))
+
+    def rename(self, source: str, target: str) -> None:
+        self.renamed_after_syncs.append(len(self.synced_at))
+        super().rename(source, target)
+
+    def _positions_of(self, handle: int) -> int:
+        return sum(self.size(name) for name in self.listdir() if name.endswith(".tmp"))
+
+
+def _read(disk: MemoryDisk, covered_index: int) -> bytes:
+    _, chunks = check_snapshot(disk, covered_index, None, keep_up_to=1 << 30)
+    assert chunks is not None
+    return b"".join(chunks)
+
+
+def test_a_big_snapshot_is_synced_every_few_megabytes_and_renamed_after_the_last() -> None:
+    rng = random.Random(7)
+    pieces = [rng.randbytes(512 << 10) for _ in range(44)]  # 22 MiB, pieces as a state packs
+    disk = SyncLog()
+    write_snapshot_file(disk, 40, pieces, None)
+    steps = [b - a for a, b in zip([0, *disk.synced_at], disk.synced_at, strict=False)]
+    assert len(disk.synced_at) == 3  # two on the way (8 MiB each), one at the end
+    assert all(step <= SYNC_EVERY_BYTES + (1 << 20) for step in steps)
+    assert disk.renamed_after_syncs == [3]  # the rename comes only after the whole file
+    assert _read(disk, 40) == b"".join(pieces)
+
+
+def test_a_small_snapshot_is_synced_once() -> None:
+    disk = SyncLog()
+    write_snapshot_file(disk, 3, [b"state" * 100], None)
+    assert len(disk.synced_at) == 1
+    assert _read(disk, 3) == b"state" * 100
+
+
+def test_a_crash_part_way_leaves_the_snapshot_before_it() -> None:
+    disk = MemoryDisk()
+    write_snapshot_file(disk, 5, [b"old state"], None)
+    synced: list[int] = []
+    sync = disk.fsync
+
+    def sync_then_stop(handle: int) -> None:
+        sync(handle)
+        synced.append(handle)
+        if len(synced) == 2:  # two syncs on the way (16 of 20 MiB), the end not reached
+            raise InterruptedError
+
+    disk.fsync = sync_then_stop  # type: ignore[method-assign]
+    with pytest.raises(InterruptedError):
+        write_snapshot_file(disk, 9, [bytes([n]) * (1 << 20) for n in range(20)], None)
+    disk.crash(random.Random(1))
+    assert list_snapshots(disk.listdir()) == [5]
+    assert _read(disk, 5) == b"old state"
