@@ -151,9 +151,10 @@ class EngineSettings(Frozen):
     )
 
     node_id: str
-    # Slots in flight at once. A slot is one datagram, so at 1 KB values it holds some 55
-    # writes: 16 slots held fewer writes than the compare harness keeps outstanding, and
-    # durable 1 KB writes waited on the window (README, Consensus, has the figures).
+    # Slots in flight at once, and also alpha: a configuration change chosen at slot s
+    # governs from s + window_slots (configs.py). Every node of a cluster must agree on it for
+    # good, so it is not a tuning knob: a 16-slot and a 64-slot node can count different
+    # quorums for one slot (tests/paxos/test_window_mixed_review.py).
     window_slots: int
     heartbeat_interval_s: float
     election_timeout_min_s: float
@@ -175,7 +176,7 @@ class EngineSettings(Frozen):
     def __init__(
         self,
         node_id: str,
-        window_slots: int = 64,
+        window_slots: int = 16,
         heartbeat_interval_s: float = 0.05,
         election_timeout_min_s: float = 0.5,
         election_timeout_max_s: float = 1.0,
