@@ -72,10 +72,11 @@ class Disk(Protocol):
         """The file open for appending at its current end."""
         ...
 
-    def append(self, handle: int, data: bytes) -> None:
+    def append(self, handle: int, data: bytes | memoryview) -> None:
         """Write all of ``data`` at the handle's write position and move it past them, or
-        raise ``OSError``. The position starts at 0 for :meth:`create` and at the file's size
-        for :meth:`open_append`; zeros preallocated by :meth:`extend` past it are overwritten.
+        raise ``OSError``. ``data`` may be a memoryview (a slice of a big snapshot piece). The
+        position starts at 0 for :meth:`create` and at the file's size for
+        :meth:`open_append`; zeros preallocated by :meth:`extend` past it are overwritten.
         """
         ...
 
@@ -193,7 +194,7 @@ class OsDisk:
             raise
         return self._track(fd, size)
 
-    def append(self, handle: int, data: bytes) -> None:
+    def append(self, handle: int, data: bytes | memoryview) -> None:
         position = self._positions[handle]
         written = os.pwrite(handle, data, position)  # all of it, nearly always
         if written < len(data):
@@ -371,7 +372,7 @@ class NoSyncDisk:
     def open_append(self, name: str) -> int:
         return self.inner.open_append(name)
 
-    def append(self, handle: int, data: bytes) -> None:
+    def append(self, handle: int, data: bytes | memoryview) -> None:
         self.inner.append(handle, data)
 
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:

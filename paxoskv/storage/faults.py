@@ -83,7 +83,7 @@ class FaultyDisk:
         self._handle_names[handle] = name
         return handle
 
-    def append(self, handle: int, data: bytes) -> None:
+    def append(self, handle: int, data: bytes | memoryview) -> None:
         self._enter("append", self._handle_names.get(handle, ""))
         self.inner.append(handle, data)
 

@@ -146,10 +146,10 @@ class MemoryDisk:
             file = self._named(name)
             return self._open(file, len(file.data))
 
-    def append(self, handle: int, data: bytes) -> None:
+    def append(self, handle: int, data: bytes | memoryview) -> None:
         self.append_parts(handle, (data,))
 
-    def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
+    def append_parts(self, handle: int, parts: Sequence[bytes | memoryview]) -> None:
         with self._mutex:
             file = self._handle(handle)
             start = position = self._positions[handle]
