@@ -65,6 +65,11 @@ class ChangeEvent:
     prev_value: Any
     revision: int
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled, a frozen dataclass pickles and copies by setting its fields one by one,
+        # which its frozenness refuses: rebuilt through __init__, as the interpreted one is.
+        return (ChangeEvent, (self.kind, self.key, self.value, self.prev_value, self.revision))
+
 
 # (revision, kind code, key, value, prev_value), or a run of Sets: (first revision, RUN, keys,
 # values, previous rows), the events (first + i, SET_EVENT, keys[i], values[i], prev value of i).

@@ -88,6 +88,13 @@ class KeyValue:
     version: int
     lease_id: int | None
 
+    # Compiled, a frozen dataclass pickles and copies by setting its fields one by one, which
+    # its frozenness refuses (FrozenInstanceError): rebuilt through __init__ instead, as the
+    # interpreted dataclass is.
+    def __reduce__(self) -> tuple[Any, ...]:
+        fields = (self.key, self.value, self.create_revision, self.mod_revision, self.version)
+        return (KeyValue, (*fields, self.lease_id))
+
 
 class Applied(Frozen):
     """A command with nothing to report (a no-op) took this revision."""
@@ -112,6 +119,9 @@ class Written:
     revision: int
     prev: KeyValue | None
 
+    def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
+        return (Written, (self.revision, self.prev))
+
 
 @dataclass(frozen=True, slots=True)
 class Deleted:
@@ -119,6 +129,9 @@ class Deleted:
 
     revision: int
     prev: KeyValue | None
+
+    def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
+        return (Deleted, (self.revision, self.prev))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,9 @@ class TxnResult:
     revision: int
     succeeded: bool
     responses: tuple[Written | Deleted, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
+        return (TxnResult, (self.revision, self.succeeded, self.responses))
 
 
 class LeaseGranted(Frozen):
