@@ -41,38 +41,6 @@ from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar
 
 
-class Frozen:
-    """The base of an immutable value class; see the module docstring."""
-
-    __slots__ = ()
-    __match_args__: ClassVar[tuple[str, ...]] = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in self.__match_args__])
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            assert isinstance(other, Frozen)
-            return self._fields() == other._fields()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        shown = ", ".join([f"{name}={getattr(self, name)!r}" for name in self.__match_args__])
-        return f"{self.__class__.__qualname__}({shown})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, self._fields())
-
-
 class Record:
     """The base of a mutable value class: what ``@dataclass(slots=True)`` generated, equality
     and ``repr`` from the fields in ``__match_args__`` (so no hash: unhashable, as such a
@@ -96,3 +64,19 @@ class Record:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, self._fields())
+
+
+class Frozen(Record):
+    """The base of an immutable value class; see the module docstring. Equality, ``repr``
+    and pickling are :class:`Record`'s; what it adds is a hash and refusing assignments."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
