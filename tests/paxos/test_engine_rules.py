@@ -11,7 +11,7 @@ from paxoskv.paxos.batches import encode_batch
 from paxoskv.paxos.effects import Broadcast, Persist, ReadReady, SaveSnapshot, Send
 from paxoskv.paxos.engine import Engine, EngineSettings, Role
 from paxoskv.state import Configuration, LeaseGrant, Set, encode_command
-from tests.paxos.wire import Cluster
+from tests.paxos.wire import Cluster, carry_out
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset({"l"}))
 
@@ -134,7 +134,7 @@ def test_a_candidate_counts_a_promise_only_once_its_parts_cover_every_slot() -> 
     now = 0.0
     while c.ballot == Ballot(0, ""):
         now = c.next_deadline()
-        _carry_out("c", c, c.tick(now), now)  # its own promise is durable at once
+        carry_out("c", c, c.tick(now), now)  # its own promise is durable at once
     ballot = c.ballot
     value = b"x" * 10
     first = m.Promise(ballot, 1, (m.PromiseEntry(1, Ballot(1, "a"), value, False),), 0, False, 3)
@@ -169,11 +169,11 @@ def test_a_window_of_big_accepted_values_does_not_stop_the_next_election() -> No
     while not any(node.is_leader for node in nodes.values()) and now < 30.0:
         now = min(node.next_deadline() for node in nodes.values())
         for name, node in nodes.items():
-            wire += _carry_out(name, node, node.tick(now), now)
+            wire += carry_out(name, node, node.tick(now), now)
         while wire:
             sender, to, message = wire.pop(0)
             if to in nodes:
-                wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+                wire += carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
             if isinstance(message, m.Accept) and message.ballot.node_id != "a":
                 proposed[message.slot] = message.value
     assert any(node.is_leader for node in nodes.values()), "no leader within 30 s"
@@ -189,12 +189,12 @@ def _elected_cluster(window_slots: int = 1) -> tuple[dict[str, Engine], str, flo
     while not any(node.is_leader for node in nodes.values()):
         now = min(node.next_deadline() for node in nodes.values())
         wire = [
-            w for name, node in nodes.items() for w in _carry_out(name, node, node.tick(now), now)
+            w for name, node in nodes.items() for w in carry_out(name, node, node.tick(now), now)
         ]
         while wire:
             sender, to, message = wire.pop(0)
             if to in nodes:
-                wire += _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+                wire += carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
     name = next(n for n, e in nodes.items() if e.is_leader)
     return nodes, name, now
 
@@ -203,12 +203,12 @@ def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows
     nodes, name, now = _elected_cluster()
     leader = nodes[name]
     follower = next(n for n in nodes if n != name)
-    first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    first = carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
     (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
-    assert not _carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], now), now)
+    assert not carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], now), now)
     # The follower's vote chooses the slot; the request that waited goes out in the next one,
     # and its accept carries the commit point: no Commit of its own.
-    chosen = _carry_out(
+    chosen = carry_out(
         name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now
     )
     sent = [msg for _, to, msg in chosen if to == follower]
@@ -216,14 +216,14 @@ def test_a_commit_rides_on_the_next_accept_and_goes_alone_only_when_none_follows
     assert (sent[0].slot, sent[0].commit_upto) == (slot + 1, slot)
     # Nothing waits after the next one: its commit point waits commit_delay_s for an accept
     # to carry it, then goes out alone.
-    last = _carry_out(
+    last = carry_out(
         name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot + 1,)), now), now
     )
     assert not [msg for _, to, msg in last if to == follower]
     due = now + leader.settings.commit_delay_s
     assert leader.next_deadline() == due
-    assert not [msg for _, to, msg in _carry_out(name, leader, leader.tick(due - 1e-4), now)]
-    alone = _carry_out(name, leader, leader.tick(due), due)
+    assert not [msg for _, to, msg in carry_out(name, leader, leader.tick(due - 1e-4), now)]
+    alone = carry_out(name, leader, leader.tick(due), due)
     assert [msg for _, to, msg in alone if to == follower] == [m.Commit(leader.ballot, slot + 1)]
     assert leader.next_deadline() > due  # told once
 
@@ -232,15 +232,15 @@ def test_a_commit_point_an_accept_carries_within_the_delay_is_not_sent_again() -
     nodes, name, now = _elected_cluster()
     leader = nodes[name]
     follower = next(n for n in nodes if n != name)
-    first = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    first = carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
     (slot,) = [msg.slot for _, to, msg in first if isinstance(msg, m.Accept) and to == follower]
-    _carry_out(name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now)
+    carry_out(name, leader, leader.receive(follower, m.Accepted(leader.ballot, (slot,)), now), now)
     later = now + leader.settings.commit_delay_s / 2
-    sent = _carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], later), later)
+    sent = carry_out(name, leader, leader.propose([m.Request("x", 2, b"2")], later), later)
     assert [(type(msg), msg.commit_upto) for _, to, msg in sent if to == follower] == [
         (m.Accept, slot)
     ]
-    quiet = _carry_out(name, leader, leader.tick(now + 0.9 * 0.05), now + 0.9 * 0.05)
+    quiet = carry_out(name, leader, leader.tick(now + 0.9 * 0.05), now + 0.9 * 0.05)
     assert not [msg for _, to, msg in quiet if isinstance(msg, m.Commit)]
 
 
@@ -249,9 +249,9 @@ def test_a_forwarded_request_is_committed_at_once_for_the_node_that_answers_it()
     leader = nodes[name]
     asker = next(n for n in nodes if n != name)
     request = m.Request("y", 1, b"1")
-    sent = _carry_out(name, leader, leader.receive(asker, m.Forward((request,)), now), now)
+    sent = carry_out(name, leader, leader.receive(asker, m.Forward((request,)), now), now)
     (slot,) = [msg.slot for _, to, msg in sent if isinstance(msg, m.Accept) and to == asker]
-    chosen = _carry_out(
+    chosen = carry_out(
         name, leader, leader.receive(asker, m.Accepted(leader.ballot, (slot,)), now), now
     )
     assert [msg for _, to, msg in chosen if to == asker] == [m.Commit(leader.ballot, slot)]
@@ -261,12 +261,12 @@ def test_a_follower_read_hears_the_commit_point_before_its_index() -> None:
     nodes, name, now = _elected_cluster()
     leader = nodes[name]
     reader = next(n for n in nodes if n != name)
-    wire = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
-    wire += _carry_out(reader, nodes[reader], nodes[reader].read(7, "linearizable", now), now)
+    wire = carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    wire += carry_out(reader, nodes[reader], nodes[reader].read(7, "linearizable", now), now)
     to_reader: list[m.Message] = []
     while wire:  # the write, then the read's round, to the end
         sender, to, message = wire.pop(0)
-        out = _carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
+        out = carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now)
         to_reader += [msg for source, dest, msg in out if source == name and dest == reader]
         wire += out
     (index,) = [msg.index for msg in to_reader if isinstance(msg, m.ReadIndexReply)]
@@ -277,21 +277,6 @@ def test_a_follower_read_hears_the_commit_point_before_its_index() -> None:
     ]
     assert index >= 2 and max(told) >= index
     assert not any(isinstance(msg, m.CatchupReply) for msg in to_reader)
-
-
-def _carry_out(
-    name: str, node: Engine, effects: list[object], now: float
-) -> list[tuple[str, str, m.Message]]:
-    """Messages to deliver, every persist made durable at once (their replies included)."""
-    out: list[tuple[str, str, m.Message]] = []
-    for effect in effects:
-        if isinstance(effect, Send):
-            out.append((name, effect.to, effect.message))
-        elif isinstance(effect, Broadcast):
-            out += [(name, to, effect.message) for to in "abc" if to != name]
-        elif isinstance(effect, Persist):
-            out += _carry_out(name, node, node.handle_durable(effect.sync_id, now), now)
-    return out
 
 
 def test_a_snapshot_download_whose_chunk_was_lost_restarts_without_spinning() -> None:
@@ -389,18 +374,18 @@ def test_an_unanswered_accept_is_resent_on_time_and_an_answered_one_never() -> N
     leader = nodes[name]
     b, c = sorted(n for n in nodes if n != name)
     retransmit = leader.settings.retransmit_interval_s
-    sent = _carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
+    sent = carry_out(name, leader, leader.propose([m.Request("x", 1, b"1")], now), now)
     (slot,) = {msg.slot for _, _, msg in sent if isinstance(msg, m.Accept)}
     assert leader.next_deadline() <= now + retransmit
     later = now + retransmit
-    resent = _carry_out(name, leader, leader.tick(later), later)
+    resent = carry_out(name, leader, leader.tick(later), later)
     assert {(to, msg.slot) for _, to, msg in resent if isinstance(msg, m.Accept)} == {
         (b, slot),
         (c, slot),
     }
     # Its quorum comes: the resend due is looked up again at the next tick, and is gone.
-    _carry_out(name, leader, leader.receive(b, m.Accepted(leader.ballot, (slot,)), later), later)
-    nothing = _carry_out(name, leader, leader.tick(later + 2 * retransmit), later + 2 * retransmit)
+    carry_out(name, leader, leader.receive(b, m.Accepted(leader.ballot, (slot,)), later), later)
+    nothing = carry_out(name, leader, leader.tick(later + 2 * retransmit), later + 2 * retransmit)
     assert not [msg for _, _, msg in nothing if isinstance(msg, m.Accept)]
     assert leader._resend_due == float("inf")
 
@@ -429,11 +414,11 @@ def test_a_new_leader_serves_reads_only_once_every_slot_it_recovered_is_applied(
     for slot in (1, 2, 3):  # b accepted three slots from a; nobody told it they were chosen
         request = m.Request("x", slot, encode_command(Set("k", slot)))
         accept = m.Accept(Ballot(1, "a"), slot, encode_batch(0, [request]), 0)
-        _carry_out("b", b, b.receive("a", accept, now=0.0), 0.0)
+        carry_out("b", b, b.receive("a", accept, now=0.0), 0.0)
     now, wire = 0.0, []
     while b.role is not Role.CANDIDATE:  # b's election timeout: it campaigns; only c answers
         now = b.next_deadline()
-        wire = _carry_out("b", b, b.tick(now), now)
+        wire = carry_out("b", b, b.tick(now), now)
     held: list[tuple[str, str, m.Message]] = []
 
     def deliver(keep: Callable[[m.Message], bool]) -> list[object]:
@@ -441,18 +426,18 @@ def test_a_new_leader_serves_reads_only_once_every_slot_it_recovered_is_applied(
         while wire:
             sender, to, message = wire.pop(0)
             if to == "c" and keep(message):
-                wire.extend(_carry_out("c", c, c.receive(sender, message, now), now))
+                wire.extend(carry_out("c", c, c.receive(sender, message, now), now))
             elif to == "b":
                 effects = b.receive(sender, message, now)
                 to_b += effects
-                wire.extend(_carry_out("b", b, effects, now))
+                wire.extend(carry_out("b", b, effects, now))
             elif to == "c":
                 held.append((sender, to, message))
         return to_b
 
     deliver(lambda msg: not (isinstance(msg, m.Accept) and msg.slot > 1))
     assert b.is_leader and b.applied_slot == 1  # slot 1 chosen again; 2 and 3 still out
-    wire.extend(_carry_out("b", b, b.read(7, "linearizable", now), now))
+    wire.extend(carry_out("b", b, b.read(7, "linearizable", now), now))
     effects = deliver(lambda msg: not isinstance(msg, m.Accept))  # heartbeats answered
     assert not [e for e in effects if isinstance(e, ReadReady)], "served before slot 3"
     wire.extend(held)
@@ -468,7 +453,7 @@ def _drive(b: Engine, c: Engine, now: float, deliver: Any, wire: list[Any]) -> l
     """Ticks until the read's heartbeat round has been answered."""
     effects: list[object] = []
     for _ in range(5):
-        wire.extend(_carry_out("b", b, b.tick(now), now))
+        wire.extend(carry_out("b", b, b.tick(now), now))
         effects += deliver(lambda msg: True)
         now += b.settings.heartbeat_interval_s
     return effects

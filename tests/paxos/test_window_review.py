@@ -17,9 +17,10 @@ import pytest
 
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
-from paxoskv.paxos.effects import Broadcast, Persist, Send
+from paxoskv.paxos.effects import Persist
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.state import Configuration
+from tests.paxos.wire import carry_out
 
 # What the runtime gives the engine on UDP (replica.MAX_MESSAGE_BYTES), and what the kernel
 # holds of a socket asking for transport.settings' 4 MiB receive buffer (SO_RCVBUF doubled;
@@ -50,20 +51,6 @@ def _cluster(names: str, window: int, slots: int) -> tuple[dict[str, Engine], li
     return nodes, big
 
 
-def _carry_out(
-    name: str, node: Engine, effects: list[object], now: float, everyone: str
-) -> list[tuple[str, str, m.Message]]:
-    out: list[tuple[str, str, m.Message]] = []
-    for effect in effects:
-        if isinstance(effect, Send):
-            out.append((name, effect.to, effect.message))
-        elif isinstance(effect, Broadcast):
-            out += [(name, to, effect.message) for to in everyone if to != name]
-        elif isinstance(effect, Persist):
-            out += _carry_out(name, node, node.handle_durable(effect.sync_id, now), now, everyone)
-    return out
-
-
 def _elect(
     nodes: dict[str, Engine], buffer_bytes: float, until_s: float
 ) -> tuple[float, dict[int, bytes]]:
@@ -81,7 +68,7 @@ def _elect(
         wire = [
             w
             for n, node in nodes.items()
-            for w in _carry_out(n, node, node.tick(now), now, everyone)
+            for w in carry_out(n, node, node.tick(now), now, everyone)
         ]
         while wire:
             delivered: list[tuple[str, str, m.Message]] = []
@@ -100,7 +87,7 @@ def _elect(
             for sender, to, message in delivered:
                 if isinstance(message, m.Accept) and message.ballot.node_id != "a":
                     proposed[message.slot] = message.value
-                wire += _carry_out(
+                wire += carry_out(
                     to, nodes[to], nodes[to].receive(sender, message, now), now, everyone
                 )
     return now, proposed

@@ -26,6 +26,21 @@ def engines(names: str, **settings: Any) -> dict[str, Engine]:
     }
 
 
+def carry_out(
+    name: str, node: Engine, effects: list[object], now: float, everyone: str = "abc"
+) -> list[tuple[str, str, m.Message]]:
+    """Messages to deliver, every persist made durable at once (their replies included)."""
+    out: list[tuple[str, str, m.Message]] = []
+    for effect in effects:
+        if isinstance(effect, Send):
+            out.append((name, effect.to, effect.message))
+        elif isinstance(effect, Broadcast):
+            out += [(name, to, effect.message) for to in everyone if to != name]
+        elif isinstance(effect, Persist):
+            out += carry_out(name, node, node.handle_durable(effect.sync_id, now), now, everyone)
+    return out
+
+
 class Cluster:
     def __init__(self, names: str = "abc", **settings: Any) -> None:
         self.names = list(names)
