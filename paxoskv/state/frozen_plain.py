@@ -13,39 +13,6 @@ from dataclasses import FrozenInstanceError
 from typing import Any, ClassVar, dataclass_transform
 
 
-@dataclass_transform(frozen_default=True)
-class PlainFrozen:
-    """The base of an immutable value class; see the module docstring."""
-
-    __slots__ = ()
-    __match_args__: ClassVar[tuple[str, ...]] = ()
-
-    def _fields(self) -> tuple[Any, ...]:
-        return tuple([getattr(self, name) for name in self.__match_args__])
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            assert isinstance(other, PlainFrozen)
-            return self._fields() == other._fields()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        shown = ", ".join([f"{name}={getattr(self, name)!r}" for name in self.__match_args__])
-        return f"{self.__class__.__qualname__}({shown})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, self._fields())
-
-
 class PlainRecord:
     """The base of a mutable value class: what ``@dataclass(slots=True)`` generated, equality
     and ``repr`` from the fields in ``__match_args__`` (so no hash: unhashable, as such a
@@ -69,3 +36,20 @@ class PlainRecord:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (self.__class__, self._fields())
+
+
+@dataclass_transform(frozen_default=True)
+class PlainFrozen(PlainRecord):
+    """The base of an immutable value class; see the module docstring. Equality, ``repr``
+    and pickling are :class:`PlainRecord`'s; what it adds is a hash and refusing assignments."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
