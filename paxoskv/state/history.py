@@ -38,7 +38,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter, le
 from typing import Any, Literal, TypeAlias
@@ -67,8 +67,11 @@ class ChangeEvent:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled, a frozen dataclass pickles and copies by setting its fields one by one,
-        # which its frozenness refuses: rebuilt through __init__, as the interpreted one is.
-        return (ChangeEvent, (self.kind, self.key, self.value, self.prev_value, self.revision))
+        # which its frozenness refuses: rebuilt through __init__ (see KeyValue's).
+        fields_ = (self.kind, self.key, self.value, self.prev_value, self.revision)
+        if type(self) is ChangeEvent:
+            return (ChangeEvent, fields_)
+        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))  # a subclass
 
 
 # (revision, kind code, key, value, prev_value), or a run of Sets: (first revision, RUN, keys,

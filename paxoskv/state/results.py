@@ -36,7 +36,7 @@ snapshot an older version wrote).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any, TypeAlias
 
@@ -90,10 +90,23 @@ class KeyValue:
 
     # Compiled, a frozen dataclass pickles and copies by setting its fields one by one, which
     # its frozenness refuses (FrozenInstanceError): rebuilt through __init__ instead, as the
-    # interpreted dataclass is.
+    # interpreted dataclass is. A subclass (pure build) comes back as itself, fields and all.
     def __reduce__(self) -> tuple[Any, ...]:
-        fields = (self.key, self.value, self.create_revision, self.mod_revision, self.version)
-        return (KeyValue, (*fields, self.lease_id))
+        fields_ = (
+            self.key,
+            self.value,
+            self.create_revision,
+            self.mod_revision,
+            self.version,
+            self.lease_id,
+        )
+        return (KeyValue, fields_) if type(self) is KeyValue else _by_fields(self)
+
+
+def _by_fields(value: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of an application's subclass (pure build only: the compiled one allows
+    none): its own class and every field, its own too, as a plain dataclass pickles it."""
+    return (type(value), tuple(getattr(value, f.name) for f in fields(value)))
 
 
 class Applied(Frozen):
@@ -120,7 +133,7 @@ class Written:
     prev: KeyValue | None
 
     def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
-        return (Written, (self.revision, self.prev))
+        return (Written, (self.revision, self.prev)) if type(self) is Written else _by_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +144,7 @@ class Deleted:
     prev: KeyValue | None
 
     def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
-        return (Deleted, (self.revision, self.prev))
+        return (Deleted, (self.revision, self.prev)) if type(self) is Deleted else _by_fields(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +156,11 @@ class TxnResult:
     responses: tuple[Written | Deleted, ...]
 
     def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
-        return (TxnResult, (self.revision, self.succeeded, self.responses))
+        return (
+            (TxnResult, (self.revision, self.succeeded, self.responses))
+            if type(self) is TxnResult
+            else _by_fields(self)
+        )
 
 
 class LeaseGranted(Frozen):

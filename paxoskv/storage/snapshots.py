@@ -78,11 +78,7 @@ def write_snapshot_file(
         disk.append(handle, header.pack())
         unsynced = 0
         for write in _in_writes(pieces):
-            # A big piece (one sealed blob when encrypted, 32 MB of 64 KB values) goes in
-            # slices of a view: synced on the way like the rest, and never copied.
-            view = memoryview(write)
-            for start in range(0, len(view), SYNC_EVERY_BYTES):
-                part = view[start : start + SYNC_EVERY_BYTES]
+            for part in _up_to_syncs(write, unsynced):
                 disk.append(handle, part)
                 unsynced += len(part)
                 if unsynced >= SYNC_EVERY_BYTES:
@@ -102,6 +98,21 @@ SYNC_EVERY_BYTES = 8 << 20
 journal shares the disk, and its next fdatasync waited behind a whole state's worth of dirty
 pages (a 100 MB state of 1 KB values: journal syncs of up to 74 ms during a snapshot, against
 at most 6 ms without one, strace -T of the compare harness's 1 KB phase)."""
+
+
+def _up_to_syncs(write: bytes, unsynced: int) -> Sequence[bytes | memoryview]:
+    """``write`` as it is, or, if it would carry the file more than WRITE_BYTES past the next
+    sync point, in slices of a view (never copied): the first ends at that point, the others
+    are SYNC_EVERY_BYTES each. A big piece (one sealed blob when encrypted, 32 MB of 64 KB
+    values) is then synced on the way like the rest; slicing it from its own start instead let
+    a run of small pieces before it stretch the first step to nearly twice SYNC_EVERY_BYTES.
+    """
+    if unsynced + len(write) <= SYNC_EVERY_BYTES + WRITE_BYTES:
+        return (write,)
+    view = memoryview(write)
+    cut = SYNC_EVERY_BYTES - unsynced  # > 0: the caller syncs once it reaches the point
+    rest = range(cut, len(view), SYNC_EVERY_BYTES)
+    return [view[:cut], *(view[start : start + SYNC_EVERY_BYTES] for start in rest)]
 
 
 def _in_writes(pieces: Sequence[bytes]) -> Iterator[bytes]:
