@@ -37,7 +37,7 @@ fails to build its compiled subclasses.
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, fields
 from typing import Any, ClassVar
 
 
@@ -80,3 +80,11 @@ class Frozen(Record):
 
     def __delattr__(self, name: str) -> None:
         raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def reduce_by_fields(value: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of a subclass of a public frozen dataclass (``KeyValue``,
+    ``ChangeEvent``...): its own class and every field, its own too, as a plain dataclass
+    pickles it. The public classes rebuild themselves from an explicit tuple, which is faster;
+    this is for an application's subclass (pure build only: the compiled one allows none)."""
+    return (type(value), tuple([getattr(value, f.name) for f in fields(value)]))

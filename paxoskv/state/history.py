@@ -38,12 +38,13 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter, le
 from typing import Any, Literal, TypeAlias
 
 from paxoskv.errors import Compacted, ValueNotSerialisable
+from paxoskv.state.frozen import reduce_by_fields
 from paxoskv.state.keys import Key, Prefix, key_to_wire, keys_from_wire, matches
 from paxoskv.state.wire import pack
 
@@ -68,10 +69,9 @@ class ChangeEvent:
     def __reduce__(self) -> tuple[Any, ...]:
         # Compiled, a frozen dataclass pickles and copies by setting its fields one by one,
         # which its frozenness refuses: rebuilt through __init__ (see KeyValue's).
-        fields_ = (self.kind, self.key, self.value, self.prev_value, self.revision)
-        if type(self) is ChangeEvent:
-            return (ChangeEvent, fields_)
-        return (type(self), tuple(getattr(self, f.name) for f in fields(self)))  # a subclass
+        if type(self) is not ChangeEvent:
+            return reduce_by_fields(self)  # an application's subclass
+        return (ChangeEvent, (self.kind, self.key, self.value, self.prev_value, self.revision))
 
 
 # (revision, kind code, key, value, prev_value), or a run of Sets: (first revision, RUN, keys,

@@ -36,7 +36,7 @@ snapshot an older version wrote).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
 
@@ -47,7 +47,7 @@ from paxoskv.errors import (
     PaxosKVError,
 )
 from paxoskv.state.configuration import Configuration
-from paxoskv.state.frozen import Frozen
+from paxoskv.state.frozen import Frozen, reduce_by_fields
 from paxoskv.state.keys import Key, key_from_wire, key_to_wire
 from paxoskv.state.wire import MalformedResult, pack, unpack
 
@@ -100,13 +100,7 @@ class KeyValue:
             self.version,
             self.lease_id,
         )
-        return (KeyValue, fields_) if type(self) is KeyValue else _by_fields(self)
-
-
-def _by_fields(value: Any) -> tuple[Any, ...]:
-    """``__reduce__`` of an application's subclass (pure build only: the compiled one allows
-    none): its own class and every field, its own too, as a plain dataclass pickles it."""
-    return (type(value), tuple(getattr(value, f.name) for f in fields(value)))
+        return (KeyValue, fields_) if type(self) is KeyValue else reduce_by_fields(self)
 
 
 class Applied(Frozen):
@@ -133,7 +127,11 @@ class Written:
     prev: KeyValue | None
 
     def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
-        return (Written, (self.revision, self.prev)) if type(self) is Written else _by_fields(self)
+        return (
+            (Written, (self.revision, self.prev))
+            if type(self) is Written
+            else reduce_by_fields(self)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +142,11 @@ class Deleted:
     prev: KeyValue | None
 
     def __reduce__(self) -> tuple[Any, ...]:  # see KeyValue's
-        return (Deleted, (self.revision, self.prev)) if type(self) is Deleted else _by_fields(self)
+        return (
+            (Deleted, (self.revision, self.prev))
+            if type(self) is Deleted
+            else reduce_by_fields(self)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,7 @@ class TxnResult:
         return (
             (TxnResult, (self.revision, self.succeeded, self.responses))
             if type(self) is TxnResult
-            else _by_fields(self)
+            else reduce_by_fields(self)
         )
 
 

@@ -36,6 +36,10 @@ class SyncLog(MemoryDisk):
         self.renamed_after_syncs.append(len(self.synced_at))
         super().rename(source, target)
 
+    def steps(self) -> list[int]:
+        """The bytes each sync found written since the one before."""
+        return [b - a for a, b in zip([0, *self.synced_at], self.synced_at, strict=False)]
+
     def _positions_of(self, handle: int) -> int:
         return sum(self.size(name) for name in self.listdir() if name.endswith(".tmp"))
 
@@ -51,7 +55,7 @@ def test_a_big_snapshot_is_synced_every_few_megabytes_and_renamed_after_the_last
     pieces = [rng.randbytes(512 << 10) for _ in range(44)]  # 22 MiB, pieces as a state packs
     disk = SyncLog()
     write_snapshot_file(disk, 40, pieces, None)
-    steps = [b - a for a, b in zip([0, *disk.synced_at], disk.synced_at, strict=False)]
+    steps = disk.steps()
     assert len(disk.synced_at) == 3  # two on the way (8 MiB each), one at the end
     assert all(step <= SYNC_EVERY_BYTES + (1 << 20) for step in steps)
     assert disk.renamed_after_syncs == [3]  # the rename comes only after the whole file

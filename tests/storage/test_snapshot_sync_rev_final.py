@@ -26,14 +26,10 @@ from tests.storage.test_snapshot_sync import SyncLog, _read
 MIXED = [bytes([n]) * (512 << 10) for n in range(15)] + [b"x" * (32 << 20)]  # 7.5 + 32 MiB
 
 
-def _steps(disk: SyncLog) -> list[int]:
-    return [b - a for a, b in zip([0, *disk.synced_at], disk.synced_at, strict=False)]
-
-
 def test_a_big_piece_after_small_ones_is_cut_at_the_next_sync_point() -> None:
     disk = SyncLog()
     write_snapshot_file(disk, 9, MIXED, None)
-    assert max(_steps(disk)) <= SYNC_EVERY_BYTES + WRITE_BYTES, _steps(disk)
+    assert max(disk.steps()) <= SYNC_EVERY_BYTES + WRITE_BYTES, disk.steps()
     assert _read(disk, 9) == b"".join(MIXED)
 
 
