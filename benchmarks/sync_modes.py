@@ -1,0 +1,81 @@
+"""Ways to make one small write durable on this disk, timed side by side.
+
+A durable write of paxos-kv waits for a write + fdatasync on a majority (``storage/writer.py``).
+This asks whether the disk offers a cheaper way to the same guarantee: each mode writes
+``--writes`` blocks at increasing offsets of a file preallocated with zeros and synced (as the
+journal's segments are, so no sync commits a change of size), one at a time, and prints the
+latency of each write until it is durable. ``O_DIRECT`` needs aligned buffers, so the blocks
+come from an anonymous ``mmap`` (page-aligned).
+
+    python benchmarks/sync_modes.py [--dir DIR] [--writes 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+FILE_BYTES = 64 << 20
+MODES: tuple[tuple[str, int, int, bool], ...] = (
+    # name, extra open flags, block size, fdatasync after each write
+    ("write + fdatasync, 4 KB", 0, 4096, True),
+    ("O_DSYNC, 4 KB", os.O_DSYNC, 4096, False),
+    ("O_DIRECT | O_DSYNC, 4 KB", os.O_DIRECT | os.O_DSYNC, 4096, False),
+    ("O_DIRECT + fdatasync, 4 KB", os.O_DIRECT, 4096, True),
+    ("write + fdatasync, 512 B", 0, 512, True),
+)
+
+
+def preallocated(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, bytes(FILE_BYTES))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def latencies_ms(path: Path, flags: int, block: int, sync: bool, writes: int) -> list[float]:
+    preallocated(path)
+    fd = os.open(path, os.O_RDWR | flags)
+    buffer = mmap.mmap(-1, block)
+    buffer.write(b"v" * block)
+    times = []
+    try:
+        for index in range(min(writes, FILE_BYTES // block)):
+            started = time.perf_counter()
+            os.pwrite(fd, buffer, index * block)
+            if sync:
+                os.fdatasync(fd)
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        buffer.close()
+        path.unlink()
+    return sorted(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None, help="where (default: a temp dir)")
+    parser.add_argument("--writes", type=int, default=2000)
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(dir=args.dir, prefix="sync-modes-"))
+    try:
+        print(f"{'mode':28s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s}")
+        for name, flags, block, sync in MODES:
+            times = latencies_ms(directory / "blocks", flags, block, sync, args.writes)
+            p50, p90, p99 = (times[len(times) * share // 100] for share in (50, 90, 99))
+            print(f"{name:28s} {p50:7.3f} {p90:7.3f} {p99:7.3f}")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
