@@ -4,8 +4,8 @@ A durable write of paxos-kv waits for a write + fdatasync on a majority (``stora
 This asks whether the disk offers a cheaper way to the same guarantee: each mode writes
 ``--writes`` blocks at increasing offsets of a file preallocated with zeros and synced (as the
 journal's segments are, so no sync commits a change of size), one at a time, and prints the
-latency of each write until it is durable. ``O_DIRECT`` needs aligned buffers, so the blocks
-come from an anonymous ``mmap`` (page-aligned).
+p50, p90 and p99 of a write's time until it is durable. ``O_DIRECT`` needs aligned buffers,
+so the blocks come from an anonymous ``mmap`` (page-aligned).
 
     python benchmarks/sync_modes.py [--dir DIR] [--writes 2000]
 """
