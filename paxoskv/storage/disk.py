@@ -27,9 +27,15 @@ from typing import Final, Protocol
 
 from paxoskv.errors import DataDirLocked
 
-__all__ = ["LOCK_FILE_NAME", "Disk", "NoSyncDisk", "OsDisk"]
+__all__ = ["FOLIO_BYTES", "LOCK_FILE_NAME", "Disk", "NoSyncDisk", "OsDisk"]
 
 LOCK_FILE_NAME = "LOCK"
+FOLIO_BYTES = 2 << 20
+"""The kernel caches a file in folios of up to 2 MB and drops only the folios wholly inside the
+range it is given: a writer that drops as it goes starts each range at the folio boundary below
+the last one's end, or the folio that end cut would stay cached for good (half of every MiB of
+the journal did, a 512 KB folio in each, before)."""
+_FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # (not on macOS)
 
 
 class Disk(Protocol):
@@ -102,6 +108,20 @@ class Disk(Protocol):
 
     def fsync(self, handle: int) -> None:
         """Make the file's data durable, or raise ``OSError`` (never retried by callers)."""
+        ...
+
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        """Let the OS forget its cached copy of the whole pages in ``size`` bytes from
+        ``offset``, bytes that :meth:`fsync` made durable and nobody reads soon.
+
+        The journal and the snapshots are written once and read again only at the next
+        start, so keeping them cached only takes memory that other work could use, and every
+        page they add is a page the kernel must find. On this VM a page freed for a few
+        seconds is handed back to the host and costs about 10 us to touch again: writing 500
+        MB into new page cache took 1.3 s of CPU, into pages just dropped 0.2 s. A hint only:
+        it loses nothing (a dirty page is written back first, never discarded), and a disk
+        may ignore it.
+        """
         ...
 
     def close(self, handle: int) -> None: ...
@@ -238,6 +258,12 @@ class OsDisk:
 
     def fsync(self, handle: int) -> None:
         os.fdatasync(handle)
+
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        # The kernel drops only the whole pages in the range, so a partial page at either
+        # end, still being appended to, stays cached.
+        if _FADVISE is not None and size > 0:
+            os.posix_fadvise(handle, offset, size, _FADVISE)
 
     def close(self, handle: int) -> None:
         self._open_fds.discard(handle)
@@ -386,6 +412,9 @@ class NoSyncDisk:
 
     def fsync(self, handle: int) -> None:
         pass
+
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        pass  # nothing was synced: the kernel would start writing the pages back to drop them
 
     def close(self, handle: int) -> None:
         self.inner.close(handle)

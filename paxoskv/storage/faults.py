@@ -103,6 +103,9 @@ class FaultyDisk:
         self._enter("fsync", self._handle_names.get(handle, ""))
         self.inner.fsync(handle)
 
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        self.inner.drop_cached(handle, offset, size)  # a hint: nothing to fail
+
     def close(self, handle: int) -> None:
         self._enter("close", self._handle_names.pop(handle, ""))
         self.inner.close(handle)

@@ -33,13 +33,14 @@ _labels = itertools.count(1)
 class _MemoryFile:
     """One file's bytes, now and as of its last sync."""
 
-    __slots__ = ("data", "dirty_from", "dirty_to", "durable")
+    __slots__ = ("data", "dirty_from", "dirty_to", "dropped_to", "durable")
 
     def __init__(self) -> None:
         self.data = bytearray()
         self.durable = bytearray()
         self.dirty_from = 0  # lowest offset changed since the last sync
         self.dirty_to = 0  # and the end of the highest change (0: none)
+        self.dropped_to = 0  # the highest end that drop_cached was given
 
     def changed(self, start: int, stop: int) -> None:
         self.dirty_from = min(self.dirty_from, start)
@@ -101,6 +102,8 @@ class MemoryDisk:
         self._next_handle = itertools.count(3)
         self._lock_id: int | None = None
         self.crash_count = 0
+        self.dropped_bytes = 0  # asked by drop_cached, for tests of who drops what
+        self.dropped_unsynced = 0  # of those, bytes not yet synced: a caller's mistake
 
     @property
     def location(self) -> str:
@@ -177,6 +180,23 @@ class MemoryDisk:
     def fsync(self, handle: int) -> None:
         with self._mutex:
             self._handle(handle).sync()
+
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        """Nothing is cached here: count the bytes, and those a crash could still lose."""
+        with self._mutex:
+            file = self._handle(handle)
+            stop = offset + size
+            self.dropped_bytes += size
+            file.dropped_to = max(file.dropped_to, stop)
+            clean_to = len(file.durable) if file.dirty_to == 0 else file.dirty_from
+            clean_to = min(clean_to, len(file.durable))
+            if stop > clean_to and size > 0:
+                self.dropped_unsynced += stop - max(offset, clean_to)
+
+    def dropped_to(self, name: str) -> int:
+        """The highest offset of ``name`` that a drop reached: what a reader would find cold."""
+        with self._mutex:
+            return self._named(name).dropped_to
 
     def close(self, handle: int) -> None:
         with self._mutex:

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from paxoskv.errors import CorruptData
 from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher, invalid_tag
 from paxoskv.storage.crc import crc32c, crc32c_extend
-from paxoskv.storage.disk import Disk
+from paxoskv.storage.disk import FOLIO_BYTES, Disk
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -75,16 +75,23 @@ def write_snapshot_file(
     temp = final + TEMP_SUFFIX
     handle = disk.create(temp)
     try:
-        disk.append(handle, header.pack())
-        unsynced = 0
+        head = header.pack()
+        disk.append(handle, head)
+        written = synced = len(head)
+        dropped = 0  # (from a folio boundary: see disk.FOLIO_BYTES)
         for write in _in_writes(pieces):
-            for part in _up_to_syncs(write, unsynced):
+            for part in _up_to_syncs(write, written - synced):
                 disk.append(handle, part)
-                unsynced += len(part)
-                if unsynced >= SYNC_EVERY_BYTES:
+                written += len(part)
+                if written - synced >= SYNC_EVERY_BYTES:
                     disk.fsync(handle)
-                    unsynced = 0
+                    synced = written
+                    # Read again only at the next start or by a lagging peer; dropped as it
+                    # goes, a 100 MB snapshot reuses the same 8 MB of pages (disk.py).
+                    disk.drop_cached(handle, dropped, synced - dropped)
+                    dropped = synced - synced % FOLIO_BYTES
         disk.fsync(handle)
+        disk.drop_cached(handle, dropped, written - dropped)
     finally:
         disk.close(handle)
     disk.rename(temp, final)

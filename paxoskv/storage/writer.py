@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
-from paxoskv.storage.disk import Disk, NoSyncDisk
+from paxoskv.storage.disk import FOLIO_BYTES, Disk, NoSyncDisk
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
     Record,
@@ -50,6 +50,10 @@ __all__ = ["PREALLOCATE_CHUNK_BYTES", "SegmentWriter"]
 PREALLOCATE_CHUNK_BYTES = 1 << 20
 """Zeros are written ahead of the records this much at a time (at most up to the segment
 size): one batch in a chunk's worth pays for writing them and committing the new size."""
+
+DROP_CACHED_EVERY_BYTES = 1 << 20
+"""Synced records leave the OS's cache this much at a time: one ``posix_fadvise`` a MiB, and
+at most that much of the journal cached (see :meth:`SegmentWriter._drop_synced`)."""
 
 Run = tuple[int, Sequence[Record]]  # (index of the first record, records with gap-free indexes)
 
@@ -82,6 +86,8 @@ class SegmentWriter:
         self._fsyncs = not isinstance(disk, NoSyncDisk)
         self._preallocates = self._fsyncs  # (zeros ahead save fsyncs work; with none, waste)
         self._allocated = 0  # the current segment's size, zeros past _size_bytes included
+        self._dropped = 0  # the current segment's bytes before this are out of the OS's cache
+        self._next_drop = DROP_CACHED_EVERY_BYTES  # the size at which the next drop comes
 
     def write(self, runs: Sequence[Run]) -> None:
         """Write and sync every run; raises OSError, after which the writer is unusable.
@@ -126,6 +132,8 @@ class SegmentWriter:
                         self._preallocate()
                     if self._fsyncs:
                         disk.fsync(self._handle)
+                        if self._size_bytes >= self._next_drop:
+                            self._drop_synced()
                     self.durable_end = (segment, self._size_bytes)
                     if not self._name_durable:
                         self._make_name_durable()
@@ -177,6 +185,8 @@ class SegmentWriter:
         self._next_index = first_index
         self._size_bytes = HEADER_SIZE
         self._allocated = 0
+        self._dropped = 0
+        self._next_drop = DROP_CACHED_EVERY_BYTES
         self._count = 0
         return header
 
@@ -262,4 +272,16 @@ class SegmentWriter:
             self._preallocate()
         if self._fsyncs:
             self._disk.fsync(self._handle)
+            if self._size_bytes >= self._next_drop or seal:
+                self._drop_synced()
         self.durable_end = (self._segment, self._size_bytes)
+
+    def _drop_synced(self) -> None:
+        """Let the OS drop the cached pages of records synced since the last drop: the
+        journal is read again only at the next start (see :meth:`Disk.drop_cached`). Not the
+        zeros ahead, which the next records overwrite: the range ends at the records' end."""
+        assert self._handle is not None
+        end = self._size_bytes
+        self._disk.drop_cached(self._handle, self._dropped, end - self._dropped)
+        self._dropped = end - end % FOLIO_BYTES
+        self._next_drop = end + DROP_CACHED_EVERY_BYTES

@@ -1,0 +1,145 @@
+"""Synced journal and snapshot bytes leave the OS's page cache as they are written.
+
+The store writes its files once and reads them again only at the next start, so it tells the
+kernel to drop what it has synced (``Disk.drop_cached``). What must hold: only synced bytes are
+ever handed over (a drop of dirty pages would start their writeback early, never lose them, but
+it is not what the store means); nearly all of a long journal and every snapshot are dropped;
+the ``os`` mode, which syncs nothing, drops nothing; and on a real file the pages do leave the
+cache, checked with ``mincore``, which only Linux and its like have.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from paxoskv.storage import MemoryDisk, Store
+from paxoskv.storage.disk import FOLIO_BYTES, OsDisk
+from paxoskv.storage.snapshots import SYNC_EVERY_BYTES, write_snapshot_file
+from paxoskv.storage.writer import DROP_CACHED_EVERY_BYTES
+
+RECORD = b"v" * 1000
+
+
+def _journal_bytes(disk: MemoryDisk) -> int:
+    return sum(disk.size(name) for name in disk.listdir() if name.startswith("journal-"))
+
+
+def test_a_durable_journal_drops_what_it_synced_and_nothing_else() -> None:
+    disk = MemoryDisk()
+    with Store.open(None, disk=disk, segment_size_bytes=4 << 20) as store:
+        for _ in range(600):  # 6 MB in batches of 10 records: one segment sealed, one open
+            store.append([RECORD] * 10)
+            store.sync()
+            assert disk.dropped_unsynced == 0
+        *sealed, current = sorted(n for n in disk.listdir() if n.startswith("journal-"))
+        assert sealed
+        for name in sealed:  # dropped to their last byte when they were sealed
+            assert disk.dropped_to(name) == disk.size(name)
+        # The open one but for its last stretch, which waits for the next MiB.
+        assert disk.dropped_to(current) > disk.size(current) - (2 << 20) - DROP_CACHED_EVERY_BYTES
+        # Ranges restart at a folio boundary, but not much is handed over twice.
+        assert disk.dropped_bytes < 2 * _journal_bytes(disk)
+    assert disk.dropped_unsynced == 0
+
+
+def test_the_os_mode_drops_nothing() -> None:
+    """Its bytes are not synced: a drop would only start their writeback."""
+    disk = MemoryDisk()
+    with Store.open(None, disk=disk, durability="os") as store:
+        for _ in range(300):
+            store.append([RECORD] * 10)
+            store.sync()
+        store.write_snapshot(store.last_index, [b"s" * (3 << 20)])
+    assert disk.dropped_bytes == 0
+
+
+def test_a_snapshot_drops_every_byte_it_wrote_once_synced() -> None:
+    disk = MemoryDisk()
+    pieces = [bytes([n]) * (1 << 20) for n in range(20)]
+    write_snapshot_file(disk, 7, pieces, None)
+    (name,) = disk.listdir()
+    # Ranges restart at a folio boundary, so some bytes are handed over twice.
+    assert disk.dropped_bytes >= disk.size(name)
+    assert disk.dropped_bytes < disk.size(name) + (disk.size(name) // SYNC_EVERY_BYTES + 1) * (
+        FOLIO_BYTES
+    )
+    assert disk.dropped_unsynced == 0
+
+
+def _in_memory_fs(path: Path) -> bool:
+    """Whether ``path`` is on a filesystem whose files are only ever in RAM (the pages cannot
+    leave), by the longest mount point in /proc/mounts that holds it."""
+    mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    real = str(path.resolve())
+    held = [(at, kind) for at, kind in mounts if (real + "/").startswith(at.rstrip("/") + "/")]
+    return max(held, key=lambda mount: len(mount[0]), default=("", ""))[1] in {"tmpfs", "ramfs"}
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache, by mincore(2) over a private mapping of it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    vector = (ctypes.c_ubyte * pages)()
+    with path.open("rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as m:
+        start = ctypes.c_char.from_buffer(m)
+        try:
+            status = libc.mincore(
+                ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), vector
+            )
+        finally:
+            del start  # (the mapping cannot close while a ctypes view holds it)
+    assert status == 0, os.strerror(ctypes.get_errno())
+    return sum(byte & 1 for byte in vector)
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="mincore and POSIX_FADV_DONTNEED: Linux only"
+)
+
+
+@linux_only
+def test_on_a_real_file_the_dropped_pages_leave_the_cache(tmp_path: Path) -> None:
+    if _in_memory_fs(tmp_path):
+        pytest.skip("the temporary directory is on tmpfs, whose pages have nowhere to go")
+    disk = OsDisk(tmp_path)
+    handle = disk.create("file")
+    disk.append(handle, b"x" * (8 << 20))
+    disk.fsync(handle)
+    before = _resident_pages(tmp_path / "file")
+    disk.drop_cached(handle, 0, 8 << 20)
+    after = _resident_pages(tmp_path / "file")
+    disk.close(handle)
+    assert before == 2048  # written pages stay cached until told otherwise
+    assert after == 0
+
+
+@linux_only
+def test_a_durable_store_leaves_little_of_its_files_cached(tmp_path: Path) -> None:
+    if _in_memory_fs(tmp_path):
+        pytest.skip("the temporary directory is on tmpfs, whose pages have nowhere to go")
+    folio_pages = FOLIO_BYTES // mmap.PAGESIZE
+    with Store.open(tmp_path, segment_size_bytes=16 << 20) as store:
+        for _ in range(96):  # 24 MB: one segment sealed and dropped, one open
+            store.append([RECORD] * 256)  # (batches big enough for the kernel's big folios)
+            store.sync()
+        store.write_snapshot(store.last_index, [b"s" * (20 << 20)])
+        *sealed, current = sorted(n for n in os.listdir(tmp_path) if n.startswith("journal-"))
+        (snapshot,) = [n for n in os.listdir(tmp_path) if n.startswith("snapshot-")]
+        assert sealed
+        for name in sealed:  # at most the folio holding its last byte
+            assert _resident_pages(tmp_path / name) <= folio_pages
+        assert _resident_pages(tmp_path / snapshot) <= 1  # (its last page, if partial)
+        # The stretch since the last drop, the folio cut there, the zeros preallocated ahead.
+        assert (
+            _resident_pages(tmp_path / current)
+            <= (DROP_CACHED_EVERY_BYTES + 256 * len(RECORD) + FOLIO_BYTES + (1 << 20))
+            // mmap.PAGESIZE
+        )
