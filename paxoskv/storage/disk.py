@@ -31,10 +31,11 @@ __all__ = ["FOLIO_BYTES", "LOCK_FILE_NAME", "Disk", "NoSyncDisk", "OsDisk"]
 
 LOCK_FILE_NAME = "LOCK"
 FOLIO_BYTES = 2 << 20
-"""The kernel caches a file in folios of up to 2 MB and drops only the folios wholly inside the
-range it is given: a writer that drops as it goes starts each range at the folio boundary below
-the last one's end, or the folio that end cut would stay cached for good (half of every MiB of
-the journal did, a 512 KB folio in each, before)."""
+"""The kernel caches a file in folios (up to 2 MB on x86-64 with 4 KB pages; other
+configurations allow bigger ones) and drops only the folios wholly inside the range it is
+given: a writer that drops as it goes ends each range at a multiple of this, and starts the
+next there, or the folio a range's end cut would stay cached for good (ranges that each began
+where the last one ended left a 512 KB folio of every MiB of the journal cached)."""
 _FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # (not on macOS)
 
 
@@ -112,15 +113,16 @@ class Disk(Protocol):
 
     def drop_cached(self, handle: int, offset: int, size: int) -> None:
         """Let the OS forget its cached copy of the whole pages in ``size`` bytes from
-        ``offset``, bytes that :meth:`fsync` made durable and nobody reads soon.
+        ``offset``, bytes that :meth:`fsync` made durable and nobody reads soon. The range
+        may run past the end of the file.
 
-        The journal and the snapshots are written once and read again only at the next
-        start, so keeping them cached only takes memory that other work could use, and every
-        page they add is a page the kernel must find. On this VM a page freed for a few
-        seconds is handed back to the host and costs about 10 us to touch again: writing 500
-        MB into new page cache took 1.3 s of CPU, into pages just dropped 0.2 s. A hint only:
-        it loses nothing (a dirty page is written back first, never discarded), and a disk
-        may ignore it.
+        The journal and the snapshots are written once and rarely read again (at the next
+        start, or for a replica far behind, from the disk then), so keeping them cached
+        mostly takes memory that other work could use, and every page they add is a page the
+        kernel must find. On this VM a page freed for a few seconds is handed back to the
+        host and costs about 10 us to touch again: writing 500 MB into new page cache took
+        1.3 s of CPU, into pages just dropped 0.2 s. A hint only: it loses nothing (a dirty
+        page is written back first, never discarded), and a disk may ignore it.
         """
         ...
 
@@ -260,10 +262,12 @@ class OsDisk:
         os.fdatasync(handle)
 
     def drop_cached(self, handle: int, offset: int, size: int) -> None:
-        # The kernel drops only the whole pages in the range, so a partial page at either
-        # end, still being appended to, stays cached.
+        # The kernel drops only the whole pages (folios) in the range. A refusal (a
+        # filesystem without the hint) is ignored: the bytes are durable all the same, and a
+        # store that stopped here would fail a write that succeeded.
         if _FADVISE is not None and size > 0:
-            os.posix_fadvise(handle, offset, size, _FADVISE)
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(handle, offset, size, _FADVISE)
 
     def close(self, handle: int) -> None:
         self._open_fds.discard(handle)

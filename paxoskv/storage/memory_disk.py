@@ -182,15 +182,17 @@ class MemoryDisk:
             self._handle(handle).sync()
 
     def drop_cached(self, handle: int, offset: int, size: int) -> None:
-        """Nothing is cached here: count the bytes, and those a crash could still lose."""
+        """Nothing is cached here: count the bytes, and those a crash could still lose. A
+        range may run past the end of the file (to cover the last folio): only the file's
+        bytes count."""
         with self._mutex:
             file = self._handle(handle)
-            stop = offset + size
-            self.dropped_bytes += size
+            stop = min(offset + size, len(file.data))
+            self.dropped_bytes += max(0, stop - offset)
             file.dropped_to = max(file.dropped_to, stop)
             clean_to = len(file.durable) if file.dirty_to == 0 else file.dirty_from
             clean_to = min(clean_to, len(file.durable))
-            if stop > clean_to and size > 0:
+            if stop > clean_to:
                 self.dropped_unsynced += stop - max(offset, clean_to)
 
     def dropped_to(self, name: str) -> int:

@@ -78,7 +78,10 @@ def write_snapshot_file(
         head = header.pack()
         disk.append(handle, head)
         written = synced = len(head)
-        dropped = 0  # (from a folio boundary: see disk.FOLIO_BYTES)
+        # Read again only at the next start or by a peer far behind: dropped from the OS's
+        # cache as it goes, in whole folios (disk.FOLIO_BYTES), a 100 MB snapshot reuses the
+        # same few MB of pages (disk.py).
+        dropped = 0
         for write in _in_writes(pieces):
             for part in _up_to_syncs(write, written - synced):
                 disk.append(handle, part)
@@ -86,12 +89,12 @@ def write_snapshot_file(
                 if written - synced >= SYNC_EVERY_BYTES:
                     disk.fsync(handle)
                     synced = written
-                    # Read again only at the next start or by a lagging peer; dropped as it
-                    # goes, a 100 MB snapshot reuses the same 8 MB of pages (disk.py).
-                    disk.drop_cached(handle, dropped, synced - dropped)
-                    dropped = synced - synced % FOLIO_BYTES
+                    folios_end = synced - synced % FOLIO_BYTES
+                    disk.drop_cached(handle, dropped, folios_end - dropped)
+                    dropped = folios_end
         disk.fsync(handle)
-        disk.drop_cached(handle, dropped, written - dropped)
+        # To the folio boundary past the end: the folio holding the last bytes goes too.
+        disk.drop_cached(handle, dropped, -(-written // FOLIO_BYTES) * FOLIO_BYTES - dropped)
     finally:
         disk.close(handle)
     disk.rename(temp, final)

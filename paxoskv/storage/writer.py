@@ -52,8 +52,9 @@ PREALLOCATE_CHUNK_BYTES = 1 << 20
 size): one batch in a chunk's worth pays for writing them and committing the new size."""
 
 DROP_CACHED_EVERY_BYTES = 1 << 20
-"""Synced records leave the OS's cache this much at a time: one ``posix_fadvise`` a MiB, and
-at most that much of the journal cached (see :meth:`SegmentWriter._drop_synced`)."""
+"""Synced records are let go from the OS's cache when this much more was written: at most one
+``posix_fadvise`` a MiB, and a few MiB of the journal cached (see
+:meth:`SegmentWriter._drop_synced`)."""
 
 Run = tuple[int, Sequence[Record]]  # (index of the first record, records with gap-free indexes)
 
@@ -132,9 +133,9 @@ class SegmentWriter:
                         self._preallocate()
                     if self._fsyncs:
                         disk.fsync(self._handle)
-                        if self._size_bytes >= self._next_drop:
-                            self._drop_synced()
                     self.durable_end = (segment, self._size_bytes)
+                    if self._size_bytes >= self._next_drop and self._fsyncs:
+                        self._drop_synced()
                     if not self._name_durable:
                         self._make_name_durable()
                     return
@@ -161,6 +162,8 @@ class SegmentWriter:
         if self._handle is not None:
             if trim and self._allocated > self._size_bytes:
                 self._flush([], seal=True)
+            if self._fsyncs:  # (every write so far is synced: write() syncs before it returns)
+                self._drop_synced(to_end=True)
             handle, self._handle = self._handle, None
             self._disk.close(handle)
 
@@ -272,16 +275,22 @@ class SegmentWriter:
             self._preallocate()
         if self._fsyncs:
             self._disk.fsync(self._handle)
-            if self._size_bytes >= self._next_drop or seal:
-                self._drop_synced()
         self.durable_end = (self._segment, self._size_bytes)
+        if self._size_bytes >= self._next_drop and self._fsyncs:
+            self._drop_synced()
 
-    def _drop_synced(self) -> None:
-        """Let the OS drop the cached pages of records synced since the last drop: the
-        journal is read again only at the next start (see :meth:`Disk.drop_cached`). Not the
-        zeros ahead, which the next records overwrite: the range ends at the records' end."""
+    def _drop_synced(self, *, to_end: bool = False) -> None:
+        """Let the OS drop the cached pages of the records synced since the last drop, whole
+        folios of them (see :data:`~paxoskv.storage.disk.FOLIO_BYTES`), or all of them when
+        the segment is done: the journal is rarely read again, at the next start or for a
+        replica far behind (see :meth:`Disk.drop_cached`). Never the zeros ahead, which the
+        next records overwrite, and, but at the end, never the folio still being filled:
+        ranges do not overlap, and the newest pages are left alone."""
         assert self._handle is not None
-        end = self._size_bytes
-        self._disk.drop_cached(self._handle, self._dropped, end - self._dropped)
-        self._dropped = end - end % FOLIO_BYTES
-        self._next_drop = end + DROP_CACHED_EVERY_BYTES
+        end = self._size_bytes - self._size_bytes % FOLIO_BYTES
+        if to_end:  # past the end of the file, to cover the folio that holds its last bytes
+            end = -(-self._size_bytes // FOLIO_BYTES) * FOLIO_BYTES
+        if end > self._dropped:
+            self._disk.drop_cached(self._handle, self._dropped, end - self._dropped)
+            self._dropped = end
+        self._next_drop = self._size_bytes + DROP_CACHED_EVERY_BYTES

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from paxoskv.storage import MemoryDisk, Store
-from paxoskv.storage.disk import FOLIO_BYTES, OsDisk
+from paxoskv.storage.disk import OsDisk
 from paxoskv.storage.snapshots import SYNC_EVERY_BYTES, write_snapshot_file
-from paxoskv.storage.writer import DROP_CACHED_EVERY_BYTES
 
 RECORD = b"v" * 1000
 
@@ -31,10 +30,29 @@ def _journal_bytes(disk: MemoryDisk) -> int:
     return sum(disk.size(name) for name in disk.listdir() if name.startswith("journal-"))
 
 
+class RangeLog(MemoryDisk):
+    """Keeps every range handed to drop_cached, by handle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: dict[int, list[tuple[int, int]]] = {}
+
+    def drop_cached(self, handle: int, offset: int, size: int) -> None:
+        self.ranges.setdefault(handle, []).append((offset, offset + size))
+        super().drop_cached(handle, offset, size)
+
+
+def _one_after_another(ranges: list[tuple[int, int]]) -> bool:
+    """Whether the ranges, in the order given, start at 0 and each where the last ended."""
+    return all(
+        start == end for (_, end), (start, _) in zip([(0, 0), *ranges[:-1]], ranges, strict=True)
+    )
+
+
 def test_a_durable_journal_drops_what_it_synced_and_nothing_else() -> None:
-    disk = MemoryDisk()
-    with Store.open(None, disk=disk, segment_size_bytes=4 << 20) as store:
-        for _ in range(600):  # 6 MB in batches of 10 records: one segment sealed, one open
+    disk = RangeLog()
+    with Store.open(None, disk=disk, segment_size_bytes=16 << 20) as store:
+        for _ in range(2400):  # 24 MB in batches of 10 records: one segment sealed, one open
             store.append([RECORD] * 10)
             store.sync()
             assert disk.dropped_unsynced == 0
@@ -42,10 +60,12 @@ def test_a_durable_journal_drops_what_it_synced_and_nothing_else() -> None:
         assert sealed
         for name in sealed:  # dropped to their last byte when they were sealed
             assert disk.dropped_to(name) == disk.size(name)
-        # The open one but for its last stretch, which waits for the next MiB.
-        assert disk.dropped_to(current) > disk.size(current) - (2 << 20) - DROP_CACHED_EVERY_BYTES
-        # Ranges restart at a folio boundary, but not much is handed over twice.
-        assert disk.dropped_bytes < 2 * _journal_bytes(disk)
+        # The open one but for its last stretch: the zeros ahead (up to 1 MiB), the bytes
+        # since the last drop (1 MiB) and the folio being filled (2 MiB).
+        assert disk.dropped_to(current) >= disk.size(current) - (4 << 20) - 16_000
+        for ranges in disk.ranges.values():  # none handed over twice
+            assert _one_after_another(ranges)
+        assert disk.dropped_bytes <= _journal_bytes(disk)
     assert disk.dropped_unsynced == 0
 
 
@@ -61,15 +81,14 @@ def test_the_os_mode_drops_nothing() -> None:
 
 
 def test_a_snapshot_drops_every_byte_it_wrote_once_synced() -> None:
-    disk = MemoryDisk()
+    disk = RangeLog()
     pieces = [bytes([n]) * (1 << 20) for n in range(20)]
     write_snapshot_file(disk, 7, pieces, None)
     (name,) = disk.listdir()
-    # Ranges restart at a folio boundary, so some bytes are handed over twice.
-    assert disk.dropped_bytes >= disk.size(name)
-    assert disk.dropped_bytes < disk.size(name) + (disk.size(name) // SYNC_EVERY_BYTES + 1) * (
-        FOLIO_BYTES
-    )
+    (ranges,) = disk.ranges.values()
+    assert len(ranges) == 1 + disk.size(name) // SYNC_EVERY_BYTES  # as it goes, then the rest
+    assert _one_after_another(ranges)
+    assert disk.dropped_bytes == disk.dropped_to(name) == disk.size(name)
     assert disk.dropped_unsynced == 0
 
 
@@ -105,27 +124,35 @@ linux_only = pytest.mark.skipif(
 )
 
 
-@linux_only
-def test_on_a_real_file_the_dropped_pages_leave_the_cache(tmp_path: Path) -> None:
+def _skip_unless_the_cache_keeps_what_is_written(tmp_path: Path) -> None:
+    """Skip where these checks mean nothing: a filesystem in RAM (tmpfs), or one that does not
+    keep written pages in the page cache (one with a cache of its own, or memory pressure)."""
     if _in_memory_fs(tmp_path):
         pytest.skip("the temporary directory is on tmpfs, whose pages have nowhere to go")
+    control = tmp_path / "control"
+    control.write_bytes(b"c" * (1 << 20))
+    kept = _resident_pages(control)
+    control.unlink()
+    if kept != (1 << 20) // mmap.PAGESIZE:
+        pytest.skip(f"the page cache kept {kept} of a new 1 MiB file's pages: nothing to drop")
+
+
+@linux_only
+def test_on_a_real_file_the_dropped_pages_leave_the_cache(tmp_path: Path) -> None:
+    _skip_unless_the_cache_keeps_what_is_written(tmp_path)
     disk = OsDisk(tmp_path)
     handle = disk.create("file")
     disk.append(handle, b"x" * (8 << 20))
     disk.fsync(handle)
-    before = _resident_pages(tmp_path / "file")
     disk.drop_cached(handle, 0, 8 << 20)
     after = _resident_pages(tmp_path / "file")
     disk.close(handle)
-    assert before == 2048  # written pages stay cached until told otherwise
     assert after == 0
 
 
 @linux_only
 def test_a_durable_store_leaves_little_of_its_files_cached(tmp_path: Path) -> None:
-    if _in_memory_fs(tmp_path):
-        pytest.skip("the temporary directory is on tmpfs, whose pages have nowhere to go")
-    folio_pages = FOLIO_BYTES // mmap.PAGESIZE
+    _skip_unless_the_cache_keeps_what_is_written(tmp_path)
     with Store.open(tmp_path, segment_size_bytes=16 << 20) as store:
         for _ in range(96):  # 24 MB: one segment sealed and dropped, one open
             store.append([RECORD] * 256)  # (batches big enough for the kernel's big folios)
@@ -134,12 +161,11 @@ def test_a_durable_store_leaves_little_of_its_files_cached(tmp_path: Path) -> No
         *sealed, current = sorted(n for n in os.listdir(tmp_path) if n.startswith("journal-"))
         (snapshot,) = [n for n in os.listdir(tmp_path) if n.startswith("snapshot-")]
         assert sealed
-        for name in sealed:  # at most the folio holding its last byte
-            assert _resident_pages(tmp_path / name) <= folio_pages
+        for name in sealed:  # dropped to the end when sealed
+            assert _resident_pages(tmp_path / name) <= 1  # (its last page, if partial)
         assert _resident_pages(tmp_path / snapshot) <= 1  # (its last page, if partial)
-        # The stretch since the last drop, the folio cut there, the zeros preallocated ahead.
-        assert (
-            _resident_pages(tmp_path / current)
-            <= (DROP_CACHED_EVERY_BYTES + 256 * len(RECORD) + FOLIO_BYTES + (1 << 20))
-            // mmap.PAGESIZE
+        # The folio being filled (2 MiB), the bytes since the last drop (1 MiB and a batch),
+        # the zeros preallocated ahead (1 MiB).
+        assert _resident_pages(tmp_path / current) <= ((4 << 20) + 256 * len(RECORD)) // (
+            mmap.PAGESIZE
         )
