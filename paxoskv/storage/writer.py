@@ -162,7 +162,8 @@ class SegmentWriter:
         if self._handle is not None:
             if trim and self._allocated > self._size_bytes:
                 self._flush([], seal=True)
-            if self._fsyncs:  # (every write so far is synced: write() syncs before it returns)
+            if self._fsyncs:  # (synced: write() syncs before it returns, or it failed, and
+                # then the hint only starts writing back what it finds dirty)
                 self._drop_synced(to_end=True)
             handle, self._handle = self._handle, None
             self._disk.close(handle)
