@@ -27,7 +27,15 @@ from typing import Final, Protocol
 
 from paxoskv.errors import DataDirLocked
 
-__all__ = ["FOLIO_BYTES", "LOCK_FILE_NAME", "Disk", "NoSyncDisk", "OsDisk"]
+__all__ = [
+    "FOLIO_BYTES",
+    "LOCK_FILE_NAME",
+    "Disk",
+    "NoSyncDisk",
+    "OsDisk",
+    "folio_ceil",
+    "folio_floor",
+]
 
 LOCK_FILE_NAME = "LOCK"
 FOLIO_BYTES = 2 << 20
@@ -37,6 +45,18 @@ given: a writer that drops as it goes ends each range at a multiple of this, and
 next there, or the folio a range's end cut would stay cached for good (ranges that each began
 where the last one ended left a 512 KB folio of every MiB of the journal cached)."""
 _FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # (not on macOS)
+
+
+def folio_floor(offset: int) -> int:
+    """The :data:`FOLIO_BYTES` boundary at or below ``offset``: where a drop of synced bytes
+    ends while the folio holding ``offset`` is still being written."""
+    return offset - offset % FOLIO_BYTES
+
+
+def folio_ceil(offset: int) -> int:
+    """The :data:`FOLIO_BYTES` boundary at or above ``offset``: where the drop of a finished
+    file ends, past its end, so the folio holding its last bytes goes too."""
+    return -(-offset // FOLIO_BYTES) * FOLIO_BYTES
 
 
 class Disk(Protocol):

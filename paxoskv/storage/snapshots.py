@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from paxoskv.errors import CorruptData
 from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher, invalid_tag
 from paxoskv.storage.crc import crc32c, crc32c_extend
-from paxoskv.storage.disk import FOLIO_BYTES, Disk
+from paxoskv.storage.disk import Disk, folio_ceil, folio_floor
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -89,12 +89,10 @@ def write_snapshot_file(
                 if written - synced >= SYNC_EVERY_BYTES:
                     disk.fsync(handle)
                     synced = written
-                    folios_end = synced - synced % FOLIO_BYTES
-                    disk.drop_cached(handle, dropped, folios_end - dropped)
-                    dropped = folios_end
+                    disk.drop_cached(handle, dropped, folio_floor(synced) - dropped)
+                    dropped = folio_floor(synced)
         disk.fsync(handle)
-        # To the folio boundary past the end: the folio holding the last bytes goes too.
-        disk.drop_cached(handle, dropped, -(-written // FOLIO_BYTES) * FOLIO_BYTES - dropped)
+        disk.drop_cached(handle, dropped, folio_ceil(written) - dropped)
     finally:
         disk.close(handle)
     disk.rename(temp, final)

@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 
 from paxoskv.storage.cipher import MAX_COUNTER, SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher
-from paxoskv.storage.disk import FOLIO_BYTES, Disk, NoSyncDisk
+from paxoskv.storage.disk import Disk, NoSyncDisk, folio_ceil, folio_floor
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
     Record,
@@ -288,9 +288,7 @@ class SegmentWriter:
         next records overwrite, and, but at the end, never the folio still being filled:
         ranges do not overlap, and the newest pages are left alone."""
         assert self._handle is not None
-        end = self._size_bytes - self._size_bytes % FOLIO_BYTES
-        if to_end:  # past the end of the file, to cover the folio that holds its last bytes
-            end = -(-self._size_bytes // FOLIO_BYTES) * FOLIO_BYTES
+        end = folio_ceil(self._size_bytes) if to_end else folio_floor(self._size_bytes)
         if end > self._dropped:
             self._disk.drop_cached(self._handle, self._dropped, end - self._dropped)
             self._dropped = end

@@ -1,11 +1,12 @@
 """Synced journal and snapshot bytes leave the OS's page cache as they are written.
 
-The store writes its files once and reads them again only at the next start, so it tells the
-kernel to drop what it has synced (``Disk.drop_cached``). What must hold: only synced bytes are
-ever handed over (a drop of dirty pages would start their writeback early, never lose them, but
-it is not what the store means); nearly all of a long journal and every snapshot are dropped;
-the ``os`` mode, which syncs nothing, drops nothing; and on a real file the pages do leave the
-cache, checked with ``mincore``, which only Linux and its like have.
+The store writes its files once and rarely reads them again (at the next start, or for a
+replica far behind), so it tells the kernel to drop what it has synced (``Disk.drop_cached``).
+What must hold: only synced bytes are ever handed over (a drop of dirty pages would start their
+writeback early, never lose them, but it is not what the store means); nearly all of a long
+journal and every snapshot are dropped, each byte once; the ``os`` mode, which syncs nothing,
+drops nothing; and on a real file the pages do leave the cache, checked with ``mincore``, which
+only Linux and its like have.
 """
 
 from __future__ import annotations
