@@ -89,8 +89,9 @@ def write_snapshot_file(
                 if written - synced >= SYNC_EVERY_BYTES:
                     disk.fsync(handle)
                     synced = written
-                    disk.drop_cached(handle, dropped, folio_floor(synced) - dropped)
-                    dropped = folio_floor(synced)
+                    drop_to = folio_floor(synced)
+                    disk.drop_cached(handle, dropped, drop_to - dropped)
+                    dropped = drop_to
         disk.fsync(handle)
         disk.drop_cached(handle, dropped, folio_ceil(written) - dropped)
     finally:
