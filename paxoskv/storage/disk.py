@@ -20,10 +20,11 @@ import contextlib
 import errno
 import fcntl
 import functools
+import mmap
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeAlias
 
 from paxoskv.errors import DataDirLocked
 
@@ -31,6 +32,7 @@ __all__ = [
     "FOLIO_BYTES",
     "LOCK_FILE_NAME",
     "Disk",
+    "FileView",
     "NoSyncDisk",
     "OsDisk",
     "folio_ceil",
@@ -45,6 +47,10 @@ given: a writer that drops as it goes ends each range at a multiple of this, and
 next there, or the folio a range's end cut would stay cached for good (ranges that each began
 where the last one ended left a 512 KB folio of every MiB of the journal cached)."""
 _FADVISE: int | None = getattr(os, "POSIX_FADV_DONTNEED", None)  # (not on macOS)
+
+FileView: TypeAlias = bytes | mmap.mmap
+"""A whole file to read, from :meth:`Disk.view`: slicing it gives bytes, and ``len``,
+``find`` and ``struct.unpack_from`` work on it as on bytes."""
 
 
 def folio_floor(offset: int) -> int:
@@ -89,6 +95,14 @@ class Disk(Protocol):
 
     def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
         """Up to ``size`` bytes from ``offset`` (all of the rest when -1)."""
+        ...
+
+    def view(self, name: str) -> FileView:
+        """The whole file, to read where it lies: open scans the last journal segment (up to
+        64 MB) for its end, and a copy into fresh memory cost more than the scan (on this
+        project's VM, each new page is cleared for about as long as it takes to copy). The
+        file must not shrink while the view is in use; a memory map is closed when dropped.
+        """
         ...
 
     def create(self, name: str) -> int:
@@ -222,6 +236,17 @@ class OsDisk:
             return _pread_all(fd, size, offset)
         finally:
             os.close(fd)
+
+    def view(self, name: str) -> FileView:
+        fd = os.open(self.path_of(name), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                with contextlib.suppress(OSError, ValueError):  # a file system without mmap
+                    return mmap.mmap(fd, size, prot=mmap.PROT_READ)
+            return _pread_all(fd, size, 0)
+        finally:
+            os.close(fd)  # (a map holds the file by a descriptor of its own)
 
     def create(self, name: str) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -415,6 +440,9 @@ class NoSyncDisk:
 
     def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
         return self.inner.read(name, offset, size)
+
+    def view(self, name: str) -> FileView:
+        return self.inner.view(name)
 
     def create(self, name: str) -> int:
         return self.inner.create(name)

@@ -14,7 +14,7 @@ import errno as errno_codes
 import os
 from collections.abc import Sequence
 
-from paxoskv.storage.disk import Disk
+from paxoskv.storage.disk import Disk, FileView
 
 __all__ = ["CHANGING_OPERATIONS", "DiskStopped", "FaultyDisk"]
 
@@ -70,6 +70,10 @@ class FaultyDisk:
     def read(self, name: str, offset: int = 0, size: int = -1) -> bytes:
         self._enter("read", name)
         return self.inner.read(name, offset, size)
+
+    def view(self, name: str) -> FileView:
+        self._enter("read", name)  # one read of the whole file, as a fault plan counts it
+        return self.inner.view(name)
 
     def create(self, name: str) -> int:
         self._enter("create", name)

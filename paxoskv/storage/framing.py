@@ -22,6 +22,7 @@ from enum import Enum
 from typing import TypeAlias
 
 from paxoskv.storage.crc import crc32c, crc32c_extend
+from paxoskv.storage.disk import FileView
 
 __all__ = [
     "FRAME_HEADER_SIZE",
@@ -138,14 +139,17 @@ def frame_records(
     return taken, size
 
 
-def parse_frames(buffer: bytes, offset: int, out: list[bytes]) -> tuple[int, FrameProblem | None]:
-    """Append to ``out`` the payload of every whole, valid frame from ``offset`` on.
+def parse_frames(
+    buffer: FileView, offset: int, out: list[bytes], end: int | None = None
+) -> tuple[int, FrameProblem | None]:
+    """Append to ``out`` the payload of every whole, valid frame from ``offset`` to ``end``
+    (the end of the buffer if None).
 
     Returns the offset just past the last good frame and why parsing stopped there: ``None``
-    at exactly the end of the buffer, otherwise a :class:`FrameProblem`. Callers bound what
-    they read by bytes, so there is no count limit to test in this loop.
+    at exactly ``end``, otherwise a :class:`FrameProblem`. Callers bound what they read by
+    bytes, so there is no count limit to test in this loop.
     """
-    end = len(buffer)
+    end = len(buffer) if end is None else end
     unpack_from = _FRAME_HEADER.unpack_from
     header_size = FRAME_HEADER_SIZE
     cache = _length_crc_cache
@@ -169,7 +173,7 @@ def parse_frames(buffer: bytes, offset: int, out: list[bytes]) -> tuple[int, Fra
     return offset, None
 
 
-def check_frames(buffer: bytes, offset: int) -> tuple[int, int, FrameProblem | None]:
+def check_frames(buffer: FileView, offset: int) -> tuple[int, int, FrameProblem | None]:
     """:func:`parse_frames` without keeping the payloads: (offset past the last whole, valid
     frame, frames checked, problem), for finding the end of the last segment at open."""
     end = len(buffer)
@@ -195,7 +199,7 @@ def check_frames(buffer: bytes, offset: int) -> tuple[int, int, FrameProblem | N
     return offset, count, None
 
 
-def find_valid_frame(buffer: bytes, start: int, before: int | None = None) -> int | None:
+def find_valid_frame(buffer: FileView, start: int, before: int | None = None) -> int | None:
     """The first offset at or after ``start`` (and before ``before``, if given: the frame
     itself may run past it) where a whole, valid frame begins, if any.
 
@@ -219,10 +223,11 @@ def find_valid_frame(buffer: bytes, start: int, before: int | None = None) -> in
 
 
 def walk_frames(
-    buffer: bytes, offset: int, limit: int | None = None
+    buffer: FileView, offset: int, limit: int | None = None, end: int | None = None
 ) -> tuple[int, int, int, FrameProblem | None]:
-    """Follow the chain of frame headers from ``offset`` without checking payloads, for at
-    most ``limit`` frames (no problem is reported when it stops there).
+    """Follow the chain of frame headers from ``offset`` to ``end`` (the end of the buffer if
+    None) without checking payloads, for at most ``limit`` frames (no problem is reported when
+    it stops there).
 
     Returns (offset past the last whole frame with a valid header, frames walked, offset where
     the last of them starts, problem).
@@ -230,7 +235,7 @@ def walk_frames(
     it to find the end of the last segment at open and leaves payload checks to the replay,
     and to step over the records a snapshot already covers.
     """
-    end = len(buffer)
+    end = len(buffer) if end is None else end
     unpack_from = _LENGTH_PAIR.unpack_from
     cache = _length_crc_cache
     header_size = FRAME_HEADER_SIZE
@@ -251,7 +256,7 @@ def walk_frames(
     return offset, count, last_start, None
 
 
-def frame_payload_valid(buffer: bytes, offset: int) -> bool:
+def frame_payload_valid(buffer: FileView, offset: int) -> bool:
     """Whether the whole frame at ``offset`` (header already checked) has a good payload."""
     length, _, payload_crc = _FRAME_HEADER.unpack_from(buffer, offset)
     start = offset + FRAME_HEADER_SIZE

@@ -29,6 +29,7 @@ import struct
 from paxoskv.errors import CorruptData, UnsupportedFormat
 from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.storage.crc import crc32c
+from paxoskv.storage.disk import FileView
 
 __all__ = [
     "FLAG_ENCRYPTED",
@@ -151,7 +152,7 @@ class FileHeader(PlainFrozen):
         return body + _HEADER_CRC.pack(crc32c(body))
 
     @classmethod
-    def unpack(cls, data: bytes, path: str, magic: bytes) -> FileHeader:
+    def unpack(cls, data: FileView, path: str, magic: bytes) -> FileHeader:
         """Check and decode a header; every failure names the file."""
         if len(data) < HEADER_SIZE:
             raise CorruptData(path, 0, f"the file header is cut short ({len(data)} bytes)")

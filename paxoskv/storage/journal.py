@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from paxoskv.errors import ConfigurationError, CorruptData, WrongEncryptionKey
 from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.storage.cipher import RecordCipher, invalid_tag
-from paxoskv.storage.disk import Disk
+from paxoskv.storage.disk import Disk, FileView
 from paxoskv.storage.framing import (
     FRAME_HEADER_SIZE,
     FrameProblem,
@@ -73,7 +73,7 @@ class LastSegment(PlainFrozen):
     header: FileHeader | None  # None: the file held no whole record and was removed
     record_count: int
     end_offset: int
-    data: bytes | None  # the file's bytes up to at least end_offset, as read at open
+    data: FileView | None  # the whole file as open viewed it (a memory map, on real files)
 
     def __init__(
         self,
@@ -81,7 +81,7 @@ class LastSegment(PlainFrozen):
         header: FileHeader | None,
         record_count: int,
         end_offset: int,
-        data: bytes | None = None,
+        data: FileView | None = None,
     ) -> None:
         object.__setattr__(self, "segment", segment)
         object.__setattr__(self, "header", header)
@@ -181,7 +181,7 @@ def read_segment_records(
 
 
 def parse_segment_records(
-    data: bytes,
+    data: FileView,
     segment: SegmentFile,
     header: FileHeader,
     cipher: RecordCipher | None,
@@ -191,14 +191,15 @@ def parse_segment_records(
 ) -> Iterator[tuple[int, list[bytes]]]:
     """As :func:`read_segment_records`, from the segment's bytes already in memory.
 
-    Open reads the last segment whole to find its end; its replay parses those bytes, with
-    the same checks, rather than read the file a second time.
+    Open views the last segment whole to find its end; its replay parses that view, with the
+    same checks, rather than read the file a second time (nor copy its first ``end_offset``
+    bytes: the end is passed down instead).
     """
     path = disk.path_of(segment.name)
-    buffer = data[:end_offset] if len(data) > end_offset else data
-    start, skipped = _step_over(buffer, HEADER_SIZE, skip, path, 0)
+    end = min(end_offset, len(data))
+    start, skipped = _step_over(data, HEADER_SIZE, skip, path, 0, end)
     payloads: list[bytes] = []
-    consumed = _parse_checked(buffer, start, payloads, path, 0)
+    consumed = _parse_checked(data, start, payloads, path, 0, end)
     if consumed < end_offset:
         raise CorruptData(path, consumed, "the segment ends in the middle of a record")
     index = segment.first_index + skipped
@@ -207,20 +208,25 @@ def parse_segment_records(
     yield index, payloads
 
 
-def _step_over(buffer: bytes, start: int, count: int, path: str, base: int) -> tuple[int, int]:
-    """Walk up to ``count`` frames from ``start`` in ``buffer`` (which begins at file offset
-    ``base``): (where the walk stopped, frames walked). A header failing its CRC is damage."""
+def _step_over(
+    buffer: FileView, start: int, count: int, path: str, base: int, end: int | None = None
+) -> tuple[int, int]:
+    """Walk up to ``count`` frames from ``start`` to ``end`` in ``buffer`` (which begins at
+    file offset ``base``): (where the walk stopped, frames walked). A header failing its CRC
+    is damage."""
     if not count:
         return start, 0
-    stop, walked, _, problem = walk_frames(buffer, start, count)
+    stop, walked, _, problem = walk_frames(buffer, start, count, end)
     if problem is FrameProblem.HEADER_CRC:
         raise CorruptData(path, base + stop, problem.value)
     return stop, walked
 
 
-def _parse_checked(buffer: bytes, start: int, out: list[bytes], path: str, base: int) -> int:
+def _parse_checked(
+    buffer: FileView, start: int, out: list[bytes], path: str, base: int, end: int | None = None
+) -> int:
     """:func:`parse_frames`, raising CorruptData (at file offset ``base`` + where) on damage."""
-    consumed, problem = parse_frames(buffer, start, out)
+    consumed, problem = parse_frames(buffer, start, out, end)
     if problem in (FrameProblem.HEADER_CRC, FrameProblem.PAYLOAD_CRC):
         assert problem is not None
         raise CorruptData(path, base + consumed, problem.value)
@@ -270,7 +276,7 @@ def recover_last_segment(
     it intact, and those would be lost by a cut. Zeros after the last record are the
     preallocated rest of the segment: the clean end, cut off with no warning.
     """
-    data = disk.read(segment.name)
+    data = disk.view(segment.name)
     path = disk.path_of(segment.name)
     content = _content_end(data)
     header = _last_segment_header(data, segment, path, content)
@@ -303,7 +309,7 @@ SECTOR_BYTES = 512
 _ZERO_SECTOR = bytes(SECTOR_BYTES)
 
 
-def _content_end(data: bytes) -> int:
+def _content_end(data: FileView) -> int:
     """The offset past the last byte of ``data`` that is not zero (read from the end: the
     zeros are the preallocated rest, a chunk at most, and the segment may be 64 MB)."""
     end = len(data)
@@ -316,7 +322,7 @@ def _content_end(data: bytes) -> int:
     return 0
 
 
-def _unlanded(data: bytes, offset: int, problem: FrameProblem) -> bool:
+def _unlanded(data: FileView, offset: int, problem: FrameProblem) -> bool:
     """Whether the damaged frame at ``offset`` has, in some sector, only zeros for bytes: a
     write over preallocated zeros that had not landed in full when the machine stopped."""
     stop = offset + FRAME_HEADER_SIZE
@@ -327,14 +333,14 @@ def _unlanded(data: bytes, offset: int, problem: FrameProblem) -> bool:
         # A sector lands whole or not at all: the frame's bytes in it and every byte after
         # them in that sector (later frames, written with it) must be zeros, not a sliver.
         boundary = min(len(data), (offset // SECTOR_BYTES + 1) * SECTOR_BYTES)
-        if data.count(0, offset, boundary) == boundary - offset:
+        if data[offset:boundary].count(0) == boundary - offset:
             return True
         offset = boundary
     return False
 
 
 def _last_segment_header(
-    data: bytes, segment: SegmentFile, path: str, content: int
+    data: FileView, segment: SegmentFile, path: str, content: int
 ) -> FileHeader | None:
     """The header, or None when the file is a torn beginning with no valid frame after it."""
     if len(data) < HEADER_SIZE or content == 0:
@@ -350,7 +356,7 @@ def _last_segment_header(
 
 
 def _cut(
-    disk: Disk, segment: SegmentFile, data: bytes, end: int, content: int, *, remove: bool
+    disk: Disk, segment: SegmentFile, data: FileView, end: int, content: int, *, remove: bool
 ) -> None:
     """Keep the bytes past ``end`` (up to ``content``, past which all are zeros) in a
     ``.broken`` file, then cut or remove the segment. Zeros alone are cut without a word:

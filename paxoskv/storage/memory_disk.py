@@ -138,6 +138,9 @@ class MemoryDisk:
             stop = len(data) if size < 0 else offset + size
             return bytes(data[offset:stop])
 
+    def view(self, name: str) -> bytes:
+        return self.read(name)
+
     def create(self, name: str) -> int:
         with self._mutex:
             file = _MemoryFile()

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from paxoskv.errors import CorruptData, StorageFailed
 from paxoskv.state.frozen_plain import PlainFrozen, PlainRecord
 from paxoskv.storage.cipher import RecordCipher
-from paxoskv.storage.disk import Disk
+from paxoskv.storage.disk import Disk, FileView
 from paxoskv.storage.headers import FileHeader, snapshot_name
 from paxoskv.storage.journal import (
     SegmentFile,
@@ -47,7 +47,7 @@ class ReplayStep(PlainFrozen):
     header: FileHeader
     end_offset: int | None  # None: the file's size when replayed (a sealed segment)
     last_index: int
-    data: bytes | None  # the whole file as open read it (the last segment), if held
+    data: FileView | None  # the whole file as open viewed it (the last segment), if held
 
     def __init__(
         self,
@@ -55,7 +55,7 @@ class ReplayStep(PlainFrozen):
         header: FileHeader,
         end_offset: int | None,
         last_index: int,
-        data: bytes | None = None,
+        data: FileView | None = None,
     ) -> None:
         object.__setattr__(self, "segment", segment)
         object.__setattr__(self, "header", header)

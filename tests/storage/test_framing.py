@@ -55,6 +55,14 @@ def test_frames_round_trip_and_walk_agrees(records: list[bytes]) -> None:
     assert out == records
     end, count, _, problem = walk_frames(buffer, 0)
     assert (end, count, problem) == (len(buffer), len(records), None)
+    # Bounded by ``end`` (a view of a whole preallocated segment, zeros after the frames):
+    # the same answers as for the frames alone, and nothing past ``end`` is looked at.
+    padded = buffer + bytes(64)
+    out = []
+    assert parse_frames(padded, 0, out, len(buffer)) == (len(buffer), None)
+    assert out == records
+    end, count, _, problem = walk_frames(padded, 0, None, len(buffer))
+    assert (end, count, problem) == (len(buffer), len(records), None)
 
 
 @settings(max_examples=300)

@@ -1,12 +1,17 @@
 """A store's open reads what recovery needs once: the snapshot and the last segment are
-checked at open and handed over (or replayed) from the bytes that check read."""
+checked at open and handed over (or replayed) from the bytes that check read (on real files,
+the last segment through a memory map)."""
 
 from __future__ import annotations
+
+import errno
+import mmap
+from pathlib import Path
 
 import pytest
 
 from paxoskv.errors import CorruptData
-from paxoskv.storage import MemoryDisk, Store
+from paxoskv.storage import MemoryDisk, OsDisk, Store
 from paxoskv.storage import journal as journal_module
 from paxoskv.storage import recovery as recovery_module
 from paxoskv.storage.framing import FRAME_HEADER_SIZE
@@ -129,3 +134,62 @@ def _holds(disk: MemoryDisk, name: str, index: int) -> bool:
     first = int(name[8:28])
     later = [int(other[8:28]) for other in journal_names(disk) if int(other[8:28]) > first]
     return first < index and (not later or min(later) > index + 1)
+
+
+def test_on_real_files_the_last_segment_is_viewed_through_a_memory_map(tmp_path: Path) -> None:
+    """Open scans the last segment where it lies (a map of the page cache) rather than copy up
+    to 64 MB into fresh memory; an empty file, which cannot be mapped, comes as bytes."""
+    disk = OsDisk(tmp_path)
+    handle = disk.create("file")
+    disk.append(handle, b"0123456789" * 1000)
+    disk.close(handle)
+    view = disk.view("file")
+    assert isinstance(view, mmap.mmap)
+    assert view[:] == disk.read("file")
+    assert view.find(b"90", 5) == 9
+    disk.close(disk.create("empty"))
+    assert disk.view("empty") == b""
+
+
+def test_a_file_system_that_cannot_map_is_read_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: object, **kwargs: object) -> mmap.mmap:
+        raise OSError(errno.ENODEV, "no mmap here")
+
+    disk = OsDisk(tmp_path)
+    handle = disk.create("file")
+    disk.append(handle, b"abc")
+    disk.close(handle)
+    monkeypatch.setattr(mmap, "mmap", refused)
+    assert disk.view("file") == b"abc"
+
+
+@pytest.mark.parametrize("snapshot_at", [None, 1, 150, 300])
+def test_on_real_files_a_torn_last_segment_replays_from_its_view(
+    tmp_path: Path, snapshot_at: int | None
+) -> None:
+    """The replay parses the map open made, up to the end open found: the segment's
+    preallocated zeros and a torn record after that end are never parsed, the records a
+    snapshot covers are stepped over, and the store appends after the cut."""
+    with Store.open(tmp_path) as store:
+        store.append(RECORDS)
+        store.sync()
+        if snapshot_at is not None:
+            store.write_snapshot(snapshot_at, BLOB)
+        store.append([b"torn" * 500])
+        store.sync()
+    (segment,) = [p for p in tmp_path.iterdir() if p.suffix == ".log"]
+    content = segment.stat().st_size  # (a close cuts the preallocated zeros: put some back)
+    with segment.open("r+b") as file:  # the last record loses its end to zeros: torn
+        file.seek(content - 1000)
+        file.write(bytes(1000 + (1 << 20)))
+    after = snapshot_at or 0
+    with Store.open(tmp_path) as store:
+        assert recover_all(store)[1] == numbered(RECORDS[after:], first=after + 1)
+        store.append([b"new"])
+        store.sync()
+    with Store.open(tmp_path) as store:
+        replayed = recover_all(store)[1]
+    assert replayed == numbered([*RECORDS[after:], b"new"], first=after + 1)
+    assert [p.name for p in tmp_path.iterdir() if ".broken" in p.name]
