@@ -98,8 +98,8 @@ class Disk(Protocol):
         ...
 
     def view(self, name: str) -> FileView:
-        """The whole file, to read where it lies: open scans the last journal segment (up to
-        64 MB) for its end, and a copy into fresh memory cost more than the scan (on this
+        """The whole file, to read where it lies: open scans the last journal segment (16 MB by
+        default) for its end, and a copy into fresh memory cost more than the scan (on this
         project's VM, each new page is cleared for about as long as it takes to copy). The
         file must not shrink while the view is in use; a memory map is closed when dropped.
         """

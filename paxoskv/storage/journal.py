@@ -147,7 +147,7 @@ def read_segment_records(
 
     The records stepped over are followed by their checked headers alone: their payloads are
     neither copied nor checked, since nobody reads them (a restart skips what its snapshot
-    covers, most of a 64 MB segment at worst). Raises :class:`CorruptData` naming the byte
+    covers, most of a 16 MB segment at worst). Raises :class:`CorruptData` naming the byte
     offset of the first bad frame, or where the data ends in the middle of a frame.
     """
     path = disk.path_of(segment.name)
@@ -311,7 +311,7 @@ _ZERO_SECTOR = bytes(SECTOR_BYTES)
 
 def _content_end(data: FileView) -> int:
     """The offset past the last byte of ``data`` that is not zero (read from the end: the
-    zeros are the preallocated rest, a chunk at most, and the segment may be 64 MB)."""
+    zeros are the preallocated rest, a chunk at most, and the segment may be 16 MB or more)."""
     end = len(data)
     while end > 0:
         start = max(0, end - (64 << 10))

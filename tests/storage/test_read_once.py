@@ -138,7 +138,7 @@ def _holds(disk: MemoryDisk, name: str, index: int) -> bool:
 
 def test_on_real_files_the_last_segment_is_viewed_through_a_memory_map(tmp_path: Path) -> None:
     """Open scans the last segment where it lies (a map of the page cache) rather than copy up
-    to 64 MB into fresh memory; an empty file, which cannot be mapped, comes as bytes."""
+    to a segment's size into fresh memory; an empty file, which cannot be mapped, comes as bytes."""
     disk = OsDisk(tmp_path)
     handle = disk.create("file")
     disk.append(handle, b"0123456789" * 1000)
