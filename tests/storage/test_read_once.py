@@ -193,3 +193,60 @@ def test_on_real_files_a_torn_last_segment_replays_from_its_view(
         replayed = recover_all(store)[1]
     assert replayed == numbered([*RECORDS[after:], b"new"], first=after + 1)
     assert [p.name for p in tmp_path.iterdir() if ".broken" in p.name]
+
+
+def _snapshots_on_real_files(tmp_path: Path, key: bytes | None = None) -> list[Path]:
+    """Two snapshots (covering 100 and 200, both BLOB with their index appended) and the
+    records after them, on real files."""
+    with Store.open(tmp_path, encryption_key=key) as store:
+        store.append(RECORDS)
+        store.sync()
+        store.write_snapshot(100, BLOB + b"100")
+        store.write_snapshot(200, BLOB + b"200")
+    return sorted(tmp_path.glob("snapshot-*"))
+
+
+def test_on_real_files_the_snapshot_is_handed_over_as_a_view_of_its_map(tmp_path: Path) -> None:
+    _snapshots_on_real_files(tmp_path)
+    with Store.open(tmp_path) as store:
+        covered, blob = store.recovered_snapshot() or (0, b"")
+        assert covered == 200
+        assert isinstance(blob, memoryview) and blob.readonly
+        assert blob == BLOB + b"200"
+    with Store.open(tmp_path) as store:
+        found = store.recovered_snapshot_reader()
+        assert found is not None
+        stream = found[1]
+        assert stream.read(7) == BLOB[:7] and type(stream.read(1)) is bytes
+        assert stream.read() == BLOB[8:] + b"200"
+
+
+def test_on_real_files_an_encrypted_snapshot_is_read_and_opened_as_before(
+    tmp_path: Path,
+) -> None:
+    _snapshots_on_real_files(tmp_path, KEY)
+    with Store.open(tmp_path, encryption_key=KEY) as store:
+        assert store.recovered_snapshot() == (200, BLOB + b"200")
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_on_real_files_a_damaged_mapped_snapshot_falls_back_to_the_one_before(
+    tmp_path: Path, damage: str
+) -> None:
+    """The check of a mapped snapshot is the check of a read one: a flipped byte anywhere in
+    the blob (here in its last MiB slice) or a file cut short sets it aside."""
+    newest = _snapshots_on_real_files(tmp_path)[-1]
+    size = newest.stat().st_size
+    with newest.open("r+b") as file:
+        if damage == "flip":
+            file.seek(size - 2)
+            byte = file.read(1)
+            file.seek(size - 2)
+            file.write(bytes([byte[0] ^ 0x01]))
+        else:
+            file.truncate(size - 1)
+    with Store.open(tmp_path) as store:
+        snapshot, records = recover_all(store)
+    assert snapshot == (100, BLOB + b"100")
+    assert records == numbered(RECORDS[100:], first=101)
+    assert [p.name for p in tmp_path.glob("snapshot-*.broken*")] == [f"{newest.name}.broken"]
