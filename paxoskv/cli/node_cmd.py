@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import signal
 from pathlib import Path
@@ -99,6 +100,12 @@ def node_command(ctx: click.Context, ready_timeout_s: float | None, log_level: s
     """Run a replica in the foreground; SIGTERM or Ctrl-C stops it cleanly."""
     config = settings_config(ctx)
     configure_logging(log_level)
+    # A fatal signal gets the Python traceback on stderr: at start the store reads its last
+    # journal segment through a memory map, where a disk that fails to page it in raises
+    # SIGBUS, not an OSError, and the traceback is then what names the step. (Not where
+    # stderr is no file, as under a test's runner.)
+    with contextlib.suppress(ValueError, OSError):
+        faulthandler.enable()
     run(serve(config, ready_timeout_s), event_loop=config.event_loop)
 
 

@@ -251,7 +251,7 @@ def decode_state_transfer(blob: bytes) -> tuple[int, bytes, list[tuple[int, Conf
     return slot, state_snapshot, configs, log_time_ms
 
 
-def decode_local_snapshot(blob: bytes | memoryview) -> DurableState:
+def decode_local_snapshot(blob: bytes) -> DurableState:
     transfer, promised, accepted, chosen = msgpack.unpackb(blob, raw=False)
     slot, state_snapshot, configs, log_time_ms = decode_state_transfer(transfer)
     return DurableState(

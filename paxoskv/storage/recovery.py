@@ -30,7 +30,7 @@ from paxoskv.storage.journal import (
     read_segment_records,
     recover_last_segment,
 )
-from paxoskv.storage.snapshots import TEMP_SUFFIX, Blob, check_snapshot, list_snapshots
+from paxoskv.storage.snapshots import TEMP_SUFFIX, check_snapshot, list_snapshots
 
 __all__ = ["Recovered", "ReplayStep", "recover", "replay"]
 
@@ -91,7 +91,7 @@ class Recovered(PlainRecord):
     )
 
     snapshot: tuple[int, FileHeader] | None  # checked whole
-    snapshot_chunks: list[Blob] | None  # its blob as checked, if small enough to keep
+    snapshot_chunks: list[bytes] | None  # its blob as checked, if small enough to keep
     snapshot_indexes: list[int]  # snapshot files still present after recovery, oldest first
     segments: list[SegmentFile]  # segment files still present, oldest first
     replay_steps: list[ReplayStep]
@@ -102,7 +102,7 @@ class Recovered(PlainRecord):
     def __init__(
         self,
         snapshot: tuple[int, FileHeader] | None,
-        snapshot_chunks: list[Blob] | None,
+        snapshot_chunks: list[bytes] | None,
         snapshot_indexes: list[int],
         segments: list[SegmentFile],
         replay_steps: list[ReplayStep],
@@ -218,7 +218,7 @@ def _remove_temp_files(disk: Disk) -> None:
 
 def _choose_snapshot(
     disk: Disk, indexes: list[int], cipher: RecordCipher | None
-) -> tuple[tuple[int, FileHeader] | None, list[Blob] | None, list[int]]:
+) -> tuple[tuple[int, FileHeader] | None, list[bytes] | None, list[int]]:
     """The newest snapshot that reads back whole (and its blob, if small enough to keep);
     the ones that do not are set aside."""
     for covered in reversed(indexes):

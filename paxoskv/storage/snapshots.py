@@ -15,7 +15,6 @@ as objects, which is what keeps a load's peak memory near the size of the state 
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator, Sequence
 
@@ -45,13 +44,6 @@ __all__ = [
 
 TEMP_SUFFIX = ".tmp"
 STREAM_CHUNK_BYTES = 8 << 20
-CHECK_SLICE_BYTES = 1 << 20
-"""A mapped snapshot's CRC is taken over slices this big (the CRC wants bytes, not a view of
-a map): each slice reuses the memory the last one freed, where whole chunks kept for the
-hand-over were each new memory."""
-
-Blob = bytes | memoryview
-"""A snapshot's blob as open kept it: bytes, or on real files a view of the mapped file."""
 
 
 def list_snapshots(names: list[str]) -> list[int]:
@@ -156,23 +148,23 @@ def _in_writes(pieces: Sequence[bytes]) -> Iterator[bytes]:
 
 def check_snapshot(
     disk: Disk, covered_index: int, cipher: RecordCipher | None, *, keep_up_to: int = 0
-) -> tuple[FileHeader, list[Blob] | None]:
+) -> tuple[FileHeader, list[bytes] | None]:
     """Check a whole snapshot; return its header, and its blob in chunks if it is small.
 
     A blob of at most ``keep_up_to`` bytes is kept as it is checked, so that whoever loads
     it next gets the very bytes the check passed instead of reading and checking the file a
     second time (a restarted node's start-up did both, for as long again as the read). A
     bigger one is not held: it is checked in chunks and read again when asked for. An
-    unencrypted one on real files is kept as a view of the mapped file: read in chunks and
-    joined, a 14 MB blob was two copies into new memory before it was even decoded.
+    unencrypted one is kept in one read and checked as it lies: read in chunks and joined, a
+    14 MB blob was two copies into new memory before it was even decoded. (Not a memory map:
+    the bytes handed over must be the ones checked, and a read error must be an ``OSError``,
+    not a SIGBUS on some later page-in.)
     """
     header = read_snapshot_header(disk, covered_index, cipher)
     keep = header.body_length <= keep_up_to
     if keep and cipher is None:
-        mapped = _checked_map(disk, covered_index, header)
-        if mapped is not None:
-            return header, [mapped]
-    chunks: list[Blob] = [
+        return header, [_read_checked(disk, covered_index, header)]
+    chunks = [
         chunk
         for chunk in iter_snapshot_blob(disk, covered_index, header, cipher)
         if keep  # every chunk is checked either way: the last step is the check itself
@@ -180,22 +172,16 @@ def check_snapshot(
     return header, chunks if keep else None
 
 
-def _checked_map(disk: Disk, covered_index: int, header: FileHeader) -> memoryview | None:
-    """The blob of an unencrypted snapshot as a view of the mapped file, checked as
-    :func:`iter_snapshot_blob` checks it; None where the disk does not map files."""
+def _read_checked(disk: Disk, covered_index: int, header: FileHeader) -> bytes:
+    """The blob of an unencrypted snapshot in one read, checked as :func:`iter_snapshot_blob`
+    checks it."""
     name = snapshot_name(covered_index)
-    view = disk.view(name)
-    if type(view) is not mmap.mmap:
-        return None
-    end = HEADER_SIZE + header.body_length
-    if len(view) < end:
-        raise CorruptData(disk.path_of(name), len(view), "the snapshot is cut short")
-    crc = 0
-    for start in range(HEADER_SIZE, end, CHECK_SLICE_BYTES):
-        crc = crc32c_extend(crc, view[start : min(end, start + CHECK_SLICE_BYTES)])
-    if crc != header.body_crc:
+    body = disk.read(name, HEADER_SIZE, header.body_length)
+    if len(body) != header.body_length:
+        raise CorruptData(disk.path_of(name), HEADER_SIZE + len(body), "the snapshot is cut short")
+    if crc32c(body) != header.body_crc:
         raise CorruptData(disk.path_of(name), HEADER_SIZE, "the snapshot body fails its CRC")
-    return memoryview(view)[HEADER_SIZE:end]
+    return body
 
 
 def read_snapshot_header(disk: Disk, covered_index: int, cipher: RecordCipher | None) -> FileHeader:
@@ -278,9 +264,9 @@ class SnapshotStream:
     again on the way and raises :class:`CorruptData` at the end if the file changed.
     """
 
-    def __init__(self, chunks: Iterator[Blob]) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._chunk: Blob = b""
+        self._chunk = b""
         self._position = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -293,7 +279,7 @@ class SnapshotStream:
                     break
                 self._chunk, self._position = next_chunk, 0
                 continue
-            part = bytes(self._chunk[self._position : self._position + wanted])
+            part = self._chunk[self._position : self._position + wanted]
             self._position += len(part)
             wanted -= len(part)
             parts.append(part)

@@ -32,7 +32,6 @@ from paxoskv.storage.journal import SegmentFile, read_segment_header, read_segme
 from paxoskv.storage.memory_disk import MemoryDisk
 from paxoskv.storage.recovery import Recovered, recover, replay
 from paxoskv.storage.snapshots import (
-    Blob,
     SnapshotStream,
     iter_snapshot_blob,
     read_snapshot,
@@ -146,12 +145,10 @@ class Store:
 
     # --- what open found ---------------------------------------------------------------
 
-    def recovered_snapshot(self) -> tuple[int, Blob] | None:
+    def recovered_snapshot(self) -> tuple[int, bytes] | None:
         """(covered index, blob) of the snapshot recovery chose, or None.
 
-        A snapshot of up to 64 MB comes as open read and checked it (no second read): on real
-        files, unencrypted, as a read-only ``memoryview`` of the mapped file, which stays
-        mapped for as long as the view is held (decode it, then let it go). A
+        A snapshot of up to 64 MB comes as open read and checked it (no second read); a
         bigger one was checked without being kept and is read again here, in one go. For a
         big state prefer :meth:`recovered_snapshot_reader`, which never holds the blob and the
         objects made from it at the same time.
@@ -179,7 +176,7 @@ class Store:
         chunks = iter_snapshot_blob(self._disk, covered, header, self._cipher)
         return covered, SnapshotStream(chunks)
 
-    def _chosen_snapshot(self) -> tuple[tuple[int, FileHeader] | None, list[Blob] | None]:
+    def _chosen_snapshot(self) -> tuple[tuple[int, FileHeader] | None, list[bytes] | None]:
         """The snapshot open chose and its blob if open kept it; the store lets go of both."""
         if self._snapshot_handed_over or self._recovered is None:
             raise RuntimeError("the recovered snapshot is handed over once; keep what you got")
@@ -416,6 +413,9 @@ class Store:
             finally:
                 with self._lock:
                     self._closed = True
+                    # What open found and nobody took: a view of the last segment would
+                    # otherwise keep that file mapped (and its space in use once pruned).
+                    self._recovered = None
                 self._release()
 
     def __enter__(self) -> Store:

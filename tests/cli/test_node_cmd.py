@@ -116,3 +116,28 @@ def test_a_copy_of_a_running_nodes_data_dir_exits_non_zero(tmp_path: Path) -> No
         finally:
             stop_process(node)
     assert "sends as node id" in log.read_text()
+
+
+def test_a_fatal_signal_leaves_the_python_traceback(tmp_path: Path) -> None:
+    """A node reads its last journal segment through a memory map at start, where a disk that
+    cannot page it in raises SIGBUS rather than an OSError: the node's stderr then holds the
+    Python traceback (``faulthandler``), which names the step, instead of nothing."""
+    address = ClusterAddress.fresh()
+    log = tmp_path / "n1.log"
+    args = ["node", "--data-dir", str(tmp_path / "n1"), "--bootstrap-expect", "1"]
+    with log.open("w") as sink:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "paxoskv.cli", *args, *address.args()],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
+        try:
+            wait_for_text(log, "is a voter of the cluster", 20.0)
+            node.send_signal(signal.SIGBUS)
+            assert node.wait(15) == -signal.SIGBUS
+        finally:
+            stop_process(node)
+    text = log.read_text()
+    assert "Fatal Python error: Bus error" in text
+    assert 'File "' in text, text[-2000:]
