@@ -1,7 +1,9 @@
 """A snapshot image: packed late and in pieces, it reads back as the state it was taken of."""
 
 import msgpack
+import pytest
 
+from paxoskv.paxos import records
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.records import (
     DurableState,
@@ -45,3 +47,36 @@ def test_an_image_reads_back_as_the_state_and_acceptor_state_it_was_taken_of() -
     assert local.config_entries == [(1, CONFIG)]
     assert decode_state_transfer(image.transfer()) == (5, taken, [(1, CONFIG)], 2_000)
     assert image.transfer() is image.transfer()  # built once
+
+
+def test_a_big_local_snapshot_reads_in_place_as_it_reads_unpacked_whole() -> None:
+    """A transfer over 64 KB (``bin 32``) is cut out of the blob as a view, not copied out by
+    unpacking: what comes back is what unpacking the whole blob gives, and extra bytes after
+    the four fields are refused as before."""
+    state = KVStateMachine(CONFIG)
+    for i in range(1_000):
+        state.apply(Set(f"k{i}", "v" * 300), 1_000 + i)
+    durable = DurableState(
+        promised=Ballot(4, "b"), accepted={7: (Ballot(3, "a"), b"seven")}, chosen={6: b"six"}
+    )
+    image = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, durable)
+    blob = b"".join(image.local_parts())
+    assert blob[:2] == b"\x94\xc6"
+    assert type(records._local_fields(blob)[0]) is memoryview  # cut out, not copied
+    transfer, promised, accepted, chosen = msgpack.unpackb(blob, raw=False)
+    local = decode_local_snapshot(blob)
+    slot, taken, configs, log_time_ms = decode_state_transfer(transfer)
+    assert (local.applied_slot, local.state_snapshot, local.config_entries) == (
+        slot,
+        taken,
+        configs,
+    )
+    assert local.last_log_time_ms == log_time_ms == 2_000
+    assert (local.promised, local.accepted, local.chosen) == (
+        durable.promised,
+        durable.accepted,
+        durable.chosen,
+    )
+    assert [promised, accepted, chosen] == [[4, "b"], [[7, 3, "a", b"seven"]], [[6, b"six"]]]
+    with pytest.raises(ValueError):
+        decode_local_snapshot(blob + msgpack.packb(0))
