@@ -163,7 +163,7 @@ def check_snapshot(
     header = read_snapshot_header(disk, covered_index, cipher)
     keep = header.body_length <= keep_up_to
     if keep and cipher is None:
-        return header, [_read_checked(disk, covered_index, header)]
+        return header, [_read_body(disk, covered_index, header, "the snapshot body fails its CRC")]
     chunks = [
         chunk
         for chunk in iter_snapshot_blob(disk, covered_index, header, cipher)
@@ -172,15 +172,14 @@ def check_snapshot(
     return header, chunks if keep else None
 
 
-def _read_checked(disk: Disk, covered_index: int, header: FileHeader) -> bytes:
-    """The blob of an unencrypted snapshot in one read, checked as :func:`iter_snapshot_blob`
-    checks it."""
+def _read_body(disk: Disk, covered_index: int, header: FileHeader, problem: str) -> bytes:
+    """The snapshot's body in one read, or CorruptData saying ``problem`` if it is short or
+    fails its CRC (the header's check of the file size comes first, so a short read means the
+    file changed since)."""
     name = snapshot_name(covered_index)
     body = disk.read(name, HEADER_SIZE, header.body_length)
-    if len(body) != header.body_length:
-        raise CorruptData(disk.path_of(name), HEADER_SIZE + len(body), "the snapshot is cut short")
-    if crc32c(body) != header.body_crc:
-        raise CorruptData(disk.path_of(name), HEADER_SIZE, "the snapshot body fails its CRC")
+    if len(body) != header.body_length or crc32c(body) != header.body_crc:
+        raise CorruptData(disk.path_of(name), HEADER_SIZE, problem)
     return body
 
 
@@ -209,11 +208,8 @@ def read_snapshot(
     disk: Disk, covered_index: int, header: FileHeader, cipher: RecordCipher | None
 ) -> bytes:
     """The whole blob of a snapshot already checked by :func:`check_snapshot`, in one read."""
-    name = snapshot_name(covered_index)
-    path = disk.path_of(name)
-    body = disk.read(name, HEADER_SIZE, header.body_length)
-    if len(body) != header.body_length or crc32c(body) != header.body_crc:
-        raise CorruptData(path, HEADER_SIZE, "the snapshot body changed since it was checked")
+    path = disk.path_of(snapshot_name(covered_index))
+    body = _read_body(disk, covered_index, header, "the snapshot body changed since it was checked")
     if cipher is None:
         return body
     try:
