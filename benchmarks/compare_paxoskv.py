@@ -29,6 +29,7 @@ from benchmarks.compare_protocol import (
     minor_faults,
     next_command,
     reply,
+    resident_bytes,
     value_of,
 )
 from paxoskv import Config, Node
@@ -80,6 +81,7 @@ async def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str,
         **counts,
         "cpu_s": cpu_s() - cpu_before,
         "minor_faults": minor_faults() - faults_before,
+        "resident_bytes": resident_bytes(),
         "error_kinds": dict(error_kinds),
     }
     for task in clients:

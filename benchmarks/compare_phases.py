@@ -140,6 +140,7 @@ def _pipelined(cluster: Cluster, setup: Setup, plan: Plan, size: int, leader: in
         cpu_s=sum(float(a["cpu_s"]) for a in answers),
         leader_cpu_s=float(answers[leader - 1]["cpu_s"]),
         minor_faults=sum(int(a.get("minor_faults", 0)) for a in answers),
+        resident_bytes=max(int(a.get("resident_bytes", 0)) for a in answers),
         error_kinds=merge_counts(a.get("error_kinds", {}) for a in answers),
     )
 

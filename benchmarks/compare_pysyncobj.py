@@ -36,6 +36,7 @@ from benchmarks.compare_protocol import (
     minor_faults,
     next_command,
     reply,
+    resident_bytes,
     value_of,
 )
 
@@ -132,6 +133,7 @@ def pipeline(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
             "errors": window.errors,
             "cpu_s": cpu_s() - cpu_before,
             "minor_faults": minor_faults() - faults_before,
+            "resident_bytes": resident_bytes(),
             "error_kinds": dict(window.error_kinds),
         }
 

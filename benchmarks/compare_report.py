@@ -35,6 +35,7 @@ class Throughput:
     leader_cpu_s: float
     error_kinds: tuple[tuple[str, int], ...] = ()  # why writes failed, most frequent first
     minor_faults: int = 0  # the three processes, within the window
+    resident_bytes: int = 0  # the largest of the three processes, at the window's close
 
     @property
     def writes_per_s(self) -> float:
@@ -245,6 +246,10 @@ def _render_throughput(results: Results) -> str:
     for size in sizes:
         cells = [_faults_cell(results.throughput_of(setup, size)) for setup in setups]
         lines.append(f"{size_label(size):>5}  " + "".join(f"{cell:>26}" for cell in cells))
+    lines.append("resident memory at the window's close, MB: the largest of the 3 processes")
+    for size in sizes:
+        cells = [_resident_cell(results.throughput_of(setup, size)) for setup in setups]
+        lines.append(f"{size_label(size):>5}  " + "".join(f"{cell:>26}" for cell in cells))
     for entry in results.throughput:
         if entry.error_kinds:
             kinds = ", ".join(f"{count} {kind}" for kind, count in entry.error_kinds)
@@ -279,6 +284,12 @@ def _faults_cell(entry: Throughput | None) -> str:
     if entry is None or not entry.writes or not entry.minor_faults:
         return "-"
     return f"{entry.minor_faults / entry.writes:.2f}"
+
+
+def _resident_cell(entry: Throughput | None) -> str:
+    if entry is None or not entry.resident_bytes:
+        return "-"
+    return f"{entry.resident_bytes / 2**20:,.0f}"
 
 
 def _cpu_cell(entry: Throughput | None) -> str:

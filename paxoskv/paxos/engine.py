@@ -327,9 +327,11 @@ class Engine:
         self.last_log_time_ms = durable.last_log_time_ms
         self.known_commit = durable.applied_slot
         # The newest snapshot saved (served to peers catching up), and the one taken but not
-        # yet saved: packing and writing it happen off the engine.
+        # yet saved: packing and writing it happen off the engine. A saved one keeps its
+        # packed bytes only while peers want a snapshot (until _snapshot_wanted_until).
         self._transfer: SnapshotImage | None = None
         self._taken: SnapshotImage | None = None
+        self._snapshot_wanted_until = 0.0
         self._commands_since_snapshot = 0
         self._bytes_since_snapshot = 0
         # When the next snapshot is due: the settings' counts, or the last snapshot's keys
@@ -410,6 +412,9 @@ class Engine:
             self._start_campaign(now)
         elif self.role is _CANDIDATE and now >= self._prepare_resend_at:
             self._broadcast_prepare(now)
+        transfer = self._transfer
+        if transfer is not None and now >= self._snapshot_wanted_until and transfer.servable:
+            transfer.release()  # the peers it was sent to have it, or stopped asking
         if self._download is not None and now >= self._download_deadline:
             self._download = None  # a chunk was lost: start the transfer over, now
             self._retry_at = now  # (waiting for the retry period spun on a past deadline)
@@ -456,6 +461,10 @@ class Engine:
         image = self._taken
         if image is not None and image.slot == slot:
             self._transfer, self._taken = image, None
+            # On disk now: its packed bytes, a second copy of the state, are kept only for a
+            # peer that asked for a snapshot lately. One asking later gets a new one taken.
+            if now >= self._snapshot_wanted_until:
+                image.release()
             # The next one is due after as many commands as the state has keys and as many
             # bytes of log as its rows packed, when more than the settings say: a snapshot
             # costs the state's size, so one every fixed 64 MB of log costs more per write
@@ -897,16 +906,18 @@ class Engine:
         if msg.from_slot <= self.compacted_slot:
             # What it asks for is let go of here: it needs a snapshot, then the values after
             # it, which are kept for it (_pin).
+            self._want_snapshot(now)
             transfer = self._transfer
-            if transfer is not None and transfer.slot >= self.compacted_slot:
+            if transfer is not None and transfer.servable and transfer.slot >= self.compacted_slot:
                 self._pin(sender, transfer.slot + 1, now)
                 self._send(sender, m.CatchupReply((), self.applied_slot, transfer.slot))
                 return
             if self._taken is None:
-                # None saved since a restart (the log starts after the one recovered), or the
-                # values after the newest are let go of too: take one to serve, or the peer
-                # would ask in vain until the next came due, in a quiet cluster never.
-                # Meanwhile it is told there is nothing yet, and asks again.
+                # None saved since a restart (the log starts after the one recovered), the
+                # newest let go of its packed bytes (nobody had asked for one), or the values
+                # after it are let go of too: take one to serve, or the peer would ask in
+                # vain until the next came due, in a quiet cluster never. Meanwhile it is
+                # told there is nothing yet, and asks again.
                 self._take_snapshot()
             taken = self._taken
             if taken is not None:
@@ -944,14 +955,27 @@ class Engine:
             self._request_catchup(sender, now)
 
     def _on_snapshot_request(self, sender: str, msg: m.SnapshotRequest, now: float) -> None:
-        if self._transfer is None or self._transfer.slot != msg.snapshot_slot:
-            slot = self._transfer.slot if self._transfer else 0
-            self._send(sender, m.CatchupReply((), self.applied_slot, slot))
+        self._want_snapshot(now)
+        transfer = self._transfer
+        if transfer is None or not transfer.servable:
+            # Let go of before this peer's download (it had stopped asking for a while): it
+            # is told there is none yet, starts over once its download times out, and by
+            # then finds a new one taken for it.
+            if self._taken is None:
+                self._take_snapshot()
+            self._send(sender, m.CatchupReply((), self.applied_slot, 0))
+            return
+        if transfer.slot != msg.snapshot_slot:
+            self._send(sender, m.CatchupReply((), self.applied_slot, transfer.slot))
             return
         self._pin(sender, msg.snapshot_slot + 1, now)
-        blob = self._transfer.transfer()
-        chunk = blob[msg.offset : msg.offset + self.settings.max_message_bytes]
-        self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, len(blob), chunk))
+        chunk = transfer.transfer_chunk(msg.offset, self.settings.max_message_bytes)
+        total = transfer.transfer_size()
+        self._send(sender, m.SnapshotChunk(msg.snapshot_slot, msg.offset, total, chunk))
+
+    def _want_snapshot(self, now: float) -> None:
+        """A peer asks for a snapshot: the next one saved keeps its packed bytes to send."""
+        self._snapshot_wanted_until = now + self.settings.catchup_hold_s
 
     def _on_snapshot_chunk(self, sender: str, msg: m.SnapshotChunk, now: float) -> None:
         download = self._download

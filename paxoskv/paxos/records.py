@@ -18,6 +18,7 @@ copied into a record of its own.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any, Final, TypeAlias
 
 import msgpack
@@ -166,11 +167,13 @@ class SnapshotImage:
 
     The runtime packs it on a worker thread (:meth:`local_parts`, for the snapshot file), in
     pieces that each hold the GIL a few milliseconds, so the engine's step stays short and
-    heartbeats go on. Once it is saved, the engine serves it to peers catching up
-    (:meth:`transfer`, what :func:`decode_state_transfer` reads, joined once). Either may be
-    asked first or twice, from any thread: two racing builds produce equal bytes, and either
-    one is kept. The captured rows are let go once packed: they would keep every value
-    overwritten since alive.
+    heartbeats go on. Once it is saved, the engine may serve it to peers catching up
+    (:meth:`transfer_chunk`, slices of what :func:`decode_state_transfer` reads), or let its
+    packed pieces go (:meth:`release`): kept for nobody, they held a second copy of the whole
+    state in memory from one snapshot to the next (115 MB beside a state of 100,000 values of
+    1 KB). Packing may be asked first or twice, from any thread: two racing builds produce
+    equal bytes, and either one is kept. The captured rows are let go once packed: they would
+    keep every value overwritten since alive.
 
     Layouts: the transfer is ``[version, slot, state snapshot (bin), configs, log_time_ms]``;
     the local snapshot is ``[transfer (bin), promised, accepted, chosen]``.
@@ -192,9 +195,27 @@ class SnapshotImage:
         self._log_time_ms = log_time_ms
         self._durable = durable
         self._state_parts: list[bytes] | None = None
-        self._transfer: bytes | None = None
+        self._released = False
+        # The transfer's pieces and where each begins in it, for slices (built when first asked).
+        self._pieces: list[bytes] | None = None
+        self._starts: list[int] = []
+
+    @property
+    def servable(self) -> bool:
+        """Whether the transfer can still be served (not let go by :meth:`release`)."""
+        return not self._released
+
+    def release(self) -> None:
+        """Let the packed state go: the snapshot is on disk, and no peer is being sent it."""
+        self._released = True
+        self._state_parts = None
+        self._state = None
+        self._pieces = None
+        self._starts = []
 
     def _transfer_parts(self) -> list[bytes]:
+        if self._released:
+            raise RuntimeError(f"the snapshot at slot {self.slot} was released after saving")
         state = self._state_parts
         if state is None:
             image = self._state
@@ -212,10 +233,41 @@ class SnapshotImage:
         return [*head, bin_header(sum(map(len, state))), *state, *tail]
 
     def transfer(self) -> bytes:
-        """What a peer installs, in one buffer."""
-        if self._transfer is None:
-            self._transfer = b"".join(self._transfer_parts())
-        return self._transfer
+        """What a peer installs, in one buffer (the engine sends it in slices instead)."""
+        return b"".join(self._transfer_parts())
+
+    def transfer_size(self) -> int:
+        """The length of :meth:`transfer`."""
+        self._index_pieces()
+        return self._starts[-1]
+
+    def transfer_chunk(self, offset: int, size: int) -> bytes:
+        """``transfer()[offset : offset + size]``, cut from the pieces: the whole transfer is
+        never joined into one more copy of the state."""
+        pieces = self._index_pieces()
+        starts = self._starts
+        end = min(offset + size, starts[-1])
+        if offset >= end:
+            return b""
+        first = bisect_right(starts, offset) - 1
+        out: list[bytes] = []
+        index = first
+        while index < len(pieces) and starts[index] < end:
+            piece, start = pieces[index], starts[index]
+            out.append(piece[max(offset - start, 0) : end - start])
+            index += 1
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _index_pieces(self) -> list[bytes]:
+        pieces = self._pieces
+        if pieces is None:
+            pieces = self._transfer_parts()
+            starts = [0]
+            for piece in pieces:
+                starts.append(starts[-1] + len(piece))
+            self._starts = starts
+            self._pieces = pieces
+        return pieces
 
     def local_parts(self) -> list[bytes]:
         """This node's own snapshot (what :func:`decode_local_snapshot` reads), in pieces."""

@@ -157,3 +157,17 @@ def test_failures_and_every_restart_show_in_the_table() -> None:
     assert "0.50 0.60 0.90" in table
     assert "FAILED: paxos-kv durable at 8192 B: no single leader" in table
     assert to_json(results)["failures"] == results.failures
+
+
+def test_resident_memory_shows_per_system_in_mb_and_a_dash_where_not_read() -> None:
+    results = Results(settings={"seconds": 2.0, "window": 512})
+    results.throughput.append(
+        Throughput("paxoskv-durable", 1024, 2.0, 10, 0, 0.1, 0.05, resident_bytes=300 * 2**20)
+    )
+    results.throughput.append(throughput("pysyncobj", 1024, 10))  # no /proc: not read
+    table = render(results)
+    (line,) = [row for row in table.splitlines() if row.startswith(" 1 KB") and "300" in row]
+    assert "-" in line.split("300")[0], "PySyncObj's column comes first and was not read"
+    assert json.loads(json.dumps(to_json(results)))["throughput"][0]["resident_bytes"] == (
+        300 * 2**20
+    )

@@ -15,6 +15,7 @@ from paxoskv.paxos import messages as m
 from paxoskv.paxos.batches import encode_batch
 from paxoskv.paxos.effects import SaveSnapshot, Send
 from paxoskv.paxos.engine import Engine, EngineSettings
+from paxoskv.paxos.records import decode_state_transfer
 from paxoskv.state import Configuration, Set, encode_command
 from tests.paxos.wire import Cluster
 
@@ -145,6 +146,60 @@ def test_snapshots_are_spaced_by_the_packed_rows_not_the_watch_history() -> None
     saves = [e for e in first if isinstance(e, SaveSnapshot)]
     image = saves[-1].image
     image.local_parts()
+    transfer_bytes = image.transfer_size()  # (its packed bytes are let go once it is saved)
     b.snapshot_saved(saves[-1].slot, now=0.1)
     assert b._snapshot_due_bytes == max(100, image.rows_bytes)
-    assert image.rows_bytes < len(image.transfer()) / 2, "the history is left out"
+    assert image.rows_bytes < transfer_bytes / 2, "the history is left out"
+
+
+def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> None:
+    """Kept for nobody, the packed state was a second copy of the whole state in memory from
+    one snapshot to the next. Saved with no peer asking, it is let go of; a peer asking later
+    is sent one taken for it, in slices, which is let go of once nobody has asked for
+    ``catchup_hold_s``."""
+    b = learner(
+        snapshot_every_commands=40,
+        snapshot_every_bytes=10**12,
+        log_retention_slots=20,
+        max_message_bytes=1_500,
+    )
+    fed = b.receive("a", m.CatchupReply(entries(1, 60, keys=60), 60, 0), now=0.0)
+    fed += b.receive("a", m.CatchupReply(entries(61, 61, keys=60), 61, 0), now=0.05)
+    (periodic,) = [e for e in fed if isinstance(e, SaveSnapshot)]
+    assert b.compacted_slot > 1
+    periodic.image.local_parts()  # what the runtime's worker writes
+    b.snapshot_saved(periodic.slot, now=0.1)
+    assert b._transfer is periodic.image
+    assert not periodic.image.servable and periodic.image._state_parts is None
+
+    asked = b.receive("c", m.CatchupRequest(1), now=0.2)
+    (taken,) = [e for e in asked if isinstance(e, SaveSnapshot)]
+    assert taken.slot == 61
+    assert [e.message for e in asked if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
+    taken.image.local_parts()
+    b.snapshot_saved(taken.slot, now=0.3)
+    assert b._transfer is taken.image and taken.image.servable  # wanted: kept to send
+    again = b.receive("c", m.CatchupRequest(1), now=0.4)
+    assert [e.message for e in again if isinstance(e, Send)] == [m.CatchupReply((), 61, 61)]
+
+    received = bytearray()
+    total = None
+    now = 0.5
+    while total is None or len(received) < total:
+        sent = b.receive("c", m.SnapshotRequest(61, len(received)), now=now)
+        (chunk,) = [e.message for e in sent if isinstance(e, Send)]
+        assert isinstance(chunk, m.SnapshotChunk) and 0 < len(chunk.data) <= 1_500
+        assert chunk.offset == len(received)
+        total = chunk.total_bytes
+        received += chunk.data
+        now += 0.01
+    slot, state_snapshot, _, _ = decode_state_transfer(bytes(received))
+    assert slot == 61 and state_snapshot == b.state.snapshot()
+
+    b.tick(now + b.settings.catchup_hold_s - 0.1)
+    assert taken.image.servable, "asked for within catchup_hold_s: still kept"
+    b.tick(now + b.settings.catchup_hold_s + 0.1)
+    assert not taken.image.servable, "nobody asked for catchup_hold_s: let go of"
+    late = b.receive("c", m.SnapshotRequest(61, 0), now=now + 6.0)
+    assert [e.message for e in late if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
+    assert [e.slot for e in late if isinstance(e, SaveSnapshot)] == [61], "one taken for it"

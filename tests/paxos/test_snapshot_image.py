@@ -46,7 +46,33 @@ def test_an_image_reads_back_as_the_state_and_acceptor_state_it_was_taken_of() -
     assert local.state_snapshot == taken
     assert local.config_entries == [(1, CONFIG)]
     assert decode_state_transfer(image.transfer()) == (5, taken, [(1, CONFIG)], 2_000)
-    assert image.transfer() is image.transfer()  # built once
+
+
+def test_a_transfer_is_sent_in_slices_of_its_pieces_and_let_go_of_on_release() -> None:
+    """The slices a peer is sent are the transfer's bytes at every offset and size, across
+    the pieces' edges, without the whole being joined; once released, nothing is served."""
+    state = KVStateMachine(CONFIG)
+    for i in range(2 * ROWS_PER_PIECE + 3):
+        state.apply(Set(f"k{i}", "v" * (i % 50)), 1_000 + i)
+    image = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, DurableState())
+    whole = image.transfer()
+    assert image.transfer_size() == len(whole)
+    assert image._pieces is not None and len(image._pieces) > 4  # several pieces to cross
+    for size in (1, 7, 1_000, 65_536, len(whole) + 10):
+        offset = 0
+        sent = []
+        while offset < len(whole):
+            chunk = image.transfer_chunk(offset, size)
+            assert chunk == whole[offset : offset + size]
+            sent.append(chunk)
+            offset += len(chunk)
+        assert b"".join(sent) == whole
+    assert image.transfer_chunk(len(whole), 100) == b""
+    assert image.servable
+    image.release()
+    assert not image.servable and image._state_parts is None and image._pieces is None
+    with pytest.raises(RuntimeError, match="released"):
+        image.transfer_chunk(0, 10)
 
 
 def test_a_big_local_snapshot_reads_in_place_as_it_reads_unpacked_whole() -> None:
