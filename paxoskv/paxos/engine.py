@@ -369,6 +369,9 @@ class Engine:
         # made into a set only when a retry period asks, not on every propose.
         self._sent_recently: list[tuple[Sequence[str], Sequence[int]]] = []
         self._retry_round = 0
+        # A member taking a snapshot for this node, and until when it is asked rather than the
+        # next in turn (each "nothing yet" it answers moves that on).
+        self._snapshot_source: tuple[str, float] | None = None
         self._resends: dict[tuple[str, int], tuple[int, int]] = {}  # id -> (times, next round)
         self._retry_at = now + settings.request_retry_s
         self._catchup_retry_at = 0.0
@@ -447,7 +450,13 @@ class Engine:
         they come from, so any member may serve them; one small request per retry period.
         """
         peers = sorted(self.configs.latest().members() - {self.node_id})
-        if peers:
+        source = self._snapshot_source
+        if source is not None and source[0] in peers and now < source[1]:
+            # Asked in turn, a member taking a snapshot for this node was asked again only
+            # after the others: with ten or more of them, after it had let the snapshot go for
+            # want of asking (catchup_hold_s), so each took another, and none was ever sent.
+            self._request_catchup(source[0], now)
+        elif peers:
             self._request_catchup(peers[self._retry_round % len(peers)], now)
 
     def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
@@ -463,6 +472,8 @@ class Engine:
             self._transfer, self._taken = image, None
             # On disk now: its packed bytes, a second copy of the state, are kept only for a
             # peer that asked for a snapshot lately. One asking later gets a new one taken.
+            # (The runtime calls this once its worker has packed and written the image, so
+            # no pack is under way when it is let go of.)
             if now >= self._snapshot_wanted_until:
                 image.release()
             # The next one is due after as many commands as the state has keys and as many
@@ -855,7 +866,8 @@ class Engine:
         """The last slot the log may be let go of up to, for the peers catching up.
 
         Pins run out after ``catchup_hold_s`` unless asked again, none holds values older
-        than the newest snapshot saved (the peer can be sent that instead), and all are
+        than the newest snapshot saved, if it still holds its packed bytes (the peer can be
+        sent that instead; one let go of could be sent only by taking another), and all are
         dropped once they hold more than a snapshot's worth of bytes: a peer that far behind
         gets a snapshot, as it did when the log was kept only back to the last one.
         """
@@ -864,7 +876,8 @@ class Engine:
         if self._retained_bytes > self._snapshot_due_bytes:
             pins.clear()
             return applied
-        newest = self._transfer.slot if self._transfer is not None else 0
+        transfer = self._transfer
+        newest = transfer.slot if transfer is not None and transfer.servable else 0
         floor = applied
         now = self._now
         for peer, (first, until) in list(pins.items()):
@@ -947,6 +960,11 @@ class Engine:
                 self.values[entry.slot] = entry.value
                 self._persist(learned_record(entry.slot, entry.value))
         self._apply_ready()
+        if not msg.entries and not msg.snapshot_slot and msg.chosen_upto > self.applied_slot:
+            # Nothing yet for what this node lacks: the sender is taking a snapshot for it.
+            self._snapshot_source = (sender, now + self.settings.catchup_hold_s)
+        elif msg.entries or msg.snapshot_slot:
+            self._snapshot_source = None
         if msg.snapshot_slot > self.applied_slot and not msg.entries and self._download is None:
             self._download = (msg.snapshot_slot, bytearray())
             self._download_deadline = now + self.settings.request_retry_s
@@ -955,19 +973,18 @@ class Engine:
             self._request_catchup(sender, now)
 
     def _on_snapshot_request(self, sender: str, msg: m.SnapshotRequest, now: float) -> None:
-        self._want_snapshot(now)
         transfer = self._transfer
         if transfer is None or not transfer.servable:
-            # Let go of before this peer's download (it had stopped asking for a while): it
-            # is told there is none yet, starts over once its download times out, and by
-            # then finds a new one taken for it.
-            if self._taken is None:
-                self._take_snapshot()
+            # Let go of: a live download asks every retry period, which keeps the one it
+            # downloads, so this request is stale (delayed, repeated, or from a peer that has
+            # it). It is told there is none; a peer that still lacks one starts over once its
+            # download times out, and its CatchupRequest has one taken for it if it needs it.
             self._send(sender, m.CatchupReply((), self.applied_slot, 0))
             return
         if transfer.slot != msg.snapshot_slot:
             self._send(sender, m.CatchupReply((), self.applied_slot, transfer.slot))
             return
+        self._want_snapshot(now)
         self._pin(sender, msg.snapshot_slot + 1, now)
         chunk = transfer.transfer_chunk(msg.offset, self.settings.max_message_bytes)
         total = transfer.transfer_size()

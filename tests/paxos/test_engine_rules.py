@@ -359,8 +359,12 @@ def test_a_snapshot_is_offered_to_peers_only_once_it_is_saved() -> None:
         )
         for slot in range(1, 6)
     )
-    effects = b.receive("a", m.CatchupReply(batches, 5, 0), now=0.0)
+    effects = b.receive("a", m.CatchupReply(batches[:4], 4, 0), now=0.0)
     (save,) = [e for e in effects if isinstance(e, SaveSnapshot)]
+    b.receive("a", m.CatchupReply(batches[4:], 5, 0), now=0.01)  # the log compacted past 1
+    # l, behind the kept log, asks: it wants a snapshot (so the one saved keeps its bytes).
+    wait = b.receive("l", m.CatchupRequest(1), now=0.05)
+    assert [e.message for e in wait if isinstance(e, Send)] == [m.CatchupReply((), 5, 0)]
     asked = b.receive("l", m.SnapshotRequest(save.slot, 0), now=0.1)
     assert not [e for e in asked if isinstance(e, Send) and isinstance(e.message, m.SnapshotChunk)]
     b.snapshot_saved(save.slot, now=0.2)

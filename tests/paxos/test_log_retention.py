@@ -200,6 +200,11 @@ def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> 
     assert taken.image.servable, "asked for within catchup_hold_s: still kept"
     b.tick(now + b.settings.catchup_hold_s + 0.1)
     assert not taken.image.servable, "nobody asked for catchup_hold_s: let go of"
+    # A request for it now is stale (a live download keeps it): told there is none, with no
+    # snapshot taken; a peer that still lacks one asks to catch up, and one is taken for it.
     late = b.receive("c", m.SnapshotRequest(61, 0), now=now + 6.0)
     assert [e.message for e in late if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
-    assert [e.slot for e in late if isinstance(e, SaveSnapshot)] == [61], "one taken for it"
+    assert not [e for e in late if isinstance(e, SaveSnapshot)]
+    assert not b._snapshot_wanted_until > now + 6.0, "a stale request keeps nothing"
+    lacking = b.receive("c", m.CatchupRequest(1), now=now + 6.1)
+    assert [e.slot for e in lacking if isinstance(e, SaveSnapshot)] == [61], "one taken for it"
