@@ -44,6 +44,7 @@ from paxoskv.paxos.messages import MalformedMessage, Request, decode_message, en
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
 from paxoskv.runtime import protocol
 from paxoskv.runtime.clock import now as clock_now
+from paxoskv.runtime.heap import give_back_free_memory
 from paxoskv.runtime.identity import (
     LEGACY_FORMATION,
     DuplicateIdWatch,
@@ -860,6 +861,8 @@ class Replica:
                 return
         if self.engine is not None and self.failure is None:
             self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
+            if not effect.image.servable:  # its packed copy let go of: see runtime.heap
+                await self._loop.run_in_executor(None, give_back_free_memory)
 
     # --- the network -----------------------------------------------------------------------
 
