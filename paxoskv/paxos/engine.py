@@ -459,6 +459,13 @@ class Engine:
         elif peers:
             self._request_catchup(peers[self._retry_round % len(peers)], now)
 
+    @property
+    def holds_snapshot_copy(self) -> bool:
+        """Whether a saved snapshot's packed bytes are held, to send to peers: a second copy
+        of the state, kept only while peers want one (see :meth:`snapshot_saved`)."""
+        transfer = self._transfer
+        return transfer is not None and transfer.servable
+
     def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
         """The snapshot :class:`SaveSnapshot` asked for at ``slot`` is written: serve it.
 

@@ -13,14 +13,17 @@ nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 from functools import cache
 
 
 def give_back_free_memory() -> None:
-    """Return the C heap's free pages to the OS, where the C library can."""
+    """Return the C heap's free pages to the OS, where the C library can (never raises: it
+    runs unawaited, on a worker)."""
     trim = _malloc_trim()
     if trim is not None:
-        trim(0)
+        with suppress(Exception):  # (ctypes' own errors: malloc_trim itself cannot fail)
+            trim(0)
 
 
 @cache
@@ -29,5 +32,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
         import ctypes  # (only once a snapshot has been let go of: not at every start)
 
         return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # no such function in this C library
+    except (ImportError, OSError, AttributeError, TypeError):
+        # No ctypes, no such function in this C library (musl, macOS), or no CDLL(None)
+        # (Windows): nothing to do.
         return None

@@ -655,7 +655,10 @@ class Replica:
         if now < deadline:
             self._arm_timer(deadline, now)
             return
+        held = engine.holds_snapshot_copy
         self._step(engine.tick(now))
+        if held and not engine.holds_snapshot_copy:  # let go of once peers stopped asking
+            self._give_back_snapshot_memory()
 
     def _carry_out_all(self, effects: list[fx.Effect]) -> None:
         """Carry out ``effects`` in order; answers, persists and sends right here.
@@ -861,8 +864,13 @@ class Replica:
                 return
         if self.engine is not None and self.failure is None:
             self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
-            if not effect.image.servable:  # its packed copy let go of: see runtime.heap
-                await self._loop.run_in_executor(None, give_back_free_memory)
+            if not effect.image.servable:  # its packed copy let go of at once
+                self._give_back_snapshot_memory()
+
+    def _give_back_snapshot_memory(self) -> None:
+        """A snapshot's packed copy was let go of: hand its memory back (see runtime.heap), on
+        a worker, as the trim takes milliseconds."""
+        self._loop.run_in_executor(None, give_back_free_memory)
 
     # --- the network -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import platform
 import pytest
 
 from paxoskv.runtime import heap, replica
+from paxoskv.runtime.clock import now as clock_now
 from tests.runtime.cluster import MemoryCluster, eventually
 
 
@@ -19,8 +20,10 @@ def test_the_heap_is_trimmed_where_the_c_library_can() -> None:
 async def test_every_node_gives_memory_back_after_each_snapshot_it_lets_go_of(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    trims = []
-    monkeypatch.setattr(replica, "give_back_free_memory", lambda: trims.append(1))
+    trims: list[str] = []
+    monkeypatch.setattr(
+        replica.Replica, "_give_back_snapshot_memory", lambda self: trims.append(self.node_id)
+    )
     cluster = MemoryCluster()
     try:
         for node_id in ("n1", "n2", "n3"):
@@ -36,6 +39,36 @@ async def test_every_node_gives_memory_back_after_each_snapshot_it_lets_go_of(
             )
 
         await eventually(all_saved_and_let_go, 5, "a snapshot saved and let go of on each node")
-        await eventually(lambda: len(trims) >= 3, 5, "the heap trimmed after each")
+        await eventually(lambda: set(trims) == {"n1", "n2", "n3"}, 5, "each node's heap trimmed")
+    finally:
+        await cluster.close()
+
+
+async def test_a_snapshot_kept_for_a_peer_is_given_back_once_it_is_let_go_of(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kept because a peer asked for one, it is let go of later, by the engine's tick."""
+    trims: list[str] = []
+    monkeypatch.setattr(
+        replica.Replica, "_give_back_snapshot_memory", lambda self: trims.append(self.node_id)
+    )
+    cluster = MemoryCluster()
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3, snapshot_every_commands=20)
+        n1 = cluster.nodes["n1"]
+        for i in range(30):
+            await n1.set(f"k{i % 10}", i)
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved on n1")
+        trims.clear()
+        engine._want_snapshot(clock_now())  # as a peer far behind asking would
+        engine._take_snapshot()
+        await eventually(lambda: engine.holds_snapshot_copy, 5, "one saved and kept for it")
+        assert "n1" not in trims
+        engine._snapshot_wanted_until = clock_now()  # nobody asks any more
+        await eventually(lambda: "n1" in trims, 5, "given back once let go of at a tick")
+        assert not engine.holds_snapshot_copy
     finally:
         await cluster.close()
