@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,58 +18,57 @@ def test_the_heap_is_trimmed_where_the_c_library_can() -> None:
         assert heap._malloc_trim() is not None
 
 
-async def test_every_node_gives_memory_back_after_each_snapshot_it_lets_go_of(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def counted() -> AsyncIterator[tuple[MemoryCluster, list[str]]]:
+    """Three nodes snapshotting every 20 commands, and the ids of the nodes that gave a
+    snapshot's memory back, in order."""
     trims: list[str] = []
-    monkeypatch.setattr(
-        replica.Replica, "_give_back_snapshot_memory", lambda self: trims.append(self.node_id)
-    )
-    cluster = MemoryCluster()
-    try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3, snapshot_every_commands=20)
-        for i in range(60):
-            await cluster.nodes["n1"].set(f"k{i % 10}", i)
-        engines = [node.replica.engine for node in cluster.nodes.values()]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            replica.Replica, "_give_back_snapshot_memory", lambda self: trims.append(self.node_id)
+        )
+        cluster = MemoryCluster()
+        try:
+            for node_id in ("n1", "n2", "n3"):
+                await cluster.start(node_id, bootstrap_expect=3, snapshot_every_commands=20)
+            yield cluster, trims
+        finally:
+            await cluster.close()
 
-        def all_saved_and_let_go() -> bool:
-            return all(
-                e is not None and e._transfer is not None and not e._transfer.servable
-                for e in engines
-            )
 
-        await eventually(all_saved_and_let_go, 5, "a snapshot saved and let go of on each node")
-        await eventually(lambda: set(trims) == {"n1", "n2", "n3"}, 5, "each node's heap trimmed")
-    finally:
-        await cluster.close()
+async def test_every_node_gives_memory_back_after_each_snapshot_it_lets_go_of(
+    counted: tuple[MemoryCluster, list[str]],
+) -> None:
+    cluster, trims = counted
+    for i in range(60):
+        await cluster.nodes["n1"].set(f"k{i % 10}", i)
+    engines = [node.replica.engine for node in cluster.nodes.values()]
+
+    def all_saved_and_let_go() -> bool:
+        return all(
+            e is not None and e._transfer is not None and not e._transfer.servable for e in engines
+        )
+
+    await eventually(all_saved_and_let_go, 5, "a snapshot saved and let go of on each node")
+    await eventually(lambda: set(trims) == {"n1", "n2", "n3"}, 5, "each node's heap trimmed")
 
 
 async def test_a_snapshot_kept_for_a_peer_is_given_back_once_it_is_let_go_of(
-    monkeypatch: pytest.MonkeyPatch,
+    counted: tuple[MemoryCluster, list[str]],
 ) -> None:
     """Kept because a peer asked for one, it is let go of later, by the engine's tick."""
-    trims: list[str] = []
-    monkeypatch.setattr(
-        replica.Replica, "_give_back_snapshot_memory", lambda self: trims.append(self.node_id)
-    )
-    cluster = MemoryCluster()
-    try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3, snapshot_every_commands=20)
-        n1 = cluster.nodes["n1"]
-        for i in range(30):
-            await n1.set(f"k{i % 10}", i)
-        engine = n1.replica.engine
-        assert engine is not None
-        await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved on n1")
-        trims.clear()
-        engine._want_snapshot(clock_now())  # as a peer far behind asking would
-        engine._take_snapshot()
-        await eventually(lambda: engine.holds_snapshot_copy, 5, "one saved and kept for it")
-        assert "n1" not in trims
-        engine._snapshot_wanted_until = clock_now()  # nobody asks any more
-        await eventually(lambda: "n1" in trims, 5, "given back once let go of at a tick")
-        assert not engine.holds_snapshot_copy
-    finally:
-        await cluster.close()
+    cluster, trims = counted
+    n1 = cluster.nodes["n1"]
+    for i in range(30):
+        await n1.set(f"k{i % 10}", i)
+    engine = n1.replica.engine
+    assert engine is not None
+    await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved on n1")
+    trims.clear()
+    engine._want_snapshot(clock_now())  # as a peer far behind asking would
+    engine._take_snapshot()
+    await eventually(lambda: engine.holds_snapshot_copy, 5, "one saved and kept for it")
+    assert "n1" not in trims
+    engine._snapshot_wanted_until = clock_now()  # nobody asks any more
+    await eventually(lambda: "n1" in trims, 5, "given back once let go of at a tick")
+    assert not engine.holds_snapshot_copy
