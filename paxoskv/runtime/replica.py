@@ -869,8 +869,10 @@ class Replica:
 
     def _give_back_snapshot_memory(self) -> None:
         """A snapshot's packed copy was let go of: hand its memory back (see runtime.heap), on
-        a worker, as the trim takes milliseconds."""
-        self._loop.run_in_executor(None, give_back_free_memory)
+        a worker, as the trim takes milliseconds (none once the loop's workers are shut down:
+        the process is ending)."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.run_in_executor(None, give_back_free_memory)
 
     # --- the network -----------------------------------------------------------------------
 
