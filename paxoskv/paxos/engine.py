@@ -415,9 +415,9 @@ class Engine:
             self._start_campaign(now)
         elif self.role is _CANDIDATE and now >= self._prepare_resend_at:
             self._broadcast_prepare(now)
-        transfer = self._transfer
-        if transfer is not None and now >= self._snapshot_wanted_until and transfer.servable:
-            transfer.release()  # the peers it was sent to have it, or stopped asking
+        held = self._held_transfer()
+        if held is not None and now >= self._snapshot_wanted_until:
+            held.release()  # the peers it was sent to have it, or stopped asking
         if self._download is not None and now >= self._download_deadline:
             self._download = None  # a chunk was lost: start the transfer over, now
             self._retry_at = now  # (waiting for the retry period spun on a past deadline)
@@ -463,8 +463,12 @@ class Engine:
     def holds_snapshot_copy(self) -> bool:
         """Whether a saved snapshot's packed bytes are held, to send to peers: a second copy
         of the state, kept only while peers want one (see :meth:`snapshot_saved`)."""
+        return self._held_transfer() is not None
+
+    def _held_transfer(self) -> SnapshotImage | None:
+        """The newest snapshot saved, if it still holds its packed bytes to send."""
         transfer = self._transfer
-        return transfer is not None and transfer.servable
+        return transfer if transfer is not None and transfer.servable else None
 
     def snapshot_saved(self, slot: int, now: float) -> list[Effect]:
         """The snapshot :class:`SaveSnapshot` asked for at ``slot`` is written: serve it.
@@ -883,8 +887,8 @@ class Engine:
         if self._retained_bytes > self._snapshot_due_bytes:
             pins.clear()
             return applied
-        transfer = self._transfer
-        newest = transfer.slot if transfer is not None and transfer.servable else 0
+        held = self._held_transfer()
+        newest = held.slot if held is not None else 0
         floor = applied
         now = self._now
         for peer, (first, until) in list(pins.items()):
@@ -927,8 +931,8 @@ class Engine:
             # What it asks for is let go of here: it needs a snapshot, then the values after
             # it, which are kept for it (_pin).
             self._want_snapshot(now)
-            transfer = self._transfer
-            if transfer is not None and transfer.servable and transfer.slot >= self.compacted_slot:
+            transfer = self._held_transfer()
+            if transfer is not None and transfer.slot >= self.compacted_slot:
                 self._pin(sender, transfer.slot + 1, now)
                 self._send(sender, m.CatchupReply((), self.applied_slot, transfer.slot))
                 return
@@ -980,9 +984,9 @@ class Engine:
             self._request_catchup(sender, now)
 
     def _on_snapshot_request(self, sender: str, msg: m.SnapshotRequest, now: float) -> None:
-        transfer = self._transfer
-        if transfer is None or not transfer.servable:
-            # Let go of: a live download asks every retry period, which keeps the one it
+        transfer = self._held_transfer()
+        if transfer is None:
+            # None, or let go of: a live download asks every retry period, which keeps the one it
             # downloads, so this request is stale (delayed, repeated, or from a peer that has
             # it). It is told there is none; a peer that still lacks one starts over once its
             # download times out, and its CatchupRequest has one taken for it if it needs it.
