@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, islice, repeat, starmap
 from operator import itemgetter, le
@@ -79,7 +79,6 @@ class ChangeEvent:
 _Record: TypeAlias = tuple[int, int, Key, Any, Any]
 _Entry: TypeAlias = tuple[int, int, Any, Any, Any]
 _revision_of = itemgetter(0)
-_value_of = itemgetter(3)
 RUN = 3
 """The kind code of a run entry (an event's kind code is 0-2)."""
 
@@ -118,20 +117,22 @@ def values_size(values: Sequence[Any]) -> int:
     return total
 
 
-def _all_str_or_all_bytes(values: Sequence[Any]) -> bool:
-    """Whether ``len`` sizes every value as :func:`value_size` would: ``join`` proves it in C."""
-    for empty in ("", b""):
-        try:
-            empty.join(values)
-        except TypeError:
-            continue
-        return True
-    return False
-
-
-def _sizes_of(values: Sequence[Any]) -> Iterable[int]:
-    """Each value's :func:`value_size`, by ``len`` in C when they are all str or all bytes."""
-    return map(len, values) if _all_str_or_all_bytes(values) else map(value_size, values)
+def _sizes_of(values: Sequence[Any]) -> list[int]:
+    """Each value's :func:`value_size`: str and bytes by ``len`` in a loop the compiled build
+    runs in C. (A ``join`` proved them all str or all bytes in C, and copied every value to do
+    it: at 8 KB values, MBs a trim, in fresh pages each time.)"""
+    sizes: list[int] = []
+    for value in values:
+        kind = type(value)
+        if kind is str:
+            text: str = value
+            sizes.append(len(text))
+        elif kind is bytes:
+            data: bytes = value
+            sizes.append(len(data))
+        else:
+            sizes.append(value_size(value))
+    return sizes
 
 
 def _event_size(entry: _Entry) -> int:
@@ -142,23 +143,23 @@ def _event_size(entry: _Entry) -> int:
     return value_size(value)
 
 
-def _events_size(events: Callable[[], Iterable[_Entry]]) -> int:
-    """The size of the single events ``events()`` gives, in one join of their values when all
-    are Sets of str (or all of bytes): a delete's None value fails the join, and the events
-    are taken again the slow way (so none is copied into a list for the common case)."""
-    values = list(map(_value_of, events()))
-    for empty in ("", b""):
-        try:
-            return len(empty.join(values))
-        except TypeError:
-            continue
-    return sum(map(_event_size, events()))
+def _events_size(events: Iterable[Any]) -> int:
+    """The total size of the single events ``events`` gives (see :func:`_sizes_of`); a Set's
+    str value is sized inline (a delete's or an expiry's value is None)."""
+    total = 0
+    for entry in events:
+        value = entry[3]
+        if type(value) is str:
+            text: str = value
+            total += len(text)
+        else:
+            total += _event_size(entry)
+    return total
 
 
-def _events_sizes(entries: Sequence[_Entry]) -> Iterable[int]:
-    """Each event's size, by ``len`` in C when all are Sets of str (or all of bytes)."""
-    values = list(map(_value_of, entries))
-    return map(len, values) if _all_str_or_all_bytes(values) else map(_event_size, entries)
+def _events_sizes(entries: Sequence[_Entry]) -> list[int]:
+    """Each event's size."""
+    return [_event_size(entry) for entry in entries]
 
 
 class History:
@@ -196,7 +197,7 @@ class History:
         if waiting == 1:  # a slot of one command: sized alone, without the join's set-up
             size = _event_size(records[-1])
         else:
-            size = _events_size(lambda: islice(reversed(records), waiting))
+            size = _events_size(islice(reversed(records), waiting))
         self._groups.append([waiting, size, False])
         self._counted += waiting
         self._bytes += size
@@ -260,7 +261,7 @@ class History:
         if run is not None:
             return excess, values_size(run[3][skip : skip + excess])
         records = self._records
-        return excess, _events_size(lambda: islice(records, excess))
+        return excess, _events_size(islice(records, excess))
 
     def _popleft(self, count: int) -> None:
         deque(starmap(self._records.popleft, repeat((), count)), maxlen=0)
