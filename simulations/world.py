@@ -272,7 +272,7 @@ class World:
     def _save_snapshot(self, node: SimNode, incarnation: int, effect: fx.SaveSnapshot) -> None:
         if node.incarnation != incarnation or node.store is None:
             return  # crashed before it was written
-        node.store.write_snapshot(effect.journal_index, effect.image.local_parts())
+        node.store.write_snapshot(effect.journal_index, effect.image.local_pieces())
         self.call(node.node_id, "snapshot_saved", effect.slot)
 
     # --- network -----------------------------------------------------------------------------

@@ -76,7 +76,7 @@ class SaveSnapshot(Frozen):
     """Write ``image`` as a snapshot covering every journal record up to ``journal_index``.
 
     Packing the image takes long for a large state: do it off the thread that steps the
-    engine (``image.local_parts()`` on a worker), as :class:`SnapshotImage` explains.
+    engine (``image.local_pieces()`` on a worker), as :class:`SnapshotImage` explains.
     """
 
     __slots__ = ("image", "journal_index", "slot")

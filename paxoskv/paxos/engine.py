@@ -906,12 +906,15 @@ class Engine:
             accepted=dict(self.accepted),
             chosen={s: v for s, v in self.values.items() if s > self.applied_slot},
         )
+        # Kept packed once saved only if a peer asked for one lately (it will be sent);
+        # else streamed to the file and let go of as it is written (see SnapshotImage).
         image = SnapshotImage(
             self.applied_slot,
             self.state.snapshot_image(),
             self.configs.entries(),
             self.last_log_time_ms,
             durable,
+            keep=self._now < self._snapshot_wanted_until,
         )
         self._taken = image
         self._effects.append(SaveSnapshot(self._journal_index, self.applied_slot, image))

@@ -19,6 +19,7 @@ copied into a record of its own.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from typing import Any, Final, TypeAlias
 
 import msgpack
@@ -38,6 +39,10 @@ from paxoskv.state.snapshot import StateImage, array_header
 
 PROMISED, ACCEPTED, CHOSEN, LEARNED = 1, 2, 3, 4
 SNAPSHOT_VERSION = 1
+
+LOCAL_LAYOUT: Final = 2
+"""The first field of a local snapshot's head (see :class:`SnapshotImage`); the older layout
+begins with an array instead, so the two are told apart by their first byte."""
 
 JournalRecord: TypeAlias = bytes | tuple[bytes, ...]
 """One journal record: its bytes, or pieces whose concatenation is its bytes (what the
@@ -119,7 +124,7 @@ class DurableState(Record):
     accepted: dict[int, tuple[Ballot, bytes]]
     chosen: dict[int, bytes]
     applied_slot: int
-    state_snapshot: bytes | None
+    state_snapshot: bytes | memoryview | None
     config_entries: list[tuple[int, Configuration]]
     last_log_time_ms: int
 
@@ -129,7 +134,7 @@ class DurableState(Record):
         accepted: dict[int, tuple[Ballot, bytes]] | None = None,
         chosen: dict[int, bytes] | None = None,
         applied_slot: int = 0,
-        state_snapshot: bytes | None = None,
+        state_snapshot: bytes | memoryview | None = None,
         config_entries: list[tuple[int, Configuration]] | None = None,
         last_log_time_ms: int = 0,
     ) -> None:
@@ -165,18 +170,24 @@ class DurableState(Record):
 class SnapshotImage:
     """A snapshot taken at one slot: captured in the engine's step, packed when first asked.
 
-    The runtime packs it on a worker thread (:meth:`local_parts`, for the snapshot file), in
+    The runtime packs it on a worker thread (:meth:`local_pieces`, for the snapshot file), in
     pieces that each hold the GIL a few milliseconds, so the engine's step stays short and
-    heartbeats go on. Once it is saved, the engine may serve it to peers catching up
-    (:meth:`transfer_chunk`, slices of what :func:`decode_state_transfer` reads), or let its
-    packed pieces go (:meth:`release`): kept for nobody, they held a second copy of the whole
-    state in memory from one snapshot to the next (115 MB beside a state of 100,000 values of
-    1 KB). Packing may be asked first or twice, from any thread: two racing builds produce
-    equal bytes, and either one is kept. The captured rows are let go once packed: they would
-    keep every value overwritten since alive.
+    heartbeats go on. An image taken with ``keep`` (a peer asked for a snapshot lately) keeps
+    its packed pieces once saved, to serve to peers catching up (:meth:`transfer_chunk`,
+    slices of what :func:`decode_state_transfer` reads) until the engine lets them go
+    (:meth:`release`). One taken without is streamed to its file a piece at a time and holds
+    nothing packed after: kept, the pieces were a second copy of the whole state in memory
+    (115 MB beside a state of 100,000 values of 1 KB), in new pages each snapshot. Packing
+    may be asked first or twice, from any thread: two racing builds produce equal bytes, and
+    either one is kept. The captured rows are let go once packed: they would keep every
+    value overwritten since alive.
 
     Layouts: the transfer is ``[version, slot, state snapshot (bin), configs, log_time_ms]``;
-    the local snapshot is ``[transfer (bin), promised, accepted, chosen]``.
+    the local snapshot is a ``bin`` holding ``[LOCAL_LAYOUT, version, slot, configs,
+    log_time_ms, promised, accepted, chosen]`` packed, then the state snapshot itself, to the
+    end of the file: nothing before the state gives its length, which is known only once it
+    is packed. (Older releases wrote ``[transfer (bin), promised, accepted, chosen]``, which
+    :func:`decode_local_snapshot` still reads.)
     """
 
     def __init__(
@@ -186,9 +197,11 @@ class SnapshotImage:
         configs: list[tuple[int, Configuration]],
         log_time_ms: int,
         durable: DurableState,
+        keep: bool = True,
     ) -> None:
         self.slot = slot
         self.keys = len(state.rows)
+        self.keep = keep
         self.rows_bytes = 0  # what the state's rows came to, packed; known once packed
         self._state: StateImage | None = state
         self._configs = configs
@@ -214,6 +227,14 @@ class SnapshotImage:
         self._starts = []
 
     def _transfer_parts(self) -> list[bytes]:
+        state = self._packed_state()
+        entries = [[start, *config.to_wire()] for start, config in self._configs]
+        head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]
+        tail = [_pack(entries), _pack(self._log_time_ms)]
+        return [*head, bin_header(sum(map(len, state))), *state, *tail]
+
+    def _packed_state(self) -> list[bytes]:
+        """The state's packed pieces, packed now if they were not yet, and kept."""
         if self._released:
             raise RuntimeError(f"the snapshot at slot {self.slot} was released after saving")
         state = self._state_parts
@@ -227,10 +248,7 @@ class SnapshotImage:
                 self.rows_bytes = image.rows_bytes(state)
                 self._state_parts = state
                 self._state = None  # its rows would keep every overwritten value alive
-        entries = [[start, *config.to_wire()] for start, config in self._configs]
-        head = [array_header(5), _pack(SNAPSHOT_VERSION), _pack(self.slot)]
-        tail = [_pack(entries), _pack(self._log_time_ms)]
-        return [*head, bin_header(sum(map(len, state))), *state, *tail]
+        return state
 
     def transfer(self) -> bytes:
         """What a peer installs, in one buffer (the engine sends it in slices instead)."""
@@ -269,15 +287,36 @@ class SnapshotImage:
             self._pieces = pieces
         return pieces
 
-    def local_parts(self) -> list[bytes]:
-        """This node's own snapshot (what :func:`decode_local_snapshot` reads), in pieces."""
-        transfer = self._transfer_parts()
+    def local_pieces(self) -> Iterator[bytes]:
+        """This node's own snapshot (what :func:`decode_local_snapshot` reads), in pieces.
+
+        Without ``keep`` the state is packed a piece at a time as the pieces are taken, and
+        the image is let go of (:meth:`release`) once the last is: the caller writes each
+        before it asks for the next (``Store.write_snapshot``).
+        """
         durable = self._durable
+        entries = [[start, *config.to_wire()] for start, config in self._configs]
         accepted = [[s, b.round, b.node_id, v] for s, (b, v) in sorted(durable.accepted.items())]
         chosen = [[s, v] for s, v in sorted(durable.chosen.items())]
         promised = [durable.promised.round, durable.promised.node_id]
-        head = [array_header(4), bin_header(sum(map(len, transfer)))]
-        return [*head, *transfer, _pack(promised), _pack(accepted), _pack(chosen)]
+        head = [LOCAL_LAYOUT, SNAPSHOT_VERSION, self.slot, entries, self._log_time_ms]
+        yield _pack(_pack([*head, promised, accepted, chosen]))
+        image = self._state
+        if self.keep or image is None or self._state_parts is not None:
+            yield from self._packed_state()
+            return
+        rows = image.row_pieces()
+        rows_bytes = 0
+        for index, piece in enumerate(image.iter_parts()):
+            if index in rows:
+                rows_bytes += len(piece)
+            yield piece
+        self.rows_bytes = rows_bytes
+        self.release()
+
+    def local_parts(self) -> list[bytes]:
+        """:meth:`local_pieces`, all packed at once."""
+        return list(self.local_pieces())
 
 
 def bin_header(length: int) -> bytes:
@@ -306,6 +345,8 @@ def decode_state_transfer(
 
 
 def decode_local_snapshot(blob: bytes) -> DurableState:
+    if blob[:1] in _BIN_HEADS:
+        return _decode_local_layout(blob)
     transfer, promised, accepted, chosen = _local_fields(blob)
     slot, state_snapshot, configs, log_time_ms = decode_state_transfer(transfer)
     return DurableState(
@@ -314,6 +355,40 @@ def decode_local_snapshot(blob: bytes) -> DurableState:
         chosen={s: v for s, v in chosen},
         applied_slot=slot,
         state_snapshot=state_snapshot,
+        config_entries=configs,
+        last_log_time_ms=log_time_ms,
+    )
+
+
+_BIN_HEADS: Final = (b"\xc4", b"\xc5", b"\xc6")
+_BIN_LENGTH_BYTES: Final = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+
+
+def _decode_local_layout(blob: bytes) -> DurableState:
+    """A local snapshot in :data:`LOCAL_LAYOUT`: the state is the rest of ``blob`` past the
+    head, handed on as a view of it (never copied out)."""
+    width = _BIN_LENGTH_BYTES[blob[0]]
+    start = 1 + width
+    end = start + int.from_bytes(blob[1:start], "big")
+    if end > len(blob):
+        raise ValueError("a local snapshot's head runs past its end")
+    layout, version, slot, entries, log_time_ms, promised, accepted, chosen = msgpack.unpackb(
+        memoryview(blob)[start:end], raw=False
+    )
+    if layout != LOCAL_LAYOUT or version != SNAPSHOT_VERSION:
+        raise ValueError(
+            f"local snapshot layout {layout!r} version {version!r}, expected {LOCAL_LAYOUT} "
+            f"version {SNAPSHOT_VERSION}"
+        )
+    configs = [
+        (first, Configuration.from_wire([voters, learners])) for first, voters, learners in entries
+    ]
+    return DurableState(
+        promised=Ballot(promised[0], promised[1]),
+        accepted={s: (Ballot(r, n), v) for s, r, n, v in accepted},
+        chosen={s: v for s, v in chosen},
+        applied_slot=slot,
+        state_snapshot=memoryview(blob)[end:],
         config_entries=configs,
         last_log_time_ms=log_time_ms,
     )

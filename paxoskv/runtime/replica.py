@@ -857,15 +857,16 @@ class Replica:
                 # Packed on the worker, not here: see SnapshotImage.
                 await self._loop.run_in_executor(
                     None,
-                    lambda: store.write_snapshot(effect.journal_index, effect.image.local_parts()),
+                    lambda: store.write_snapshot(effect.journal_index, effect.image.local_pieces()),
                 )
             except StorageError as error:
                 self._fail_stop(error)
                 return
         if self.engine is not None and self.failure is None:
             self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
-            if not effect.image.servable:  # its packed copy let go of at once
-                self._give_back_snapshot_memory()
+            image = effect.image
+            if image.keep and not image.servable:  # its packed copy let go of at once
+                self._give_back_snapshot_memory()  # (a streamed one held a piece at a time)
 
     def _give_back_snapshot_memory(self) -> None:
         """A snapshot's packed copy was let go of: hand its memory back (see runtime.heap), on

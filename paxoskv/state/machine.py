@@ -694,7 +694,7 @@ class KVStateMachine:
     @classmethod
     def restore(
         cls,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
         history_limit_events: int | None = None,

@@ -156,33 +156,39 @@ class StateImage(Frozen):
         object.__setattr__(self, "history", history)
 
     def parts(self) -> list[bytes]:
+        return list(self.iter_parts())
+
+    def iter_parts(self) -> Iterator[bytes]:
+        """:meth:`parts`, each piece packed only when asked for: a snapshot streamed to its
+        file never holds more than one piece of the state packed."""
         rows = self.rows
-        parts = [
-            array_header(8),
-            pack(SNAPSHOT_MAGIC),
-            pack(SNAPSHOT_FORMAT),
-            pack(self.parameters),
-            pack(self.header),
-            array_header(len(rows) * ROW_FIELDS),
-        ]
+        yield array_header(8)
+        yield pack(SNAPSHOT_MAGIC)
+        yield pack(SNAPSHOT_FORMAT)
+        yield pack(self.parameters)
+        yield pack(self.header)
+        yield array_header(len(rows) * ROW_FIELDS)
         for start in range(0, len(rows), ROWS_PER_PIECE):
-            parts.append(pack_items(_flat_rows(rows[start : start + ROWS_PER_PIECE])))
-        assert len(parts) == _ROWS_FROM + self._row_pieces()
+            yield pack_items(_flat_rows(rows[start : start + ROWS_PER_PIECE]))
         floor_revision, records = self.history
-        parts += [pack(self.leases), pack(self.dedup), array_header(2), pack(floor_revision)]
-        parts.append(array_header(len(records)))
+        yield pack(self.leases)
+        yield pack(self.dedup)
+        yield array_header(2)
+        yield pack(floor_revision)
+        yield array_header(len(records))
         step = EVENTS_PER_PIECE * HISTORY_FIELDS
         for start in range(0, len(records), step):
-            parts.append(pack_items(records[start : start + step]))
-        return parts
+            yield pack_items(records[start : start + step])
+
+    def row_pieces(self) -> range:
+        """Where the rows are among :meth:`parts`: their sizes add up to the state's size,
+        less the history, which is bounded on its own (``history_limit_bytes``)."""
+        return range(_ROWS_FROM, _ROWS_FROM + -(-len(self.rows) // ROWS_PER_PIECE))
 
     def rows_bytes(self, parts: list[bytes]) -> int:
-        """How many bytes of :meth:`parts` (what it returned) are the rows: the state's size,
-        less the history, which is bounded on its own (``history_limit_bytes``)."""
-        return sum(map(len, parts[_ROWS_FROM : _ROWS_FROM + self._row_pieces()]))
-
-    def _row_pieces(self) -> int:
-        return -(-len(self.rows) // ROWS_PER_PIECE)
+        """How many bytes of :meth:`parts` (what it returned) are the rows."""
+        pieces = self.row_pieces()
+        return sum(map(len, parts[pieces.start : pieces.stop]))
 
 
 _ROWS_FROM: Final = 6  # the parts before the rows: see StateImage.parts
@@ -213,7 +219,7 @@ def digest_state(
 
 
 def restore_state(
-    data: bytes,
+    data: bytes | memoryview,
     history_limit_bytes: int = DEFAULT_LIMIT_BYTES,
     history_limit_events: int | None = None,
 ) -> RestoredState:

@@ -128,7 +128,7 @@ TOP_EXT_HOOK = _EXT_HOOKS[0]
 (``unpackb(data, ext_hook=TOP_EXT_HOOK, strict_map_key=False)`` is :func:`unpack`)."""
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | memoryview) -> Any:
     """Unpack one object; raise whatever msgpack raises (callers wrap it in their Malformed*)."""
     return msgpack.unpackb(data, ext_hook=TOP_EXT_HOOK, strict_map_key=False, raw=False)
 

@@ -121,6 +121,13 @@ class Disk(Protocol):
         """
         ...
 
+    def write_at(self, handle: int, offset: int, data: bytes) -> None:
+        """Write all of ``data`` over bytes already in the file at ``offset`` (the write
+        position stays), or raise ``OSError``. A snapshot streamed to its file learns its
+        length and CRC only at the end, and writes its header over the place it kept then.
+        """
+        ...
+
     def extend(self, handle: int, size: int) -> None:
         """Grow the file to ``size`` bytes of zeros past its end (the write position stays).
 
@@ -270,6 +277,12 @@ class OsDisk:
                 written += (done := os.pwrite(handle, view, position + written))
                 view = view[done:]
         self._positions[handle] = position + written
+
+    def write_at(self, handle: int, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(handle, view, offset)
+            view, offset = view[done:], offset + done
 
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
         # One pwritev, nearly always: a regular file takes all of it unless the disk fills up
@@ -455,6 +468,9 @@ class NoSyncDisk:
 
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
         self.inner.append_parts(handle, parts)
+
+    def write_at(self, handle: int, offset: int, data: bytes) -> None:
+        self.inner.write_at(handle, offset, data)
 
     def extend(self, handle: int, size: int) -> None:
         self.inner.extend(handle, size)

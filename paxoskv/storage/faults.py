@@ -19,7 +19,7 @@ from paxoskv.storage.disk import Disk, FileView
 __all__ = ["CHANGING_OPERATIONS", "DiskStopped", "FaultyDisk"]
 
 CHANGING_OPERATIONS = frozenset(
-    {"create", "append", "extend", "truncate", "fsync", "rename", "remove", "fsync_dir"}
+    {"create", "append", "write_at", "extend", "truncate", "fsync", "rename", "remove", "fsync_dir"}
 )
 
 
@@ -94,6 +94,10 @@ class FaultyDisk:
     def append_parts(self, handle: int, parts: Sequence[bytes]) -> None:
         self._enter("append", self._handle_names.get(handle, ""))  # one append, as it was
         self.inner.append_parts(handle, parts)
+
+    def write_at(self, handle: int, offset: int, data: bytes) -> None:
+        self._enter("write_at", self._handle_names.get(handle, ""))
+        self.inner.write_at(handle, offset, data)
 
     def extend(self, handle: int, size: int) -> None:
         self._enter("extend", self._handle_names.get(handle, ""))

@@ -165,6 +165,14 @@ class MemoryDisk:
             self._positions[handle] = position
             file.changed(start, position)
 
+    def write_at(self, handle: int, offset: int, data: bytes) -> None:
+        with self._mutex:
+            file = self._handle(handle)
+            if offset + len(data) > len(file.data):
+                raise OSError(errno.EINVAL, "write_at past the end of the file")
+            file.data[offset : offset + len(data)] = data
+            file.changed(offset, offset + len(data))
+
     def extend(self, handle: int, size: int) -> None:
         with self._mutex:
             file = self._handle(handle)

@@ -16,12 +16,12 @@ as objects, which is what keeps a load's peak memory near the size of the state 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from paxoskv.errors import CorruptData
 from paxoskv.storage.cipher import SALT_SIZE_BYTES, TAG_SIZE_BYTES, RecordCipher, invalid_tag
 from paxoskv.storage.crc import crc32c, crc32c_extend
-from paxoskv.storage.disk import Disk, folio_ceil, folio_floor
+from paxoskv.storage.disk import FOLIO_BYTES, Disk, folio_ceil, folio_floor
 from paxoskv.storage.headers import (
     FLAG_ENCRYPTED,
     HEADER_SIZE,
@@ -52,37 +52,38 @@ def list_snapshots(names: list[str]) -> list[int]:
 
 
 def write_snapshot_file(
-    disk: Disk, covered_index: int, blob: bytes | Sequence[bytes], cipher: RecordCipher | None
+    disk: Disk, covered_index: int, blob: bytes | Iterable[bytes], cipher: RecordCipher | None
 ) -> None:
     """Write one snapshot durably under its final name (see the module docstring for order).
 
-    ``blob`` in pieces is checksummed and written piece by piece, in writes of about
-    :data:`WRITE_BYTES`; encryption needs it whole and joins it first.
+    ``blob`` may come in pieces, from a list or as a generator packs them: each is
+    checksummed and written as it comes, in writes of about :data:`WRITE_BYTES`, and not
+    held after. The header, which gives the body's length and CRC, is written last, over
+    the place kept for it, so a state packed piece by piece is never in memory whole as
+    well (a second copy of the state, in new pages each time). Encryption needs the blob
+    whole and joins it first.
     """
-    pieces: Sequence[bytes] = [blob] if isinstance(blob, bytes | bytearray) else blob
+    pieces: Iterable[bytes] = [blob] if isinstance(blob, bytes | bytearray) else blob
     salt = os.urandom(SALT_SIZE_BYTES) if cipher else bytes(SALT_SIZE_BYTES)
     flags = FLAG_ENCRYPTED if cipher else 0
-    header = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt)
+    unsigned = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt)
     if cipher:
         pieces = [cipher.seal(salt, 0, covered_index, b"".join(pieces))]
-    key_check = cipher.key_check(salt, header.signed_prefix()) if cipher else bytes(16)
-    crc = 0
-    for piece in pieces:
-        crc = crc32c_extend(crc, piece)
-    length = sum(map(len, pieces))
-    header = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt, key_check, length, crc)
+    key_check = cipher.key_check(salt, unsigned.signed_prefix()) if cipher else bytes(16)
     final = snapshot_name(covered_index)
     temp = final + TEMP_SUFFIX
     handle = disk.create(temp)
     try:
-        head = header.pack()
-        disk.append(handle, head)
-        written = synced = len(head)
+        disk.append(handle, bytes(HEADER_SIZE))  # the header's place, written last
+        written = synced = HEADER_SIZE
+        crc = 0
         # Read again only at the next start or by a peer far behind: dropped from the OS's
         # cache as it goes, in whole folios (disk.FOLIO_BYTES), a 100 MB snapshot reuses the
-        # same few MB of pages (disk.py).
-        dropped = 0
+        # same few MB of pages (disk.py). The first folio, which holds the header's place,
+        # stays until the header is written into it.
+        dropped = FOLIO_BYTES
         for write in _in_writes(pieces):
+            crc = crc32c_extend(crc, write)
             for part in _up_to_syncs(write, written - synced):
                 disk.append(handle, part)
                 written += len(part)
@@ -90,9 +91,14 @@ def write_snapshot_file(
                     disk.fsync(handle)
                     synced = written
                     drop_to = folio_floor(synced)
-                    disk.drop_cached(handle, dropped, drop_to - dropped)
-                    dropped = drop_to
+                    if drop_to > dropped:
+                        disk.drop_cached(handle, dropped, drop_to - dropped)
+                        dropped = drop_to
+        length = written - HEADER_SIZE
+        header = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt, key_check, length, crc)
+        disk.write_at(handle, 0, header.pack())
         disk.fsync(handle)
+        disk.drop_cached(handle, 0, min(FOLIO_BYTES, dropped))
         disk.drop_cached(handle, dropped, folio_ceil(written) - dropped)
     finally:
         disk.close(handle)
@@ -124,7 +130,7 @@ def _up_to_syncs(write: bytes, unsynced: int) -> Sequence[bytes | memoryview]:
     return [view[:cut], *(view[start : start + SYNC_EVERY_BYTES] for start in rest)]
 
 
-def _in_writes(pieces: Sequence[bytes]) -> Iterator[bytes]:
+def _in_writes(pieces: Iterable[bytes]) -> Iterator[bytes]:
     """Pieces in writes of about WRITE_BYTES: few syscalls, and no copy of the big ones.
 
     A piece of WHOLE_PIECE_BYTES or more is written as it is (a state of 1 KB values packs

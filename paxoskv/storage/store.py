@@ -18,7 +18,7 @@ import bisect
 import errno
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, get_args
@@ -337,7 +337,7 @@ class Store:
 
     # --- snapshots -----------------------------------------------------------------------
 
-    def write_snapshot(self, covered_index: int, blob: bytes | Sequence[bytes]) -> None:
+    def write_snapshot(self, covered_index: int, blob: bytes | Iterable[bytes]) -> None:
         """Durably store ``blob`` as the state after record ``covered_index``, then prune.
 
         ``blob`` may come as a sequence of pieces (written as their concatenation), so a large

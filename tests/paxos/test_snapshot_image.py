@@ -75,7 +75,18 @@ def test_a_transfer_is_sent_in_slices_of_its_pieces_and_let_go_of_on_release() -
         image.transfer_chunk(0, 10)
 
 
-def test_a_big_local_snapshot_reads_in_place_as_it_reads_unpacked_whole() -> None:
+def _older_layout(image: SnapshotImage, durable: DurableState) -> bytes:
+    """A local snapshot as releases before the streamed layout wrote it:
+    ``[transfer (bin), promised, accepted, chosen]``."""
+    accepted = [[s, b.round, b.node_id, v] for s, (b, v) in sorted(durable.accepted.items())]
+    chosen = [[s, v] for s, v in sorted(durable.chosen.items())]
+    promised = [durable.promised.round, durable.promised.node_id]
+    return msgpack.packb([image.transfer(), promised, accepted, chosen], use_bin_type=True)
+
+
+def test_a_big_local_snapshot_of_the_older_layout_reads_in_place_as_it_reads_unpacked_whole() -> (
+    None
+):
     """A transfer over 64 KB (``bin 32``) is cut out of the blob as a view, not copied out by
     unpacking: what comes back is what unpacking the whole blob gives, and extra bytes after
     the four fields are refused as before."""
@@ -86,7 +97,7 @@ def test_a_big_local_snapshot_reads_in_place_as_it_reads_unpacked_whole() -> Non
         promised=Ballot(4, "b"), accepted={7: (Ballot(3, "a"), b"seven")}, chosen={6: b"six"}
     )
     image = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, durable)
-    blob = b"".join(image.local_parts())
+    blob = _older_layout(image, durable)
     assert blob[:2] == b"\x94\xc6"
     assert type(records._local_fields(blob)[0]) is memoryview  # cut out, not copied
     transfer, promised, accepted, chosen = msgpack.unpackb(blob, raw=False)
@@ -106,3 +117,61 @@ def test_a_big_local_snapshot_reads_in_place_as_it_reads_unpacked_whole() -> Non
     assert [promised, accepted, chosen] == [[4, "b"], [[7, 3, "a", b"seven"]], [[6, b"six"]]]
     with pytest.raises(ValueError):
         decode_local_snapshot(blob + msgpack.packb(0))
+    assert b"".join(image.local_pieces()) != blob  # written in the newer layout, read the same
+    assert decode_local_snapshot(b"".join(image.local_pieces())) == local
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_local_snapshot_is_its_head_then_the_state_which_reads_back_as_a_view(
+    keep: bool,
+) -> None:
+    """The newer layout: a ``bin`` head, then the state snapshot to the end. The state comes
+    back as a view of the blob (never copied out), and restores to the state taken."""
+    state = KVStateMachine(CONFIG)
+    for i in range(3 * ROWS_PER_PIECE):
+        state.apply(Set(f"k{i}", "v" * (i % 40)), 1_000 + i)
+    durable = DurableState(
+        promised=Ballot(4, "b"), accepted={7: (Ballot(3, "a"), b"seven")}, chosen={6: b"six"}
+    )
+    image = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, durable, keep=keep)
+    taken = state.snapshot()
+    blob = b"".join(image.local_pieces())
+    assert blob[:1] in (b"\xc4", b"\xc5", b"\xc6")
+    local = decode_local_snapshot(blob)
+    assert type(local.state_snapshot) is memoryview and local.state_snapshot == taken
+    assert KVStateMachine.restore(local.state_snapshot).snapshot() == taken
+    assert (local.applied_slot, local.last_log_time_ms, local.config_entries) == (
+        5,
+        2_000,
+        [(1, CONFIG)],
+    )
+    assert (local.promised, local.accepted, local.chosen) == (
+        durable.promised,
+        durable.accepted,
+        durable.chosen,
+    )
+    with pytest.raises(ValueError):
+        decode_local_snapshot(blob[:3])  # a head cut short
+
+
+def test_an_image_not_kept_is_packed_a_piece_at_a_time_and_let_go_of_once_written() -> None:
+    """Streamed: a piece is packed only when the writer asks for it, nothing packed is held
+    after, and the rows' packed size is known at the end as when kept."""
+    state = KVStateMachine(CONFIG)
+    for i in range(3 * ROWS_PER_PIECE):
+        state.apply(Set(f"k{i}", "v" * 100), 1_000 + i)
+    kept = SnapshotImage(5, state.snapshot_image(), [(1, CONFIG)], 2_000, DurableState())
+    streamed = SnapshotImage(
+        5, state.snapshot_image(), [(1, CONFIG)], 2_000, DurableState(), keep=False
+    )
+    pieces = streamed.local_pieces()
+    head, first = next(pieces), next(pieces)
+    assert streamed.servable and streamed._state_parts is None  # nothing packed is kept
+    rest = list(pieces)
+    assert b"".join([head, first, *rest]) == b"".join(kept.local_pieces())
+    assert len(rest) > 3  # the rows came in several pieces
+    assert not streamed.servable and streamed._state is None  # let go of: rows, image
+    assert streamed.rows_bytes == kept.rows_bytes > 3 * ROWS_PER_PIECE * 100
+    assert kept.servable and kept.transfer_size() > 0  # kept: served to peers after
+    with pytest.raises(RuntimeError, match="released"):
+        streamed.transfer_chunk(0, 10)

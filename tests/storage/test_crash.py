@@ -56,7 +56,9 @@ def _snapshot_steps() -> list[tuple[str, str]]:
 
 def test_the_snapshot_steps_are_the_crash_safe_order() -> None:
     steps = [operation for operation, _ in _snapshot_steps()]
-    assert steps[:6] == ["create", "append", "append", "fsync", "rename", "fsync_dir"]
+    # The header's place, the body, the header over its place once the body's length and CRC
+    # are known, then the sync that makes the whole file durable before the rename.
+    assert steps[:7] == ["create", "append", "append", "write_at", "fsync", "rename", "fsync_dir"]
     assert steps.count("remove") >= 3  # the old snapshot and the segments it covered
     assert steps[-1] == "fsync_dir"
 
@@ -103,7 +105,7 @@ def test_a_process_death_at_every_step_on_real_files(tmp_path: Path) -> None:
 def test_a_crash_right_after_the_rename_keeps_the_new_snapshot() -> None:
     disk = MemoryDisk()
     faulty, store = _prepare(disk)
-    faulty.stop_after(6)  # create, append, append, fsync, rename, fsync_dir: then stop
+    faulty.stop_after(7)  # create, append, append, write_at, fsync, rename, fsync_dir: stop
     with pytest.raises(DiskStopped):
         store.write_snapshot(25, msgpack.packb(RECORDS[:25]))
     disk.crash()

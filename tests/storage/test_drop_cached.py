@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv.storage import MemoryDisk, Store
-from paxoskv.storage.disk import OsDisk
+from paxoskv.storage.disk import FOLIO_BYTES, OsDisk
 from paxoskv.storage.snapshots import SYNC_EVERY_BYTES, write_snapshot_file
 
 RECORD = b"v" * 1000
@@ -103,8 +103,11 @@ def test_a_snapshot_drops_every_byte_it_wrote_once_synced() -> None:
     write_snapshot_file(disk, 7, pieces, None)
     (name,) = disk.listdir()
     (ranges,) = disk.ranges.values()
-    assert len(ranges) == 1 + disk.size(name) // SYNC_EVERY_BYTES  # as it goes, then the rest
-    assert _one_after_another(ranges)
+    # As it goes, then the first folio (it held the header's place until the header was
+    # written, last), then the rest.
+    assert len(ranges) == 2 + disk.size(name) // SYNC_EVERY_BYTES
+    assert ranges[-2] == (0, FOLIO_BYTES)
+    assert _one_after_another([ranges[-2], *ranges[:-2], ranges[-1]])
     assert disk.dropped_bytes == disk.dropped_to(name) == disk.size(name)
     assert disk.dropped_unsynced == 0
 

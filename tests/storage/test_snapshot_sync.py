@@ -8,12 +8,17 @@ before the rename makes it the snapshot, so a crash part way through leaves only
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from paxoskv.storage import MemoryDisk
+from paxoskv.storage.disk import Disk, OsDisk
+from paxoskv.storage.headers import HEADER_SIZE
 from paxoskv.storage.snapshots import (
     SYNC_EVERY_BYTES,
+    WRITE_BYTES,
     check_snapshot,
     list_snapshots,
     write_snapshot_file,
@@ -87,3 +92,48 @@ def test_a_crash_part_way_leaves_the_snapshot_before_it() -> None:
     disk.crash(random.Random(1))
     assert list_snapshots(disk.listdir()) == [5]
     assert _read(disk, 5) == b"old state"
+
+
+def test_pieces_from_a_generator_are_written_as_they_come_and_not_held() -> None:
+    """A snapshot packed as it is written (SnapshotImage.local_pieces): each piece is on the
+    disk before the next is asked for, and the file reads back as their concatenation, its
+    header (written last, over the place kept for it) giving their length and CRC."""
+    rng = random.Random(11)
+    pieces = [rng.randbytes(rng.choice((100, 300 << 10, 2 << 20))) for _ in range(20)]
+    disk = MemoryDisk()
+    on_disk_when_asked: list[int] = []
+
+    def packed_as_asked() -> Iterator[bytes]:
+        for piece in pieces:
+            temps = [name for name in disk.listdir() if name.endswith(".tmp")]
+            on_disk_when_asked.append(sum(disk.size(name) for name in temps))
+            yield piece
+
+    write_snapshot_file(disk, 9, packed_as_asked(), None)
+    assert _read(disk, 9) == b"".join(pieces)
+    # The file holds the header's place and every piece but the last ~1 MB write's worth.
+    before = [sum(map(len, pieces[:index])) for index in range(len(pieces))]
+    assert all(
+        written >= HEADER_SIZE + earlier - WRITE_BYTES
+        for written, earlier in zip(on_disk_when_asked, before, strict=True)
+    )
+    assert list_snapshots(disk.listdir()) == [9]
+
+
+@pytest.mark.parametrize("kind", ["memory", "os"])
+def test_write_at_overwrites_in_place_and_leaves_the_write_position(
+    kind: str, tmp_path: Path
+) -> None:
+    disk: Disk = MemoryDisk() if kind == "memory" else OsDisk(tmp_path)
+    handle = disk.create("f")
+    disk.append(handle, b"0123456789")
+    disk.write_at(handle, 2, b"ab")
+    disk.append(handle, b"XY")
+    disk.fsync(handle)
+    disk.close(handle)
+    assert disk.read("f") == b"01ab456789XY"
+    if isinstance(disk, MemoryDisk):
+        handle = disk.open_append("f")
+        with pytest.raises(OSError):
+            disk.write_at(handle, 11, b"past")  # only over bytes already there
+        disk.close(handle)
