@@ -207,3 +207,38 @@ def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> 
     assert not b._snapshot_wanted_until > now + 6.0, "a stale request keeps nothing"
     lacking = b.receive("c", m.CatchupRequest(1), now=now + 6.1)
     assert [e.slot for e in lacking if isinstance(e, SaveSnapshot)] == [61], "one taken for it"
+
+
+def test_a_peer_asking_while_a_snapshot_is_streamed_gets_one_kept_for_it_at_its_next_ask() -> None:
+    """A periodic snapshot is taken not kept (nobody asked) and streamed to its file. A peer
+    behind the log asking meanwhile is told there is nothing yet; once that one is saved it
+    holds nothing to send, so the peer's next ask takes one kept for it, which is served."""
+    b = learner(
+        snapshot_every_commands=40,
+        snapshot_every_bytes=10**12,
+        log_retention_slots=20,
+        max_message_bytes=1_500,
+    )
+    fed = b.receive("a", m.CatchupReply(entries(1, 60, keys=60), 60, 0), now=0.0)
+    fed += b.receive("a", m.CatchupReply(entries(61, 61, keys=60), 61, 0), now=0.05)
+    (periodic,) = [e for e in fed if isinstance(e, SaveSnapshot)]
+    assert not periodic.image.keep
+    assert (
+        b.compacted_slot > 1
+    )  # (compacted back to the snapshot recovered, or the log's kept part)
+    during = b.receive("c", m.CatchupRequest(1), now=0.06)
+    assert not [e for e in during if isinstance(e, SaveSnapshot)]  # one is being saved
+    assert [e.message for e in during if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
+    b"".join(periodic.image.local_pieces())  # streamed, as the runtime's worker writes it
+    b.snapshot_saved(periodic.slot, now=0.1)
+    assert b._transfer is periodic.image and not periodic.image.servable
+
+    asked = b.receive("c", m.CatchupRequest(1), now=0.2)
+    (taken,) = [e for e in asked if isinstance(e, SaveSnapshot)]
+    assert taken.image.keep and taken.slot == 61
+    assert [e.message for e in asked if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
+    b"".join(taken.image.local_pieces())
+    b.snapshot_saved(taken.slot, now=0.3)
+    assert taken.image.servable
+    again = b.receive("c", m.CatchupRequest(1), now=0.4)
+    assert [e.message for e in again if isinstance(e, Send)] == [m.CatchupReply((), 61, 61)]
