@@ -175,3 +175,26 @@ def test_an_image_not_kept_is_packed_a_piece_at_a_time_and_let_go_of_once_writte
     assert kept.servable and kept.transfer_size() > 0  # kept: served to peers after
     with pytest.raises(RuntimeError, match="released"):
         streamed.transfer_chunk(0, 10)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param([3, 1, 5, [], 0, [0, ""], [], []], id="a later layout"),
+        pytest.param([2, 2, 5, [], 0, [0, ""], [], []], id="a later snapshot version"),
+    ],
+)
+def test_a_local_snapshot_of_another_layout_or_version_is_refused_not_misread(
+    head: list[object],
+) -> None:
+    state = msgpack.packb(0)
+    blob = msgpack.packb(msgpack.packb(head), use_bin_type=True) + state
+    with pytest.raises(ValueError, match="layout"):
+        decode_local_snapshot(blob)
+
+
+def test_a_local_snapshot_whose_head_runs_past_its_end_is_refused() -> None:
+    head = msgpack.packb([2, 1, 5, [], 0, [0, ""], [], []])
+    blob = b"\xc6" + (len(head) + 10).to_bytes(4, "big") + head
+    with pytest.raises(ValueError, match="past its end"):
+        decode_local_snapshot(blob)
