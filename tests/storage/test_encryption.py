@@ -114,3 +114,19 @@ def test_an_encrypted_journal_round_trips_on_real_files(tmp_path: Path) -> None:
         store.append([b"a", b"b"])
     with Store.open(tmp_path, encryption_key=KEY) as store:
         assert recover_all(store) == (None, numbered([b"a", b"b"]))
+
+
+def test_an_encrypted_snapshot_handed_in_by_a_generator_reads_back_whole() -> None:
+    """Sealing needs the body whole: pieces a generator packs as they are asked for are
+    joined to be sealed, and the snapshot reads back as their concatenation."""
+    pieces = [bytes([n]) * (100 + 70_000 * (n % 3)) for n in range(12)]
+    disk = MemoryDisk()
+    with Store.open(None, disk=disk, encryption_key=KEY) as store:
+        store.append([b"r"])
+        store.sync()
+        assert store.encrypted
+        store.write_snapshot(1, (piece for piece in pieces))
+    with Store.open(None, disk=disk, encryption_key=KEY) as store:
+        assert store.recovered_snapshot() == (1, b"".join(pieces))
+    with Store.open(None, disk=MemoryDisk()) as plain:
+        assert not plain.encrypted
