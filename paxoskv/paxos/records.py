@@ -400,7 +400,7 @@ def _local_fields(blob: bytes) -> tuple[bytes | memoryview, Any, Any, Any]:
 
     Unpacked whole, the transfer of a 100,000-key state (14 MB) was copied out into new memory
     only to be unpacked again: some 10 ms of a restart. A big one (``bin 32``, as
-    :meth:`SnapshotImage.local_parts` packs it) is cut out in place and the small fields after it
+    the older layout packed it) is cut out in place and the small fields after it
     unpacked alone; anything else is unpacked whole, as before.
     """
     if len(blob) > 6 and blob[0] == 0x94 and blob[1] == 0xC6:
