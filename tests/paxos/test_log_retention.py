@@ -151,11 +151,9 @@ def test_snapshots_are_spaced_by_the_packed_rows_not_the_watch_history() -> None
     assert image.rows_bytes < local_bytes / 2, "the history is left out"
 
 
-def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> None:
-    """Kept for nobody, the packed state was a second copy of the whole state in memory from
-    one snapshot to the next. Saved with no peer asking, it is let go of; a peer asking later
-    is sent one taken for it, in slices, which is let go of once nobody has asked for
-    ``catchup_hold_s``."""
+def _past_a_periodic_snapshot() -> tuple[Engine, SaveSnapshot]:
+    """A learner fed 61 slots of 60 keys, and the periodic snapshot it took (not yet saved),
+    past which its log is let go of."""
     b = learner(
         snapshot_every_commands=40,
         snapshot_every_bytes=10**12,
@@ -165,8 +163,17 @@ def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> 
     fed = b.receive("a", m.CatchupReply(entries(1, 60, keys=60), 60, 0), now=0.0)
     fed += b.receive("a", m.CatchupReply(entries(61, 61, keys=60), 61, 0), now=0.05)
     (periodic,) = [e for e in fed if isinstance(e, SaveSnapshot)]
+    return b, periodic
+
+
+def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> None:
+    """Kept for nobody, the packed state was a second copy of the whole state in memory from
+    one snapshot to the next. Saved with no peer asking, it is let go of; a peer asking later
+    is sent one taken for it, in slices, which is let go of once nobody has asked for
+    ``catchup_hold_s``."""
+    b, periodic = _past_a_periodic_snapshot()
     assert b.compacted_slot > 1
-    periodic.image.local_parts()  # what the runtime's worker writes
+    b"".join(periodic.image.local_pieces())  # what the runtime's worker writes
     b.snapshot_saved(periodic.slot, now=0.1)
     assert b._transfer is periodic.image
     assert not periodic.image.servable and periodic.image._state_parts is None
@@ -213,15 +220,7 @@ def test_a_peer_asking_while_a_snapshot_is_streamed_gets_one_kept_for_it_at_its_
     """A periodic snapshot is taken not kept (nobody asked) and streamed to its file. A peer
     behind the log asking meanwhile is told there is nothing yet; once that one is saved it
     holds nothing to send, so the peer's next ask takes one kept for it, which is served."""
-    b = learner(
-        snapshot_every_commands=40,
-        snapshot_every_bytes=10**12,
-        log_retention_slots=20,
-        max_message_bytes=1_500,
-    )
-    fed = b.receive("a", m.CatchupReply(entries(1, 60, keys=60), 60, 0), now=0.0)
-    fed += b.receive("a", m.CatchupReply(entries(61, 61, keys=60), 61, 0), now=0.05)
-    (periodic,) = [e for e in fed if isinstance(e, SaveSnapshot)]
+    b, periodic = _past_a_periodic_snapshot()
     assert not periodic.image.keep
     assert b.compacted_slot > 1  # the log before it let go of: asking for slot 1 needs one
     during = b.receive("c", m.CatchupRequest(1), now=0.06)

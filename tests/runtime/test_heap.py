@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from paxoskv import Node
+from paxoskv.paxos.engine import Engine
 from paxoskv.runtime import heap, replica
 from paxoskv.runtime.clock import now as clock_now
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -87,18 +89,24 @@ async def test_a_snapshot_streamed_to_its_file_leaves_nothing_to_give_back(
     assert trims == []  # (decided in the step that heard it saved, so already here)
 
 
+async def _one_taken_for_a_peer(node: Node) -> Engine:
+    """``node`` past a periodic snapshot (saved, streamed: nothing given back for it), then
+    taking one for a peer far behind, as its asking would; its engine."""
+    for i in range(30):
+        await node.set(f"k{i % 10}", i)
+    engine = node.replica.engine
+    assert engine is not None
+    await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved")
+    engine._want_snapshot(clock_now())
+    engine._take_snapshot()
+    return engine
+
+
 async def test_a_kept_snapshot_nobody_wants_by_the_time_it_is_saved_is_given_back_at_once(
     counted: tuple[MemoryCluster, list[str]],
 ) -> None:
     cluster, trims = counted
-    n1 = cluster.nodes["n1"]
-    for i in range(30):
-        await n1.set(f"k{i % 10}", i)
-    engine = n1.replica.engine
-    assert engine is not None
-    await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved on n1")
-    engine._want_snapshot(clock_now())  # as a peer far behind asking would
-    engine._take_snapshot()
+    engine = await _one_taken_for_a_peer(cluster.nodes["n1"])
     taken = engine._taken
     assert taken is not None and taken.keep
     engine._snapshot_wanted_until = clock_now()  # it stops asking before the save is done
@@ -111,15 +119,7 @@ async def test_a_snapshot_kept_for_a_peer_is_given_back_once_it_is_let_go_of(
 ) -> None:
     """Kept because a peer asked for one, it is let go of later, by the engine's tick."""
     cluster, trims = counted
-    n1 = cluster.nodes["n1"]
-    for i in range(30):
-        await n1.set(f"k{i % 10}", i)
-    engine = n1.replica.engine
-    assert engine is not None
-    await eventually(lambda: engine._transfer is not None, 5, "a snapshot saved on n1")
-    trims.clear()
-    engine._want_snapshot(clock_now())  # as a peer far behind asking would
-    engine._take_snapshot()
+    engine = await _one_taken_for_a_peer(cluster.nodes["n1"])
     await eventually(lambda: engine.holds_snapshot_copy, 5, "one saved and kept for it")
     assert "n1" not in trims
     engine._snapshot_wanted_until = clock_now()  # nobody asks any more
