@@ -98,7 +98,7 @@ def write_snapshot_file(
         header = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt, key_check, length, crc)
         disk.write_at(handle, 0, header.pack())
         disk.fsync(handle)
-        disk.drop_cached(handle, 0, min(FOLIO_BYTES, dropped))
+        disk.drop_cached(handle, 0, FOLIO_BYTES)
         disk.drop_cached(handle, dropped, folio_ceil(written) - dropped)
     finally:
         disk.close(handle)

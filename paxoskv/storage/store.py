@@ -346,8 +346,9 @@ class Store:
     def write_snapshot(self, covered_index: int, blob: bytes | Iterable[bytes]) -> None:
         """Durably store ``blob`` as the state after record ``covered_index``, then prune.
 
-        ``blob`` may come as a sequence of pieces (written as their concatenation), so a large
-        snapshot packed in pieces is never copied whole into one buffer.
+        ``blob`` may come in pieces (written as their concatenation), from a list or from a
+        generator that packs each as it is asked for: a large snapshot is then never copied
+        whole into one buffer, nor held whole at all (``snapshots.write_snapshot_file``).
 
         ``covered_index`` may lie beyond the journal (a snapshot installed from a peer): the
         next record appended then gets ``covered_index + 1``.
