@@ -1,12 +1,12 @@
 """Giving the C heap's free memory back to the OS once a snapshot's packed copy is let go.
 
-A snapshot kept for a peer (or sealed by an encrypted store) is packed whole on a worker
-thread (see ``SnapshotImage``; the others are streamed to their file a piece at a time and
-hold no copy), so its pieces, as large as the state, come from that thread's own malloc
-arena, and glibc keeps an arena's free memory resident for it rather than returning it: a
-node that let the packed copy go still held most of it (100,000 values of 1 KB: 62 MB of a
-119 MB copy stayed resident after it was freed, and came back with ``malloc_trim``; packed
-on the main thread it all went back by itself).
+A snapshot kept for a peer is packed whole on a worker thread (see ``SnapshotImage``; the
+others are streamed to their file a piece at a time and hold no copy), so its pieces, as
+large as the state, come from that thread's own malloc arena, and glibc keeps an arena's
+free memory resident for it rather than returning it: a node that let the packed copy go
+still held most of it (100,000 values of 1 KB: 62 MB of a 119 MB copy stayed resident after
+it was freed, and came back with ``malloc_trim``; packed on the main thread it all went back
+by itself).
 ``malloc_trim(0)`` returns the free pages of every arena; it takes a few milliseconds, and is
 called off the event loop. Where the C library has no ``malloc_trim`` (musl, macOS) this does
 nothing.

@@ -864,11 +864,9 @@ class Replica:
                 return
         if self.engine is not None and self.failure is None:
             self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
-            # Its packed copy let go of at once: given back. A streamed one held a piece at a
-            # time, unless the store seals snapshots, which joins them whole to seal.
             image = effect.image
-            if not image.servable and (image.keep or store.encrypted):
-                self._give_back_snapshot_memory()
+            if image.keep and not image.servable:  # its packed copy let go of at once
+                self._give_back_snapshot_memory()  # (a streamed one held a piece at a time)
 
     def _give_back_snapshot_memory(self) -> None:
         """A snapshot's packed copy was let go of: hand its memory back (see runtime.heap), on

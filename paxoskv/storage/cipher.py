@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING
 from paxoskv.errors import ConfigurationError
 
 if TYPE_CHECKING:  # imported when a key is given: an unencrypted store never loads OpenSSL
-    from cryptography.hazmat.primitives.ciphers import AEADDecryptionContext
+    from cryptography.hazmat.primitives.ciphers import (
+        AEADDecryptionContext,
+        AEADEncryptionContext,
+    )
 
 __all__ = ["KEY_SIZE_BYTES", "SALT_SIZE_BYTES", "TAG_SIZE_BYTES", "RecordCipher", "invalid_tag"]
 
@@ -66,6 +69,16 @@ class RecordCipher:
     def open(self, salt: bytes, counter: int, index: int, ciphertext: bytes) -> bytes:
         """Raises ``InvalidTag`` when the bytes were not sealed here with this key."""
         return self._aead.decrypt(_nonce(salt, counter), ciphertext, _INDEX.pack(index))
+
+    def encryptor(self, salt: bytes, counter: int, index: int) -> AEADEncryptionContext:
+        """Streaming :meth:`seal` for a snapshot packed piece by piece: the ciphertext of
+        each ``update`` in turn, then ``finalize()``, then its ``tag``, are :meth:`seal`'s
+        bytes (GCM's ciphertext is the plaintext's length; its tag comes last)."""
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        context = Cipher(algorithms.AES(self._key), modes.GCM(_nonce(salt, counter))).encryptor()
+        context.authenticate_additional_data(_INDEX.pack(index))
+        return context
 
     def decryptor(self, salt: bytes, counter: int, index: int, tag: bytes) -> AEADDecryptionContext:
         """Streaming :meth:`open` for a snapshot too big to hold twice; ``finalize()`` raises

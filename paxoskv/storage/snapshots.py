@@ -57,18 +57,17 @@ def write_snapshot_file(
     """Write one snapshot durably under its final name (see the module docstring for order).
 
     ``blob`` may come in pieces, from a list or as a generator packs them: each is
-    checksummed and written as it comes, in writes of about :data:`WRITE_BYTES`, and not
-    held after. The header, which gives the body's length and CRC, is written last, over
-    the place kept for it, so a state packed piece by piece is never in memory whole as
-    well (a second copy of the state, in new pages each time). Encryption needs the blob
-    whole and joins it first.
+    checksummed (and sealed, if encrypted: GCM streams) and written as it comes, in writes of
+    about :data:`WRITE_BYTES`, and not held after. The header, which gives the body's length
+    and CRC, is written last, over the place kept for it, so a state packed piece by piece
+    is never in memory whole as well (a second copy of the state, in new pages each time).
     """
     pieces: Iterable[bytes] = [blob] if isinstance(blob, bytes | bytearray) else blob
     salt = os.urandom(SALT_SIZE_BYTES) if cipher else bytes(SALT_SIZE_BYTES)
     flags = FLAG_ENCRYPTED if cipher else 0
     unsigned = FileHeader(SNAPSHOT_MAGIC, flags, covered_index, salt)
     if cipher:
-        pieces = [cipher.seal(salt, 0, covered_index, b"".join(pieces))]
+        pieces = _sealed(pieces, cipher, salt, covered_index)
     key_check = cipher.key_check(salt, unsigned.signed_prefix()) if cipher else bytes(16)
     final = snapshot_name(covered_index)
     temp = final + TEMP_SUFFIX
@@ -104,6 +103,19 @@ def write_snapshot_file(
         disk.close(handle)
     disk.rename(temp, final)
     disk.fsync_dir()
+
+
+def _sealed(
+    pieces: Iterable[bytes], cipher: RecordCipher, salt: bytes, covered_index: int
+) -> Iterator[bytes]:
+    """The body :meth:`RecordCipher.seal` makes of the pieces joined, a piece at a time:
+    their ciphertexts in turn, then the tag. (Sealed whole, they were joined first: a copy
+    of the whole state beside it.)"""
+    context = cipher.encryptor(salt, 0, covered_index)
+    for piece in pieces:
+        yield context.update(piece)
+    rest = context.finalize()  # (empty for GCM: its ciphertext comes as the plaintext does)
+    yield rest + context.tag
 
 
 WRITE_BYTES = 1 << 20

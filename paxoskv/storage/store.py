@@ -337,12 +337,6 @@ class Store:
 
     # --- snapshots -----------------------------------------------------------------------
 
-    @property
-    def encrypted(self) -> bool:
-        """Whether records and snapshots are sealed: a snapshot is then joined whole to be
-        sealed (AES-GCM over one body), however it is handed in."""
-        return self._cipher is not None
-
     def write_snapshot(self, covered_index: int, blob: bytes | Iterable[bytes]) -> None:
         """Durably store ``blob`` as the state after record ``covered_index``, then prune.
 
