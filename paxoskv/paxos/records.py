@@ -314,10 +314,6 @@ class SnapshotImage:
         self.rows_bytes = rows_bytes
         self.release()
 
-    def local_parts(self) -> list[bytes]:
-        """:meth:`local_pieces`, all packed at once."""
-        return list(self.local_pieces())
-
 
 def bin_header(length: int) -> bytes:
     """The msgpack header of a ``length``-byte binary (what packing such bytes begins with)."""

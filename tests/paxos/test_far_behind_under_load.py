@@ -79,7 +79,9 @@ class LaggyCluster:
                 self.carry_out(name, self.nodes[name].tick(self.now))
         elif kind == "saved":
             name, effect = payload
-            effect.image.local_parts()  # packed, as on the runtime's worker: rows_bytes known
+            b"".join(
+                effect.image.local_pieces()
+            )  # packed, as on the runtime's worker: rows_bytes known
             self.carry_out(name, self.nodes[name].snapshot_saved(effect.slot, self.now))
         elif kind == "call":
             payload()

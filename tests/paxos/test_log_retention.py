@@ -130,7 +130,7 @@ def test_snapshots_are_spaced_by_the_states_size_when_it_is_bigger_than_the_sett
     first = b.receive("a", m.CatchupReply((m.CatchupEntry(1, encode_batch(0, sets)),), 1, 0), 0.0)
     (save,) = [e for e in first if isinstance(e, SaveSnapshot)]
     assert (save.slot, save.image.keys) == (1, 30)
-    save.image.local_parts()  # packed on the runtime's worker: then its size is known
+    b"".join(save.image.local_pieces())  # packed on the runtime's worker: then its size is known
     assert save.image.rows_bytes > 30 * 4
     b.snapshot_saved(save.slot, now=0.1)
     # The next is due after 30 commands, as many as the state has keys, not after 5.
@@ -182,7 +182,7 @@ def test_a_saved_snapshot_keeps_its_packed_bytes_only_while_peers_want_one() -> 
     (taken,) = [e for e in asked if isinstance(e, SaveSnapshot)]
     assert taken.slot == 61
     assert [e.message for e in asked if isinstance(e, Send)] == [m.CatchupReply((), 61, 0)]
-    taken.image.local_parts()
+    b"".join(taken.image.local_pieces())
     b.snapshot_saved(taken.slot, now=0.3)
     assert b._transfer is taken.image and taken.image.servable  # wanted: kept to send
     again = b.receive("c", m.CatchupRequest(1), now=0.4)

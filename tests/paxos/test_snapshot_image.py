@@ -36,7 +36,7 @@ def test_an_image_reads_back_as_the_state_and_acceptor_state_it_was_taken_of() -
     taken = state.snapshot()
     state.apply(Set("later", "not in the image"), 3_000)
 
-    local = decode_local_snapshot(b"".join(image.local_parts()))
+    local = decode_local_snapshot(b"".join(image.local_pieces()))
     assert (local.promised, local.accepted, local.chosen) == (
         durable.promised,
         durable.accepted,

@@ -65,7 +65,7 @@ def test_a_peer_a_little_behind_keeps_its_log_when_the_newest_snapshot_is_let_go
     assert reply.entries[0].slot == 75  # served from the log, and pinned there
     fed = b.receive("a", m.CatchupReply(entries(91, 150), 150, 0), now=0.2)
     (save,) = [e for e in fed if isinstance(e, SaveSnapshot)]
-    save.image.local_parts()
+    b"".join(save.image.local_pieces())
     b.snapshot_saved(save.slot, now=0.3)
     assert not save.image.servable
     b.receive("a", m.CatchupReply(entries(151, 160), 160, 0), now=0.4)

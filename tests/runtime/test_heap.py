@@ -55,7 +55,8 @@ async def counted() -> AsyncIterator[tuple[MemoryCluster, list[str]]]:
 async def test_a_snapshot_streamed_to_its_file_leaves_nothing_to_give_back(
     encrypted: bool, tmp_path: Path
 ) -> None:
-    """Sealed too, an encrypted node's snapshot streams (GCM seals piece by piece)."""
+    """An encrypted node's too: nothing is trimmed for a snapshot that was not kept (that
+    sealing streams is held in tests/storage, by the writes a sealed snapshot makes)."""
     key = tmp_path / "key"
     key.write_bytes(os.urandom(32))
     overrides = {"encryption_key_file": key} if encrypted else {}
