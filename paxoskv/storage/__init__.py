@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from paxoskv.storage.memory_disk import MemoryDisk
     from paxoskv.storage.snapshots import SnapshotStream
     from paxoskv.storage.store import (
+        DEFAULT_KEEP_JOURNAL_BYTES,
         DEFAULT_KEEP_JOURNAL_RECORDS,
         DEFAULT_KEEP_SNAPSHOTS,
         DEFAULT_SEGMENT_SIZE_BYTES,
@@ -42,6 +43,7 @@ _HOMES = {
     "SnapshotStream": "paxoskv.storage.snapshots",
     **dict.fromkeys(
         (
+            "DEFAULT_KEEP_JOURNAL_BYTES",
             "DEFAULT_KEEP_JOURNAL_RECORDS",
             "DEFAULT_KEEP_SNAPSHOTS",
             "DEFAULT_SEGMENT_SIZE_BYTES",
@@ -56,6 +58,7 @@ if not TYPE_CHECKING:  # so that a type checker still refuses a name that is not
 
 __all__ = [
     "CRC32C_IMPLEMENTATION",
+    "DEFAULT_KEEP_JOURNAL_BYTES",
     "DEFAULT_KEEP_JOURNAL_RECORDS",
     "DEFAULT_KEEP_SNAPSHOTS",
     "DEFAULT_SEGMENT_SIZE_BYTES",

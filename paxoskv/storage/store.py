@@ -56,6 +56,10 @@ PostgreSQL's WAL segments, bounds both to a quarter; a segment seals four times 
 which cost no measurable throughput (sixteenth session, README)."""
 DEFAULT_KEEP_SNAPSHOTS = 2
 DEFAULT_KEEP_JOURNAL_RECORDS = 100_000
+DEFAULT_KEEP_JOURNAL_BYTES = 64 << 20
+"""The margin before the newest snapshot is bounded in bytes too: a record is a batch of
+commands, 48 KB at 1 KB values, so 100,000 of them alone kept 4.8 GB of journal beside a state of
+100 MB (nineteenth session: a data dir grew by 1.1 KB a write, nothing pruned)."""
 MIN_SEGMENT_SIZE_BYTES = 256  # tiny segments are for tests; 16 MiB is the default
 
 
@@ -76,6 +80,7 @@ class Store:
         segment_size_bytes: int,
         keep_snapshots: int,
         keep_journal_records: int,
+        keep_journal_bytes: int,
     ) -> None:
         """Use :meth:`open`; this only wires the parts together."""
         self._disk = disk
@@ -83,6 +88,7 @@ class Store:
         self._lock_id = lock_id
         self._keep_snapshots = keep_snapshots
         self._keep_journal_records = keep_journal_records
+        self._keep_journal_bytes = keep_journal_bytes
         self._writer = SegmentWriter(disk, cipher, segment_size_bytes, recovered.segments)
         self._writer.durable_end = recovered.last_segment_end
         self._recovered: Recovered | None = recovered
@@ -109,6 +115,7 @@ class Store:
         segment_size_bytes: int = DEFAULT_SEGMENT_SIZE_BYTES,
         keep_snapshots: int = DEFAULT_KEEP_SNAPSHOTS,
         keep_journal_records: int = DEFAULT_KEEP_JOURNAL_RECORDS,
+        keep_journal_bytes: int = DEFAULT_KEEP_JOURNAL_BYTES,
         disk: Disk | None = None,
     ) -> Store:
         """Lock the data dir, recover what is there, and get ready to append.
@@ -118,7 +125,9 @@ class Store:
         in RAM and ignores ``data_dir``. ``disk`` replaces the files under the store (the
         simulator passes one :class:`MemoryDisk` per node and re-opens on it after a crash).
         """
-        _check_settings(durability, segment_size_bytes, keep_snapshots, keep_journal_records)
+        _check_settings(
+            durability, segment_size_bytes, keep_snapshots, keep_journal_records, keep_journal_bytes
+        )
         base = disk if disk is not None else _default_disk(data_dir, durability)
         working: Disk = NoSyncDisk(base) if durability == "os" else base
         cipher = RecordCipher(encryption_key) if encryption_key is not None else None
@@ -133,6 +142,7 @@ class Store:
                 segment_size_bytes=segment_size_bytes,
                 keep_snapshots=keep_snapshots,
                 keep_journal_records=keep_journal_records,
+                keep_journal_bytes=keep_journal_bytes,
             )
             store._prune()
         except OSError as error:
@@ -381,22 +391,31 @@ class Store:
 
     def _prune(self) -> None:
         """Retention: keep the newest ``keep_snapshots`` snapshots, and every segment holding
-        a record after the oldest of them or among the last ``keep_journal_records`` records
-        before the newest. The first rule is what lets a damaged newest snapshot fall back to
-        the one before it; the second keeps records for replicas that lag a little.
+        a record after the oldest of them; of the segments before, the newest that hold any of
+        the last ``keep_journal_records`` records before the newest snapshot, as long as they
+        add up to no more than ``keep_journal_bytes``. The first rule is what lets a damaged
+        newest snapshot fall back to the one before it; the second keeps records for replicas
+        that lag a little, bounded both ways since a record may be one command or hundreds.
         """
         indexes = self._snapshot_indexes
         dropped = indexes[: max(0, len(indexes) - self._keep_snapshots)]
         kept = indexes[len(dropped) :]
         if not kept:
             return
-        bound = min(kept[0], kept[-1] - self._keep_journal_records)
         segments = self._writer.segments
+        covered = 0  # segments[:covered] hold only records the oldest snapshot kept covers
+        while covered + 1 < len(segments) and segments[covered + 1].first_index - 1 <= kept[0]:
+            covered += 1
+        margin_floor = kept[-1] - self._keep_journal_records
+        margin_bytes = 0
         removed = set()
-        for segment, following in itertools.pairwise(segments):
-            if following.first_index - 1 > bound:
+        for position in range(covered - 1, -1, -1):
+            last = segments[position + 1].first_index - 1
+            if last > margin_floor:
+                margin_bytes += self._disk.size(segments[position].name)
+            if last <= margin_floor or margin_bytes > self._keep_journal_bytes:
+                removed = {segment.name for segment in segments[: position + 1]}
                 break
-            removed.add(segment.name)
         for name in sorted(removed):
             self._disk.remove(name)
         self._writer.drop(removed)
@@ -557,7 +576,11 @@ def _default_disk(data_dir: str | Path | None, durability: Durability) -> Disk:
 
 
 def _check_settings(
-    durability: str, segment_size_bytes: int, keep_snapshots: int, keep_journal_records: int
+    durability: str,
+    segment_size_bytes: int,
+    keep_snapshots: int,
+    keep_journal_records: int,
+    keep_journal_bytes: int,
 ) -> None:
     if durability not in get_args(Durability):
         raise ConfigurationError(
@@ -574,3 +597,5 @@ def _check_settings(
         raise ConfigurationError(
             f"keep_journal_records must be 0 or more; got {keep_journal_records}"
         )
+    if keep_journal_bytes < 0:
+        raise ConfigurationError(f"keep_journal_bytes must be 0 or more; got {keep_journal_bytes}")

@@ -124,6 +124,41 @@ def test_retention_keeps_a_margin_of_records_before_the_newest_snapshot() -> Non
         assert 50 < store.first_index <= 101
 
 
+def test_retention_bounds_the_margin_in_bytes_too() -> None:
+    """A record may be a batch of hundreds of commands: the margin of records alone kept
+    gigabytes of journal beside a small state. Segments of 512 bytes hold 8 records of 40
+    bytes (480 bytes with their frames and header); a margin of 1,100 bytes keeps two of them
+    before the one being written, not the 100 records (twelve) the count alone would."""
+    disk = MemoryDisk()
+    settings = {
+        "segment_size_bytes": 512,
+        "keep_snapshots": 1,
+        "keep_journal_records": 100,
+        "keep_journal_bytes": 1_100,
+    }
+    with Store.open(None, disk=disk, **settings) as store:  # type: ignore[arg-type]
+        for index in range(1, 201):
+            store.append([b"%05d" % index * 8])
+            store.sync()
+            if index % 50 == 0:
+                store.write_snapshot(index, b"state %d" % index)
+        assert store.snapshot_indexes == [200]
+        segments = sorted(name for name in disk.listdir() if name.startswith("journal-"))
+        margin = [name for name in segments if int(name[8:-4]) <= 200]
+        assert sum(disk.size(name) for name in margin[:-1]) <= 1_100  # the sealed ones before
+        assert 150 < store.first_index < 200  # far fewer than the 100 records the count allows
+        assert store.read_records(store.first_index, 200 - store.first_index + 1) == [
+            (index, b"%05d" % index * 8) for index in range(store.first_index, 201)
+        ]
+    with Store.open(None, disk=disk, **settings) as store:  # type: ignore[arg-type]
+        assert recover_all(store) == ((200, b"state 200"), [])
+
+
+def test_the_journal_margin_in_bytes_must_not_be_negative() -> None:
+    with pytest.raises(ConfigurationError, match="keep_journal_bytes must be 0 or more"):
+        Store.open(None, durability="memory", keep_journal_bytes=-1)
+
+
 def test_a_snapshot_past_the_end_of_the_journal_moves_the_next_index() -> None:
     disk = MemoryDisk()
     with Store.open(None, disk=disk) as store:
