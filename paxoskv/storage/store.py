@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import errno
-import itertools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
