@@ -44,12 +44,23 @@ class RunOptions:
 # and a short log kept in memory, by slots and by bytes (compaction; catching up by snapshot;
 # candidates behind the compacted log; pins of peers catching up),
 # and small message limits (promises in many parts, some cut short; batches in many slots;
-# snapshots in many chunks).
+# snapshots in many chunks), with snapshots often enough that the journal is pruned.
 SEED_SETTINGS: tuple[dict[str, int], ...] = (
     {},
     {"snapshot_every_commands": 40, "log_retention_slots": 10, "log_retention_bytes": 1_000},
-    {"max_message_bytes": 2_000},
-    {"max_message_bytes": 250},
+    {"max_message_bytes": 2_000, "snapshot_every_commands": 60},
+    {"max_message_bytes": 250, "snapshot_every_commands": 25},
+)
+
+# Storage settings by the same seed classes: with the default 16 MiB segments a simulated
+# journal never leaves its first segment, so segments sealed, started and pruned under
+# crashes, power cuts and a fallback to the older snapshot would go untested. Tiny segments,
+# and a margin before the newest snapshot bounded by records or by bytes (or none at all).
+SEED_STORE_SETTINGS: tuple[dict[str, int], ...] = (
+    {},
+    {"segment_size_bytes": 1_024, "keep_journal_records": 30, "keep_journal_bytes": 1 << 20},
+    {"segment_size_bytes": 2_048, "keep_journal_records": 1_000, "keep_journal_bytes": 3_000},
+    {"segment_size_bytes": 512, "keep_snapshots": 1, "keep_journal_records": 0},
 )
 
 
@@ -71,7 +82,12 @@ def run_seed(
     options = options or RunOptions()
     settings = SEED_SETTINGS[seed % len(SEED_SETTINGS)]
     world = World(
-        seed, options.nodes, settings=settings, trace=trace, engine_class=options.engine_class
+        seed,
+        options.nodes,
+        settings=settings,
+        store_settings=SEED_STORE_SETTINGS[seed % len(SEED_STORE_SETTINGS)],
+        trace=trace,
+        engine_class=options.engine_class,
     )
     world.amnesia_rule = options.amnesia_rule
     try:

@@ -95,6 +95,7 @@ class World:
         *,
         learners: int = 0,
         settings: dict[str, Any] | None = None,
+        store_settings: dict[str, int] | None = None,
         trace: Callable[[str], None] | None = None,
         engine_class: type[Engine] = Engine,
     ) -> None:
@@ -108,6 +109,7 @@ class World:
         self.faults_over = False  # healed for good: cuts scheduled earlier no longer happen
         self.nodes: dict[str, SimNode] = {}
         self.settings_overrides = settings or {}
+        self.store_settings = store_settings or {}  # Store.open's: segment size, retention
         # The runtime's rule against acceptor amnesia (``Replica._may_vote``): a voter's id
         # started on an empty disk votes in no seat it did not get in that life. Modelled as
         # what the runtime does until the id is removed: its engine runs as a learner. Off,
@@ -147,7 +149,7 @@ class World:
         """Open the node's store and recover its engine, as a real process restart would."""
         node = self.nodes[node_id]
         assert not node.up
-        node.store = Store.open(None, durability="memory", disk=node.disk)
+        node.store = Store.open(None, durability="memory", disk=node.disk, **self.store_settings)
         recovered = node.store.recovered_snapshot()
         durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
         for _, record in node.store.recovered_records():
