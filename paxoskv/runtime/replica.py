@@ -159,6 +159,9 @@ class Replica:
             if config.bootstrap_expect is not None
             else None
         )
+        # What recovery read, kept only until the cluster is formed or joined and the engine
+        # starts with it (then let go of: it may be a view into a snapshot file's bytes).
+        self._pending_durable: DurableState | None = None
         self._has_state = False  # the data dir held a journal or snapshot at start (not a
         # fresh life's, before its seat is settled: see settled)
         self._life: Life | None = None  # a fresh life (see identity.Life); None: not one
@@ -403,6 +406,11 @@ class Replica:
         self._genesis, self._formation = tuple(sorted(voters)), formation
         save_genesis(self.config.data_dir, self._genesis, self.config.cluster, formation)
         save_role(self.config.data_dir, self._role)
+
+    def _take_pending_durable(self) -> DurableState:
+        durable, self._pending_durable = self._pending_durable, None
+        assert durable is not None, "the engine starts once, with what recovery read"
+        return durable
 
     def _start_engine(self, durable: DurableState) -> None:
         assert self._genesis is not None and self.store is not None
@@ -1177,7 +1185,7 @@ class Replica:
             self._found(genesis, formation)  # a fellow founder bootstrapped it first
         else:
             self._adopt_genesis(genesis, formation)
-        self._start_engine(self._pending_durable)
+        self._start_engine(self._take_pending_durable())
 
     def _follow_removed_life(self, sender: str, applied_slot: int) -> None:
         """Whether a removed node's hellos still come from the process that was removed.
@@ -1236,7 +1244,7 @@ class Replica:
             ", ".join(voters),
             self._formation,
         )
-        self._start_engine(self._pending_durable)
+        self._start_engine(self._take_pending_durable())
         self._member = True
 
     def _refuse_foreign(self, sender: str, genesis: tuple[str, ...], formation: str | None) -> None:

@@ -196,6 +196,9 @@ async def test_late_nodes_join_the_cluster_formed_rather_than_form_their_own() -
         for node in cluster.nodes.values():
             await node.wait_ready(5)
         assert set(genesis_of(cluster).values()) == {("d1", "d2")}
+        # What recovery read waits for the cluster, and is let go of once the engine has it
+        # (bootstrapped: d1, d2; joined: d3, d4).
+        assert all(node.replica._pending_durable is None for node in cluster.nodes.values())
         leader = cluster.nodes["d1"].replica.engine
         assert leader is not None
         await eventually(
