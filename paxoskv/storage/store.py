@@ -39,6 +39,7 @@ from paxoskv.storage.snapshots import (
 from paxoskv.storage.writer import Run, SegmentWriter
 
 __all__ = [
+    "DEFAULT_KEEP_JOURNAL_BYTES",
     "DEFAULT_KEEP_JOURNAL_RECORDS",
     "DEFAULT_KEEP_SNAPSHOTS",
     "DEFAULT_SEGMENT_SIZE_BYTES",
@@ -390,9 +391,11 @@ class Store:
 
     def _prune(self) -> None:
         """Retention: keep the newest ``keep_snapshots`` snapshots, and every segment holding
-        a record after the oldest of them; of the segments before, the newest that hold any of
-        the last ``keep_journal_records`` records before the newest snapshot, as long as they
-        add up to no more than ``keep_journal_bytes``. The first rule is what lets a damaged
+        a record after the oldest of them; of the segments before, the newest whose last index
+        is within ``keep_journal_records`` of the newest snapshot, as long as they add up to no
+        more than ``keep_journal_bytes`` (a segment's last index is taken as the next one's
+        first less one, which after a snapshot installed past the journal's end overstates it:
+        the byte bound still holds). The first rule is what lets a damaged
         newest snapshot fall back to the one before it; the second keeps records for replicas
         that lag a little, bounded both ways since a record may be one command or hundreds.
         """
