@@ -726,8 +726,11 @@ class Engine:
     def _votes_in(self, slot: int) -> bool:
         if self.settings.learner:
             return False
-        if slot > self.applied_slot + self.settings.window_slots:
-            return True  # its configuration is not known here yet: answer, the leader decides
+        if slot > self.applied_slot + self.settings.window_slots or slot <= self.compacted_slot:
+            # Its configuration is not known here yet, or any more (let go of with the log:
+            # ConfigHistory.at answers with the oldest kept, in which this node may be no
+            # voter): answer, the leader decides, counting only the slot's own voters.
+            return True
         return self.node_id in self.configs.at(slot).voters
 
     # --- learner -----------------------------------------------------------------------------
