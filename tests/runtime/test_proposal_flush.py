@@ -3,7 +3,7 @@ a burst.
 
 ``Replica.submit`` used to leave every proposal to a flush a turn of the loop later, so that
 the writes of many callers woken in one turn go in one slot. A sequential caller paid that
-turn, and its poll, on every write (nineteenth session: 683-723k against 626-634k instructions
+turn, and its poll, on every write (nineteenth session: 678-723k against 621-634k instructions
 a write, ``benchmarks/write_path.py --instructions``). Now a write is proposed at once when
 nothing else of the node's own waits and the writes before it went one at a time; after a
 batch, the callers it answered all write again in one turn, and the first of them flushed
