@@ -32,6 +32,7 @@ from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
 from paxoskv.runtime.loop import run
 from paxoskv.runtime.replica import Replica
+from paxoskv.state import Configuration
 from paxoskv.state.results import WRITTEN
 from paxoskv.state.wire import pack
 
@@ -42,6 +43,7 @@ class AnsweringEngine:
     """What the runtime asks of an engine on this path: every proposal answered at once."""
 
     is_leader = True
+    configuration = Configuration(frozenset({"c1"}))  # a single voter: every flush a turn later
 
     def __init__(self) -> None:
         self.revision = 0

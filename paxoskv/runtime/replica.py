@@ -1531,14 +1531,16 @@ class Replica:
         # queue_proposal written out, and the Request made as its own tuple.__new__ would
         # (a NamedTuple's __new__ is a Python lambda): two calls fewer per write.
         proposals = self._proposals
+        at_once = (
+            alone
+            and not proposals
+            and not self._stepping
+            and not self._delivering
+            and len(self.engine.configuration.voters) > 1
+        )
         proposals.append(_new_tuple(Request, (client_id, seq, command)))
         if len(proposals) == 1:
-            if (
-                alone
-                and not self._stepping
-                and not self._delivering
-                and len(self.engine.configuration.voters) > 1
-            ):
+            if at_once:
                 # A sequential caller's write is proposed now: a flush a turn of the loop
                 # later, which lets the writes of many callers woken together go in one slot,
                 # would only add that turn, and its poll, to its latency. Only after writes
@@ -1549,7 +1551,14 @@ class Replica:
                 # Never with a single voter: its write would be chosen, applied and answered
                 # inside this call, so a caller writing in a loop would never yield to the
                 # loop, and a watch task created just before the write would miss it.
-                self._flush_proposals()
+                try:
+                    self._flush_proposals()
+                except BaseException:
+                    # (a request the engine refuses, raised here as the caller's own error:
+                    # nothing will answer it, so nothing waits for it either)
+                    if waiting is None:
+                        self._answers.pop(key, None)
+                    raise
             else:
                 self._loop.call_soon(self._flush_proposals)
         return future

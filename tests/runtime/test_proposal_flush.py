@@ -14,26 +14,40 @@ with it, none. A single voter keeps the later turn for every write (see its test
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from paxoskv.state import Set
 from paxoskv.state.command_wire import encode_command
-from tests.runtime.cluster import MemoryCluster
+from tests.runtime.cluster import MemoryCluster, eventually
 
 
+@pytest.mark.parametrize("role", ["leader", "follower"])
 async def test_a_sequential_write_is_proposed_at_once_and_a_burst_in_one_batch(
-    memory_cluster: MemoryCluster,
+    memory_cluster: MemoryCluster, role: str
 ) -> None:
-    replica = memory_cluster.nodes["n2"].replica
+    nodes = list(memory_cluster.nodes.values())
+    await eventually(lambda: any(node.replica.engine.is_leader for node in nodes))  # type: ignore[union-attr]
+    replica = next(
+        node.replica
+        for node in nodes
+        if node.replica.engine.is_leader == (role == "leader")  # type: ignore[union-attr]
+    )
     seq = 0
 
-    def submit() -> object:
+    def submit() -> asyncio.Future[bytes]:
         nonlocal seq
         seq += 1
-        return replica.submit("flush-test", seq, encode_command(Set(f"k{seq}", seq)))
+        future = replica.submit("flush-test", seq, encode_command(Set(f"k{seq}", seq)))
+        assert isinstance(future, asyncio.Future)
+        return future
 
     await submit()  # (whatever came before: the writes from here on are one at a time)
     await submit()
     sequential = submit()
     assert replica._proposals == [], "a lone write after lone writes waited for a later turn"
+    assert not sequential.done()  # answered only once another node replies: a turn later
     await sequential
 
     burst = [submit() for _ in range(5)]
@@ -44,7 +58,23 @@ async def test_a_sequential_write_is_proposed_at_once_and_a_burst_in_one_batch(
     after_burst = submit()
     assert len(replica._proposals) == 1, "the first write after a batch did not wait its turn"
     await after_burst
-    assert await memory_cluster.nodes["n1"].get(f"k{seq}") == seq
+    assert await nodes[0].get(f"k{seq}") == seq
+
+
+async def test_a_request_the_engine_refuses_at_once_is_the_callers_error(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """Proposed at once, a request the engine refuses raises in ``submit`` itself, and leaves
+    nothing behind to wait for an answer (nor to keep the next write from going at once)."""
+    replica = memory_cluster.nodes["n3"].replica
+    for seq in (1, 2):
+        await replica.submit("flush-test", seq, encode_command(Set("k", seq)))
+    with pytest.raises(ValueError):
+        replica.submit("", 1, encode_command(Set("k", 0)))  # no client id
+    assert replica._answers == {} and replica._proposals == []
+    sequential = replica.submit("flush-test", 3, encode_command(Set("k", 3)))
+    assert replica._proposals == []
+    await sequential
 
 
 async def test_a_single_voter_leaves_every_write_to_a_later_turn() -> None:
