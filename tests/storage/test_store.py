@@ -95,15 +95,20 @@ def test_read_records_serves_durable_records_across_segments() -> None:
         assert store.read_records(1, 0) == []
 
 
+def _append_200_with_a_snapshot_every_50(store: Store) -> None:
+    """Records 1 to 200 of 40 bytes, each synced, and a snapshot after every fiftieth."""
+    for index in range(1, 201):
+        store.append([b"%05d" % index * 8])
+        store.sync()
+        if index % 50 == 0:
+            store.write_snapshot(index, b"state %d" % index)
+
+
 def test_retention_keeps_what_a_fallback_and_a_lagging_replica_need() -> None:
     disk = MemoryDisk()
     settings = {"segment_size_bytes": 512, "keep_snapshots": 2, "keep_journal_records": 20}
     with Store.open(None, disk=disk, **settings) as store:  # type: ignore[arg-type]
-        for index in range(1, 201):
-            store.append([b"%05d" % index * 8])
-            store.sync()
-            if index % 50 == 0:
-                store.write_snapshot(index, b"state %d" % index)
+        _append_200_with_a_snapshot_every_50(store)
         assert store.snapshot_indexes == [150, 200]
         # records after the older snapshot (150) are kept, for a fall back to it
         assert store.first_index <= 151
@@ -115,11 +120,7 @@ def test_retention_keeps_what_a_fallback_and_a_lagging_replica_need() -> None:
 def test_retention_keeps_a_margin_of_records_before_the_newest_snapshot() -> None:
     settings = {"segment_size_bytes": 512, "keep_snapshots": 1, "keep_journal_records": 100}
     with Store.open(None, durability="memory", **settings) as store:  # type: ignore[arg-type]
-        for index in range(1, 201):
-            store.append([b"%05d" % index * 8])
-            store.sync()
-            if index % 50 == 0:
-                store.write_snapshot(index, b"state %d" % index)
+        _append_200_with_a_snapshot_every_50(store)
         assert store.snapshot_indexes == [200]
         assert 50 < store.first_index <= 101
 
@@ -137,11 +138,7 @@ def test_retention_bounds_the_margin_in_bytes_too() -> None:
         "keep_journal_bytes": 1_100,
     }
     with Store.open(None, disk=disk, **settings) as store:  # type: ignore[arg-type]
-        for index in range(1, 201):
-            store.append([b"%05d" % index * 8])
-            store.sync()
-            if index % 50 == 0:
-                store.write_snapshot(index, b"state %d" % index)
+        _append_200_with_a_snapshot_every_50(store)
         assert store.snapshot_indexes == [200]
         segments = sorted(name for name in disk.listdir() if name.startswith("journal-"))
         margin = [name for name in segments if int(name[8:-4]) <= 200]
