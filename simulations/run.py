@@ -54,8 +54,8 @@ SEED_SETTINGS: tuple[dict[str, int], ...] = (
 
 # Storage settings by the same seed classes: with the default 16 MiB segments a simulated
 # journal never leaves its first segment, so segments sealed, started and pruned under
-# crashes, power cuts and a fallback to the older snapshot would go untested. Tiny segments,
-# and a margin before the newest snapshot bounded by records or by bytes (or none at all).
+# crashes and power cuts would go untested. Tiny segments, and a margin before the newest
+# snapshot bounded by records or by bytes (or none at all).
 SEED_STORE_SETTINGS: tuple[dict[str, int], ...] = (
     {},
     {"segment_size_bytes": 1_024, "keep_journal_records": 30, "keep_journal_bytes": 1 << 20},

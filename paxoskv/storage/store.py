@@ -395,9 +395,9 @@ class Store:
         is within ``keep_journal_records`` of the newest snapshot, as long as they add up to no
         more than ``keep_journal_bytes`` (a segment's last index is taken as the next one's
         first less one, which after a snapshot installed past the journal's end overstates it:
-        the byte bound still holds). The first rule is what lets a damaged
-        newest snapshot fall back to the one before it; the second keeps records for replicas
-        that lag a little, bounded both ways since a record may be one command or hundreds.
+        the byte bound still holds). The first rule is what lets a damaged newest snapshot fall
+        back to the one before it; the second keeps records for replicas that lag a little,
+        bounded both ways since a record may be one command or hundreds.
         """
         indexes = self._snapshot_indexes
         dropped = indexes[: max(0, len(indexes) - self._keep_snapshots)]
