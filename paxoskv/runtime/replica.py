@@ -167,6 +167,7 @@ class Replica:
         # fresh life's, before its seat is settled: see settled)
         self._life: Life | None = None  # a fresh life (see identity.Life); None: not one
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
+        self._leave_after: int | None = None  # removed, still voting up to here: see _still_needed
         self._head_at_join: int | None = None  # (a fresh node) the first commit point heard
         self._last_members: frozenset[str] | None = None
         self._seen_configuration: Configuration | None = None
@@ -1366,7 +1367,7 @@ class Replica:
                 del self.peers[node_id]
         me = self.node_id
         if me not in members:
-            if self._member:
+            if self._member and not self._still_needed(engine):
                 self._role = "removed"
                 save_role(self.config.data_dir, "removed")
                 self._fail_stop(NodeRemoved(me, self.config.cluster))
@@ -1384,6 +1385,48 @@ class Replica:
             save_role(self.config.data_dir, "voter")
             log.info("%s was promoted: it is a voter now", me)
         self._set_voting()
+
+    def _still_needed(self, engine: Engine) -> bool:
+        """Whether this removed voter must keep voting a while before it stops.
+
+        A change chosen in slot ``s`` governs from ``s + alpha`` on (paxos.configs): the slots
+        before are still the old configuration's, and the leader pads them with no-ops so the
+        change takes effect. When the voters that stay are no quorum of that old configuration
+        (one of a pair removed), those slots cannot be chosen, nor campaigned over (phase 1
+        needs a quorum of every configuration it covers), without this node: stopped the
+        moment it applied its removal, it left the voter of a pair with no leader for good.
+        So it stops once it has applied the last slot it is needed in and every voter that
+        stays has said, in a hello, that it has too; until then it votes (it no longer
+        campaigns: not a voter of the latest configuration). Where the voters that stay are a
+        quorum of every configuration it was in (three voters or more, one removed), it stops
+        at once, as before.
+        """
+        latest = engine.configs.latest()
+        entries = engine.configs.entries()
+        for (_, config), (start, _) in pairwise(entries):
+            if (
+                self.node_id in config.voters
+                and start - 1 > (self._leave_after or 0)
+                and not config.is_quorum(config.voters & latest.voters)
+            ):
+                if self._leave_after is None:
+                    log.info(
+                        "%s was removed; it votes on until the voters left have applied slot "
+                        "%d, which its old configuration governs and cannot choose without it",
+                        self.node_id,
+                        start - 1,
+                    )
+                self._leave_after = start - 1  # the last slot that configuration governs
+        last = self._leave_after
+        if last is None:
+            return False
+        if engine.applied_slot < last:
+            return True
+        for voter in latest.voters - {self.node_id}:
+            view = self.peers.get(voter)
+            if view is None or view.applied_slot < last:
+                return True
+        return False
 
     def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
         """Who left the configuration, and from which slot (the leader's policy must not add
