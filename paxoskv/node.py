@@ -9,7 +9,7 @@ from typing import Any
 
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
-from paxoskv.errors import NodeClosed, NoQuorum
+from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
 from paxoskv.runtime.serving import ClientService, all_entries
@@ -44,10 +44,27 @@ class Node(KVApi):
         return self.replica.node_id
 
     async def start(self) -> None:
+        """Open the data dir, recover, and take part in the cluster (``async with`` calls it).
+
+        A Node starts once: a second start used to build a second replica over the running
+        one's, which failed on the data dir's lock but had already taken the running one's
+        place, so the node answered as a stranger and the first replica ran on past close.
+        """
+        if self._closed:
+            raise NodeClosed("this node is closed: start a new Node to use the cluster again")
+        if self._replica is not None:
+            raise InvalidArgument(
+                "this node is started already (a Node starts once, and `async with node` "
+                "starts it): use it as it is, or close it and start a new Node"
+            )
         replica = Replica(self.config, transport=self._transport)
         self.client_id = f"{replica.node_id}-{self.client_id.rsplit('-', 1)[-1]}"
         self._replica = replica
-        await replica.start()
+        try:
+            await replica.start()
+        except BaseException:
+            self._replica = None  # (it let go of what it opened): a later start may try again
+            raise
         self._service = ClientService(replica)
         # A replica that stops on its own (an I/O error) ends the watches too.
         self._stop_watch = asyncio.ensure_future(replica.stopped.wait())

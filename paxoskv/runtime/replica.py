@@ -34,7 +34,6 @@ from paxoskv.errors import (
     NodeClosed,
     NodeRemoved,
     NoQuorum,
-    PaxosKVError,
     StorageError,
     WrongFormation,
 )
@@ -205,32 +204,37 @@ class Replica:
     # --- life ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open storage, recover, open the transport, and begin (or wait to be given) a config."""
+        """Open storage, recover, open the transport, and begin (or wait to be given) a config.
+
+        A start that fails lets go of all it opened (the store's lock, the writer thread, the
+        transport) before it raises: one that failed in recovery (``CorruptData``) used to
+        keep the data dir locked by its own process, so an application that fixed the cause
+        and started a new Node got ``DataDirLocked`` naming itself.
+        """
         self.store = await self._loop.run_in_executor(None, self._open_store)
         try:
-            kept = read_genesis(self.config.data_dir, self.config.cluster)
-            if kept is not None:
-                self._genesis, self._formation = kept.voters, kept.formation
-                self._record_cluster = kept.cluster is None
-            self._role = self._kept_role()
-            self._keep_bootstrap()
-            self._life = load_life(self.config.data_dir)
-        except PaxosKVError:
-            await self.stop()  # the store's lock and the writer thread go too
+            await self._begin(self.store)
+        except BaseException:
+            await self.stop()
             raise
+
+    async def _begin(self, store: Store) -> None:
+        kept = read_genesis(self.config.data_dir, self.config.cluster)
+        if kept is not None:
+            self._genesis, self._formation = kept.voters, kept.formation
+            self._record_cluster = kept.cluster is None
+        self._role = self._kept_role()
+        self._keep_bootstrap()
+        self._life = load_life(self.config.data_dir)
         durable, has_state = await self._loop.run_in_executor(None, self._recover)
         if self._life is None and not has_state:  # before its first journal record
             self._life = Life(fresh_nonce())
             save_life(self.config.data_dir, self._life)
-        self._committer = GroupCommitter(self.store, self._synced)
+        self._committer = GroupCommitter(store, self._synced)
         self.transport = self._given_transport or await open_transport(
             self.node_id, self.config.transport_settings(node_incarnation=None)
         )
-        try:
-            self._check_transport_room(self.transport)
-        except ConfigurationError:
-            await self.stop()  # the store's lock and the writer thread go too
-            raise
+        self._check_transport_room(self.transport)
         self._watch_duplicate_ids(self.transport)
         self.transport.deliver_to(self._on_deliveries)
         self._tasks = [asyncio.create_task(self._hello_loop(), name=f"{self.node_id} hello")]
