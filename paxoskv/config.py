@@ -31,6 +31,11 @@ Durability = Literal["durable", "os", "memory"]
 ENV_PREFIX = "PAXOS_KV_"
 
 
+COMMIT_DELAY_S = 0.002
+"""How long a leader's lone commit point may wait to ride on the next accept (the engine's
+``commit_delay_s``, which the runtime gives it from here): a heartbeat must come less often."""
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything ``paxoskv.Node`` and ``paxoskv.connect`` need.
@@ -106,6 +111,7 @@ class Config:
             raise ConfigurationError("a learner cannot bootstrap a cluster; start it with --join")
         if self.request_timeout_s <= 0:
             raise ConfigurationError("request_timeout_s must be positive")
+        self._check_timing()
         if not 0 < self.suspect_after_s < self.down_after_s:
             raise ConfigurationError("need 0 < suspect_after_s < down_after_s")
         if self.min_voters < 1:
@@ -133,6 +139,34 @@ class Config:
         if self.node_id is not None:
             _check_node_id(self.node_id)
         self.transport_settings(node_incarnation=None)  # validates scope, group, peers, secret
+
+    def _check_timing(self) -> None:
+        """The timers a node runs on, checked here rather than where the engine or the hello
+        loop meets them: a heartbeat of 0 stopped ``paxos-kv node`` with a ValueError
+        traceback from the engine, and a hello interval of 0 busy-looped, sending some
+        70,000 hellos a second (bad-input audit, twentieth session)."""
+        for name in ("heartbeat_interval_s", "election_timeout_s", "hello_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(
+                    f"{name} must be positive, not {getattr(self, name)!r} (seconds)"
+                )
+        if self.heartbeat_interval_s <= COMMIT_DELAY_S:
+            raise ConfigurationError(
+                f"heartbeat_interval_s must be more than {COMMIT_DELAY_S * 1000:g} ms (the "
+                f"longest a lone commit point waits to ride on a write), not "
+                f"{self.heartbeat_interval_s!r}"
+            )
+        if self.heartbeat_interval_s * 3 > self.election_timeout_s:
+            raise ConfigurationError(
+                f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be at most a third "
+                f"of election_timeout_s ({self.election_timeout_s:g}): a leader must be heard "
+                "at least three times before followers give up on it"
+            )
+        if self.auto_remove_down_after_s is not None and self.auto_remove_down_after_s <= 0:
+            raise ConfigurationError(
+                "auto_remove_down_after_s must be positive, or unset to never remove a node "
+                "that is down"
+            )
 
     def check_node_storage(self) -> None:
         """A replica (unlike a client) needs somewhere to persist, unless told not to."""

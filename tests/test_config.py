@@ -172,3 +172,23 @@ def test_a_snapshot_interval_out_of_range_is_refused_by_name(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Config(**setting)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"heartbeat_interval_s": 0}, "heartbeat_interval_s must be positive"),
+        ({"election_timeout_s": -1}, "election_timeout_s must be positive"),
+        ({"hello_interval_s": 0}, "hello_interval_s must be positive"),
+        ({"heartbeat_interval_s": 0.001}, "heartbeat_interval_s must be more than 2 ms"),
+        ({"heartbeat_interval_s": 10}, r"must be at most a third of election_timeout_s"),
+        ({"auto_remove_down_after_s": 0}, "auto_remove_down_after_s must be positive"),
+    ],
+)
+def test_timers_a_node_cannot_run_on_are_refused_by_name(
+    settings: dict[str, float], message: str
+) -> None:
+    """Each used to pass here and fail later: a ValueError traceback from the engine, or (a
+    hello interval of 0) a node busy-looping on hellos."""
+    with pytest.raises(ConfigurationError, match=message):
+        Config(**settings)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,24 @@ _CLUSTER_OPTIONS = (
         help="TOML file of settings (flags and PAXOS_KV_* variables override it).",
     ),
 )
+
+
+class PositiveSeconds(click.FloatRange):
+    """A positive, finite number of seconds. ``FloatRange(min=0, min_open=True)`` lets NaN
+    through (no comparison with NaN is true), and a ``paxos-kv node --timeout nan`` then
+    stopped with a traceback from the event loop's timer."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
 
 _TIMEOUT_OPTION = setting_option(
     "--timeout",

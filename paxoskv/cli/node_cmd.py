@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from paxoskv.cli.cluster_options import finding_options, setting_option, settings_config
+from paxoskv.cli.cluster_options import (
+    PositiveSeconds,
+    finding_options,
+    setting_option,
+    settings_config,
+)
 from paxoskv.config import Config
 from paxoskv.errors import NoQuorum
 from paxoskv.runtime.loop import loop_name, run
@@ -89,7 +94,7 @@ def configure_logging(level: str) -> None:
 @click.option(
     "--timeout",
     "ready_timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=PositiveSeconds(),
     metavar="SECONDS",
     help="Give up (exit 3) if the node has no cluster this long after it starts: none to "
     "join and none formed (default: keep waiting until stopped).",

@@ -26,7 +26,7 @@ from itertools import pairwise
 from typing import Any
 
 from paxoskv.compiled import build_name
-from paxoskv.config import Config
+from paxoskv.config import COMMIT_DELAY_S, Config
 from paxoskv.errors import (
     AmnesiacVoter,
     ConfigurationError,
@@ -427,6 +427,7 @@ class Replica:
             election_timeout_min_s=config.election_timeout_s,
             election_timeout_max_s=config.election_timeout_s * 2,
             retransmit_interval_s=max(config.heartbeat_interval_s * 2, 0.02),
+            commit_delay_s=COMMIT_DELAY_S,
             snapshot_every_commands=config.snapshot_every_commands,
             snapshot_every_bytes=config.snapshot_every_bytes,
             log_retention_slots=config.log_retention_slots,

@@ -39,6 +39,33 @@ def test_bad_settings_exit_2_before_starting(
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0"])
+def test_a_timeout_that_is_no_positive_number_of_seconds_is_a_usage_error(
+    cli: Cli, timeout: str
+) -> None:
+    result = cli("node", "--durability", "memory", "--bootstrap-expect", "1", "--timeout", timeout)
+    assert result.exit_code == 2
+    assert "Invalid value for '--timeout'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PAXOS_KV_HEARTBEAT_INTERVAL_S", "0", "heartbeat_interval_s must be positive"),
+        ("PAXOS_KV_ELECTION_TIMEOUT_S", "-1", "election_timeout_s must be positive"),
+        ("PAXOS_KV_HELLO_INTERVAL_S", "0", "hello_interval_s must be positive"),
+        ("PAXOS_KV_HEARTBEAT_INTERVAL_S", "10", "at most a third of election_timeout_s"),
+    ],
+)
+def test_timers_a_node_cannot_run_on_exit_2_without_a_traceback(
+    cli: Cli, variable: str, value: str, message: str
+) -> None:
+    result = cli("node", "--durability", "memory", "--bootstrap-expect", "1", env={variable: value})
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 def test_settings_can_come_from_the_environment(cli: Cli, tmp_path: Path) -> None:
     result = cli("node", env={"PAXOS_KV_BOOTSTRAP_EXPECT": "0", "PAXOS_KV_DATA_DIR": "x"})
     assert result.exit_code == 2

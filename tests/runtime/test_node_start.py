@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv import Node
+from paxoskv.config import COMMIT_DELAY_S
 from paxoskv.errors import CorruptData, InvalidArgument, NodeClosed
 from paxoskv.storage.headers import HEADER_SIZE
 from tests.runtime.cluster import MemoryCluster
@@ -55,3 +56,15 @@ async def test_a_start_that_fails_in_recovery_leaves_the_data_dir_unlocked(
             await failed.start()
         with pytest.raises(RuntimeError, match="not started"):
             _ = failed.replica  # a failed start leaves no replica behind
+
+
+async def test_the_engine_runs_on_the_commit_delay_the_config_checks_heartbeats_against() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("n1", bootstrap_expect=1)
+        await node.wait_ready(5)
+        engine = node.replica.engine
+        assert engine is not None
+        assert engine.settings.commit_delay_s == COMMIT_DELAY_S
+    finally:
+        await cluster.close()
