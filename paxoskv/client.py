@@ -23,7 +23,7 @@ import logging
 import math
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -45,7 +45,7 @@ from paxoskv.state.commands import (
     Set,
     Txn,
 )
-from paxoskv.state.keys import Key
+from paxoskv.state.keys import Key, check_prefix
 from paxoskv.state.results import (
     Deleted,
     Failed,
@@ -56,7 +56,7 @@ from paxoskv.state.results import (
     Written,
     decode_result,
 )
-from paxoskv.state.wire import unpack
+from paxoskv.state.wire import UINT64_MAX, unpack
 
 if TYPE_CHECKING:  # annotations only: a thin client need not load the membership's modules
     from paxoskv.runtime.membership import Member
@@ -81,11 +81,18 @@ def check_consistency(consistency: object) -> None:
 
 def check_from_revision(from_revision: object) -> None:
     """A watch starts at revision 1 at the earliest (None: from now on)."""
-    if from_revision is not None and (type(from_revision) is not int or from_revision < 1):
+    if from_revision is not None and (
+        type(from_revision) is not int or not 1 <= from_revision <= MAX_REVISION
+    ):
         raise InvalidArgument(
-            f"from_revision must be a whole number of at least 1 (the first revision to "
-            f"watch), or None to watch from now on; not {from_revision!r}"
+            f"from_revision must be a whole number from 1 to {MAX_REVISION} (the first "
+            f"revision to watch), or None to watch from now on; not {from_revision!r}"
         )
+
+
+MAX_REVISION = UINT64_MAX
+"""The highest revision a store can reach (revisions travel as msgpack's unsigned 64-bit
+ints): a watch from above it would wait for good, and a compare with one could never hold."""
 
 
 def lease_ttl_ms(ttl_s: object) -> int:
@@ -181,10 +188,10 @@ class KVApi(ABC):
                 assert isinstance(result, Written)
                 revision = result.revision
             return revision
-        if type(if_revision) is not int or if_revision < 0:
+        if type(if_revision) is not int or not 0 <= if_revision <= MAX_REVISION:
             raise InvalidArgument(
-                f"if_revision must be a whole number of at least 0 (0: only if the key does "
-                f"not exist), not {if_revision!r}"
+                f"if_revision must be a whole number from 0 to {MAX_REVISION} (0: only if the "
+                f"key does not exist), not {if_revision!r}"
             )
         compare = Compare(key, "mod_revision", "==", if_revision)
         txn = await self.txn([compare], [Set(key, value, lease_id=lease)])
@@ -248,6 +255,18 @@ class KVApi(ABC):
         "create_revision" or "mod_revision", op, operand); the branches are
         :class:`~paxoskv.Set` and :class:`~paxoskv.Delete` steps, applied at one revision.
         """
+        branches: dict[str, object] = {
+            "compares": compares,
+            "success": success,
+            "failure": failure,
+        }
+        for name, given in branches.items():
+            if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+                raise InvalidArgument(
+                    f"txn {name} must be a list (or tuple) of "
+                    f"{'Compare' if name == 'compares' else 'Set and Delete'} steps, "
+                    f"not {type(given).__name__}"
+                )
         result = await self._write(Txn(tuple(compares), tuple(success), tuple(failure)))
         assert isinstance(result, TxnResult)
         return result
@@ -317,6 +336,13 @@ class KVApi(ABC):
         The task ends with the watch's own errors (``Compacted``, ``NoQuorum`` once a thin
         client lost contact, ``NodeClosed``).
         """
+
+        if prefix is not None:
+            check_prefix(prefix)  # here, not in the task: a bad one raised only on stderr
+        if not callable(callback):
+            raise InvalidArgument(
+                f"on_change needs a callable, called with each ChangeEvent; not {callback!r}"
+            )
 
         async def follow() -> None:
             async for event in self.watch(prefix):

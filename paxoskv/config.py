@@ -138,6 +138,13 @@ class Config:
                 )
         if self.node_id is not None:
             _check_node_id(self.node_id)
+        try:
+            self.cluster.encode("utf-8")  # (its digest names the cluster in every frame)
+        except UnicodeEncodeError:
+            raise ConfigurationError(
+                f"cluster name {self.cluster!r} is not valid text: it holds bytes that are not "
+                "UTF-8 (from the command line or the environment); name the cluster in UTF-8"
+            ) from None
         self.transport_settings(node_incarnation=None)  # validates scope, group, peers, secret
 
     def _check_timing(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -83,6 +84,13 @@ class Node(KVApi):
         ``linearizable`` read where that matters. Raises :class:`NoQuorum` after
         ``timeout_s`` (default ``request_timeout_s``), saying how far it got.
         """
+        if timeout_s is not None and (
+            type(timeout_s) not in (int, float) or not 0 < timeout_s < math.inf
+        ):
+            raise InvalidArgument(
+                f"timeout_s must be a positive number of seconds, or None for the config's "
+                f"request_timeout_s; not {timeout_s!r}"
+            )
         replica = self._live()
         timeout = timeout_s or self.config.request_timeout_s
         deadline = time.monotonic() + timeout

@@ -192,3 +192,8 @@ def test_timers_a_node_cannot_run_on_are_refused_by_name(
     hello interval of 0) a node busy-looping on hellos."""
     with pytest.raises(ConfigurationError, match=message):
         Config(**settings)
+
+
+def test_a_cluster_name_that_is_not_utf8_is_refused_not_a_traceback_at_start() -> None:
+    with pytest.raises(ConfigurationError, match=r"cluster name .* is not valid text"):
+        Config(cluster="\udcff")

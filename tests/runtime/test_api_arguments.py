@@ -58,7 +58,11 @@ BAD_CALLS: dict[str, tuple[Call, str]] = {
     "ttl too long": (lambda api: api.grant_lease(1e12), "at most 3,155,760,000 seconds"),
     "if_revision negative": (
         lambda api: api.set("k", "w", if_revision=-3),
-        "if_revision must be a whole number of at least 0",
+        "if_revision must be a whole number from 0 to",
+    ),
+    "if_revision past 64 bits": (
+        lambda api: api.set("k", "w", if_revision=2**70),
+        "if_revision must be a whole number from 0 to 18446744073709551615",
     ),
     "if_revision text": (
         lambda api: api.set("k", "w", if_revision="1"),  # type: ignore[arg-type]
@@ -67,7 +71,27 @@ BAD_CALLS: dict[str, tuple[Call, str]] = {
     "from_revision zero": (lambda api: _first_event(api, 0), "from_revision must be"),
     "from_revision negative": (lambda api: _first_event(api, -5), "from_revision must be"),
     "from_revision text": (lambda api: _first_event(api, "3"), "from_revision must be"),
+    # (it waited for good: no revision gets there)
+    "from_revision past 64 bits": (lambda api: _first_event(api, 2**70), "from_revision must be"),
+    "txn compares None": (
+        lambda api: api.txn(None, []),  # type: ignore[arg-type]
+        "txn compares must be a list (or tuple) of Compare steps, not NoneType",
+    ),
+    "txn success a str": (
+        lambda api: api.txn([], "set"),  # type: ignore[arg-type]
+        "txn success must be a list (or tuple) of Set and Delete steps, not str",
+    ),
+    "on_change callback": (
+        lambda api: _on_change(api, "k", 5),
+        "on_change needs a callable",
+    ),
 }
+
+
+async def _on_change(api: KVApi, prefix: Any, callback: Any) -> None:
+    """``on_change`` as a call that fails at once, or a task stopped here."""
+    task = api.on_change(prefix, callback)
+    task.cancel()
 
 
 @pytest.mark.parametrize("case", list(BAD_CALLS))
@@ -128,3 +152,20 @@ async def test_a_bad_key_prefix_or_lease_is_the_typed_error_in_either_build(
     with pytest.raises(error):
         await call(api)
     assert await api.get("k") == "v"  # nothing was written
+
+
+async def test_on_change_refuses_a_bad_prefix_at_once_not_in_its_task(api: KVApi) -> None:
+    with pytest.raises(InvalidKey):
+        await _on_change(api, 5, print)
+
+
+async def test_wait_ready_refuses_a_timeout_that_is_no_positive_number() -> None:
+    cluster = MemoryCluster()
+    try:
+        node = await cluster.start("n1", bootstrap_expect=1)
+        for timeout in ("1", -1, math.nan, math.inf, 0):
+            with pytest.raises(InvalidArgument, match="timeout_s must be a positive number"):
+                await node.wait_ready(timeout)  # type: ignore[arg-type]
+        await node.wait_ready(5)
+    finally:
+        await cluster.close()
