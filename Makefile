@@ -90,6 +90,6 @@ clean:
 demo: $(COMPILED)
 	$(BIN)/python demo/demo.py
 
-# N nodes on loopback in the foreground (NODES=3 LEARNERS=0); Ctrl-C stops them all.
+# N nodes on loopback in the foreground (NODES=3 LEARNERS=1: the tutorial promotes l1); Ctrl-C stops them all.
 local-cluster: $(COMPILED)
-	$(BIN)/paxos-kv local-cluster --nodes $(or $(NODES),3) --learners $(or $(LEARNERS),0)
+	$(BIN)/paxos-kv local-cluster --nodes $(or $(NODES),3) --learners $(or $(LEARNERS),1)

@@ -87,8 +87,8 @@ _CLUSTER_OPTIONS = (
         "--peer",
         "peers",
         multiple=True,
-        metavar="HOST:PORT",
-        help="A node to talk to directly (unicast scope); repeat for more.",
+        metavar="IPV4:PORT",
+        help="A node to talk to directly (unicast scope), by IPv4 address; repeat for more.",
     ),
     setting_option(
         "--cluster", metavar="NAME", help="Cluster name; frames of other clusters are ignored."

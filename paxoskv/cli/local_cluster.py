@@ -36,7 +36,7 @@ from paxoskv.cli.cluster_options import ClientFactory, remote_client
 from paxoskv.cli.errors import PROGRAM, NodeExited
 from paxoskv.config import Config
 from paxoskv.errors import ConfigurationError, NoQuorum, PaxosKVError
-from paxoskv.runtime.identity import recorded_cluster
+from paxoskv.runtime.identity import load_role, recorded_cluster
 from paxoskv.runtime.membership import Member
 
 LOOPBACK = "127.0.0.1"
@@ -101,8 +101,9 @@ class LocalNode:
     node_id: str
     data_dir: Path
     log_path: Path
-    learner: bool
+    learner: bool  # its role now: one started as a learner may have been promoted since
     process: subprocess.Popen[bytes] | None = None
+    joined: bool = False  # started as a learner (it joined the cluster, never bootstrapped it)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -146,7 +147,14 @@ class LocalCluster:
         logs = self.base_dir / "logs"
         self.nodes: dict[str, LocalNode] = {}
         for name, learner in self._node_names(voters, learners).items():
-            self.nodes[name] = LocalNode(name, self.base_dir / name, logs / f"{name}.log", learner)
+            data_dir = self.base_dir / name
+            role = _kept_role(data_dir)
+            if role == "removed":
+                continue  # (`members remove`): its data dir never rejoins, so it is not started
+            node = LocalNode(name, data_dir, logs / f"{name}.log", learner, joined=learner)
+            if role == "voter":
+                node.learner = False  # a learner promoted in an earlier run (members promote)
+            self.nodes[name] = node
 
     @staticmethod
     def _node_names(voters: int, learners: int) -> dict[str, bool]:
@@ -167,6 +175,8 @@ class LocalCluster:
             args += ["--log-level", self.log_level]
         if node.learner:
             return [*args, "--learner", "--join"]
+        if node.joined:
+            return [*args, "--join"]
         return [*args, "--bootstrap-expect", str(self.voters)]
 
     def start(self) -> None:
@@ -307,6 +317,15 @@ class LocalCluster:
             if member is None or member.state != "up" or member.role != role:
                 return False
         return any(member.is_leader for member in members)
+
+
+def _kept_role(data_dir: Path) -> str | None:
+    """The role an earlier run left in ``data_dir``; None when there is none, or when it is
+    damaged (the node's own start then says so)."""
+    try:
+        return load_role(data_dir)
+    except ConfigurationError:
+        return None
 
 
 def _summary(members: list[Member]) -> str:

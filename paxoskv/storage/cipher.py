@@ -114,7 +114,12 @@ def load_key_file(path: str | Path) -> bytes:
     Both forms are accepted because ``head -c 32 /dev/urandom`` and ``openssl rand -hex 32``
     are what people reach for.
     """
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:  # a user's mistake (exit 2), not a failed disk (exit 4)
+        raise ConfigurationError(
+            f"cannot read the encryption key file {path}: {error.strerror or error}"
+        ) from None
     if len(raw) == KEY_SIZE_BYTES:
         return raw
     text = raw.strip()
@@ -122,7 +127,11 @@ def load_key_file(path: str | Path) -> bytes:
         try:
             return binascii.unhexlify(text)
         except binascii.Error:
-            pass
+            raise ConfigurationError(
+                f"key file {path} holds 64 characters that are not all hex digits; it must "
+                "hold 32 raw bytes or 64 hex characters (make one with: openssl rand -hex 32 "
+                "> keyfile)"
+            ) from None
     raise ConfigurationError(
         f"key file {path} holds {len(raw)} bytes; it must hold 32 raw bytes or 64 hex "
         "characters (make one with: openssl rand -hex 32 > keyfile)"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv.cli.local_cluster import ClusterAddress, LocalCluster
-from paxoskv.runtime.identity import save_genesis
+from paxoskv.runtime.identity import save_genesis, save_role
 from tests.cli.conftest import (
     clean_environment,
     pid_alive,
@@ -152,6 +152,26 @@ def test_a_second_run_on_the_same_data_dir_keeps_the_cluster_its_nodes_belong_to
     again = LocalCluster(tmp_path, voters=2)
     assert again.address.cluster == "local-0badcafe"
     assert LocalCluster(tmp_path / "elsewhere", voters=2).address.cluster != "local-0badcafe"
+
+
+def test_a_second_run_starts_a_promoted_learner_as_a_voter_and_leaves_out_a_removed_node(
+    tmp_path: Path,
+) -> None:
+    """The tutorial's own steps (``members promote l1``, ``members remove``) and then a run
+    on the same data dir: it passed ``--learner`` to the promoted l1, which a voter's data
+    dir refuses (exit 2, and the whole run with it), and started the removed node, which
+    stops at once (README audit, twentieth session)."""
+    for name, role in (("l1", "voter"), ("n3", "removed")):
+        (tmp_path / name).mkdir()
+        save_role(tmp_path / name, role)  # type: ignore[arg-type]
+    again = LocalCluster(tmp_path, voters=3, learners=1)
+    assert set(again.nodes) == {"n1", "n2", "l1"}
+    assert not again.nodes["l1"].learner
+    l1_args = again.node_args("l1")
+    assert "--join" in l1_args and "--learner" not in l1_args
+    assert "--bootstrap-expect" in again.node_args("n1")
+    fresh = LocalCluster(tmp_path / "fresh", voters=3, learners=1)
+    assert fresh.nodes["l1"].learner and "--learner" in fresh.node_args("l1")
 
 
 def test_a_node_of_an_earlier_cluster_of_the_same_name_exits_2_saying_what_to_do(

@@ -96,6 +96,19 @@ def test_a_bad_key_file_says_what_it_must_hold(tmp_path: Path) -> None:
         load_key_file(path)
 
 
+def test_a_missing_key_file_or_one_of_64_non_hex_characters_is_named_as_the_key_file(
+    tmp_path: Path,
+) -> None:
+    """A missing file was an OSError (exit 4, a failed disk, with no word of a key), and 64
+    characters that are not hex were counted as 65 bytes with the newline."""
+    with pytest.raises(ConfigurationError, match="cannot read the encryption key file"):
+        load_key_file(tmp_path / "nokey")
+    path = tmp_path / "key"
+    path.write_bytes(b"z" * 64 + b"\n")
+    with pytest.raises(ConfigurationError, match="64 characters that are not all hex digits"):
+        load_key_file(path)
+
+
 def test_a_file_of_another_format_version_is_refused_by_name(tmp_path: Path) -> None:
     disk = MemoryDisk()
     write_journal(disk, [[b"x"]])
