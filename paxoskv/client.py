@@ -27,8 +27,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from paxoskv.config import Config
-from paxoskv.errors import CompareFailed, InvalidArgument, PaxosKVError, ValueTooLarge
+from paxoskv.config import Config, check_node_id
+from paxoskv.errors import (
+    CompareFailed,
+    ConfigurationError,
+    InvalidArgument,
+    PaxosKVError,
+    ValueTooLarge,
+)
 from paxoskv.seq_window import SeqWindow
 from paxoskv.state import results as r
 from paxoskv.state.command_wire import encode_command, encode_set
@@ -93,6 +99,18 @@ def check_from_revision(from_revision: object) -> None:
 MAX_REVISION = UINT64_MAX
 """The highest revision a store can reach (revisions travel as msgpack's unsigned 64-bit
 ints): a watch from above it would wait for good, and a compare with one could never hold."""
+
+
+def _member_id(node_id: object) -> str:
+    """``node_id`` if a node could have it, else InvalidArgument (not a member: the cluster
+    says that)."""
+    if type(node_id) is not str:
+        raise InvalidArgument(f"a node id is a str, not {type(node_id).__name__}")
+    try:
+        check_node_id(node_id)
+    except ConfigurationError as error:
+        raise InvalidArgument(str(error)) from None
+    return node_id
 
 
 def lease_ttl_ms(ttl_s: object) -> int:
@@ -320,11 +338,11 @@ class KVApi(ABC):
 
     async def promote(self, node_id: str) -> None:
         """Make a learner a voter (it should have caught up first)."""
-        await self._write(PromoteLearner(node_id))
+        await self._write(PromoteLearner(_member_id(node_id)))
 
     async def remove(self, node_id: str) -> None:
         """Take a member out of the configuration."""
-        await self._write(RemoveMember(node_id))
+        await self._write(RemoveMember(_member_id(node_id)))
 
     def on_change(
         self, prefix: Key | str | None, callback: Callable[[ChangeEvent], Awaitable[None] | None]

@@ -137,7 +137,7 @@ class Config:
                     "further back, at the cost of memory on every node)"
                 )
         if self.node_id is not None:
-            _check_node_id(self.node_id)
+            check_node_id(self.node_id)
         try:
             self.cluster.encode("utf-8")  # (its digest names the cluster in every frame)
         except UnicodeEncodeError:
@@ -249,7 +249,8 @@ def _parse_group(group: str) -> tuple[str, int]:
         ) from None
 
 
-def _check_node_id(node_id: str) -> None:
+def check_node_id(node_id: str) -> None:
+    """ConfigurationError unless ``node_id`` is an id a node can have."""
     if not node_id or len(node_id) > 64 or not node_id.isprintable() or " " in node_id:
         raise ConfigurationError(
             f"node id {node_id!r} must be 1-64 printable characters without spaces"

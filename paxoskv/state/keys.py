@@ -27,6 +27,10 @@ tuple keys whose leading elements equal it. The empty str, bytes or tuple matche
 its kind."""
 
 _KEY_HELP = "a key is a non-empty str, bytes, or tuple of str, bytes and int"
+_NOT_TEXT = (
+    "it is not valid Unicode text (a lone surrogate: bytes that are not UTF-8, as a command "
+    "line or a file name can hold); a str must encode as UTF-8, or use a bytes key"
+)
 
 
 def check_key(key: object) -> Key:
@@ -39,6 +43,8 @@ def check_key(key: object) -> Key:
             return key
     elif type(key) is tuple and key and all(map(_is_key_part, key)):
         return key
+    if type(key) is str and key:
+        raise InvalidKey(f"invalid key {_show(key)}: {_NOT_TEXT}")
     raise InvalidKey(f"invalid key {_show(key)}: {_KEY_HELP}")
 
 
@@ -50,6 +56,8 @@ def check_prefix(prefix: object) -> Prefix:
         return prefix
     if type(prefix) is tuple and all(map(_is_key_part, prefix)):
         return prefix
+    if type(prefix) is str:
+        raise InvalidKey(f"invalid prefix {_show(prefix)}: {_NOT_TEXT}")
     raise InvalidKey(f"invalid prefix {_show(prefix)}: a prefix is a str, bytes or tuple")
 
 

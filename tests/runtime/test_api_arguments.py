@@ -81,6 +81,14 @@ BAD_CALLS: dict[str, tuple[Call, str]] = {
         lambda api: api.txn([], "set"),  # type: ignore[arg-type]
         "txn success must be a list (or tuple) of Set and Delete steps, not str",
     ),
+    "remove a node id that is no id": (
+        lambda api: api.remove("\udcff"),
+        "node id '\\udcff' must be 1-64 printable characters",
+    ),
+    "promote a node id that is no str": (
+        lambda api: api.promote(7),  # type: ignore[arg-type]
+        "a node id is a str, not int",
+    ),
     "on_change callback": (
         lambda api: _on_change(api, "k", 5),
         "on_change needs a callable",
@@ -169,3 +177,10 @@ async def test_wait_ready_refuses_a_timeout_that_is_no_positive_number() -> None
         await node.wait_ready(5)
     finally:
         await cluster.close()
+
+
+async def test_a_key_that_is_not_utf8_is_told_so_not_told_what_a_key_is(api: KVApi) -> None:
+    with pytest.raises(InvalidKey, match="not valid Unicode text"):
+        await api.set("\udcff\udcfe", "v")
+    with pytest.raises(InvalidKey, match="not valid Unicode text"):
+        await api.keys("\udcff")

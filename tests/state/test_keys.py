@@ -32,13 +32,21 @@ def test_valid_keys_are_returned_unchanged(key: object) -> None:
         ("a", 1.0),
         ("a", ("nested",)),
         ("a", 2**64),
-        "\ud800",  # a lone surrogate cannot be UTF-8
         ("\udfff",),
     ],
 )
 def test_invalid_keys_raise_invalid_key_saying_what_a_key_is(key: object) -> None:
     with pytest.raises(InvalidKey, match="a key is a non-empty str, bytes, or tuple"):
         check_key(key)
+
+
+def test_a_str_key_or_prefix_that_cannot_be_utf8_says_so() -> None:
+    """A lone surrogate cannot be UTF-8 (a command line's bytes that are not UTF-8 arrive so):
+    told what a key is, the user was told that a non-empty str is not one."""
+    with pytest.raises(InvalidKey, match="not valid Unicode text"):
+        check_key("\ud800")
+    with pytest.raises(InvalidKey, match="not valid Unicode text"):
+        check_prefix("a\ud800")
 
 
 def test_a_str_subclass_is_not_a_key_because_it_would_come_back_as_str() -> None:
