@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # annotations only: `paxos-kv get` need not load the membersh
     from paxoskv.state.results import KeyValue
 
 BYTES_TAG = "$bytes"
+FLOAT_TAG = "$float"
 
 
 def jsonable(value: Any) -> Any:
@@ -29,8 +30,9 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        # JSON has no NaN or infinity; their repr is the only lossless text.
-        return value if math.isfinite(value) else repr(value)
+        # JSON has no NaN or infinity; tagged as bytes are, since their repr alone ("nan")
+        # could not be told from the str "nan".
+        return value if math.isfinite(value) else {FLOAT_TAG: repr(value)}
     if isinstance(value, bytes | bytearray | memoryview):
         return {BYTES_TAG: base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, list | tuple):

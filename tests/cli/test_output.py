@@ -56,8 +56,10 @@ def test_a_string_value_is_shown_as_itself(text: str) -> None:
 
 def test_bytes_and_non_finite_floats_are_not_lost() -> None:
     assert jsonable(b"\x00\xff") == {"$bytes": "AP8="}
-    assert jsonable([math.inf, -math.inf, 1.5]) == ["inf", "-inf", 1.5]
-    assert jsonable(math.nan) == "nan"
+    # Tagged: the bare "nan" of an earlier release was the str "nan" as well (README audit).
+    assert jsonable([math.inf, -math.inf, 1.5]) == [{"$float": "inf"}, {"$float": "-inf"}, 1.5]
+    assert jsonable(math.nan) == {"$float": "nan"}
+    assert jsonable("nan") == "nan"
     assert jsonable({1: "a", b"k": "b"}) == {"1": "a", '{"$bytes":"aw=="}': "b"}
 
 
