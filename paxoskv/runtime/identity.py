@@ -167,6 +167,7 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
     """The id kept in ``data_dir``, or ``wanted``, or a fresh random one (then kept)."""
     if data_dir is None:
         return wanted or _fresh_id()
+    _check_data_dir(data_dir)
     path = data_dir / NODE_ID_FILE
     if path.exists():
         kept = path.read_text().strip()
@@ -177,9 +178,20 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
             )
         return kept
     node_id = wanted or _fresh_id()
-    data_dir.mkdir(parents=True, exist_ok=True)
     _write_durably(path, node_id + "\n")
     return node_id
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """A data dir that is a file, lies under one, or may not be made is the user's to fix
+    (exit 2), not a failed disk (exit 4, as the OSError it raised was taken for)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError, PermissionError) as error:
+        raise ConfigurationError(
+            f"cannot use {data_dir} as a data dir: {error.strerror or error}; give a --data-dir "
+            "that is a directory, or can be made one, that this user may write to"
+        ) from None
 
 
 def load_genesis(data_dir: Path | None) -> tuple[str, ...] | None:

@@ -168,3 +168,11 @@ def test_a_fatal_signal_leaves_the_python_traceback(tmp_path: Path) -> None:
     text = log.read_text()
     assert "Fatal Python error: Bus error" in text
     assert 'File "' in text, text[-2000:]
+
+
+def test_a_data_dir_under_a_file_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    """It was an OSError, exit 4 (a failed disk), 'Not a directory (...)' and no more."""
+    (tmp_path / "afile").write_text("")
+    result = cli("node", "--data-dir", str(tmp_path / "afile" / "sub"), "--bootstrap-expect", "1")
+    assert result.exit_code == 2
+    assert "cannot use" in result.stderr and "as a data dir: Not a directory" in result.stderr
