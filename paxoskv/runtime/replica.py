@@ -1641,7 +1641,7 @@ class Replica:
                     self.engine.cancel(*key)
                 future.set_exception(
                     NoQuorum(
-                        f"no quorum answered within {timeout_s:.1f}s; the write may or may not "
+                        f"no quorum answered within {timeout_s:g}s; the write may or may not "
                         "have been applied: read the key back, or retry (retries apply once)"
                     )
                 )
@@ -1694,7 +1694,7 @@ class Replica:
         except TimeoutError:
             self.cancel_read(read_id)
             raise NoQuorum(
-                f"could not confirm a {consistency} read within {timeout_s:.1f}s: no leader "
+                f"could not confirm a {consistency} read within {timeout_s:g}s: no leader "
                 "with a quorum; try consistency='local' for a possibly stale answer"
             ) from None
 
