@@ -51,8 +51,10 @@ ROLE_FILE = "role"
 BOOTSTRAP_FILE = "bootstrap.json"
 LIFE_FILE = "life.json"
 
-Role = Literal["voter", "learner", "removed"]
-ROLES: tuple[Role, ...] = ("voter", "learner", "removed")
+Role = Literal["voter", "learner", "leaving", "removed"]
+ROLES: tuple[Role, ...] = ("voter", "learner", "leaving", "removed")
+"""``leaving``: a voter removed while the slots its old configuration governs may still need
+its vote (see Replica._still_needed); it votes on, and stops once they do not."""
 
 LEGACY_FORMATION = ""
 """The formation of a cluster formed by a release that kept none (see the module)."""

@@ -76,7 +76,7 @@ class Member:
     """One member as this node sees it (``paxos-kv members``)."""
 
     node_id: str
-    role: str  # voter | learner | joining
+    role: str  # voter | learner | joining | leaving (removed, voting on: Replica._still_needed)
     state: str  # up | suspect | down
     applied_revision: int
     is_leader: bool

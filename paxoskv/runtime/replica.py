@@ -367,7 +367,7 @@ class Replica:
         never does, nor does a fresh life that may not (:meth:`_may_vote`)."""
         engine = self.engine
         assert engine is not None
-        learner = self._role != "voter" or not self._may_vote(engine)
+        learner = self._role not in ("voter", "leaving") or not self._may_vote(engine)
         if engine.settings.learner != learner:
             engine.settings = engine.settings.with_learner(learner)
             if not learner and self._life is not None and self._life.checked_at is not None:
@@ -1372,7 +1372,13 @@ class Replica:
                 del self.peers[node_id]
         me = self.node_id
         if me not in members:
-            if self._member and not self._still_needed(engine):
+            if self._member or self._role == "leaving":
+                if self._still_needed(engine):
+                    if self._role != "leaving":  # kept, so a restart waits on rather than rejoin
+                        self._role = "leaving"
+                        save_role(self.config.data_dir, "leaving")
+                        self._introduce(None)  # its hellos ask for nothing from now on
+                    return
                 self._role = "removed"
                 save_role(self.config.data_dir, "removed")
                 self._fail_stop(NodeRemoved(me, self.config.cluster))
@@ -1392,46 +1398,42 @@ class Replica:
         self._set_voting()
 
     def _still_needed(self, engine: Engine) -> bool:
-        """Whether this removed voter must keep voting a while before it stops.
+        """Whether this removed voter must vote on a while before it stops.
 
         A change chosen in slot ``s`` governs from ``s + alpha`` on (paxos.configs): the slots
         before are still the old configuration's, and the leader pads them with no-ops so the
-        change takes effect. When the voters that stay are no quorum of that old configuration
-        (one of a pair removed), those slots cannot be chosen, nor campaigned over (phase 1
-        needs a quorum of every configuration it covers), without this node: stopped the
-        moment it applied its removal, it left the voter of a pair with no leader for good.
-        So it stops once it has applied the last slot it is needed in and every voter that
-        stays has said, in a hello, that it has too; until then it votes (it no longer
-        campaigns: not a voter of the latest configuration). Where the voters that stay are a
-        quorum of every configuration it was in (three voters or more, one removed), it stops
-        at once, as before.
+        change takes effect. A removed voter that stopped the moment it applied its removal
+        could leave them unchosen for good: with two voters, the one left could neither choose
+        them nor campaign over them (phase 1 needs a quorum of every configuration it covers),
+        and the pair had no leader again; with four, one of them down, the two left up were no
+        quorum of the old four. So a removed voter stays ("leaving", kept in its data dir, and
+        what its hellos ask for, which no leader's policy adds back) until it has applied the
+        last slot a configuration it votes in governs, and a quorum of the latest voters have
+        said in a hello that they have too: from there on none of those campaigns over a slot
+        that needs it, and the others learn those slots from them. Meanwhile it votes, and never
+        campaigns (it is no voter of the latest configuration). A learner stops at once.
         """
-        latest = engine.configs.latest()
         entries = engine.configs.entries()
         for (_, config), (start, _) in pairwise(entries):
-            if (
-                self.node_id in config.voters
-                and start - 1 > (self._leave_after or 0)
-                and not config.is_quorum(config.voters & latest.voters)
-            ):
+            if self.node_id in config.voters and start - 1 > (self._leave_after or 0):
                 if self._leave_after is None:
                     log.info(
-                        "%s was removed; it votes on until the voters left have applied slot "
-                        "%d, which its old configuration governs and cannot choose without it",
+                        "%s was removed; it votes on until the voters left have applied slot %d, "
+                        "the last its old configuration governs",
                         self.node_id,
                         start - 1,
                     )
-                self._leave_after = start - 1  # the last slot that configuration governs
+                self._leave_after = start - 1
         last = self._leave_after
         if last is None:
             return False
         if engine.applied_slot < last:
             return True
-        for voter in latest.voters - {self.node_id}:
-            view = self.peers.get(voter)
-            if view is None or view.applied_slot < last:
-                return True
-        return False
+        latest = engine.configs.latest()
+        past = [
+            v for v in latest.voters if (view := self.peers.get(v)) and view.applied_slot >= last
+        ]
+        return not latest.is_quorum(past)
 
     def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
         """Who left the configuration, and from which slot (the leader's policy must not add
@@ -1522,14 +1524,17 @@ class Replica:
         ids.add(self.node_id)
         members = []
         for node_id in sorted(ids):
+            view = self.peers.get(node_id)
+            leaving = self._role if node_id == self.node_id else view.wants if view else ""
             role = (
                 "voter"
                 if node_id in config.voters
                 else "learner"
                 if node_id in config.learners
+                else "leaving"
+                if leaving == "leaving"
                 else "joining"
             )
-            view = self.peers.get(node_id)
             if node_id == self.node_id:
                 state, revision = "up", engine.state.revision if engine else 0
             else:
