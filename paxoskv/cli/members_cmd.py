@@ -27,7 +27,8 @@ def members_command(ctx: click.Context, as_json: bool) -> None:
     """List the members (id, role, up/suspect/down, applied revision, leader), or change them.
 
     Without a subcommand, print the table; the leader is marked with '*'. ROLE is voter,
-    learner, or joining (heard from, not yet in the configuration).
+    learner, joining (heard from, not yet in the configuration), or leaving (a voter removed
+    that votes on until the voters left no longer need it).
     """
     if ctx.invoked_subcommand is not None:
         return
