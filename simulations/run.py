@@ -5,7 +5,9 @@ VOPR does the same), so a failure is replayed exactly by running its seed again.
 only those the protocol claims to survive: any loss, duplication, delay and reordering;
 partitions (two-way, one-way, flapping, leader isolation, FoundationDB's "swizzle" of links
 clogged one at a time and restored in random order); crashes of a minority at a time with
-unsynced writes lost and the last write torn; a learner joining and being promoted.
+unsynced writes lost and the last write torn; a learner joining and being promoted, and a
+voter (the leader as often as not) taken out, which votes on as long as the runtime keeps it
+and then stops for good.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from paxoskv.paxos.batches import decode_batch
 from paxoskv.paxos.effects import Answer
 from paxoskv.paxos.engine import Engine
 from paxoskv.paxos.messages import Request
-from paxoskv.state import AddLearner, Command, PromoteLearner, encode_command
+from paxoskv.state import AddLearner, Command, PromoteLearner, RemoveMember, encode_command
 from simulations.linearizability import check_history
 from simulations.workload import Workload
 from simulations.world import SimulationFailure, World
@@ -37,6 +39,7 @@ class RunOptions:
     power_cut_chance: float = 0.15  # of a crash event taking down every node at once
     engine_class: type[Engine] = Engine  # tests swap in deliberately broken engines
     amnesia_rule: bool = True  # off: a wiped voter votes again at once (World.amnesia_rule)
+    leave_rule: bool = True  # off: a voter taken out stops at once (World.leave_rule)
     leader_reads: float = 0.0  # the share of gets made as lease ('leader') reads
 
 
@@ -90,6 +93,7 @@ def run_seed(
         engine_class=options.engine_class,
     )
     world.amnesia_rule = options.amnesia_rule
+    world.leave_rule = options.leave_rule
     try:
         return _run(world, options)
     except SimulationFailure as failure:
@@ -231,6 +235,24 @@ def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admi
         time += rng.uniform(0.3, 2.0)
     if "wipe" in options.faults:  # (drawn last: the other faults' seeds stay as they were)
         world.scheduler.at(rng.uniform(1.0, end - 2.0), _wipe_one, world, rng)
+    if "membership" in options.faults and rng.random() < 0.5:  # (last, likewise)
+        world.scheduler.at(rng.uniform(1.0, end - 1.0), _remove_one, world, rng, admin)
+
+
+def _remove_one(world: World, rng: random.Random, admin: _Admin) -> None:
+    """Take a voter out of the configuration, the leader as often as not: it votes on while
+    the slots its old configuration governs need it, then stops for good (World's
+    ``_leave_if_removed``, the runtime's rule)."""
+    engines = [n.engine for n in world.up_nodes() if n.engine is not None]
+    if not engines:
+        return
+    voters = sorted(max(engines, key=lambda e: e.applied_slot).configuration.voters)
+    if len(voters) < 2:
+        return  # (the last voter is never taken out)
+    leader = world.leader()
+    victim = leader if leader in voters and rng.random() < 0.5 else rng.choice(voters)
+    world.log(f"removing {victim}")
+    admin.change(RemoveMember(victim))
 
 
 def _wipe_one(world: World, rng: random.Random) -> None:

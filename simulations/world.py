@@ -21,6 +21,7 @@ from typing import Any
 
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.batches import decode_batch
+from paxoskv.paxos.configs import last_voted_slot, may_leave
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import decode_message, encode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
@@ -79,6 +80,11 @@ class SimNode:
     tick_at: float = float("inf")
     recorded_slot: int = 0
     amnesiac: bool = False  # its disk was lost whole while its id is a voter's: see World.wipe
+    # What its data dir keeps of its membership (the runtime's role file): it has been a
+    # member; removed, the last slot it votes on (Replica._still_needed); stopped for good.
+    was_member: bool = False
+    leave_after: int | None = None
+    retired: bool = False
 
     @property
     def up(self) -> bool:
@@ -115,6 +121,10 @@ class World:
         # what the runtime does until the id is removed: its engine runs as a learner. Off,
         # to show what the rule prevents.
         self.amnesia_rule = True
+        # The runtime's rule for a voter taken out (Replica._still_needed): it votes on until
+        # the slots its old configuration governs no longer need it. Off, it stops the moment
+        # it applies its removal, as it did before the twentieth session.
+        self.leave_rule = True
         self.trace = trace
         ids = [f"n{i}" for i in range(1, voters + learners + 1)]
         self.genesis = Configuration(
@@ -149,6 +159,8 @@ class World:
         """Open the node's store and recover its engine, as a real process restart would."""
         node = self.nodes[node_id]
         assert not node.up
+        if node.retired:
+            return  # removed, and stopped: its data dir never starts again
         node.store = Store.open(None, durability="memory", disk=node.disk, **self.store_settings)
         recovered = node.store.recovered_snapshot()
         durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
@@ -189,6 +201,7 @@ class World:
         self.crash(node_id)
         node = self.nodes[node_id]
         node.disk = MemoryDisk()
+        node.was_member, node.leave_after = False, None  # (its role file went with the disk)
         node.amnesiac = node_id in self.genesis.voters or node.amnesiac
         self.log(f"{node_id} lost its disk")
 
@@ -256,6 +269,40 @@ class World:
         if deadline < node.tick_at or node.tick_at <= self.now:
             node.tick_at = deadline
             self.scheduler.at(deadline, self._tick, node, node.incarnation, deadline)
+        self._leave_if_removed(node, engine)
+
+    def _leave_if_removed(self, node: SimNode, engine: Engine) -> None:
+        """The runtime's rule for a member taken out (``Replica._still_needed``): a learner
+        stops at once; a voter votes on until it and a quorum of the latest voters have applied
+        the last slot it votes in, then stops for good. The others' applied slots are read
+        here as they stand, where the runtime hears them in hellos a little later: the world
+        lets it go as early as the rule ever could."""
+        if node.engine is not engine:
+            return  # stopped already, by a call made while this one's effects were carried out
+        if node.node_id in engine.configuration.members():
+            node.was_member = True
+            return
+        if not node.was_member:
+            return  # a joiner not yet added
+        last = last_voted_slot(engine.configs, node.node_id)
+        if last is not None and last > (node.leave_after or 0):
+            node.leave_after = last
+        if node.leave_after is not None and self.leave_rule:
+            reported = {
+                other.node_id: other.engine.applied_slot
+                for other in self.nodes.values()
+                if other.engine is not None
+            }
+            latest = engine.configs.latest()
+            if not may_leave(latest, node.leave_after, engine.applied_slot, reported):
+                return
+        assert node.store is not None
+        node.store.sync()  # (a clean stop: the runtime's committer syncs what it holds)
+        node.engine = None
+        node.store = None
+        node.incarnation += 1
+        node.retired = True
+        self.log(f"{node.node_id} removed, stopped (voted to slot {node.leave_after})")
 
     def _tick(self, node: SimNode, incarnation: int, when: float) -> None:
         if node.incarnation == incarnation and node.tick_at == when and node.engine is not None:

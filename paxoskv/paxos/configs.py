@@ -59,3 +59,30 @@ class ConfigHistory:
 
     def entries(self) -> list[tuple[int, Configuration]]:
         return list(zip(self._starts, self._configs, strict=True))
+
+
+def last_voted_slot(history: ConfigHistory, node_id: str) -> int | None:
+    """The last slot governed by a configuration in which ``node_id`` votes and after which
+    another governs (None: it votes in no such configuration kept).
+
+    A voter taken out of the configuration is still one of these slots' voters; the runtime
+    keeps it voting until :func:`may_leave` (see ``Replica._still_needed``).
+    """
+    last = None
+    starts, configs = history._starts, history._configs
+    for index in range(len(starts) - 1):
+        if node_id in configs[index].voters:
+            last = starts[index + 1] - 1
+    return last
+
+
+def may_leave(
+    latest: Configuration, last: int, applied_slot: int, reported: dict[str, int]
+) -> bool:
+    """Whether a voter taken out may stop voting: it has applied ``last`` (its old
+    configurations' last slot) and so have a quorum of the ``latest`` voters, by their
+    ``reported`` applied slots; from there on none of those campaigns over a slot that needs
+    its vote, and the rest of them learn those slots from them."""
+    if applied_slot < last:
+        return False
+    return latest.is_quorum([v for v in latest.voters if reported.get(v, -1) >= last])

@@ -38,6 +38,7 @@ from paxoskv.errors import (
     WrongFormation,
 )
 from paxoskv.paxos import effects as fx
+from paxoskv.paxos.configs import last_voted_slot, may_leave
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.paxos.messages import MalformedMessage, Request, decode_message, encode_message
 from paxoskv.paxos.records import DurableState, decode_local_snapshot
@@ -1413,27 +1414,21 @@ class Replica:
         that needs it, and the others learn those slots from them. Meanwhile it votes, and never
         campaigns (it is no voter of the latest configuration). A learner stops at once.
         """
-        entries = engine.configs.entries()
-        for (_, config), (start, _) in pairwise(entries):
-            if self.node_id in config.voters and start - 1 > (self._leave_after or 0):
-                if self._leave_after is None:
-                    log.info(
-                        "%s was removed; it votes on until the voters left have applied slot %d, "
-                        "the last its old configuration governs",
-                        self.node_id,
-                        start - 1,
-                    )
-                self._leave_after = start - 1
-        last = self._leave_after
-        if last is None:
+        last = last_voted_slot(engine.configs, self.node_id)
+        if last is not None and last > (self._leave_after or 0):
+            if self._leave_after is None:
+                log.info(
+                    "%s was removed; it votes on until the voters left have applied slot %d, "
+                    "the last its old configuration governs",
+                    self.node_id,
+                    last,
+                )
+            self._leave_after = last
+        if self._leave_after is None:
             return False
-        if engine.applied_slot < last:
-            return True
+        reported = {node_id: view.applied_slot for node_id, view in self.peers.items()}
         latest = engine.configs.latest()
-        past = [
-            v for v in latest.voters if (view := self.peers.get(v)) and view.applied_slot >= last
-        ]
-        return not latest.is_quorum(past)
+        return not may_leave(latest, self._leave_after, engine.applied_slot, reported)
 
     def _note_removals(self, engine: Engine, members: frozenset[str]) -> None:
         """Who left the configuration, and from which slot (the leader's policy must not add

@@ -193,6 +193,23 @@ def test_a_wiped_voter_voting_again_is_caught_and_the_amnesia_rule_prevents_it()
         assert result.ok, f"seed {seed}: {result.failure}"
 
 
+def test_a_removed_voter_stopping_at_once_is_caught_and_the_leave_rule_prevents_it() -> None:
+    """One of two voters removed (before the joiner is promoted) and stopped the moment it
+    applies its removal leaves the other unable to choose or campaign over the old pair's last
+    slots: no leader for good (found on real nodes in the twentieth session). Run as the
+    runtime runs it now (it votes on until they are applied), never."""
+    options = RunOptions(nodes=2, faults=frozenset({"membership", "crash", "partition", "loss"}))
+    unsafe = replace(options, leave_rule=False)
+    # Seeds that remove a voter of the pair (half of them draw a removal; some after the
+    # joiner is a voter, which needs no rule): the first two of 1..300 that stall without it.
+    caught = (s for s in range(1, 300) if run_seed(s, unsafe).failure.startswith("liveness"))
+    seeds = list(itertools.islice(caught, 2))
+    assert len(seeds) == 2, f"only seeds {seeds} of 1..299 caught a removed voter leaving early"
+    for seed in seeds:
+        result = run_seed(seed, options)
+        assert result.ok, f"seed {seed}: {result.failure}"
+
+
 def test_a_cut_scheduled_in_the_fault_phase_does_not_outlive_the_final_heal() -> None:
     from simulations.world import World
 
