@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -407,10 +408,13 @@ def load_config(
 ) -> Config:
     """Merge a TOML file, ``PAXOS_KV_*`` variables and explicit overrides (highest last)."""
     values: dict[str, object] = {}
+    sources: dict[str, str] = {}  # where a setting not given as a flag came from
     environ = os.environ if environ is None else environ
     path = config_file or environ.get(ENV_PREFIX + "CONFIG")
     if path:
-        values.update(_from_toml(Path(path)))
+        from_file = _from_toml(Path(path))
+        values.update(from_file)
+        sources.update(dict.fromkeys(from_file, f"config file {path}"))
     for variable, raw in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
             continue
@@ -419,10 +423,22 @@ def load_config(
             raise _unknown_variable(variable)
         if raw != "":
             values[name] = _coerce(name, raw, f"${variable}")
+            sources[name] = f"${variable}"
     for name, value in (overrides or {}).items():
         if value is not None and value != ():
             values[name] = value
-    return Config(**values)  # type: ignore[arg-type]
+            sources.pop(name, None)
+    try:
+        return Config(**values)  # type: ignore[arg-type]
+    except ConfigurationError as error:
+        # A check across settings names them, not where they came from: say so, so that a
+        # bad value in a file is found in that file (bad-input audit, twentieth session).
+        text = str(error)  # (a one-word name, such as cluster, is also a word of the text)
+        named = [name for name in sources if "_" in name and re.search(rf"\b{name}\b", text)]
+        if not named or type(error) is not ConfigurationError:
+            raise
+        where = ", ".join(f"{name} from {sources[name]}" for name in named)
+        raise ConfigurationError(f"{error} ({where})") from None
 
 
 def _from_toml(path: Path) -> dict[str, object]:

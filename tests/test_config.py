@@ -197,3 +197,21 @@ def test_timers_a_node_cannot_run_on_are_refused_by_name(
 def test_a_cluster_name_that_is_not_utf8_is_refused_not_a_traceback_at_start() -> None:
     with pytest.raises(ConfigurationError, match=r"cluster name .* is not valid text"):
         Config(cluster="\udcff")
+
+
+def test_a_check_across_settings_says_which_came_from_a_file_or_a_variable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("request_timeout_s = -3\n")
+    with pytest.raises(ConfigurationError, match=rf"\(request_timeout_s from config file {path}\)"):
+        load_config(config_file=path, environ={})
+    environ = {"PAXOS_KV_HEARTBEAT_INTERVAL_S": "1", "PAXOS_KV_ELECTION_TIMEOUT_S": "2"}
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(environ=environ)
+    assert str(caught.value).endswith(
+        "(heartbeat_interval_s from $PAXOS_KV_HEARTBEAT_INTERVAL_S, election_timeout_s from "
+        "$PAXOS_KV_ELECTION_TIMEOUT_S)"
+    )
+    with pytest.raises(ConfigurationError, match=r"positive$"):  # a flag: its own name says it
+        load_config({"request_timeout_s": -3}, environ={})
