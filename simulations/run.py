@@ -234,6 +234,7 @@ def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admi
             world.scheduler.at(time, _partition_some, world, rng, end)
         time += rng.uniform(0.3, 2.0)
     if "wipe" in options.faults:  # (drawn last: the other faults' seeds stay as they were)
+        world.wipes = True
         world.scheduler.at(rng.uniform(1.0, end - 2.0), _wipe_one, world, rng)
     if "membership" in options.faults and rng.random() < 0.5:  # (last, likewise)
         world.scheduler.at(rng.uniform(1.0, end - 1.0), _remove_one, world, rng, admin)
@@ -247,8 +248,11 @@ def _remove_one(world: World, rng: random.Random, admin: _Admin) -> None:
     if not engines:
         return
     voters = sorted(max(engines, key=lambda e: e.applied_slot).configuration.voters)
-    if len(voters) < 2:
-        return  # (the last voter is never taken out)
+    if len(voters) < (4 if world.wipes else 2):
+        # Never the last voter; and where a disk may be wiped, never down to two: a wiped
+        # voter votes no more (World.wipe), and one of two is no quorum, which is past what
+        # the protocol survives (two voters of three lost).
+        return
     leader = world.leader()
     victim = leader if leader in voters and rng.random() < 0.5 else rng.choice(voters)
     world.log(f"removing {victim}")

@@ -125,6 +125,7 @@ class World:
         # the slots its old configuration governs no longer need it. Off, it stops the moment
         # it applies its removal, as it did before the twentieth session.
         self.leave_rule = True
+        self.wipes = False  # a disk may be wiped in this run (the membership faults heed it)
         self.trace = trace
         ids = [f"n{i}" for i in range(1, voters + learners + 1)]
         self.genesis = Configuration(
@@ -161,6 +162,10 @@ class World:
         assert not node.up
         if node.retired:
             return  # removed, and stopped: its data dir never starts again
+        # A member again only by what it replays, or once it sees itself added (the runtime's
+        # ``_member``), unless it was leaving (kept in its role file): a joiner restarted at a
+        # slot before its own addition is no removed member.
+        node.was_member = node.leave_after is not None
         node.store = Store.open(None, durability="memory", disk=node.disk, **self.store_settings)
         recovered = node.store.recovered_snapshot()
         durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
