@@ -120,7 +120,9 @@ class Client(KVApi):
     def _on_message(self, sender: str, name: str, fields: list[Any]) -> None:
         if name == "hello":
             hello = protocol.decode_hello(fields)
-            if hello.wants in ("voter", "learner"):
+            # (A leaving node is heard too, so that a command pinned to it reaches it, but no
+            # request goes its way unpinned: it stops soon.)
+            if hello.wants in ("voter", "learner", "leaving"):
                 self._heard[sender] = (time.monotonic(), hello)
                 self._heard_any.set()
             return
@@ -234,7 +236,9 @@ class Client(KVApi):
     def _members_up(self) -> list[str]:
         now = time.monotonic()
         return sorted(
-            node for node, (seen, _) in self._heard.items() if now - seen < self.config.down_after_s
+            node
+            for node, (seen, hello) in self._heard.items()
+            if now - seen < self.config.down_after_s and hello.wants != "leaving"
         )
 
     def _leader(self) -> str | None:

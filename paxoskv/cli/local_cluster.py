@@ -104,6 +104,7 @@ class LocalNode:
     learner: bool  # its role now: one started as a learner may have been promoted since
     process: subprocess.Popen[bytes] | None = None
     joined: bool = False  # started as a learner (it joined the cluster, never bootstrapped it)
+    leaving: bool = False  # removed, and voting on until it may stop: not waited for
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -152,8 +153,11 @@ class LocalCluster:
             if role == "removed":
                 continue  # (`members remove`): its data dir never rejoins, so it is not started
             node = LocalNode(name, data_dir, logs / f"{name}.log", learner, joined=learner)
-            if role == "voter":
+            if role in ("voter", "leaving"):
                 node.learner = False  # a learner promoted in an earlier run (members promote)
+            # Removed while the last run stopped it: started, since its vote may be what the
+            # others wait for, but not waited for itself (it stops once they have it).
+            node.leaving = role == "leaving"
             self.nodes[name] = node
 
     @staticmethod
@@ -279,7 +283,7 @@ class LocalCluster:
 
         Raises NoQuorum after ``timeout_s``, or NodeExited at once if a node's process exited.
         """
-        wanted = list(self.nodes) if up is None else list(up)
+        wanted = self.awaited() if up is None else list(up)
         deadline = time.monotonic() + timeout_s
         seen: list[Member] = []
         while time.monotonic() < deadline and not (cancelled and cancelled.is_set()):
@@ -296,6 +300,10 @@ class LocalCluster:
             f"(last view: {_summary(seen) or 'no answer'}); see the logs in "
             f"{self.base_dir / 'logs'}"
         )
+
+    def awaited(self) -> list[str]:
+        """The nodes :meth:`wait_ready` waits for by default: all but those leaving."""
+        return [node_id for node_id, node in self.nodes.items() if not node.leaving]
 
     def _exited(self, node_id: str) -> NodeExited:
         """Why ``node_id`` exited, from its exit code and the error line it logged last."""

@@ -88,7 +88,7 @@ def _describe(cluster: LocalCluster, leader: str, base: Path, kept: Path | None)
     click.echo("")
     click.echo(f"local cluster {address.cluster!r} is up; leader {leader}")
     for node in cluster.nodes.values():
-        role = "learner" if node.learner else "voter"
+        role = "leaving" if node.leaving else "learner" if node.learner else "voter"
         click.echo(f"  {node.node_id:<4} {role:<8} pid {node.pid:<8} log {node.log_path}")
     click.echo("")
     click.echo("Reach it from another shell:")
@@ -108,8 +108,9 @@ def _watch_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
         for node in cluster.exited():
             if node.node_id not in reported and node.process is not None:
                 reported.add(node.node_id)
+                gone = " (it was removed, and left as it should)" if node.leaving else ""
                 click.echo(
-                    f"node {node.node_id} exited with code {node.process.returncode}; "
+                    f"node {node.node_id} exited with code {node.process.returncode}{gone}; "
                     f"see {node.log_path}",
                     err=True,
                 )

@@ -360,6 +360,10 @@ class Replica:
             return True
         if life.checked_at is None or engine.applied_slot < life.checked_at:
             return False
+        if self._role == "leaving":
+            # Its last seat came after checked_at, so it is this life's: it votes there until
+            # it may leave (a restart while leaving made it a learner, and a pair stalled).
+            return True
         until = earlier_seat_until(engine.configs.entries(), self.node_id)
         return self.node_id in engine.configuration.voters and engine.applied_slot >= until
 
@@ -1379,6 +1383,7 @@ class Replica:
                         self._role = "leaving"
                         save_role(self.config.data_dir, "leaving")
                         self._introduce(None)  # its hellos ask for nothing from now on
+                    self._set_voting()  # (restarted, it votes once it has replayed checked_at)
                     return
                 self._role = "removed"
                 save_role(self.config.data_dir, "removed")

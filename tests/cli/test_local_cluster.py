@@ -174,6 +174,19 @@ def test_a_second_run_starts_a_promoted_learner_as_a_voter_and_leaves_out_a_remo
     assert fresh.nodes["l1"].learner and "--learner" in fresh.node_args("l1")
 
 
+def test_a_second_run_starts_a_leaving_node_but_does_not_wait_for_it(tmp_path: Path) -> None:
+    """Stopped while it voted on after its removal, a node is started again (the others may
+    need its vote) but not waited for: it stops once they have it, and a run that waited for
+    it as a voter failed (second review of the leave rule)."""
+    for name in ("n2", "l1"):
+        (tmp_path / name).mkdir()
+        save_role(tmp_path / name, "leaving")
+    again = LocalCluster(tmp_path, voters=2, learners=1)
+    assert set(again.nodes) == {"n1", "n2", "l1"}
+    assert again.awaited() == ["n1"]
+    assert not again.nodes["l1"].learner and "--learner" not in again.node_args("l1")
+
+
 def test_a_node_of_an_earlier_cluster_of_the_same_name_exits_2_saying_what_to_do(
     tmp_path: Path,
 ) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from paxoskv import Node
+import paxoskv.runtime.replica as replica_module
+from paxoskv import Node, connect
 from paxoskv.errors import NodeRemoved
 from paxoskv.runtime.identity import ROLE_FILE
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -163,5 +164,62 @@ async def test_a_voter_removed_while_another_is_down_votes_until_the_rest_go_on(
         engine = leader.replica.engine
         assert engine is not None
         assert engine.configuration.voters == frozenset(ids) - {gone.node_id}
+    finally:
+        await cluster.close()
+
+
+async def test_a_leaving_voter_that_joined_votes_again_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that joined (a fresh life, promoted) and is restarted while leaving, before the
+    old pair's padded slots are chosen: the amnesia rule let a fresh life vote only in a seat
+    of the latest configuration, so it came back a learner and the pair stalled for good
+    (second review of the leave rule). Its last seat is this life's: it votes there again."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        n1 = await cluster.start("n1", bootstrap_expect=1)
+        await n1.wait_ready(5)
+        n2 = await cluster.start("n2")
+        await n1.set("k", 1)
+        engine = n1.replica.engine
+        assert engine is not None
+        await eventually(lambda: engine.configuration.voters == {"n1", "n2"}, 15, "the pair")
+        await eventually(lambda: n2.replica._member, 5, "n2 a member")
+        assert cluster.leader() is n1
+        saved = replica_module.save_role
+
+        def cut_off_as_it_turns_leaving(data_dir: Path | None, role: str) -> None:
+            if role == "leaving" and data_dir == tmp_path / "n2":
+                cluster.network.isolate("n2")  # before the padded slots have its vote
+            saved(data_dir, role)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(replica_module, "save_role", cut_off_as_it_turns_leaving)
+        await n1.remove("n2")
+        await eventually(lambda: n2.replica._role == "leaving", 5, "n2 leaving")
+        last = n2.replica._leave_after
+        assert last is not None and engine.applied_slot < last  # n1 needs n2's vote still
+        await cluster.stop("n2")
+        cluster.network.heal()
+        monkeypatch.setattr(replica_module, "save_role", saved)
+        again = await cluster.start("n2")
+        await n1.set("k", 2)
+        await eventually(again.replica.stopped.is_set, 10, "n2 stopping")
+        assert isinstance(again.replica.failure, NodeRemoved)
+        await _left_alone(cluster, n1)
+    finally:
+        await cluster.close()
+
+
+async def test_a_command_pinned_to_a_leaving_voter_reaches_it(tmp_path: Path) -> None:
+    """A thin client heard only hellos asking for voter or learner: pinned to a leaving node
+    (``members --node``), it waited for it in vain (second review of the leave rule)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        _, gone, _ = await _leaving(cluster)
+        config = cluster.config("client-1", request_timeout_s=2.0)
+        transport = cluster.network.attach("client-1")
+        async with connect(config, transport=transport, node_id=gone.node_id) as client:
+            roles = {member.node_id: member.role for member in await client.members()}
+        assert roles[gone.node_id] == "leaving"
     finally:
         await cluster.close()
