@@ -164,7 +164,7 @@ class Config:
                 f"longest a lone commit point waits to ride on a write), not "
                 f"{self.heartbeat_interval_s!r}"
             )
-        if self.heartbeat_interval_s * 3 > self.election_timeout_s:
+        if self.heartbeat_interval_s * 3 > self.election_timeout_s * (1 + 1e-9):  # (0.1 * 3)
             raise ConfigurationError(
                 f"heartbeat_interval_s ({self.heartbeat_interval_s:g}) must be at most a third "
                 f"of election_timeout_s ({self.election_timeout_s:g}): a leader must be heard "

@@ -113,7 +113,7 @@ class Node(KVApi):
             await asyncio.wait_for(caught_up.wait(), max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
             raise NoQuorum(
-                f"node {replica.node_id} joined but has not caught up within {timeout:.0f}s: "
+                f"node {replica.node_id} joined but has not caught up within {timeout:g}s: "
                 f"applied slot {engine.applied_slot} of {target}; it goes on catching up, "
                 "wait again"
             ) from None

@@ -255,7 +255,7 @@ class Client(KVApi):
                 self._raise_if_wrong_secret()
                 raise NoQuorum(
                     f"no member of cluster {self.config.cluster!r} answered within "
-                    f"{self.config.request_timeout_s:.1f}s {self.config.reach()}: is it "
+                    f"{self.config.request_timeout_s:g}s {self.config.reach()}: is it "
                     f"running? Check {self.config.reach_flags()}"
                 ) from None
         if self.pinned_node_id is not None:
@@ -318,7 +318,7 @@ class Client(KVApi):
             self._waiting.pop(key, None)
         raise NoQuorum(
             f"the cluster did not complete the {what} within "
-            f"{self.config.request_timeout_s:.1f}s (no quorum, or no leader yet)"
+            f"{self.config.request_timeout_s:g}s (no quorum, or no leader yet)"
             + ("; the write may or may not have been applied" if what == "write" else "")
         )
 

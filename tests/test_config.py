@@ -215,3 +215,20 @@ def test_a_check_across_settings_says_which_came_from_a_file_or_a_variable(
     )
     with pytest.raises(ConfigurationError, match=r"positive$"):  # a flag: its own name says it
         load_config({"request_timeout_s": -3}, environ={})
+
+
+@pytest.mark.parametrize(("heartbeat", "election"), [(0.1, 0.3), (0.2, 0.6), (0.05, 0.15)])
+def test_a_heartbeat_of_exactly_a_third_of_the_election_timeout_is_allowed(
+    heartbeat: float, election: float
+) -> None:
+    """0.1 * 3 is 0.30000000000000004 in floating point: refused, with a message that said
+    it must be at most a third (final review, twentieth session); the engine agrees."""
+    from paxoskv.paxos.engine import EngineSettings
+
+    Config(heartbeat_interval_s=heartbeat, election_timeout_s=election)
+    EngineSettings(
+        node_id="n1",
+        heartbeat_interval_s=heartbeat,
+        election_timeout_min_s=election,
+        election_timeout_max_s=election * 2,
+    )

@@ -225,12 +225,17 @@ class EngineSettings(Frozen):
             raise ValueError("node_id must be a non-empty string")
         if not 0 < self.election_timeout_min_s <= self.election_timeout_max_s:
             raise ValueError("need 0 < election_timeout_min_s <= election_timeout_max_s")
-        if self.heartbeat_interval_s * 3 > self.election_timeout_min_s:
+        if self.heartbeat_interval_s * 3 > self.election_timeout_min_s * _LENIENCY:
             raise ValueError("heartbeats must come at least 3 times per election timeout")
         if self.window_slots < 1:
             raise ValueError("window_slots must be at least 1")
         if not 0 <= self.commit_delay_s < self.heartbeat_interval_s:
             raise ValueError("need 0 <= commit_delay_s < heartbeat_interval_s")
+
+
+_LENIENCY = 1 + 1e-9
+"""How far a float product may overshoot a bound it meets exactly on paper (0.1 * 3 is
+0.30000000000000004): a heartbeat of exactly a third of the election timeout is allowed."""
 
 
 class _InFlight:

@@ -29,7 +29,8 @@ its kind."""
 _KEY_HELP = "a key is a non-empty str, bytes, or tuple of str, bytes and int"
 _NOT_TEXT = (
     "it is not valid Unicode text (a lone surrogate: bytes that are not UTF-8, as a command "
-    "line or a file name can hold); a str must encode as UTF-8, or use a bytes key"
+    "line or a file name can hold); a str must encode as UTF-8 (from Python, a bytes key may "
+    "hold any bytes)"
 )
 
 
@@ -43,7 +44,9 @@ def check_key(key: object) -> Key:
             return key
     elif type(key) is tuple and key and all(map(_is_key_part, key)):
         return key
-    if type(key) is str and key:
+    if (type(key) is str and key) or (
+        type(key) is tuple and any(type(part) is str and not _encodes(part) for part in key)
+    ):
         raise InvalidKey(f"invalid key {_show(key)}: {_NOT_TEXT}")
     raise InvalidKey(f"invalid key {_show(key)}: {_KEY_HELP}")
 
