@@ -154,7 +154,8 @@ class KVApi(ABC):
     def watch(
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> AsyncIterator[ChangeEvent]:
-        """Changes under ``prefix`` (None: all) as they are applied, from ``from_revision`` on.
+        """Changes under ``prefix`` (None: all) as they are applied, from ``from_revision`` on
+        (None: from when the watch starts, at its first iteration, not at the call).
 
         Raises :class:`~paxoskv.errors.Compacted` when that revision is older than the
         history the cluster keeps.
