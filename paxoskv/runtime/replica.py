@@ -1737,6 +1737,8 @@ class Replica:
             "node_id": self.node_id,
             "role": "voter"
             if engine and self.node_id in engine.configuration.voters
+            else "leaving"
+            if self._role == "leaving"
             else "learner",
             "leader": engine.leader_id if engine else None,
             "is_leader": bool(engine and engine.is_leader),

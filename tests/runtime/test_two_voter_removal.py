@@ -86,6 +86,7 @@ async def _leaving(cluster: MemoryCluster) -> tuple[Node, Node, list[bool]]:
     assert (cluster.tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "leaving"
     members = {member.node_id: member.role for member in gone.replica.members()}
     assert members[gone.node_id] == "leaving"
+    assert gone.replica.status()["role"] == "leaving"
     return left, gone, held
 
 
