@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import paxoskv.runtime.replica as replica_module
 from paxoskv import Node
 from paxoskv.config import COMMIT_DELAY_S
 from paxoskv.errors import CorruptData, InvalidArgument, NodeClosed
@@ -58,13 +59,18 @@ async def test_a_start_that_fails_in_recovery_leaves_the_data_dir_unlocked(
             _ = failed.replica  # a failed start leaves no replica behind
 
 
-async def test_the_engine_runs_on_the_commit_delay_the_config_checks_heartbeats_against() -> None:
+async def test_the_engine_runs_on_the_commit_delay_the_config_checks_heartbeats_against(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runtime hands the engine the config's constant, not the engine's own default (the
+    same 2 ms today): changed here, the engine must see the change."""
+    monkeypatch.setattr(replica_module, "COMMIT_DELAY_S", COMMIT_DELAY_S * 1.5)
     cluster = MemoryCluster()
     try:
         node = await cluster.start("n1", bootstrap_expect=1)
         await node.wait_ready(5)
         engine = node.replica.engine
         assert engine is not None
-        assert engine.settings.commit_delay_s == COMMIT_DELAY_S
+        assert engine.settings.commit_delay_s == replica_module.COMMIT_DELAY_S
     finally:
         await cluster.close()
