@@ -358,7 +358,8 @@ class Client(KVApi):
         queue: asyncio.Queue[_Reply] = asyncio.Queue()
         self._watch_queues[watch_id] = queue
         wire_prefix = key_to_wire(prefix) if prefix is not None else None
-        after: int | None = None if from_revision is None else from_revision - 1
+        # Where this watch is: every event up to a revision, and how many of the next one's.
+        after: tuple[int, int] | None = None if from_revision is None else (from_revision - 1, 0)
         timeout_s = self.config.request_timeout_s
         # Renewed often enough that one lost renewal or answer is not taken for lost contact.
         renew_s = min(WATCH_RENEW_S, max(0.05, timeout_s / 4))
@@ -367,7 +368,7 @@ class Client(KVApi):
         heard_at = time.monotonic()
         try:
             while True:
-                message = protocol.encode_runtime("watch", watch_id, wire_prefix, after)
+                message = protocol.encode_runtime("watch", watch_id, wire_prefix, *_position(after))
                 await self._transport.send(target, message)
                 renew_at = time.monotonic() + renew_s
                 while (remaining := renew_at - time.monotonic()) > 0:
@@ -382,12 +383,13 @@ class Client(KVApi):
                     _, name, fields = whole
                     if name == "compacted":
                         raise Compacted(int(fields[1]), int(fields[2]))
-                    _, sent_after, upto, events = fields
-                    if after is not None and sent_after != after:
+                    _, sent_after, upto, events, *parts = fields
+                    after_part, upto_part = parts[0] if parts else (0, 0)
+                    if after is not None and (sent_after, after_part) != after:
                         break  # a datagram was lost: renew now, from what we have
                     for raw in events:
                         yield protocol.event_from_wire(raw)
-                    after = int(upto)
+                    after = (int(upto), int(upto_part))
                     # Time the consumer spent on events is not silence from the cluster.
                     heard_at = time.monotonic()
                 silent_s = time.monotonic() - heard_at
@@ -395,7 +397,7 @@ class Client(KVApi):
                     raise NoQuorum(
                         f"lost contact with the cluster: no member answered the watch for "
                         f"{silent_s:.1f}s (last asked: {target}); watch again once it is back"
-                        + (f", from revision {after + 1}" if after is not None else "")
+                        + _resume_hint(after)
                     )
                 if silent_s > renew_s or target not in self._members_up():
                     # Another member next; the old one stops pushing if it is still there.
@@ -431,6 +433,23 @@ class Client(KVApi):
             node: liveness(now, seen, self.config.suspect_after_s, self.config.down_after_s)
             for node, (seen, _) in self._heard.items()
         }
+
+
+def _position(after: tuple[int, int] | None) -> list[int | None]:
+    """A watch position's fields: the part inside the next revision only when there is one."""
+    if after is None:
+        return [None]
+    revision, part = after
+    return [revision, part] if part else [revision]
+
+
+def _resume_hint(after: tuple[int, int] | None) -> str:
+    if after is None:
+        return ""
+    revision, part = after
+    if not part:
+        return f", from revision {revision + 1}"
+    return f", from revision {revision + 1} (you have the first {part} of its events)"
 
 
 def connect(

@@ -3,8 +3,11 @@
 A client sends a request to any member; the member proposes it under the client's own
 (client_id, seq), so a retry sent to another member is applied once, and answers when the
 command is applied here. Reads go through the same read barrier as a local read. A watch is a
-subscription the client renews every few seconds; events carry revisions, so a client that
-lost a datagram sees the gap and re-subscribes from the last revision it has. A renewal is
+subscription the client renews every few seconds; events carry positions, so a client that
+lost a datagram sees the gap and re-subscribes from the last position it has. A position is a
+revision whose events the client has whole, plus how many of the next revision's it has: one
+revision's events (a txn, a lease revoke) may fill several datagrams, and a revision alone
+could not say which of them was lost. A renewal is
 always answered (an empty batch of events when nothing changed), so a client that hears
 nothing for a while knows it has lost contact rather than waiting forever.
 
@@ -63,15 +66,39 @@ class _Parts(PlainRecord):
         self.expires_at = expires_at
 
 
+Position = tuple[int, int]
+"""Where a watcher is: every event up to this revision, plus this many of the next one's.
+
+The events of one revision are in the same order on every replica, so a count into them
+names the same events whichever member the client renews with."""
+
+
 class _Watch(PlainRecord):
-    __slots__ = ("after_revision", "client", "expires_at", "prefix", "sent_upto", "watch_id")
-    __match_args__ = ("client", "watch_id", "prefix", "after_revision", "sent_upto", "expires_at")
+    __slots__ = (
+        "after_revision",
+        "client",
+        "expires_at",
+        "prefix",
+        "sent_upto",
+        "skip",
+        "watch_id",
+    )
+    __match_args__ = (
+        "client",
+        "watch_id",
+        "prefix",
+        "after_revision",
+        "skip",
+        "sent_upto",
+        "expires_at",
+    )
 
     client: str
     watch_id: int
     prefix: Any
     after_revision: int  # events up to here were considered
-    sent_upto: int  # the ``upto`` of the last datagram sent: the client checks continuity
+    skip: int  # ... and this many of the next revision's the client has (after a renewal)
+    sent_upto: Position  # where the last datagram sent left the client: it checks continuity
     expires_at: float
 
     def __init__(
@@ -80,15 +107,39 @@ class _Watch(PlainRecord):
         watch_id: int,
         prefix: Any,
         after_revision: int,
-        sent_upto: int,
+        skip: int,
+        sent_upto: Position,
         expires_at: float,
     ) -> None:
         self.client = client
         self.watch_id = watch_id
         self.prefix = prefix
         self.after_revision = after_revision
+        self.skip = skip
         self.sent_upto = sent_upto
         self.expires_at = expires_at
+
+
+def chunk_positions(events: list[Any], start: Position, size: int) -> list[tuple[int, Position]]:
+    """Where each datagram of ``size`` events leaves the client: (end index, position).
+
+    ``events`` follow ``start`` with nothing between; a datagram that ends inside a revision
+    says how many of that revision's events the client then has, counting those it had
+    before ``events`` began when the revision is the one ``start`` is partway through.
+    """
+    positions = []
+    for end in range(size, len(events) + size, size):
+        end = min(end, len(events))
+        revision = events[end - 1].revision
+        if end == len(events) or events[end].revision != revision:
+            positions.append((end, (revision, 0)))
+            continue
+        first = end - 1
+        while first > 0 and events[first - 1].revision == revision:
+            first -= 1
+        had = start[1] if first == 0 and start[0] + 1 == revision else 0
+        positions.append((end, (revision - 1, had + end - first)))
+    return positions
 
 
 def all_entries(state: Any, prefix: Key | str | None) -> list[KeyValue]:
@@ -278,18 +329,25 @@ class ClientService:
         engine = self.replica.engine
         if engine is None:
             return
-        watch_id, prefix, after_revision = fields
+        watch_id, prefix, after_revision, *part = fields  # part: only when not 0
+        skip = int(part[0]) if part else 0
+        if skip < 0 or (skip and after_revision is None):
+            raise ValueError(f"a watch position's part must follow a revision, not {skip}")
         key = (sender, int(watch_id))
         watch = self._watches.get(key)
         if watch is None:
             after = engine.state.revision if after_revision is None else int(after_revision)
-            watch = _Watch(sender, int(watch_id), prefix_from_wire(prefix), after, after, 0.0)
+            watch = _Watch(
+                sender, int(watch_id), prefix_from_wire(prefix), after, skip, (after, skip), 0.0
+            )
             self._watches[key] = watch
-        elif after_revision is not None and int(after_revision) < watch.sent_upto:
-            watch.after_revision = watch.sent_upto = int(after_revision)
+        elif after_revision is not None and (int(after_revision), skip) < watch.sent_upto:
+            watch.after_revision = int(after_revision)
+            watch.skip = skip
+            watch.sent_upto = (watch.after_revision, skip)
         watch.expires_at = clock_now() + WATCH_LEASE_S
         if not self._push(watch):  # nothing new: say we are here, or the client gives up
-            self._send(sender, "events", watch.watch_id, watch.sent_upto, watch.sent_upto, [])
+            self._send_events(watch, watch.sent_upto, [])
 
     def _on_unwatch(self, sender: str, fields: list[Any]) -> None:
         self._watches.pop((sender, int(fields[0])), None)
@@ -319,14 +377,27 @@ class ClientService:
             self._send(watch.client, "compacted", watch.watch_id, error.requested, error.oldest)
             self._watches.pop((watch.client, watch.watch_id), None)
             return True
+        if watch.skip:  # the client has these from before a lost datagram
+            events = events[watch.skip :]
         watch.after_revision = engine.state.revision
-        for start in range(0, len(events), EVENTS_PER_DATAGRAM):
-            chunk = events[start : start + EVENTS_PER_DATAGRAM]
-            upto = chunk[-1].revision
-            wire = [protocol.event_to_wire(e) for e in chunk]
-            self._send(watch.client, "events", watch.watch_id, watch.sent_upto, upto, wire)
-            watch.sent_upto = upto
+        start = 0
+        for end, upto in chunk_positions(events, watch.sent_upto, EVENTS_PER_DATAGRAM):
+            self._send_events(watch, upto, events[start:end])
+            start = end
+        watch.skip = 0
         return bool(events)
+
+    def _send_events(self, watch: _Watch, upto: Position, events: list[Any]) -> None:
+        """One datagram of events: the position before it, the one after, and the events.
+
+        The parts of the two positions go last, and only when either is not 0: a datagram
+        that neither starts nor ends inside a revision looks as it did before they existed.
+        """
+        (after, after_part), (last, last_part) = watch.sent_upto, upto
+        parts = [[after_part, last_part]] if after_part or last_part else []
+        wire = [protocol.event_to_wire(e) for e in events]
+        self._send(watch.client, "events", watch.watch_id, after, last, wire, *parts)
+        watch.sent_upto = upto
 
     def _on_status(self, sender: str, fields: list[Any]) -> None:
         members = [

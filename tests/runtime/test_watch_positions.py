@@ -1,0 +1,108 @@
+"""A thin client's watch over lost datagrams, where one revision fills several of them.
+
+A txn or a lease revoke can change more keys under a prefix than fit in one datagram of
+events. Before positions counted into a revision, every datagram after a revision's first
+carried the same revision range, so the client could not tell which one it lost: it
+resumed from the whole revision and yielded some events twice, or skipped some.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paxoskv import ChangeEvent, Set, connect
+from paxoskv.runtime import protocol
+from paxoskv.runtime.serving import EVENTS_PER_DATAGRAM, chunk_positions
+from paxoskv.transport.base import Delivery
+from tests.runtime.cluster import MemoryCluster
+
+
+@dataclass(frozen=True)
+class _Event:
+    revision: int
+    index: int
+
+
+@given(
+    sizes=st.lists(st.integers(0, 9), min_size=1, max_size=12),
+    had=st.integers(0, 9),
+    size=st.integers(1, 7),
+)
+def test_resuming_from_any_datagrams_position_gives_exactly_the_rest(
+    sizes: list[int], had: int, size: int
+) -> None:
+    """The promise a position makes: renew from it and get what follows it, nothing else."""
+    history = [_Event(r, i) for r, count in enumerate(sizes, start=1) for i in range(count)]
+    had = min(had, sizes[0])  # the client has this many of revision 1's events already
+    events = history[had:]
+
+    def resumed(position: tuple[int, int]) -> list[_Event]:
+        revision, part = position  # what a member sends a renewal from this position
+        return [e for e in history if e.revision > revision][part:]
+
+    start = 0
+    for end, position in chunk_positions(events, (0, had), size):
+        assert end - start <= size
+        assert resumed(position) == events[end:], (position, end)
+        start = end
+    assert start == len(events)
+
+
+def _drop_some_events(transport: Any, seed: int, mid_revision: list[int]) -> None:
+    """Lose about a third of the datagrams of events that reach ``transport``."""
+    chance = random.Random(seed)
+    arrive = transport._arrive
+
+    def maybe_arrive(delivery: Delivery) -> None:
+        if not delivery.payload.startswith(protocol.RUNTIME):
+            return arrive(delivery)  # the cluster's own traffic
+        name, fields = protocol.decode_runtime(delivery.payload)
+        if name == "events" and fields[3] and chance.random() < 0.35:
+            if len(fields) > 4 and fields[4][1]:
+                mid_revision.append(1)  # it ended inside a revision: the case at stake
+            return
+        arrive(delivery)
+
+    transport._arrive = maybe_arrive
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_lossy_watch_yields_each_event_once_in_order(
+    memory_cluster: MemoryCluster, seed: int
+) -> None:
+    sizes = random.Random(seed).choices([1, 63, 64, 65, 130, 200], k=8)
+    n1 = memory_cluster.nodes["n1"]
+    first = await n1.set("other", 0) + 1
+    transport = memory_cluster.network.attach("client-1")
+    mid_revision: list[int] = []
+    _drop_some_events(transport, seed, mid_revision)
+    config = memory_cluster.config("client-1", request_timeout_s=0.4)
+
+    async def collect(source: Any, count: int) -> list[ChangeEvent]:
+        seen = []
+        async for event in source.watch("t/", from_revision=first):
+            seen.append(event)
+            if len(seen) == count:
+                break
+        return seen
+
+    async with connect(config, transport=transport) as client:
+        for number, size in enumerate(sizes[:4]):  # these before the watch: one long push
+            await n1.txn([], [Set(f"t/{number}/{i:03}", i) for i in range(size)])
+        lossy = asyncio.create_task(collect(client, sum(sizes)))
+        for number, size in enumerate(sizes[4:], start=4):  # these while it watches
+            await n1.txn([], [Set(f"t/{number}/{i:03}", i) for i in range(size)])
+            await n1.set("other", number)
+        expected = await asyncio.wait_for(collect(n1, sum(sizes)), 5)
+        got = await asyncio.wait_for(lossy, 30)
+    assert [(e.revision, e.key) for e in got] == [(e.revision, e.key) for e in expected]
+    assert got == expected
+    assert mid_revision, f"seed {seed} lost no datagram that ended inside a revision"
+    assert max(sizes) > EVENTS_PER_DATAGRAM
