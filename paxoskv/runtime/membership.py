@@ -27,6 +27,7 @@ CATCH_UP_MARGIN_SLOTS = 64
 class PeerView(PlainRecord):
     __slots__ = (
         "applied_slot",
+        "durable_slot",
         "formation",
         "genesis",
         "last_seen",
@@ -42,6 +43,7 @@ class PeerView(PlainRecord):
         "leader_id",
         "genesis",
         "formation",
+        "durable_slot",
     )
 
     last_seen: float
@@ -51,6 +53,7 @@ class PeerView(PlainRecord):
     leader_id: str
     genesis: tuple[str, ...]
     formation: str | None  # None: not told (a fresh node, or an earlier release's)
+    durable_slot: int  # its applied slot that a power cut cannot take back (Hello's)
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class PeerView(PlainRecord):
         leader_id: str,
         genesis: tuple[str, ...] = (),
         formation: str | None = None,
+        durable_slot: int | None = None,
     ) -> None:
         self.last_seen = last_seen
         self.wants = wants
@@ -69,6 +73,7 @@ class PeerView(PlainRecord):
         self.leader_id = leader_id
         self.genesis = genesis
         self.formation = formation
+        self.durable_slot = applied_slot if durable_slot is None else durable_slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,24 @@ class Hello(PlainFrozen):
     the member runs an earlier release, which sends no ident).
     """
 
-    __slots__ = ("applied_slot", "bootstrapping", "genesis", "leader_id", "revision", "wants")
-    __match_args__ = ("wants", "applied_slot", "revision", "leader_id", "genesis", "bootstrapping")
+    __slots__ = (
+        "applied_slot",
+        "bootstrapping",
+        "durable_slot",
+        "genesis",
+        "leader_id",
+        "revision",
+        "wants",
+    )
+    __match_args__ = (
+        "wants",
+        "applied_slot",
+        "revision",
+        "leader_id",
+        "genesis",
+        "bootstrapping",
+        "durable_slot",
+    )
 
     wants: str
     applied_slot: int
@@ -83,6 +99,10 @@ class Hello(PlainFrozen):
     leader_id: str
     genesis: tuple[str, ...]
     bootstrapping: bool
+    # The applied slot a power cut cannot take back: the chosen markers up to it are synced.
+    # A removed voter leaves on these (Replica._still_needed); an earlier release sends none,
+    # and its applied slot stands in, as that release's own leave rule read it.
+    durable_slot: int
 
     def __init__(
         self,
@@ -92,9 +112,12 @@ class Hello(PlainFrozen):
         leader_id: str,
         genesis: tuple[str, ...],
         bootstrapping: bool,
+        durable_slot: int | None = None,
     ) -> None:
         object.__setattr__(self, "wants", wants)
         object.__setattr__(self, "applied_slot", applied_slot)
+        durable = applied_slot if durable_slot is None else durable_slot
+        object.__setattr__(self, "durable_slot", durable)
         object.__setattr__(self, "revision", revision)
         object.__setattr__(self, "leader_id", leader_id)
         object.__setattr__(self, "genesis", genesis)
@@ -143,15 +166,24 @@ def encode_hello(hello: Hello) -> bytes:
         hello.leader_id,
         list(hello.genesis),
         hello.bootstrapping,
+        hello.durable_slot,
     )
 
 
 def decode_hello(fields: list[Any]) -> Hello:
-    """Fields after the sixth are a later release's, and ignored (see :class:`Ident`)."""
+    """Fields after the seventh are a later release's, and ignored (see :class:`Ident`); the
+    seventh (the durable slot) is absent from an earlier release's."""
     try:
         wants, applied, revision, leader, genesis, bootstrapping = fields[:6]
+        durable = int(fields[6]) if len(fields) > 6 else None
         hello = Hello(
-            str(wants), int(applied), int(revision), str(leader), tuple(genesis), bootstrapping
+            str(wants),
+            int(applied),
+            int(revision),
+            str(leader),
+            tuple(genesis),
+            bootstrapping,
+            durable,
         )
     except (TypeError, ValueError):
         raise MalformedRuntimeMessage("bad hello") from None

@@ -138,6 +138,12 @@ class Replica:
         self._fsyncs = config.durability == "durable"  # (else a sync is a write at most)
         self._stepping = 0  # engine steps under way (a delivery during one waits its turn)
         self._lazy_sync: asyncio.TimerHandle | None = None
+        self._last_sync_id = 0  # the sync id of the latest records handed to the committer
+        # Hellos' durable slot (see _durable_slot): the last one known synced, and a later
+        # applied slot waiting for the sync id it was read at.
+        self._synced_slot = 0
+        self._slot_at_sync: tuple[int, int] | None = None
+        self._snapshots_saving = 0  # snapshot writes under way (one may hold a transfer)
         self._tasks: list[asyncio.Task[None]] = []
         # What each local request waits on: its future, its deadline, its timeout.
         self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
@@ -738,6 +744,7 @@ class Replica:
         self._queue(None, encode_message(effect.message, PAXOS))
 
     def _carry_save_snapshot(self, effect: fx.SaveSnapshot) -> None:
+        self._snapshots_saving += 1  # now, not in the task: see _durable_slot
         self._loop.create_task(self._save_snapshot(effect))
 
     def _carry_read_ready(self, effect: fx.ReadReady) -> None:
@@ -767,7 +774,7 @@ class Replica:
         elif isinstance(effect, fx.Persist):
             self._persist(effect)
         elif isinstance(effect, fx.SaveSnapshot):
-            self._loop.create_task(self._save_snapshot(effect))
+            self._carry_save_snapshot(effect)
         elif isinstance(effect, fx.ReadReady):
             self._read_ready(effect.read_id)
         elif isinstance(effect, fx.Applied):
@@ -799,6 +806,7 @@ class Replica:
         committer = self._committer
         assert committer is not None
         committer.submit_marked(effect.records, effect.sync_id, False)
+        self._last_sync_id = effect.sync_id
         if effect.sync_now:
             self._sync_due = True  # at the end of the step, after its sends
         elif self._lazy_sync is None:
@@ -882,6 +890,8 @@ class Replica:
             except StorageError as error:
                 self._fail_stop(error)
                 return
+            finally:
+                self._snapshots_saving -= 1
         if self.engine is not None and self.failure is None:
             self._step(self.engine.snapshot_saved(effect.slot, clock_now()))
             image = effect.image
@@ -1046,7 +1056,40 @@ class Replica:
             leader_id=(engine.leader_id or "") if engine else "",
             genesis=self._genesis or (),
             bootstrapping=self._genesis is None and self.config.bootstrap_expect is not None,
+            durable_slot=self._durable_slot(),
         )
+
+    def _durable_slot(self) -> int:
+        """The applied slot a power cut cannot take back, for hellos: a removed voter leaves
+        on them (_still_needed), and one that left on a slot this node then lost could leave
+        the old configuration's last slots with no quorum to learn them from.
+
+        The engine persists the chosen markers of the slots a step applies in that step, and
+        a step hands all it persisted to the committer before it ends, so between steps
+        (where hellos are made) every applied slot is in records up to the latest sync id;
+        that slot counts once that sync id is durable. The one exception is a state transfer,
+        which applies slots the journal never holds, until its snapshot is written: no slot
+        is read or counted while a snapshot is being written. Chosen markers sync lazily
+        (within 50 ms) when nothing waits on them, so this runs a hello or two behind the
+        applied slot. Without fsync (``os``, ``memory``) there is nothing a power cut would
+        spare, and the applied slot stands.
+        """
+        engine = self.engine
+        if engine is None:
+            return 0
+        if not self._fsyncs:
+            return int(engine.applied_slot)
+        if self._snapshots_saving:
+            return self._synced_slot
+        waiting = self._slot_at_sync
+        if waiting is not None and waiting[0] <= self._durable_upto:
+            self._synced_slot = max(self._synced_slot, waiting[1])
+            waiting = None
+        if waiting is None and engine.applied_slot > self._synced_slot:
+            self._slot_at_sync = (self._last_sync_id, int(engine.applied_slot))
+        else:
+            self._slot_at_sync = waiting
+        return self._synced_slot
 
     def _ident(self, *, asks: bool = False) -> bytes:
         return protocol.encode_ident(protocol.Ident(self._genesis or (), self._formation, asks))
@@ -1185,6 +1228,7 @@ class Replica:
             hello.leader_id,
             hello.genesis,
             ident[0].formation if ident is not None and ident[0].genesis else None,
+            hello.durable_slot,
         )
         if self._genesis is None and self.engine is None and hello.genesis and earlier_release:
             self._join(hello.genesis, LEGACY_FORMATION)
@@ -1431,7 +1475,7 @@ class Replica:
             self._leave_after = last
         if self._leave_after is None:
             return False
-        reported = {node_id: view.applied_slot for node_id, view in self.peers.items()}
+        reported = {node_id: view.durable_slot for node_id, view in self.peers.items()}
         latest = engine.configs.latest()
         return not may_leave(latest, self._leave_after, engine.applied_slot, reported)
 
