@@ -69,10 +69,9 @@ def last_voted_slot(history: ConfigHistory, node_id: str) -> int | None:
     keeps it voting until :func:`may_leave` (see ``Replica._still_needed``).
     """
     last = None
-    starts, configs = history._starts, history._configs
-    for index in range(len(starts) - 1):
-        if node_id in configs[index].voters:
-            last = starts[index + 1] - 1
+    for (_, config), (next_start, _) in pairwise(history.entries()):
+        if node_id in config.voters:
+            last = next_start - 1
     return last
 
 
