@@ -253,19 +253,39 @@ def save_genesis(
 def load_role(data_dir: Path | None) -> Role | None:
     """The role kept in ``data_dir``; None for a node that never joined, or an older release's
     data dir (its flags decide, as they used to)."""
+    kept = _load_role_line(data_dir)
+    return None if kept is None else kept[0]
+
+
+def load_leave_slot(data_dir: Path | None) -> int | None:
+    """The last slot a leaving node votes in, kept beside its role (None: not kept).
+
+    A restart may recover from a snapshot whose configuration history no longer reaches the
+    node's old seat, and could not tell that slot again; the voters left may still need it.
+    """
+    kept = _load_role_line(data_dir)
+    return None if kept is None else kept[1]
+
+
+def _load_role_line(data_dir: Path | None) -> tuple[Role, int | None] | None:
     path = None if data_dir is None else data_dir / ROLE_FILE
     if path is None or not path.exists():
         return None
-    kept = path.read_text().strip()
+    words = path.read_text().split()
     for role in ROLES:
-        if kept == role:
-            return role
+        if words[:1] == [role]:
+            if len(words) == 1:
+                return role, None
+            if role == "leaving" and len(words) == 2 and words[1].isdigit():
+                return role, int(words[1])
     raise ConfigurationError(f"{path} is damaged; write voter or learner in it")
 
 
-def save_role(data_dir: Path | None, role: Role) -> None:
+def save_role(data_dir: Path | None, role: Role, leave_slot: int | None = None) -> None:
+    """Keep ``role`` (and, for ``leaving``, the last slot the node votes in)."""
     if data_dir is not None:
-        _write_durably(data_dir / ROLE_FILE, role + "\n")
+        text = role if leave_slot is None else f"{role} {leave_slot}"
+        _write_durably(data_dir / ROLE_FILE, text + "\n")
 
 
 def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None, dict[str, str]]:

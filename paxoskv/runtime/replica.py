@@ -52,6 +52,7 @@ from paxoskv.runtime.identity import (
     Role,
     earlier_seat_until,
     fresh_nonce,
+    load_leave_slot,
     load_life,
     load_met,
     load_role,
@@ -174,6 +175,7 @@ class Replica:
         self._life: Life | None = None  # a fresh life (see identity.Life); None: not one
         self._member = False  # seen in the configuration, caught up: see _watch_own_membership
         self._leave_after: int | None = None  # removed, still voting up to here: see _still_needed
+        self._kept_leave_after: int | None = None  # ... as the role file has it
         self._head_at_join: int | None = None  # (a fresh node) the first commit point heard
         self._last_members: frozenset[str] | None = None
         self._seen_configuration: Configuration | None = None
@@ -231,6 +233,8 @@ class Replica:
             self._genesis, self._formation = kept.voters, kept.formation
             self._record_cluster = kept.cluster is None
         self._role = self._kept_role()
+        # A leaving node's last slot, as its data dir keeps it: see identity.load_leave_slot.
+        self._leave_after = self._kept_leave_after = load_leave_slot(self.config.data_dir)
         self._keep_bootstrap()
         self._life = load_life(self.config.data_dir)
         durable, has_state = await self._loop.run_in_executor(None, self._recover)
@@ -1423,9 +1427,12 @@ class Replica:
         if me not in members:
             if self._member or self._role == "leaving":
                 if self._still_needed(engine):
-                    if self._role != "leaving":  # kept, so a restart waits on rather than rejoin
+                    if self._role != "leaving" or self._leave_after != self._kept_leave_after:
+                        # kept, so a restart waits on rather than rejoin, and knows how long
+                        save_role(self.config.data_dir, "leaving", self._leave_after)
+                        self._kept_leave_after = self._leave_after
+                    if self._role != "leaving":
                         self._role = "leaving"
-                        save_role(self.config.data_dir, "leaving")
                         self._introduce(None)  # its hellos ask for nothing from now on
                     self._set_voting()  # (restarted, it votes once it has replayed checked_at)
                     return

@@ -18,7 +18,9 @@ import pytest
 import paxoskv.runtime.replica as replica_module
 from paxoskv import Node, connect
 from paxoskv.errors import NodeRemoved
+from paxoskv.runtime import protocol
 from paxoskv.runtime.identity import ROLE_FILE
+from paxoskv.runtime.replica import Replica
 from tests.runtime.cluster import MemoryCluster, eventually
 
 
@@ -83,7 +85,8 @@ async def _leaving(cluster: MemoryCluster) -> tuple[Node, Node, list[bool]]:
     held = _hold_hellos(gone, left.node_id)
     await left.remove(gone.node_id)
     await eventually(lambda: gone.replica._role == "leaving", 5, "the removed voter leaving")
-    assert (cluster.tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "leaving"
+    kept = (cluster.tmp_path / gone.node_id / ROLE_FILE).read_text().split()
+    assert kept == ["leaving", str(gone.replica._leave_after)]  # and how long, for a restart
     members = {member.node_id: member.role for member in gone.replica.members()}
     assert members[gone.node_id] == "leaving"
     assert gone.replica.status()["role"] == "leaving"
@@ -188,10 +191,12 @@ async def test_a_leaving_voter_that_joined_votes_again_after_a_restart(
         await eventually(lambda: n2.replica._member, 5, "n2 a member")
         saved = replica_module.save_role
 
-        def cut_off_as_it_turns_leaving(data_dir: Path | None, role: str) -> None:
+        def cut_off_as_it_turns_leaving(
+            data_dir: Path | None, role: str, leave_slot: int | None = None
+        ) -> None:
             if role == "leaving" and data_dir == tmp_path / "n2":
                 cluster.network.isolate("n2")  # before the padded slots have its vote
-            saved(data_dir, role)  # type: ignore[arg-type]
+            saved(data_dir, role, leave_slot)  # type: ignore[arg-type]
 
         monkeypatch.setattr(replica_module, "save_role", cut_off_as_it_turns_leaving)
         await n1.remove("n2")
@@ -221,5 +226,42 @@ async def test_a_command_pinned_to_a_leaving_voter_reaches_it(tmp_path: Path) ->
         async with connect(config, transport=transport, node_id=gone.node_id) as client:
             roles = {member.node_id: member.role for member in await client.members()}
         assert roles[gone.node_id] == "leaving"
+    finally:
+        await cluster.close()
+
+
+async def test_a_leaving_voter_restarted_past_its_seat_in_history_waits_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarted from a snapshot whose configuration history no longer reaches its old seat,
+    a leaving voter could not tell its last slot again and stopped at once, though the voter
+    left might not have that slot yet (the role file kept ``leaving`` but not the slot)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        left, gone, held = await _leaving(cluster)
+        last = gone.replica._leave_after
+        assert last is not None
+        await cluster.stop(gone.node_id)
+        # The history it recovers says nothing of its seat: only the role file has the slot.
+        monkeypatch.setattr(replica_module, "last_voted_slot", lambda history, node_id: None)
+        real = Replica._on_hello
+
+        def on_hello(self: Replica, source: str, hello: protocol.Hello) -> None:
+            if not (held[0] and self.node_id == gone.node_id and source == left.node_id):
+                real(self, source, hello)
+
+        monkeypatch.setattr(Replica, "_on_hello", on_hello)
+        again = await cluster.start(gone.node_id)
+        assert again.replica._leave_after == last
+        engine = again.replica.engine
+        assert engine is not None
+        await eventually(lambda: engine.applied_slot >= last, 5, "it applying its last slot")
+        assert again.replica._still_needed(engine)  # the voter left has not said it has it
+        assert not again.replica.stopped.is_set()
+        held[0] = False
+        await eventually(again.replica.stopped.is_set, 10, f"{gone.node_id} stopping")
+        assert isinstance(again.replica.failure, NodeRemoved)
+        assert (tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "removed"
+        await _left_alone(cluster, left)
     finally:
         await cluster.close()
