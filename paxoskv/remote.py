@@ -385,7 +385,13 @@ class Client(KVApi):
                         raise Compacted(int(fields[1]), int(fields[2]))
                     _, sent_after, upto, events, *parts = fields
                     after_part, upto_part = parts[0] if parts else (0, 0)
-                    if after is not None and (sent_after, after_part) != after:
+                    if after is None:
+                        # Where "from now on" begins: the member's first answer, with no
+                        # events. Anything else means it was lost, and the member says it
+                        # again when asked with no position.
+                        if events or (sent_after, after_part) != (upto, upto_part):
+                            break
+                    elif (sent_after, after_part) != after:
                         break  # a datagram was lost: renew now, from what we have
                     for raw in events:
                         yield protocol.event_from_wire(raw)

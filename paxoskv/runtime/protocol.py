@@ -185,7 +185,7 @@ def decode_hello(fields: list[Any]) -> Hello:
             bootstrapping,
             durable,
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (int() of an infinity overflows)
         raise MalformedRuntimeMessage("bad hello") from None
     if not all(type(node) is str for node in hello.genesis) or type(bootstrapping) is not bool:
         raise MalformedRuntimeMessage("bad hello")

@@ -81,12 +81,14 @@ class _Watch(PlainRecord):
         "prefix",
         "sent_upto",
         "skip",
+        "start",
         "watch_id",
     )
     __match_args__ = (
         "client",
         "watch_id",
         "prefix",
+        "start",
         "after_revision",
         "skip",
         "sent_upto",
@@ -96,6 +98,7 @@ class _Watch(PlainRecord):
     client: str
     watch_id: int
     prefix: Any
+    start: int  # where it began: a client that has no position yet starts here
     after_revision: int  # events up to here were considered
     skip: int  # ... and this many of the next revision's the client has (after a renewal)
     sent_upto: Position  # where the last datagram sent left the client: it checks continuity
@@ -106,18 +109,24 @@ class _Watch(PlainRecord):
         client: str,
         watch_id: int,
         prefix: Any,
-        after_revision: int,
+        start: int,
         skip: int,
-        sent_upto: Position,
         expires_at: float,
     ) -> None:
         self.client = client
         self.watch_id = watch_id
         self.prefix = prefix
-        self.after_revision = after_revision
+        self.start = start
+        self.after_revision = start
         self.skip = skip
-        self.sent_upto = sent_upto
+        self.sent_upto = (start, skip)
         self.expires_at = expires_at
+
+    def rewind(self, revision: int, skip: int) -> None:
+        """Send again from this position: the client lost what came after it."""
+        self.after_revision = revision
+        self.skip = skip
+        self.sent_upto = (revision, skip)
 
 
 def chunk_positions(events: list[Any], start: Position, size: int) -> list[tuple[int, Position]]:
@@ -325,28 +334,37 @@ class ClientService:
             self._send(sender, "readrep", read_id, state.revision, None, str(error))
 
     def _on_watch(self, sender: str, fields: list[Any]) -> None:
-        """Subscribe, or renew; a renewal behind what we sent means datagrams were lost."""
+        """Subscribe, or renew; a renewal behind what we sent means datagrams were lost.
+
+        A client with no position yet (watching "from now on") asks with None, and is
+        answered first with where its watch began, with no events: the one datagram that
+        tells it where it stands. It asks again with None until that arrives, and each time
+        its watch goes back there.
+        """
         engine = self.replica.engine
         if engine is None:
             return
         watch_id, prefix, after_revision, *part = fields  # part: only when not 0
-        skip = int(part[0]) if part else 0
-        if skip < 0 or (skip and after_revision is None):
+        watch_id = _wire_int(watch_id)
+        after = None if after_revision is None else _wire_int(after_revision)
+        skip = _wire_int(part[0]) if part else 0
+        if skip < 0 or (skip and after is None):
             raise ValueError(f"a watch position's part must follow a revision, not {skip}")
-        key = (sender, int(watch_id))
+        key = (sender, watch_id)
         watch = self._watches.get(key)
         if watch is None:
-            after = engine.state.revision if after_revision is None else int(after_revision)
-            watch = _Watch(
-                sender, int(watch_id), prefix_from_wire(prefix), after, skip, (after, skip), 0.0
-            )
+            start = engine.state.revision if after is None else after
+            watch = _Watch(sender, watch_id, prefix_from_wire(prefix), start, skip, 0.0)
             self._watches[key] = watch
-        elif after_revision is not None and (int(after_revision), skip) < watch.sent_upto:
-            watch.after_revision = int(after_revision)
-            watch.skip = skip
-            watch.sent_upto = (watch.after_revision, skip)
+        elif after is None:
+            watch.rewind(watch.start, 0)
+        elif (after, skip) < watch.sent_upto:
+            watch.rewind(after, skip)
         watch.expires_at = clock_now() + WATCH_LEASE_S
-        if not self._push(watch):  # nothing new: say we are here, or the client gives up
+        if after is None:
+            self._send_events(watch, watch.sent_upto, [])  # where it began
+            self._push(watch)
+        elif not self._push(watch):  # nothing new: say we are here, or the client gives up
             self._send_events(watch, watch.sent_upto, [])
 
     def _on_unwatch(self, sender: str, fields: list[Any]) -> None:
@@ -410,6 +428,14 @@ class ClientService:
         self._send(sender, "statusrep", fields[0], status, members)
 
 
+def _wire_int(value: object) -> int:
+    """A client's int field: an int, and no float (``int(inf)`` raised OverflowError, which
+    no handler expects; a float revision is no revision)."""
+    if type(value) is not int:
+        raise TypeError(f"expected an int, not {value!r}")
+    return value
+
+
 def _guarded(
     name: str, handler: Callable[[str, list[Any]], None]
 ) -> Callable[[str, list[Any]], None]:
@@ -422,7 +448,7 @@ def _guarded(
     def handle(sender: str, fields: list[Any]) -> None:
         try:
             handler(sender, fields)
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, OverflowError) as error:
             raise protocol.MalformedRuntimeMessage(f"bad {name}: {error}") from None
 
     return handle

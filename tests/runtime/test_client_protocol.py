@@ -163,7 +163,19 @@ async def test_malformed_client_messages_do_not_stop_a_node(
     memory_cluster: MemoryCluster,
 ) -> None:
     transport = memory_cluster.network.attach("rogue")
-    for name, fields in [("req", [1]), ("read", ["x"]), ("watch", []), ("more", [None, "a"])]:
+    inf = float("inf")  # int(inf) raised OverflowError, which stopped the member
+    for name, fields in [
+        ("req", [1]),
+        ("read", ["x"]),
+        ("watch", []),
+        ("more", [None, "a"]),
+        ("watch", [inf, None, 0]),
+        ("watch", [7, None, 0, inf]),
+        ("watch", [8, None, 1.5]),
+        ("unwatch", [inf]),
+        ("hello", ["learner", 0, 0, "", [], False, inf]),
+        ("hello", ["learner", inf, 0, "", [], False]),
+    ]:
         await transport.send("n1", protocol.encode_runtime(name, *fields))
     await memory_cluster.nodes["n2"].set("after", 1)
     assert await memory_cluster.nodes["n1"].get("after") == 1

@@ -48,6 +48,22 @@ async def test_the_durable_slot_waits_for_the_sync_of_what_was_applied(tmp_path:
     assert replica._durable_slot() == 20
 
 
+async def test_a_snapshot_written_counts_its_slot_while_another_is_written(
+    tmp_path: Path,
+) -> None:
+    """Snapshots written back to back (a small state under a steady load, a slow disk) kept
+    the durable slot still for as long as the load lasted (review, twenty-first session)."""
+    replica = Replica(MemoryCluster(tmp_path).config("n1", durability="durable"))
+    replica.store = SimpleNamespace(write_snapshot=lambda index, pieces: None)  # type: ignore[assignment]
+    replica._snapshots_saving = 2  # this one, and the next already under way
+    image = SimpleNamespace(local_pieces=lambda: [], keep=False, servable=False)
+    saved = SimpleNamespace(journal_index=1, slot=42, image=image)
+    await replica._save_snapshot(saved)  # type: ignore[arg-type]  (no engine: none to step)
+    replica.engine = SimpleNamespace(applied_slot=50)  # type: ignore[assignment]
+    assert replica._snapshots_saving == 1
+    assert replica._durable_slot() == 42
+
+
 async def test_without_fsync_the_applied_slot_stands(tmp_path: Path) -> None:
     replica = Replica(MemoryCluster(tmp_path).config("n1", durability="os"))
     replica.engine = SimpleNamespace(applied_slot=10)  # type: ignore[assignment]

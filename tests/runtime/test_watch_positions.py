@@ -21,7 +21,7 @@ from paxoskv import ChangeEvent, Set, connect
 from paxoskv.runtime import protocol
 from paxoskv.runtime.serving import EVENTS_PER_DATAGRAM, chunk_positions
 from paxoskv.transport.base import Delivery
-from tests.runtime.cluster import MemoryCluster
+from tests.runtime.cluster import MemoryCluster, eventually
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,44 @@ async def test_a_lossy_watch_yields_each_event_once_in_order(
     assert got == expected
     assert mid_revision, f"seed {seed} lost no datagram that ended inside a revision"
     assert max(sizes) > EVENTS_PER_DATAGRAM
+
+
+async def test_a_watch_from_now_whose_first_datagrams_were_lost_yields_whole_revisions(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """With the member's first answer (where the watch began) and the first datagram of a
+    large revision both lost, the client took the next datagram, which began inside the
+    revision, and yielded only its tail (review, twenty-first session)."""
+    n1 = memory_cluster.nodes["n1"]
+    transport = memory_cluster.network.attach("client-1")
+    arrive = transport._arrive
+    dropped: list[int] = []  # how many events each datagram lost held
+
+    def drop_up_to_the_first_events(delivery: Delivery) -> None:
+        if delivery.payload.startswith(protocol.RUNTIME) and not any(dropped):
+            name, fields = protocol.decode_runtime(delivery.payload)
+            if name == "events":
+                dropped.append(len(fields[3]))
+                return
+        arrive(delivery)
+
+    transport._arrive = drop_up_to_the_first_events  # type: ignore[method-assign]
+    config = memory_cluster.config("client-1", request_timeout_s=0.4)
+    services = [node._service for node in memory_cluster.nodes.values()]
+    async with connect(config, transport=transport) as client:
+        seen: list[ChangeEvent] = []
+
+        async def follow() -> None:
+            async for event in client.watch("t/"):
+                seen.append(event)
+                if event.key == "t/end":
+                    return
+
+        watcher = asyncio.create_task(follow())
+        await eventually(lambda: any(s is not None and s._watches for s in services))
+        result = await n1.txn([], [Set(f"t/{i:03}", i) for i in range(100)])
+        await eventually(lambda: any(dropped), what="the revision's first datagram lost")
+        await n1.set("t/end", 1)
+        await asyncio.wait_for(watcher, 10)
+    assert [e.key for e in seen] == [f"t/{i:03}" for i in range(100)] + ["t/end"]
+    assert {e.revision for e in seen[:100]} == {result.revision}
