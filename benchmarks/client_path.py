@@ -22,9 +22,7 @@ import random
 import re
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from paxoskv import Config, Node
@@ -66,7 +64,7 @@ class AnsweringEngine:
 async def measure(writes: int, repeats: int) -> float:
     """The best CPU microseconds per write of ``repeats`` rounds of ``writes`` writes."""
     config = Config(
-        node_id="c1", data_dir=Path(tempfile.mkdtemp()), durability="memory", bootstrap_expect=1
+        node_id="c1", durability="memory", bootstrap_expect=1
     )
     node = Node(config)
     replica = Replica(config)  # never started: no store, no transport, no timers

@@ -182,6 +182,13 @@ class Config:
             raise ConfigurationError(
                 "a node needs --data-dir to persist its state; or choose --durability memory"
             )
+        if self.data_dir is not None and self.durability == "memory":
+            # It used to start empty over the dir's journal, answer as the voter its identity
+            # files said it was (with none of its votes), and write nothing there.
+            raise ConfigurationError(
+                f"--durability memory keeps nothing on disk, so it cannot use the data dir "
+                f"{self.data_dir}: drop --data-dir, or choose --durability durable or os"
+            )
 
     def cluster_secret(self) -> bytes | None:
         """The secret, from ``secret`` or read from ``secret_file``."""

@@ -171,8 +171,10 @@ class LocalCluster:
     def node_args(self, node_id: str) -> list[str]:
         """The ``paxos-kv`` arguments that run ``node_id`` (shown to people, run as is)."""
         node = self.nodes[node_id]
-        args = ["node", "--data-dir", str(node.data_dir), "--node-id", node_id]
-        args += self.address.args()
+        args = ["node"]
+        if self.durability != "memory":  # (which keeps nothing on disk, so takes no data dir)
+            args += ["--data-dir", str(node.data_dir)]
+        args += ["--node-id", node_id, *self.address.args()]
         if self.durability != "durable":
             args += ["--durability", self.durability]
         if self.log_level != "info":

@@ -19,6 +19,10 @@ from tests.cli.conftest import Cli, clean_environment, run_cli, stop_process, wa
     ("args", "message"),
     [
         ([], "a node needs --data-dir"),
+        (  # (it started empty over the dir, a voter with none of its votes: storage audit)
+            ["--data-dir", "d", "--durability", "memory"],
+            "--durability memory keeps nothing on disk, so it cannot use the data dir",
+        ),
         (["--data-dir", "d", "--learner", "--bootstrap-expect", "3"], "a learner cannot bootstrap"),
         (["--data-dir", "d", "--node-id", "has space"], "must be 1-64 printable characters"),
         (["--data-dir", "d", "--scope", "unicast"], "unicast scope needs peers"),

@@ -14,7 +14,7 @@ from tests.cli.conftest import clean_environment, run_cli, stop_process, wait_fo
 def test_a_watch_exits_3_once_the_only_node_stops(tmp_path: Path) -> None:
     address = ClusterAddress.fresh()
     node_log, watch_out = tmp_path / "node.log", tmp_path / "watch.out"
-    node_args = ["node", "--data-dir", str(tmp_path / "n1"), "--bootstrap-expect", "1"]
+    node_args = ["node", "--node-id", "n1", "--bootstrap-expect", "1"]
     with node_log.open("w") as node_sink, watch_out.open("w") as watch_sink:
         node = subprocess.Popen(
             [sys.executable, "-m", "paxoskv.cli", *node_args, "--durability", "memory",

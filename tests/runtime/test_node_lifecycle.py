@@ -150,7 +150,7 @@ async def test_each_life_of_a_node_proposes_membership_changes_as_a_client_of_it
     the dedup table and were answered from there, never applied (found in review)."""
     from paxoskv.runtime.replica import Replica
 
-    config = Config(node_id="a", data_dir=tmp_path, durability="memory")
+    config = Config(node_id="a", durability="memory")
     lives = [Replica(config)._policy_client() for _ in range(2)]
     assert lives[0] != lives[1]
     assert all(client.startswith("a/membership/") for client in lives)

@@ -211,7 +211,7 @@ async def test_answers_carried_out_in_bulk_do_what_one_by_one_does(tmp_path: Pat
     loop = asyncio.get_running_loop()
     outcomes = []
     for bulk in (True, False):
-        config = Config(node_id="a", data_dir=tmp_path / str(bulk), durability="memory")
+        config = Config(node_id="a", durability="memory")
         replica = Replica(config)
         heard: list[fx.Answer] = []
 
