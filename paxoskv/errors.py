@@ -10,6 +10,8 @@ Every class derives from :class:`PaxosKVError`, so ``except PaxosKVError`` catch
 
 from __future__ import annotations
 
+import errno
+
 
 class PaxosKVError(Exception):
     """Base of every error paxos-kv raises on purpose."""
@@ -204,9 +206,18 @@ class StorageFailed(StorageError):
         self.path = path
         self.cause = cause
         super().__init__(
-            f"writing {path} failed ({cause.strerror or cause}); the store has stopped. Free "
-            "disk space or fix the device, then restart the node: it recovers from its journal"
+            f"writing {path} failed ({cause.strerror or cause}); the store has stopped. "
+            f"{_storage_fix(cause)}, then restart the node: it recovers from its journal"
         )
+
+
+def _storage_fix(cause: OSError) -> str:
+    """What to do about a failed write, by its cause: a permission is not a full disk."""
+    if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "Let this user write to the data dir (its permissions, or a read-only mount)"
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "Free disk space (or raise the quota or file size limit)"
+    return "Fix the device"
 
 
 class StoreClosed(StorageError):

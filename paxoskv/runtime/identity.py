@@ -32,6 +32,7 @@ it got itself (the rule is argued in ``Replica._may_vote``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,7 +42,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from paxoskv.errors import ConfigurationError, WrongCluster
+from paxoskv.errors import ConfigurationError, StorageFailed, WrongCluster
 from paxoskv.state import Configuration
 from paxoskv.state.frozen_plain import PlainFrozen
 
@@ -112,13 +113,38 @@ class Life(PlainFrozen):
         return self.founded == formation or self.checked_at is not None
 
 
+def _read_kept(path: Path | None) -> str | None:
+    """The text of an identity file (None: there is none), or a ConfigurationError naming it.
+
+    A symlink whose target is missing or loops reads as there being one: ``exists()`` said
+    no, and the node went on as though the file had never been written (re-bootstrapping
+    over its journal, for a lost genesis). Text that is not UTF-8, or a file this user may
+    not read, is said to be so in one line, where it raised a traceback.
+    """
+    if path is None or not os.path.lexists(path):
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigurationError(
+            f"{path} is damaged (not UTF-8 text); restore it from a backup, or start this node "
+            "on a fresh --data-dir"
+        ) from None
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot read {path}: {error.strerror or error}; fix the file (or its permissions), "
+            "or start this node on a fresh --data-dir"
+        ) from None
+
+
 def load_life(data_dir: Path | None) -> Life | None:
     """The fresh life kept in ``data_dir`` (None: none, or no data dir)."""
     path = None if data_dir is None else data_dir / LIFE_FILE
-    if path is None or not path.exists():
+    text = _read_kept(path)
+    if text is None:
         return None
     try:
-        kept = json.loads(path.read_text())
+        kept = json.loads(text)
         life = Life(kept["nonce"], kept.get("founded"), kept.get("checked_at"))
         if (
             type(life.nonce) is not str
@@ -171,17 +197,41 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
         return wanted or _fresh_id()
     _check_data_dir(data_dir)
     path = data_dir / NODE_ID_FILE
-    if path.exists():
-        kept = path.read_text().strip()
+    text = _read_kept(path)
+    if text is not None:
+        kept = text.strip()
+        if not kept:
+            raise ConfigurationError(
+                f"{path} is empty; write this node's id in it (the one it ran under), or start "
+                "it on a fresh --data-dir"
+            )
         if wanted is not None and wanted != kept:
             raise ConfigurationError(
                 f"data dir {data_dir} belongs to node {kept!r}, not {wanted!r}: drop --node-id "
                 "or choose another --data-dir"
             )
         return kept
+    if _holds_state(data_dir):
+        # A fresh id over another's journal: it ran as a stranger holding that node's votes.
+        raise ConfigurationError(
+            f"data dir {data_dir} holds a journal or snapshots but no {NODE_ID_FILE} file, "
+            f"which names the node they belong to: write that id in {path}, or start this "
+            "node on a fresh --data-dir"
+        )
     node_id = wanted or _fresh_id()
     _write_durably(path, node_id + "\n")
     return node_id
+
+
+def _holds_state(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a journal segment or a snapshot (see paxoskv.storage)."""
+    try:
+        names = os.listdir(data_dir)
+    except OSError:
+        return False  # (the store, opening it, says what is wrong)
+    return any(
+        name.startswith(("journal-", "snapshot-")) and not name.endswith(".tmp") for name in names
+    )
 
 
 def _check_data_dir(data_dir: Path) -> None:
@@ -189,11 +239,18 @@ def _check_data_dir(data_dir: Path) -> None:
     (exit 2), not a failed disk (exit 4, as the OSError it raised was taken for)."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-    except (NotADirectoryError, FileExistsError, PermissionError) as error:
+        writable = os.access(data_dir, os.W_OK | os.X_OK)
+    except (OSError, ValueError) as error:  # (a symlink loop, a read-only file system, ...)
+        reason = getattr(error, "strerror", None) or error
         raise ConfigurationError(
-            f"cannot use {data_dir} as a data dir: {error.strerror or error}; give a --data-dir "
-            "that is a directory, or can be made one, that this user may write to"
+            f"cannot use {data_dir} as a data dir: {reason}; give a --data-dir that is a "
+            "directory, or can be made one, that this user may write to"
         ) from None
+    if not writable:  # (it failed at the first journal write, exit 4, "fix the device")
+        raise ConfigurationError(
+            f"cannot use {data_dir} as a data dir: this user may not write to it; give a "
+            "--data-dir this user may write to, or fix its permissions"
+        )
 
 
 def load_genesis(data_dir: Path | None) -> tuple[str, ...] | None:
@@ -209,15 +266,18 @@ def read_genesis(data_dir: Path | None, cluster: str | None) -> Genesis | None:
     any will do).
     """
     path = None if data_dir is None else data_dir / GENESIS_FILE
-    if path is None or not path.exists():
+    text = _read_kept(path)
+    if text is None:
         return None
     try:
-        kept = json.loads(path.read_text())
+        kept = json.loads(text)
+        if type(kept["voters"]) is not list or not kept["voters"]:
+            raise TypeError  # ("n1" was taken for the voters n and 1)
         voters = tuple(kept["voters"])
         kept_cluster = kept.get("cluster")
         formation = kept.get("formation", LEGACY_FORMATION)
         if (
-            not all(type(voter) is str for voter in voters)
+            not all(type(voter) is str and voter for voter in voters)
             or (kept_cluster is not None and type(kept_cluster) is not str)
             or type(formation) is not str
         ):
@@ -269,9 +329,10 @@ def load_leave_slot(data_dir: Path | None) -> int | None:
 
 def _load_role_line(data_dir: Path | None) -> tuple[Role, int | None] | None:
     path = None if data_dir is None else data_dir / ROLE_FILE
-    if path is None or not path.exists():
+    text = _read_kept(path)
+    if text is None:
         return None
-    words = path.read_text().split()
+    words = text.split()
     for role in ROLES:
         if words[:1] == [role]:
             if len(words) == 1:
@@ -300,10 +361,11 @@ def load_met(data_dir: Path | None, expect: int) -> tuple[set[str], str | None, 
     the formation id from the nonces announced with S, so each must be one over a node's life.
     """
     path = None if data_dir is None else data_dir / BOOTSTRAP_FILE
-    if path is None or not path.exists():
+    text = _read_kept(path)
+    if text is None:
         return set(), None, {}
     try:
-        kept = json.loads(path.read_text())
+        kept = json.loads(text)
         kept_expect = kept["expect"]
         met = kept["met"]
         nonce = kept.get("nonce")
@@ -349,17 +411,24 @@ def _fresh_id() -> str:
 
 
 def _write_durably(path: Path, text: str) -> None:
+    """Write ``text`` as ``path`` whole or not at all; a failure names the file (it said
+    only "File too large") and leaves no temporary file behind."""
     temporary = path.with_suffix(".tmp")
-    with temporary.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    directory = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        with temporary.open("w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise StorageFailed(str(path), error) from None
 
 
 class DuplicateIdWatch:

@@ -46,6 +46,7 @@ from paxoskv.runtime import protocol
 from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.heap import give_back_free_memory
 from paxoskv.runtime.identity import (
+    GENESIS_FILE,
     LEGACY_FORMATION,
     DuplicateIdWatch,
     Life,
@@ -238,6 +239,14 @@ class Replica:
         self._keep_bootstrap()
         self._life = load_life(self.config.data_dir)
         durable, has_state = await self._loop.run_in_executor(None, self._recover)
+        if has_state and self._genesis is None:
+            # Its genesis is saved before its first record: one lost since made the node
+            # found a cluster anew over its old journal, a new formation with its old votes.
+            raise ConfigurationError(
+                f"data dir {self.config.data_dir} holds a journal or snapshots but no "
+                f"{GENESIS_FILE} file, which says which cluster they belong to: restore it "
+                "from a backup, or start this node on a fresh --data-dir"
+            )
         if self._life is None and not has_state:  # before its first journal record
             self._life = Life(fresh_nonce())
             save_life(self.config.data_dir, self._life)
