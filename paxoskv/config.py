@@ -187,7 +187,8 @@ class Config:
             # files said it was (with none of its votes), and write nothing there.
             raise ConfigurationError(
                 f"--durability memory keeps nothing on disk, so it cannot use the data dir "
-                f"{self.data_dir}: drop --data-dir, or choose --durability durable or os"
+                f"{self.data_dir}: drop it (--data-dir, PAXOS_KV_DATA_DIR or a config file's "
+                "data_dir), or choose --durability durable or os"
             )
 
     def cluster_secret(self) -> bytes | None:

@@ -207,11 +207,11 @@ class StorageFailed(StorageError):
         self.cause = cause
         super().__init__(
             f"writing {path} failed ({cause.strerror or cause}); the store has stopped. "
-            f"{_storage_fix(cause)}, then restart the node: it recovers from its journal"
+            f"{storage_fix(cause)}, then restart the node: it recovers from its journal"
         )
 
 
-def _storage_fix(cause: OSError) -> str:
+def storage_fix(cause: OSError) -> str:
     """What to do about a failed write, by its cause: a permission is not a full disk."""
     if cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "Let this user write to the data dir (its permissions, or a read-only mount)"

@@ -137,7 +137,10 @@ class LocalCluster:
         self.base_dir = Path(base_dir)
         self.voters = voters
         self.address = address or ClusterAddress.fresh()
-        if address is None:  # data dirs of an earlier run belong to its cluster: keep its name
+        # Data dirs of an earlier run belong to its cluster: keep its name, and each node's
+        # role. A memory run keeps nothing (its nodes have no data dir): every run is new.
+        remembers = durability != "memory"
+        if address is None and remembers:
             names = self._node_names(voters, learners)
             kept = {recorded_cluster(self.base_dir / name) for name in names} - {None}
             if len(kept) == 1:
@@ -149,7 +152,7 @@ class LocalCluster:
         self.nodes: dict[str, LocalNode] = {}
         for name, learner in self._node_names(voters, learners).items():
             data_dir = self.base_dir / name
-            role = _kept_role(data_dir)
+            role = _kept_role(data_dir) if remembers else None
             if role == "removed":
                 continue  # (`members remove`): its data dir never rejoins, so it is not started
             node = LocalNode(name, data_dir, logs / f"{name}.log", learner, joined=learner)
@@ -199,8 +202,12 @@ class LocalCluster:
         self._close_log(node)
         node.log_path.parent.mkdir(parents=True, exist_ok=True)
         node._log = node.log_path.open("ab")
+        environment = dict(os.environ)
+        if self.durability == "memory":  # (--data-dir, given otherwise, overrides it)
+            environment.pop("PAXOS_KV_DATA_DIR", None)
         node.process = subprocess.Popen(
             [sys.executable, "-m", "paxoskv.cli", *self.node_args(node_id)],
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=node._log,
             stderr=subprocess.STDOUT,

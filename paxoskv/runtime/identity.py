@@ -42,7 +42,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
-from paxoskv.errors import ConfigurationError, StorageFailed, WrongCluster
+from paxoskv.errors import ConfigurationError, StorageError, WrongCluster, storage_fix
 from paxoskv.state import Configuration
 from paxoskv.state.frozen_plain import PlainFrozen
 
@@ -216,7 +216,8 @@ def node_identity(data_dir: Path | None, wanted: str | None) -> str:
         raise ConfigurationError(
             f"data dir {data_dir} holds a journal or snapshots but no {NODE_ID_FILE} file, "
             f"which names the node they belong to: write that id in {path}, or start this "
-            "node on a fresh --data-dir"
+            "node on a fresh --data-dir (if its id is a voter, paxos-kv members remove it "
+            "first)"
         )
     node_id = wanted or _fresh_id()
     _write_durably(path, node_id + "\n")
@@ -242,6 +243,11 @@ def _check_data_dir(data_dir: Path) -> None:
         writable = os.access(data_dir, os.W_OK | os.X_OK)
     except (OSError, ValueError) as error:  # (a symlink loop, a read-only file system, ...)
         reason = getattr(error, "strerror", None) or error
+        if isinstance(error, FileExistsError) and data_dir.is_symlink():
+            try:  # mkdir says "File exists" of a symlink that loops: say what it is
+                data_dir.stat()
+            except OSError as looped:
+                reason = looped.strerror or looped
         raise ConfigurationError(
             f"cannot use {data_dir} as a data dir: {reason}; give a --data-dir that is a "
             "directory, or can be made one, that this user may write to"
@@ -428,7 +434,10 @@ def _write_durably(path: Path, text: str) -> None:
     except OSError as error:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise StorageFailed(str(path), error) from None
+        raise StorageError(
+            f"writing {path} failed ({error.strerror or error}); {storage_fix(error)}, then "
+            "start the node again"
+        ) from None
 
 
 class DuplicateIdWatch:

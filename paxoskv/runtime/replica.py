@@ -245,7 +245,8 @@ class Replica:
             raise ConfigurationError(
                 f"data dir {self.config.data_dir} holds a journal or snapshots but no "
                 f"{GENESIS_FILE} file, which says which cluster they belong to: restore it "
-                "from a backup, or start this node on a fresh --data-dir"
+                "from a backup, or start this node on a fresh --data-dir (if its id is a "
+                "voter, paxos-kv members remove it first)"
             )
         if self._life is None and not has_state:  # before its first journal record
             self._life = Life(fresh_nonce())

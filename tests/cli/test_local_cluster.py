@@ -174,6 +174,34 @@ def test_a_second_run_starts_a_promoted_learner_as_a_voter_and_leaves_out_a_remo
     assert fresh.nodes["l1"].learner and "--learner" in fresh.node_args("l1")
 
 
+def test_a_memory_run_over_kept_data_dirs_starts_every_node_anew(tmp_path: Path) -> None:
+    """Its nodes have no data dir (memory keeps nothing on disk), so a removed node left
+    out as an earlier run's data dir said, and the rest waiting for it to bootstrap, never
+    got ready; nor may a name an earlier run recorded bind a run that keeps nothing (review
+    of the memory refusal, twenty-first session)."""
+    for name, role in (("l1", "voter"), ("n3", "removed")):
+        (tmp_path / name).mkdir()
+        save_role(tmp_path / name, role)  # type: ignore[arg-type]
+    (tmp_path / "n1").mkdir()
+    save_genesis(tmp_path / "n1", ("n1", "n2", "n3"), "local-0badcafe", "f00d")
+    again = LocalCluster(tmp_path, voters=3, learners=1, durability="memory")
+    assert set(again.nodes) == {"n1", "n2", "n3", "l1"}
+    assert again.nodes["l1"].learner and again.address.cluster != "local-0badcafe"
+    assert all("--data-dir" not in again.node_args(name) for name in again.nodes)
+
+
+def test_a_memory_run_ignores_a_data_dir_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its nodes inherit the environment, and ``--data-dir``, which overrode the variable,
+    is not passed in memory mode: each node refused the data dir and exited 2."""
+    monkeypatch.setenv("PAXOS_KV_DATA_DIR", str(tmp_path / "shared"))
+    with LocalCluster(tmp_path / "base", voters=1, durability="memory") as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+    assert not (tmp_path / "shared").exists()
+
+
 def test_a_second_run_starts_a_leaving_node_but_does_not_wait_for_it(tmp_path: Path) -> None:
     """Stopped while it voted on after its removal, a node is started again (the others may
     need its vote) but not waited for: it stops once they have it, and a run that waited for

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from paxoskv import Node
-from paxoskv.errors import ConfigurationError, StorageFailed
+from paxoskv.errors import ConfigurationError, StorageError
 from paxoskv.runtime.identity import (
     GENESIS_FILE,
     NODE_ID_FILE,
@@ -107,6 +107,10 @@ def test_a_data_dir_that_is_a_symlink_loop_is_a_usage_error(tmp_path: Path) -> N
     os.symlink("loop", tmp_path / "loop")
     with pytest.raises(ConfigurationError, match=r"cannot use .* as a data dir"):
         node_identity(tmp_path / "loop" / "sub", "n1")
+    os.symlink("other", tmp_path / "looped")
+    os.symlink("looped", tmp_path / "other")
+    with pytest.raises(ConfigurationError, match="Too many levels of symbolic links"):
+        node_identity(tmp_path / "looped", "n1")  # (mkdir said "File exists")
 
 
 def test_an_identity_file_that_cannot_be_written_is_named_and_leaves_no_temporary(
@@ -118,7 +122,7 @@ def test_an_identity_file_that_cannot_be_written_is_named_and_leaves_no_temporar
         raise OSError(errno.EFBIG, "File too large")
 
     monkeypatch.setattr(os, "fsync", too_large)
-    with pytest.raises(StorageFailed) as raised:
+    with pytest.raises(StorageError) as raised:
         node_identity(tmp_path / "d", "n1")
     assert str(tmp_path / "d" / NODE_ID_FILE) in str(raised.value)
     assert "Free disk space (or raise the quota or file size limit)" in str(raised.value)
