@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from paxoskv import Node
 from paxoskv.errors import NodeRemoved
 from paxoskv.runtime import protocol
 from paxoskv.runtime.membership import PeerView
@@ -70,21 +71,26 @@ async def test_without_fsync_the_applied_slot_stands(tmp_path: Path) -> None:
     assert replica._durable_slot() == 10
 
 
+async def _durable_pair(cluster: MemoryCluster) -> tuple[Node, Node]:
+    """Two durable voters that know they are members: (the leader, the other)."""
+    for node_id in ("n1", "n2"):
+        await cluster.start(node_id, bootstrap_expect=2, durability="durable")
+    for node in cluster.nodes.values():
+        await node.wait_ready(5)
+    await cluster.nodes["n1"].set("k", 1)
+    for node in cluster.nodes.values():
+        await eventually(lambda node=node: node.replica._member, what="membership known")
+    left = cluster.leader()
+    assert left is not None
+    return left, next(node for node in cluster.nodes.values() if node is not left)
+
+
 async def test_a_removed_voter_of_a_durable_pair_leaves_once_the_other_has_synced(
     tmp_path: Path,
 ) -> None:
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2"):
-            await cluster.start(node_id, bootstrap_expect=2, durability="durable")
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        await cluster.nodes["n1"].set("k", 1)
-        for node in cluster.nodes.values():
-            await eventually(lambda node=node: node.replica._member, what="membership known")
-        left = cluster.leader()
-        assert left is not None
-        gone = next(node for node in cluster.nodes.values() if node is not left)
+        left, gone = await _durable_pair(cluster)
         reported: list[tuple[int, int]] = []
         real = gone.replica._on_hello
 
@@ -110,14 +116,7 @@ async def test_a_leaving_voter_stays_while_the_voter_left_has_not_synced(tmp_pat
     """The rule itself: applied past the last slot is not enough, synced past it is."""
     cluster = MemoryCluster(tmp_path)
     try:
-        for node_id in ("n1", "n2"):
-            await cluster.start(node_id, bootstrap_expect=2, durability="durable")
-        for node in cluster.nodes.values():
-            await node.wait_ready(5)
-        await cluster.nodes["n1"].set("k", 1)
-        left = cluster.leader()
-        assert left is not None
-        gone = next(node for node in cluster.nodes.values() if node is not left)
+        left, gone = await _durable_pair(cluster)
         real = gone.replica._on_hello
         unsynced = [True]
 

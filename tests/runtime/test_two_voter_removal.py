@@ -101,6 +101,15 @@ async def _left_alone(cluster: MemoryCluster, left: Node) -> None:
     assert not engine.configuration.learners  # never added back, not even as a learner
 
 
+async def _gone_for_good(cluster: MemoryCluster, left: Node, gone: Node) -> None:
+    """``gone`` stops as removed, its data dir says so, and ``left`` goes on alone."""
+    await eventually(gone.replica.stopped.is_set, 10, f"{gone.node_id} stopping")
+    assert isinstance(gone.replica.failure, NodeRemoved)
+    assert cluster.tmp_path is not None
+    assert (cluster.tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "removed"
+    await _left_alone(cluster, left)
+
+
 async def test_a_leaving_voter_cut_off_past_down_after_s_is_not_added_back(
     tmp_path: Path,
 ) -> None:
@@ -132,10 +141,7 @@ async def test_a_leaving_voter_restarted_on_its_data_dir_leaves_again(tmp_path: 
         await cluster.stop(gone.node_id)
         again = await cluster.start(gone.node_id)
         assert again.replica._role == "leaving"
-        await eventually(again.replica.stopped.is_set, 10, f"{gone.node_id} stopping again")
-        assert isinstance(again.replica.failure, NodeRemoved)
-        assert (tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "removed"
-        await _left_alone(cluster, left)
+        await _gone_for_good(cluster, left, again)
     finally:
         await cluster.close()
 
@@ -259,9 +265,6 @@ async def test_a_leaving_voter_restarted_past_its_seat_in_history_waits_on(
         assert again.replica._still_needed(engine)  # the voter left has not said it has it
         assert not again.replica.stopped.is_set()
         held[0] = False
-        await eventually(again.replica.stopped.is_set, 10, f"{gone.node_id} stopping")
-        assert isinstance(again.replica.failure, NodeRemoved)
-        assert (tmp_path / gone.node_id / ROLE_FILE).read_text().strip() == "removed"
-        await _left_alone(cluster, left)
+        await _gone_for_good(cluster, left, again)
     finally:
         await cluster.close()
