@@ -63,9 +63,7 @@ class AnsweringEngine:
 
 async def measure(writes: int, repeats: int) -> float:
     """The best CPU microseconds per write of ``repeats`` rounds of ``writes`` writes."""
-    config = Config(
-        node_id="c1", durability="memory", bootstrap_expect=1
-    )
+    config = Config(node_id="c1", durability="memory", bootstrap_expect=1)
     node = Node(config)
     replica = Replica(config)  # never started: no store, no transport, no timers
     replica.engine = AnsweringEngine()  # type: ignore[assignment]
