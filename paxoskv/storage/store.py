@@ -147,7 +147,7 @@ class Store:
             store._prune()
         except OSError as error:
             working.unlock(lock_id)
-            raise StorageFailed(working.location, error) from error
+            raise StorageFailed(_failed_path(error, working.location), error) from error
         except BaseException:
             working.unlock(lock_id)
             raise
@@ -490,7 +490,8 @@ class Store:
 
     def _fail(self, name: str, error: OSError) -> StorageFailed:
         """Enter the failed state for good; nothing queued will ever be reported durable."""
-        failure = StorageFailed(self._disk.path_of(name) if name else self._disk.location, error)
+        path = self._disk.path_of(name) if name else _failed_path(error, self._disk.location)
+        failure = StorageFailed(path, error)
         with self._lock:
             if self._failure is None:
                 self._failure = failure
@@ -601,3 +602,8 @@ def _check_settings(
         )
     if keep_journal_bytes < 0:
         raise ConfigurationError(f"keep_journal_bytes must be 0 or more; got {keep_journal_bytes}")
+
+
+def _failed_path(error: OSError, location: str) -> str:
+    """The file an OSError names, else the data dir (a read-only segment named the dir)."""
+    return str(error.filename) if error.filename else location

@@ -189,3 +189,26 @@ def test_a_cancelled_future_does_not_stop_the_writer_thread() -> None:
     assert committer.submit([b"two"]).result(timeout=10) == 2
     committer.close()
     store.close()
+
+
+def test_a_segment_that_cannot_be_opened_at_start_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only last segment (opened to sync it at recovery) was reported as the data
+    dir failing, with no file named (storage audit, twenty-first session)."""
+    store = Store.open(tmp_path)
+    store.append([b"one"])
+    store.sync()
+    store.close()
+    real_open = os.open
+
+    def refuse_journal_writes(path: str, flags: int, *args: int) -> int:
+        if path.endswith(".log") and flags & os.O_WRONLY:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse_journal_writes)
+    with pytest.raises(StorageFailed) as caught:
+        Store.open(tmp_path)
+    assert caught.value.path.startswith(str(tmp_path / "journal-"))
+    assert "Let this user write to the data dir" in str(caught.value)
