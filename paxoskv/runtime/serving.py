@@ -448,7 +448,7 @@ def _guarded(
     def handle(sender: str, fields: list[Any]) -> None:
         try:
             handler(sender, fields)
-        except (ValueError, TypeError, KeyError, OverflowError) as error:
+        except (ValueError, TypeError, LookupError, OverflowError) as error:
             raise protocol.MalformedRuntimeMessage(f"bad {name}: {error}") from None
 
     return handle

@@ -173,6 +173,9 @@ async def test_malformed_client_messages_do_not_stop_a_node(
         ("watch", [7, None, 0, inf]),
         ("watch", [8, None, 1.5]),
         ("unwatch", [inf]),
+        ("unwatch", []),  # IndexError, which no handler expected either (a fuzz, same session)
+        ("status", []),
+        ("more", []),
         ("hello", ["learner", 0, 0, "", [], False, inf]),
         ("hello", ["learner", inf, 0, "", [], False]),
     ]:
