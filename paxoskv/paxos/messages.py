@@ -730,13 +730,28 @@ def _promise_entry(raw: object) -> PromiseEntry:
     return PromiseEntry(_int(slot), _ballot(ballot), _bytes(value), _bool(chosen))
 
 
+def valid_request(client_id: object, seq: object, command: object) -> bool:
+    """Whether a request may travel: a non-empty str client id, an int seq from 0 to
+    2**64 - 1, and bytes. A Forward holding one that is not is refused whole, and a batch
+    holding one is applied as empty by every replica, so a member checks a client's request
+    before it takes it (``serving``): one taken unchecked was forwarded again with every
+    later request, and refused with them, until it was dropped."""
+    return (
+        type(client_id) is str
+        and client_id != ""
+        and type(seq) is int
+        and 0 <= seq <= _UINT64_MAX
+        and type(command) is bytes
+    )
+
+
 def _request(raw: object) -> Request:
     """One request of a Forward in the first format (rows), checked as a column would be."""
     client_id, seq, command = _list(raw, 3)
-    if type(client_id) is not str or type(seq) is not int or type(command) is not bytes:
-        raise MalformedMessage("a request is [str client id, int seq, bytes command]")
-    if not client_id or not 0 <= seq <= _UINT64_MAX:
-        raise MalformedMessage("a request has a client id and a seq from 0 to 2**64 - 1")
+    if not valid_request(client_id, seq, command):
+        raise MalformedMessage(
+            "a request is [str client id, int seq from 0 to 2**64 - 1, bytes command]"
+        )
     return Request(client_id, seq, command)
 
 

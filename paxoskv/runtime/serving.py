@@ -27,7 +27,7 @@ from typing import Any
 
 from paxoskv.errors import Compacted, InvalidKey, ValueNotSerialisable
 from paxoskv.paxos import effects as fx
-from paxoskv.paxos.messages import Request
+from paxoskv.paxos.messages import Request, valid_request
 from paxoskv.runtime import protocol
 from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.replica import Replica
@@ -290,9 +290,9 @@ class ClientService:
     def _on_request(self, sender: str, fields: list[Any]) -> None:
         engine = self.replica.engine
         client_id, seq, command = fields
-        if engine is None or type(client_id) is not str or type(seq) is not int:
-            return
-        if type(command) is not bytes:
+        if not valid_request(client_id, seq, command):  # (see there: it must not travel)
+            raise ValueError(f"not a request: {client_id!r}, {seq!r}")
+        if engine is None:
             return
         cached = engine.state.cached_result(client_id, seq)
         if cached is not None:  # a retry of something already applied

@@ -9,12 +9,13 @@ from typing import Any
 import msgpack
 import pytest
 
-from paxoskv import ChangeEvent, connect
+from paxoskv import ChangeEvent, Set, connect
 from paxoskv.errors import NoQuorum, PayloadTooLarge, UndecodableReply
 from paxoskv.remote import Client
 from paxoskv.runtime import protocol, serving
 from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.serving import ClientService
+from paxoskv.state.command_wire import encode_command
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster, eventually
 
@@ -183,6 +184,29 @@ async def test_malformed_client_messages_do_not_stop_a_node(
     await memory_cluster.nodes["n2"].set("after", 1)
     assert await memory_cluster.nodes["n1"].get("after") == 1
     assert memory_cluster.nodes["n1"].replica.failure is None
+
+
+@pytest.mark.parametrize(("client_id", "seq"), [("rogue", -1), ("", 1)])
+async def test_a_request_that_may_not_travel_does_not_take_good_ones_down_with_it(
+    memory_cluster: MemoryCluster, client_id: str, seq: int
+) -> None:
+    """A member took a client's request with a negative seq (or no client id), and
+    forwarded it with the requests beside it; the leader refused the whole Forward, and
+    every resend of them again, so a write through that member waited its whole timeout
+    (found by a fuzz of runtime messages, twenty-first session)."""
+    leader = memory_cluster.leader() or await _a_leader(memory_cluster)
+    follower = next(node for node in memory_cluster.nodes.values() if node is not leader)
+    command = encode_command(Set("good", 1))
+    bad = protocol.encode_runtime("req", client_id, seq, command)
+    good = protocol.encode_runtime("req", "honest", 1, command)
+    follower.replica._on_deliveries([("rogue", bad), ("rogue", good)])  # one step: one Forward
+    await eventually(lambda: leader.replica.engine.state.get("good") is not None, 5, "applied")
+    assert follower.replica.failure is None
+
+
+async def _a_leader(cluster: MemoryCluster) -> Any:
+    await eventually(lambda: cluster.leader() is not None, what="a leader")
+    return cluster.leader()
 
 
 async def test_a_reply_whose_parts_expired_is_asked_for_again(
