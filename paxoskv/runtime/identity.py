@@ -45,6 +45,7 @@ from typing import Literal
 from paxoskv.errors import ConfigurationError, StorageError, WrongCluster, storage_fix
 from paxoskv.state import Configuration
 from paxoskv.state.frozen_plain import PlainFrozen
+from paxoskv.storage.headers import parse_segment_name, parse_snapshot_name
 
 NODE_ID_FILE = "node-id"
 GENESIS_FILE = "genesis.json"
@@ -231,7 +232,8 @@ def _holds_state(data_dir: Path) -> bool:
     except OSError:
         return False  # (the store, opening it, says what is wrong)
     return any(
-        name.startswith(("journal-", "snapshot-")) and not name.endswith(".tmp") for name in names
+        parse_segment_name(name) is not None or parse_snapshot_name(name) is not None
+        for name in names
     )
 
 
