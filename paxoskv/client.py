@@ -10,8 +10,9 @@ Both offer the same methods, so code written against one runs against the other:
 
 Writes return the revision they were applied at; a compare that fails raises
 :class:`~paxoskv.errors.CompareFailed`; no quorum within ``request_timeout_s`` raises
-:class:`~paxoskv.errors.NoQuorum` (the write may or may not have happened: a retry with the
-same request is applied once, which these methods do for you until the timeout).
+:class:`~paxoskv.errors.NoQuorum` (the write may or may not have happened: these methods
+resend the same request until the timeout, and a resend is applied once, but a call made again
+after ``NoQuorum`` is a new request: read the key back, or write with ``cas``/``if_revision``).
 """
 
 from __future__ import annotations

@@ -113,8 +113,7 @@ class Config:
         if self.request_timeout_s <= 0:
             raise ConfigurationError("request_timeout_s must be positive")
         self._check_timing()
-        if not 0 < self.suspect_after_s < self.down_after_s:
-            raise ConfigurationError("need 0 < suspect_after_s < down_after_s")
+        self._check_failure_detector()
         if self.min_voters < 1:
             raise ConfigurationError("min_voters must be at least 1")
         for name in ("snapshot_every_commands", "snapshot_every_bytes"):
@@ -147,6 +146,37 @@ class Config:
                 "UTF-8 (from the command line or the environment); name the cluster in UTF-8"
             ) from None
         self.transport_settings(node_incarnation=None)  # validates scope, group, peers, secret
+
+    def _check_failure_detector(self) -> None:
+        """Hellos, suspicion, down and removal must come in that order: a hello interval of
+        2 s with ``down_after_s`` 0.6 marked healthy peers down between hellos, and an
+        ``auto_remove_down_after_s`` of 0.5 then removed two healthy voters (API audit,
+        twenty-second session)."""
+        hello = self.hello_interval_s
+        if not 0 < self.suspect_after_s < self.down_after_s:
+            raise ConfigurationError(
+                f"need 0 < suspect_after_s < down_after_s, not {self.suspect_after_s:g} and "
+                f"{self.down_after_s:g}: a silent peer is first suspect, then down"
+            )
+        if self.suspect_after_s <= hello:
+            raise ConfigurationError(
+                f"suspect_after_s ({self.suspect_after_s:g}) must be more than "
+                f"hello_interval_s ({hello:g}): a peer that says hello on time would be "
+                "suspected between its hellos (three hellos or more per suspect_after_s "
+                "lets a lost one pass)"
+            )
+        if self.down_after_s < 2 * hello:
+            raise ConfigurationError(
+                f"down_after_s ({self.down_after_s:g}) must be at least twice "
+                f"hello_interval_s ({hello:g}): one lost hello must not make a peer down"
+            )
+        remove_after = self.auto_remove_down_after_s
+        if remove_after is not None and remove_after < self.down_after_s:
+            raise ConfigurationError(
+                f"auto_remove_down_after_s ({remove_after:g}) must be at least down_after_s "
+                f"({self.down_after_s:g}): only a voter that is down may be removed (leave "
+                "it unset to remove voters by hand)"
+            )
 
     def _check_timing(self) -> None:
         """The timers a node runs on, checked here rather than where the engine or the hello

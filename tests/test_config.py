@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,6 +193,43 @@ def test_timers_a_node_cannot_run_on_are_refused_by_name(
     hello interval of 0) a node busy-looping on hellos."""
     with pytest.raises(ConfigurationError, match=message):
         Config(**settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"suspect_after_s": 3.0, "down_after_s": 2.0}, "need 0 < suspect_after_s < down_after_s"),
+        (
+            {"hello_interval_s": 2.0, "suspect_after_s": 0.3, "down_after_s": 0.6},
+            r"suspect_after_s \(0.3\) must be more than hello_interval_s \(2\)",
+        ),
+        (
+            {"hello_interval_s": 0.5, "suspect_after_s": 0.6, "down_after_s": 0.9},
+            r"down_after_s \(0.9\) must be at least twice hello_interval_s",
+        ),
+        (
+            {"auto_remove_down_after_s": 0.5},
+            r"auto_remove_down_after_s \(0.5\) must be at least down_after_s \(3\)",
+        ),
+        ({"peers": ("127.0.0.1:7000",)}, "peers are the unicast scope's seeds"),
+        ({"scope": "broadcast", "peers": ("127.0.0.1:7000",)}, "with scope broadcast"),
+    ],
+)
+def test_failure_detector_settings_that_contradict_each_other_are_refused(
+    settings: dict[str, Any], message: str
+) -> None:
+    """A hello every 2 s with ``down_after_s`` 0.6 passed, healthy peers went down between
+    their hellos, and an ``auto_remove_down_after_s`` of 0.5 then removed two healthy voters
+    (API audit, twenty-second session). Peers under multicast were silently ignored."""
+    with pytest.raises(ConfigurationError, match=message):
+        Config(**settings)
+
+
+def test_the_failure_detector_defaults_and_their_edges_pass() -> None:
+    Config()
+    Config(hello_interval_s=0.5, suspect_after_s=0.6, down_after_s=1.0)
+    Config(auto_remove_down_after_s=3.0)
+    Config(scope="unicast", peers=("127.0.0.1:7000",))
 
 
 def test_a_cluster_name_that_is_not_utf8_is_refused_not_a_traceback_at_start() -> None:

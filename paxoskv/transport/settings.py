@@ -161,6 +161,11 @@ class UdpSettings(PlainFrozen):
             )
         for peer in self.peers:
             parse_host_port(peer)
+        if self.peers and self.scope is not UdpScope.UNICAST:
+            raise ConfigurationError(
+                f"peers are the unicast scope's seeds; with scope {self.scope.value} they "
+                "would be ignored: set scope to unicast, or leave peers out"
+            )
 
     def seed_addresses(self) -> tuple[tuple[str, int], ...]:
         return tuple(parse_host_port(peer) for peer in self.peers)

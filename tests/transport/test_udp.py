@@ -223,7 +223,7 @@ async def test_the_interface_can_be_named_by_address(group_settings: Settings) -
         (lambda: UdpSettings(group="10.0.0.1"), "not an IPv4 multicast address"),
         (lambda: UdpSettings(scope="unicast"), "needs peers"),
         (lambda: UdpSettings(scope="anycast"), "is not one of"),
-        (lambda: UdpSettings(peers=("localhost:1",)), "not an IPv4 host:port"),
+        (lambda: UdpSettings(scope="unicast", peers=("localhost:1",)), "not an IPv4 host:port"),
         (lambda: UdpSettings(ttl=256), "ttl"),
         (lambda: TransportSettings(secret=b"short"), "at least 16 bytes"),
         (lambda: TransportSettings(encrypt=True), "needs a cluster secret"),
