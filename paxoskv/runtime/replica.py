@@ -1713,8 +1713,9 @@ class Replica:
                 future.set_exception(
                     NoQuorum(
                         f"no quorum answered within {timeout_s:g}s; the write may or may not "
-                        "have been applied: read the key back before writing again (a call made again is a "
-                        "new write; cas or if_revision makes a second attempt safe)"
+                        "have been applied: read the key back before writing again (a call "
+                        "made again is a new write; cas or if_revision makes a second attempt "
+                        "safe)"
                     )
                 )
         self._sweeper = None
