@@ -18,7 +18,7 @@ from typing import Any, Self, TypeVar
 
 from paxoskv.client import KVApi
 from paxoskv.config import Config
-from paxoskv.errors import NodeClosed
+from paxoskv.errors import InvalidArgument, NodeClosed, NotStarted
 from paxoskv.state import ChangeEvent, Key
 
 T = TypeVar("T")
@@ -39,6 +39,15 @@ class BlockingClient:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def open(self) -> Self:
+        """Start the loop's thread and the API on it. A handle opens once; one that failed to
+        open lets its thread and loop go (three failed opens left three threads running)."""
+        if self._loop.is_closed():
+            raise self._closed_error()
+        if self._thread.is_alive():
+            raise InvalidArgument(
+                "this handle is open already (`with` opens it): use it as it is, or close it "
+                "and open_blocking() a new one"
+            )
         self._thread.start()
 
         async def start() -> KVApi:
@@ -46,7 +55,11 @@ class BlockingClient:
             await api.start()
             return api
 
-        self._api = self._run(start())
+        try:
+            self._api = self._run(start())
+        except BaseException:
+            self._stop_loop()
+            raise
         return self
 
     def close(self) -> None:
@@ -57,8 +70,12 @@ class BlockingClient:
         if self._api is not None:
             self._run(self._api.close())
             self._api = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self._loop.close()
 
@@ -73,19 +90,28 @@ class BlockingClient:
     ) -> None:
         self.close()
 
+    @staticmethod
+    def _closed_error() -> NodeClosed:
+        return NodeClosed(
+            "this handle is closed (its `with` block ended): open_blocking() a new one"
+        )
+
     @property
     def api(self) -> KVApi:
         if self._api is None and self._loop.is_closed():
-            raise NodeClosed(
-                "this handle is closed (its `with` block ended): open_blocking() a new one"
-            )
+            raise self._closed_error()
         if self._api is None:
-            raise RuntimeError("not open: use `with paxoskv.open_blocking(config) as kv:`")
+            raise NotStarted(
+                "this handle is not open: use `with paxoskv.open_blocking(config) as kv:`"
+            )
         return self._api
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        """Every coroutine method of the API, run to completion on the background loop."""
+    def __getattr__(self, name: str) -> Any:
+        """Every method of the API, run to completion on the background loop; any other
+        attribute (``config``, ``client_id``) as it is."""
         method = getattr(self.api, name)
+        if not callable(method):
+            return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if not inspect.iscoroutinefunction(method):  # made on the loop, where it may need it
@@ -103,8 +129,10 @@ class BlockingClient:
         event-loop thread; ``.cancel()`` the returned future to stop (closing the wrapper
         stops it too). A callback that raises is logged and the next change still comes."""
 
+        api = self.api  # NotStarted or NodeClosed here, in the caller's thread
+
         async def follow() -> None:
-            await self.api.on_change(prefix, callback)
+            await api.on_change(prefix, callback)
 
         subscription = asyncio.run_coroutine_threadsafe(follow(), self._loop)
         self._subscriptions.add(subscription)
@@ -115,11 +143,12 @@ class BlockingClient:
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> Iterator[ChangeEvent]:
         """Changes as an ordinary iterator; break out of the loop to stop watching."""
+        api = self.api  # NotStarted or NodeClosed here: a watch before open waited for good
         events: queue.Queue[object] = queue.Queue()
 
         async def pump() -> None:
             try:
-                async for event in self.api.watch(prefix, from_revision):
+                async for event in api.watch(prefix, from_revision):
                     events.put(event)
             except BaseException as error:  # handed to the iterating thread
                 events.put(error)

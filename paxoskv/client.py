@@ -33,6 +33,7 @@ from paxoskv.errors import (
     CompareFailed,
     ConfigurationError,
     InvalidArgument,
+    NodeClosed,
     PaxosKVError,
     ValueTooLarge,
 )
@@ -40,6 +41,7 @@ from paxoskv.seq_window import SeqWindow
 from paxoskv.state import results as r
 from paxoskv.state.command_wire import encode_command, encode_set
 from paxoskv.state.commands import (
+    MAX_LEASE_ID,
     MAX_TTL_MS,
     Command,
     Compare,
@@ -114,6 +116,16 @@ def _member_id(node_id: object) -> str:
     return node_id
 
 
+def _check_lease_argument(lease_id: object, name: str) -> None:
+    """InvalidArgument, as for any call's argument of the wrong type (the command's own check
+    says InvalidCommand, which the README keeps for commands an application builds)."""
+    if type(lease_id) is not int or not 1 <= lease_id <= MAX_LEASE_ID:
+        raise InvalidArgument(
+            f"{name} must be a lease's id, as grant_lease returned it (an int from 1 to "
+            f"{MAX_LEASE_ID}), not {lease_id!r}"
+        )
+
+
 def lease_ttl_ms(ttl_s: object) -> int:
     """A lease's ttl in the state machine's milliseconds, or InvalidArgument in seconds."""
     if type(ttl_s) not in (int, float) or not math.isfinite(ttl_s):  # type: ignore[arg-type]
@@ -136,6 +148,7 @@ class KVApi(ABC):
         # What a write calls: ``_submit``, or what a subclass puts there to skip its frame
         # (a node hands over its replica's own ``submit``: one call fewer per write).
         self._send_request: Callable[[str, int, bytes], Awaitable[bytes]] = self._submit
+        self._closed = False  # set by close(): what ends after it ends quietly (on_change)
 
     # --- what a subclass provides ----------------------------------------------------------
 
@@ -191,6 +204,8 @@ class KVApi(ABC):
     ) -> int:
         """Write ``value``; with ``if_revision``, only if the key's mod revision is that one
         (0: only if the key does not exist)."""
+        if lease is not None:
+            _check_lease_argument(lease, "lease")
         if if_revision is None:
             # _write_encoded written out: this is the write a pipelined client makes most.
             data = encode_set(key, value, lease)
@@ -300,10 +315,12 @@ class KVApi(ABC):
         return result.lease_id
 
     async def keepalive(self, lease_id: int) -> None:
+        _check_lease_argument(lease_id, "lease_id")
         await self._write(LeaseKeepalive(lease_id))
 
     async def revoke(self, lease_id: int) -> None:
         """End the lease now; its keys are deleted."""
+        _check_lease_argument(lease_id, "lease_id")
         await self._write(LeaseRevoke(lease_id))
 
     # --- reads -------------------------------------------------------------------------------
@@ -354,7 +371,9 @@ class KVApi(ABC):
         A callback that raises is logged (``paxoskv.client``, with the event's key) and the
         next change is delivered as usual: one bad event must not silently end a subscription.
         The task ends with the watch's own errors (``Compacted``, ``NoQuorum`` once a thin
-        client lost contact, ``NodeClosed``).
+        client lost contact, ``NodeClosed`` when a node stops on its own); when its owner
+        closes the handle, it just ends (its ``NodeClosed`` went unretrieved and asyncio logged
+        a traceback at every normal shutdown).
         """
 
         if prefix is not None:
@@ -365,20 +384,24 @@ class KVApi(ABC):
             )
 
         async def follow() -> None:
-            async for event in self.watch(prefix):
-                try:
-                    outcome = callback(event)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                except Exception:
-                    log.exception(
-                        "on_change callback %r failed on %s of key %r at revision %d; "
-                        "delivering the next change",
-                        callback,
-                        event.kind,
-                        event.key,
-                        event.revision,
-                    )
+            try:
+                async for event in self.watch(prefix):
+                    try:
+                        outcome = callback(event)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+                    except Exception:
+                        log.exception(
+                            "on_change callback %r failed on %s of key %r at revision %d; "
+                            "delivering the next change",
+                            callback,
+                            event.kind,
+                            event.key,
+                            event.revision,
+                        )
+            except NodeClosed:
+                if not self._closed:
+                    raise
 
         return asyncio.create_task(follow(), name=f"on_change {prefix!r}")
 

@@ -254,7 +254,8 @@ class Compacted(PaxosKVError):
         self.oldest = oldest
         super().__init__(
             f"revision {requested} is compacted: the change history kept starts at revision "
-            f"{oldest}. Watch from revision {oldest} or later (--from-revision), or read the "
+            f"{oldest}. Watch from revision {oldest} or later (from_revision=, --from-revision on "
+            "the command line), or read the "
             "current state and watch for changes from now on"
         )
 
@@ -277,7 +278,11 @@ class ValueTooLarge(PaxosKVError, ValueError):
     def __init__(self, size: int, limit: int, what: str = "value") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"{what} of {size} bytes is over the limit of {limit} bytes")
+        super().__init__(
+            f"{what} of {size} bytes is over the limit of {limit} bytes: a write travels in "
+            "one datagram; split the value over several keys (a txn writes them together), "
+            "or keep large blobs elsewhere and store a reference"
+        )
 
 
 # --- the cluster ---------------------------------------------------------------------------
@@ -324,6 +329,11 @@ class InvalidCommand(PaxosKVError, ValueError):
 class NodeClosed(PaxosKVError):
     """A :class:`~paxoskv.Node` or client was used after it was closed (after its ``async
     with`` block ended); open a new one."""
+
+
+class NotStarted(PaxosKVError, RuntimeError):
+    """A :class:`~paxoskv.Node`, client or blocking handle was used before it was started
+    (``async with``, or ``with paxoskv.open_blocking(config) as kv``)."""
 
 
 class UndecodableReply(PaxosKVError):

@@ -10,11 +10,11 @@ from typing import Any
 
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
-from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum
+from paxoskv.errors import InvalidArgument, NodeClosed, NodeRemoved, NoQuorum, NotStarted
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
 from paxoskv.runtime.serving import ClientService, all_entries
-from paxoskv.state import ChangeEvent, Key
+from paxoskv.state import ChangeEvent, Configuration, Key
 from paxoskv.transport import Transport
 
 
@@ -37,7 +37,10 @@ class Node(KVApi):
     @property
     def replica(self) -> Replica:
         if self._replica is None:
-            raise RuntimeError("the node is not started: use `async with Node(config) as node`")
+            raise NotStarted(
+                "this node is not started: use `async with Node(config) as node:`, or await "
+                "node.start() first"
+            )
         return self._replica
 
     @property
@@ -101,10 +104,21 @@ class Node(KVApi):
             [engine.known_commit, *(p.applied_slot for p in replica.peers.values() if p.wants)]
         )
         caught_up = asyncio.Event()
+        me = replica.node_id
+
+        def member(configuration: Configuration) -> bool:
+            return me in configuration.voters or me in configuration.learners
 
         def check() -> None:
+            # A joining node has the log before the leader has added it: it belongs to the
+            # cluster once its own AddLearner is applied here (a learner's wait returned while
+            # it was still joining, API audit, twenty-second session).
             current = replica.engine
-            if current is not None and current.applied_slot >= target:
+            if (
+                current is not None
+                and current.applied_slot >= target
+                and member(current.configuration)
+            ):
                 caught_up.set()
 
         replica.add_applied_listener(check)
@@ -112,9 +126,16 @@ class Node(KVApi):
             check()
             await asyncio.wait_for(caught_up.wait(), max(deadline - time.monotonic(), 0.001))
         except TimeoutError:
+            current = replica.engine or engine
+            if not member(current.configuration):
+                raise NoQuorum(
+                    f"node {me} has the cluster's log but was not added to it within "
+                    f"{timeout:g}s (the leader adds a joining node as a learner): it goes on "
+                    "asking; wait again, and check that a leader is up"
+                ) from None
             raise NoQuorum(
-                f"node {replica.node_id} joined but has not caught up within {timeout:g}s: "
-                f"applied slot {engine.applied_slot} of {target}; it goes on catching up, "
+                f"node {me} joined but has not caught up within {timeout:g}s: "
+                f"applied slot {current.applied_slot} of {target}; it goes on catching up, "
                 "wait again"
             ) from None
         finally:
@@ -147,6 +168,8 @@ class Node(KVApi):
             )
         replica = self.replica
         if replica.stopped.is_set():
+            if isinstance(replica.failure, NodeRemoved):  # it says what to do: a fresh data dir
+                raise NodeClosed(f"this node stopped: {replica.failure}")
             raise NodeClosed(
                 f"this node stopped ({replica.failure or 'stopped'}); fix the cause and start a "
                 "new Node: it recovers from its data dir"

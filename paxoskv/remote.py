@@ -26,6 +26,7 @@ from paxoskv.errors import (
     InvalidKey,
     NodeClosed,
     NoQuorum,
+    NotStarted,
     PayloadTooLarge,
     UndecodableReply,
     WrongSecret,
@@ -294,18 +295,32 @@ class Client(KVApi):
         transport = self._transport
         if transport is not None and transport.stats.dropped[DropReason.BAD_TAG] > 0:
             if self.config.cluster_secret() is None:
-                problem = "they carry a secret's tag and no secret was given (--secret-file)"
+                problem = (
+                    "they carry a secret's tag and no secret was given (secret_file, --secret-file)"
+                )
             else:
-                problem = "the secret given (--secret-file) is not the cluster's"
+                problem = (
+                    "the secret given (secret_file, --secret-file) is not the cluster's, or "
+                    "the cluster's encrypt setting is not this one's (encrypt, PAXOS_KV_ENCRYPT)"
+                )
             raise WrongSecret(
                 f"datagrams from cluster {self.config.cluster!r} failed authentication: "
-                f"{problem}; use the cluster's secret file"
+                f"{problem}; use the cluster's secret file and encrypt setting"
+            )
+
+    def _check_open(self) -> None:
+        """:class:`NodeClosed` after close, :class:`NotStarted` before start (not an assert)."""
+        if self._closed:
+            raise self._closed_error()
+        if self._transport is None:
+            raise NotStarted(
+                "this client is not connected: use `async with paxoskv.connect(config) as "
+                "client:`, or await client.start() first"
             )
 
     async def _ask(self, key: tuple[Any, ...], message: bytes, what: str) -> list[Any]:
         """Send ``message`` until the reply named ``key`` comes, trying member after member."""
-        if self._closed:
-            raise self._closed_error()
+        self._check_open()
         assert self._transport is not None
         deadline = time.monotonic() + self.config.request_timeout_s
         loop = asyncio.get_running_loop()
@@ -371,8 +386,7 @@ class Client(KVApi):
         event, or the answer to a renewal) for ``request_timeout_s``: the cluster is gone or
         out of reach, and waiting longer would hang a caller for good."""
         check_from_revision(from_revision)
-        if self._closed:
-            raise self._closed_error()
+        self._check_open()
         if prefix is not None:
             check_prefix(prefix)
         watch_id = next(self._ids)

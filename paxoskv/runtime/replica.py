@@ -150,6 +150,7 @@ class Replica:
         # What each local request waits on: its future, its deadline, its timeout.
         self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
         self._reads: dict[int, Callable[[], None]] = {}
+        self._barriers: set[asyncio.Future[None]] = set()  # reads awaited here; failed at stop
         self._next_read_id = 1
         self._applied_listeners: list[Callable[[], None]] = []
         self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
@@ -417,6 +418,8 @@ class Replica:
                 break
             except NoQuorum:
                 continue  # (no leader yet, or a long catch-up: the check waits)
+            except NodeClosed:
+                return  # (stopped meanwhile)
         engine, life = self.engine, self._life
         if engine is None or life is None or self.failure is not None:
             return
@@ -572,9 +575,20 @@ class Replica:
             with contextlib.suppress(StorageError):
                 await self._loop.run_in_executor(None, store.close)
         self._reads.clear()
+        why = f"it failed: {self.failure}" if self.failure is not None else "it was closed"
         for future, _, _ in self._answers.values():
             if not future.done():
-                future.set_exception(NoQuorum("the node stopped before the request completed"))
+                future.set_exception(
+                    NodeClosed(
+                        f"this node stopped before the write completed ({why}); the write may "
+                        "or may not have been applied: read the key back before writing again"
+                    )
+                )
+        for barrier in self._barriers:  # a linearizable read waited out its whole timeout
+            if not barrier.done():
+                barrier.set_exception(
+                    NodeClosed(f"this node stopped before the read completed ({why})")
+                )
         self.stopped.set()
 
     def _fail_stop(self, error: BaseException) -> None:
@@ -1762,6 +1776,7 @@ class Replica:
                 future.set_result(None)
 
         read_id = self.start_read(consistency, ready)
+        self._barriers.add(future)
         try:
             await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
@@ -1770,6 +1785,8 @@ class Replica:
                 f"could not confirm a {consistency} read within {timeout_s:g}s: no leader "
                 "with a quorum; try consistency='local' for a possibly stale answer"
             ) from None
+        finally:
+            self._barriers.discard(future)
 
     def start_read(self, consistency: str, on_ready: Callable[[], None]) -> int:
         """Ask the engine for a read barrier; ``on_ready`` runs when local state may serve it."""

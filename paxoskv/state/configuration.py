@@ -25,6 +25,12 @@ class RejectedChange(Exception):
     """A configuration change that cannot be applied to the current configuration."""
 
 
+_NOT_A_MEMBER = (
+    "node {node_id!r} is not a member of the cluster (members() lists them, as `paxos-kv "
+    "members` does)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Configuration:
     """The voters and learners of the cluster at one revision."""
@@ -63,14 +69,14 @@ class Configuration:
     def with_learner_promoted(self, node_id: NodeId) -> Configuration:
         if node_id not in self.learners:
             if node_id not in self.voters:
-                raise RejectedChange(f"node {node_id!r} is not a member")
+                raise RejectedChange(_NOT_A_MEMBER.format(node_id=node_id))
             raise RejectedChange(f"node {node_id!r} is a voter already, so it cannot be promoted")
         return Configuration(self.voters | {node_id}, self.learners - {node_id})
 
     def with_voter_demoted(self, node_id: NodeId) -> Configuration:
         if node_id not in self.voters:
             if node_id not in self.learners:
-                raise RejectedChange(f"node {node_id!r} is not a member")
+                raise RejectedChange(_NOT_A_MEMBER.format(node_id=node_id))
             raise RejectedChange(f"node {node_id!r} is a learner already, so it cannot be demoted")
         self._keep_a_voter(node_id)
         return Configuration(self.voters - {node_id}, self.learners | {node_id})
@@ -79,7 +85,7 @@ class Configuration:
         if node_id in self.learners:
             return Configuration(self.voters, self.learners - {node_id})
         if node_id not in self.voters:
-            raise RejectedChange(f"node {node_id!r} is not a member")
+            raise RejectedChange(_NOT_A_MEMBER.format(node_id=node_id))
         self._keep_a_voter(node_id)
         return Configuration(self.voters - {node_id}, self.learners)
 

@@ -48,6 +48,12 @@ def check_key(key: object) -> Key:
         type(key) is tuple and any(type(part) is str and not _encodes(part) for part in key)
     ):
         raise InvalidKey(f"invalid key {_show(key)}: {_NOT_TEXT}")
+    if isinstance(key, (str, bytes, tuple)) and type(key) not in (str, bytes, tuple):
+        raise InvalidKey(
+            f"invalid key {_show(key)}: {_KEY_HELP}, exactly: a subclass (a StrEnum member, a "
+            "namedtuple) would come back as its base type; convert it first (str(key), "
+            "tuple(key))"
+        )
     raise InvalidKey(f"invalid key {_show(key)}: {_KEY_HELP}")
 
 

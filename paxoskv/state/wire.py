@@ -70,6 +70,13 @@ def _default(obj: object) -> msgpack.ExtType:
         return msgpack.ExtType(TUPLE_EXT_CODE, pack(list(obj)))
     if type(obj) is int:  # msgpack hands over the ints it has no format for
         _check_int(obj)
+    if isinstance(obj, (bool, int, float, str, bytes, list, tuple, dict)):
+        raise ValueNotSerialisable(
+            f"a value of type {type(obj).__name__} cannot be stored: values are exactly the "
+            "built-in types, and a subclass (an enum, OrderedDict, defaultdict, namedtuple) "
+            "would come back as its base type; convert it first (dict(value), tuple(value), "
+            "member.value)"
+        )
     raise ValueNotSerialisable(
         f"a value of type {type(obj).__name__} cannot be stored; use None, bool, int, float, "
         "str, bytes, or lists, tuples and dicts of them"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from paxoskv import KVApi, connect
-from paxoskv.errors import InvalidArgument, InvalidCommand, InvalidKey, NoQuorum
+from paxoskv.errors import InvalidArgument, InvalidKey, NoQuorum
 from tests.runtime.cluster import MemoryCluster
 
 
@@ -143,8 +143,15 @@ BAD_KEYS: dict[str, tuple[Call, type[Exception]]] = {
     "local get int key": (lambda api: api.get(123, consistency="local"), InvalidKey),  # type: ignore[arg-type]
     "keys list prefix": (lambda api: api.keys(["t"]), InvalidKey),  # type: ignore[arg-type]
     "set int key": (lambda api: api.set(5, "v"), InvalidKey),  # type: ignore[arg-type]
-    "set float lease": (lambda api: api.set("k", "v", lease=1.5), InvalidCommand),  # type: ignore[arg-type]
-    "set bool lease": (lambda api: api.set("k", "v", lease=True), InvalidCommand),
+    "set float lease": (lambda api: api.set("k", "v", lease=1.5), InvalidArgument),  # type: ignore[arg-type]
+    "set bool lease": (lambda api: api.set("k", "v", lease=True), InvalidArgument),
+    "set str lease": (lambda api: api.set("k", "v", lease="5"), InvalidArgument),  # type: ignore[arg-type]
+    "set lease with if_revision": (
+        lambda api: api.set("k", "v", lease=0, if_revision=0),
+        InvalidArgument,
+    ),
+    "keepalive None": (lambda api: api.keepalive(None), InvalidArgument),  # type: ignore[arg-type]
+    "revoke negative": (lambda api: api.revoke(-5), InvalidArgument),
     "watch int prefix": (lambda api: _watch_first(api, 5), InvalidKey),
 }
 

@@ -100,9 +100,9 @@ def test_the_wire_form_is_sorted_whatever_the_hash_seed() -> None:
 @pytest.mark.parametrize(
     ("command", "message"),
     [
-        (PromoteLearner("z"), "node 'z' is not a member"),
+        (PromoteLearner("z"), "node 'z' is not a member of the cluster (members() lists"),
         (PromoteLearner("a"), "node 'a' is a voter already, so it cannot be promoted"),
-        (DemoteVoter("z"), "node 'z' is not a member"),
+        (DemoteVoter("z"), "node 'z' is not a member of the cluster (members() lists"),
         (DemoteVoter("c"), "node 'c' is a learner already, so it cannot be demoted"),
     ],
 )
@@ -112,4 +112,4 @@ def test_a_change_naming_a_node_says_whether_it_is_a_member_at_all(
     """`members promote nosuch` said 'not a learner', as if it were a voter."""
     result = KVStateMachine(config("ab", "c")).apply(command, 0)
     assert isinstance(result, Failed)
-    assert result.message == message
+    assert result.message.startswith(message)

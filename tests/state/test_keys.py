@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import enum
+
 import pytest
 
-from paxoskv.errors import InvalidKey
+from paxoskv.errors import InvalidKey, ValueNotSerialisable
 from paxoskv.state import check_key, check_prefix, sort_keys
 from paxoskv.state.keys import key_from_wire, key_to_wire, matches
+from paxoskv.state.wire import pack
 
 
 @pytest.mark.parametrize(
@@ -118,3 +122,28 @@ def test_a_tuple_key_travels_as_an_array_and_comes_back_a_tuple() -> None:
     assert key_from_wire("plain") == "plain"
     with pytest.raises(InvalidKey):
         key_from_wire(["a", ["nested"]])
+
+
+def test_a_subclass_of_a_key_type_is_refused_saying_so() -> None:
+    """A StrEnum member is a str, yet it would come back as a plain one: refused, with the
+    reason and the fix (it said only "a key is a non-empty str ..."; API audit)."""
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    Point = collections.namedtuple("Point", "x y")
+    for key in (Colour.RED, Point("a", 1)):
+        with pytest.raises(InvalidKey, match="a subclass .* convert it first"):
+            check_key(key)
+    assert check_key(str(Colour.RED)) == "red"
+
+
+def test_a_subclass_of_a_value_type_is_refused_saying_so() -> None:
+    class Level(enum.IntEnum):
+        HIGH = 2
+
+    for value in (collections.OrderedDict(a=1), collections.defaultdict(int), Level.HIGH):
+        with pytest.raises(ValueNotSerialisable, match="a subclass .* convert it first"):
+            pack({"v": [value]})
+    with pytest.raises(ValueNotSerialisable, match="use None, bool, int"):
+        pack(object())
