@@ -133,7 +133,7 @@ def test_a_subclass_of_a_key_type_is_refused_saying_so() -> None:
 
     Point = collections.namedtuple("Point", "x y")
     for key in (Colour.RED, Point("a", 1)):
-        with pytest.raises(InvalidKey, match="a subclass .* convert it first"):
+        with pytest.raises(InvalidKey, match=r"a subclass .* convert it first"):
             check_key(key)
     assert check_key(str(Colour.RED)) == "red"
 
@@ -143,7 +143,7 @@ def test_a_subclass_of_a_value_type_is_refused_saying_so() -> None:
         HIGH = 2
 
     for value in (collections.OrderedDict(a=1), collections.defaultdict(int), Level.HIGH):
-        with pytest.raises(ValueNotSerialisable, match="a subclass .* convert it first"):
+        with pytest.raises(ValueNotSerialisable, match=r"a subclass .* convert it first"):
             pack({"v": [value]})
     with pytest.raises(ValueNotSerialisable, match="use None, bool, int"):
         pack(object())
