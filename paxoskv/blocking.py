@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import queue
 import threading
@@ -34,6 +35,7 @@ class BlockingClient:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="paxoskv")
         self._api: KVApi | None = None
         self._subscriptions: set[concurrent.futures.Future[None]] = set()
+        self._failed = False  # its open failed: a second open says so, not "closed"
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -52,13 +54,19 @@ class BlockingClient:
 
         async def start() -> KVApi:
             api = self._factory()
-            await api.start()
+            try:
+                await api.start()
+            except BaseException:
+                with contextlib.suppress(Exception):  # what it opened before it failed
+                    await api.close()
+                raise
             return api
 
         try:
             self._api = self._run(start())
         except BaseException:
             self._stop_loop()
+            self._failed = True
             raise
         return self
 
@@ -90,8 +98,11 @@ class BlockingClient:
     ) -> None:
         self.close()
 
-    @staticmethod
-    def _closed_error() -> NodeClosed:
+    def _closed_error(self) -> NodeClosed:
+        if self._failed:
+            return NodeClosed(
+                "this handle failed to open: fix the cause, and open_blocking() a new one"
+            )
         return NodeClosed(
             "this handle is closed (its `with` block ended): open_blocking() a new one"
         )

@@ -107,7 +107,12 @@ class Node(KVApi):
         me = replica.node_id
 
         def member(configuration: Configuration) -> bool:
-            return me in configuration.voters or me in configuration.learners
+            # A removed voter still owed votes runs on as "leaving": it belongs until it goes.
+            return (
+                me in configuration.voters
+                or me in configuration.learners
+                or replica._role == "leaving"
+            )
 
         def check() -> None:
             # A joining node has the log before the leader has added it: it belongs to the
@@ -124,7 +129,9 @@ class Node(KVApi):
         replica.add_applied_listener(check)
         try:
             check()
-            await asyncio.wait_for(caught_up.wait(), max(deadline - time.monotonic(), 0.001))
+            await _first_of(caught_up, replica.stopped, max(deadline - time.monotonic(), 0.001))
+            if not caught_up.is_set():  # it stopped meanwhile: say why, not "wait again"
+                self._live()
         except TimeoutError:
             current = replica.engine or engine
             if not member(current.configuration):
@@ -225,3 +232,15 @@ class Node(KVApi):
             status["replies_in_parts"] = self._service.replies_in_parts
             status["replies_refused"] = self._service.replies_refused
         return status
+
+
+async def _first_of(one: asyncio.Event, other: asyncio.Event, timeout_s: float) -> None:
+    """Until either event is set; TimeoutError after ``timeout_s`` if neither is."""
+    waits = {asyncio.ensure_future(one.wait()), asyncio.ensure_future(other.wait())}
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+    if not done:
+        raise TimeoutError

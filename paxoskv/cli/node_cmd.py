@@ -25,7 +25,7 @@ from paxoskv.cli.cluster_options import (
     settings_config,
 )
 from paxoskv.config import Config
-from paxoskv.errors import NoQuorum
+from paxoskv.errors import NodeClosed, NoQuorum
 from paxoskv.runtime.loop import loop_name, run
 
 if TYPE_CHECKING:
@@ -162,8 +162,8 @@ async def _run_until_stopped(
         for task in (announce, *stops):
             task.cancel()
         for task in (announce, *stops):
-            with contextlib.suppress(asyncio.CancelledError, NoQuorum):
-                await task
+            with contextlib.suppress(asyncio.CancelledError, NoQuorum, NodeClosed):
+                await task  # (a wait for readiness ends with NodeClosed if the node stopped)
     if node.replica.failure is None and announce.done() and not announce.cancelled():
         return announce.exception()  # no cluster within --timeout (None: it was ready)
     return node.replica.failure

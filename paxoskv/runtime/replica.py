@@ -524,15 +524,25 @@ class Replica:
         """Until this node has a configuration (bootstrapped or joined)."""
         if self._engine_ready.is_set():
             return
+        ready = asyncio.ensure_future(self._engine_ready.wait())
+        stopped = asyncio.ensure_future(self.stopped.wait())
         try:
-            await asyncio.wait_for(self._engine_ready.wait(), timeout_s)
-        except TimeoutError:
+            await asyncio.wait(
+                (ready, stopped), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+            stopped.cancel()
+        if self.stopped.is_set():  # closed or failed meanwhile: the caller says which
+            why = self.failure or "it was closed"
+            raise NodeClosed(f"node {self.node_id} stopped before it had a cluster ({why})")
+        if not self._engine_ready.is_set():
             raise NoQuorum(
                 f"node {self.node_id} has no cluster after {timeout_s:g}s: it is "
                 f"{self._waiting_for()}. Start the other nodes, and check that they share the "
                 "group, interface, cluster name and secret (--group, --interface, --cluster, "
                 "--secret-file)"
-            ) from None
+            )
 
     def _waiting_for(self) -> str:
         """What a node without a configuration waits for, in words for the CLI and the API."""

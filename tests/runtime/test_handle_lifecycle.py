@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from paxoskv import ChangeEvent, Config, Node, open_blocking
 from paxoskv.errors import ConfigurationError, InvalidArgument, NodeClosed, NoQuorum, NotStarted
 from paxoskv.remote import Client
 from tests.runtime.cluster import MemoryCluster, eventually
+from tests.runtime.test_two_voter_removal import _leaving
 
 
 async def test_calls_before_start_raise_not_started() -> None:
@@ -81,9 +83,12 @@ def test_a_blocking_handle_that_fails_to_open_lets_its_thread_go() -> None:
     before = _paxoskv_threads()
     config = Config(node_id="nodir", durability="durable")  # a node needs a data dir for this
     for _ in range(3):
+        kv = open_blocking(config, replica=True)
         with pytest.raises(ConfigurationError):
-            open_blocking(config, replica=True).open()
+            kv.open()
     assert _paxoskv_threads() == before
+    with pytest.raises(NodeClosed, match="failed to open"):
+        kv.open()
 
 
 async def test_close_fails_pending_writes_and_reads_at_once(
@@ -131,11 +136,7 @@ async def test_a_joining_node_is_ready_only_once_it_was_added(
     members' hellos, but it does not belong to the cluster, and wait_ready says so."""
     network = memory_cluster.network
     await memory_cluster.nodes["n1"].set("k", 1)
-    voters = ("n1", "n2", "n3")
-    for a in voters:
-        for b in voters:
-            if a < b:
-                network.cut(a, b)
+    _cut_voters_apart(memory_cluster)
     joiner = await memory_cluster.start("l1", join=True, learner=True)
     with pytest.raises(NoQuorum, match="was not added"):
         await joiner.wait_ready(1.0)
@@ -144,3 +145,45 @@ async def test_a_joining_node_is_ready_only_once_it_was_added(
     await joiner.wait_ready(10)
     configuration = joiner.replica.engine.configuration
     assert "l1" in configuration.learners
+
+
+def _cut_voters_apart(cluster: MemoryCluster) -> None:
+    voters = ("n1", "n2", "n3")
+    for a in voters:
+        for b in voters:
+            if a < b:
+                cluster.network.cut(a, b)
+
+
+async def test_a_wait_for_readiness_ends_when_the_node_is_closed(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """It waited out its whole timeout, then said "it goes on asking" (review of the above)."""
+    _cut_voters_apart(memory_cluster)
+    joiner = await memory_cluster.start("l1", join=True, learner=True)
+    waiting = asyncio.create_task(joiner.wait_ready(10))
+    await eventually(lambda: joiner.replica.engine is not None, what="the joiner's log")
+    started = time.monotonic()
+    await memory_cluster.stop("l1")
+    with pytest.raises(NodeClosed):
+        await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 2
+
+
+async def test_a_leaving_voter_is_ready_live_and_restarted(tmp_path: Path) -> None:
+    """A removed voter still owed votes runs on as "leaving", in neither set of the
+    configuration: it belongs until it goes (review: wait_ready timed out on it, and
+    `paxos-kv node --timeout` exited 3 on a node restarted while leaving)."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        left, gone, _ = await _leaving(cluster)
+        await gone.wait_ready(2)
+        await cluster.stop(gone.node_id)
+        # Kept from the voter left, the restarted one cannot learn it may go: it stays leaving.
+        cluster.network.cut(left.node_id, gone.node_id)
+        again = await cluster.start(gone.node_id)
+        assert again.replica._role == "leaving"
+        await again.wait_ready(2)
+        assert again.replica._role == "leaving" and not again.replica.stopped.is_set()
+    finally:
+        await cluster.close()
