@@ -489,6 +489,11 @@ def _from_toml(path: Path) -> dict[str, object]:
         raise ConfigurationError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"config file {path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # (tomllib lets it through: a traceback, exit 1)
+        raise ConfigurationError(
+            f"config file {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start}); save it as UTF-8"
+        ) from None
     section = data.get("paxos-kv", data)
     if not isinstance(section, dict):
         raise ConfigurationError(f"config file {path}: [paxos-kv] must be a table of settings")

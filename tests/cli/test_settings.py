@@ -118,3 +118,13 @@ def test_config_mistakes_exit_2_with_one_line_naming_setting_source_and_type(
     group = cli("get", "k", "--group", "239.192.74.99")
     assert group.exit_code == 2 and "group '239.192.74.99' has no port" in group.stderr
     assert fake.calls == []
+
+
+def test_a_config_file_that_is_not_utf8_exits_2_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    """tomllib let its UnicodeDecodeError through: a traceback and exit 1, the code scripts
+    read as "key not found" (CLI audit, twenty-second session)."""
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'cluster = "caf\xe9"\n')
+    result = cli("status", "--config", str(latin))
+    assert result.exit_code == 2 and "is not UTF-8 text (byte 0xe9" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
