@@ -280,8 +280,8 @@ class ValueTooLarge(PaxosKVError, ValueError):
         self.limit = limit
         super().__init__(
             f"{what} of {size} bytes is over the limit of {limit} bytes: a write travels in "
-            "one datagram; split the value over several keys (a txn writes them together), "
-            "or keep large blobs elsewhere and store a reference"
+            "one datagram (a txn too, whole); split the value over several keys written one "
+            "by one, or keep large blobs elsewhere and store a reference"
         )
 
 

@@ -411,10 +411,14 @@ class Client(KVApi):
                         reply = await asyncio.wait_for(queue.get(), remaining)
                     except TimeoutError:
                         break
-                    heard_at = time.monotonic()
                     whole = await self._whole(reply)
                     if whole is None:
-                        break  # its parts were lost: renew from what we have
+                        # Its parts were lost, or the member is too busy to keep them: renew
+                        # from what we have. Not contact: a member that answered "busy" for
+                        # good kept the watch waiting for good, with no error (CLI audit,
+                        # twenty-second session).
+                        break
+                    heard_at = time.monotonic()
                     _, name, fields = whole
                     if name == "compacted":
                         raise Compacted(int(fields[1]), int(fields[2]))

@@ -392,3 +392,28 @@ async def test_an_idle_member_drops_expired_answers(
         lambda: all(s is not None and not s._parts and not s._parts_bytes for s in services),
         what="kept answers to expire with no write applied",
     )
+
+
+async def test_a_watch_refused_as_busy_for_good_ends_with_no_quorum(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """A member whose room for replies in parts is full answers every push too big for a
+    datagram with "busy". The client counted that as contact, renewed for good and never
+    timed out: a burst of large events stalled `paxos-kv watch` past its --timeout, missing
+    every later change (CLI audit, twenty-second session). Now it ends with NoQuorum, which
+    says where to watch again from."""
+    for node in memory_cluster.nodes.values():
+        assert node._service is not None
+        node._service._parts_bytes = (
+            serving.PARTS_KEPT_BYTES
+        )  # full: each reply in parts is refused
+    config = memory_cluster.config("client-1", request_timeout_s=1.0)
+    async with connect(config, transport=memory_cluster.network.attach("client-1")) as client:
+        lease = await client.grant_lease(60)
+        for i in (1, 2, 3):
+            revision = await client.set(f"big/{i}", "v" * 30_000, lease=lease)
+        watch = client.watch("big/", from_revision=revision)
+        assert (await anext(watch)).key == "big/3"
+        await client.revoke(lease)  # one revision of three deletes, 90 KB of prev values
+        with pytest.raises(NoQuorum, match=f"from revision {revision + 1}"):
+            await asyncio.wait_for(anext(watch), 10)
