@@ -78,6 +78,9 @@ class _Watch(PlainRecord):
         "after_revision",
         "client",
         "expires_at",
+        "fetched",
+        "in_parts",
+        "in_parts_from",
         "prefix",
         "sent_upto",
         "skip",
@@ -103,6 +106,11 @@ class _Watch(PlainRecord):
     skip: int  # ... and this many of the next revision's the client has (after a renewal)
     sent_upto: Position  # where the last datagram sent left the client: it checks continuity
     expires_at: float
+    # A push too big for one datagram, sent in parts, whose last part the client has not
+    # asked for yet: nothing more is pushed to the watch until it has (see ClientService._push).
+    in_parts: int | None
+    in_parts_from: Position  # where that push begins
+    fetched: int | None  # the push in parts before it, sent whole: kept till that is sure
 
     def __init__(
         self,
@@ -121,12 +129,16 @@ class _Watch(PlainRecord):
         self.skip = skip
         self.sent_upto = (start, skip)
         self.expires_at = expires_at
+        self.in_parts = None
+        self.in_parts_from = (start, skip)
+        self.fetched = None
 
     def rewind(self, revision: int, skip: int) -> None:
         """Send again from this position: the client lost what came after it."""
         self.after_revision = revision
         self.skip = skip
         self.sent_upto = (revision, skip)
+        self.in_parts = None  # (it gave that up too)
 
 
 def chunk_positions(events: list[Any], start: Position, size: int) -> list[tuple[int, Position]]:
@@ -192,8 +204,9 @@ class ClientService:
         replica.add_answer_listener(self._on_answer)
         replica.add_applied_listener(self._push_all)
 
-    def _send(self, to: str, kind: str, *fields: Any) -> None:
-        """Send a reply whole, or its first part when it is too big for one datagram."""
+    def _send(self, to: str, kind: str, *fields: Any) -> int | None:
+        """Send a reply whole, or its first part when it is too big for one datagram; the id
+        of its parts then (None otherwise, or when it was refused)."""
         try:
             payload = protocol.encode_runtime(kind, *fields)
         except ValueNotSerialisable as error:  # a bug of ours: say so rather than go quiet
@@ -204,7 +217,7 @@ class ClientService:
         room = self._room_bytes()
         if len(payload) <= room:
             self.replica.send_runtime(to, payload)
-            return
+            return None
         if self.replies_in_parts == 0:
             log.info(
                 "replies over one datagram (%d bytes) go to clients in parts; the first was a "
@@ -225,7 +238,7 @@ class ClientService:
                 "fail", kind, route, message, "too_large", len(payload), PARTS_KEPT_BYTES
             )
             self.replica.send_runtime(to, fail)
-            return
+            return None
         if self._parts_bytes + len(payload) > PARTS_KEPT_BYTES:
             # Full of answers clients are still fetching: evicting them would make those
             # clients start over and evict others in turn. This client asks again (elsewhere).
@@ -233,7 +246,7 @@ class ClientService:
             message = f"this member keeps {self._parts_bytes} bytes of answers; ask again"
             fail = protocol.encode_runtime("fail", kind, route, message, "busy")
             self.replica.send_runtime(to, fail)
-            return
+            return None
         self.replies_in_parts += 1
         # Random, not counted: a member restarted must not answer a client's ``more`` for a
         # reply of its earlier run with a slice of another reply under the same id.
@@ -242,6 +255,7 @@ class ClientService:
             part_id = secrets.randbits(63)
         self._keep_parts(part_id, _Parts(to, kind, route, payload, clock_now() + PARTS_KEPT_S))
         self._send_part(part_id, 0)
+        return part_id
 
     def _room_bytes(self) -> int:
         transport = self.replica.transport
@@ -272,6 +286,11 @@ class ClientService:
         # again only if it was lost, and briefly.
         parts.expires_at = clock_now() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
 
+    def _drop_parts(self, part_id: int) -> None:
+        parts = self._parts.pop(part_id, None)
+        if parts is not None:
+            self._parts_bytes -= len(parts.payload)
+
     def _drop_expired_parts(self) -> None:
         now = clock_now()
         for part_id, parts in list(self._parts.items()):
@@ -286,6 +305,20 @@ class ClientService:
             self._send(sender, "gone", part_id, offset)  # the client asks again from the start
             return
         self._send_part(part_id, offset)
+        if parts.name != "events":
+            return
+        watch = self._watches.get((sender, parts.route[0]))
+        if watch is None or watch.in_parts != part_id:
+            return
+        if watch.fetched is not None:  # it asks for this push: it has the one before whole
+            self._drop_parts(watch.fetched)
+            watch.fetched = None
+        if offset + self._room_bytes() - protocol.PART_ENVELOPE_BYTES >= len(parts.payload):
+            # Its last part: what waited may follow. The push stays kept (in case that part
+            # is lost) only until the client asks for the next one or renews: held the
+            # 10 s an answer's last part is kept, a burst of them filled the room for parts.
+            watch.fetched, watch.in_parts = part_id, None
+            self._push(watch)
 
     def _on_request(self, sender: str, fields: list[Any]) -> None:
         engine = self.replica.engine
@@ -352,6 +385,9 @@ class ClientService:
             raise ValueError(f"a watch position's part must follow a revision, not {skip}")
         key = (sender, watch_id)
         watch = self._watches.get(key)
+        if watch is not None and watch.fetched is not None:
+            self._drop_parts(watch.fetched)  # a client renews only with no part to fetch
+            watch.fetched = None
         if watch is None:
             start = engine.state.revision if after is None else after
             watch = _Watch(sender, watch_id, prefix_from_wire(prefix), start, skip, 0.0)
@@ -359,6 +395,16 @@ class ClientService:
         elif after is None:
             watch.rewind(watch.start, 0)
         elif (after, skip) < watch.sent_upto:
+            pending = watch.in_parts
+            if pending is not None and pending in self._parts:
+                if (after, skip) == watch.in_parts_from:
+                    # The client has not got the push in parts it waits on: its first part
+                    # was lost, or is on its way. That part again, not a new copy of the
+                    # whole: a copy each renewal, kept 30 s each, filled the room for parts.
+                    watch.expires_at = clock_now() + WATCH_LEASE_S
+                    self._send_part(pending, 0)
+                    return
+                self._drop_parts(pending)  # it lost what came before: of no use to it
             watch.rewind(after, skip)
         watch.expires_at = clock_now() + WATCH_LEASE_S
         if after is None:
@@ -389,6 +435,10 @@ class ClientService:
         engine = self.replica.engine
         if engine is None or engine.state.revision <= watch.after_revision:
             return False
+        if watch.in_parts is not None:
+            if watch.in_parts in self._parts:
+                return True  # sent when the client has the push it is fetching
+            watch.in_parts = None  # expired unfetched: the client renews from where it is
         try:
             events = engine.state.events_since(watch.after_revision, watch.prefix)
         except Compacted as error:
@@ -400,13 +450,23 @@ class ClientService:
         watch.after_revision = engine.state.revision
         start = 0
         for end, upto in chunk_positions(events, watch.sent_upto, EVENTS_PER_DATAGRAM):
-            self._send_events(watch, upto, events[start:end])
+            before = watch.sent_upto
+            watch.in_parts = self._send_events(watch, upto, events[start:end])
+            watch.in_parts_from = before
             start = end
+            if watch.in_parts is not None and end < len(events):
+                # Too big for a datagram: the rest waits until the client has fetched this
+                # one. Pushed all at once, 64 events of 40 KB a reply, a burst filled the
+                # room for parts with replies the client could not fetch in time, and every
+                # renewal was refused as busy (CLI audit, twenty-second session).
+                watch.after_revision, watch.skip = upto
+                return True
         watch.skip = 0
         return bool(events)
 
-    def _send_events(self, watch: _Watch, upto: Position, events: list[Any]) -> None:
-        """One datagram of events: the position before it, the one after, and the events.
+    def _send_events(self, watch: _Watch, upto: Position, events: list[Any]) -> int | None:
+        """One datagram of events: the position before it, the one after, and the events;
+        the id of its parts if it went in parts.
 
         The parts of the two positions go last, and only when either is not 0: a datagram
         that neither starts nor ends inside a revision looks as it did before they existed.
@@ -414,8 +474,9 @@ class ClientService:
         (after, after_part), (last, last_part) = watch.sent_upto, upto
         parts = [[after_part, last_part]] if after_part or last_part else []
         wire = [protocol.event_to_wire(e) for e in events]
-        self._send(watch.client, "events", watch.watch_id, after, last, wire, *parts)
+        part_id = self._send(watch.client, "events", watch.watch_id, after, last, wire, *parts)
         watch.sent_upto = upto
+        return part_id
 
     def _on_status(self, sender: str, fields: list[Any]) -> None:
         members = [
