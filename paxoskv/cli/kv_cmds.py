@@ -20,8 +20,8 @@ from paxoskv.cli.output import (
     entry_json,
     event_json,
     event_line,
+    from_jsonable,
     json_text,
-    key_json,
     pretty_json,
     show_key,
     show_value,
@@ -48,7 +48,8 @@ CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
 @read_options
 @click.pass_context
 def get_command(ctx: click.Context, key: str, consistency: Consistency, as_json: bool) -> None:
-    """Print the value of KEY (strings raw, other values as JSON); exit 1 if it is missing."""
+    """Print the value of KEY (strings and bytes raw, other values as JSON; --json tags
+    bytes); exit 1 if it is missing."""
 
     async def read(client: KVApi) -> KeyValue | None:
         return await client.get_entry(key, consistency=consistency)
@@ -66,10 +67,19 @@ def get_command(ctx: click.Context, key: str, consistency: Consistency, as_json:
 
 def _parse_json_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        parsed = json.loads(text)
     except ValueError as error:
         raise click.BadParameter(f"{text!r} is not JSON ({error})", param_hint="VALUE") from None
     except RecursionError:  # json's parser recurses once per level of nesting
+        raise click.BadParameter(
+            f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
+            param_hint="VALUE",
+        ) from None
+    try:
+        return from_jsonable(parsed)  # the tags --json writes: bytes, NaN, maps of any keys
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="VALUE") from None
+    except RecursionError:
         raise click.BadParameter(
             f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
             param_hint="VALUE",
@@ -153,7 +163,7 @@ def keys_command(
 
     keys = run_client(ctx, list_keys)
     if as_json:
-        click.echo(json_text([key_json(key) for key in keys]))
+        click.echo(json_text(list(keys)))
         return
     for key in keys:
         click.echo(show_key(key))

@@ -4,7 +4,9 @@ Two audiences: a person (strings raw, so ``paxos-kv get greeting`` prints ``hell
 ``"hello"``; tuple and bytes keys as Python literals, so they cannot be mistaken for a str
 key), and a program (``--json``: one document per answer, one per line for ``watch``). JSON
 has no bytes and no tuples, so bytes travel as ``{"$bytes": "<base64>"}`` and tuples as
-arrays; nothing is dropped or guessed.
+arrays, and a map whose keys are not all str (or whose one key is a tag) as
+``{"$map": [[key, value], ...]}``; nothing is dropped or guessed, and ``--json-value`` reads
+the same tags back (:func:`from_jsonable`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ if TYPE_CHECKING:  # annotations only: `paxos-kv get` need not load the membersh
 
 BYTES_TAG = "$bytes"
 FLOAT_TAG = "$float"
+MAP_TAG = "$map"
+TAGS = (BYTES_TAG, FLOAT_TAG, MAP_TAG)
 
 
 def jsonable(value: Any) -> Any:
@@ -38,12 +42,47 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
     if isinstance(value, Mapping):
-        return {_map_key(key): jsonable(item) for key, item in value.items()}
+        if all(isinstance(key, str) for key in value) and not _looks_tagged(value):
+            return {key: jsonable(item) for key, item in value.items()}
+        # {1: "a", "1": "b"} came out as {"1": "b"}, and a str-keyed map of one tag could
+        # not be told from what the tag stands for (CLI audit, twenty-second session).
+        return {MAP_TAG: [[jsonable(key), jsonable(item)] for key, item in value.items()]}
     return repr(value)
 
 
-def _map_key(key: Any) -> str:
-    return key if isinstance(key, str) else json_text(key)
+def _looks_tagged(value: Mapping[Any, Any]) -> bool:
+    return len(value) == 1 and next(iter(value)) in TAGS
+
+
+def from_jsonable(value: Any) -> Any:
+    """What :func:`jsonable` made, back: bytes, non-finite floats and maps from their tags
+    (a JSON array stays a list; as a map's key it is a tuple, the only key it can be)."""
+    if isinstance(value, list):
+        return [from_jsonable(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if _looks_tagged(value):
+        ((tag, body),) = value.items()
+        if tag == BYTES_TAG and isinstance(body, str):
+            try:
+                return base64.b64decode(body, validate=True)
+            except ValueError:
+                raise ValueError(f"{BYTES_TAG} holds {body!r}, which is not base64") from None
+        if tag == FLOAT_TAG and body in ("nan", "inf", "-inf"):
+            return float(body)
+        if (
+            tag == MAP_TAG
+            and isinstance(body, list)
+            and all(isinstance(pair, list) and len(pair) == 2 for pair in body)
+        ):
+            return {_map_key_back(key): from_jsonable(item) for key, item in body}
+        raise ValueError(f"{json.dumps(value)[:80]} is not a {tag} as paxos-kv writes it")
+    return {key: from_jsonable(item) for key, item in value.items()}
+
+
+def _map_key_back(key: Any) -> Any:
+    key = from_jsonable(key)
+    return tuple(_map_key_back(part) for part in key) if isinstance(key, list) else key
 
 
 def json_text(value: Any) -> str:
@@ -65,14 +104,13 @@ def show_key(key: Key) -> str:
     return key if isinstance(key, str) else repr(key)
 
 
-def key_json(key: Key) -> Any:
-    return jsonable(key)
-
-
 def entry_json(entry: KeyValue) -> dict[str, Any]:
+    """The document ``--json`` prints for an entry: raw values, tagged once as it is dumped
+    (:func:`json_text`, :func:`pretty_json`); tagged here too, a bytes value came out as a
+    map of its tag."""
     return {
-        "key": key_json(entry.key),
-        "value": jsonable(entry.value),
+        "key": entry.key,
+        "value": entry.value,
         "create_revision": entry.create_revision,
         "mod_revision": entry.mod_revision,
         "version": entry.version,
@@ -90,9 +128,9 @@ def event_json(event: ChangeEvent) -> dict[str, Any]:
     return {
         "revision": event.revision,
         "kind": event.kind,
-        "key": key_json(event.key),
-        "value": jsonable(event.value),
-        "prev_value": jsonable(event.prev_value),
+        "key": event.key,
+        "value": event.value,
+        "prev_value": event.prev_value,
     }
 
 

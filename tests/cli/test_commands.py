@@ -103,6 +103,17 @@ def test_set_json_value_parses_the_value(cli: Cli, fake: FakeCluster) -> None:
     assert fake.machine.get("d").value == {"a": [1, "x"]}  # type: ignore[union-attr]
 
 
+def test_what_get_json_prints_set_json_value_stores_again(cli: Cli, fake: FakeCluster) -> None:
+    """The tags round-trip: a bytes value, a map with int keys (CLI audit: `get --json` of
+    {1: "a", "1": "b"} printed {"1": "b"}, and --json-value took {"$bytes": ...} for a map)."""
+    put(fake, "src", {1: "a", "1": "b", "raw": b"\x01\x02"})
+    printed = json.loads(cli("get", "src", "--json").stdout)["value"]
+    assert cli("set", "dst", json.dumps(printed), "--json-value").exit_code == 0
+    assert fake.machine.get("dst").value == {1: "a", "1": "b", "raw": b"\x01\x02"}  # type: ignore[union-attr]
+    bad = cli("set", "x", '{"$bytes": "not base64!"}', "--json-value")
+    assert bad.exit_code == 2 and "not base64" in bad.stderr
+
+
 def test_set_json_value_that_is_not_json_is_a_usage_error(cli: Cli, fake: FakeCluster) -> None:
     result = cli("set", "n", "{oops", "--json-value")
     assert result.exit_code == 2
