@@ -100,8 +100,10 @@ def show_value(value: Any) -> str:
 
 
 def show_key(key: Key) -> str:
-    """A key for a person: a str key as itself; bytes and tuple keys as Python literals."""
-    return key if isinstance(key, str) else repr(key)
+    """A key for a person: a str key as itself; bytes and tuple keys, and a str key with a
+    character that does not print (a newline made one key look like two in `keys`), as
+    Python literals."""
+    return key if isinstance(key, str) and key.isprintable() else repr(key)
 
 
 def entry_json(entry: KeyValue) -> dict[str, Any]:

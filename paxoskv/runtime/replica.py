@@ -78,6 +78,7 @@ from paxoskv.state import Configuration, encode_command
 from paxoskv.state.snapshot import paused_gc
 from paxoskv.storage import LAZY_SYNC_S, GroupCommitter, Store
 from paxoskv.transport import Delivery, Transport, open_transport
+from paxoskv.transport.interfaces import resolve_interface
 
 log = logging.getLogger("paxoskv.node")
 _new_tuple = tuple.__new__
@@ -112,6 +113,8 @@ class Replica:
 
     def __init__(self, config: Config, *, transport: Transport | None = None) -> None:
         config.check_node_storage()
+        if transport is None:  # before the data dir is touched: a bad one left node-id behind
+            resolve_interface(config.interface)
         self.config = config
         self.node_id = node_identity(config.data_dir, config.node_id)
         self._given_transport = transport

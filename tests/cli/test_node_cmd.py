@@ -27,6 +27,10 @@ from tests.cli.conftest import Cli, clean_environment, run_cli, stop_process, wa
         (["--data-dir", "d", "--node-id", "has space"], "must be 1-64 printable characters"),
         (["--data-dir", "d", "--scope", "unicast"], "unicast scope needs peers"),
         (["--data-dir", "d", "--peer", "localhost"], "is not an IPv4 host:port"),
+        (  # (it wrote node-id, life.json and LOCK first: CLI audit, twenty-second session)
+            ["--data-dir", "d", "--interface", "nosuchif0", "--bootstrap-expect", "1"],
+            "no interface named 'nosuchif0'",
+        ),
         (
             ["--data-dir", "d", "--join", "--bootstrap-expect", "3"],
             "join and bootstrap_expect (--join, --bootstrap-expect) contradict each other",

@@ -99,6 +99,9 @@ def test_keys_of_other_kinds_cannot_pass_for_str_keys() -> None:
     assert show_key("user/1") == "user/1"
     assert show_key(b"user/1") == "b'user/1'"
     assert show_key(("user", 1)) == "('user', 1)"
+    assert show_key("nl\nkey") == "'nl\\nkey'"  # one line, not two keys (CLI audit)
+    assert show_key("tab\there") == "'tab\\there'"
+    assert show_key("ключ") == "ключ"
 
 
 def test_event_lines_show_the_value_only_for_sets() -> None:
