@@ -150,10 +150,12 @@ class LocalCluster:
         self._connect = connect
         logs = self.base_dir / "logs"
         self.nodes: dict[str, LocalNode] = {}
+        self.removed: list[str] = []  # kept as removed by an earlier run: not started
         for name, learner in self._node_names(voters, learners).items():
             data_dir = self.base_dir / name
             role = _kept_role(data_dir) if remembers else None
             if role == "removed":
+                self.removed.append(name)
                 continue  # (`members remove`): its data dir never rejoins, so it is not started
             node = LocalNode(name, data_dir, logs / f"{name}.log", learner, joined=learner)
             if role in ("voter", "leaving"):

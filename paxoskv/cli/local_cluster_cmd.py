@@ -69,6 +69,19 @@ def local_cluster_command(
             connect=cli_state(ctx).connect,
         )
         with cluster:
+            if cluster.removed:  # said, not done quietly: it runs fewer nodes than asked
+                click.echo(
+                    f"not starting {', '.join(cluster.removed)}: removed from the cluster in "
+                    f"an earlier run (members remove), so their data dirs never rejoin; "
+                    f"start on a fresh --data-dir for {nodes} voters and {learners} learners "
+                    "again",
+                    err=True,
+                )
+            if not cluster.nodes:
+                raise click.UsageError(
+                    f"every node in {base} was removed from its cluster in an earlier run; "
+                    "start on a fresh --data-dir"
+                )
             for node_id in cluster.nodes:
                 cluster.start_node(node_id)
                 click.echo(f"$ {shell_line(cluster.node_args(node_id))}")
@@ -78,9 +91,11 @@ def local_cluster_command(
                 click.echo("stopping")
                 return
             _describe(cluster, next(m.node_id for m in members if m.is_leader), base, data_dir)
-            _watch_until_stopped(cluster, stop)
+            all_exited = _watch_until_stopped(cluster, stop)
             click.echo("stopping every node")
     click.echo("stopped")
+    if all_exited:
+        ctx.exit(3)  # the cluster is gone: not the clean stop of Ctrl-C
 
 
 def _describe(cluster: LocalCluster, leader: str, base: Path, kept: Path | None) -> None:
@@ -97,15 +112,22 @@ def _describe(cluster: LocalCluster, leader: str, base: Path, kept: Path | None)
     exports = " ".join(f"{name}={value}" for name, value in address.environment().items())
     click.echo("or, for every command in that shell:")
     click.echo(f"  export {exports}")
-    click.echo(f"data in {base}" + ("" if kept else " (removed on exit)"))
+    where = "logs" if cluster.durability == "memory" else "data"  # memory: nothing else kept
+    click.echo(f"{where} in {base}" + ("" if kept else " (removed on exit)"))
     click.echo("Ctrl-C stops every node.")
 
 
-def _watch_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
-    """Until Ctrl-C/SIGTERM; a node that exits is reported once (and left stopped)."""
+def _watch_until_stopped(cluster: LocalCluster, stop: threading.Event) -> bool:
+    """Until Ctrl-C/SIGTERM, or until every node has exited (it ran on with none, saying
+    only that each had exited: CLI audit, twenty-second session); a node that exits is
+    reported once (and left stopped)."""
     reported: set[str] = set()
     while not stop.wait(WATCH_INTERVAL_S):
-        for node in cluster.exited():
+        exited = cluster.exited()
+        if len(exited) == len(cluster.nodes):
+            click.echo("every node has exited; see their logs", err=True)
+            return True
+        for node in exited:
             if node.node_id not in reported and node.process is not None:
                 reported.add(node.node_id)
                 gone = " (it was removed, and left as it should)" if node.leaving else ""
@@ -114,3 +136,4 @@ def _watch_until_stopped(cluster: LocalCluster, stop: threading.Event) -> None:
                     f"see {node.log_path}",
                     err=True,
                 )
+    return False

@@ -121,6 +121,29 @@ def test_no_orphans_even_if_it_is_killed(tmp_path: Path, foreground: list[Foregr
     wait_until(lambda: not any(map(pid_alive, pids)), 15.0, "the nodes gone with their parent")
 
 
+def test_it_exits_3_once_every_node_has_exited(
+    tmp_path: Path, foreground: list[Foreground]
+) -> None:
+    """It ran on with every node killed, saying only that each had exited (CLI audit,
+    twenty-second session)."""
+    cluster = Foreground(tmp_path, "--nodes", "2", "--data-dir", str(tmp_path / "data"))
+    foreground.append(cluster)
+    cluster.wait_ready()
+    for pid in cluster.node_pids():
+        os.kill(pid, signal.SIGKILL)
+    assert cluster.process.wait(20) == 3
+    assert "every node has exited" in cluster.output.read_text()
+
+
+def test_a_rerun_names_the_removed_nodes_it_does_not_start(tmp_path: Path) -> None:
+    """It started fewer nodes than asked and said nothing of it (CLI audit)."""
+    for name in ("n1", "n2"):
+        (tmp_path / name).mkdir()
+        save_role(tmp_path / name, "removed")
+    some = run_cli("local-cluster", "--nodes", "2", "--data-dir", str(tmp_path), timeout_s=30)
+    assert some.returncode == 2 and "not starting n1, n2: removed" in some.stderr
+
+
 def test_a_bad_count_is_a_usage_error() -> None:
     done = run_cli("local-cluster", "--nodes", "0")
     assert done.returncode == 2
