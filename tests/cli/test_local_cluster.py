@@ -102,7 +102,7 @@ def test_a_temporary_data_dir_is_removed_on_sigterm(
     cluster = Foreground(tmp_path, "--nodes", "1", "--durability", "memory")
     foreground.append(cluster)
     text = cluster.wait_ready()
-    data = Path(re.search(r"data in (\S+) \(removed on exit\)", text).group(1))  # type: ignore[union-attr]
+    data = Path(re.search(r"logs in (\S+) \(removed on exit\)", text).group(1))  # type: ignore[union-attr]
     assert data.is_dir()
     cluster.process.terminate()
     assert cluster.process.wait(20) == 0
