@@ -71,6 +71,7 @@ class Client(KVApi):
         self._closed = False
         self._ids = itertools.count(1)
         self._rotation = 0
+        self._first_heard_at = 0.0  # when the first member's hello came
 
     async def start(self) -> None:
         self._transport = self._given_transport or await open_transport(
@@ -125,7 +126,9 @@ class Client(KVApi):
             # request goes its way unpinned: it stops soon.)
             if hello.wants in ("voter", "learner", "leaving"):
                 self._heard[sender] = (time.monotonic(), hello)
-                self._heard_any.set()
+                if not self._heard_any.is_set():
+                    self._first_heard_at = time.monotonic()
+                    self._heard_any.set()
             return
         key: tuple[Any, ...] = ()
         if name in ("part", "gone"):  # a part this client asked for, or its absence
@@ -283,8 +286,17 @@ class Client(KVApi):
         return untried[self._rotation % len(untried)]
 
     async def _await_heard(self, node_id: str, deadline: float) -> None:
-        """Until ``node_id`` has said hello (so the transport knows where it is)."""
+        """Until ``node_id`` has said hello (so the transport knows where it is); given up
+        ``suspect_after_s`` after the first member was heard, when every member up has said
+        hello at least once (a misspelt ``--node`` waited out the whole request timeout)."""
         while node_id not in self._heard:
+            waited = time.monotonic() - self._first_heard_at
+            if self._heard_any.is_set() and waited >= self.config.suspect_after_s:
+                heard = ", ".join(sorted(self._heard))
+                raise NoQuorum(
+                    f"member {node_id!r} is not heard from: it is not a member, or it is down; "
+                    f"members heard: {heard}"
+                )
             if time.monotonic() >= deadline:
                 heard = ", ".join(sorted(self._heard)) or "none"
                 raise NoQuorum(f"member {node_id!r} did not answer; members heard: {heard}")

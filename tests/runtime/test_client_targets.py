@@ -75,3 +75,32 @@ async def test_with_every_member_silent_a_while_they_are_all_still_asked() -> No
     # Nobody heard within suspect_after_s (a slow network, say): none is left out.
     client = _client({"n1": (1.5, "n1"), "n2": (1.6, "n1"), "n3": (1.7, "n1")})
     assert set(await _targets(client, 3)) == {"n1", "n2", "n3"}
+
+
+@pytest.mark.asyncio
+async def test_a_command_pinned_to_a_node_nobody_heard_fails_soon() -> None:
+    """`--node nosuch` waited out the whole request timeout (CLI audit)."""
+    from paxoskv.errors import NoQuorum
+    from tests.runtime.cluster import MemoryCluster
+
+    cluster = MemoryCluster()
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        for node in cluster.nodes.values():
+            await node.wait_ready(5)
+        config = cluster.config("client-1", request_timeout_s=30.0)
+        from paxoskv import connect
+
+        transport = cluster.network.attach("client-1")
+        async with connect(config, transport=transport, node_id="nosuch") as client:
+            started = time.monotonic()
+            with pytest.raises(NoQuorum, match="'nosuch' is not heard from"):
+                await client.get("k")
+            assert time.monotonic() - started < 5  # suspect_after_s, not the 30 s timeout
+        async with connect(
+            config, transport=cluster.network.attach("client-2"), node_id="n2"
+        ) as ok:
+            await ok.set("k", 1)
+    finally:
+        await cluster.close()
