@@ -69,7 +69,7 @@ class Config:
     log_retention_slots: int = 2_000  # chosen slots kept in memory for replicas a little behind
     log_retention_bytes: int = 8 << 20  # and at most this many bytes of them
     history_limit_events: int = 10_000  # change events kept for watchers resuming
-    history_limit_bytes: int = 64 << 20  # and the most bytes of values those events hold
+    history_limit_bytes: int = 64 << 20  # and the most bytes of values and keys they hold
     hello_interval_s: float = 0.25
     suspect_after_s: float = 1.0
     down_after_s: float = 3.0
