@@ -11,6 +11,7 @@ from typing import Any
 from paxoskv.client import Consistency, KVApi, check_from_revision
 from paxoskv.config import Config
 from paxoskv.errors import InvalidArgument, NodeClosed, NodeRemoved, NoQuorum, NotStarted
+from paxoskv.runtime.loop import until_either
 from paxoskv.runtime.membership import Member
 from paxoskv.runtime.replica import Replica
 from paxoskv.runtime.serving import ClientService, all_entries
@@ -108,11 +109,7 @@ class Node(KVApi):
 
         def member(configuration: Configuration) -> bool:
             # A removed voter still owed votes runs on as "leaving": it belongs until it goes.
-            return (
-                me in configuration.voters
-                or me in configuration.learners
-                or replica._role == "leaving"
-            )
+            return me in configuration.voters or me in configuration.learners or replica.leaving
 
         def check() -> None:
             # A joining node has the log before the leader has added it: it belongs to the
@@ -129,9 +126,11 @@ class Node(KVApi):
         replica.add_applied_listener(check)
         try:
             check()
-            await _first_of(caught_up, replica.stopped, max(deadline - time.monotonic(), 0.001))
-            if not caught_up.is_set():  # it stopped meanwhile: say why, not "wait again"
+            await until_either(caught_up, replica.stopped, max(deadline - time.monotonic(), 0.001))
+            if replica.stopped.is_set():  # it stopped meanwhile: say why, not "wait again"
                 self._live()
+            if not caught_up.is_set():
+                raise TimeoutError
         except TimeoutError:
             current = replica.engine or engine
             if not member(current.configuration):
@@ -232,15 +231,3 @@ class Node(KVApi):
             status["replies_in_parts"] = self._service.replies_in_parts
             status["replies_refused"] = self._service.replies_refused
         return status
-
-
-async def _first_of(one: asyncio.Event, other: asyncio.Event, timeout_s: float) -> None:
-    """Until either event is set; TimeoutError after ``timeout_s`` if neither is."""
-    waits = {asyncio.ensure_future(one.wait()), asyncio.ensure_future(other.wait())}
-    try:
-        done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
-    if not done:
-        raise TimeoutError

@@ -109,3 +109,16 @@ def start_up_done() -> None:
     """
     if _tuned:
         gc.freeze()
+
+
+async def until_either(one: asyncio.Event, other: asyncio.Event, timeout_s: float) -> None:
+    """Until either event is set, or ``timeout_s`` has passed; the caller asks which.
+
+    A wait for readiness that looked at one event alone waited out its whole timeout when
+    the node stopped meanwhile (review of the API audit, twenty-second session)."""
+    waits = {asyncio.ensure_future(one.wait()), asyncio.ensure_future(other.wait())}
+    try:
+        await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -64,7 +64,7 @@ from paxoskv.runtime.identity import (
     save_met,
     save_role,
 )
-from paxoskv.runtime.loop import start_up_done
+from paxoskv.runtime.loop import start_up_done, until_either
 from paxoskv.runtime.membership import (
     CATCH_UP_MARGIN_SLOTS,
     Bootstrap,
@@ -523,19 +523,16 @@ class Replica:
         room = self.transport.max_payload_bytes - MESSAGE_ENVELOPE_BYTES
         return max(_ENGINE_MESSAGE_BYTES, min(MAX_MESSAGE_BYTES, room))
 
+    @property
+    def leaving(self) -> bool:
+        """Removed, and voting on until the voters left have what it owes them."""
+        return self._role == "leaving"
+
     async def wait_ready(self, timeout_s: float) -> None:
         """Until this node has a configuration (bootstrapped or joined)."""
         if self._engine_ready.is_set():
             return
-        ready = asyncio.ensure_future(self._engine_ready.wait())
-        stopped = asyncio.ensure_future(self.stopped.wait())
-        try:
-            await asyncio.wait(
-                (ready, stopped), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            ready.cancel()
-            stopped.cancel()
+        await until_either(self._engine_ready, self.stopped, timeout_s)
         if self.stopped.is_set():  # closed or failed meanwhile: the caller says which
             why = self.failure or "it was closed"
             raise NodeClosed(f"node {self.node_id} stopped before it had a cluster ({why})")
