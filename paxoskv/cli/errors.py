@@ -30,6 +30,7 @@ from paxoskv.errors import (
     TransportUnavailable,
     ValueNotSerialisable,
     ValueTooLarge,
+    WrongEncryptionKey,
     WrongSecret,
 )
 
@@ -49,6 +50,9 @@ _CODES: tuple[tuple[type[BaseException], int], ...] = (
     (LeaseNotFound, EXIT_NOT_FOUND),
     (Compacted, EXIT_NOT_FOUND),
     (ConfigurationError, EXIT_USAGE),
+    # A key file that is not the data dir's is a setting, as a data dir given a key it was
+    # not written with is: both exit 2 (this one exited 4, as a failed disk; CLI audit).
+    (WrongEncryptionKey, EXIT_USAGE),
     (InvalidArgument, EXIT_USAGE),
     (InvalidKey, EXIT_USAGE),
     (InvalidCommand, EXIT_USAGE),

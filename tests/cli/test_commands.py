@@ -10,6 +10,7 @@ from paxoskv.errors import (
     CorruptData,
     NoQuorum,
     ValueTooLarge,
+    WrongEncryptionKey,
     WrongSecret,
 )
 from paxoskv.state import Set, encode_command
@@ -336,6 +337,11 @@ def test_status_prints_flat_lines_and_json(cli: Cli, fake: FakeCluster) -> None:
         (ValueTooLarge(10, 5), 2, "paxos-kv: error: value of 10 bytes is over"),
         (CorruptData("/d/j.log", 7, "bad crc"), 4, "paxos-kv: error: corrupt data in /d/j.log"),
         (PermissionError(13, "Permission denied", "/x"), 4, "paxos-kv: error: Permission denied"),
+        (  # a setting, as a key given to a data dir written without one is (CLI audit)
+            WrongEncryptionKey("/d/snap", key_given=False),
+            2,
+            "paxos-kv: error: /d/snap is encrypted, and no encryption key was given",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", [["get", "k"], ["set", "k", "v"], ["members"], ["status"]])
