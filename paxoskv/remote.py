@@ -84,9 +84,10 @@ class Client(KVApi):
         self._closed = True
         for queue in self._watch_queues.values():  # watchers end rather than wait forever
             queue.put_nowait(("", "closed", []))
-        waiting = [*self._waiting.values()]
-        waiting += itertools.chain.from_iterable(self._part_waiters.values())
-        for future in waiting:
+        for key, future in self._waiting.items():
+            if not future.done():  # a write's outcome is unknown then: it may have been applied
+                future.set_exception(self._closed_error(write=key[0] == "rep"))
+        for future in itertools.chain.from_iterable(self._part_waiters.values()):
             if not future.done():
                 future.set_exception(self._closed_error())
         if self._receiver is not None:
@@ -232,9 +233,15 @@ class Client(KVApi):
             raise self._closed_error()
         return sender, name, fields
 
-    def _closed_error(self) -> NodeClosed:
+    def _closed_error(self, *, write: bool = False) -> NodeClosed:
+        unknown = (
+            "; the write waiting then may or may not have been applied: read the key back"
+            if write
+            else ""
+        )
         return NodeClosed(
-            "this client is closed (its `async with` block ended): connect again to use the cluster"
+            "this client is closed (its `async with` block ended): connect again to use the "
+            f"cluster{unknown}"
         )
 
     def _members_up(self) -> list[str]:

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from paxoskv import ChangeEvent, Set, connect
-from paxoskv.errors import NoQuorum, PayloadTooLarge, UndecodableReply
+from paxoskv.errors import NodeClosed, NoQuorum, PayloadTooLarge, UndecodableReply
 from paxoskv.remote import Client
 from paxoskv.runtime import protocol, serving
 from paxoskv.runtime.clock import now as clock_now
@@ -417,3 +417,19 @@ async def test_a_watch_refused_as_busy_for_good_ends_with_no_quorum(
         await client.revoke(lease)  # one revision of three deletes, 90 KB of prev values
         with pytest.raises(NoQuorum, match=f"from revision {revision + 1}"):
             await asyncio.wait_for(anext(watch), 10)
+
+
+async def test_closing_a_client_says_a_waiting_writes_outcome_is_unknown(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """As a node's close does (CLI audit, twenty-second session)."""
+    config = memory_cluster.config("client-1", request_timeout_s=30.0)
+    client = Client(config, transport=memory_cluster.network.attach("client-1"))
+    await client.start()
+    await client.set("k", 1)
+    memory_cluster.network.isolate("client-1")
+    write = asyncio.create_task(client.set("k", 2))
+    await eventually(lambda: client._waiting, what="the write to wait")
+    await client.close()
+    with pytest.raises(NodeClosed, match="may or may not have been applied"):
+        await asyncio.wait_for(write, 5)
