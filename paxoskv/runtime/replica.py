@@ -534,7 +534,7 @@ class Replica:
             return
         await until_either(self._engine_ready, self.stopped, timeout_s)
         if self.stopped.is_set():  # closed or failed meanwhile: the caller says which
-            why = self.failure or "it was closed"
+            why = self._why_stopped()
             raise NodeClosed(f"node {self.node_id} stopped before it had a cluster ({why})")
         if not self._engine_ready.is_set():
             raise NoQuorum(
@@ -585,7 +585,7 @@ class Replica:
             with contextlib.suppress(StorageError):
                 await self._loop.run_in_executor(None, store.close)
         self._reads.clear()
-        why = f"it failed: {self.failure}" if self.failure is not None else "it was closed"
+        why = self._why_stopped()
         for future, _, _ in self._answers.values():
             if not future.done():
                 future.set_exception(
@@ -600,6 +600,10 @@ class Replica:
                     NodeClosed(f"this node stopped before the read completed ({why})")
                 )
         self.stopped.set()
+
+    def _why_stopped(self) -> str:
+        """For the errors of calls a stop ends: its failure, or a close."""
+        return f"it failed: {self.failure}" if self.failure is not None else "it was closed"
 
     def _fail_stop(self, error: BaseException) -> None:
         """An I/O error: stop at once rather than carry on half-durable."""

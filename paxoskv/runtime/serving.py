@@ -275,7 +275,8 @@ class ClientService:
             loop = asyncio.get_running_loop()
             self._parts_sweep = loop.call_later(PARTS_KEPT_S / 3, self._sweep_parts)
 
-    def _send_part(self, part_id: int, offset: int) -> None:
+    def _send_part(self, part_id: int, offset: int) -> bool:
+        """Send the part at ``offset``; whether it was the last one."""
         parts = self._parts[part_id]
         end = offset + self._room_bytes() - protocol.PART_ENVELOPE_BYTES
         piece = parts.payload[offset:end]
@@ -285,6 +286,7 @@ class ClientService:
         # A long listing is kept while its client keeps asking; the last part is asked for
         # again only if it was lost, and briefly.
         parts.expires_at = clock_now() + (PARTS_KEPT_S if end < total else PARTS_KEPT_S / 3)
+        return end >= total
 
     def _drop_parts(self, part_id: int) -> None:
         parts = self._parts.pop(part_id, None)
@@ -295,8 +297,7 @@ class ClientService:
         now = clock_now()
         for part_id, parts in list(self._parts.items()):
             if parts.expires_at <= now:
-                del self._parts[part_id]
-                self._parts_bytes -= len(parts.payload)
+                self._drop_parts(part_id)
 
     def _on_more(self, sender: str, fields: list[Any]) -> None:
         part_id, offset = fields
@@ -304,7 +305,7 @@ class ClientService:
         if parts is None or parts.client != sender or not 0 <= offset < len(parts.payload):
             self._send(sender, "gone", part_id, offset)  # the client asks again from the start
             return
-        self._send_part(part_id, offset)
+        last = self._send_part(part_id, offset)
         if parts.name != "events":
             return
         watch = self._watches.get((sender, parts.route[0]))
@@ -313,7 +314,7 @@ class ClientService:
         if watch.fetched is not None:  # it asks for this push: it has the one before whole
             self._drop_parts(watch.fetched)
             watch.fetched = None
-        if offset + self._room_bytes() - protocol.PART_ENVELOPE_BYTES >= len(parts.payload):
+        if last:
             # Its last part: what waited may follow. The push stays kept (in case that part
             # is lost) only until the client asks for the next one or renews: held the
             # 10 s an answer's last part is kept, a burst of them filled the room for parts.

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
-from paxoskv import Config
+from paxoskv import Config, connect
+from paxoskv.errors import NoQuorum
 from paxoskv.remote import Client
 from paxoskv.runtime.protocol import Hello
+from tests.runtime.cluster import MemoryCluster
 
 
 def _hello(leader: str) -> Hello:
@@ -80,9 +82,6 @@ async def test_with_every_member_silent_a_while_they_are_all_still_asked() -> No
 @pytest.mark.asyncio
 async def test_a_command_pinned_to_a_node_nobody_heard_fails_soon() -> None:
     """`--node nosuch` waited out the whole request timeout (CLI audit)."""
-    from paxoskv.errors import NoQuorum
-    from tests.runtime.cluster import MemoryCluster
-
     cluster = MemoryCluster()
     try:
         for node_id in ("n1", "n2", "n3"):
@@ -90,8 +89,6 @@ async def test_a_command_pinned_to_a_node_nobody_heard_fails_soon() -> None:
         for node in cluster.nodes.values():
             await node.wait_ready(5)
         config = cluster.config("client-1", request_timeout_s=30.0)
-        from paxoskv import connect
-
         transport = cluster.network.attach("client-1")
         async with connect(config, transport=transport, node_id="nosuch") as client:
             started = time.monotonic()

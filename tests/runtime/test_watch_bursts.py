@@ -11,8 +11,11 @@ in flight at a time, the next pushed once the client has asked for the last part
 from __future__ import annotations
 
 import asyncio
+import random
 
 from paxoskv import ChangeEvent, connect
+from paxoskv.runtime import protocol
+from paxoskv.transport.base import Delivery
 from tests.runtime.cluster import MemoryCluster, eventually
 
 WRITES = 1_600  # 64 MB of values: as much as a member keeps of replies in parts
@@ -66,11 +69,6 @@ async def test_large_events_reach_a_watch_whole_when_parts_are_lost(
 ) -> None:
     """A seeded fifth of the replies and parts to the client lost: its first parts too, which
     a renewal from the same position now has sent again rather than a new copy kept."""
-    import random
-
-    from paxoskv.runtime import protocol
-    from paxoskv.transport.base import Delivery
-
     chance = random.Random(22)
     transport = memory_cluster.network.attach("client-1")
     arrive = transport._arrive
