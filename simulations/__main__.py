@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="the share of gets made as lease ('leader') reads, 0 to 1 (default 0)",
     )
+    run.add_argument(
+        "--clock-drift",
+        type=float,
+        default=0.0,
+        help="each node's clock runs at 1 ± this, from 0 to 0.5 (default 0); the lease "
+        "rule allows for 0.05 (EngineSettings.clock_drift_bound, between any two clocks)",
+    )
     run.add_argument("--trace", action="store_true", help="print every event of the run")
     run.add_argument("--jobs", type=int, default=1, help="processes to run seeds in (default 1)")
     args = parser.parse_args(argv)
@@ -70,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--nodes must be at least 1")
     if not 0.0 <= args.leader_reads <= 1.0:
         parser.error("--leader-reads must be between 0 and 1")
-    options = RunOptions(nodes=args.nodes, faults=args.faults, leader_reads=args.leader_reads)
+    if not 0.0 <= args.clock_drift <= 0.5:
+        parser.error("--clock-drift must be between 0 and 0.5")
+    options = RunOptions(
+        nodes=args.nodes,
+        faults=args.faults,
+        leader_reads=args.leader_reads,
+        clock_drift=args.clock_drift,
+    )
     seeds = (
         [args.seed]
         if args.seed is not None
@@ -92,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  replay: python -m simulations run --seed {seed} --nodes {options.nodes} "
                 f"--faults {faults}"
                 + (f" --leader-reads {options.leader_reads}" if options.leader_reads else "")
+                + (f" --clock-drift {options.clock_drift}" if options.clock_drift else "")
                 + " --trace"
             )
     elapsed = time.monotonic() - started

@@ -7,7 +7,7 @@ partitions (two-way, one-way, flapping, leader isolation, FoundationDB's "swizzl
 clogged one at a time and restored in random order); crashes of a minority at a time with
 unsynced writes lost and the last write torn; a learner joining and being promoted, and a
 voter (the leader as often as not) taken out, which votes on as long as the runtime keeps it
-and then stops for good.
+and then stops for good. With ``clock_drift``, each node's clock also runs fast or slow.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class RunOptions:
     amnesia_rule: bool = True  # off: a wiped voter votes again at once (World.amnesia_rule)
     leave_rule: bool = True  # off: a voter taken out stops at once (World.leave_rule)
     leader_reads: float = 0.0  # the share of gets made as lease ('leader') reads
+    clock_drift: float = 0.0  # each node's clock runs at 1 ± this (World's clocks)
 
 
 # Engine settings by seed (seed % 4), so rarer paths meet the faults too: frequent snapshots
@@ -91,6 +92,7 @@ def run_seed(
         store_settings=SEED_STORE_SETTINGS[seed % len(SEED_STORE_SETTINGS)],
         trace=trace,
         engine_class=options.engine_class,
+        clock_drift=options.clock_drift,
     )
     world.amnesia_rule = options.amnesia_rule
     world.leave_rule = options.leave_rule

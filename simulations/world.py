@@ -8,7 +8,13 @@ What is real: the Paxos engine, the message codec (every message crosses the net
 bytes), the state machine, and the storage layer's framing and recovery, which run on a
 :class:`~paxoskv.storage.MemoryDisk` that a crash cuts back to what was synced (tearing the
 last write when the dice say so). What is simulated: time, the network (loss, duplication,
-delay and so reordering, one-way cuts), and disk latency.
+delay and so reordering, one-way cuts), disk latency, and each node's clock.
+
+A node's clock is what the runtime's is (``runtime.clock``): the wall clock read at the
+process's start, carried on by a monotonic clock. Here that is an offset drawn at every start
+and a rate fixed per node, ``1 ± clock_drift``; with no drift every clock is the world's own.
+Leader leases rest on the rates (a lease timed on the leader's clock, a voter's wait before
+it promises a rival on its own), so runs with drift check the bound the engine allows for.
 """
 
 from __future__ import annotations
@@ -77,7 +83,10 @@ class SimNode:
     sync_scheduled: bool = False
     sync_due: float = 0.0
     snapshot_due: float = 0.0  # when the last snapshot asked for is written
-    tick_at: float = float("inf")
+    tick_at: float = float("inf")  # on the node's clock, as the engine gave it
+    clock_rate: float = 1.0  # its clock's seconds per real second
+    clock_offset: float = 0.0  # its clock's reading at real time 0, this life
+    clock_read: float = float("-inf")  # the last reading given its engine (never goes back)
     recorded_slot: int = 0
     amnesiac: bool = False  # its disk was lost whole while its id is a voter's: see World.wipe
     # What its data dir keeps of its membership (the runtime's role file): it has been a
@@ -104,10 +113,15 @@ class World:
         store_settings: dict[str, int] | None = None,
         trace: Callable[[str], None] | None = None,
         engine_class: type[Engine] = Engine,
+        clock_drift: float = 0.0,
     ) -> None:
         self.seed = seed
         self.engine_class = engine_class
         self.rng = random.Random(seed)
+        # Clocks draw from a generator of their own, so that a run without drift makes every
+        # other draw as it always did (and seeds replay as before).
+        self.clock_drift = clock_drift
+        self._clock_rng = random.Random(f"clocks-{seed}")
         self.scheduler = Scheduler()
         self.faults = NetworkFaults()
         self.sync_latency_s = (0.001, 0.01)  # an fsync on a real disk: milliseconds
@@ -152,6 +166,13 @@ class World:
 
     def add_node(self, node_id: str, *, learner: bool) -> SimNode:
         node = SimNode(node_id, MemoryDisk(), learner)
+        if self.clock_drift:
+            # As often at either edge of the bound as inside it: the edges are where a lease
+            # and a rival's wait come closest.
+            low, high = 1.0 - self.clock_drift, 1.0 + self.clock_drift
+            node.clock_rate = self._clock_rng.choice(
+                (low, high, self._clock_rng.uniform(low, high))
+            )
         self.nodes[node_id] = node
         self.start(node_id)
         return node
@@ -166,6 +187,12 @@ class World:
         # ``_member``), unless it was leaving (kept in its role file): a joiner restarted at a
         # slot before its own addition is no removed member.
         node.was_member = node.leave_after is not None
+        if self.clock_drift:
+            # A new process reads the wall clock anew: off from the others' by up to a second
+            # (NTP's error on a bad day), and from its own last life's.
+            error = self._clock_rng.uniform(0.0, 1.0)
+            node.clock_offset = self.now + error - node.clock_rate * self.now
+            node.clock_read = float("-inf")
         node.store = Store.open(None, durability="memory", disk=node.disk, **self.store_settings)
         recovered = node.store.recovered_snapshot()
         durable = decode_local_snapshot(recovered[1]) if recovered else DurableState()
@@ -180,14 +207,14 @@ class World:
             self.genesis,
             durable=durable,
             journal_index=node.store.last_index,
-            now=self.now,
+            now=self.clock(node),
         )
         node.recorded_slot = node.engine.applied_slot
         node.unsynced_ids = []
         node.sync_scheduled = False
         node.tick_at = float("inf")
         self.log(f"{node_id} started (applied {node.engine.applied_slot})")
-        self._after(node, node.engine.tick(self.now))
+        self._after(node, node.engine.tick(self.clock(node)))
 
     def crash(self, node_id: str, *, torn: bool = True) -> None:
         """Kill -9: unsynced journal bytes are lost, the last write maybe torn."""
@@ -210,6 +237,35 @@ class World:
         node.amnesiac = node_id in self.genesis.voters or node.amnesiac
         self.log(f"{node_id} lost its disk")
 
+    def clock(self, node: SimNode, *, at_least: float = float("-inf")) -> float:
+        """What the node's clock reads now. Never less than ``at_least`` (a timer's deadline,
+        whose real time was worked out from it, may come back a rounding short) nor than its
+        last reading: a monotonic clock does not run back within a life."""
+        reading = max(node.clock_offset + node.clock_rate * self.now, at_least, node.clock_read)
+        node.clock_read = reading
+        return reading
+
+    def set_clock_rate(self, node_id: str, rate: float) -> None:
+        """From now on the node's clock runs at ``rate`` (its reading carries on from where
+        it is: a clock that starts to run fast or slow, not one stepped)."""
+        node = self.nodes[node_id]
+        reading = node.clock_offset + node.clock_rate * self.now
+        node.clock_rate = rate
+        node.clock_offset = reading - rate * self.now
+        if node.tick_at != float("inf") and node.engine is not None:
+            # Its timer was set in real time by the old rate: set it again by the new one.
+            self.scheduler.at(
+                self._real_time(node, node.tick_at),
+                self._tick,
+                node,
+                node.incarnation,
+                node.tick_at,
+            )
+
+    def _real_time(self, node: SimNode, reading: float) -> float:
+        """When, in the world's time, the node's clock shows ``reading``."""
+        return (reading - node.clock_offset) / node.clock_rate
+
     def up_nodes(self) -> list[SimNode]:
         return [node for node in self.nodes.values() if node.up]
 
@@ -224,7 +280,7 @@ class World:
         node = self.nodes[node_id]
         if node.engine is None:
             return
-        effects = getattr(node.engine, method)(*args, self.now)
+        effects = getattr(node.engine, method)(*args, self.clock(node))
         self._after(node, effects)
 
     def _after(self, node: SimNode, effects: list[fx.Effect]) -> None:
@@ -271,9 +327,10 @@ class World:
                 self.log(f"{node.node_id} sees leader {effect.leader_id}")
         self._record_applied(node, engine)
         deadline = engine.next_deadline()
-        if deadline < node.tick_at or node.tick_at <= self.now:
+        if deadline < node.tick_at or node.tick_at <= node.clock_read:
             node.tick_at = deadline
-            self.scheduler.at(deadline, self._tick, node, node.incarnation, deadline)
+            when = self._real_time(node, deadline)
+            self.scheduler.at(when, self._tick, node, node.incarnation, deadline)
         self._leave_if_removed(node, engine)
 
     def _leave_if_removed(self, node: SimNode, engine: Engine) -> None:
@@ -312,7 +369,7 @@ class World:
     def _tick(self, node: SimNode, incarnation: int, when: float) -> None:
         if node.incarnation == incarnation and node.tick_at == when and node.engine is not None:
             node.tick_at = float("inf")
-            self._after(node, node.engine.tick(self.now))
+            self._after(node, node.engine.tick(self.clock(node, at_least=when)))
 
     def _sync(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation != incarnation or node.engine is None or node.store is None:
@@ -321,7 +378,7 @@ class World:
         node.store.sync()
         ids, node.unsynced_ids = node.unsynced_ids, []
         if ids:
-            self._after(node, node.engine.handle_durable(max(ids), self.now))
+            self._after(node, node.engine.handle_durable(max(ids), self.clock(node)))
 
     def _save_snapshot(self, node: SimNode, incarnation: int, effect: fx.SaveSnapshot) -> None:
         if node.incarnation != incarnation or node.store is None:
@@ -344,7 +401,8 @@ class World:
         node = self.nodes.get(target)
         if node is None or node.engine is None:
             return
-        self._after(node, node.engine.receive(source, decode_message(data), self.now))
+        message = decode_message(data)
+        self._after(node, node.engine.receive(source, message, self.clock(node)))
 
     def partition(self, side_a: set[str], side_b: set[str], *, one_way: bool = False) -> None:
         if self.faults_over:

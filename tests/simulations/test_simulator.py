@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+import simulations.__main__ as simulations_main
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.engine import Engine
 from simulations.__main__ import main
-from simulations.run import SEED_SETTINGS, RunOptions, run_seed
+from simulations.run import SEED_SETTINGS, RunOptions, RunResult, run_seed
+from simulations.world import World
 
 CI_SEEDS = int(os.environ.get("PAXOSKV_SIM_SEEDS", "200"))
 
@@ -59,6 +61,27 @@ def test_seeds_with_lease_reads_pass_every_checker() -> None:
     assert not failures, "\n".join(failures)
 
 
+def _run_with_drifting_clocks(seed: int) -> tuple[int, bool, str, int]:
+    result = run_seed(seed, RunOptions(nodes=3, leader_reads=0.5, clock_drift=0.05))
+    return seed, result.ok, result.failure, result.operations
+
+
+def test_seeds_with_lease_reads_and_clocks_at_the_drift_bound_pass_every_checker() -> None:
+    """The same with each node's clock running up to 5% fast or slow (two in three nodes
+    at an edge), and read anew at every start: the README's bound for lease reads. Past it, a
+    lease read can go stale (tests/paxos/test_lease_drift.py shows the story)."""
+    seeds = range(60_001, 60_001 + CI_SEEDS // 4)
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_run_with_drifting_clocks, seeds, chunksize=4))
+    failures = [
+        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --nodes 3 "
+        "--leader-reads 0.5 --clock-drift 0.05 --trace"
+        for seed, ok, failure, _ in results
+        if not ok
+    ]
+    assert not failures, "\n".join(failures)
+
+
 def test_a_seed_replays_exactly() -> None:
     first: list[str] = []
     second: list[str] = []
@@ -66,6 +89,23 @@ def test_a_seed_replays_exactly() -> None:
     run_seed(4242, trace=second.append)
     assert first == second
     assert len(first) > 10
+
+
+def test_a_seed_with_drifting_clocks_replays_exactly_and_its_clocks_differ() -> None:
+    first: list[str] = []
+    second: list[str] = []
+    options = RunOptions(nodes=3, clock_drift=0.05)
+    run_seed(4242, options, trace=first.append)
+    run_seed(4242, options, trace=second.append)
+    assert first == second
+    world = World(4242, 3, clock_drift=0.05)
+    rates = {node.clock_rate for node in world.nodes.values()}
+    assert len(rates) > 1 and all(0.95 <= rate <= 1.05 for rate in rates)
+    readings = {world.clock(node) for node in world.nodes.values()}
+    assert len(readings) == 3  # each read its wall clock at start, off by up to a second
+    world.scheduler.run_until(10.0)
+    for node in world.nodes.values():
+        assert world.clock(node) == pytest.approx(node.clock_offset + node.clock_rate * 10.0)
 
 
 def test_the_command_line_reports_and_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,6 +117,40 @@ def test_the_command_line_refuses_an_unknown_fault(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--faults", "meteor"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("drift", ["-0.01", "0.6"])
+def test_the_command_line_refuses_a_drift_out_of_range(
+    drift: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--clock-drift", drift])
+    assert exit_info.value.code == 2
+    assert "--clock-drift must be between 0 and 0.5" in capsys.readouterr().err
+
+
+def test_a_failure_with_drifting_clocks_prints_a_replay_line_that_keeps_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[RunOptions] = []
+
+    def failing(seed: int, options: RunOptions, trace: Any = None) -> RunResult:
+        seen.append(options)
+        return RunResult(seed, False, "linearizability: (made up)")
+
+    monkeypatch.setattr(simulations_main, "run_seed", failing)
+    argv = ["run", "--seed", "150", "--nodes", "3", "--faults", "loss,partition"]
+    assert main([*argv, "--leader-reads", "0.5", "--clock-drift", "0.05"]) == 1
+    assert seen == [
+        RunOptions(
+            nodes=3, faults=frozenset({"loss", "partition"}), leader_reads=0.5, clock_drift=0.05
+        )
+    ]
+    out = capsys.readouterr().out
+    assert (
+        "replay: python -m simulations run --seed 150 --nodes 3 --faults loss,partition "
+        "--leader-reads 0.5 --clock-drift 0.05 --trace"
+    ) in out
 
 
 # --- broken engines: each checker must catch its bug -----------------------------------------
