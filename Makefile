@@ -70,6 +70,8 @@ sim: $(COMPILED)
 	$(BIN)/python -m simulations run --seeds 2000 --jobs 2
 	$(BIN)/python -m simulations run --seeds 1000 --first-seed 50001 --jobs 2 --nodes 3 \
 		--leader-reads 0.5
+	$(BIN)/python -m simulations run --seeds 1000 --first-seed 70001 --jobs 2 --nodes 3 \
+		--leader-reads 0.5 --clock-drift 0.05 --faults crash,loss,membership,partition,pause
 
 bench: $(COMPILED)
 	$(BIN)/python benchmarks/storage.py

@@ -7,7 +7,9 @@ partitions (two-way, one-way, flapping, leader isolation, FoundationDB's "swizzl
 clogged one at a time and restored in random order); crashes of a minority at a time with
 unsynced writes lost and the last write torn; a learner joining and being promoted, and a
 voter (the leader as often as not) taken out, which votes on as long as the runtime keeps it
-and then stops for good. With ``clock_drift``, each node's clock also runs fast or slow.
+and then stops for good. With ``clock_drift``, each node's clock also runs fast or slow. Opt-in:
+``wipe`` (a voter's disk lost whole) and ``pause`` (a process stopped for a while, then resumed
+with what reached it meanwhile, a leader as often as not).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from simulations.workload import Workload
 from simulations.world import SimulationFailure, World
 
 FAULT_KINDS = ("loss", "crash", "partition", "membership")
-EXTRA_FAULT_KINDS = ("wipe",)  # not among "all": a wiped voter stays a learner (World.wipe)
+# Not among "all": a wiped voter stays a learner (World.wipe); pauses came later, and "all"
+# keeps the draws, and so the runs, its seeds always had.
+EXTRA_FAULT_KINDS = ("wipe", "pause")
 
 
 @dataclass
@@ -240,6 +244,27 @@ def _schedule_faults(world: World, rng: random.Random, options: RunOptions, admi
         world.scheduler.at(rng.uniform(1.0, end - 2.0), _wipe_one, world, rng)
     if "membership" in options.faults and rng.random() < 0.5:  # (last, likewise)
         world.scheduler.at(rng.uniform(1.0, end - 1.0), _remove_one, world, rng, admin)
+    if "pause" in options.faults:  # (after every other draw, likewise)
+        for _ in range(rng.randint(1, 4)):
+            world.scheduler.at(rng.uniform(0.5, end - 1.0), _pause_one, world, rng)
+
+
+def _pause_one(world: World, rng: random.Random) -> None:
+    """Stop one node's process for a while, the leader as often as not: shorter than a
+    heartbeat, about a lease or an election timeout, or long past both."""
+    leader = world.leader()
+    victim = (
+        leader if leader is not None and rng.random() < 0.5 else rng.choice(sorted(world.nodes))
+    )
+    low, high = rng.choice(((0.005, 0.05), (0.3, 1.2), (1.2, 4.0)))
+    duration = rng.uniform(low, high)
+    world.pause(victim, duration)
+    if victim == leader and rng.random() < 0.5:
+        # Cut off just before it resumes, so that it wakes to what reached it while paused
+        # and nothing newer: the acks of its last heartbeat, say, and no word of a successor.
+        others = set(world.nodes) - {victim}
+        world.scheduler.at(world.now + duration * 0.98, world.partition, {victim}, others)
+        world.scheduler.at(world.now + duration + rng.uniform(0.5, 2.0), world.heal)
 
 
 def _remove_one(world: World, rng: random.Random, admin: _Admin) -> None:

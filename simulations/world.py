@@ -8,7 +8,9 @@ What is real: the Paxos engine, the message codec (every message crosses the net
 bytes), the state machine, and the storage layer's framing and recovery, which run on a
 :class:`~paxoskv.storage.MemoryDisk` that a crash cuts back to what was synced (tearing the
 last write when the dice say so). What is simulated: time, the network (loss, duplication,
-delay and so reordering, one-way cuts), disk latency, and each node's clock.
+delay and so reordering, one-way cuts), disk latency, each node's clock, and processes paused
+(a stop-the-world pause, SIGSTOP, a VM descheduled): a paused node does nothing, and what
+reaches it waits until it resumes.
 
 A node's clock is what the runtime's is (``runtime.clock``): the wall clock read at the
 process's start, carried on by a monotonic clock. Here that is an offset drawn at every start
@@ -87,6 +89,7 @@ class SimNode:
     clock_rate: float = 1.0  # its clock's seconds per real second
     clock_offset: float = 0.0  # its clock's reading at real time 0, this life
     clock_read: float = float("-inf")  # the last reading given its engine (never goes back)
+    paused_until: float = 0.0  # in the world's time: it runs nothing before then
     recorded_slot: int = 0
     amnesiac: bool = False  # its disk was lost whole while its id is a voter's: see World.wipe
     # What its data dir keeps of its membership (the runtime's role file): it has been a
@@ -187,6 +190,7 @@ class World:
         # ``_member``), unless it was leaving (kept in its role file): a joiner restarted at a
         # slot before its own addition is no removed member.
         node.was_member = node.leave_after is not None
+        node.paused_until = 0.0  # a new process
         if self.clock_drift:
             # A new process reads the wall clock anew: off from the others' by up to a second
             # (NTP's error on a bad day), and from its own last life's.
@@ -266,6 +270,30 @@ class World:
         """When, in the world's time, the node's clock shows ``reading``."""
         return (reading - node.clock_offset) / node.clock_rate
 
+    def pause(self, node_id: str, duration_s: float) -> None:
+        """Stop the node's process for ``duration_s``: no timer fires, no message is read, no
+        write or snapshot completes, and its clock runs on (CLOCK_BOOTTIME counts a pause, as
+        ``runtime.clock`` says). Whatever came due meanwhile runs at the resume, in order."""
+        node = self.nodes[node_id]
+        if not node.up or self.faults_over:
+            return
+        node.paused_until = max(node.paused_until, self.now + duration_s)
+        self.log(f"{node_id} paused for {duration_s:.3f}s")
+
+    def _held(self, node: SimNode, action: Callable[..., None], *args: Any) -> bool:
+        """If the node is paused, run ``action`` again when it resumes, and say so. A node
+        that crashes meanwhile loses it (a socket's buffer, a call in flight)."""
+        if node.paused_until <= self.now:
+            return False
+        self.scheduler.at(node.paused_until, self._resumed, node, node.incarnation, action, args)
+        return True
+
+    def _resumed(
+        self, node: SimNode, incarnation: int, action: Callable[..., None], args: tuple[Any, ...]
+    ) -> None:
+        if node.incarnation == incarnation:
+            action(*args)
+
     def up_nodes(self) -> list[SimNode]:
         return [node for node in self.nodes.values() if node.up]
 
@@ -278,7 +306,7 @@ class World:
     def call(self, node_id: str, method: str, *args: Any) -> None:
         """Invoke an engine input on a live node and carry out its effects."""
         node = self.nodes[node_id]
-        if node.engine is None:
+        if node.engine is None or self._held(node, self.call, node_id, method, *args):
             return
         effects = getattr(node.engine, method)(*args, self.clock(node))
         self._after(node, effects)
@@ -367,12 +395,16 @@ class World:
         self.log(f"{node.node_id} removed, stopped (voted to slot {node.leave_after})")
 
     def _tick(self, node: SimNode, incarnation: int, when: float) -> None:
+        if self._held(node, self._tick, node, incarnation, when):
+            return
         if node.incarnation == incarnation and node.tick_at == when and node.engine is not None:
             node.tick_at = float("inf")
             self._after(node, node.engine.tick(self.clock(node, at_least=when)))
 
     def _sync(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation != incarnation or node.engine is None or node.store is None:
+            return
+        if self._held(node, self._sync, node, incarnation):
             return
         node.sync_scheduled = False
         node.store.sync()
@@ -383,6 +415,8 @@ class World:
     def _save_snapshot(self, node: SimNode, incarnation: int, effect: fx.SaveSnapshot) -> None:
         if node.incarnation != incarnation or node.store is None:
             return  # crashed before it was written
+        if self._held(node, self._save_snapshot, node, incarnation, effect):
+            return
         node.store.write_snapshot(effect.journal_index, effect.image.local_pieces())
         self.call(node.node_id, "snapshot_saved", effect.slot)
 
@@ -400,6 +434,8 @@ class World:
     def _deliver(self, source: str, target: str, data: bytes) -> None:
         node = self.nodes.get(target)
         if node is None or node.engine is None:
+            return
+        if self._held(node, self._deliver, source, target, data):
             return
         message = decode_message(data)
         self._after(node, node.engine.receive(source, message, self.clock(node)))
