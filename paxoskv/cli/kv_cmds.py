@@ -27,9 +27,9 @@ from paxoskv.cli.output import (
     show_value,
 )
 from paxoskv.client import Consistency, KVApi
-from paxoskv.errors import KeyNotFound
+from paxoskv.errors import KeyNotFound, ValueNotSerialisable
 from paxoskv.state.results import KeyValue
-from paxoskv.state.wire import MAX_NESTING
+from paxoskv.state.wire import MAX_NESTING, check_value
 
 CONSISTENCY = click.Choice(["linearizable", "leader", "local"])
 
@@ -66,24 +66,26 @@ def get_command(ctx: click.Context, key: str, consistency: Consistency, as_json:
 
 
 def _parse_json_value(text: str) -> Any:
+    too_deep = f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels"
     try:
         parsed = json.loads(text)
     except ValueError as error:
         raise click.BadParameter(f"{text!r} is not JSON ({error})", param_hint="VALUE") from None
     except RecursionError:  # json's parser recurses once per level of nesting
-        raise click.BadParameter(
-            f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
-            param_hint="VALUE",
-        ) from None
+        raise click.BadParameter(too_deep, param_hint="VALUE") from None
     try:
-        return from_jsonable(parsed)  # the tags --json writes: bytes, NaN, maps of any keys
+        value = from_jsonable(parsed)  # the tags --json writes: bytes, NaN, maps of any keys
+        check_value(value)  # one deep enough for json, too deep to store, is the same mistake
+    except ValueNotSerialisable as error:
+        message = str(error)
+        if "nested deeper" in message:
+            message = too_deep
+        raise click.BadParameter(message, param_hint="VALUE") from None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="VALUE") from None
     except RecursionError:
-        raise click.BadParameter(
-            f"the JSON value nests too deep: a value may nest at most {MAX_NESTING} levels",
-            param_hint="VALUE",
-        ) from None
+        raise click.BadParameter(too_deep, param_hint="VALUE") from None
+    return value
 
 
 @click.command("set", short_help="Write a key; print the revision.")

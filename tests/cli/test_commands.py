@@ -14,6 +14,7 @@ from paxoskv.errors import (
     WrongSecret,
 )
 from paxoskv.state import Set, encode_command
+from paxoskv.state.wire import MAX_NESTING
 from tests.cli.conftest import Cli, FakeCluster
 
 
@@ -170,6 +171,22 @@ def test_a_json_value_nested_too_deep_is_a_usage_error(cli: Cli, fake: FakeClust
     assert result.exit_code == 2
     assert "nests too deep" in result.stderr and len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr and fake.calls == []
+
+
+def test_a_json_value_json_parses_but_too_deep_to_store_is_the_same_usage_error(
+    cli: Cli, fake: FakeCluster
+) -> None:
+    """300 levels parse as JSON but nest past what a value may (MAX_NESTING): the same one
+    line as 5,000 levels, where the parser gives up. It said "error:" from the store before."""
+    result = cli("set", "deep", "[" * 300 + "]" * 300, "--json-value")
+    assert result.exit_code == 2
+    assert f"nests too deep: a value may nest at most {MAX_NESTING} levels" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and fake.calls == []
+
+
+def test_a_json_value_at_the_nesting_limit_is_stored(cli: Cli, fake: FakeCluster) -> None:
+    result = cli("set", "deep", "[" * MAX_NESTING + "]" * MAX_NESTING, "--json-value")
+    assert result.exit_code == 0, result.stderr
 
 
 def test_watch_from_the_oldest_kept_revision_works_and_before_it_names_it(
