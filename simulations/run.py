@@ -257,14 +257,18 @@ def _pause_one(world: World, rng: random.Random) -> None:
         leader if leader is not None and rng.random() < 0.5 else rng.choice(sorted(world.nodes))
     )
     low, high = rng.choice(((0.005, 0.05), (0.3, 1.2), (1.2, 4.0)))
-    duration = rng.uniform(low, high)
-    world.pause(victim, duration)
+    world.pause(victim, rng.uniform(low, high))
     if victim == leader and rng.random() < 0.5:
-        # Cut off just before it resumes, so that it wakes to what reached it while paused
-        # and nothing newer: the acks of its last heartbeat, say, and no word of a successor.
-        others = set(world.nodes) - {victim}
-        world.scheduler.at(world.now + duration * 0.98, world.partition, {victim}, others)
-        world.scheduler.at(world.now + duration + rng.uniform(0.5, 2.0), world.heal)
+        # Cut off just before it resumes (a pause it was in already may have been extended),
+        # so that it wakes to what reached it while paused and nothing newer: the acks of its
+        # last heartbeat, say, and no word of a successor. Only its own links heal after.
+        resume = world.nodes[victim].paused_until
+        cut_at = world.now + (resume - world.now) * 0.98
+        world.scheduler.at(cut_at, world.partition, {victim}, set(world.nodes) - {victim})
+        heal_at = resume + rng.uniform(0.5, 2.0)
+        for other in sorted(world.nodes):
+            if other != victim:
+                world.scheduler.at(heal_at, _unpartition_pair, world, victim, other)
 
 
 def _remove_one(world: World, rng: random.Random, admin: _Admin) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,10 @@ class SimNode:
     clock_offset: float = 0.0  # its clock's reading at real time 0, this life
     clock_read: float = float("-inf")  # the last reading given its engine (never goes back)
     paused_until: float = 0.0  # in the world's time: it runs nothing before then
+    # What reached it while paused, in order (with the life it reached), run at the resume.
+    held: deque[tuple[int, Callable[..., None], tuple[Any, ...]]] = field(default_factory=deque)
+    draining: bool = False  # running what was held: it goes through, not back in the queue
+    rate_epoch: int = 0  # counts set_clock_rate: a timer armed at an earlier rate is void
     recorded_slot: int = 0
     amnesiac: bool = False  # its disk was lost whole while its id is a voter's: see World.wipe
     # What its data dir keeps of its membership (the runtime's role file): it has been a
@@ -191,6 +196,7 @@ class World:
         # slot before its own addition is no removed member.
         node.was_member = node.leave_after is not None
         node.paused_until = 0.0  # a new process
+        node.held.clear()
         if self.clock_drift:
             # A new process reads the wall clock anew: off from the others' by up to a second
             # (NTP's error on a bad day), and from its own last life's.
@@ -256,14 +262,11 @@ class World:
         reading = node.clock_offset + node.clock_rate * self.now
         node.clock_rate = rate
         node.clock_offset = reading - rate * self.now
+        node.rate_epoch += 1  # the timer set in real time by the old rate is void
         if node.tick_at != float("inf") and node.engine is not None:
-            # Its timer was set in real time by the old rate: set it again by the new one.
+            when = self._real_time(node, node.tick_at)
             self.scheduler.at(
-                self._real_time(node, node.tick_at),
-                self._tick,
-                node,
-                node.incarnation,
-                node.tick_at,
+                when, self._tick, node, node.incarnation, node.tick_at, node.rate_epoch
             )
 
     def _real_time(self, node: SimNode, reading: float) -> float:
@@ -273,7 +276,8 @@ class World:
     def pause(self, node_id: str, duration_s: float) -> None:
         """Stop the node's process for ``duration_s``: no timer fires, no message is read, no
         write or snapshot completes, and its clock runs on (CLOCK_BOOTTIME counts a pause, as
-        ``runtime.clock`` says). Whatever came due meanwhile runs at the resume, in order."""
+        ``runtime.clock`` says). Whatever came due meanwhile runs at the resume, in the order
+        it came, a pause extended meanwhile included. Healing for good resumes every node."""
         node = self.nodes[node_id]
         if not node.up or self.faults_over:
             return
@@ -281,18 +285,31 @@ class World:
         self.log(f"{node_id} paused for {duration_s:.3f}s")
 
     def _held(self, node: SimNode, action: Callable[..., None], *args: Any) -> bool:
-        """If the node is paused, run ``action`` again when it resumes, and say so. A node
-        that crashes meanwhile loses it (a socket's buffer, a call in flight)."""
-        if node.paused_until <= self.now:
+        """If the node is paused (or has held work not yet run), queue ``action`` for the
+        resume, and say so. A node that crashes meanwhile loses it (a socket's buffer, a call
+        in flight)."""
+        if node.draining or (node.paused_until <= self.now and not node.held):
             return False
-        self.scheduler.at(node.paused_until, self._resumed, node, node.incarnation, action, args)
+        node.held.append((node.incarnation, action, args))
+        if len(node.held) == 1:
+            self.scheduler.at(node.paused_until, self._drain, node)
         return True
 
-    def _resumed(
-        self, node: SimNode, incarnation: int, action: Callable[..., None], args: tuple[Any, ...]
-    ) -> None:
-        if node.incarnation == incarnation:
-            action(*args)
+    def _drain(self, node: SimNode) -> None:
+        """The resume: run what was held, first come first, unless the pause was extended."""
+        if not node.held:
+            return
+        if node.paused_until > self.now:
+            self.scheduler.at(node.paused_until, self._drain, node)
+            return
+        node.draining = True
+        try:
+            while node.held:
+                incarnation, action, args = node.held.popleft()
+                if incarnation == node.incarnation:
+                    action(*args)
+        finally:
+            node.draining = False
 
     def up_nodes(self) -> list[SimNode]:
         return [node for node in self.nodes.values() if node.up]
@@ -358,7 +375,7 @@ class World:
         if deadline < node.tick_at or node.tick_at <= node.clock_read:
             node.tick_at = deadline
             when = self._real_time(node, deadline)
-            self.scheduler.at(when, self._tick, node, node.incarnation, deadline)
+            self.scheduler.at(when, self._tick, node, node.incarnation, deadline, node.rate_epoch)
         self._leave_if_removed(node, engine)
 
     def _leave_if_removed(self, node: SimNode, engine: Engine) -> None:
@@ -394,10 +411,15 @@ class World:
         node.retired = True
         self.log(f"{node.node_id} removed, stopped (voted to slot {node.leave_after})")
 
-    def _tick(self, node: SimNode, incarnation: int, when: float) -> None:
-        if self._held(node, self._tick, node, incarnation, when):
+    def _tick(self, node: SimNode, incarnation: int, when: float, rate_epoch: int = 0) -> None:
+        if self._held(node, self._tick, node, incarnation, when, rate_epoch):
             return
-        if node.incarnation == incarnation and node.tick_at == when and node.engine is not None:
+        if (
+            node.incarnation == incarnation
+            and node.tick_at == when
+            and node.rate_epoch == rate_epoch
+            and node.engine is not None
+        ):
             node.tick_at = float("inf")
             self._after(node, node.engine.tick(self.clock(node, at_least=when)))
 
@@ -455,6 +477,13 @@ class World:
         self.cut.clear()
         self.faults_over = self.faults_over or for_good
         self.log("network healed" + (" for good" if for_good else ""))
+        if for_good:  # and every paused process resumed: the healed phase has no faults
+            for node in self.nodes.values():
+                if node.paused_until > self.now:
+                    node.paused_until = self.now
+                    self.log(f"{node.node_id} resumed")
+                if node.held:
+                    self.scheduler.at(self.now, self._drain, node)
 
     # --- invariants checked as the run goes ---------------------------------------------------
 

@@ -10,10 +10,11 @@ story at the promised 5%, the leader's clock slow and the voters' fast, and just
 where the same story serves a stale read: the bound is what keeps the read right, not slack
 in the scenario. Every election timeout is the shortest (``election_timeout_max_s`` equal to
 the min) so that a rival campaigns as early as the rule lets it; with them drawn as usual,
-the first stale read comes only at some 10% (seeds 1-20).
+stale reads are rare even past the bound (seeds 1-20: none at 8%, 1 at 9-10%, 3 at 12-15%).
 
-Swept over seeds 1-20 when these were written: no stale read up to 6%, 19 of 20 at 7%, all
-at 8%.
+Swept over seeds 1-20 when these were written: no stale read up to 6%, 6 of 20 at 6.5%, 17
+at 7%, all from 7.5%. At 5% the old leader's lease has run out by the time its successor's
+write is acknowledged, so no lease read is served at all: the test says that.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def _read_at_the_isolated_leader(slow: float, fast: float, seed: int) -> tuple[b
 
 
 @pytest.mark.parametrize("seed", range(1, 9))
-def test_a_lease_read_is_right_with_clocks_at_the_promised_bound(seed: int) -> None:
+def test_at_the_promised_bound_the_lease_runs_out_before_a_successor_writes(seed: int) -> None:
     held, seen = _read_at_the_isolated_leader(0.95, 1.05, seed)
-    assert not held or seen == "v1", f"stale lease read: {seen!r}"
+    assert not held, f"the old leader still held its lease, and read {seen!r}"
 
 
 @pytest.mark.parametrize("seed", range(1, 9))
