@@ -130,14 +130,16 @@ class Operation:
 
     def summary(self) -> str:
         """One line for failure reports, e.g. ``client 2 cas(expect=1, new=2) -> True [4, 5]``."""
-        end = "?" if self.return_time is None else f"{self.return_time:g}"
+        # 15 significant digits: a monotonic clock's times (tens of thousands of seconds) keep
+        # their microseconds, which six (":g") rounded away, so every call looked alike.
+        end = "?" if self.return_time is None else f"{self.return_time:.15g}"
         if self.op == "set":
             result = ""
         elif self.outcome_known:
             result = f" -> {_short(self.output)}"
         else:
             result = " -> ?"
-        return f"client {self.client_id} {self._call_text()}{result} [{self.call_time:g}, {end}]"
+        return f"client {self.client_id} {self._call_text()}{result} [{self.call_time:.15g}, {end}]"
 
     def _call_text(self) -> str:
         if self.op == "set":

@@ -93,6 +93,9 @@ MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fi
 HELD_BYTES = 1 << 20  # Paxos kept for senders whose ident has not come yet: see _hold
 FOREIGN_LOGGED = 1024  # strangers' (id, genesis, formation) logged once each, at most
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
+# Behind the chosen slots it knows of by more than this, a node logs its catch-up each second;
+# within it again, once, that it has caught up (the last slots arrive as a follower's do).
+_CAUGHT_UP_SLOTS = 100
 
 
 def _others_make_a_quorum(configuration: Configuration) -> bool:
@@ -832,7 +835,7 @@ class Replica:
         assert engine is not None
         behind = engine.known_commit - applied.slot
         now = time.monotonic()
-        if behind > 100 and now - self._catch_up_logged_at > 1.0:
+        if behind > _CAUGHT_UP_SLOTS and now - self._catch_up_logged_at > 1.0:
             self._catch_up_logged_at = now
             log.info(
                 "%s catching up: applied slot %d of %d",
@@ -840,9 +843,15 @@ class Replica:
                 applied.slot,
                 engine.known_commit,
             )
-        elif behind <= 100 and self._catch_up_logged_at:
+        elif behind <= _CAUGHT_UP_SLOTS and self._catch_up_logged_at:
             self._catch_up_logged_at = 0.0
-            log.info("%s caught up at slot %d", self.node_id, applied.slot)
+            log.info(
+                "%s caught up: applied slot %d of %d known chosen (within %d)",
+                self.node_id,
+                applied.slot,
+                engine.known_commit,
+                _CAUGHT_UP_SLOTS,
+            )
 
     def _persist(self, effect: fx.Persist) -> None:
         committer = self._committer

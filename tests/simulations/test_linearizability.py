@@ -209,6 +209,13 @@ def test_failure_names_the_prefix_and_the_operation_that_could_not_be_placed() -
     assert "contradicts value 2" in failure.explanation
 
 
+def test_an_explanation_keeps_a_monotonic_clocks_microseconds() -> None:
+    """Times from ``time.monotonic()`` on a host up for a day read 63875.3 to six digits,
+    which made every call of a real-process history look simultaneous (a chaos audit)."""
+    op = Operation(2, "get", "k", None, 1, 63875.312345, 63875.312789)
+    assert op.summary() == "client 2 get -> 1 [63875.312345, 63875.312789]"
+
+
 def test_a_timed_out_write_left_out_of_the_order_did_not_take_effect() -> None:
     history = LINEARIZABLE["a timed-out write never takes effect"]
     (key_result,) = check_history(history).keys
