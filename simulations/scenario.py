@@ -12,7 +12,7 @@ from typing import Any
 
 from paxoskv.paxos.effects import Answer
 from paxoskv.paxos.messages import Request
-from paxoskv.state import Command, Delete, Set, decode_result, encode_command
+from paxoskv.state import Command, Delete, Set, Written, decode_result, encode_command
 from simulations.world import SimulationFailure, World
 
 
@@ -92,6 +92,26 @@ class Scenario:
         assert engine is not None
         entry = engine.state.get(key)
         return None if entry is None else entry.value
+
+    def lease_read_after_a_successor_writes(
+        self, old: str, key: Any, value: Any
+    ) -> tuple[bool, Any]:
+        """Run until a node other than ``old`` leads, write ``value`` there, then read ``key``
+        at ``old`` with consistency 'leader' if it still holds a lease (on its own clock).
+        Returns (it held its lease, what the read saw): the end of every lease story."""
+        world = self.world
+        self.run_until(lambda: world.leader() not in (None, old), 5.0, "an election without it")
+        new = world.leader()
+        assert new is not None
+        answer = self.set(new, key, value, within_s=1.0)
+        if not isinstance(answer, Written):
+            raise SimulationFailure(f"the successor's write answered {answer!r}")
+        engine = world.nodes[old].engine
+        if engine is None or not engine.is_leader:
+            return False, None
+        if not engine._lease_valid(world.clock(world.nodes[old])):
+            return False, None
+        return True, self.get(old, key, consistency="leader", within_s=0.001)
 
     def crash(self, node_id: str) -> None:
         self.world.crash(node_id)

@@ -58,13 +58,7 @@ def _read_after_a_pause(engine_class: type[Engine], seed: int) -> tuple[bool, An
     s.run_for(0.39)
     s.isolate(old)
     s.run_for(0.02)  # it resumes and reads what came while it was stopped
-    s.run_until(lambda: world.leader() not in (None, old), 5.0, "an election without it")
-    new = world.leader()
-    assert new is not None
-    assert isinstance(s.set(new, "k", "v1", within_s=1.0), Written)
-    if not (engine.is_leader and engine._lease_valid(world.clock(world.nodes[old]))):
-        return False, None
-    return True, s.get(old, "k", consistency="leader", within_s=0.001)
+    return s.lease_read_after_a_successor_writes(old, "k", "v1")
 
 
 @pytest.mark.parametrize("seed", range(1, 9))
