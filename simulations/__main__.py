@@ -26,6 +26,17 @@ def _faults(text: str) -> frozenset[str]:
     return kinds
 
 
+def replay_command(seed: int, options: RunOptions) -> str:
+    """The one command that runs ``seed`` again as ``options`` ran it, with a trace."""
+    faults = ",".join(sorted(options.faults)) or "none"
+    return (
+        f"python -m simulations run --seed {seed} --nodes {options.nodes} --faults {faults}"
+        + (f" --leader-reads {options.leader_reads}" if options.leader_reads else "")
+        + (f" --clock-drift {options.clock_drift}" if options.clock_drift else "")
+        + " --trace"
+    )
+
+
 def _one(job: tuple[int, RunOptions]) -> RunResult:
     return run_seed(job[0], job[1])
 
@@ -96,19 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     started = time.monotonic()
     operations = 0
-    faults = ",".join(sorted(options.faults)) or "none"
     for seed, result in _results(seeds, options, trace, args.jobs):
         operations += result.operations
         if not result.ok:
             failures += 1
             print(f"seed {seed} FAILED at {result.virtual_s:.2f}s virtual: {result.failure}")
-            print(
-                f"  replay: python -m simulations run --seed {seed} --nodes {options.nodes} "
-                f"--faults {faults}"
-                + (f" --leader-reads {options.leader_reads}" if options.leader_reads else "")
-                + (f" --clock-drift {options.clock_drift}" if options.clock_drift else "")
-                + " --trace"
-            )
+            print(f"  replay: {replay_command(seed, options)}")
     elapsed = time.monotonic() - started
     print(
         f"{len(seeds) - failures} passed, {failures} failed: {len(seeds)} seeds, "

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paxoskv.paxos.effects import Answer
+from paxoskv.paxos.engine import Engine
 from paxoskv.paxos.messages import Request
 from paxoskv.state import Command, Delete, Set, Written, decode_result, encode_command
 from simulations.world import SimulationFailure, World
@@ -24,9 +25,17 @@ class Scenario:
         learners: int = 0,
         seed: int = 1,
         trace: Callable[[str], None] | None = None,
+        engine_class: type[Engine] = Engine,
         **settings: Any,
     ) -> None:
-        self.world = World(seed, voters, learners=learners, settings=settings, trace=trace)
+        self.world = World(
+            seed,
+            voters,
+            learners=learners,
+            settings=settings,
+            trace=trace,
+            engine_class=engine_class,
+        )
         self._answers: dict[tuple[str, int], Any] = {}
         self._ready_reads: dict[int, str] = {}
         self._seq = 0

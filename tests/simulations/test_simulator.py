@@ -15,24 +15,25 @@ import simulations.__main__ as simulations_main
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.engine import Engine
-from simulations.__main__ import main
+from simulations.__main__ import main, replay_command
 from simulations.run import SEED_SETTINGS, RunOptions, RunResult, run_seed
 from simulations.world import World
 
 CI_SEEDS = int(os.environ.get("PAXOSKV_SIM_SEEDS", "200"))
 
 
-def _run(seed: int) -> tuple[int, bool, str, int]:
-    result = run_seed(seed)
+def _run(job: tuple[int, RunOptions]) -> tuple[int, bool, str, int]:
+    seed, options = job
+    result = run_seed(seed, options)
     return seed, result.ok, result.failure, result.operations
 
 
-def test_seeds_pass_every_checker() -> None:
-    """A few hundred seeds on both cores; `make sim` runs thousands."""
+def _assert_seeds_pass(options: RunOptions, seeds: range) -> None:
+    """Every seed passes every checker, on both cores; a failure names its replay command."""
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(_run, range(1, CI_SEEDS + 1), chunksize=4))
+        results = list(pool.map(_run, [(seed, options) for seed in seeds], chunksize=4))
     failures = [
-        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --trace"
+        f"seed {seed}: {failure}\n  replay: {replay_command(seed, options)}"
         for seed, ok, failure, _ in results
         if not ok
     ]
@@ -40,55 +41,24 @@ def test_seeds_pass_every_checker() -> None:
     assert all(operations > 0 for _, ok, _, operations in results if ok)
 
 
-def _run_with_lease_reads(seed: int) -> tuple[int, bool, str, int]:
-    result = run_seed(seed, RunOptions(nodes=3, leader_reads=0.5))
-    return seed, result.ok, result.failure, result.operations
+def test_seeds_pass_every_checker() -> None:
+    """A few hundred seeds on both cores; `make sim` runs thousands."""
+    _assert_seeds_pass(RunOptions(), range(1, CI_SEEDS + 1))
 
 
 def test_seeds_with_lease_reads_pass_every_checker() -> None:
     """Half the gets as 'leader' reads, served from a lease, on 3 voters with every fault:
     two holes in the lease guard were found this way or by hand (a voter restarted at once, a
     deposed leader's late datagram), and random seeds keep the rest of it honest."""
-    seeds = range(50_001, 50_001 + CI_SEEDS // 4)
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(_run_with_lease_reads, seeds, chunksize=4))
-    failures = [
-        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --nodes 3 "
-        "--leader-reads 0.5 --trace"
-        for seed, ok, failure, _ in results
-        if not ok
-    ]
-    assert not failures, "\n".join(failures)
-
-
-def _run_with_drifting_clocks(seed: int) -> tuple[int, bool, str, int]:
-    result = run_seed(seed, RunOptions(nodes=3, leader_reads=0.5, clock_drift=0.05))
-    return seed, result.ok, result.failure, result.operations
+    _assert_seeds_pass(RunOptions(nodes=3, leader_reads=0.5), range(50_001, 50_001 + CI_SEEDS // 4))
 
 
 def test_seeds_with_lease_reads_and_clocks_at_the_drift_bound_pass_every_checker() -> None:
     """The same with each node's clock running up to 5% fast or slow (two in three nodes
     at an edge), and read anew at every start: the README's bound for lease reads. Past it, a
     lease read can go stale (tests/paxos/test_lease_drift.py shows the story)."""
-    seeds = range(60_001, 60_001 + CI_SEEDS // 4)
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(_run_with_drifting_clocks, seeds, chunksize=4))
-    failures = [
-        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --nodes 3 "
-        "--leader-reads 0.5 --clock-drift 0.05 --trace"
-        for seed, ok, failure, _ in results
-        if not ok
-    ]
-    assert not failures, "\n".join(failures)
-
-
-PAUSES = frozenset({"crash", "loss", "partition", "membership", "pause"})
-
-
-def _run_with_pauses(seed: int) -> tuple[int, bool, str, int]:
-    options = RunOptions(nodes=3, faults=PAUSES, leader_reads=0.5, clock_drift=0.05)
-    result = run_seed(seed, options)
-    return seed, result.ok, result.failure, result.operations
+    options = RunOptions(nodes=3, leader_reads=0.5, clock_drift=0.05)
+    _assert_seeds_pass(options, range(60_001, 60_001 + CI_SEEDS // 4))
 
 
 def test_seeds_with_paused_processes_pass_every_checker() -> None:
@@ -96,17 +66,9 @@ def test_seeds_with_paused_processes_pass_every_checker() -> None:
     leader as often as not, and then cut off at its resume half the time), beside every other
     fault, lease reads and drifting clocks. A lease timed from the acks' reading rather than
     the heartbeat's sending is unsafe here (tests/paxos/test_lease_pause.py)."""
-    seeds = range(70_001, 70_001 + CI_SEEDS // 4)
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(_run_with_pauses, seeds, chunksize=4))
-    failures = [
-        f"seed {seed}: {failure}\n  replay: python -m simulations run --seed {seed} --nodes 3 "
-        f"--faults {','.join(sorted(PAUSES))} --leader-reads 0.5 --clock-drift 0.05 --trace"
-        for seed, ok, failure, _ in results
-        if not ok
-    ]
-    assert not failures, "\n".join(failures)
-    assert all(operations > 0 for _, ok, _, operations in results if ok)
+    faults = frozenset({"crash", "loss", "partition", "membership", "pause"})
+    options = RunOptions(nodes=3, faults=faults, leader_reads=0.5, clock_drift=0.05)
+    _assert_seeds_pass(options, range(70_001, 70_001 + CI_SEEDS // 4))
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -38,12 +38,8 @@ class Recording(Engine):
 
 def _cluster() -> tuple[Scenario, str, str]:
     SEEN.clear()
-    s = Scenario(3, seed=5)
+    s = Scenario(3, seed=5, engine_class=Recording)
     world = s.world
-    world.engine_class = Recording
-    for name in list(world.nodes):
-        world.crash(name)
-        world.start(name)
     leader = s.elect()
     follower = sorted(set(world.nodes) - {leader})[0]
     return s, leader, follower
