@@ -135,6 +135,64 @@ async def fill(node: Node, command: dict[str, Any], index: int) -> dict[str, Any
     return {"writes": counts["writes"], "errors": counts["errors"], "wall_s": wall_s}
 
 
+async def reads(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
+    """``window`` readers, each with one read outstanding, of random keys at ``consistency``.
+
+    As :func:`pipeline`: the figures are taken as the window closes, reads in flight are
+    abandoned. A key the fill never wrote is read as well (an answer of "none" is a read).
+    """
+    consistency = str(command["consistency"])
+    start_at = float(command["start_at"])
+    stop_at = start_at + float(command["seconds"])
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu_s()
+    counts = {"reads": 0, "errors": 0, "found": 0}
+
+    async def reader(rng: random.Random) -> None:
+        # The clock checked each read: a local read answers without suspending, so a reader
+        # that only awaited reads would never give the loop back to end the phase.
+        while time.time() < stop_at:
+            try:
+                value = await node.get(key_for(rng.randrange(KEY_SPACE)), consistency=consistency)
+            except PaxosKVError:
+                counts["errors"] += 1
+                continue
+            counts["reads"] += 1
+            counts["found"] += value is not None
+
+    seed = int(command["seed"])
+    rngs = [random.Random(client_seed(seed, index, i)) for i in range(int(command["window"]))]
+    readers = [asyncio.create_task(reader(rng)) for rng in rngs]
+    await asyncio.sleep(max(0.0, stop_at - time.time()))
+    figures = {**counts, "cpu_s": cpu_s() - cpu_before}
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return figures
+
+
+async def read_latency(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
+    """One reader, one read at a time, at ``consistency``: each sample is a whole read."""
+    consistency = str(command["consistency"])
+    stop_at = time.monotonic() + float(command["seconds"])
+    rng = random.Random(client_seed(int(command["seed"]), index, 0))
+    samples_ms: list[float] = []
+    errors = 0
+    cpu_before = cpu_s()
+    for _ in range(int(command["max_reads"])):
+        if time.monotonic() >= stop_at:
+            break
+        key = key_for(rng.randrange(KEY_SPACE))
+        started = time.perf_counter()
+        try:
+            await node.get(key, consistency=consistency)
+        except PaxosKVError:
+            errors += 1
+            continue
+        samples_ms.append((time.perf_counter() - started) * 1000)
+    return {"latency_ms": sorted(samples_ms), "errors": errors, "cpu_s": cpu_s() - cpu_before}
+
+
 async def put(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
     await node.set(str(command["key"]), command["value"])
     return {"ok": True}
@@ -166,6 +224,8 @@ HANDLERS: dict[str, Handler] = {
     "fill": fill,
     "put": put,
     "await": await_value,
+    "reads": reads,
+    "read_latency": read_latency,
 }
 
 

@@ -176,6 +176,45 @@ def fill(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
     return {"writes": window.writes, "errors": window.errors, "wall_s": wall_s}
 
 
+def reads(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
+    """Random keys read from the process's own copy, one after another, for ``seconds``.
+
+    ``ReplDict.get`` reads the local dict without asking the leader (PySyncObj has no
+    confirmed read), and returns at once, so one thread is its whole window.
+    """
+    if command["consistency"] != "local":
+        raise ValueError("PySyncObj reads only its own copy (consistency 'local')")
+    start_at = float(command["start_at"])
+    stop_at = start_at + float(command["seconds"])
+    rng = random.Random(client_seed(int(command["seed"]), index, 0))
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_before = cpu_s()
+    store = node.store
+    count = found = 0
+    while time.time() < stop_at:
+        for _ in range(1000):
+            found += store.get(key_for(rng.randrange(KEY_SPACE))) is not None
+        count += 1000
+    return {"reads": count, "errors": 0, "found": found, "cpu_s": cpu_s() - cpu_before}
+
+
+def read_latency(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
+    if command["consistency"] != "local":
+        raise ValueError("PySyncObj reads only its own copy (consistency 'local')")
+    stop_at = time.monotonic() + float(command["seconds"])
+    rng = random.Random(client_seed(int(command["seed"]), index, 0))
+    samples_ms: list[float] = []
+    cpu_before = cpu_s()
+    for _ in range(int(command["max_reads"])):
+        if time.monotonic() >= stop_at:
+            break
+        key = key_for(rng.randrange(KEY_SPACE))
+        started = time.perf_counter()
+        node.store.get(key)
+        samples_ms.append((time.perf_counter() - started) * 1000)
+    return {"latency_ms": sorted(samples_ms), "errors": 0, "cpu_s": cpu_s() - cpu_before}
+
+
 def put(node: Node, command: dict[str, Any], index: int) -> dict[str, Any]:
     node.store.set(str(command["key"]), command["value"], sync=True, timeout=30.0)
     return {"ok": True}
@@ -212,6 +251,8 @@ HANDLERS: dict[str, Callable[[Node, dict[str, Any], int], dict[str, Any]]] = {
     "fill": fill,
     "put": put,
     "await": await_value,
+    "reads": reads,
+    "read_latency": read_latency,
 }
 
 

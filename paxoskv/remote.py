@@ -32,6 +32,7 @@ from paxoskv.errors import (
     WrongSecret,
 )
 from paxoskv.runtime import protocol
+from paxoskv.runtime.loop import within
 from paxoskv.state.keys import Key, check_key, check_prefix, key_to_wire
 from paxoskv.state.results import key_value_from_row
 from paxoskv.transport.base import DropReason, Transport
@@ -190,7 +191,7 @@ class Client(KVApi):
                         return None
                     await self._transport.send(sender, ask)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(future), PART_RETRY_S)
+                        await within(asyncio.shield(future), PART_RETRY_S)
             finally:
                 waiters = self._part_waiters.get(key, [])
                 if future in waiters:
@@ -269,7 +270,7 @@ class Client(KVApi):
         remaining = deadline - time.monotonic()
         if not self._heard_any.is_set():
             try:
-                await asyncio.wait_for(self._heard_any.wait(), max(remaining, 0.001))
+                await within(self._heard_any.wait(), max(remaining, 0.001))
             except TimeoutError:
                 self._raise_if_wrong_secret()
                 raise NoQuorum(
@@ -355,7 +356,7 @@ class Client(KVApi):
                 if wait <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
-                    reply = await asyncio.wait_for(asyncio.shield(future), wait)
+                    reply = await within(asyncio.shield(future), wait)
                     whole = await self._whole(reply)
                     if whole is not None:
                         return whole[2]
@@ -427,7 +428,7 @@ class Client(KVApi):
                 renew_at = time.monotonic() + renew_s
                 while (remaining := renew_at - time.monotonic()) > 0:
                     try:
-                        reply = await asyncio.wait_for(queue.get(), remaining)
+                        reply = await within(queue.get(), remaining)
                     except TimeoutError:
                         break
                     whole = await self._whole(reply)

@@ -571,6 +571,26 @@ class Engine:
         calls :meth:`cancel_read` because its caller stopped waiting.
         """
         self._now = now
+        self._read_one(read_id, consistency, now)
+        return self._drain(now)
+
+    def read_batch(self, reads: Sequence[tuple[int, Consistency]], now: float) -> list[Effect]:
+        """As :meth:`read` for each of ``reads``, asked together: the runtime's reads of one
+        turn of its loop. A follower asks the leader once for all of them (one request), and
+        a leader confirms them with one heartbeat round, where a step per read sent a
+        datagram and a round each (five times the CPU a linearizable read, twenty-fourth
+        session)."""
+        self._now = now
+        for read_id, consistency in reads:
+            self._read_one(read_id, consistency, now)
+        return self._drain(now)
+
+    def serves_lease_reads(self, now: float) -> bool:
+        """Whether a ``leader`` read asked now is ready at once: this node leads, under a
+        lease. The runtime then reads without a step (what :meth:`read` would answer)."""
+        return self._lease_valid(now)
+
+    def _read_one(self, read_id: int, consistency: Consistency, now: float) -> None:
         if consistency not in ("linearizable", "leader", "local"):
             raise ValueError(f"unknown consistency {consistency!r}")
         if consistency == "local" or (consistency == "leader" and self._lease_valid(now)):
@@ -580,7 +600,6 @@ class Engine:
         else:
             self._follower_reads[read_id] = None
             self._read_requests_out.append(read_id)
-        return self._drain(now)
 
     def hold_election(self, now: float) -> None:
         """Do not campaign before a whole election timeout has passed from ``now``.
@@ -1553,14 +1572,20 @@ class Engine:
         self._answer_ready_reads()
 
     def _answer_ready_reads(self) -> None:
-        ready = [
-            r
-            for r in self._leader_reads
-            if r.heartbeat_seq <= self._confirmed_seq and r.index <= self.applied_slot
-        ]
+        # One pass that parts them: a second pass testing each read for membership in the
+        # ready list (field by field) cost n^2 comparisons, 7 ms a heartbeat round with 64
+        # reads waiting, and held linearizable reads to some 5,000/s (twenty-fourth session).
+        confirmed_seq, applied = self._confirmed_seq, self.applied_slot
+        ready: list[_LeaderRead] = []
+        waiting: list[_LeaderRead] = []
+        for r in self._leader_reads:
+            if r.heartbeat_seq <= confirmed_seq and r.index <= applied:
+                ready.append(r)
+            else:
+                waiting.append(r)
         if not ready:
             return
-        self._leader_reads = [r for r in self._leader_reads if r not in ready]
+        self._leader_reads = waiting
         remote: dict[str, list[int]] = {}
         for read in ready:
             if read.origin == self.node_id:

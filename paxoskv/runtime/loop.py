@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
 
@@ -122,3 +122,15 @@ async def until_either(one: asyncio.Event, other: asyncio.Event, timeout_s: floa
     finally:
         for wait in waits:
             wait.cancel()
+
+
+async def within(awaitable: Awaitable[T], timeout_s: float) -> T:
+    """``awaitable``'s result, or TimeoutError once ``timeout_s`` has passed.
+
+    Not ``asyncio.wait_for``: in Python 3.11 it swallows a cancellation that arrives once the
+    awaited future is done, so a task reading in a loop (its reads answered at once) could
+    not be cancelled, and ``asyncio.timeout`` around it never fired (twenty-fourth session).
+    Python 3.12 rebuilt ``wait_for`` on ``asyncio.timeout``, as this is.
+    """
+    async with asyncio.timeout(timeout_s):
+        return await awaitable

@@ -64,7 +64,7 @@ from paxoskv.runtime.identity import (
     save_met,
     save_role,
 )
-from paxoskv.runtime.loop import start_up_done, until_either
+from paxoskv.runtime.loop import start_up_done, until_either, within
 from paxoskv.runtime.membership import (
     CATCH_UP_MARGIN_SLOTS,
     Bootstrap,
@@ -158,6 +158,8 @@ class Replica:
         self._reads: dict[int, Callable[[], None]] = {}
         self._barriers: set[asyncio.Future[None]] = set()  # reads awaited here; failed at stop
         self._next_read_id = 1
+        self._pending_reads: list[tuple[int, str]] = []  # asked this turn, for the engine
+        self._last_read_flush_size = 0  # how many the last flush took (see start_read)
         self._applied_listeners: list[Callable[[], None]] = []
         self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
@@ -1790,8 +1792,21 @@ class Replica:
         self._answer_listeners.append(listener)
 
     async def read_barrier(self, consistency: str, timeout_s: float) -> None:
-        """Wait until local state may serve a read of this consistency."""
+        """Wait until local state may serve a read of this consistency.
+
+        A ``local`` read, and a ``leader`` read on the leader under its lease, are ready as
+        asked (what the engine's :meth:`~Engine.read` answers them): no step, no future.
+        They still give the loop its turn, as every read did, or a caller reading in a loop
+        would starve it (and the replica would never apply what it polls for).
+        """
         await self.wait_ready(timeout_s)
+        engine = self.engine
+        assert engine is not None
+        if consistency == "local" or (
+            consistency == "leader" and engine.serves_lease_reads(clock_now())
+        ):
+            await asyncio.sleep(0)
+            return
         future: asyncio.Future[None] = self._loop.create_future()
 
         def ready() -> None:
@@ -1799,9 +1814,15 @@ class Replica:
                 future.set_result(None)
 
         read_id = self.start_read(consistency, ready)
+        if future.done():  # confirmed in the call (a single voter's round): as above
+            await asyncio.sleep(0)
+            return
         self._barriers.add(future)
         try:
-            await asyncio.wait_for(future, timeout_s)
+            await within(future, timeout_s)
+        except asyncio.CancelledError:
+            self.cancel_read(read_id)  # its caller went: nothing waits for it now
+            raise
         except TimeoutError:
             self.cancel_read(read_id)
             raise NoQuorum(
@@ -1818,8 +1839,25 @@ class Replica:
         read_id = self._next_read_id
         self._next_read_id += 1
         self._reads[read_id] = on_ready
-        self._step(engine.read(read_id, consistency, clock_now()))
+        # Batched as proposals are (see submit): the reads of one turn go to the engine
+        # together, so a follower asks the leader once for all of them and a leader confirms
+        # them with one heartbeat round. A lone reader's read (no other waits, and the last
+        # ones went one at a time) goes at once, as a lone write does.
+        pending = self._pending_reads
+        pending.append((read_id, consistency))
+        if len(pending) == 1:
+            alone = len(self._reads) == 1 and self._last_read_flush_size <= 1
+            if alone and not self._stepping and not self._delivering:
+                self._flush_reads()
+            else:
+                self._loop.call_soon(self._flush_reads)
         return read_id
+
+    def _flush_reads(self) -> None:
+        reads, self._pending_reads = self._pending_reads, []
+        self._last_read_flush_size = len(reads)
+        if self.engine is not None and reads and self.failure is None:
+            self._step(self.engine.read_batch(reads, clock_now()))
 
     def cancel_read(self, read_id: int) -> None:
         self._reads.pop(read_id, None)

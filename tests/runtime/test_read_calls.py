@@ -1,0 +1,109 @@
+"""Reads as callers see them: cancellable, bounded by ``asyncio.timeout``, and batched.
+
+Reads waited on ``asyncio.wait_for``, which in Python 3.11 swallows a cancellation that
+arrives once the awaited future is done: a read answered at once (every ``local`` read, a
+leader's read under its lease, any read on a single voter) was always done by then, so a
+task reading in a loop could not be cancelled at all, and ``asyncio.timeout`` around it
+never fired. And each read was a step of its own, so a follower's concurrent reads each
+went to the leader in a datagram of their own (both found measuring reads with
+``benchmarks/reads.py``, twenty-fourth session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from paxoskv import KVApi, connect
+from paxoskv.paxos import effects as fx
+from paxoskv.paxos import messages as m
+from tests.runtime.cluster import MemoryCluster, eventually
+
+CONSISTENCIES = ("local", "leader", "linearizable")
+
+
+@pytest.fixture(params=["node", "client"])
+async def api(request: pytest.FixtureRequest) -> AsyncIterator[KVApi]:
+    cluster = MemoryCluster()
+    node = await cluster.start("n1", bootstrap_expect=1)
+    await node.wait_ready(5)
+    await node.set("k", "v")
+    try:
+        if request.param == "node":
+            yield node
+        else:
+            config = cluster.config("client-1")
+            async with connect(config, transport=cluster.network.attach("client-1")) as client:
+                yield client
+    finally:
+        await cluster.close()
+
+
+async def _reads_until_cancelled(api: KVApi, consistency: str, count: list[int]) -> None:
+    while True:
+        assert await api.get("k", consistency=consistency) == "v"  # type: ignore[arg-type]
+        count[0] += 1
+
+
+@pytest.mark.parametrize("consistency", CONSISTENCIES)
+async def test_a_task_reading_in_a_loop_is_cancelled(api: KVApi, consistency: str) -> None:
+    count = [0]
+    task = asyncio.create_task(_reads_until_cancelled(api, consistency, count))
+    await eventually(lambda: count[0] >= 20, what="reads answered")
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done, f"a task reading at {consistency} went on after it was cancelled"
+    assert task.cancelled()
+
+
+@pytest.mark.parametrize("consistency", CONSISTENCIES)
+async def test_asyncio_timeout_around_reads_fires(api: KVApi, consistency: str) -> None:
+    count = [0]
+
+    async def within_a_timeout() -> None:
+        async with asyncio.timeout(0.05):
+            await _reads_until_cancelled(api, consistency, count)
+
+    task = asyncio.create_task(within_a_timeout())
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done, f"asyncio.timeout never fired around reads at {consistency}"
+    with pytest.raises(TimeoutError):
+        task.result()
+    assert count[0] > 0
+
+
+async def test_reads_of_one_turn_go_to_the_leader_together() -> None:
+    """Fifty linearizable reads asked at once on a follower: a handful of datagrams, not one
+    each (with a step per read, each went in a datagram of its own)."""
+    cluster = MemoryCluster()
+    try:
+        for node_id in ("n1", "n2", "n3"):
+            await cluster.start(node_id, bootstrap_expect=3)
+        await eventually(lambda: cluster.leader() is not None, what="a leader")
+        leader = cluster.leader()
+        assert leader is not None
+        await leader.set("k", "v")
+        follower = next(node for node in cluster.nodes.values() if node is not leader)
+        await follower.get("k")  # applied here too, and any catch-up done
+        replica = follower.replica
+        requests: list[m.ReadIndexRequest] = []
+        carry_out_all = replica._carry_out_all
+
+        def counting(effects: list[fx.Effect]) -> None:
+            requests.extend(
+                e.message
+                for e in effects
+                if isinstance(e, fx.Send) and isinstance(e.message, m.ReadIndexRequest)
+            )
+            carry_out_all(effects)
+
+        replica._carry_out_all = counting  # type: ignore[method-assign]
+        values = await asyncio.gather(*(follower.get("k") for _ in range(50)))
+        assert values == ["v"] * 50
+        # The first read alone (no other waited), the other 49 together (a request after
+        # those two would be a resend, on a host slow enough to reach the retry period).
+        assert [len(r.read_ids) for r in requests[:2]] == [1, 49]
+    finally:
+        await cluster.close()
