@@ -79,6 +79,7 @@ bench: $(COMPILED)
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/transport.py
 	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/reads.py --systems paxoskv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -142,7 +142,9 @@ class Workload:
             )
             return
         leaders = [n.node_id for n in self.world.up_nodes() if n.engine and n.engine.is_leader]
-        if call.consistency == "leader" and leaders:
+        # A lease read goes to a leader half the time, and to any node otherwise: a follower
+        # asks the leader, which answers under its lease (what the runtime does).
+        if call.consistency == "leader" and leaders and client.rng.random() < 0.5:
             call.node_id = client.rng.choice(leaders)
         else:
             call.node_id = client.rng.choice(live)

@@ -169,6 +169,7 @@ def _messages(rng: random.Random) -> list[m.Message]:
         m.HeartbeatAck(ballot, 2, 8),
         m.Forward((m.Request("c", 1, b"\x91\x00"), m.Request("c", 2, b"\x91\x00"))),
         m.ReadIndexRequest((1, 2)),
+        m.ReadIndexRequest((3,), True),
         m.ReadIndexReply((1,), 9),
         m.CatchupRequest(3),
         m.CatchupReply((m.CatchupEntry(3, b"v"),), 9, 0),

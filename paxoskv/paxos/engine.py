@@ -384,6 +384,9 @@ class Engine:
         self._download_deadline = 0.0
         self._follower_reads: dict[int, int | None] = {}
         self._read_requests_out: list[int] = []
+        # ``leader`` reads not yet asked for: asked once under the leader's lease; a retry
+        # (the tick's, or to a new leader) asks without it, through _read_requests_out.
+        self._lease_reads_out: list[int] = []
         self._now = now
         self._ballot = ZERO_BALLOT
         self._reset_proposer()
@@ -599,7 +602,10 @@ class Engine:
             self._leader_reads_waiting.append((self.node_id, read_id))
         else:
             self._follower_reads[read_id] = None
-            self._read_requests_out.append(read_id)
+            if consistency == "leader":
+                self._lease_reads_out.append(read_id)
+            else:
+                self._read_requests_out.append(read_id)
 
     def hold_election(self, now: float) -> None:
         """Do not campaign before a whole election timeout has passed from ``now``.
@@ -1557,6 +1563,12 @@ class Engine:
         if self.role is not _LEADER:
             self._send(sender, m.ReadIndexReply(msg.read_ids, -1))
             return
+        if msg.lease and self._lease_valid(now):
+            # As a lease read here is served: no rival can have chosen a slot past ours
+            # while the lease runs, so what is applied here is the commit point to read at.
+            self._tell_commit()  # the reader's node applies up to it before it serves
+            self._send(sender, m.ReadIndexReply(msg.read_ids, self.applied_slot))
+            return
         self._leader_reads_waiting.extend((sender, rid) for rid in msg.read_ids)
 
     def _start_leader_reads(self, now: float) -> None:
@@ -1663,8 +1675,8 @@ class Engine:
             self._last_persist_lazy = not sync_now
 
     def _drain(self, now: float) -> list[Effect]:
-        if self._to_forward or self._read_requests_out:
-            self._flush_forwards()
+        if self._to_forward or self._read_requests_out or self._lease_reads_out:
+            self._flush_forwards(now)
         if not self._local_waiting and self._sent_recently:
             self._sent_recently.clear()  # nothing waits, so nothing can be retried early
         if self.role is _LEADER:
@@ -1679,7 +1691,7 @@ class Engine:
         effects, self._effects = self._effects, []
         return effects
 
-    def _flush_forwards(self) -> None:
+    def _flush_forwards(self, now: float) -> None:
         """Pass local requests and reads to the leader, a few messages for all of them."""
         leader = self.leader_id
         if leader is None:
@@ -1687,16 +1699,34 @@ class Engine:
         waiting = self._local_waiting
         requests = [r for key, r in self._to_forward.items() if is_waiting(waiting, *key)]
         read_ids = list(dict.fromkeys(self._read_requests_out))
-        self._to_forward, self._read_requests_out = {}, []
+        # Lease reads asked for the first time (and still waited for, and not also being
+        # asked again without the lease, which answers them as well).
+        follower_reads = self._follower_reads
+        asked = set(read_ids)
+        lease_ids = [
+            rid
+            for rid in dict.fromkeys(self._lease_reads_out)
+            if rid in follower_reads and rid not in asked
+        ]
+        self._to_forward, self._read_requests_out, self._lease_reads_out = {}, [], []
         if leader == self.node_id:
             if self.role is _LEADER:
                 self._enqueue(requests)
+                lease_valid = self._lease_valid(now)
+                for read_id in lease_ids:
+                    if follower_reads.pop(read_id, 0) is None:
+                        if lease_valid:
+                            self._effects.append(ReadReady(read_id))
+                        else:
+                            self._leader_reads_waiting.append((self.node_id, read_id))
                 for read_id in read_ids:
-                    if self._follower_reads.pop(read_id, 0) is None:
+                    if follower_reads.pop(read_id, 0) is None:
                         self._leader_reads_waiting.append((self.node_id, read_id))
             return
         for batch in _forward_batches(requests, self.settings.max_message_bytes):
             self._effects.append(Send(leader, m.Forward(batch)))
+        if lease_ids:
+            self._effects.append(Send(leader, m.ReadIndexRequest(tuple(lease_ids), True)))
         if read_ids:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 

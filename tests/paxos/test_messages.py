@@ -42,7 +42,7 @@ messages = st.one_of(
     st.builds(m.Heartbeat, ballots, slots, slots),
     st.builds(m.HeartbeatAck, ballots, slots, slots),
     st.builds(m.Forward, st.lists(requests, max_size=3).map(tuple)),
-    st.builds(m.ReadIndexRequest, st.lists(slots, max_size=3).map(tuple)),
+    st.builds(m.ReadIndexRequest, st.lists(slots, max_size=3).map(tuple), st.booleans()),
     st.builds(m.ReadIndexReply, st.lists(slots, max_size=3).map(tuple), st.integers(-1, 99)),
     st.builds(m.CatchupRequest, slots),
     st.builds(
@@ -211,3 +211,16 @@ def test_msgpack_defaults_are_the_ones_decode_message_relies_on() -> None:
     assert msgpack.unpackb(msgpack.packb(["id", [1]])) == ["id", [1]]  # lists, and str not bytes
     with pytest.raises(ValueError):
         msgpack.unpackb(msgpack.packb({1: 2}))  # strict_map_key: no int keys
+
+
+def test_lease_reads_travel_under_a_tag_of_their_own_and_plain_ones_as_before() -> None:
+    """A plain read request is the bytes it always was, so an older leader reads it; a lease
+    one has its own tag, which an older leader drops as unknown (the follower asks again
+    without the lease at its retry period)."""
+    plain = m.encode_message(m.ReadIndexRequest((4, 5)))
+    assert msgpack.unpackb(plain) == [m.WIRE_VERSION, m.TAGS[m.ReadIndexRequest], [4, 5]]
+    lease = m.encode_message(m.ReadIndexRequest((4, 5), True))
+    assert msgpack.unpackb(lease) == [m.WIRE_VERSION, m.LEASE_READ_TAG, [4, 5]]
+    assert m.decode_message(lease) == m.ReadIndexRequest((4, 5), True)
+    assert m.decode_message(plain) == m.ReadIndexRequest((4, 5))
+    assert m.ReadIndexRequest((4, 5)) != m.ReadIndexRequest((4, 5), True)

@@ -90,4 +90,55 @@ def test_reads_of_each_consistency_in_one_batch_are_each_answered_as_alone() -> 
     assert not follower.serves_lease_reads(now)
     effects = follower.read_batch([(5, "local"), (6, "leader"), (7, "linearizable")], now)
     assert [e.read_id for e in effects if isinstance(e, ReadReady)] == [5]
-    assert [e for e in effects if isinstance(e, Send)] == [Send(leader, m.ReadIndexRequest((6, 7)))]
+    assert [e for e in effects if isinstance(e, Send)] == [
+        Send(leader, m.ReadIndexRequest((6,), True)),  # the leader may answer under its lease
+        Send(leader, m.ReadIndexRequest((7,))),
+    ]
+
+
+def _leased() -> tuple[dict[str, Engine], str, float]:
+    """An elected cluster whose leader holds a lease (a read round was acked)."""
+    nodes, leader, now = _elected()
+    engine = nodes[leader]
+    _deliver(nodes, carry_out(leader, engine, engine.read(10_000, "linearizable", now), now), now)
+    assert engine.serves_lease_reads(now)
+    return nodes, leader, now
+
+
+def test_a_followers_leader_reads_are_answered_under_the_lease_without_a_round() -> None:
+    nodes, leader, now = _leased()
+    reader = next(n for n in nodes if n != leader)
+    effects = nodes[reader].read_batch([(1, "leader"), (2, "leader")], now)
+    assert [e for e in effects if isinstance(e, Send)] == [
+        Send(leader, m.ReadIndexRequest((1, 2), True))
+    ]
+    answer = nodes[leader].receive(reader, m.ReadIndexRequest((1, 2), True), now)
+    assert not [e for e in answer if isinstance(e, Broadcast)], "no heartbeat round"
+    applied = nodes[leader].applied_slot
+    assert Send(reader, m.ReadIndexReply((1, 2), applied)) in answer
+    served = nodes[reader].receive(leader, m.ReadIndexReply((1, 2), applied), now)
+    assert [e.read_id for e in served if isinstance(e, ReadReady)] == [1, 2]
+
+
+def test_a_lease_read_request_after_the_lease_ran_out_waits_for_a_round() -> None:
+    nodes, leader, now = _leased()
+    reader = next(n for n in nodes if n != leader)
+    later = now + 0.46  # past 90% of the shortest election timeout, 0.5 s: no lease
+    assert not nodes[leader].serves_lease_reads(later)
+    answer = nodes[leader].receive(reader, m.ReadIndexRequest((1,), True), later)
+    assert not [e for e in answer if isinstance(e, Send) and e.to == reader]
+    assert [e for e in answer if isinstance(e, Broadcast) and isinstance(e.message, m.Heartbeat)]
+
+
+def test_a_lease_read_an_older_leader_dropped_is_asked_again_without_the_lease() -> None:
+    """An older leader drops the lease tag as unknown: at the retry period the follower asks
+    again as a plain read, which every leader answers."""
+    nodes, leader, now = _leased()
+    reader = nodes[next(n for n in nodes if n != leader)]
+    first = reader.read_batch([(1, "leader")], now)
+    assert [e for e in first if isinstance(e, Send)] == [
+        Send(leader, m.ReadIndexRequest((1,), True))
+    ]  # dropped on the way
+    retry = reader.tick(now + reader.settings.request_retry_s)
+    assert Send(leader, m.ReadIndexRequest((1,))) in retry
+    assert not [e for e in retry if isinstance(e, Send) and e.message == first[0].message]
