@@ -387,6 +387,12 @@ class Engine:
         # ``leader`` reads not yet asked for: asked once under the leader's lease; a retry
         # (the tick's, or to a new leader) asks without it, through _read_requests_out.
         self._lease_reads_out: list[int] = []
+        # Lease reads asked under the lease's tag and not yet answered, with when; a leader
+        # that let one wait half a retry period (an older release drops the tag) is asked
+        # without it for _LEASE_TAG_RETRY_S, so each lease read does not wait a period.
+        self._lease_asked: dict[int, float] = {}
+        self._lease_refused_by: str | None = None
+        self._lease_refused_until = 0.0
         self._now = now
         self._ballot = ZERO_BALLOT
         self._reset_proposer()
@@ -432,9 +438,15 @@ class Engine:
         if now >= self._retry_at:
             self._retry_at = now + self.settings.request_retry_s
             self._retry_unanswered()
-            self._read_requests_out.extend(
-                rid for rid, index in self._follower_reads.items() if index is None
-            )
+            unanswered = [rid for rid, index in self._follower_reads.items() if index is None]
+            lease_asked = self._lease_asked
+            if lease_asked:
+                overdue = now - self.settings.request_retry_s / 2
+                if any(lease_asked.get(rid, now) <= overdue for rid in unanswered):
+                    self._lease_refused_by = self.leader_id
+                    self._lease_refused_until = now + _LEASE_TAG_RETRY_S
+                lease_asked.clear()  # asked again, all of them, without the lease
+            self._read_requests_out.extend(unanswered)
             if self._leader_silent(now):
                 self._catch_up_from_a_peer(now)
             elif self.known_commit > self.applied_slot and self.leader_id:
@@ -1621,6 +1633,7 @@ class Engine:
         for read_id in msg.read_ids:
             if read_id in self._follower_reads and msg.index >= 0:
                 self._follower_reads[read_id] = msg.index
+            self._lease_asked.pop(read_id, None)
         self.known_commit = max(self.known_commit, msg.index)
         self._serve_follower_reads()
         if self.known_commit > self.applied_slot:
@@ -1699,38 +1712,49 @@ class Engine:
         waiting = self._local_waiting
         requests = [r for key, r in self._to_forward.items() if is_waiting(waiting, *key)]
         read_ids = list(dict.fromkeys(self._read_requests_out))
-        # Lease reads asked for the first time (and still waited for, and not also being
-        # asked again without the lease, which answers them as well).
+        # Lease reads asked for the first time (and still waiting for an index, and not also
+        # being asked again without the lease, which answers them as well).
         follower_reads = self._follower_reads
         asked = set(read_ids)
         lease_ids = [
             rid
             for rid in dict.fromkeys(self._lease_reads_out)
-            if rid in follower_reads and rid not in asked
+            if follower_reads.get(rid, 0) is None and rid not in asked
         ]
         self._to_forward, self._read_requests_out, self._lease_reads_out = {}, [], []
         if leader == self.node_id:
             if self.role is _LEADER:
                 self._enqueue(requests)
+                # Only reads still waiting for an index become this leader's own: one that a
+                # leader before it answered is served here once applied that far (it was
+                # popped whatever its index, and so never answered: review, twenty-fourth
+                # session, a read answered while its node campaigned).
                 lease_valid = self._lease_valid(now)
                 for read_id in lease_ids:
-                    if follower_reads.pop(read_id, 0) is None:
-                        if lease_valid:
-                            self._effects.append(ReadReady(read_id))
-                        else:
-                            self._leader_reads_waiting.append((self.node_id, read_id))
+                    del follower_reads[read_id]
+                    if lease_valid:
+                        self._effects.append(ReadReady(read_id))
+                    else:
+                        self._leader_reads_waiting.append((self.node_id, read_id))
                 for read_id in read_ids:
-                    if follower_reads.pop(read_id, 0) is None:
+                    if follower_reads.get(read_id, 0) is None:
+                        del follower_reads[read_id]
                         self._leader_reads_waiting.append((self.node_id, read_id))
             return
         for batch in _forward_batches(requests, self.settings.max_message_bytes):
             self._effects.append(Send(leader, m.Forward(batch)))
+        if lease_ids and self._lease_refused_by == leader and now < self._lease_refused_until:
+            read_ids += lease_ids  # this leader left one waiting lately: ask it as it reads
+            lease_ids = []
         if lease_ids:
+            self._lease_asked.update(dict.fromkeys(lease_ids, now))
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(lease_ids), True)))
         if read_ids:
             self._effects.append(Send(leader, m.ReadIndexRequest(tuple(read_ids))))
 
 
+# How long a leader that left a lease read unanswered is asked without the lease's tag.
+_LEASE_TAG_RETRY_S: Final = 30.0
 _MOST_PROMISE_PARTS_PER_SLOT = 4  # a promise of more parts than this x window_slots is cut short
 _MOST_RETRY_PERIODS = 8  # between resends of one unanswered request (4 s at the default 0.5 s)
 _new_tuple: Final = tuple.__new__

@@ -1799,6 +1799,8 @@ class Replica:
         They still give the loop its turn, as every read did, or a caller reading in a loop
         would starve it (and the replica would never apply what it polls for).
         """
+        if self._stopping or self.failure is not None:
+            raise NodeClosed(f"this node stopped before the read ({self._why_stopped()})")
         await self.wait_ready(timeout_s)
         engine = self.engine
         assert engine is not None
@@ -1824,6 +1826,8 @@ class Replica:
             self.cancel_read(read_id)  # its caller went: nothing waits for it now
             raise
         except TimeoutError:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                return  # confirmed in the very turn its time ran out
             self.cancel_read(read_id)
             raise NoQuorum(
                 f"could not confirm a {consistency} read within {timeout_s:g}s: no leader "
