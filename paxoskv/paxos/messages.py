@@ -242,8 +242,8 @@ class ReadIndexRequest(Frozen):
     With ``lease``, they are ``leader`` reads: a leader under its lease answers them at once,
     as it serves its own, rather than after a heartbeat round. Sent under
     :data:`LEASE_READ_TAG`; an older leader drops that tag as unknown, and the follower asks
-    again at its retry period without it (``Engine._flush_forwards``), so a follower upgraded
-    first still reads, a retry period later, until the leader is.
+    again at its retry period without it, and asks that leader without it for a while after
+    (``Engine.tick``, ``Engine._flush_forwards``): a follower upgraded first still reads.
     """
 
     __slots__ = ("lease", "read_ids")

@@ -76,19 +76,24 @@ async def test_asyncio_timeout_around_reads_fires(api: KVApi, consistency: str) 
     assert count[0] > 0
 
 
+async def _three_nodes() -> tuple[MemoryCluster, Any, Any]:
+    cluster = MemoryCluster()
+    for node_id in ("n1", "n2", "n3"):
+        await cluster.start(node_id, bootstrap_expect=3)
+    await eventually(lambda: cluster.leader() is not None, what="a leader")
+    leader = cluster.leader()
+    assert leader is not None
+    await leader.set("k", "v")
+    follower = next(node for node in cluster.nodes.values() if node is not leader)
+    await follower.get("k")  # applied here too, and any catch-up done
+    return cluster, leader, follower
+
+
 async def test_reads_of_one_turn_go_to_the_leader_together() -> None:
     """Fifty linearizable reads asked at once on a follower: a handful of datagrams, not one
     each (with a step per read, each went in a datagram of its own)."""
-    cluster = MemoryCluster()
+    cluster, _, follower = await _three_nodes()
     try:
-        for node_id in ("n1", "n2", "n3"):
-            await cluster.start(node_id, bootstrap_expect=3)
-        await eventually(lambda: cluster.leader() is not None, what="a leader")
-        leader = cluster.leader()
-        assert leader is not None
-        await leader.set("k", "v")
-        follower = next(node for node in cluster.nodes.values() if node is not leader)
-        await follower.get("k")  # applied here too, and any catch-up done
         replica = follower.replica
         requests: list[m.ReadIndexRequest] = []
         carry_out_all = replica._carry_out_all
@@ -109,19 +114,6 @@ async def test_reads_of_one_turn_go_to_the_leader_together() -> None:
         assert [len(r.read_ids) for r in requests[:2]] == [1, 49]
     finally:
         await cluster.close()
-
-
-async def _three_nodes() -> tuple[MemoryCluster, Any, Any]:
-    cluster = MemoryCluster()
-    for node_id in ("n1", "n2", "n3"):
-        await cluster.start(node_id, bootstrap_expect=3)
-    await eventually(lambda: cluster.leader() is not None, what="a leader")
-    leader = cluster.leader()
-    assert leader is not None
-    await leader.set("k", "v")
-    follower = next(node for node in cluster.nodes.values() if node is not leader)
-    await follower.get("k")
-    return cluster, leader, follower
 
 
 @pytest.mark.parametrize("consistency", ["linearizable", "leader"])
