@@ -36,16 +36,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.compare_cluster import SETUPS, Cluster
+from benchmarks.compare_report import percentile
 
 CONSISTENCIES = ("local", "leader", "linearizable")
 ANSWER_MARGIN_S = 30.0  # beyond a phase's own length, before a silent process is a failure
 VALUE_BYTES = 100
-
-
-def _percentile(sorted_ms: list[float], fraction: float) -> float | None:
-    if not sorted_ms:
-        return None
-    return sorted_ms[min(len(sorted_ms) - 1, int(fraction * len(sorted_ms)))]
 
 
 def run_system(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -97,8 +92,8 @@ def run_system(name: str, args: argparse.Namespace, root: Path) -> dict[str, Any
                     "consistency": consistency,
                     "reads": len(samples),
                     "errors": answer["errors"],
-                    "p50_ms": _percentile(samples, 0.5),
-                    "p99_ms": _percentile(samples, 0.99),
+                    "p50_ms": percentile(samples, 0.5),
+                    "p99_ms": percentile(samples, 0.99),
                     "mean_ms": statistics.fmean(samples) if samples else None,
                     "cpu_us_per_read": float(answer["cpu_s"]) / max(1, len(samples)) * 1e6,
                 }
