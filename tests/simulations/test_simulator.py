@@ -289,8 +289,15 @@ def test_a_cut_scheduled_in_the_fault_phase_does_not_outlive_the_final_heal() ->
 def test_seeds_that_once_failed_pass() -> None:
     """Each found a real bug; kept so that it stays found. 90594 (eleventh session): a leader
     elected after a power cut served a linearizable read once the first slot it recovered
-    was applied, before the last, which held an acknowledged write."""
+    was applied, before the last, which held an acknowledged write. 294647 (twenty-fourth
+    session, the simulator's own): a follower's lease read made ready in the step in which a
+    call made during that step's effects stopped the node (removed), and the workload read a
+    stopped node's state."""
     every_fault = frozenset({"loss", "crash", "partition", "membership", "wipe"})
-    for seed, options in [(90594, RunOptions(nodes=5, faults=every_fault))]:
+    with_pauses = every_fault | {"pause"}
+    for seed, options in [
+        (90594, RunOptions(nodes=5, faults=every_fault)),
+        (294647, RunOptions(nodes=5, faults=with_pauses, leader_reads=0.5, clock_drift=0.05)),
+    ]:
         result = run_seed(seed, options)
         assert result.ok, f"seed {seed}: {result.failure}"
