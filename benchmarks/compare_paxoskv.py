@@ -161,6 +161,14 @@ async def reads(node: Node, command: dict[str, Any], index: int) -> dict[str, An
             counts["found"] += value is not None
 
     seed = int(command["seed"])
+    if consistency == "get_local":  # the synchronous read, one caller, as PySyncObj's reads
+        rng = random.Random(client_seed(seed, index, 0))
+        while time.time() < stop_at:
+            for _ in range(1000):
+                counts["found"] += node.get_local(key_for(rng.randrange(KEY_SPACE))) is not None
+            counts["reads"] += 1000
+            await asyncio.sleep(0)  # the node's own work between thousands (or it is deposed)
+        return {**counts, "cpu_s": cpu_s() - cpu_before}
     rngs = [random.Random(client_seed(seed, index, i)) for i in range(int(command["window"]))]
     readers = [asyncio.create_task(reader(rng)) for rng in rngs]
     await asyncio.sleep(max(0.0, stop_at - time.time()))
@@ -185,7 +193,10 @@ async def read_latency(node: Node, command: dict[str, Any], index: int) -> dict[
         key = key_for(rng.randrange(KEY_SPACE))
         started = time.perf_counter()
         try:
-            await node.get(key, consistency=consistency)
+            if consistency == "get_local":
+                node.get_local(key)
+            else:
+                await node.get(key, consistency=consistency)
         except PaxosKVError:
             errors += 1
             continue

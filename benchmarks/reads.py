@@ -4,7 +4,8 @@ A store shared by web servers is read far more than it is written, and what a re
 depends on what it promises (README, Guarantees): ``local`` reads the process's own copy,
 ``leader`` asks the leader, which answers under its lease, ``linearizable`` has the leader
 confirm its leadership with a quorum round first (read-index, batched across the reads
-waiting at once). The same three processes as ``compare.py`` (``benchmarks/compare_cluster``,
+waiting at once); ``get_local`` is ``Node.get_local``, the same read of the own copy without an
+await. The same three processes as ``compare.py`` (``benchmarks/compare_cluster``,
 durable mode) are filled with ``--keys`` writes of 100 B to random keys, then:
 
 * pipelined: every process keeps ``--window`` reads outstanding to random keys for
@@ -38,7 +39,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks.compare_cluster import SETUPS, Cluster
 from benchmarks.compare_report import percentile
 
-CONSISTENCIES = ("local", "leader", "linearizable")
+CONSISTENCIES = ("get_local", "local", "leader", "linearizable")  # get_local: Node.get_local
 ANSWER_MARGIN_S = 30.0  # beyond a phase's own length, before a silent process is a failure
 VALUE_BYTES = 100
 

@@ -185,6 +185,26 @@ class Node(KVApi):
     def _submit(self, client_id: str, seq: int, command: bytes) -> Awaitable[bytes]:
         return self._live().submit(client_id, seq, command, self.config.request_timeout_s)
 
+    def get_local(self, key: Key, default: Any = None) -> Any:
+        """The key's value in this node's own copy now, or ``default``: no await, no message.
+
+        What ``await node.get(key, consistency="local")`` answers (possibly stale: see
+        README, Guarantees), without giving the event loop a turn, for code that reads often
+        and must not suspend, as a web server reading session state in a request. A caller
+        that polls in a loop must still await something, or the node never applies what it
+        polls for. NoQuorum if the node has no cluster yet (``await node.wait_ready()``
+        first), NodeClosed once it is closed or stopped.
+        """
+        replica = self._live()
+        engine = replica.engine
+        if engine is None:
+            raise NoQuorum(
+                f"node {replica.node_id} has no cluster yet: await node.wait_ready() before "
+                "reading its own copy, or await node.get(), which waits"
+            )
+        entry = engine.state.get(key)
+        return default if entry is None else entry.value
+
     async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
         replica = self._live()
         await replica.read_barrier(consistency, self.config.request_timeout_s)

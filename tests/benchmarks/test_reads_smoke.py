@@ -42,7 +42,7 @@ def run_reads(systems: str, out: Path) -> list[dict[str, Any]]:
 def test_paxos_kv_reads_at_every_consistency(tmp_path: Path) -> None:
     (result,) = run_reads("paxoskv", tmp_path / "reads.json")
     assert result["setup"] == "paxoskv-durable"
-    consistencies = ["local", "leader", "linearizable"]
+    consistencies = ["get_local", "local", "leader", "linearizable"]
     assert [row["consistency"] for row in result["pipelined"]] == consistencies
     for row in result["pipelined"]:
         assert row["reads_per_s"] > 0 and row["errors"] == 0 and row["cpu_us_per_read"] > 0

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from paxoskv import KVApi, connect
-from paxoskv.errors import NodeClosed
+from paxoskv.errors import InvalidKey, NodeClosed, NoQuorum
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -154,5 +154,32 @@ async def test_a_read_asked_while_the_node_stops_is_refused_at_once() -> None:
             await asyncio.wait_for(follower.replica.read_barrier("linearizable", 5.0), 2.0)
         assert not stopping.done(), "refused only once the stop had failed what waited"
         await stopping
+    finally:
+        await cluster.close()
+
+
+async def test_get_local_reads_the_own_copy_without_an_await() -> None:
+    cluster, leader, follower = await _three_nodes()
+    try:
+        assert follower.get_local("k") == "v"  # applied here by _three_nodes' read
+        assert follower.get_local("absent", "fallback") == "fallback"
+        await leader.set("k2", {"n": 1})
+        assert await follower.get("k2") == {"n": 1}  # the barrier: applied here now
+        assert follower.get_local("k2") == {"n": 1}
+        with pytest.raises(InvalidKey):
+            follower.get_local("")
+    finally:
+        await cluster.close()
+
+
+async def test_get_local_refuses_before_a_cluster_and_after_close() -> None:
+    cluster = MemoryCluster()
+    try:
+        alone = await cluster.start("n1", bootstrap_expect=3)  # no cluster can form
+        with pytest.raises(NoQuorum, match="wait_ready"):
+            alone.get_local("k")
+        await cluster.stop("n1")
+        with pytest.raises(NodeClosed):
+            alone.get_local("k")
     finally:
         await cluster.close()
