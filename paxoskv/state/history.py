@@ -48,7 +48,7 @@ from typing import Any, Literal, TypeAlias
 from paxoskv.errors import Compacted, ValueNotSerialisable
 from paxoskv.state.frozen import reduce_by_fields
 from paxoskv.state.keys import Key, Prefix, key_to_wire, keys_from_wire, matches
-from paxoskv.state.wire import pack
+from paxoskv.state.wire import pack, private_copy
 
 EventKind: TypeAlias = Literal["set", "delete", "expire"]
 SET_EVENT, DELETE_EVENT, EXPIRE_EVENT = 0, 1, 2
@@ -403,7 +403,10 @@ class History:
         start = max(bisect_right(records, revision, key=_revision_of) - 1, 0)
         skip = self._skip if start == 0 else 0
         return [
-            ChangeEvent(_KINDS[kind], key, value, prev_value, event_revision)
+            # Private copies: the history holds the map's own values (see private_copy).
+            ChangeEvent(
+                _KINDS[kind], key, private_copy(value), private_copy(prev_value), event_revision
+            )
             for event_revision, kind, key, value, prev_value in self._entries_events(
                 islice(records, start, None), skip
             )

@@ -85,6 +85,7 @@ from paxoskv.state.wire import (
     MalformedCommand,
     new_packer,
     pack,
+    private_copy,
 )
 
 Row = tuple[Key, Any, int, int, int, int | None]
@@ -617,7 +618,7 @@ class KVStateMachine:
     def get(self, key: object) -> KeyValue | None:
         """The key's value and counters, or None if it does not exist."""
         row = self._data.get(check_key(key))
-        return None if row is None else key_value_from_row(row)
+        return None if row is None else _own_entry(row)
 
     def keys(self, prefix: object) -> list[Key]:
         """Keys under ``prefix`` in canonical order (see :func:`~paxoskv.state.keys.sort_keys`).
@@ -639,7 +640,7 @@ class KVStateMachine:
     def range(self, prefix: object) -> list[KeyValue]:
         """Every key under ``prefix`` with its value and counters, in canonical key order."""
         data = self._data
-        return [key_value_from_row(data[key]) for key in self.keys(prefix)]
+        return [_own_entry(data[key]) for key in self.keys(prefix)]
 
     def events_since(self, revision: int, prefix: object = None) -> list[ChangeEvent]:
         """Changes made after ``revision``, oldest first (optionally only under ``prefix``).
@@ -750,6 +751,19 @@ class KVStateMachine:
             leases=self._leases.canonical_wire(),
             dedup=self._dedup.canonical_wire(),
         )
+
+
+def _own_entry(row: tuple[Any, ...]) -> KeyValue:
+    """A stored row as a KeyValue its caller owns: the value a private copy (see
+    :func:`~paxoskv.state.wire.private_copy`), never the map's own list or dict."""
+    entry = key_value_from_row(row)
+    value = entry.value
+    copied = private_copy(value)
+    if copied is value:
+        return entry
+    return KeyValue(
+        entry.key, copied, entry.create_revision, entry.mod_revision, entry.version, entry.lease_id
+    )
 
 
 _CONFIG_CHANGES: dict[int, Callable[[Configuration, str], Configuration]] = {

@@ -143,6 +143,29 @@ def unpack(data: bytes | memoryview) -> Any:
 # --- values --------------------------------------------------------------------------------
 
 
+def private_copy(value: Any) -> Any:
+    """``value`` with every list and dict in it made anew: a copy its caller may change.
+
+    The map keeps a value as its command brought it. A ``Node`` handed callers the stored
+    list or dict itself (a read, a watch event), so a caller that changed what it read
+    changed this replica's state alone, and the replicas differed from then on, silently
+    (twenty-fourth session). Scalars, str and bytes cannot change and are shared, as is a
+    tuple with nothing changeable in it; one that holds a list is made anew around its copy.
+    Values are at most :data:`MAX_NESTING` deep (:func:`check_value`), so this recursion is.
+    """
+    kind = type(value)
+    if kind is list:
+        return [private_copy(item) for item in value]
+    if kind is dict:
+        return {key: private_copy(item) for key, item in value.items()}  # keys are hashable
+    if kind is tuple:
+        items = [private_copy(item) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return tuple(items)
+    return value
+
+
 def check_value(value: object) -> None:
     """Raise ValueNotSerialisable unless msgpack carries ``value`` and brings it back unchanged.
 

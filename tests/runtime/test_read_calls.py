@@ -183,3 +183,27 @@ async def test_get_local_refuses_before_a_cluster_and_after_close() -> None:
             alone.get_local("k")
     finally:
         await cluster.close()
+
+
+async def test_a_value_a_node_hands_out_is_the_callers_to_change() -> None:
+    """A caller that changed a list or dict it read changed its node's replica alone, and the
+    replicas differed from then on (their digests too), silently: reads, ``get_local`` and
+    watch events handed out the map's own objects (twenty-fourth session)."""
+    cluster, leader, follower = await _three_nodes()
+    try:
+        watch = follower.watch("s", from_revision=1)
+        await leader.set("s", {"cart": ["apple"]})
+        await follower.get("s")  # applied on the follower too
+        (await follower.get("s"))["cart"].append("pear")
+        follower.get_local("s")["cart"].append("plum")
+        (await follower.items("s"))[0].value["cart"].append("fig")
+        event = await anext(watch)
+        event.value["cart"].append("kiwi")
+        await watch.aclose()
+        assert await follower.get("s") == {"cart": ["apple"]}
+        assert follower.get_local("s") == {"cart": ["apple"]}
+        assert (await anext(follower.watch("s", from_revision=1))).value == {"cart": ["apple"]}
+        digests = {node.replica.engine.state.digest() for node in (leader, follower)}
+        assert len(digests) == 1, "the follower's replica changed under a caller's hand"
+    finally:
+        await cluster.close()

@@ -139,11 +139,41 @@ def test_apply_encoded_never_raises_on_bad_command_bytes(data: bytes) -> None:
     assert len(m) == 0
 
 
-def test_a_value_handed_in_is_stored_without_a_copy() -> None:
+def test_a_value_handed_in_is_stored_without_a_copy_and_read_out_as_one() -> None:
+    """No copy on the write path; a read hands out a copy, since a caller that changed the
+    map's own list changed this replica alone (twenty-fourth session)."""
     value = ["shared"]
     m = fresh()
     m.apply(Set("k", value), 0)
-    assert m.get("k").value is value  # type: ignore[union-attr]
+    assert m._data["k"][1] is value
+    read = m.get("k").value  # type: ignore[union-attr]
+    assert read == value and read is not value
+
+
+def test_what_a_reader_changes_in_a_value_changes_nothing_in_the_machine() -> None:
+    m = fresh()
+    m.apply(Set("k", {"a": [1, {"b": [2]}], "t": (3, [4])}), 0)
+    m.apply(Set("k", {"a": [5]}), 0)
+    digest = m.digest()
+    m.get("k").value["a"].append(6)  # type: ignore[union-attr]
+    m.range("k")[0].value["a"].append(7)
+    first, second = m.events_since(0)
+    first.value["a"][1]["b"].append(8)
+    first.value["t"][1].append(9)
+    second.prev_value["a"].append(10)
+    second.value["a"].append(11)
+    assert m.digest() == digest
+    assert m.get("k").value == {"a": [5]}  # type: ignore[union-attr]
+    assert m.events_since(0)[0].value == {"a": [1, {"b": [2]}], "t": (3, [4])}
+
+
+def test_values_that_cannot_change_are_handed_out_as_stored() -> None:
+    """A private copy costs a container's walk; scalars and tuples of scalars are shared."""
+    m = fresh()
+    text, blob, numbers = "x" * 100, b"y" * 100, (1, "two", b"3", (4.0, None))
+    for key, value in (("t", text), ("b", blob), ("n", numbers)):
+        m.apply(Set(key, value), 0)
+        assert m.get(key).value is value  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("log_time_ms", [1.5, "5", None, 2**63])
