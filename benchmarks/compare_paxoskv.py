@@ -147,19 +147,6 @@ async def reads(node: Node, command: dict[str, Any], index: int) -> dict[str, An
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu_before = cpu_s()
     counts = {"reads": 0, "errors": 0, "found": 0}
-
-    async def reader(rng: random.Random) -> None:
-        # The clock checked each read: a local read answers without suspending, so a reader
-        # that only awaited reads would never give the loop back to end the phase.
-        while time.time() < stop_at:
-            try:
-                value = await node.get(key_for(rng.randrange(KEY_SPACE)), consistency=consistency)
-            except PaxosKVError:
-                counts["errors"] += 1
-                continue
-            counts["reads"] += 1
-            counts["found"] += value is not None
-
     seed = int(command["seed"])
     if consistency == "get_local":  # the synchronous read, one caller, as PySyncObj's reads
         rng = random.Random(client_seed(seed, index, 0))
@@ -169,6 +156,20 @@ async def reads(node: Node, command: dict[str, Any], index: int) -> dict[str, An
             counts["reads"] += 1000
             await asyncio.sleep(0)  # the node's own work between thousands (or it is deposed)
         return {**counts, "cpu_s": cpu_s() - cpu_before}
+
+    async def reader(rng: random.Random) -> None:
+        # The clock checked at each read, so the readers end with the phase by themselves (a
+        # read that once answered without suspending kept a `while True` reader from ever
+        # being cancelled: the bug runtime.loop.within mends).
+        while time.time() < stop_at:
+            try:
+                value = await node.get(key_for(rng.randrange(KEY_SPACE)), consistency=consistency)
+            except PaxosKVError:
+                counts["errors"] += 1
+                continue
+            counts["reads"] += 1
+            counts["found"] += value is not None
+
     rngs = [random.Random(client_seed(seed, index, i)) for i in range(int(command["window"]))]
     readers = [asyncio.create_task(reader(rng)) for rng in rngs]
     await asyncio.sleep(max(0.0, stop_at - time.time()))
