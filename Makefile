@@ -80,6 +80,7 @@ bench: $(COMPILED)
 	$(BIN)/python benchmarks/transport.py
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/reads.py --systems paxoskv
+	$(BIN)/python benchmarks/thin_client.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

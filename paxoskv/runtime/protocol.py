@@ -13,6 +13,13 @@ back through a member comes back as it was stored, maps with int or tuple keys a
 inside values included. A reply too big for one datagram travels in parts (``part``: the
 first slice of its bytes, with the total), and the client asks for the rest (``more``) slice
 by slice, so a large ``keys`` listing or a 47 KB value never overruns a socket buffer.
+
+Between a thin client and a member, the runtime messages of one turn of the loop travel
+together as one ``bundle`` (the whole payloads, each a msgpack bin, decoded one by one so a
+part that does not decode fails alone): a client keeping 64 requests outstanding sent 64
+datagrams, each a system call and a wake-up of the member, and the member answered alike.
+A client bundles only to members whose hellos say they read bundles, and a member only to
+clients that sent it one, so either side runs beside an earlier release.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ ROUTE_FIELDS = {"rep": 2, "readrep": 1, "statusrep": 1, "events": 1}
 PART_ENVELOPE_BYTES = 1_024
 """Room a ``part`` message keeps in a datagram for its own fields besides the slice."""
 
+BUNDLE = "bundle"
+_BUNDLE_HEAD_BYTES = 16  # the bundle's own envelope: R, an array header, its name
+_BIN_HEAD_BYTES = 5  # the most a bin header takes (a payload is under 4 GB)
+
 
 def paxos_payload(message: Message) -> bytes:
     """A Paxos message as the runtime sends it: its kind byte, then the message (joined in one
@@ -77,6 +88,7 @@ class Hello(PlainFrozen):
     __slots__ = (
         "applied_slot",
         "bootstrapping",
+        "bundles",
         "durable_slot",
         "genesis",
         "leader_id",
@@ -91,6 +103,7 @@ class Hello(PlainFrozen):
         "genesis",
         "bootstrapping",
         "durable_slot",
+        "bundles",
     )
 
     wants: str
@@ -103,6 +116,8 @@ class Hello(PlainFrozen):
     # A removed voter leaves on these (Replica._still_needed); an earlier release sends none,
     # and its applied slot stands in, as that release's own leave rule read it.
     durable_slot: int
+    # It reads a ``bundle`` (see the module's docstring); an earlier release's hello says nothing.
+    bundles: bool
 
     def __init__(
         self,
@@ -113,6 +128,7 @@ class Hello(PlainFrozen):
         genesis: tuple[str, ...],
         bootstrapping: bool,
         durable_slot: int | None = None,
+        bundles: bool = False,
     ) -> None:
         object.__setattr__(self, "wants", wants)
         object.__setattr__(self, "applied_slot", applied_slot)
@@ -122,6 +138,7 @@ class Hello(PlainFrozen):
         object.__setattr__(self, "leader_id", leader_id)
         object.__setattr__(self, "genesis", genesis)
         object.__setattr__(self, "bootstrapping", bootstrapping)
+        object.__setattr__(self, "bundles", bundles)
 
 
 def encode_runtime(kind: str, *fields: Any) -> bytes:
@@ -138,6 +155,36 @@ def decode_runtime(payload: bytes) -> tuple[str, list[Any]]:
     if type(body) is not list or not body or type(body[0]) is not str:
         raise MalformedRuntimeMessage("not a runtime message")
     return body[0], body[1:]
+
+
+def bundles(payloads: list[bytes], limit: int) -> list[bytes]:
+    """``payloads`` (runtime payloads, each within ``limit``) as few datagrams as fit
+    ``limit``: runs of them joined into bundles, in order; a payload with no other beside it
+    goes as it is, so a lone request reads the same to every release."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    size = _BUNDLE_HEAD_BYTES
+    for payload in payloads:
+        cost = len(payload) + _BIN_HEAD_BYTES
+        if run and size + cost > limit:
+            out.append(_joined(run))
+            run, size = [], _BUNDLE_HEAD_BYTES
+        run.append(payload)
+        size += cost
+    if run:
+        out.append(_joined(run))
+    return out
+
+
+def _joined(run: list[bytes]) -> bytes:
+    return run[0] if len(run) == 1 else RUNTIME + pack([BUNDLE, *run])
+
+
+def bundle_parts(fields: list[Any]) -> list[bytes]:
+    """The payloads a ``bundle`` carries (its fields); each is decoded on its own."""
+    if not all(type(part) is bytes and part[:1] == RUNTIME for part in fields):
+        raise MalformedRuntimeMessage("a bundle holds something other than runtime payloads")
+    return fields
 
 
 def _readable_head(body: bytes) -> tuple[str | None, list[Any]]:
@@ -167,15 +214,17 @@ def encode_hello(hello: Hello) -> bytes:
         list(hello.genesis),
         hello.bootstrapping,
         hello.durable_slot,
+        hello.bundles,
     )
 
 
 def decode_hello(fields: list[Any]) -> Hello:
-    """Fields after the seventh are a later release's, and ignored (see :class:`Ident`); the
-    seventh (the durable slot) is absent from an earlier release's."""
+    """Fields after the eighth are a later release's, and ignored (see :class:`Ident`); the
+    seventh (the durable slot) and the eighth (bundles read) are absent from earlier ones'."""
     try:
         wants, applied, revision, leader, genesis, bootstrapping = fields[:6]
         durable = int(fields[6]) if len(fields) > 6 else None
+        bundles = fields[7] if len(fields) > 7 else False
         hello = Hello(
             str(wants),
             int(applied),
@@ -184,10 +233,15 @@ def decode_hello(fields: list[Any]) -> Hello:
             tuple(genesis),
             bootstrapping,
             durable,
+            bundles,
         )
     except (TypeError, ValueError, OverflowError):  # (int() of an infinity overflows)
         raise MalformedRuntimeMessage("bad hello") from None
-    if not all(type(node) is str for node in hello.genesis) or type(bootstrapping) is not bool:
+    if (
+        not all(type(node) is str for node in hello.genesis)
+        or type(bootstrapping) is not bool
+        or type(bundles) is not bool
+    ):
         raise MalformedRuntimeMessage("bad hello")
     return hello
 

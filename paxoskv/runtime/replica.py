@@ -20,7 +20,7 @@ import random
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine
 from itertools import pairwise
 from typing import Any
@@ -93,6 +93,7 @@ MESSAGE_ENVELOPE_BYTES = 1_024  # kept free in a datagram for a message's own fi
 HELD_BYTES = 1 << 20  # Paxos kept for senders whose ident has not come yet: see _hold
 FOREIGN_LOGGED = 1024  # strangers' (id, genesis, formation) logged once each, at most
 _ENGINE_MESSAGE_BYTES = EngineSettings(node_id="default").max_message_bytes
+BUNDLE_READERS_KEPT = 4_096  # clients remembered as reading bundles (see _on_bundle)
 # Behind the chosen slots it knows of by more than this, a node logs its catch-up each second;
 # within it again, once, that it has caught up (the last slots arrive as a follower's do).
 _CAUGHT_UP_SLOTS = 100
@@ -163,6 +164,9 @@ class Replica:
         self._applied_listeners: list[Callable[[], None]] = []
         self._answer_listeners: list[Callable[[fx.Answer], bool]] = []
         self._runtime_handlers: dict[str, Callable[[str, list[Any]], None]] = {}
+        # Clients that sent a bundle, so read them: their replies of one turn go as bundles
+        # too. The most recent ones only: every `paxos-kv` command is a new client.
+        self._bundle_readers: OrderedDict[str, None] = OrderedDict()
         self._carriers = self._effect_carriers()
         self.peers: dict[str, PeerView] = {}
         self._genesis: tuple[str, ...] | None
@@ -990,12 +994,32 @@ class Replica:
             return
         burst = list(self._outbox)
         self._outbox.clear()
+        if self._bundle_readers and len(burst) > 1:
+            burst = self._bundled(burst, transport.max_payload_bytes)
         try:
             rest = transport.send_soon(burst)
         except Exception:  # one refused payload refuses the burst: send the rest alone
             rest = self._send_each(transport, burst)
         if rest is not None:
             self._draining = self._loop.create_task(self._drain_outbox(rest))
+
+    def _bundled(
+        self, burst: list[tuple[str | None, bytes]], limit: int
+    ) -> list[tuple[str | None, bytes]]:
+        """``burst`` with the payloads to each client that reads bundles joined into as few
+        datagrams as fit: a turn's replies to a pipelining client, one datagram rather than
+        one each. The order of the payloads to any one destination is kept."""
+        readers = self._bundle_readers
+        sends: list[tuple[str | None, bytes]] = []
+        grouped: dict[str, list[bytes]] = {}
+        for to, payload in burst:
+            if to is not None and to in readers and payload[:1] == protocol.RUNTIME:
+                grouped.setdefault(to, []).append(payload)
+            else:
+                sends.append((to, payload))
+        for to, payloads in grouped.items():
+            sends.extend((to, datagram) for datagram in protocol.bundles(payloads, limit))
+        return sends
 
     async def _drain_outbox(self, rest: Coroutine[Any, Any, None]) -> None:
         transport = self.transport
@@ -1096,6 +1120,28 @@ class Replica:
                 self._queue(sender, protocol.encode_hello(self._hello()))
             elif name in self._runtime_handlers:
                 self._runtime_handlers[name](sender, fields)
+            elif name == protocol.BUNDLE:
+                self._on_bundle(sender, protocol.bundle_parts(fields))
+
+    def _on_bundle(self, sender: str, parts: list[bytes]) -> None:
+        """A client's messages of one turn: each handled as if it came alone, a malformed one
+        dropped alone (the others are well formed, and their clients wait on them)."""
+        readers = self._bundle_readers
+        if sender in readers:
+            readers.move_to_end(sender)
+        else:
+            readers[sender] = None
+            if len(readers) > BUNDLE_READERS_KEPT:
+                readers.popitem(last=False)
+        handlers = self._runtime_handlers
+        for part in parts:
+            try:
+                name, fields = protocol.decode_runtime(part)
+                handler = handlers.get(name)  # a client's kinds only: no hello, no bundle
+                if handler is not None:
+                    handler(sender, fields)
+            except protocol.MalformedRuntimeMessage as error:
+                log.debug("dropped a malformed message from %s: %s", sender, error)
 
     def on_runtime_message(self, name: str, handler: Callable[[str, list[Any]], None]) -> None:
         self._runtime_handlers[name] = handler
@@ -1112,6 +1158,7 @@ class Replica:
             genesis=self._genesis or (),
             bootstrapping=self._genesis is None and self.config.bootstrap_expect is not None,
             durable_slot=self._durable_slot(),
+            bundles=True,
         )
 
     def _durable_slot(self) -> int:
