@@ -71,6 +71,7 @@ class Client(KVApi):
         self._heard: dict[str, tuple[float, protocol.Hello]] = {}
         self._heard_any = asyncio.Event()
         self._waiting: dict[tuple[Any, ...], asyncio.Future[_Reply | None]] = {}
+        self._early: dict[tuple[Any, ...], _Reply] = {}  # see _on_message
         # Parts asked for, by (member, part id, offset): a list, so two fetches of the same
         # part both get it rather than one overwriting the other's wait.
         self._part_waiters: dict[tuple[Any, ...], list[asyncio.Future[_Reply]]] = {}
@@ -126,7 +127,7 @@ class Client(KVApi):
                     self._on_message(sender, name, fields)
             except protocol.MalformedRuntimeMessage as error:
                 self._on_undecodable(sender, error)
-            except (ValueError, TypeError, KeyError):
+            except (ValueError, TypeError, LookupError):  # (a reply short of its fields)
                 continue
 
     def _on_payload(self, sender: str, payload: bytes) -> None:
@@ -137,7 +138,7 @@ class Client(KVApi):
                 self._on_message(sender, name, fields)
         except protocol.MalformedRuntimeMessage as error:
             self._on_undecodable(sender, error)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, LookupError):
             pass
 
     def _post(self, target: str, payload: bytes) -> None:
@@ -183,7 +184,8 @@ class Client(KVApi):
         except Exception as error:
             log.debug("a client's send failed: %s", error)
         finally:
-            self._sends = None
+            if self._sends is asyncio.current_task():  # (not one chained behind it since)
+                self._sends = None
 
     async def _send_after(
         self, before: asyncio.Task[None], sends: list[tuple[str | None, bytes]]
@@ -242,8 +244,14 @@ class Client(KVApi):
         else:
             return
         future = self._waiting.pop(key, None)
-        if future is not None and not future.done():
+        if future is None:
+            return
+        if not future.done():
             future.set_result((sender, name, fields))
+        elif not future.cancelled() and future.exception() is None:
+            # Its retry timer woke the wait empty in this same turn, and the wait has not
+            # resumed yet: it takes this reply when it does, rather than ask again.
+            self._early[key] = (sender, name, fields)
 
     def _to_watch(self, watch_id: int, reply: _Reply) -> None:
         queue = self._watch_queues.get(watch_id)
@@ -449,6 +457,8 @@ class Client(KVApi):
         try:
             tried: list[str] = []
             for attempt in itertools.count():
+                if self._closed:  # closed while this waited (a retry, a "busy" pause)
+                    raise self._closed_error(write=key[0] == "rep")
                 target = self._fresh_leader(now) if attempt == 0 else None
                 if target is None:
                     target = await self._target(deadline, attempt, tried)
@@ -465,10 +475,14 @@ class Client(KVApi):
                 timer = loop.call_later(wait, _wake_empty, future)
                 reply = await future
                 timer.cancel()
+                if reply is None:
+                    reply = self._early.pop(key, None)  # came in the turn its timer fired
                 if reply is not None:
                     whole = await self._whole(reply)
                     if whole is not None:
                         return whole[2]
+                if self._closed:
+                    raise self._closed_error(write=key[0] == "rep")
                 # No answer in time, or its parts were lost: ask again.
                 future = loop.create_future()
                 self._waiting[key] = future
@@ -479,6 +493,7 @@ class Client(KVApi):
             if timer is not None:
                 timer.cancel()
             self._waiting.pop(key, None)
+            self._early.pop(key, None)
         raise NoQuorum(
             f"the cluster did not complete the {what} within "
             f"{self.config.request_timeout_s:g}s (no quorum, or no leader yet)"

@@ -7,6 +7,8 @@ alike: a system call and a wake-up per request on both sides (twenty-fifth sessi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
@@ -14,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from paxoskv import connect
-from paxoskv.errors import UndecodableReply
-from paxoskv.remote import BUNDLE_REQUESTS
+from paxoskv import connect, remote
+from paxoskv.errors import NodeClosed, UndecodableReply
+from paxoskv.remote import BUNDLE_REQUESTS, Client
 from paxoskv.runtime import protocol
 from paxoskv.transport import MemoryNetwork
 from tests.runtime.cluster import MemoryCluster
@@ -146,34 +148,33 @@ class _BundlingMember:
                     await self.transport.send(sender, reply)
 
 
-async def test_a_reply_in_a_bundle_that_does_not_decode_fails_its_own_request_alone() -> None:
+@contextlib.asynccontextmanager
+async def _client_of_a_fake(*, bundles: bool) -> AsyncIterator[tuple[Client, _BundlingMember]]:
     network = MemoryNetwork()
-    fake = _BundlingMember(network, bundles=True)
+    fake = _BundlingMember(network, bundles=bundles)
     config = MemoryCluster().config("client-1", request_timeout_s=30.0)
     try:
         async with connect(config, transport=network.attach("client-1")) as client:
             await asyncio.wait_for(client._heard_any.wait(), 5)
-            asked = [client.get(key, consistency="local") for key in ("a", "bad", "b")]
-            outcomes = await asyncio.wait_for(asyncio.gather(*asked, return_exceptions=True), 5)
-            assert outcomes[0] == outcomes[2] == "good"
-            assert isinstance(outcomes[1], UndecodableReply)
-            assert fake.datagrams == ["whois", protocol.BUNDLE]
+            yield client, fake
     finally:
         fake.task.cancel()
+
+
+async def test_a_reply_in_a_bundle_that_does_not_decode_fails_its_own_request_alone() -> None:
+    async with _client_of_a_fake(bundles=True) as (client, fake):
+        asked = [client.get(key, consistency="local") for key in ("a", "bad", "b")]
+        outcomes = await asyncio.wait_for(asyncio.gather(*asked, return_exceptions=True), 5)
+        assert outcomes[0] == outcomes[2] == "good"
+        assert isinstance(outcomes[1], UndecodableReply)
+        assert fake.datagrams == ["whois", protocol.BUNDLE]
 
 
 async def test_a_member_that_does_not_read_bundles_is_sent_each_request_alone() -> None:
-    network = MemoryNetwork()
-    fake = _BundlingMember(network, bundles=False)
-    config = MemoryCluster().config("client-1", request_timeout_s=30.0)
-    try:
-        async with connect(config, transport=network.attach("client-1")) as client:
-            await asyncio.wait_for(client._heard_any.wait(), 5)
-            asked = [client.get(key, consistency="local") for key in ("a", "b", "c")]
-            assert await asyncio.wait_for(asyncio.gather(*asked), 5) == ["good"] * 3
-            assert fake.datagrams == ["whois", "read", "read", "read"]
-    finally:
-        fake.task.cancel()
+    async with _client_of_a_fake(bundles=False) as (client, fake):
+        asked = [client.get(key, consistency="local") for key in ("a", "b", "c")]
+        assert await asyncio.wait_for(asyncio.gather(*asked), 5) == ["good"] * 3
+        assert fake.datagrams == ["whois", "read", "read", "read"]
 
 
 async def test_a_request_cancelled_while_it_waits_leaves_nothing_behind() -> None:
@@ -201,14 +202,149 @@ async def test_a_request_cancelled_while_it_waits_leaves_nothing_behind() -> Non
 
 async def test_a_full_bundle_goes_at_once() -> None:
     """So the member works on the first requests of a turn while the client makes the rest."""
+    async with _client_of_a_fake(bundles=True) as (client, fake):
+        asked = [client.get(f"k{i}", consistency="local") for i in range(40)]
+        assert await asyncio.wait_for(asyncio.gather(*asked), 5) == ["good"] * 40
+        assert fake.parts[1:] == [BUNDLE_REQUESTS, BUNDLE_REQUESTS, 40 - 2 * BUNDLE_REQUESTS]
+
+
+# --- found in review: a client closed, a reply beside its timer, sends held up, short replies
+
+
+async def _heard_silent_member(network: MemoryNetwork, client: Any) -> Any:
+    """A member the client has heard say hello (reading bundles), which answers nothing."""
+    silent = network.attach("fake")
+    hello = protocol.Hello("voter", 1, 1, "fake", ("fake",), False, bundles=True)
+    await silent.broadcast(protocol.encode_hello(hello))
+    await asyncio.wait_for(client._heard_any.wait(), 5)
+    return silent
+
+
+async def _waiting_key(client: Any) -> tuple[Any, ...]:
+    async with asyncio.timeout(5):
+        while not client._waiting:
+            await asyncio.sleep(0)
+    (key,) = client._waiting
+    return key  # type: ignore[no-any-return]
+
+
+async def test_a_request_its_timer_woke_ends_at_once_when_the_client_closed_meanwhile() -> None:
+    """close() ran after the retry timer woke the wait, before the wait resumed: the request
+    was asked again into a client that sends nothing more, and waited out its whole
+    timeout to end with NoQuorum rather than NodeClosed."""
     network = MemoryNetwork()
-    fake = _BundlingMember(network, bundles=True)
     config = MemoryCluster().config("client-1", request_timeout_s=30.0)
-    try:
-        async with connect(config, transport=network.attach("client-1")) as client:
-            await asyncio.wait_for(client._heard_any.wait(), 5)
-            asked = [client.get(f"k{i}", consistency="local") for i in range(40)]
-            assert await asyncio.wait_for(asyncio.gather(*asked), 5) == ["good"] * 40
-            assert fake.parts[1:] == [BUNDLE_REQUESTS, BUNDLE_REQUESTS, 40 - 2 * BUNDLE_REQUESTS]
-    finally:
-        fake.task.cancel()
+    client = connect(config, transport=network.attach("client-1"))
+    await client.start()
+    await _heard_silent_member(network, client)
+    writing = asyncio.create_task(client.set("k", 1))
+    key = await _waiting_key(client)
+    closing = asyncio.ensure_future(client.close())  # its first step runs before the wait's
+    remote._wake_empty(client._waiting[key])  # as the retry timer does
+    with pytest.raises(NodeClosed, match="may or may not have been applied"):
+        await asyncio.wait_for(writing, 5)
+    await closing
+
+
+async def test_a_request_pausing_on_a_busy_member_ends_at_once_when_the_client_closes() -> None:
+    network = MemoryNetwork()
+    config = MemoryCluster().config("client-1", request_timeout_s=30.0)
+    client = connect(config, transport=network.attach("client-1"))
+    await client.start()
+    member = await _heard_silent_member(network, client)
+    writing = asyncio.create_task(client.set("k", 1))
+    key = await _waiting_key(client)
+    busy = protocol.encode_runtime("fail", "rep", list(key[1:]), "no room", "busy")
+    await member.send("client-1", busy)
+    async with asyncio.timeout(5):  # taken: the write pauses before it asks again
+        while client._waiting:
+            await asyncio.sleep(0)
+    await client.close()
+    with pytest.raises(NodeClosed):
+        await asyncio.wait_for(writing, 5)
+
+
+async def test_a_reply_that_comes_in_the_turn_its_timer_fired_is_taken() -> None:
+    """It found the wait already woken (empty) and was dropped: the request went to another
+    member and waited a round more, or out its timeout if none answered."""
+    network = MemoryNetwork()
+    config = MemoryCluster().config("client-1", request_timeout_s=30.0)
+    transport = network.attach("client-1")
+    async with connect(config, transport=transport) as client:
+        await _heard_silent_member(network, client)
+        sent = transport.stats.sent_frames
+        reading = asyncio.create_task(client.get("k", consistency="local"))
+        key = await _waiting_key(client)
+        remote._wake_empty(client._waiting[key])  # the timer, then the reply, in one turn
+        client._on_message("fake", "readrep", [key[1], 1, ["k", "v", 1, 1, 1, None], ""])
+        assert await asyncio.wait_for(reading, 5) == "v"
+        await asyncio.sleep(0)  # (a turn for a send asked again, had there been one)
+        assert transport.stats.sent_frames == sent + 1  # asked once, not again
+        assert client._early == {}
+
+
+async def test_sends_a_full_socket_buffer_held_up_keep_their_order() -> None:
+    network = MemoryNetwork()
+    inner = network.attach("client-1")
+    gate = asyncio.Event()
+    order: list[bytes] = []
+
+    class HeldUp:
+        """The memory transport, but its first burst waits for ``gate``, as a full buffer."""
+
+        held = True
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(inner, name)
+
+        def send_soon(self, messages: list[tuple[str | None, bytes]]) -> Any:
+            if self.held:
+                self.held = False
+
+                async def rest() -> None:
+                    await gate.wait()
+                    order.extend(payload for _, payload in messages)
+
+                return rest()
+            order.extend(payload for _, payload in messages)
+            return None
+
+        async def send_many(self, messages: list[tuple[str | None, bytes]]) -> None:
+            order.extend(payload for _, payload in messages)
+
+    config = MemoryCluster().config("client-1")
+    client = connect(config, transport=HeldUp())  # type: ignore[arg-type]
+    await client.start()
+    first, second, third = (protocol.encode_runtime("status", i) for i in (1, 2, 3))
+    client._post("fake", first)
+    await asyncio.sleep(0)  # held up
+    client._post("fake", second)
+    await asyncio.sleep(0)  # behind it
+    gate.set()
+    client._post("fake", third)
+    async with asyncio.timeout(5):
+        while len(order) < 3:
+            await asyncio.sleep(0)
+    assert order == [first, second, third]
+    await client.close()
+
+
+async def test_a_reply_short_of_its_fields_does_not_stop_the_client_hearing() -> None:
+    """``["rep"]`` raised IndexError in the receive loop, which ended it: every request
+    after waited out its timeout (before bundles too)."""
+    network = MemoryNetwork()
+    config = MemoryCluster().config("client-1", request_timeout_s=30.0)
+    async with connect(config, transport=network.attach("client-1")) as client:
+        member = await _heard_silent_member(network, client)
+        asking = asyncio.create_task(client.status())
+        key = await _waiting_key(client)
+        good = protocol.encode_runtime("statusrep", key[1], {"node_id": "fake"}, [])
+        short = protocol.encode_runtime("rep")
+        await member.send("client-1", protocol.bundles([short, good], 60_000)[0])
+        assert await asyncio.wait_for(asking, 5) == {"node_id": "fake"}
+        await member.send("client-1", short)  # alone, as before bundles
+        asking = asyncio.create_task(client.status())
+        key = await _waiting_key(client)
+        good = protocol.encode_runtime("statusrep", key[1], {"node_id": "fake"}, [])
+        await member.send("client-1", good)
+        assert await asyncio.wait_for(asking, 5) == {"node_id": "fake"}
