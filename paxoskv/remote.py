@@ -592,8 +592,12 @@ class Client(KVApi):
                         f"{silent_s:.1f}s (last asked: {target}); watch again once it is back"
                         + _resume_hint(after)
                     )
-                if silent_s > renew_s or target not in self._members_up():
-                    # Another member next; the old one stops pushing if it is still there.
+                # Another member next, if this one is silent and the watch has a position to
+                # resume from there; without one, only this member knows where the watch
+                # began (another would begin "now", after anything made meanwhile: lost).
+                silent = silent_s > renew_s and after is not None
+                if silent or target not in self._members_up():
+                    # The old one stops pushing if it is still there.
                     await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))
                     target = await self._target(time.monotonic() + timeout_s, 1, (target,))
         finally:

@@ -147,3 +147,52 @@ async def test_a_watch_from_now_whose_first_datagrams_were_lost_yields_whole_rev
         await asyncio.wait_for(watcher, 10)
     assert [e.key for e in seen] == [f"t/{i:03}" for i in range(100)] + ["t/end"]
     assert {e.revision for e in seen[:100]} == {result.revision}
+
+
+async def test_a_watch_from_now_stays_with_its_member_while_it_has_no_position(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """Every answer lost for a while: the client moved to another member on each renewal,
+    whose watch began "now" there, after a change made meanwhile, and that change was never
+    yielded (a clean-clone CI run failed the test above this way, twenty-fifth session).
+    Without a position, only the member it asked knows where the watch began."""
+    n1 = memory_cluster.nodes["n1"]
+    transport = memory_cluster.network.attach("client-1")
+    arrive, send = transport._arrive, transport.send
+    dropping = True
+    renewals_to: list[str] = []
+
+    def drop_events(delivery: Delivery) -> None:
+        runtime = delivery.payload.startswith(protocol.RUNTIME)
+        if dropping and runtime and protocol.decode_runtime(delivery.payload)[0] == "events":
+            return
+        arrive(delivery)
+
+    async def count_watches(node_id: str, payload: bytes) -> None:
+        if payload.startswith(protocol.RUNTIME) and protocol.decode_runtime(payload)[0] == "watch":
+            renewals_to.append(node_id)
+        await send(node_id, payload)
+
+    transport._arrive = drop_events  # type: ignore[method-assign]
+    transport.send = count_watches  # type: ignore[method-assign]
+    config = memory_cluster.config("client-1", request_timeout_s=2.0)  # renewed every 0.5 s
+    services = [node._service for node in memory_cluster.nodes.values()]
+    async with connect(config, transport=transport) as client:
+        seen: list[ChangeEvent] = []
+
+        async def follow() -> None:
+            async for event in client.watch("t/"):
+                seen.append(event)
+                if event.key == "t/end":
+                    return
+
+        watcher = asyncio.create_task(follow())
+        await eventually(lambda: any(s is not None and s._watches for s in services))
+        await n1.txn([], [Set(f"t/{i:03}", i) for i in range(10)])
+        asked = len(renewals_to)
+        await eventually(lambda: len(renewals_to) >= asked + 2, what="two renewals, unanswered")
+        dropping = False
+        await n1.set("t/end", 1)
+        await asyncio.wait_for(watcher, 10)
+    assert [e.key for e in seen] == [f"t/{i:03}" for i in range(10)] + ["t/end"]
+    assert len(set(renewals_to)) == 1
