@@ -108,6 +108,23 @@ async def test_a_lossy_watch_yields_each_event_once_in_order(
     assert max(sizes) > EVENTS_PER_DATAGRAM
 
 
+async def _watching_until_end(
+    client: Any, cluster: MemoryCluster, seen: list[ChangeEvent]
+) -> asyncio.Task[None]:
+    """A watch "from now" of ``t/`` into ``seen`` until ``t/end``, once a member holds it."""
+
+    async def follow() -> None:
+        async for event in client.watch("t/"):
+            seen.append(event)
+            if event.key == "t/end":
+                return
+
+    watcher = asyncio.create_task(follow())
+    services = [node._service for node in cluster.nodes.values()]
+    await eventually(lambda: any(s is not None and s._watches for s in services))
+    return watcher
+
+
 async def test_a_watch_from_now_whose_first_datagrams_were_lost_yields_whole_revisions(
     memory_cluster: MemoryCluster,
 ) -> None:
@@ -129,18 +146,9 @@ async def test_a_watch_from_now_whose_first_datagrams_were_lost_yields_whole_rev
 
     transport._arrive = drop_up_to_the_first_events  # type: ignore[method-assign]
     config = memory_cluster.config("client-1", request_timeout_s=0.4)
-    services = [node._service for node in memory_cluster.nodes.values()]
     async with connect(config, transport=transport) as client:
         seen: list[ChangeEvent] = []
-
-        async def follow() -> None:
-            async for event in client.watch("t/"):
-                seen.append(event)
-                if event.key == "t/end":
-                    return
-
-        watcher = asyncio.create_task(follow())
-        await eventually(lambda: any(s is not None and s._watches for s in services))
+        watcher = await _watching_until_end(client, memory_cluster, seen)
         result = await n1.txn([], [Set(f"t/{i:03}", i) for i in range(100)])
         await eventually(lambda: any(dropped), what="the revision's first datagram lost")
         await n1.set("t/end", 1)
@@ -176,18 +184,9 @@ async def test_a_watch_from_now_stays_with_its_member_while_it_has_no_position(
     transport._arrive = drop_events  # type: ignore[method-assign]
     transport.send = count_watches  # type: ignore[method-assign]
     config = memory_cluster.config("client-1", request_timeout_s=2.0)  # renewed every 0.5 s
-    services = [node._service for node in memory_cluster.nodes.values()]
     async with connect(config, transport=transport) as client:
         seen: list[ChangeEvent] = []
-
-        async def follow() -> None:
-            async for event in client.watch("t/"):
-                seen.append(event)
-                if event.key == "t/end":
-                    return
-
-        watcher = asyncio.create_task(follow())
-        await eventually(lambda: any(s is not None and s._watches for s in services))
+        watcher = await _watching_until_end(client, memory_cluster, seen)
         await n1.txn([], [Set(f"t/{i:03}", i) for i in range(10)])
         asked = len(renewals_to)
         await eventually(lambda: len(renewals_to) >= asked + 2, what="two renewals, unanswered")
