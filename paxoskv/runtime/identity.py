@@ -43,6 +43,12 @@ from pathlib import Path
 from typing import Literal
 
 from paxoskv.errors import ConfigurationError, StorageError, WrongCluster, storage_fix
+from paxoskv.runtime.window import (
+    LEGACY_WINDOW_SLOTS,
+    WINDOW_MARK,
+    WINDOW_SLOTS,
+    window_slots,
+)
 from paxoskv.state import Configuration
 from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.storage.headers import parse_segment_name, parse_snapshot_name
@@ -178,18 +184,32 @@ def earlier_seat_until(entries: list[tuple[int, Configuration]], node_id: str) -
 
 
 def fresh_nonce() -> str:
-    """A node's random share of the formation id of the cluster it bootstraps."""
-    return secrets.token_hex(8)
+    """A node's random share of the formation id of the cluster it bootstraps, marked with the
+    window this release forms clusters with (see :func:`formation_id`)."""
+    return f"{secrets.token_hex(8)}{WINDOW_MARK}{WINDOW_SLOTS}"
 
 
 def formation_id(nonces: Mapping[str, str]) -> str:
     """The formation id of a cluster formed by ``nonces``' nodes, each with its nonce.
 
     A hash, not one member's choice: every member of a bootstrap computes it alone from the
-    same announcements (``membership.Bootstrap``), with no further round to agree on it.
+    same announcements (``membership.Bootstrap``), with no further round to agree on it. The
+    cluster's window is the smallest its founders' nonces name (an unmarked nonce, from an
+    earlier release, names :data:`LEGACY_WINDOW_SLOTS`), so a founder of an earlier release,
+    which hashes the same nonces and appends nothing, derives the same id; any other window
+    is appended to the hash, where every member finds it (:func:`window_slots`).
     """
     text = "\n".join(f"{node} {nonces[node]}" for node in sorted(nonces))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    window = min((_nonce_window(nonce) for nonce in nonces.values()), default=WINDOW_SLOTS)
+    return digest if window == LEGACY_WINDOW_SLOTS else f"{digest}{WINDOW_MARK}{window}"
+
+
+def _nonce_window(nonce: str) -> int:
+    try:
+        return window_slots(nonce)
+    except ValueError:
+        return LEGACY_WINDOW_SLOTS  # (a nonce is opaque to an earlier release: never fails)
 
 
 def node_identity(data_dir: Path | None, wanted: str | None) -> str:
@@ -290,6 +310,7 @@ def read_genesis(data_dir: Path | None, cluster: str | None) -> Genesis | None:
             or type(formation) is not str
         ):
             raise TypeError
+        window_slots(formation)  # (ValueError: damaged)
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ConfigurationError(
             f"{path} is damaged; move the data dir aside and rejoin the cluster"

@@ -74,6 +74,7 @@ from paxoskv.runtime.membership import (
     membership_change,
 )
 from paxoskv.runtime.protocol import PAXOS
+from paxoskv.runtime.window import window_slots
 from paxoskv.state import Configuration, encode_command
 from paxoskv.state.snapshot import paused_gc
 from paxoskv.storage import LAZY_SYNC_S, GroupCommitter, Store
@@ -476,6 +477,7 @@ class Replica:
             history_limit_bytes=config.history_limit_bytes,
             learner=True,  # until _set_voting, once the engine is built
             max_message_bytes=self._message_limit_bytes(),
+            window_slots=window_slots(self._formation),  # the cluster's, for good (identity)
         )
         genesis = Configuration(voters=frozenset(self._genesis), learners=frozenset())
         self._queue(None, self._ident(asks=True))  # before its first Paxos: see _on_ident
@@ -1949,6 +1951,7 @@ class Replica:
             "transport": transport.stats.as_dict() if transport else {},
             "sends_failed": self.sends_failed,
             "formation": self._formation if self._genesis is not None else None,
+            "window_slots": engine.settings.window_slots if engine else None,
             "dropped_foreign": self.dropped_foreign,
             "core": build_name(),  # compiled or pure Python: same results, twice the speed
         }
