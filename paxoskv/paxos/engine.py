@@ -1178,8 +1178,21 @@ class Engine:
             self._broadcast_prepare(now)
             return
         self._prepare_resend_at = now + self.settings.retransmit_interval_s
-        voters: set[str] = set()
-        for _, config in self.configs.entries():
+        # Everyone whose promise a quorum may need: the voters of every configuration known
+        # here and of those the values reported so far would bring about (a learner promoted
+        # in a slot not applied here votes in it: review), and whoever sent parts.
+        voters = set(self._promise_parts)
+        promises = list(self._promises.values())
+        for parts_of in self._promise_parts.values():
+            promises.extend(parts_of.values())
+        reported: dict[int, set[bytes]] = {}
+        for promise in promises:
+            for entry in promise.entries:
+                reported.setdefault(entry.slot, set()).add(entry.value)
+        values = [value for slot in sorted(reported) for value in sorted(reported[slot])]
+        configs = [config for _, config in self.configs.entries()]
+        configs.extend(configs_implied_by(self.configs.latest(), values))
+        for config in configs:
             voters.update(config.voters)
         for voter in sorted(voters - self._promises.keys()):
             if voter == self.node_id:
@@ -1206,6 +1219,8 @@ class Engine:
                 self._persist(learned_record(entry.slot, entry.value))
         self._apply_ready()
         if msg.from_slot != self._from_slot or msg.upto_slot != m.ALL_SLOTS:
+            if sender in self._promises:
+                return  # a late part of a promise taken whole: keep no parts of it again
             whole = self._assemble_promise(sender, msg)
             if whole is None:
                 return

@@ -24,6 +24,7 @@ from paxoskv.runtime.identity import (
     formation_id,
     fresh_nonce,
     read_genesis,
+    save_genesis,
 )
 from paxoskv.runtime.window import LEGACY_WINDOW_SLOTS, WINDOW_SLOTS, window_slots
 from tests.runtime.cluster import MemoryCluster, eventually
@@ -91,8 +92,26 @@ def test_an_ident_of_a_windowed_cluster_is_one_an_earlier_release_drops() -> Non
             protocol.decode_ident(bad)
 
 
-def test_a_genesis_naming_a_bad_window_is_damaged(tmp_path: Path) -> None:
-    (tmp_path / GENESIS_FILE).write_text(json.dumps({"voters": ["a"], "formation": "f/w0"}))
+def test_a_windowed_genesis_is_one_an_earlier_release_refuses(tmp_path: Path) -> None:
+    """Kept as its idents carry it: a whole cluster downgraded at once opened its data dirs
+    and ran a log of 64 at 16, which nothing else caught (review)."""
+    formation = f"0123456789abcdef/w{WINDOW_SLOTS}"
+    save_genesis(tmp_path, ("a",), "c", formation)
+    kept = json.loads((tmp_path / GENESIS_FILE).read_text())
+    assert kept["formation"] == [formation]
+    # The earlier release's check (read_genesis before windows) refused all but a string.
+    assert type(kept["formation"]) is not str
+    found = read_genesis(tmp_path, None)
+    assert found is not None and found.formation == formation
+    save_genesis(tmp_path, ("a",), "c", "0123456789abcdef")
+    assert json.loads((tmp_path / GENESIS_FILE).read_text())["formation"] == "0123456789abcdef"
+
+
+@pytest.mark.parametrize("formation", ["f/w0", "f/w64", ["f"], ["f/w0"], ["f/w64", "g"]], ids=repr)
+def test_a_genesis_naming_a_bad_window_or_in_the_wrong_form_is_damaged(
+    tmp_path: Path, formation: object
+) -> None:
+    (tmp_path / GENESIS_FILE).write_text(json.dumps({"voters": ["a"], "formation": formation}))
     with pytest.raises(ConfigurationError, match="is damaged"):
         read_genesis(tmp_path, None)
 
@@ -156,11 +175,15 @@ async def test_a_cluster_formed_before_windows_runs_on_with_the_legacy_one(
     await cluster.nodes["n1"].set("k", "v")
     await cluster.close()
     for node_id in IDS:
-        for name, field in ((GENESIS_FILE, "formation"), (LIFE_FILE, "founded")):
-            path = tmp_path / node_id / name
-            kept = json.loads(path.read_text())
-            kept[field] = kept[field].partition("/")[0]
-            path.write_text(json.dumps(kept))
+        path = tmp_path / node_id / GENESIS_FILE
+        kept = json.loads(path.read_text())
+        (formation,) = kept["formation"]  # (a windowed one is kept in a list: see below)
+        kept["formation"] = formation.partition("/")[0]
+        path.write_text(json.dumps(kept))
+        path = tmp_path / node_id / LIFE_FILE
+        kept = json.loads(path.read_text())
+        kept["founded"] = kept["founded"].partition("/")[0]
+        path.write_text(json.dumps(kept))
     cluster = MemoryCluster(tmp_path)
     try:
         for node_id in IDS:
