@@ -54,7 +54,7 @@ class RunOptions:
 # candidates behind the compacted log; pins of peers catching up),
 # and small message limits (promises in many parts, some cut short; batches in many slots;
 # snapshots in many chunks), with snapshots often enough that the journal is pruned.
-# Half the classes run the window of clusters formed now (identity.WINDOW_SLOTS), half the
+# Half the classes run the window of clusters formed now (window.WINDOW_SLOTS), half the
 # legacy one that clusters formed before run for good.
 SEED_SETTINGS: tuple[dict[str, int], ...] = (
     {"window_slots": WINDOW_SLOTS},

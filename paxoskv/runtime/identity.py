@@ -47,6 +47,8 @@ from paxoskv.runtime.window import (
     LEGACY_WINDOW_SLOTS,
     WINDOW_MARK,
     WINDOW_SLOTS,
+    formation_field,
+    formation_from_field,
     window_slots,
 )
 from paxoskv.state import Configuration
@@ -303,15 +305,9 @@ def read_genesis(data_dir: Path | None, cluster: str | None) -> Genesis | None:
             raise TypeError  # ("n1" was taken for the voters n and 1)
         voters = tuple(kept["voters"])
         kept_cluster = kept.get("cluster")
-        formation = kept.get("formation", LEGACY_FORMATION)
-        listed = type(formation) is list and len(formation) == 1
-        if listed:
-            (formation,) = formation  # a windowed cluster's (see save_genesis)
-        if (
-            not all(type(voter) is str and voter for voter in voters)
-            or (kept_cluster is not None and type(kept_cluster) is not str)
-            or type(formation) is not str
-            or listed != (window_slots(formation) != LEGACY_WINDOW_SLOTS)  # (ValueError too)
+        formation = formation_from_field(kept.get("formation", LEGACY_FORMATION))
+        if not all(type(voter) is str and voter for voter in voters) or (
+            kept_cluster is not None and type(kept_cluster) is not str
         ):
             raise TypeError
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -337,15 +333,11 @@ def recorded_cluster(data_dir: Path) -> str | None:
 def save_genesis(
     data_dir: Path | None, voters: tuple[str, ...], cluster: str, formation: str
 ) -> None:
-    """A windowed cluster's formation is kept as a list of one, as its idents carry it: a
-    release before windows reads only a string, so it refuses the data dir as damaged rather
-    than run the cluster's log at the legacy window (a whole cluster downgraded at once was
-    caught by nothing else: review, twenty-sixth session)."""
+    """A windowed cluster's formation in the form releases before windows refuse
+    (``window.formation_field``)."""
     if data_dir is not None:
-        kept_formation: str | list[str] = formation
-        if window_slots(formation) != LEGACY_WINDOW_SLOTS:
-            kept_formation = [formation]
-        kept = {"voters": list(voters), "cluster": cluster, "formation": kept_formation}
+        field = formation_field(formation)
+        kept = {"voters": list(voters), "cluster": cluster, "formation": field}
         _write_durably(data_dir / GENESIS_FILE, json.dumps(kept) + "\n")
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from paxoskv.runtime.window import LEGACY_WINDOW_SLOTS, window_slots
+from paxoskv.runtime.window import formation_field, formation_from_field
 from paxoskv.state.frozen_plain import PlainFrozen
 from paxoskv.state.history import ChangeEvent
 from paxoskv.state.keys import key_from_wire, key_to_wire
@@ -271,13 +271,9 @@ class Ident(PlainFrozen):
 
 
 def encode_ident(ident: Ident) -> bytes:
-    """The formation of a cluster whose window is not the legacy one goes as a list of one:
-    a release before windows drops such an ident as malformed, so it can neither join that
-    cluster (adopting its formation, it would count quorums by the legacy window) nor have
-    its Paxos counted there (see ``identity.WINDOW_SLOTS``)."""
-    formation: str | list[str] = ident.formation
-    if window_slots(ident.formation) != LEGACY_WINDOW_SLOTS:
-        formation = [ident.formation]
+    """A windowed cluster's formation goes in the form releases before windows drop
+    (``window.formation_field``)."""
+    formation = formation_field(ident.formation)
     return encode_runtime("ident", list(ident.genesis), formation, ident.asks)
 
 
@@ -285,20 +281,11 @@ def decode_ident(fields: list[Any]) -> Ident:
     """Fields after the third are a later release's, and ignored."""
     if len(fields) < 3 or type(fields[0]) is not list:
         raise MalformedRuntimeMessage("bad ident")
-    genesis, formation, asks = fields[:3]
-    if type(formation) is list and len(formation) == 1:
-        formation = formation[0]  # a windowed cluster's (see encode_ident)
-        listed = True
-    else:
-        listed = False
-    if type(formation) is not str:
-        raise MalformedRuntimeMessage("bad ident")
+    genesis, field, asks = fields[:3]
     try:
-        window = window_slots(formation)
-    except ValueError:
-        raise MalformedRuntimeMessage("bad ident: its formation names a bad window") from None
-    if listed != (window != LEGACY_WINDOW_SLOTS):
-        raise MalformedRuntimeMessage("bad ident: its formation's window and form disagree")
+        formation = formation_from_field(field)
+    except ValueError as error:
+        raise MalformedRuntimeMessage(f"bad ident: {error}") from None
     if not all(type(node) is str and node for node in genesis) or type(asks) is not bool:
         raise MalformedRuntimeMessage("bad ident")
     return Ident(tuple(genesis), formation, asks)

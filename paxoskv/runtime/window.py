@@ -36,3 +36,24 @@ def window_slots(formation: str) -> int:
     if not canonical or not 1 <= int(window) <= MAX_WINDOW_SLOTS:
         raise ValueError(f"formation {formation!r} names no window of 1-{MAX_WINDOW_SLOTS} slots")
     return int(window)
+
+
+def formation_field(formation: str) -> str | list[str]:
+    """How ``formation`` is written in idents and ``genesis.json``: a windowed cluster's as a
+    list of one. Releases before windows read only a string, so they drop such an ident as
+    malformed and refuse such a genesis as damaged: they are never counted in a cluster whose
+    window they do not know, nor run one's log at the legacy window (a whole cluster
+    downgraded at once was caught by nothing else: review, twenty-sixth session)."""
+    return formation if window_slots(formation) == LEGACY_WINDOW_SLOTS else [formation]
+
+
+def formation_from_field(field: object) -> str:
+    """The formation a field written by :func:`formation_field` holds; ValueError for any
+    other field (a bad window, or a window in the other form)."""
+    listed = type(field) is list and len(field) == 1
+    formation = field[0] if listed else field  # type: ignore[index]
+    if type(formation) is not str:
+        raise ValueError("a formation is a string, or a list of one")
+    if listed != (window_slots(formation) != LEGACY_WINDOW_SLOTS):
+        raise ValueError(f"formation {formation!r} is written in the form of another window")
+    return formation
