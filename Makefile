@@ -61,6 +61,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check paxoskv tests benchmarks simulations
 	$(BIN)/mypy paxoskv
 	$(BIN)/mypy paxoskv/state/frozen.py  # the stub stands in for it above (frozen.pyi)
+	$(BIN)/mypy simulations  # the simulator checks the engine: its own types are checked too
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix paxoskv tests benchmarks simulations

@@ -26,7 +26,7 @@ from paxoskv.runtime.window import WINDOW_SLOTS
 from paxoskv.state import AddLearner, Command, PromoteLearner, RemoveMember, encode_command
 from simulations.linearizability import check_history
 from simulations.workload import Workload
-from simulations.world import SimulationFailure, World
+from simulations.world import SimulationFailure, StoreSettings, World
 
 FAULT_KINDS = ("loss", "crash", "partition", "membership")
 # Not among "all": a wiped voter stays a learner (World.wipe); pauses came later, and "all"
@@ -67,7 +67,7 @@ SEED_SETTINGS: tuple[dict[str, int], ...] = (
 # journal never leaves its first segment, so segments sealed, started and pruned under
 # crashes and power cuts would go untested. Tiny segments, and a margin before the newest
 # snapshot bounded by records or by bytes (or none at all).
-SEED_STORE_SETTINGS: tuple[dict[str, int], ...] = (
+SEED_STORE_SETTINGS: tuple[StoreSettings, ...] = (
     {},
     {"segment_size_bytes": 1_024, "keep_journal_records": 30, "keep_journal_bytes": 1 << 20},
     {"segment_size_bytes": 2_048, "keep_journal_records": 1_000, "keep_journal_bytes": 3_000},

@@ -41,7 +41,10 @@ class Scenario:
         self._seq = 0
         self._read_id = 0
         self.world.on_answer = self._on_answer
-        self.world.on_read_ready = lambda node, read_id: self._ready_reads.setdefault(read_id, node)
+        self.world.on_read_ready = self._on_read_ready
+
+    def _on_read_ready(self, node_id: str, read_id: int) -> None:
+        self._ready_reads.setdefault(read_id, node_id)
 
     def _on_answer(self, node_id: str, answer: Answer) -> None:
         self._answers[(answer.client_id, answer.seq)] = decode_result(answer.result)

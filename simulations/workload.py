@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.messages import Request
@@ -124,7 +124,7 @@ class Workload:
     def _recent_value(self, key: str, rng: random.Random) -> str | None:
         """A value some client wrote to ``key``, so that compare-and-set sometimes succeeds."""
         written = [
-            op.input if op.op == "set" else op.input["new"]  # type: ignore[index]
+            _written(op)
             for c in self.clients
             for op in c.history[-5:]
             if op.key == key and op.op in ("set", "cas")
@@ -249,3 +249,10 @@ class Workload:
         if self.running:
             delay = client.rng.uniform(0, self.think_s)
             self.world.scheduler.at(self.world.now + delay, self._start_call, client)
+
+
+def _written(op: Operation) -> str:
+    """The value a set or a compare-and-set wrote (this workload writes strings)."""
+    value = op.input if op.op == "set" else cast(dict[str, object], op.input)["new"]
+    assert isinstance(value, str)
+    return value

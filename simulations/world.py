@@ -26,7 +26,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos.batches import decode_batch
@@ -108,6 +108,15 @@ class SimNode:
         return self.engine is not None
 
 
+class StoreSettings(TypedDict, total=False):
+    """What a seed may set of ``Store.open``'s own: segment size and retention."""
+
+    segment_size_bytes: int
+    keep_snapshots: int
+    keep_journal_records: int
+    keep_journal_bytes: int
+
+
 class World:
     """The cluster under test: nodes, network, and the observers the checkers hang on."""
 
@@ -118,7 +127,7 @@ class World:
         *,
         learners: int = 0,
         settings: dict[str, Any] | None = None,
-        store_settings: dict[str, int] | None = None,
+        store_settings: StoreSettings | None = None,
         trace: Callable[[str], None] | None = None,
         engine_class: type[Engine] = Engine,
         clock_drift: float = 0.0,
@@ -137,7 +146,7 @@ class World:
         self.faults_over = False  # healed for good: cuts scheduled earlier no longer happen
         self.nodes: dict[str, SimNode] = {}
         self.settings_overrides = settings or {}
-        self.store_settings = store_settings or {}  # Store.open's: segment size, retention
+        self.store_settings: StoreSettings = store_settings or {}
         # The runtime's rule against acceptor amnesia (``Replica._may_vote``): a voter's id
         # started on an empty disk votes in no seat it did not get in that life. Modelled as
         # what the runtime does until the id is removed: its engine runs as a learner. Off,
