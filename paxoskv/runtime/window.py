@@ -6,7 +6,8 @@ Nodes that counted different windows could count different quorums for one slot
 (tests/paxos/test_window_mixed_review.py), so a cluster's window is fixed when it is formed
 and kept for good in its formation id (``identity.py``), which every member keeps in its
 genesis and carries in its idents: ``<hash>`` for the legacy window, ``<hash>/w<slots>`` for
-any other. Its own module because the thin client decodes idents and never loads identity.
+any other. Its own module because ``protocol``, which the thin client loads too, encodes and
+decodes idents, and the thin client must not load ``identity``.
 """
 
 from __future__ import annotations
