@@ -18,7 +18,7 @@ import pytest
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.batches import encode_batch
-from paxoskv.paxos.effects import Broadcast, Persist, Send
+from paxoskv.paxos.effects import Persist
 from paxoskv.paxos.engine import Engine, EngineSettings
 from paxoskv.state import Command, Configuration, PromoteLearner, Set, encode_command
 from tests.paxos.wire import carry_out
@@ -139,17 +139,6 @@ def test_with_64_slots_seven_or_nine_voters_elect_through_a_full_receive_buffer(
     assert [proposed.get(slot) for slot in range(1, 65)] == big
 
 
-def _through_durable(node: Engine, effects: list[object], now: float) -> list[object]:
-    """What ``node`` sends, every persist made durable at once."""
-    out: list[object] = []
-    for effect in effects:
-        if isinstance(effect, Persist):
-            out += _through_durable(node, node.handle_durable(effect.sync_id, now), now)
-        else:
-            out.append(effect)
-    return out
-
-
 def test_a_resent_prepare_asks_a_voter_only_a_reported_value_makes_one() -> None:
     """Review of _resend_prepare: voters a, b, c and learner x; a (now dead) led slots 1-5,
     slot 1 promoting x, and only x heard them chosen. Candidate b has applied none of them,
@@ -169,38 +158,30 @@ def test_a_resent_prepare_asks_a_voter_only_a_reported_value_makes_one() -> None
 
     log = [value(1, PromoteLearner("x"))]
     log += [value(slot, Set(f"k{slot}", "v" * 1_200)) for slot in range(2, 6)]
-    for node in nodes.values():
+    for name, node in nodes.items():
         for slot, accepted in enumerate(log, start=1):
             accept = m.Accept(Ballot(1, "a"), slot, accepted, 0)
-            _through_durable(node, node.receive("a", accept, 0.0), 0.0)
-    _through_durable(nodes["x"], nodes["x"].receive("a", m.Commit(Ballot(1, "a"), 5), 0.0), 0.0)
+            carry_out(name, node, node.receive("a", accept, 0.0), 0.0, "bcx")
+    x = nodes["x"]
+    carry_out("x", x, x.receive("a", m.Commit(Ballot(1, "a"), 5), 0.0), 0.0, "bcx")
     nodes["c"].hold_election(50.0)  # b campaigns first
     nodes["x"].hold_election(50.0)
     now, started, lost = 1.0, None, False
-    wire: list[tuple[str, object]] = []
+    wire: list[tuple[str, str, m.Message]] = []
     while started is None or now - started < 0.45:  # before b's next campaign (0.5 s on)
         for name, node in nodes.items():
-            wire += [(name, e) for e in _through_durable(node, node.tick(now), now)]
+            wire += carry_out(name, node, node.tick(now), now, "bcx")
         if started is None and nodes["b"].role.value == "candidate":
             started = now
         while wire:
-            sender, effect = wire.pop(0)
-            if isinstance(effect, Send):
-                to_all = [effect.to]
-            elif isinstance(effect, Broadcast):
-                to_all = list("bcx")
-            else:
+            sender, to, message = wire.pop(0)
+            if to not in nodes:
+                continue  # (a is dead)
+            first_part = isinstance(message, m.Promise) and message.from_slot == 1
+            if sender == "x" and first_part and not lost:
+                lost = True  # one datagram lost: x's first part
                 continue
-            message = effect.message
-            for to in to_all:
-                if to == sender or to not in nodes:
-                    continue  # (a is dead)
-                first_part = isinstance(message, m.Promise) and message.from_slot == 1
-                if sender == "x" and first_part and not lost:
-                    lost = True  # one datagram lost: x's first part
-                    continue
-                effects = nodes[to].receive(sender, message, now)
-                wire += [(to, e) for e in _through_durable(nodes[to], effects, now)]
+            wire += carry_out(to, nodes[to], nodes[to].receive(sender, message, now), now, "bcx")
         if nodes["b"].is_leader:
             return
         now = min(node.next_deadline() for node in nodes.values())
