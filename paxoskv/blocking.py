@@ -1,8 +1,9 @@
 """The API for code without an event loop (Flask views, scripts): the same methods, blocking.
 
-An event loop runs in a daemon thread of its own; each call is handed to it and waited for.
-``watch`` becomes an ordinary iterator, and ``on_change`` calls its callback on that loop's
-thread (not the caller's), so the callback must be quick and thread-safe.
+An event loop runs in a daemon thread of its own; each call is handed to it and waited for,
+but ``get_local``, which reads an embedded node's own copy on the caller's thread. ``watch``
+becomes an ordinary iterator, and ``on_change`` calls its callback on that loop's thread (not
+the caller's), so the callback must be quick and thread-safe.
 """
 
 from __future__ import annotations
@@ -116,6 +117,20 @@ class BlockingClient:
                 "this handle is not open: use `with paxoskv.open_blocking(config) as kv:`"
             )
         return self._api
+
+    def get_local(self, key: Key, default: Any = None) -> Any:
+        """The key's value in the embedded node's own copy now, read on the caller's thread.
+
+        Every other call is handed to the loop's thread and waited for, which for this one was
+        nearly all its cost: a request handler reading session state paid about 0.1 ms a read
+        for a dict lookup of 1-2 us (twenty-seventh session, ``benchmarks/blocking_reads.py``).
+        The lookup needs no loop: the node's loop replaces a key's row whole and never changes
+        one in place, so under the GIL the caller sees the row from before a write or the one
+        after it, never part of either. It is as stale as any ``local`` read (README,
+        Guarantees), and a caller here may poll it in a loop: the node's loop runs in its own
+        thread meanwhile. A thin client has no copy to read and says so (InvalidArgument).
+        """
+        return self.api.get_local(key, default)
 
     def __getattr__(self, name: str) -> Any:
         """Every method of the API, run to completion on the background loop; any other

@@ -340,6 +340,15 @@ class KVApi(ABC):
         entry = await self.get_entry(key, consistency=consistency)
         return default if entry is None else entry.value
 
+    def get_local(self, key: Key, default: Any = None) -> Any:
+        """A read of this process's own copy, which a :class:`~paxoskv.Node` has (it overrides
+        this) and a thin client has not: said as a typed error, not an AttributeError."""
+        raise InvalidArgument(
+            "a thin client holds no copy of its own to read: use get(key, consistency='local'),"
+            " which the member it talks to answers from its copy, or embed a Node "
+            "(open_blocking(config, replica=True)) to read the node's copy without a message"
+        )
+
     async def items(
         self, prefix: Key | str | None = None, *, consistency: Consistency = "linearizable"
     ) -> list[KeyValue]:
