@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import secrets
 import shutil
 import statistics
 import sys
@@ -64,13 +65,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="paxoskv-blocking-reads-"))
-    port = random.Random(args.seed).randint(20_000, 60_000)
+    # A cluster and a multicast port of the run's own (not the seed's: two runs side by side,
+    # or a local cluster of the developer's, must not meet).
+    port = random.SystemRandom().randint(20_000, 60_000)
     config = Config(
         node_id="r1",
         data_dir=data_dir / "r1",
         durability="os",
-        cluster=f"blocking-reads-{port}",
-        group=f"239.255.{port % 250 + 1}.{port // 250 % 250 + 1}:{port}",
+        cluster=f"blocking-reads-{secrets.token_hex(4)}",
+        group=f"239.255.74.77:{port}",
         interface="127.0.0.1",
         bootstrap_expect=1,
     )

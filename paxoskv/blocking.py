@@ -37,6 +37,9 @@ class BlockingClient:
         self._api: KVApi | None = None
         self._subscriptions: set[concurrent.futures.Future[None]] = set()
         self._failed = False  # its open failed: a second open says so, not "closed"
+        # Set as close() begins: a call from another thread meanwhile (get_local runs on the
+        # caller's) is told the handle is closed, not that it was never opened.
+        self._closing = False
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -74,6 +77,7 @@ class BlockingClient:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        self._closing = True
         for subscription in list(self._subscriptions):
             subscription.cancel()
         if self._api is not None:
@@ -110,7 +114,7 @@ class BlockingClient:
 
     @property
     def api(self) -> KVApi:
-        if self._api is None and self._loop.is_closed():
+        if self._closing or (self._api is None and self._loop.is_closed()):
             raise self._closed_error()
         if self._api is None:
             raise NotStarted(
@@ -125,12 +129,22 @@ class BlockingClient:
         nearly all its cost: a request handler reading session state paid about 0.1 ms a read
         for a dict lookup of 1-2 us (twenty-seventh session, ``benchmarks/blocking_reads.py``).
         The lookup needs no loop: the node's loop replaces a key's row whole and never changes
-        one in place, so under the GIL the caller sees the row from before a write or the one
-        after it, never part of either. It is as stale as any ``local`` read (README,
-        Guarantees), and a caller here may poll it in a loop: the node's loop runs in its own
-        thread meanwhile. A thin client has no copy to read and says so (InvalidArgument).
+        one in place or a value stored in it, and a command that changes several keys (a txn,
+        a lease's revocation) shows whole or not at all, as to a read on the loop, since the
+        node's read waits, yielding the GIL, while the loop's thread is halfway through a slot
+        (``KVStateMachine.changes``). It is as stale as any ``local`` read (README,
+        Guarantees). A caller that polls it should pause between reads (``time.sleep``) or use
+        ``watch``/``on_change``: a thread that spins holds the GIL the node's loop needs, up to
+        the interpreter's switch interval (5 ms) at a time, and slows the node's writes by as
+        much. A thin client has no copy to read and says so (InvalidArgument).
         """
-        return self.api.get_local(key, default)
+        api = self.api
+        try:
+            return api.get_local(key, default)
+        except NodeClosed:
+            if self._closing:  # closed under it: the handle's words, not the async Node's
+                raise self._closed_error() from None
+            raise
 
     def __getattr__(self, name: str) -> Any:
         """Every method of the API, run to completion on the background loop; any other

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -17,6 +18,25 @@ from paxoskv.runtime.replica import Replica
 from paxoskv.runtime.serving import ClientService, all_entries
 from paxoskv.state import ChangeEvent, Configuration, Key
 from paxoskv.transport import Transport
+
+
+def _between_changes(replica: Replica, key: Key, default: Any) -> Any:
+    """:meth:`Node.get_local` on a thread other than the loop's (a blocking handle's caller)
+    while the loop's thread was applying a slot: the read is taken again once none is being
+    applied, so that a command that changes several keys shows whole or not at all, as it
+    does to a read on the loop. ``sleep(0)`` hands the GIL to the applying thread meanwhile.
+    On the loop's own thread (a finalizer run halfway through a slot), nothing would ever
+    finish the slot while it waits: the read is taken as it stands."""
+    while True:
+        engine = replica.engine
+        assert engine is not None
+        state = engine.state
+        mark = state.changes
+        if not mark & 1 or threading.get_ident() == replica.loop_thread_id:
+            entry = state.get(key)
+            if state.changes == mark or threading.get_ident() == replica.loop_thread_id:
+                return default if entry is None else entry.value
+        time.sleep(0)
 
 
 class Node(KVApi):
@@ -202,8 +222,13 @@ class Node(KVApi):
                 f"node {replica.node_id} has no cluster yet: await node.wait_ready() before "
                 "reading its own copy, or await node.get(), which waits"
             )
-        entry = engine.state.get(key)
-        return default if entry is None else entry.value
+        state = engine.state
+        mark = state.changes
+        if not mark & 1:
+            entry = state.get(key)
+            if state.changes == mark:  # read between two changes (see KVStateMachine.changes)
+                return default if entry is None else entry.value
+        return _between_changes(replica, key, default)
 
     async def _read(self, consistency: Consistency, op: str, argument: Any) -> Any:
         replica = self._live()

@@ -128,6 +128,7 @@ class Replica:
         self.store: Store | None = None
         self._committer: GroupCommitter | None = None
         self._loop = asyncio.get_running_loop()
+        self.loop_thread_id = threading.get_ident()  # the one thread that changes the state
         self._loop_thread = threading.get_ident()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = float("inf")

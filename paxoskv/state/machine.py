@@ -131,6 +131,12 @@ class KVStateMachine:
         _require_positive("dedup_window_requests", dedup_window_requests)
         _require_positive("dedup_client_idle_ms", dedup_client_idle_ms)
         self._data: dict[Key, Row] = {}
+        self.changes = 0
+        """Bumped as each apply call starts and again as it ends, so odd while one runs: a
+        reader on a thread other than the applying one (a blocking handle's ``get_local``)
+        reads between two even, equal counts, or tries again. One key's row is replaced whole,
+        but a command may change several (a txn, a lease's revocation), and the applying
+        thread can lose the GIL halfway through one (twenty-seventh session's review)."""
         self._revision = 0
         self._log_time_ms = 0
         self._configuration = configuration
@@ -203,15 +209,19 @@ class KVStateMachine:
         # Every check that can refuse the call comes before the first change.
         wire = read_command_wire(command_to_wire(command))
         identified = _check_request_id(client_id, seq)
-        self._advance_time(log_time_ms)
-        if not identified:
-            return result_from_wire(self._execute(wire))
-        cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
-        if cached is not None:
-            return decode_result(cached)
-        result = self._execute(wire)
-        self._dedup.remember(client_id, seq, self._pack(result))  # type: ignore[arg-type]
-        return result_from_wire(result)
+        self.changes += 1
+        try:
+            self._advance_time(log_time_ms)
+            if not identified:
+                return result_from_wire(self._execute(wire))
+            cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
+            if cached is not None:
+                return decode_result(cached)
+            result = self._execute(wire)
+            self._dedup.remember(client_id, seq, self._pack(result))  # type: ignore[arg-type]
+            return result_from_wire(result)
+        finally:
+            self.changes += 1
 
     def apply_encoded(
         self,
@@ -235,22 +245,26 @@ class KVStateMachine:
         identified = _check_request_id(client_id, seq)
         if identified and not client_id:
             raise InvalidCommand("a request id needs a non-empty client_id (empty is none)")
-        self._advance_time(log_time_ms)
-        if identified:
-            cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
-            if cached is not None:
-                return cached
+        self.changes += 1
         try:
-            wire = unpack_command(data)
-        except MalformedCommand:
-            self._revision += 1
-            result = [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
-        else:
-            result = self._execute(wire)
-        encoded = self._pack(result)
-        if identified:
-            self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
-        return encoded
+            self._advance_time(log_time_ms)
+            if identified:
+                cached = self._deduplicate(client_id, seq)  # type: ignore[arg-type]
+                if cached is not None:
+                    return cached
+            try:
+                wire = unpack_command(data)
+            except MalformedCommand:
+                self._revision += 1
+                result = [r.FAILED, self._revision, r.MALFORMED_COMMAND, _MALFORMED_MESSAGE]
+            else:
+                result = self._execute(wire)
+            encoded = self._pack(result)
+            if identified:
+                self._dedup.remember(client_id, seq, encoded)  # type: ignore[arg-type]
+            return encoded
+        finally:
+            self.changes += 1
 
     def apply_batch(
         self,
@@ -270,7 +284,11 @@ class KVStateMachine:
         id (a client waits on this node) or a retry later asks the dedup table for it. Returns
         the encoded results of those in ``answer``, in log order, as columns (:data:`Answered`).
         """
-        return self._apply_columns(client_ids, seqs, commands, log_time_ms, answer, _BYTES)
+        self.changes += 1
+        try:
+            return self._apply_columns(client_ids, seqs, commands, log_time_ms, answer, _BYTES)
+        finally:
+            self.changes += 1
 
     def apply_items(
         self,
@@ -294,16 +312,20 @@ class KVStateMachine:
         uint64, bytes or list items, equal lengths, an int log time in range), so they are not
         run twice; a caller that passes it wrongly gets undefined results, not an error.
         """
-        if checked and client_ids:
-            if log_time_ms > self._log_time_ms:  # _advance_time, its check already made
-                self._log_time_ms = log_time_ms
-                self._dedup.forget_idle(log_time_ms)
-            if len(client_ids) >= plain_sets.MIN_REQUESTS:
-                answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
-                if answers is not None:
-                    return answers
-            return self._apply_requests(client_ids, seqs, items, answer)
-        return self._apply_columns(client_ids, seqs, items, log_time_ms, answer, _ITEMS)
+        self.changes += 1
+        try:
+            if checked and client_ids:
+                if log_time_ms > self._log_time_ms:  # _advance_time, its check already made
+                    self._log_time_ms = log_time_ms
+                    self._dedup.forget_idle(log_time_ms)
+                if len(client_ids) >= plain_sets.MIN_REQUESTS:
+                    answers = plain_sets.apply_plain_sets(self, client_ids, seqs, items, answer)
+                    if answers is not None:
+                        return answers
+                return self._apply_requests(client_ids, seqs, items, answer)
+            return self._apply_columns(client_ids, seqs, items, log_time_ms, answer, _ITEMS)
+        finally:
+            self.changes += 1
 
     def _apply_columns(
         self,

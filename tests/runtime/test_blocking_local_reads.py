@@ -2,25 +2,40 @@
 
 Every other blocking call is handed to the loop's thread and waited for; ``get_local`` was too,
 which cost a request handler about 0.1 ms for a dict lookup of 1-2 us (twenty-seventh session).
-These hold that it no longer waits on the loop at all, that what it reads while the loop
-applies writes is always a whole value and never goes backwards, and that a thin client, which
-has no copy, says so with a typed error instead of an AttributeError.
+These hold that it no longer waits on the loop at all; that what it reads while the loop
+applies writes is what a read on the loop could have read (a txn's keys all from before it or
+all from after it: the review found reads that saw one key of a txn and not the other); that
+a handle being closed says so with its own error; and that a thin client, which has no copy,
+says so with a typed error instead of an AttributeError.
 """
 
 from __future__ import annotations
 
+import random
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from paxoskv import open_blocking
+from paxoskv import Set, open_blocking
+from paxoskv.blocking import BlockingClient
 from paxoskv.errors import InvalidArgument, NodeClosed, NotStarted
 from paxoskv.remote import Client
-from tests.runtime.cluster import MemoryCluster
+from tests.runtime.cluster import MemoryCluster, unique_cluster_name
 
 BOUND_S = 10.0
+
+
+def _own_cluster() -> Any:
+    """A node of a cluster of its own on loopback (a name and a multicast port of its own, so
+    that runs side by side and a developer's local cluster never meet)."""
+    port = random.randint(20_000, 60_000)
+    return MemoryCluster().config(
+        "b1", bootstrap_expect=1, cluster=unique_cluster_name(), group=f"239.255.74.76:{port}"
+    )
 
 
 def _on_a_thread(call: Any) -> Any:
@@ -41,9 +56,20 @@ def _on_a_thread(call: Any) -> Any:
     return outcome[0]
 
 
+@pytest.fixture
+def switching_often() -> Iterator[None]:
+    """The GIL handed between threads every microsecond rather than every 5 ms, so that a
+    reader lands inside the loop thread's slot often, as it would now and then in a server."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_get_local_answers_while_the_loop_is_held() -> None:
-    config = MemoryCluster().config("b1", bootstrap_expect=1)
-    kv = open_blocking(config, replica=True)
+    kv = open_blocking(_own_cluster(), replica=True)
     with pytest.raises(NotStarted, match="open_blocking"):
         kv.get_local("k")
     with kv:
@@ -68,16 +94,58 @@ def test_get_local_answers_while_the_loop_is_held() -> None:
         # A copy, as every read of a Node hands out: changing it leaves the node's map alone.
         kv.get_local("session/1")["user"] = "eve"
         assert kv.get_local("session/1") == {"user": "ada"}
-    with pytest.raises(NodeClosed, match="closed"):
+    with pytest.raises(NodeClosed, match="handle is closed"):
         kv.get_local("session/1")
+
+
+def test_a_txn_shows_whole_or_not_at_all_to_readers_on_other_threads(
+    switching_often: None,
+) -> None:
+    """Two keys written by one txn at each step, read one after the other by two threads: the
+    second key read is never older than the first. Tuple values make the loop's thread call
+    into interpreted code in the middle of the txn (sizing a value for the watch history), where
+    it can lose the GIL to a reader: before the reads waited for a slot to be applied whole, a
+    reader saw ``t/a`` of one txn with ``t/b`` of the one before (269 times in a review run)."""
+    txns = 300
+    with open_blocking(_own_cluster(), replica=True) as kv:
+        kv.wait_ready(5)
+        kv.txn([], [Set("t/a", (-1, "a")), Set("t/b", (-1, "b"))])
+        stop = threading.Event()
+        torn: list[tuple[Any, Any]] = []
+        failures: list[BaseException] = []
+
+        def read_pairs() -> None:
+            try:
+                while not stop.is_set():
+                    first = kv.get_local("t/a")
+                    second = kv.get_local("t/b")
+                    if second[0] < first[0]:
+                        torn.append((first, second))
+                    time.sleep(0)  # a poller that yields, as the README asks
+            except BaseException as error:
+                failures.append(error)
+
+        readers = [threading.Thread(target=read_pairs, daemon=True) for _ in range(2)]
+        for reader in readers:
+            reader.start()
+        try:
+            for n in range(txns):
+                kv.txn([], [Set("t/a", (n, "a")), Set("t/b", (n, "b"))])
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join(BOUND_S)
+        assert not failures, failures
+        assert not torn, f"{len(torn)} reads saw half a txn, e.g. {torn[:3]}"
+        assert kv.get_local("t/a") == (txns - 1, "a")
+        assert kv.get_local("t/b") == (txns - 1, "b")
 
 
 def test_get_local_polled_while_another_thread_writes_never_goes_back() -> None:
     """The loop applies writes on its thread while this one reads: every value read is one
     that was written, in the order written, and the last one shows without any await."""
-    config = MemoryCluster().config("b1", bootstrap_expect=1)
     writes = 200
-    with open_blocking(config, replica=True) as kv:
+    with open_blocking(_own_cluster(), replica=True) as kv:
         kv.wait_ready(5)
         kv.set("counter", -1)
         failures: list[BaseException] = []
@@ -93,20 +161,56 @@ def test_get_local_polled_while_another_thread_writes_never_goes_back() -> None:
         writer.start()
         seen: list[int] = []
         deadline = time.monotonic() + BOUND_S
-        while time.monotonic() < deadline:
+        while writer.is_alive() and time.monotonic() < deadline:
             value = kv.get_local("counter")
             if not seen or value != seen[-1]:
                 seen.append(value)
-            if value == writes - 1:
-                break
+            time.sleep(0)
         writer.join(BOUND_S)
         assert not failures, failures
-        assert seen[-1] == writes - 1, f"the last write never showed; saw up to {seen[-1]}"
+        seen.append(kv.get_local("counter"))  # a write is answered once this node applied it
+        assert seen[-1] == writes - 1
         assert seen == sorted(seen), "a read went back to an older value"
         assert set(seen) <= set(range(-1, writes))
+
+
+def test_a_handle_being_closed_says_so_to_its_readers() -> None:
+    """A reader on another thread while the handle closes gets the handle's NodeClosed, never
+    NotStarted ("not open: use `with`") nor the async Node's wording."""
+    kv = open_blocking(_own_cluster(), replica=True)
+    with kv:
+        kv.wait_ready(5)
+        kv.set("k", 1)
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                try:
+                    kv.get_local("k")
+                except BaseException as error:
+                    errors.append(error)
+                    return
+                time.sleep(0)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+    reader.join(BOUND_S)
+    stop.set()
+    assert errors, "the reader never saw the handle close"
+    assert all(isinstance(error, NodeClosed) for error in errors), errors
+    assert "handle is closed" in str(errors[0])
 
 
 def test_a_thin_client_has_no_copy_to_read_and_says_what_to_use() -> None:
     client = Client(MemoryCluster().config("t1"))
     with pytest.raises(InvalidArgument, match=r"consistency='local'.*replica=True"):
         client.get_local("k")
+    handle = BlockingClient(lambda: client)
+    handle._api = client  # as open() leaves it, without a member to reach
+    try:
+        with pytest.raises(InvalidArgument, match=r"consistency='local'"):
+            handle.get_local("k")
+    finally:
+        handle._api = None
+        handle.close()  # its loop never ran: closed at once
