@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import inspect
+import os
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -40,6 +41,9 @@ class BlockingClient:
         # Set as close() begins: a call from another thread meanwhile (get_local runs on the
         # caller's) is told the handle is closed, not that it was never opened.
         self._closing = False
+        # The process whose thread runs the loop: a child forked from it has no such thread,
+        # and a call handed to the loop there would wait for good.
+        self._pid = os.getpid()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -78,6 +82,8 @@ class BlockingClient:
         if self._loop.is_closed():
             return
         self._closing = True
+        if os.getpid() != self._pid:
+            return  # a forked child's copy: the node and its thread are the parent's to close
         for subscription in list(self._subscriptions):
             subscription.cancel()
         if self._api is not None:
@@ -116,6 +122,13 @@ class BlockingClient:
     def api(self) -> KVApi:
         if self._closing or (self._api is None and self._loop.is_closed()):
             raise self._closed_error()
+        if os.getpid() != self._pid:
+            raise NodeClosed(
+                f"this handle was opened in process {self._pid}, and this process was forked "
+                "from it, without the thread that runs the handle: open_blocking() a new one "
+                "in this process (a server that forks workers opens it in each worker, after "
+                "the fork)"
+            )
         if self._api is None:
             raise NotStarted(
                 "this handle is not open: use `with paxoskv.open_blocking(config) as kv:`"

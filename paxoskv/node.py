@@ -22,21 +22,38 @@ from paxoskv.transport import Transport
 
 def _between_changes(replica: Replica, key: Key, default: Any) -> Any:
     """:meth:`Node.get_local` on a thread other than the loop's (a blocking handle's caller)
-    while the loop's thread was applying a slot: the read is taken again once none is being
-    applied, so that a command that changes several keys shows whole or not at all, as it
-    does to a read on the loop. ``sleep(0)`` hands the GIL to the applying thread meanwhile.
-    On the loop's own thread (a finalizer run halfway through a slot), nothing would ever
-    finish the slot while it waits: the read is taken as it stands."""
+    that found the loop's thread applying a slot (``KVStateMachine.changes`` odd).
+
+    A command that changes several keys must show whole or not at all, as it does to a read on
+    the loop. A row whose mod revision is no later than the revision the slot started from
+    (``changing_from``) was there before the slot and is kept: most keys are not the slot's.
+    A key the slot changed, or one missing (the slot may have deleted it), is read again once
+    the slot is done; ``sleep(0)`` hands the GIL to the applying thread meanwhile, and the wait
+    can last a switch interval (5 ms) or the rest of a long slot. On the loop's own thread (a
+    finalizer run halfway through a slot) nothing would finish the slot while it waited: the
+    read is taken as it stands. A loop thread gone halfway through a slot (in a child forked
+    meanwhile) never finishes it either: NodeClosed, not a wait for good.
+    """
     while True:
         engine = replica.engine
         assert engine is not None
         state = engine.state
         mark = state.changes
-        if not mark & 1 or threading.get_ident() == replica.loop_thread_id:
+        if mark & 1 and threading.current_thread() is not replica.loop_thread:
+            start = state.changing_from
             entry = state.get(key)
-            if state.changes == mark or threading.get_ident() == replica.loop_thread_id:
-                return default if entry is None else entry.value
-        time.sleep(0)
+            if entry is not None and entry.mod_revision <= start and state.changes == mark:
+                return entry.value  # there before the slot began
+            if not replica.loop_thread.is_alive():
+                raise NodeClosed(
+                    f"node {replica.node_id}'s event loop thread is gone (in a process forked "
+                    "from the one that started it?): start a node in this process"
+                )
+            time.sleep(0)
+            continue
+        entry = state.get(key)
+        if state.changes == mark or threading.current_thread() is replica.loop_thread:
+            return default if entry is None else entry.value
 
 
 class Node(KVApi):
@@ -214,6 +231,10 @@ class Node(KVApi):
         that polls in a loop must still await something, or the node never applies what it
         polls for. NoQuorum if the node has no cluster yet (``await node.wait_ready()``
         first), NodeClosed once it is closed or stopped.
+
+        It may be called from another thread too (a blocking handle calls it on its caller's):
+        a read that finds the loop's thread halfway through a slot waits for the slot to be
+        applied if the slot changed the key (see :func:`_between_changes`).
         """
         replica = self._live()
         engine = replica.engine

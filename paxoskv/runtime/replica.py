@@ -128,8 +128,10 @@ class Replica:
         self.store: Store | None = None
         self._committer: GroupCommitter | None = None
         self._loop = asyncio.get_running_loop()
-        self.loop_thread_id = threading.get_ident()  # the one thread that changes the state
-        self._loop_thread = threading.get_ident()
+        # The one thread that changes the state: Node.get_local from another thread checks it
+        # is still alive (it is not in a child forked while it applied a slot).
+        self.loop_thread = threading.current_thread()
+        self._loop_thread = self.loop_thread.ident
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline = float("inf")
         self._delivering = False  # in _on_deliveries: its steps leave the timer to it

@@ -201,7 +201,9 @@ class DedupTable:
         return client
 
     def peek(self, client_id: ClientId, seq: int) -> bytes | None:
-        """The cached result for ``(client_id, seq)`` if any, changing nothing.
+        """The cached result for ``(client_id, seq)`` if any, changing no result and no
+        client's place in the table (it unpacks the client's runs of results and keeps the
+        packed bytes it makes: the applying thread's to call, as every other method is).
 
         For a leader that wants to answer a retry without proposing it again.
         """

@@ -137,6 +137,10 @@ class KVStateMachine:
         reads between two even, equal counts, or tries again. One key's row is replaced whole,
         but a command may change several (a txn, a lease's revocation), and the applying
         thread can lose the GIL halfway through one (twenty-seventh session's review)."""
+        self.changing_from = 0
+        """The revision before the apply call running now (set before ``changes`` turns odd):
+        a row found during it whose mod revision is no later was there before it began, so
+        such a reader may keep it rather than wait for the call to end."""
         self._revision = 0
         self._log_time_ms = 0
         self._configuration = configuration
@@ -209,6 +213,7 @@ class KVStateMachine:
         # Every check that can refuse the call comes before the first change.
         wire = read_command_wire(command_to_wire(command))
         identified = _check_request_id(client_id, seq)
+        self.changing_from = self._revision
         self.changes += 1
         try:
             self._advance_time(log_time_ms)
@@ -245,6 +250,7 @@ class KVStateMachine:
         identified = _check_request_id(client_id, seq)
         if identified and not client_id:
             raise InvalidCommand("a request id needs a non-empty client_id (empty is none)")
+        self.changing_from = self._revision
         self.changes += 1
         try:
             self._advance_time(log_time_ms)
@@ -284,6 +290,7 @@ class KVStateMachine:
         id (a client waits on this node) or a retry later asks the dedup table for it. Returns
         the encoded results of those in ``answer``, in log order, as columns (:data:`Answered`).
         """
+        self.changing_from = self._revision
         self.changes += 1
         try:
             return self._apply_columns(client_ids, seqs, commands, log_time_ms, answer, _BYTES)
@@ -312,6 +319,7 @@ class KVStateMachine:
         uint64, bytes or list items, equal lengths, an int log time in range), so they are not
         run twice; a caller that passes it wrongly gets undefined results, not an error.
         """
+        self.changing_from = self._revision
         self.changes += 1
         try:
             if checked and client_ids:

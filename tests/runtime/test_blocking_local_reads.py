@@ -11,10 +11,13 @@ says so with a typed error instead of an AttributeError.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,3 +217,109 @@ def test_a_thin_client_has_no_copy_to_read_and_says_what_to_use() -> None:
     finally:
         handle._api = None
         handle.close()  # its loop never ran: closed at once
+
+
+def _waits(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """``call()`` started on a thread of its own; the thread and where its outcome lands."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+async def test_a_read_during_a_slot_keeps_what_the_slot_left_alone_and_waits_for_the_rest() -> None:
+    """The loop's thread halfway through a slot, as a reader on another thread finds it: the
+    count odd, the slot's starting revision recorded (set here by hand, as the machine sets
+    them when an apply begins)."""
+    cluster = MemoryCluster()
+    node = await cluster.start("s1", bootstrap_expect=1)
+    try:
+        await node.wait_ready(5)
+        await node.set("untouched", "old")
+        await node.set("touched", "new")  # its revision is the last: the slot's own
+        state = node.replica.engine.state  # type: ignore[union-attr]
+        state.changing_from = state.revision - 1
+        state.changes += 1
+        try:
+            assert _on_a_thread(lambda: node.get_local("untouched")) == "old"  # at once
+            assert node.get_local("touched") == "new"  # the loop's own thread reads as it stands
+            touched, touched_got = _waits(lambda: node.get_local("touched"))
+            missing, missing_got = _waits(lambda: node.get_local("missing", "none"))
+            touched.join(0.05)
+            missing.join(0.05)
+            assert not touched_got and not missing_got, "a read kept what the slot may change"
+        finally:
+            state.changes += 1  # the slot is done
+        touched.join(BOUND_S)
+        missing.join(BOUND_S)
+        assert touched_got == ["new"] and missing_got == ["none"]
+    finally:
+        await cluster.close()
+
+
+async def test_a_read_during_a_slot_whose_loop_thread_is_gone_is_refused() -> None:
+    """As in a child forked while the loop's thread applied a slot: nothing will finish it."""
+    cluster = MemoryCluster()
+    node = await cluster.start("s1", bootstrap_expect=1)
+    try:
+        await node.wait_ready(5)
+        await node.set("k", 1)
+        state = node.replica.engine.state  # type: ignore[union-attr]
+        gone = threading.Thread(target=lambda: None)
+        gone.start()
+        gone.join()
+        loop_thread, node.replica.loop_thread = node.replica.loop_thread, gone
+        state.changing_from = state.revision - 1
+        state.changes += 1
+        try:
+            got = _on_a_thread(lambda: node.get_local("k"))
+        finally:
+            state.changes += 1
+            node.replica.loop_thread = loop_thread
+        assert isinstance(got, NodeClosed) and "thread is gone" in str(got)
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is not on this platform")
+def test_a_forked_child_is_told_to_open_its_own_handle() -> None:
+    """A server that opens a handle and then forks workers (gunicorn --preload): the child has
+    no thread running the handle's loop, so any call handed to it would wait for good."""
+    with open_blocking(_own_cluster(), replica=True) as kv:
+        kv.wait_ready(5)
+        kv.set("k", 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child: report by exit code, never return into pytest
+            code = 1
+            try:
+                for call in (lambda: kv.get_local("k"), lambda: kv.set("k", 2)):
+                    try:
+                        call()
+                    except NodeClosed as error:
+                        code = 0 if "forked" in str(error) and code != 2 else 2
+                    else:
+                        code = 2
+                kv.close()  # at once: the node is the parent's to close
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + BOUND_S
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.01)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert kv.get_local("k") == 1  # the parent's handle is untouched
