@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar
 
 from paxoskv.client import KVApi
 from paxoskv.config import Config
-from paxoskv.errors import InvalidArgument, NodeClosed, NotStarted
+from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum, NotStarted
 from paxoskv.state import ChangeEvent, Key
 
 T = TypeVar("T")
@@ -158,6 +158,11 @@ class BlockingClient:
             if self._closing:  # closed under it: the handle's words, not the async Node's
                 raise self._closed_error() from None
             raise
+        except NoQuorum:  # the Node's words say "await": say what a blocking caller calls
+            raise NoQuorum(
+                "this node has no cluster yet: call kv.wait_ready() before reading its own "
+                "copy with kv.get_local(), or read with kv.get(), which waits"
+            ) from None
 
     def __getattr__(self, name: str) -> Any:
         """Every method of the API, run to completion on the background loop; any other

@@ -25,19 +25,22 @@ import pytest
 
 from paxoskv import Set, open_blocking
 from paxoskv.blocking import BlockingClient
-from paxoskv.errors import InvalidArgument, NodeClosed, NotStarted
+from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum, NotStarted
 from paxoskv.remote import Client
 from tests.runtime.cluster import MemoryCluster, unique_cluster_name
 
 BOUND_S = 10.0
 
 
-def _own_cluster() -> Any:
+def _own_cluster(bootstrap_expect: int = 1) -> Any:
     """A node of a cluster of its own on loopback (a name and a multicast port of its own, so
     that runs side by side and a developer's local cluster never meet)."""
     port = random.randint(20_000, 60_000)
     return MemoryCluster().config(
-        "b1", bootstrap_expect=1, cluster=unique_cluster_name(), group=f"239.255.74.76:{port}"
+        "b1",
+        bootstrap_expect=bootstrap_expect,
+        cluster=unique_cluster_name(),
+        group=f"239.255.74.76:{port}",
     )
 
 
@@ -323,3 +326,10 @@ def test_a_forked_child_is_told_to_open_its_own_handle() -> None:
             time.sleep(0.01)
         assert os.waitstatus_to_exitcode(status) == 0
         assert kv.get_local("k") == 1  # the parent's handle is untouched
+
+
+def test_a_handle_with_no_cluster_yet_says_what_a_blocking_caller_calls() -> None:
+    with open_blocking(_own_cluster(bootstrap_expect=3), replica=True) as kv:  # waits for two
+        with pytest.raises(NoQuorum, match=r"kv\.wait_ready\(\)") as caught:
+            kv.get_local("k")
+        assert "await" not in str(caught.value)
