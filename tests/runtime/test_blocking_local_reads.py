@@ -44,9 +44,8 @@ def _own_cluster(bootstrap_expect: int = 1) -> Any:
     )
 
 
-def _on_a_thread(call: Any) -> Any:
-    """``call()`` on a thread of its own, bounded: a call that waits on a held loop would
-    otherwise hang the suite rather than fail."""
+def _waits(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """``call()`` started on a thread of its own; the thread and where its outcome lands."""
     outcome: list[Any] = []
 
     def run() -> None:
@@ -57,6 +56,13 @@ def _on_a_thread(call: Any) -> Any:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
+    return thread, outcome
+
+
+def _on_a_thread(call: Any) -> Any:
+    """``call()`` on a thread of its own, bounded: a call that waits on a held loop would
+    otherwise hang the suite rather than fail."""
+    thread, outcome = _waits(call)
     thread.join(BOUND_S)
     assert outcome, f"the call did not return within {BOUND_S:g} s"
     return outcome[0]
@@ -220,21 +226,6 @@ def test_a_thin_client_has_no_copy_to_read_and_says_what_to_use() -> None:
     finally:
         handle._api = None
         handle.close()  # its loop never ran: closed at once
-
-
-def _waits(call: Any) -> tuple[threading.Thread, list[Any]]:
-    """``call()`` started on a thread of its own; the thread and where its outcome lands."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except BaseException as error:
-            outcome.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
 
 
 async def test_a_read_during_a_slot_keeps_what_the_slot_left_alone_and_waits_for_the_rest() -> None:
