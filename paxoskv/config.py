@@ -77,7 +77,8 @@ class Config:
     min_voters: int = 3
     faults: FaultSettings | None = None  # seeded fault injection on real sockets (chaos runs)
     event_loop: str = (
-        "auto"  # what `paxos-kv node` runs on: auto (uvloop if installed), asyncio, uvloop
+        "auto"  # what `paxos-kv node` and a blocking handle's own loop run on: auto (uvloop if
+        # installed), asyncio, uvloop
     )
 
     def __post_init__(self) -> None:

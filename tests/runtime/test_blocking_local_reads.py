@@ -11,6 +11,7 @@ says so with a typed error instead of an AttributeError.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -324,3 +325,18 @@ def test_a_handle_with_no_cluster_yet_says_what_a_blocking_caller_calls() -> Non
         with pytest.raises(NoQuorum, match=r"kv\.wait_ready\(\)") as caught:
             kv.get_local("k")
         assert "await" not in str(caught.value)
+
+
+@pytest.mark.parametrize("choice", ["auto", "asyncio"])
+def test_a_handle_runs_its_own_loop_on_the_loop_config_names(choice: str) -> None:
+    """The handle's loop is its own, in a thread the application never sees: chosen as
+    `paxos-kv node` chooses (uvloop where installed, unless the config says asyncio)."""
+    uvloop = pytest.importorskip("uvloop") if choice == "auto" else None
+    kv = open_blocking(dataclasses.replace(_own_cluster(), event_loop=choice), replica=True)
+    try:
+        if uvloop is not None:
+            assert isinstance(kv._loop, uvloop.Loop)
+        else:
+            assert type(kv._loop).__module__.startswith("asyncio")
+    finally:
+        kv.close()  # never opened: its loop is closed at once
