@@ -33,6 +33,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,30 +81,35 @@ async def sequential_writes(
         )
         for i in (1, 2, 3)
     ]
-    for node in nodes:
-        await node.start()
-    await asyncio.gather(*(node.wait_ready(300) for node in nodes))
-    leader = None
-    async with asyncio.timeout(300):
-        while leader is None:
-            for node in nodes:
-                if (await node.status())["is_leader"]:
-                    leader = node
-            await asyncio.sleep(0.01)
-    for i in range(WARM_UP_WRITES):
-        await leader.set(f"warm{i}", VALUE)
-    value = "x" * value_bytes
-    left = writes
+    try:
+        for node in nodes:
+            await node.start()
+        await asyncio.gather(*(node.wait_ready(300) for node in nodes))
+        leader = None
+        async with asyncio.timeout(300):
+            while leader is None:
+                for node in nodes:
+                    if (await node.status())["is_leader"]:
+                        leader = node
+                await asyncio.sleep(0.01)
+        for i in range(WARM_UP_WRITES):
+            await leader.set(f"warm{i}", VALUE)
+        value = "x" * value_bytes
+        left = writes
 
-    async def client() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await leader.set(f"k{left % 100}", value)
+        async def client() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await leader.set(f"k{left % 100}", value)
 
-    started = time.process_time()
-    await asyncio.gather(*(client() for _ in range(window)))
-    return (time.process_time() - started) / writes * 1e6
+        started = time.process_time()
+        await asyncio.gather(*(client() for _ in range(window)))
+        return (time.process_time() - started) / writes * 1e6
+    finally:  # the nodes stopped and their data dirs gone, however the run ended
+        for node in nodes:
+            await node.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def instructions_per_write(durability: str, window: int, value_bytes: int) -> int:
