@@ -208,7 +208,13 @@ class BlockingClient:
         self, prefix: Key | str | None = None, from_revision: int | None = None
     ) -> Iterator[ChangeEvent]:
         """Changes as an ordinary iterator; break out of the loop to stop watching."""
-        api = self.api  # NotStarted or NodeClosed here: a watch before open waited for good
+        # NotStarted or NodeClosed at the call, not at the first next(): a watch before open
+        # waited for good, and a generator's body runs only when first iterated.
+        return self._events(self.api, prefix, from_revision)
+
+    def _events(
+        self, api: KVApi, prefix: Key | str | None, from_revision: int | None
+    ) -> Iterator[ChangeEvent]:
         events: queue.Queue[object] = queue.Queue()
 
         async def pump() -> None:

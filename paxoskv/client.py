@@ -43,6 +43,7 @@ from paxoskv.state.command_wire import encode_command, encode_set
 from paxoskv.state.commands import (
     MAX_LEASE_ID,
     MAX_TTL_MS,
+    TARGETS,
     Command,
     Compare,
     Delete,
@@ -269,6 +270,15 @@ class KVApi(ABC):
 
         ``expected=None`` with ``compare="value"`` means "only if the key does not exist".
         """
+        if compare not in TARGETS:
+            raise InvalidArgument(
+                f"cas compare must be one of {', '.join(TARGETS)}, not {compare!r}"
+            )
+        if compare != "value" and (type(expected) is not int or not 0 <= expected <= MAX_REVISION):
+            raise InvalidArgument(
+                f"cas(compare={compare!r}) compares a whole number: expected must be an int "
+                f"from 0 to {MAX_REVISION}, not {expected!r} (0: the key does not exist)"
+            )
         if expected is None and compare == "value":
             check = Compare(key, "version", "==", 0)
         else:

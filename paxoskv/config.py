@@ -81,6 +81,20 @@ class Config:
         # installed), asyncio, uvloop
     )
 
+    def __new__(cls, *args: Any, **settings: Any) -> Config:
+        # Before the generated __init__, whose TypeError for a misspelt name says neither
+        # which settings there are nor that this is a setting: the same mistake in a TOML
+        # file or an environment variable is a ConfigurationError with a suggestion.
+        if args:
+            raise ConfigurationError(
+                "Config takes its settings by name (Config(node_id=..., data_dir=...)), "
+                f"not by position: {len(args)} given"
+            )
+        for name in settings:
+            if name not in _FIELDS:
+                raise _unknown_setting(name)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         # Types first: a "5" where a number belongs would otherwise surface as a TypeError
         # from a comparison below, or from a socket call much later.
@@ -425,6 +439,17 @@ def _faults(table: dict[str, Any], source: str) -> FaultSettings:
         return FaultSettings.from_mapping(table)
     except ConfigurationError as error:
         raise ConfigurationError(f"{source}: {error}") from None
+
+
+def _unknown_setting(name: str) -> ConfigurationError:
+    import difflib  # here: only a misspelt setting needs it, not every start-up
+
+    near = difflib.get_close_matches(name, list(_FIELDS), n=1)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    return ConfigurationError(
+        f"Config has no setting {name!r}{hint} (the settings are listed in README.md, "
+        "Configuration)"
+    )
 
 
 def _unknown_variable(variable: str) -> ConfigurationError:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,18 @@ def test_an_unknown_variable_is_refused_as_an_unknown_toml_key_is() -> None:
     ):
         load_config(environ={"PAXOS_KV_CLUSTR": "x"})
     assert load_config(environ={"PAXOS_KV_CLUSTER": "x", "OTHER": "y"}).cluster == "x"
+
+
+def test_a_misspelt_setting_in_code_is_refused_as_one_in_a_file_is() -> None:
+    # Python's own TypeError named neither the settings nor the likely one.
+    with pytest.raises(ConfigurationError, match=r"'timeout_s'; did you mean request_timeout_s"):
+        Config(node_id="a", timeout_s=3)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match=r"by name .* not by position: 1 given"):
+        Config(Path("/tmp/x"))
+    config = Config(node_id="a", request_timeout_s=3)  # the right names still make one
+    assert config.request_timeout_s == 3
+    assert replace(config, node_id="b").node_id == "b"
+    assert pickle.loads(pickle.dumps(config)) == config
 
 
 def test_variables_of_every_type_still_parse() -> None:

@@ -89,6 +89,18 @@ BAD_CALLS: dict[str, tuple[Call, str]] = {
         lambda api: api.promote(7),  # type: ignore[arg-type]
         "a node id is a str, not int",
     ),
+    "cas compare misspelt": (
+        lambda api: api.cas("k", "v", "w", compare="values"),  # type: ignore[arg-type]
+        "cas compare must be one of value, version, create_revision, mod_revision, not 'values'",
+    ),
+    "cas version as text": (
+        lambda api: api.cas("k", "1", "w", compare="version"),
+        "cas(compare='version') compares a whole number: expected must be an int",
+    ),
+    "cas revision None": (
+        lambda api: api.cas("k", None, "w", compare="mod_revision"),
+        "not None (0: the key does not exist)",
+    ),
     "on_change callback": (
         lambda api: _on_change(api, "k", 5),
         "on_change needs a callable",
@@ -115,6 +127,8 @@ async def test_good_arguments_still_work(api: KVApi) -> None:
     assert lease > 0
     revision = await api.set("k2", "a", if_revision=0)
     assert await api.set("k2", "b", if_revision=revision) > revision
+    assert await api.cas("k3", 0, "a", compare="version") > revision  # 0: only if absent
+    assert await api.cas("k3", "a", "b") > revision
     assert await api.get("k2", consistency="local") == "b"
 
 
