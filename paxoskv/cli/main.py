@@ -18,6 +18,7 @@ import click
 from paxoskv.cli.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     PROGRAM,
     Failure,
     failure_for,
@@ -90,6 +91,9 @@ class PaxosKVGroup(click.Group):
                 **extra,
             )
         except click.UsageError as error:
+            if _is_bare_help(error):  # `paxos-kv` alone: the help as it reads, not one line
+                click.echo(error.format_message(), err=True)
+                sys.exit(EXIT_USAGE)
             _fail(usage_failure(error))
         except click.ClickException as error:
             _fail(Failure(error.exit_code, f"error: {error.format_message()}"))
@@ -103,6 +107,12 @@ class PaxosKVGroup(click.Group):
             _fail(failure_for(error))
         # Without standalone mode, click returns the code of a ctx.exit(n) (--help, --version).
         sys.exit(outcome if isinstance(outcome, int) else EXIT_OK)
+
+
+def _is_bare_help(error: click.UsageError) -> bool:
+    """The group called with no command, which click (8.2 on) raises as a usage error whose
+    message is the whole help (8.1 printed the help itself and exited 0)."""
+    return type(error).__name__ == "NoArgsIsHelpError"
 
 
 def _fail(failure: Failure) -> NoReturn:

@@ -405,6 +405,16 @@ def test_a_bad_setting_exits_2_naming_it(cli: Cli, fake: FakeCluster) -> None:
     assert fake.calls == []
 
 
+def test_no_command_prints_the_help_as_it_reads(cli: Cli, fake: FakeCluster) -> None:
+    # click 8.2 on raises it as a usage error whose message is the help: once pressed into
+    # the one line usage errors get, every command and option ran together.
+    result = cli()
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Usage: paxos-kv [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in result.stderr
+    assert fake.calls == []
+
+
 def test_help_and_version_exit_0(cli: Cli) -> None:
     assert cli("--help").exit_code == 0
     assert "Exit codes" in cli("--help").stdout
