@@ -76,9 +76,11 @@ def test_the_blocking_example_runs_against_a_running_node(tmp_path: Path) -> Non
     log = tmp_path / "node.log"
     with log.open("w") as sink:
         node = subprocess.Popen(
-            [sys.executable, "-m", "paxoskv.cli", "node", "--node-id", "r1"]
-            + ["--data-dir", str(tmp_path / "r1"), "--bootstrap-expect", "1"]
-            + ["--cluster", cluster, "--group", group],
+            [
+                *(sys.executable, "-m", "paxoskv.cli", "node", "--node-id", "r1"),
+                *("--data-dir", str(tmp_path / "r1"), "--bootstrap-expect", "1"),
+                *("--cluster", cluster, "--group", group),
+            ],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env=clean_environment(),
