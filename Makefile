@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,fast]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[dev,fast,web]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # The core (paxoskv/paxos, paxoskv/state, the transport's framing; the list is in

@@ -11,6 +11,7 @@ says so with a typed error instead of an AttributeError.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -340,3 +341,25 @@ def test_a_handle_runs_its_own_loop_on_the_loop_config_names(choice: str) -> Non
             assert type(kv._loop).__module__.startswith("asyncio")
     finally:
         kv.close()  # never opened: its loop is closed at once
+
+
+def test_run_makes_several_calls_in_one_hand_over() -> None:
+    """``kv.run``: an async function of the API awaited on the handle's loop (a session
+    backend's renewal and write go together), with the handle's errors at the call."""
+    kv = open_blocking(_own_cluster(), replica=True)
+    with pytest.raises(NotStarted, match="open_blocking"):
+        kv.run(lambda api: api.get("k"))
+    with kv:
+        kv.wait_ready(5)
+        loop_threads: list[str] = []
+
+        async def two_writes_and_a_read(api: Any) -> Any:
+            loop_threads.append(threading.current_thread().name)
+            await api.set("a", 1)
+            await api.set("b", 2)
+            return await asyncio.gather(api.get("a"), api.get("b"))
+
+        assert kv.run(two_writes_and_a_read) == [1, 2]
+        assert loop_threads == ["paxoskv"]  # on the handle's own loop, not the caller's thread
+    with pytest.raises(NodeClosed):
+        kv.run(lambda api: api.get("a"))

@@ -1,0 +1,123 @@
+"""Starlette (and FastAPI) sessions kept in a paxos-kv cluster: ``request.session``, as
+Starlette's own ``SessionMiddleware`` gives it, but on the server side.
+
+    node = paxoskv.Node(config)                 # or paxoskv.connect(config): a thin client
+    app = Starlette(routes=..., middleware=[Middleware(PaxosKVSessionMiddleware, kv=node)])
+
+Starlette's middleware keeps the whole session in a signed cookie; this one keeps only the
+session's random id there, and the session itself as a key of the cluster on a lease of
+``max_age`` seconds (Starlette's default, two weeks; ``ttl_s`` when ``max_age`` is None, a
+cookie that lasts while the browser is open). A request whose handler changed the session
+(compared with what was read, nested lists and dicts included) writes it and pushes its
+expiry back; one that emptied it deletes it and the cookie. Call :func:`regenerate` at login
+for a new id. Values must be what paxos-kv stores (msgpack's types).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+
+from paxoskv.contrib.sessions import Loaded, SessionStore, new_session_id
+from paxoskv.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from paxoskv.client import Consistency, KVApi
+
+DEFAULT_MAX_AGE_S: Final = 14 * 24 * 3600  # Starlette's own SessionMiddleware's
+DEFAULT_TTL_S: Final = 31 * 24 * 3600  # for max_age=None: Flask's default session lifetime
+_REGENERATE: Final = "paxoskv.session.regenerate"
+
+
+def regenerate(connection: HTTPConnection) -> None:
+    """Give the request's session a new id when it is saved, and end the old one (call it at
+    login, against session fixation: an id seen before the login is worth nothing after)."""
+    connection.scope[_REGENERATE] = True
+
+
+class PaxosKVSessionMiddleware:
+    """``scope["session"]`` (``request.session``) read from and written to the cluster ``kv``
+    (a ``Node`` or a thin client)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        kv: KVApi,
+        *,
+        prefix: str = "starlette-session",
+        consistency: Consistency = "linearizable",
+        session_cookie: str = "session",
+        max_age: int | None = DEFAULT_MAX_AGE_S,
+        ttl_s: float = DEFAULT_TTL_S,
+        path: str = "/",
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+    ) -> None:
+        if max_age is not None and (type(max_age) is not int or max_age <= 0):
+            raise InvalidArgument(f"max_age is a whole number of seconds over 0, not {max_age!r}")
+        if same_site not in ("lax", "strict", "none"):
+            raise InvalidArgument(f"same_site is lax, strict or none, not {same_site!r}")
+        self.app = app
+        self.kv = kv
+        self.store = SessionStore(prefix, consistency=consistency)
+        self.session_cookie = session_cookie
+        self.max_age = max_age
+        self.ttl_s = float(max_age) if max_age is not None else ttl_s
+        self.path = path
+        flags = f"httponly; samesite={same_site}"
+        flags += "; secure" if https_only else ""
+        flags += f"; domain={domain}" if domain is not None else ""
+        self.security_flags = flags
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        cookie = HTTPConnection(scope).cookies.get(self.session_cookie)
+        loaded = await self.store.load(self.kv, cookie) if cookie else None
+        read: dict[str, Any] = {} if loaded is None else loaded.data
+        scope["session"] = copy.deepcopy(read)  # the handler's to change; `read` stays as read
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await self._save(scope, loaded, read, MutableHeaders(scope=message))
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def _save(
+        self, scope: Scope, loaded: Loaded | None, read: dict[str, Any], headers: MutableHeaders
+    ) -> None:
+        session: dict[str, Any] = scope["session"]
+        if loaded is not None:
+            headers.add_vary_header("Cookie")
+        regenerating = bool(scope.get(_REGENERATE)) and loaded is not None
+        if not session:
+            if loaded is not None:  # emptied: the key and the cookie go
+                await self.store.delete(self.kv, loaded.sid, loaded.lease)
+                headers.append("Set-Cookie", self._cookie("null", expired=True))
+            return
+        if loaded is not None and session == read and not regenerating:
+            return  # unchanged: nothing to write
+        if loaded is None or regenerating:
+            if loaded is not None:
+                await self.store.delete(self.kv, loaded.sid, loaded.lease)
+            sid, lease = new_session_id(), None
+        else:
+            sid, lease = loaded.sid, loaded.lease
+        await self.store.save(self.kv, sid, dict(session), lease, self.ttl_s)
+        headers.append("Set-Cookie", self._cookie(sid))
+        headers.add_vary_header("Cookie")
+
+    def _cookie(self, value: str, *, expired: bool = False) -> str:
+        if expired:
+            lifetime = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+        else:
+            lifetime = f"Max-Age={self.max_age}; " if self.max_age is not None else ""
+        return f"{self.session_cookie}={value}; path={self.path}; {lifetime}{self.security_flags}"

@@ -1,0 +1,185 @@
+"""aiohttp sessions in a cluster: two web servers (one embedding a node, one with a thin
+client) share each user's session, whichever one a request reaches."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp_session import get_session, new_session, setup
+
+import paxoskv
+from paxoskv import KVApi, Node
+from paxoskv.contrib.aiohttp_sessions import PaxosKVStorage
+from paxoskv.contrib.sessions import is_session_id
+from paxoskv.errors import InvalidArgument
+from tests.contrib.web_cluster import WAIT_S, web_cluster
+
+PREFIX = "aiohttp-session"
+COOKIE = "AIOHTTP_SESSION"
+
+
+def make_app(kv: KVApi, max_age: int | None = None) -> web.Application:
+    app = web.Application()
+    setup(app, PaxosKVStorage(kv, max_age=max_age))
+
+    async def login(request: web.Request) -> web.Response:
+        session = await new_session(request)  # a new id at login
+        session["user"] = request.match_info["user"]
+        return web.Response(text="ok")
+
+    async def whoami(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        return web.Response(text=str(session.get("user", "nobody")))
+
+    async def visit(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["visits"] = session.get("visits", 0) + 1
+        return web.Response(text=str(session["visits"]))
+
+    async def logout(request: web.Request) -> web.Response:
+        (await get_session(request)).invalidate()
+        return web.Response(text="bye")
+
+    async def store_a_date(request: web.Request) -> web.Response:
+        (await get_session(request))["when"] = datetime.datetime(2026, 1, 1)
+        return web.Response(text="stored?")
+
+    app.router.add_post("/login/{user}", login)
+    app.router.add_get("/whoami", whoami)
+    app.router.add_post("/visit", visit)
+    app.router.add_post("/logout", logout)
+    app.router.add_post("/store-a-date", store_a_date)
+    return app
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[Node, KVApi]]:
+    node_config, client_config = web_cluster()
+    async with Node(node_config) as node:
+        await node.wait_ready(WAIT_S)
+        async with paxoskv.connect(client_config) as client:
+            yield node, client
+
+
+async def browser(app: web.Application) -> TestClient[web.Request, web.Application]:
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+def cookie_of(client: TestClient[web.Request, web.Application]) -> str | None:
+    """The session cookie the server set for it (one set by hand is for no domain: left out)."""
+    for cookie in client.session.cookie_jar:
+        if cookie.key == COOKIE and cookie.value and cookie["domain"]:
+            return cookie.value
+    return None
+
+
+async def test_a_session_written_on_one_server_is_read_on_the_other(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, client = cluster
+    server_a, server_b = await browser(make_app(node)), await browser(make_app(client))
+    try:
+        assert await (await server_a.get("/whoami")).text() == "nobody"
+        assert cookie_of(server_a) is None and await node.keys((PREFIX,)) == []
+
+        assert (await server_a.post("/login/ada")).status == 200
+        sid = cookie_of(server_a)
+        assert is_session_id(sid) and await node.keys((PREFIX,)) == [(PREFIX, sid)]
+
+        server_b.session.cookie_jar.update_cookies({COOKIE: sid})  # the next request elsewhere
+        assert await (await server_b.get("/whoami")).text() == "ada"
+        assert await (await server_b.post("/visit")).text() == "1"
+        server_a.session.cookie_jar.update_cookies({COOKIE: sid})
+        assert await (await server_a.post("/visit")).text() == "2"
+        entry = await node.get_entry((PREFIX, sid))
+        assert entry is not None and entry.value["session"] == {"user": "ada", "visits": 2}
+        assert entry.lease_id is not None
+    finally:
+        await server_a.close()
+        await server_b.close()
+
+
+async def test_login_replaces_the_session_and_ends_the_old_one(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    server = await browser(make_app(node))
+    try:
+        await server.post("/visit")
+        before = cookie_of(server)
+        await server.post("/login/ada")
+        after = cookie_of(server)
+        assert before != after and is_session_id(after)
+        assert await node.keys((PREFIX,)) == [(PREFIX, after)]
+        assert await (await server.get("/whoami")).text() == "ada"
+    finally:
+        await server.close()
+
+
+async def test_logout_deletes_the_session_and_the_cookie(cluster: tuple[Node, KVApi]) -> None:
+    node, client = cluster
+    server = await browser(make_app(client))
+    try:
+        await server.post("/login/ada")
+        assert cookie_of(server) is not None
+        assert await (await server.post("/logout")).text() == "bye"
+        assert cookie_of(server) is None
+        assert await node.keys((PREFIX,)) == []
+    finally:
+        await server.close()
+
+
+async def test_a_forged_cookie_starts_a_new_session(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    server = await browser(make_app(node))
+    try:
+        for forged in ("x", "../../etc", "A" * 43):
+            server.session.cookie_jar.update_cookies({COOKIE: forged})
+            assert await (await server.get("/whoami")).text() == "nobody"
+        await node.set((PREFIX, "B" * 43), "not a session's value")
+        server.session.cookie_jar.update_cookies({COOKIE: "B" * 43})
+        assert await (await server.post("/visit")).text() == "1"
+        assert cookie_of(server) not in ("A" * 43, "B" * 43)
+    finally:
+        await server.close()
+
+
+async def test_a_session_expires_after_max_age(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    server = await browser(make_app(node, max_age=1))
+    try:
+        await server.post("/login/ada")
+        sid = cookie_of(server)
+        assert await node.get((PREFIX, sid)) is not None
+        async with asyncio.timeout(WAIT_S):
+            while await node.get((PREFIX, sid)) is not None:
+                await asyncio.sleep(0.05)
+    finally:
+        await server.close()
+
+
+async def test_a_value_paxos_kv_cannot_store_fails_the_request_and_writes_nothing(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    server = await browser(make_app(node))
+    try:
+        assert (await server.post("/store-a-date")).status == 500
+        assert await node.keys((PREFIX,)) == []
+    finally:
+        await server.close()
+
+
+async def test_bad_settings_are_refused(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    with pytest.raises(InvalidArgument, match="max_age is a whole number of seconds"):
+        PaxosKVStorage(node, max_age=0)
+    with pytest.raises(InvalidArgument, match="consistency 'fast'"):
+        PaxosKVStorage(node, consistency="fast")  # type: ignore[arg-type]

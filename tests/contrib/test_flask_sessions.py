@@ -1,0 +1,185 @@
+"""Flask sessions in a cluster: two web servers (one embedding a node, one a thin client)
+share each user's session, whichever one a request reaches."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask, session
+from flask.testing import FlaskClient
+
+import paxoskv
+from paxoskv.blocking import BlockingClient
+from paxoskv.contrib.flask_sessions import PaxosKVSession, PaxosKVSessionInterface
+from paxoskv.contrib.sessions import is_session_id
+from paxoskv.errors import InvalidArgument, ValueNotSerialisable
+from tests.contrib.web_cluster import WAIT_S, wait_for, web_cluster
+
+PREFIX = "flask-session"
+
+
+def make_app(kv: BlockingClient, lifetime_s: float = 3600.0) -> Flask:
+    app = Flask(__name__)
+    app.session_interface = PaxosKVSessionInterface(kv)
+    app.permanent_session_lifetime = datetime.timedelta(seconds=lifetime_s)
+
+    @app.post("/login/<user>")
+    def login(user: str) -> str:
+        assert isinstance(session, PaxosKVSession)
+        session.regenerate()  # a new id at login
+        session.permanent = True
+        session["user"] = user
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return str(session.get("user", "nobody"))
+
+    @app.post("/visit")
+    def visit() -> str:
+        session["visits"] = session.get("visits", 0) + 1
+        return str(session["visits"])
+
+    @app.post("/logout")
+    def logout() -> str:
+        session.clear()
+        return "bye"
+
+    @app.post("/store-a-date")
+    def store_a_date() -> str:
+        session["when"] = datetime.datetime(2026, 1, 1)
+        return "stored?"
+
+    return app
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[BlockingClient, BlockingClient]]:
+    node_config, client_config = web_cluster()
+    with paxoskv.open_blocking(node_config, replica=True) as node:
+        node.wait_ready(WAIT_S)
+        with paxoskv.open_blocking(client_config) as client:
+            yield node, client
+
+
+def cookie_of(browser: FlaskClient) -> str | None:
+    cookie = browser.get_cookie("session")
+    return None if cookie is None else cookie.value
+
+
+def test_a_session_written_on_one_server_is_read_on_the_other(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, client = servers
+    server_a, server_b = make_app(node).test_client(), make_app(client).test_client()
+    assert server_a.get("/whoami").text == "nobody"
+    assert cookie_of(server_a) is None  # an untouched session sets no cookie, writes nothing
+    assert node.keys((PREFIX,)) == []
+
+    assert server_a.post("/login/ada").text == "ok"
+    sid = cookie_of(server_a)
+    assert is_session_id(sid)
+    assert node.keys((PREFIX,)) == [(PREFIX, sid)]  # the cookie holds the id alone
+
+    server_b.set_cookie("session", sid)  # the load balancer sends the next request elsewhere
+    assert server_b.get("/whoami").text == "ada"
+    assert server_b.post("/visit").text == "1"
+    server_a.set_cookie("session", sid)
+    assert server_a.post("/visit").text == "2"  # and back: each sees the other's write
+    entry = node.get_entry((PREFIX, sid))
+    assert entry.value == {"_permanent": True, "user": "ada", "visits": 2}
+    assert entry.lease_id is not None  # it expires with its lease
+
+
+def test_login_gives_a_new_id_and_ends_the_old_session(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    browser = make_app(node).test_client()
+    browser.post("/visit")
+    before = cookie_of(browser)
+    browser.post("/login/ada")
+    after = cookie_of(browser)
+    assert before != after and is_session_id(after)
+    assert node.keys((PREFIX,)) == [(PREFIX, after)]  # the id seen before login is worthless
+    assert browser.get("/whoami").text == "ada"
+
+
+def test_logout_deletes_the_session_and_the_cookie(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, client = servers
+    browser = make_app(client).test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    assert browser.post("/logout").text == "bye"
+    assert cookie_of(browser) is None
+    assert node.get((PREFIX, sid)) is None
+    assert node.keys((PREFIX,)) == []
+
+
+def test_a_cookie_that_is_no_session_id_starts_a_new_session_without_a_lookup(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    browser = make_app(node).test_client()
+    for forged in ("x", "../../etc", "a" * 43 + "!", ""):
+        browser.set_cookie("session", forged)
+        assert browser.get("/whoami").text == "nobody"
+    browser.set_cookie("session", "A" * 43)  # well formed, but no such session
+    assert browser.post("/visit").text == "1"
+    assert cookie_of(browser) != "A" * 43  # a new id, not the one the browser brought
+
+
+def test_a_session_expires_with_its_lifetime(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    browser = make_app(node, lifetime_s=1.0).test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    assert node.get((PREFIX, sid)) is not None
+    wait_for(lambda: node.get((PREFIX, sid)) is None, "the session expired by its lease")
+    browser.set_cookie("session", sid)
+    assert browser.get("/whoami").text == "nobody"
+
+
+def test_a_refresh_keeps_an_idle_permanent_session_alive(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """SESSION_REFRESH_EACH_REQUEST (Flask's default): a request that only reads renews the
+    lease. With a 2 s lifetime, a read every 0.5 s for 3 s keeps it; once they stop, it ends.
+    (The pauses are the test's input, time passing between a user's requests.)"""
+    node, _ = servers
+    browser = make_app(node, lifetime_s=2.0).test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    for _ in range(6):
+        time.sleep(0.5)
+        assert browser.get("/whoami").text == "ada"
+    assert node.get((PREFIX, sid)) == {"_permanent": True, "user": "ada"}
+    wait_for(lambda: node.get((PREFIX, sid)) is None, "the idle session expired")
+
+
+def test_a_value_paxos_kv_cannot_store_is_a_typed_error(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    app = make_app(node)
+    app.testing = True  # the view's exception reaches the test rather than a 500 page
+    with pytest.raises(ValueNotSerialisable):
+        app.test_client().post("/store-a-date")
+    assert node.keys((PREFIX,)) == []
+
+
+def test_a_bad_setting_is_refused_when_the_interface_is_made(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    with pytest.raises(InvalidArgument, match="consistency 'fast'"):
+        PaxosKVSessionInterface(node, consistency="fast")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="a session prefix is a non-empty str"):
+        PaxosKVSessionInterface(node, prefix="")

@@ -1,0 +1,164 @@
+"""Starlette sessions in a cluster: two web servers (one embedding a node, one with a thin
+client) share each user's ``request.session``, whichever one a request reaches. The apps run
+on the test's own loop, where the node runs (httpx's ASGI transport, not Starlette's
+TestClient, which runs an app on a loop of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import paxoskv
+from paxoskv import KVApi, Node
+from paxoskv.contrib.sessions import is_session_id
+from paxoskv.contrib.starlette_sessions import PaxosKVSessionMiddleware, regenerate
+from paxoskv.errors import InvalidArgument, ValueNotSerialisable
+from tests.contrib.web_cluster import WAIT_S, web_cluster
+
+PREFIX = "starlette-session"
+
+
+def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
+    async def login(request: Request) -> PlainTextResponse:
+        regenerate(request)
+        request.session["user"] = request.path_params["user"]
+        return PlainTextResponse("ok")
+
+    async def whoami(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(request.session.get("user", "nobody")))
+
+    async def visit(request: Request) -> PlainTextResponse:
+        request.session.setdefault("pages", []).append(request.query_params["page"])
+        return PlainTextResponse(str(len(request.session["pages"])))
+
+    async def logout(request: Request) -> PlainTextResponse:
+        request.session.clear()
+        return PlainTextResponse("bye")
+
+    async def store_a_date(request: Request) -> PlainTextResponse:
+        request.session["when"] = datetime.datetime(2026, 1, 1)
+        return PlainTextResponse("stored?")
+
+    routes = [
+        Route("/login/{user}", login, methods=["POST"]),
+        Route("/whoami", whoami),
+        Route("/visit", visit, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/store-a-date", store_a_date, methods=["POST"]),
+    ]
+    middleware = [Middleware(PaxosKVSessionMiddleware, kv=kv, max_age=max_age)]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def browser(app: Starlette) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    return httpx.AsyncClient(transport=transport, base_url="http://web.test")
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[Node, KVApi]]:
+    node_config, client_config = web_cluster()
+    async with Node(node_config) as node:
+        await node.wait_ready(WAIT_S)
+        async with paxoskv.connect(client_config) as client:
+            yield node, client
+
+
+async def test_a_session_written_on_one_server_is_read_on_the_other(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, client = cluster
+    async with browser(make_app(node)) as server_a, browser(make_app(client)) as server_b:
+        assert (await server_a.get("/whoami")).text == "nobody"
+        assert "session" not in server_a.cookies and await node.keys((PREFIX,)) == []
+
+        await server_a.post("/login/ada")
+        sid = server_a.cookies["session"]
+        assert is_session_id(sid) and await node.keys((PREFIX,)) == [(PREFIX, sid)]
+
+        # The load balancer sends the next request to the other server.
+        server_b.cookies.set("session", sid, domain="web.test")
+        assert (await server_b.get("/whoami")).text == "ada"
+        assert (await server_b.post("/visit", params={"page": "home"})).text == "1"
+        # A change inside a nested list is a change: it is written.
+        assert (await server_a.post("/visit", params={"page": "cart"})).text == "2"
+        session = await node.get((PREFIX, sid))
+        assert session == {"user": "ada", "pages": ["home", "cart"]}
+        entry = await node.get_entry((PREFIX, sid))
+        assert entry is not None and entry.lease_id is not None
+
+
+async def test_a_request_that_changes_nothing_writes_nothing(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        await server.post("/login/ada")
+        revision = (await node.status())["revision"]
+        for _ in range(3):
+            response = await server.get("/whoami")
+            assert response.text == "ada" and "set-cookie" not in response.headers
+            assert response.headers["vary"] == "Cookie"
+        assert (await node.status())["revision"] == revision
+
+
+async def test_login_gives_a_new_id_and_logout_ends_the_session(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, client = cluster
+    async with browser(make_app(client)) as server:
+        await server.post("/visit", params={"page": "home"})
+        before = server.cookies["session"]
+        await server.post("/login/ada")
+        after = server.cookies["session"]
+        assert before != after and is_session_id(after)
+        assert await node.keys((PREFIX,)) == [(PREFIX, after)]
+        assert (await server.post("/logout")).text == "bye"
+        assert "session" not in server.cookies
+        assert await node.keys((PREFIX,)) == []
+
+
+async def test_a_forged_cookie_starts_a_new_session(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        for forged in ("x", "../../etc", "A" * 43):
+            server.cookies.set("session", forged, domain="web.test")
+            assert (await server.get("/whoami")).text == "nobody"
+        await server.post("/visit", params={"page": "home"})
+        assert server.cookies["session"] != "A" * 43
+
+
+async def test_a_session_expires_after_max_age(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    async with browser(make_app(node, max_age=1)) as server:
+        await server.post("/login/ada")
+        sid = server.cookies["session"]
+        async with asyncio.timeout(WAIT_S):
+            while await node.get((PREFIX, sid)) is not None:
+                await asyncio.sleep(0.05)
+        assert (await server.get("/whoami")).text == "nobody"
+
+
+async def test_a_value_paxos_kv_cannot_store_is_a_typed_error(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        with pytest.raises(ValueNotSerialisable):
+            await server.post("/store-a-date")
+        assert await node.keys((PREFIX,)) == []
+
+
+async def test_bad_settings_are_refused(cluster: tuple[Node, KVApi]) -> None:
+    node, _ = cluster
+    with pytest.raises(InvalidArgument, match="max_age is a whole number of seconds"):
+        PaxosKVSessionMiddleware(make_app(node), node, max_age=-1)
+    with pytest.raises(InvalidArgument, match="same_site is lax, strict or none"):
+        PaxosKVSessionMiddleware(make_app(node), node, same_site="loose")  # type: ignore[arg-type]

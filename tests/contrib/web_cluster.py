@@ -1,0 +1,33 @@
+"""A cluster for the session backends' tests: one node and a thin client on loopback, as two
+web servers would reach one cluster (a name and a multicast port of their own)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from paxoskv import Config
+from tests.runtime.cluster import FAST, unique_cluster_name
+
+WAIT_S = 20.0  # the bound on any wait for the cluster (an expiry, a first leader)
+
+
+def web_cluster() -> tuple[Config, Config]:
+    """A node's config (a cluster of one) and a thin client's for the same cluster."""
+    name = unique_cluster_name()
+    group = f"239.255.74.78:{random.randint(20_000, 60_000)}"
+    shared: dict[str, Any] = {**FAST, "cluster": name, "group": group, "interface": "127.0.0.1"}
+    node = Config(node_id="web-a", durability="memory", bootstrap_expect=1, **shared)
+    client = Config(**shared)
+    return node, client
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition()`` holds, polled, or AssertionError at the bound."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not {what} within {WAIT_S}s")
+        time.sleep(0.05)
