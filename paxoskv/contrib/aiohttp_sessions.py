@@ -5,29 +5,34 @@
     aiohttp_session.setup(app, PaxosKVStorage(node, max_age=3600))
 
 The cookie holds only the session's random id; the session (``aiohttp_session``'s
-``{"created": ..., "session": {...}}``) is a key of the cluster on a lease of ``max_age``
-seconds, or ``ttl_s`` when ``max_age`` is None (a cookie that lasts while the browser is
-open: the cluster still forgets a session nobody has saved for that long). As with every
-``aiohttp_session`` storage, a session is saved, and its expiry pushed back, when a request
-changes it. Values must be what paxos-kv stores (msgpack's types).
+``{"created": ..., "session": {...}}``) is a key of the cluster on a lease of the session's
+``max_age`` (the storage's, or one a handler set on the session), or ``ttl_s`` when that is
+None (a cookie that lasts while the browser is open: the cluster still forgets a session
+nobody has saved for that long). As with every ``aiohttp_session`` storage, a session is read
+when a handler asks for it (``get_session``) and saved, its expiry pushed back, when a request
+changed it; a save writes what the request changed onto the session as it is now, and never
+brings back a session that ended meanwhile (:mod:`paxoskv.contrib.sessions`). Values must be
+what paxos-kv stores (msgpack's types).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, SessionData
 
-from paxoskv.contrib.sessions import SessionStore, new_session_id
+from paxoskv.contrib.sessions import Loaded, SessionStore
 from paxoskv.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from paxoskv.client import Consistency, KVApi
 
 DEFAULT_TTL_S: Final = 31 * 24 * 3600  # Flask's default session lifetime
-# The (id, lease) of the session a request brought, once looked up.
-_LOADED: Final = web.RequestKey("paxoskv.session.loaded", tuple[str, int | None])
+# What a request's cookie named, once looked up (None: no session).
+_LOADED: Final = web.RequestKey[Loaded | None]("paxoskv.session.loaded")
+_LEASE_TTL: Final = "lease_ttl_s"  # beside "created" and "session": the lease's lifetime
 
 
 class PaxosKVStorage(AbstractStorage):
@@ -61,42 +66,55 @@ class PaxosKVStorage(AbstractStorage):
         )
         self.kv = kv
         self.store = SessionStore(prefix, consistency=consistency)
-        self.ttl_s = float(max_age) if max_age is not None else ttl_s
+        self.ttl_s = ttl_s
 
     async def load_session(self, request: web.Request) -> Session:
-        loaded = await self.store.load(self.kv, self.load_cookie(request))
-        if loaded is None or not _is_session_data(loaded.data):
+        loaded = await self._brought(request)
+        if loaded is None:
             return Session(None, data=None, new=True, max_age=self.max_age)
-        request[_LOADED] = (loaded.sid, loaded.lease)
-        data = SessionData(created=loaded.data["created"], session=loaded.data["session"])
+        data = SessionData(
+            created=loaded.data["created"], session=copy.deepcopy(loaded.data["session"])
+        )
         return Session(loaded.sid, data=data, new=False, max_age=self.max_age)
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
-        loaded = request.get(_LOADED) or await self._brought(request)
+        loaded = await self._brought(request)
         if session.empty:  # invalidated or cleared: the key and the cookie go
             self.save_cookie(response, "", max_age=session.max_age)
             if loaded is not None:
-                await self.store.delete(self.kv, *loaded)
+                await self.store.end(self.kv, loaded)
             return
-        if loaded is not None and session.identity == loaded[0]:
-            identity, lease = loaded[0], loaded[1]
-        else:  # a new session: if it replaces the loaded one (new_session at login), that ends
-            if loaded is not None:
-                await self.store.delete(self.kv, *loaded)
-            identity, lease = new_session_id(), None
-            session.set_new_identity(identity)
-        data: dict[str, Any] = dict(self._get_session_data(session))
+        ttl_s = float(session.max_age) if session.max_age is not None else self.ttl_s
+        data: dict[str, Any] = {**self._get_session_data(session), _LEASE_TTL: ttl_s}
         data["session"] = dict(data["session"])
-        await self.store.save(self.kv, identity, data, lease, self.ttl_s)
-        self.save_cookie(response, identity, max_age=session.max_age)
+        if loaded is None or session.identity != loaded.sid:
+            # A new session; one that replaces the session the request brought (new_session at
+            # a login) ends it, once the new one is written.
+            written: Loaded | None = await self.store.replace(self.kv, loaded, data, ttl_s)
+            assert written is not None
+            session.set_new_identity(written.sid)
+        else:
+            moved = loaded.data.get(_LEASE_TTL) != ttl_s  # a max_age changed since: a new lease
+            written = await self.store.update(
+                self.kv, loaded, data, ttl_s, new_lease=moved, inner="session"
+            )
+        if written is None:  # ended meanwhile (a logout elsewhere): not brought back
+            self.save_cookie(response, "", max_age=session.max_age)
+            return
+        self.save_cookie(response, written.sid, max_age=session.max_age)
 
-    async def _brought(self, request: web.Request) -> tuple[str, int | None] | None:
-        """The session the request's cookie names, when the handler never loaded it (it
-        called ``new_session`` straight away, as at a login): the new one replaces it."""
-        found = await self.store.load(self.kv, self.load_cookie(request))
-        return None if found is None else (found.sid, found.lease)
+    async def _brought(self, request: web.Request) -> Loaded | None:
+        """The session the request's cookie names, read once per request: at ``get_session``,
+        or at the save of a ``new_session`` that replaces it (as at a login)."""
+        if _LOADED in request:
+            return request[_LOADED]
+        loaded = await self.store.load(self.kv, self.load_cookie(request))
+        if loaded is not None and not _is_session_data(loaded.data):
+            loaded = None
+        request[_LOADED] = loaded
+        return loaded
 
 
 def _is_session_data(data: dict[str, Any]) -> bool:

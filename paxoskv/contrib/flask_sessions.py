@@ -9,21 +9,25 @@ do to its own sessions (``SESSION_COOKIE_NAME``, ``_DOMAIN``, ``_PATH``, ``_SECU
 ``_HTTPONLY``, ``_SAMESITE``, ``_PARTITIONED``, ``SESSION_REFRESH_EACH_REQUEST``), and so does
 ``session.permanent``. Values must be what paxos-kv stores (msgpack's types: no ``datetime``).
 
-Each request that uses the session makes one read; one that changes it, a lease renewal and a
-write, handed to the handle's loop together; with ``SESSION_REFRESH_EACH_REQUEST`` (Flask's
-default) a permanent session's other requests renew its lease (one write). A server that is
-also a node (``open_blocking(config, replica=True)``) can read with ``consistency="local"``
-for speed, at the price of a few milliseconds' lag behind the other servers' writes.
+The session is read when the request first uses it, not when the request comes in: a request
+that never touches ``session`` (a health check, a static file) makes no read and no write, and
+is served when the cluster cannot answer. One that uses it reads it once; one that changes it
+renews its lease and writes its changes (:mod:`paxoskv.contrib.sessions`), handed to the
+handle's loop together; with ``SESSION_REFRESH_EACH_REQUEST`` (Flask's default) a permanent
+session that a request used renews its lease (one write). A server that is also a node
+(``open_blocking(config, replica=True)``) can read with ``consistency="local"`` for speed, at
+the price of a few milliseconds' lag behind the other servers' writes.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionInterface, SessionMixin
-from werkzeug.datastructures import CallbackDict
 
-from paxoskv.contrib.sessions import SessionStore, new_session_id
+from paxoskv.contrib.sessions import Loaded, SessionStore
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
@@ -32,35 +36,57 @@ if TYPE_CHECKING:
     from paxoskv.client import Consistency
 
 
-class PaxosKVSession(CallbackDict[str, Any], SessionMixin):
-    """A Flask session that knows its id and the lease it is on."""
+class PaxosKVSession(SessionMixin):
+    """A Flask session read from the cluster when first used, which knows what it read."""
 
-    def __init__(
-        self,
-        initial: dict[str, Any] | None = None,
-        *,
-        sid: str,
-        lease: int | None = None,
-        new: bool = False,
-    ) -> None:
-        def on_update(session: CallbackDict[str, Any]) -> None:
-            self.modified = True
-            self.accessed = True
-
-        super().__init__(initial, on_update)
-        self.sid = sid
-        self.lease = lease
-        self.new = new
+    def __init__(self, load: Callable[[], Loaded | None]) -> None:
+        self._load = load
+        self._data: dict[str, Any] | None = None  # None until first used
+        self.loaded: Loaded | None = None  # what was read, kept as read (None: a new session)
         self.modified = False
-        self.regenerated_from: tuple[str, int | None] | None = None
+        self.regenerating = False
+
+    @property
+    def used(self) -> bool:
+        """Whether the request read or wrote the session at all (and so it was loaded)."""
+        return self._data is not None
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]  # (a class attribute in SessionMixin)
+        return self._session_data() is not None and self.loaded is None
 
     def regenerate(self) -> None:
-        """Give this session a new id at the next save, the old one ended (call it at login,
+        """Give this session a new id when it is saved, and end the old one (call it at login,
         against session fixation: an id seen before the login is worth nothing after it)."""
-        if self.regenerated_from is None and not self.new:
-            self.regenerated_from = (self.sid, self.lease)
-        self.sid, self.lease = new_session_id(), None
+        self._session_data()
+        self.regenerating = self.modified = True
+
+    def _session_data(self) -> dict[str, Any]:
+        if self._data is None:
+            self.loaded = self._load()
+            self._data = {} if self.loaded is None else copy.deepcopy(self.loaded.data)
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._session_data()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._session_data()[key] = value
         self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        del self._session_data()[key]
+        self.modified = True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._session_data())
+
+    def __len__(self) -> int:
+        return len(self._session_data())
+
+    def __repr__(self) -> str:
+        state = repr(self._data) if self._data is not None else "not read yet"
+        return f"<PaxosKVSession {state}>"
 
 
 class PaxosKVSessionInterface(SessionInterface):
@@ -78,59 +104,59 @@ class PaxosKVSessionInterface(SessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> PaxosKVSession:
         cookie = request.cookies.get(self.get_cookie_name(app))
-        loaded = self.kv.run(lambda api: self.store.load(api, cookie)) if cookie else None
-        if loaded is None:
-            return PaxosKVSession(sid=new_session_id(), new=True)
-        return PaxosKVSession(loaded.data, sid=loaded.sid, lease=loaded.lease)
+        store = self.store
+
+        def load() -> Loaded | None:
+            return self.kv.run(lambda api: store.load(api, cookie)) if cookie else None
+
+        return PaxosKVSession(load)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        assert isinstance(session, PaxosKVSession)
-        name = self.get_cookie_name(app)
-        domain = self.get_cookie_domain(app)
-        path = self.get_cookie_path(app)
-        secure = self.get_cookie_secure(app)
-        partitioned = self.get_cookie_partitioned(app)
-        samesite = self.get_cookie_samesite(app)
-        httponly = self.get_cookie_httponly(app)
         if session.accessed:
             response.vary.add("Cookie")
-        store = self.store
-        if session.regenerated_from is not None:
-            old_sid, old_lease = session.regenerated_from
-            self.kv.run(lambda api: store.delete(api, old_sid, old_lease))
-            session.regenerated_from = None
-        if not session:  # emptied (session.clear()), or never written: no cookie, no key
-            if session.modified:
-                if not session.new:
-                    self.kv.run(lambda api: store.delete(api, session.sid, session.lease))
-                response.delete_cookie(
-                    name,
-                    domain=domain,
-                    path=path,
-                    secure=secure,
-                    partitioned=partitioned,
-                    samesite=samesite,
-                    httponly=httponly,
-                )
-                response.vary.add("Cookie")
-            return
-        if not self.should_set_cookie(app, session):
-            return
+        if not isinstance(session, PaxosKVSession) or not session.used:
+            return  # a null session (opening it failed), or one the request never used
+        store, loaded, data = self.store, session.loaded, dict(session)
         ttl_s = app.permanent_session_lifetime.total_seconds()
-        data, sid, lease = dict(session), session.sid, session.lease
-        if session.modified or session.new:
-            session.lease = self.kv.run(lambda api: store.save(api, sid, data, lease, ttl_s))
-        elif not self.kv.run(lambda api: store.refresh(api, lease)):  # expired meanwhile
-            session.lease = self.kv.run(lambda api: store.save(api, sid, data, None, ttl_s))
+        if not data:  # emptied (session.clear()), or never written: no key, no cookie
+            if loaded is not None:
+                self.kv.run(lambda api: store.end(api, loaded))
+            if loaded is not None or session.modified:
+                self._delete_cookie(app, response)
+            return
+        written: Loaded | None
+        if loaded is None or session.regenerating:
+            written = self.kv.run(lambda api: store.replace(api, loaded, data, ttl_s))
+        elif not self.should_set_cookie(app, session):
+            return
+        elif data != loaded.data:
+            written = self.kv.run(lambda api: store.update(api, loaded, data, ttl_s))
+        else:
+            written = loaded if self.kv.run(lambda api: store.refresh(api, loaded)) else None
+        if written is None:  # the session ended meanwhile (a logout elsewhere): not revived
+            self._delete_cookie(app, response)
+            return
         response.set_cookie(
-            name,
-            session.sid,
+            self.get_cookie_name(app),
+            written.sid,
             expires=self.get_expiration_time(app, session),
-            httponly=httponly,
-            domain=domain,
-            path=path,
-            secure=secure,
-            partitioned=partitioned,
-            samesite=samesite,
+            httponly=self.get_cookie_httponly(app),
+            domain=self.get_cookie_domain(app),
+            path=self.get_cookie_path(app),
+            secure=self.get_cookie_secure(app),
+            partitioned=self.get_cookie_partitioned(app),
+            samesite=self.get_cookie_samesite(app),
+        )
+        response.vary.add("Cookie")
+
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(
+            self.get_cookie_name(app),
+            domain=self.get_cookie_domain(app),
+            path=self.get_cookie_path(app),
+            secure=self.get_cookie_secure(app),
+            partitioned=self.get_cookie_partitioned(app),
+            samesite=self.get_cookie_samesite(app),
+            httponly=self.get_cookie_httponly(app),
         )
         response.vary.add("Cookie")

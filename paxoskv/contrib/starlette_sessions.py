@@ -7,22 +7,31 @@ Starlette's own ``SessionMiddleware`` gives it, but on the server side.
 Starlette's middleware keeps the whole session in a signed cookie; this one keeps only the
 session's random id there, and the session itself as a key of the cluster on a lease of
 ``max_age`` seconds (Starlette's default, two weeks; ``ttl_s`` when ``max_age`` is None, a
-cookie that lasts while the browser is open). A request whose handler changed the session
-(compared with what was read, nested lists and dicts included) writes it and pushes its
-expiry back; one that emptied it deletes it and the cookie. Call :func:`regenerate` at login
-for a new id. Values must be what paxos-kv stores (msgpack's types).
+cookie that lasts while the browser is open). Its options are Starlette's (``session_cookie``,
+``max_age``, ``path``, ``same_site``, ``https_only``, ``domain``, ``partitioned``) less the
+secret key, which a random id does not need.
+
+``request.session`` is a plain dict that a handler reads without an await, so a request that
+brings a session cookie reads its session as it comes in. If that read fails (no quorum), the
+request is still served, and only a use of ``request.session`` raises the error. A request
+whose handler changed the session (compared with what was read, nested lists and dicts
+included) writes its changes onto the session as it is now and pushes its expiry back, and
+never brings back a session that ended meanwhile (:mod:`paxoskv.contrib.sessions`); one that
+emptied it deletes it and the cookie. Call :func:`regenerate` at login for a new id. Values
+must be what paxos-kv stores (msgpack's types).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 
-from paxoskv.contrib.sessions import Loaded, SessionStore, new_session_id
-from paxoskv.errors import InvalidArgument
+from paxoskv.contrib.sessions import Loaded, SessionStore
+from paxoskv.errors import InvalidArgument, PaxosKVError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +47,29 @@ def regenerate(connection: HTTPConnection) -> None:
     """Give the request's session a new id when it is saved, and end the old one (call it at
     login, against session fixation: an id seen before the login is worth nothing after)."""
     connection.scope[_REGENERATE] = True
+
+
+class Unavailable(MutableMapping[str, Any]):
+    """A request's session when it could not be read (no quorum, say): the request is still
+    served, and only what uses the session fails, with the error the read met."""
+
+    def __init__(self, error: PaxosKVError) -> None:
+        self.error = error
+
+    def __getitem__(self, key: str) -> Any:
+        raise self.error
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise self.error
+
+    def __delitem__(self, key: str) -> None:
+        raise self.error
+
+    def __iter__(self) -> Iterator[str]:
+        raise self.error
+
+    def __len__(self) -> int:
+        raise self.error
 
 
 class PaxosKVSessionMiddleware:
@@ -58,6 +90,7 @@ class PaxosKVSessionMiddleware:
         same_site: Literal["lax", "strict", "none"] = "lax",
         https_only: bool = False,
         domain: str | None = None,
+        partitioned: bool = False,
     ) -> None:
         if max_age is not None and (type(max_age) is not int or max_age <= 0):
             raise InvalidArgument(f"max_age is a whole number of seconds over 0, not {max_age!r}")
@@ -73,6 +106,7 @@ class PaxosKVSessionMiddleware:
         flags = f"httponly; samesite={same_site}"
         flags += "; secure" if https_only else ""
         flags += f"; domain={domain}" if domain is not None else ""
+        flags += "; partitioned" if partitioned else ""
         self.security_flags = flags
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -80,39 +114,41 @@ class PaxosKVSessionMiddleware:
             await self.app(scope, receive, send)
             return
         cookie = HTTPConnection(scope).cookies.get(self.session_cookie)
-        loaded = await self.store.load(self.kv, cookie) if cookie else None
-        read: dict[str, Any] = {} if loaded is None else loaded.data
-        scope["session"] = copy.deepcopy(read)  # the handler's to change; `read` stays as read
+        try:
+            loaded = await self.store.load(self.kv, cookie) if cookie else None
+        except PaxosKVError as error:  # the request is served; using its session raises this
+            scope["session"] = Unavailable(error)
+            await self.app(scope, receive, send)
+            return
+        scope["session"] = {} if loaded is None else copy.deepcopy(loaded.data)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                await self._save(scope, loaded, read, MutableHeaders(scope=message))
+                await self._save(scope, loaded, MutableHeaders(scope=message))
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
-    async def _save(
-        self, scope: Scope, loaded: Loaded | None, read: dict[str, Any], headers: MutableHeaders
-    ) -> None:
-        session: dict[str, Any] = scope["session"]
+    async def _save(self, scope: Scope, loaded: Loaded | None, headers: MutableHeaders) -> None:
+        session: dict[str, Any] = dict(scope["session"])
         if loaded is not None:
             headers.add_vary_header("Cookie")
-        regenerating = bool(scope.get(_REGENERATE)) and loaded is not None
         if not session:
             if loaded is not None:  # emptied: the key and the cookie go
-                await self.store.delete(self.kv, loaded.sid, loaded.lease)
+                await self.store.end(self.kv, loaded)
                 headers.append("Set-Cookie", self._cookie("null", expired=True))
             return
-        if loaded is not None and session == read and not regenerating:
+        written: Loaded | None
+        if loaded is None or scope.get(_REGENERATE):
+            written = await self.store.replace(self.kv, loaded, session, self.ttl_s)
+        elif session == loaded.data:
             return  # unchanged: nothing to write
-        if loaded is None or regenerating:
-            if loaded is not None:
-                await self.store.delete(self.kv, loaded.sid, loaded.lease)
-            sid, lease = new_session_id(), None
         else:
-            sid, lease = loaded.sid, loaded.lease
-        await self.store.save(self.kv, sid, dict(session), lease, self.ttl_s)
-        headers.append("Set-Cookie", self._cookie(sid))
+            written = await self.store.update(self.kv, loaded, session, self.ttl_s)
+        if written is None:  # ended meanwhile (a logout elsewhere): not brought back
+            headers.append("Set-Cookie", self._cookie("null", expired=True))
+            return
+        headers.append("Set-Cookie", self._cookie(written.sid))
         headers.add_vary_header("Cookie")
 
     def _cookie(self, value: str, *, expired: bool = False) -> str:

@@ -17,9 +17,11 @@ from paxoskv import KVApi, Node
 from paxoskv.contrib.aiohttp_sessions import PaxosKVStorage
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.errors import InvalidArgument
-from tests.contrib.web_cluster import WAIT_S, web_cluster
+from tests.contrib.web_cluster import WAIT_S, lease_count, web_cluster
 
 PREFIX = "aiohttp-session"
+GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: the handler goes on
+READ = web.AppKey("read", asyncio.Event)  # set by the handler once it has read the session
 COOKIE = "AIOHTTP_SESSION"
 
 
@@ -49,6 +51,27 @@ def make_app(kv: KVApi, max_age: int | None = None) -> web.Application:
         (await get_session(request))["when"] = datetime.datetime(2026, 1, 1)
         return web.Response(text="stored?")
 
+    async def slow_visit(request: web.Request) -> web.Response:
+        session = await get_session(request)  # read now, changed once the gate opens
+        request.app[READ].set()
+        await request.app[GATE].wait()
+        session["last_seen"] = 1
+        return web.Response(text="seen")
+
+    async def short_lived(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["short"] = True
+        session.max_age = 1  # this session's own lifetime, as RedisStorage honours it
+        return web.Response(text="short")
+
+    async def store_a_lot(request: web.Request) -> web.Response:
+        (await get_session(request))["blob"] = "x" * 60_000
+        return web.Response(text="stored?")
+
+    app[GATE], app[READ] = asyncio.Event(), asyncio.Event()
+    app.router.add_post("/slow-visit", slow_visit)
+    app.router.add_post("/short-lived", short_lived)
+    app.router.add_post("/store-a-lot", store_a_lot)
     app.router.add_post("/login/{user}", login)
     app.router.add_get("/whoami", whoami)
     app.router.add_post("/visit", visit)
@@ -183,3 +206,58 @@ async def test_bad_settings_are_refused(cluster: tuple[Node, KVApi]) -> None:
         PaxosKVStorage(node, max_age=0)
     with pytest.raises(InvalidArgument, match="consistency 'fast'"):
         PaxosKVStorage(node, consistency="fast")  # type: ignore[arg-type]
+
+
+async def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    app = make_app(node)
+    server = await browser(app)
+    try:
+        await server.post("/login/ada")
+        sid = cookie_of(server)
+        in_flight = asyncio.create_task(server.post("/slow-visit"))
+        async with asyncio.timeout(WAIT_S):
+            await app[READ].wait()
+        other = await browser(app)
+        other.session.cookie_jar.update_cookies({COOKIE: sid})
+        await other.post("/logout")
+        await other.close()
+        app[GATE].set()
+        assert await (await in_flight).text() == "seen"
+        assert await node.get((PREFIX, sid)) is None and await node.keys((PREFIX,)) == []
+        assert lease_count(node) == 0
+    finally:
+        await server.close()
+
+
+async def test_a_session_lives_as_long_as_its_own_max_age(cluster: tuple[Node, KVApi]) -> None:
+    """Review finding: a max_age set on the session changed the cookie only; the lease kept
+    the storage's lifetime, so a replayed cookie outlived it on the server."""
+    node, _ = cluster
+    server = await browser(make_app(node))
+    try:
+        await server.post("/visit")
+        sid = cookie_of(server)
+        await server.post("/short-lived")
+        assert cookie_of(server) == sid  # the same session, moved to a lease of 1 s
+        assert lease_count(node) == 1  # (the old lease revoked)
+        async with asyncio.timeout(WAIT_S):
+            while await node.get((PREFIX, sid)) is not None:
+                await asyncio.sleep(0.05)
+    finally:
+        await server.close()
+
+
+async def test_a_session_too_large_to_store_leaves_no_lease_behind(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    server = await browser(make_app(node))
+    try:
+        for _ in range(3):
+            assert (await server.post("/store-a-lot")).status == 500
+        assert lease_count(node) == 0 and await node.keys((PREFIX,)) == []
+    finally:
+        await server.close()

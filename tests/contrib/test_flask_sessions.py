@@ -3,10 +3,12 @@ share each user's session, whichever one a request reaches."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Iterator
 
+import flask
 import pytest
 from flask import Flask, session
 from flask.testing import FlaskClient
@@ -15,8 +17,8 @@ import paxoskv
 from paxoskv.blocking import BlockingClient
 from paxoskv.contrib.flask_sessions import PaxosKVSession, PaxosKVSessionInterface
 from paxoskv.contrib.sessions import is_session_id
-from paxoskv.errors import InvalidArgument, ValueNotSerialisable
-from tests.contrib.web_cluster import WAIT_S, wait_for, web_cluster
+from paxoskv.errors import InvalidArgument, NoQuorum, ValueNotSerialisable, ValueTooLarge
+from tests.contrib.web_cluster import WAIT_S, lease_count, wait_for, web_cluster
 
 PREFIX = "flask-session"
 
@@ -42,6 +44,20 @@ def make_app(kv: BlockingClient, lifetime_s: float = 3600.0) -> Flask:
     def visit() -> str:
         session["visits"] = session.get("visits", 0) + 1
         return str(session["visits"])
+
+    @app.post("/forget-user")
+    def forget_user() -> str:  # as Flask-Login's logout_user does: the rest of it stays
+        session.pop("user", None)
+        return "forgotten"
+
+    @app.get("/health")
+    def health() -> str:
+        return "fine"
+
+    @app.post("/store-a-lot")
+    def store_a_lot() -> str:
+        session["blob"] = "x" * 60_000
+        return "stored?"
 
     @app.post("/logout")
     def logout() -> str:
@@ -183,3 +199,89 @@ def test_a_bad_setting_is_refused_when_the_interface_is_made(
         PaxosKVSessionInterface(node, consistency="fast")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="a session prefix is a non-empty str"):
         PaxosKVSessionInterface(node, prefix="")
+
+
+def _in_flight(app: Flask, sid: str) -> PaxosKVSession:
+    """A request of the visitor's that has read its session and not yet answered."""
+    interface = app.session_interface
+    with app.test_request_context("/", headers={"Cookie": f"session={sid}"}):
+        opened = interface.open_session(app, flask.request)
+    assert isinstance(opened, PaxosKVSession)
+    assert opened["user"] == "ada"  # read now
+    return opened
+
+
+def _answer(app: Flask, opened: PaxosKVSession) -> flask.Response:
+    response = app.response_class()
+    app.session_interface.save_session(app, opened, response)
+    return response
+
+
+def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """Review finding: a request that read the session before a logout and saved after it
+    wrote it back under the old id, so the logout never took effect for that cookie."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    changing, reading = _in_flight(app, sid), _in_flight(app, sid)
+    browser.post("/logout")
+    changing["last_seen"] = 1
+    for late in (_answer(app, changing), _answer(app, reading)):  # a write, then a refresh
+        assert late.headers["Set-Cookie"].startswith("session=;")  # the cookie goes too
+    assert node.get((PREFIX, sid)) is None and node.keys((PREFIX,)) == []
+    assert lease_count(node) == 0
+
+
+def test_a_request_in_flight_keeps_its_change_and_not_what_another_removed(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """Flask-Login logs out by popping the user id: a request that read the session before
+    that, and changed another key, used to write the user id back with its own change."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    in_flight = _in_flight(app, sid)
+    browser.post("/forget-user")
+    in_flight["last_seen"] = 1
+    _answer(app, in_flight)
+    assert node.get((PREFIX, sid)) == {"_permanent": True, "last_seen": 1}
+
+
+def test_a_session_too_large_to_store_leaves_no_lease_behind(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    node, _ = servers
+    app = make_app(node)
+    app.testing = True
+    before = lease_count(node)
+    for _ in range(3):
+        with pytest.raises(ValueTooLarge):
+            app.test_client().post("/store-a-lot")
+    assert lease_count(node) == before and node.keys((PREFIX,)) == []
+
+
+def test_a_request_that_never_uses_the_session_reads_nothing_and_needs_no_quorum() -> None:
+    """Review finding: every request with a cookie read its session first, so a health check
+    failed with a 500 while the cluster had no quorum."""
+    node_config, client_config = web_cluster()
+    client_config = dataclasses.replace(client_config, request_timeout_s=1.0)
+    node = paxoskv.open_blocking(node_config, replica=True).open()
+    try:
+        node.wait_ready(WAIT_S)
+        with paxoskv.open_blocking(client_config) as client:
+            app = make_app(client)
+            app.testing = True
+            browser = app.test_client()
+            browser.post("/login/ada")
+            node.close()  # the cluster is gone
+            assert browser.get("/health").text == "fine"
+            with pytest.raises(NoQuorum):
+                browser.get("/whoami")
+    finally:
+        node.close()

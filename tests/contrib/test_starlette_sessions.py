@@ -6,6 +6,7 @@ TestClient, which runs an app on a loop of its own)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import AsyncIterator
 
@@ -21,13 +22,29 @@ import paxoskv
 from paxoskv import KVApi, Node
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.contrib.starlette_sessions import PaxosKVSessionMiddleware, regenerate
-from paxoskv.errors import InvalidArgument, ValueNotSerialisable
-from tests.contrib.web_cluster import WAIT_S, web_cluster
+from paxoskv.errors import InvalidArgument, NoQuorum, ValueNotSerialisable, ValueTooLarge
+from tests.contrib.web_cluster import WAIT_S, lease_count, web_cluster
 
 PREFIX = "starlette-session"
 
 
 def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
+    read, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow_visit(request: Request) -> PlainTextResponse:
+        assert request.session["user"] == "ada"  # read as the request came in
+        read.set()
+        await gate.wait()  # opened by the test
+        request.session["last_seen"] = 1
+        return PlainTextResponse("seen")
+
+    async def health(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("fine")
+
+    async def store_a_lot(request: Request) -> PlainTextResponse:
+        request.session["blob"] = "x" * 60_000
+        return PlainTextResponse("stored?")
+
     async def login(request: Request) -> PlainTextResponse:
         regenerate(request)
         request.session["user"] = request.path_params["user"]
@@ -54,9 +71,14 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
         Route("/visit", visit, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/store-a-date", store_a_date, methods=["POST"]),
+        Route("/slow-visit", slow_visit, methods=["POST"]),
+        Route("/health", health),
+        Route("/store-a-lot", store_a_lot, methods=["POST"]),
     ]
     middleware = [Middleware(PaxosKVSessionMiddleware, kv=kv, max_age=max_age)]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.read, app.state.gate = read, gate
+    return app
 
 
 def browser(app: Starlette) -> httpx.AsyncClient:
@@ -162,3 +184,48 @@ async def test_bad_settings_are_refused(cluster: tuple[Node, KVApi]) -> None:
         PaxosKVSessionMiddleware(make_app(node), node, max_age=-1)
     with pytest.raises(InvalidArgument, match="same_site is lax, strict or none"):
         PaxosKVSessionMiddleware(make_app(node), node, same_site="loose")  # type: ignore[arg-type]
+
+
+async def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    app = make_app(node)
+    async with browser(app) as server, browser(app) as other:
+        await server.post("/login/ada")
+        sid = server.cookies["session"]
+        in_flight = asyncio.create_task(server.post("/slow-visit"))
+        async with asyncio.timeout(WAIT_S):
+            await app.state.read.wait()
+        other.cookies.set("session", sid, domain="web.test")
+        await other.post("/logout")
+        app.state.gate.set()
+        late = await in_flight
+        assert late.text == "seen" and late.headers["set-cookie"].startswith("session=null;")
+        assert await node.get((PREFIX, sid)) is None and await node.keys((PREFIX,)) == []
+        assert lease_count(node) == 0
+
+
+async def test_a_session_too_large_to_store_leaves_no_lease_behind(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        for _ in range(3):
+            with pytest.raises(ValueTooLarge):
+                await server.post("/store-a-lot")
+        assert lease_count(node) == 0 and await node.keys((PREFIX,)) == []
+
+
+async def test_a_session_that_cannot_be_read_fails_only_what_uses_it() -> None:
+    node_config, client_config = web_cluster()
+    client_config = dataclasses.replace(client_config, request_timeout_s=1.0)
+    node = Node(node_config)
+    async with node, paxoskv.connect(client_config) as client:
+        await node.wait_ready(WAIT_S)
+        async with browser(make_app(client)) as server:
+            await server.post("/login/ada")
+            await node.close()  # the cluster is gone
+            assert (await server.get("/health")).text == "fine"
+            with pytest.raises(NoQuorum):
+                await server.get("/whoami")

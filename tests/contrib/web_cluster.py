@@ -24,6 +24,11 @@ def web_cluster() -> tuple[Config, Config]:
     return node, client
 
 
+def lease_count(node: Any) -> int:
+    """How many leases a Node's own copy holds (a session left behind would show here)."""
+    return len(node.replica.engine.state._leases)
+
+
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     """Until ``condition()`` holds, polled, or AssertionError at the bound."""
     deadline = time.monotonic() + WAIT_S
