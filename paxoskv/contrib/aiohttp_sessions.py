@@ -18,7 +18,7 @@ what paxos-kv stores (msgpack's types).
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, SessionData
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 DEFAULT_TTL_S: Final = 31 * 24 * 3600  # Flask's default session lifetime
 # What a request's cookie named, once looked up (None: no session).
 _LOADED: Final = web.RequestKey[Loaded | None]("paxoskv.session.loaded")
-_LEASE_TTL: Final = "lease_ttl_s"  # beside "created" and "session": the lease's lifetime
 
 
 class PaxosKVStorage(AbstractStorage):
@@ -72,9 +71,7 @@ class PaxosKVStorage(AbstractStorage):
         loaded = await self._brought(request)
         if loaded is None:
             return Session(None, data=None, new=True, max_age=self.max_age)
-        data = SessionData(
-            created=loaded.data["created"], session=copy.deepcopy(loaded.data["session"])
-        )
+        data = SessionData(created=loaded.value["created"], session=copy.deepcopy(loaded.session))
         return Session(loaded.sid, data=data, new=False, max_age=self.max_age)
 
     async def save_session(
@@ -87,21 +84,19 @@ class PaxosKVStorage(AbstractStorage):
                 await self.store.end(self.kv, loaded)
             return
         ttl_s = float(session.max_age) if session.max_age is not None else self.ttl_s
-        data: dict[str, Any] = {**self._get_session_data(session), _LEASE_TTL: ttl_s}
-        data["session"] = dict(data["session"])
+        data = self._get_session_data(session)
+        extra, mapping = {"created": data["created"]}, dict(data["session"])
+        written: Loaded | None
         if loaded is None or session.identity != loaded.sid:
             # A new session; one that replaces the session the request brought (new_session at
             # a login) ends it, once the new one is written.
-            written: Loaded | None = await self.store.replace(self.kv, loaded, data, ttl_s)
-            assert written is not None
+            written = await self.store.replace(self.kv, loaded, mapping, ttl_s, extra)
             session.set_new_identity(written.sid)
         else:
-            moved = loaded.data.get(_LEASE_TTL) != ttl_s  # a max_age changed since: a new lease
-            written = await self.store.update(
-                self.kv, loaded, data, ttl_s, new_lease=moved, inner="session"
-            )
-        if written is None:  # ended meanwhile (a logout elsewhere): not brought back
-            self.save_cookie(response, "", max_age=session.max_age)
+            written = await self.store.update(self.kv, loaded, mapping, ttl_s, extra)
+        if written is None:
+            # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
+            # alone, since by now it may name the session a login put in its place.
             return
         self.save_cookie(response, written.sid, max_age=session.max_age)
 
@@ -111,13 +106,7 @@ class PaxosKVStorage(AbstractStorage):
         if _LOADED in request:
             return request[_LOADED]
         loaded = await self.store.load(self.kv, self.load_cookie(request))
-        if loaded is not None and not _is_session_data(loaded.data):
+        if loaded is not None and type(loaded.value.get("created")) is not int:
             loaded = None
         request[_LOADED] = loaded
         return loaded
-
-
-def _is_session_data(data: dict[str, Any]) -> bool:
-    """Whether ``data`` is what :meth:`PaxosKVStorage.save_session` writes (a value written
-    under the prefix by anything else starts a new session rather than fail the request)."""
-    return type(data.get("created")) is int and isinstance(data.get("session"), dict)

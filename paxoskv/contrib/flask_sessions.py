@@ -64,7 +64,7 @@ class PaxosKVSession(SessionMixin):
     def _session_data(self) -> dict[str, Any]:
         if self._data is None:
             self.loaded = self._load()
-            self._data = {} if self.loaded is None else copy.deepcopy(self.loaded.data)
+            self._data = {} if self.loaded is None else copy.deepcopy(self.loaded.session)
         return self._data
 
     def __getitem__(self, key: str) -> Any:
@@ -83,6 +83,10 @@ class PaxosKVSession(SessionMixin):
 
     def __len__(self) -> int:
         return len(self._session_data())
+
+    def copy(self) -> dict[str, Any]:
+        """A plain dict of the session (Flask's own sessions are dicts, and code copies them)."""
+        return dict(self)
 
     def __repr__(self) -> str:
         state = repr(self._data) if self._data is not None else "not read yet"
@@ -129,12 +133,13 @@ class PaxosKVSessionInterface(SessionInterface):
             written = self.kv.run(lambda api: store.replace(api, loaded, data, ttl_s))
         elif not self.should_set_cookie(app, session):
             return
-        elif data != loaded.data:
+        elif data != loaded.session:
             written = self.kv.run(lambda api: store.update(api, loaded, data, ttl_s))
         else:
-            written = loaded if self.kv.run(lambda api: store.refresh(api, loaded)) else None
-        if written is None:  # the session ended meanwhile (a logout elsewhere): not revived
-            self._delete_cookie(app, response)
+            written = self.kv.run(lambda api: store.refresh(api, loaded, ttl_s))
+        if written is None:
+            # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
+            # alone, since by now it may name the session a login put in its place.
             return
         response.set_cookie(
             self.get_cookie_name(app),

@@ -1,11 +1,15 @@
 """What every session backend shares: the id a browser holds, the key a session lives under,
 its expiry (a lease of its own), and how a request's changes are written.
 
-A session is one key, ``(prefix, id)``, whose value is the session's dict. It is attached to a
-lease granted with the session's lifetime, so the cluster deletes it when nobody renews it (as
-``expire`` to a watch), with no sweeper on any web server. One lease per session, renewed with
-``keepalive``, rather than a new one per save: leases granted and dropped would pile up in
-every replica's lease table until each ran out.
+A session is one key, ``(prefix, id)``, whose value is ``{"session": {...}, "lease_ttl_s":
+...}`` (and any fields of the backend's own, as ``aiohttp_session``'s ``created``). It is
+attached to a lease granted with the session's lifetime, so the cluster deletes it when
+nobody renews it (as ``expire`` to a watch), with no sweeper on any web server. One lease per
+session, renewed with ``keepalive``, rather than a new one per save: leases granted and
+dropped would pile up in every replica's lease table until each ran out. A lease's length is
+fixed when it is granted, so the value records it (``lease_ttl_s``): a session whose lifetime
+has changed since (a setting lowered, an ``aiohttp_session`` handler's ``max_age``) moves to a
+new lease at its next write or renewal, and its old lease is revoked.
 
 A request writes only what it changed, onto the session as it is now (:meth:`update`): the
 keys it set or changed and the keys it removed, compared top-level key by key with what it
@@ -15,6 +19,8 @@ that read the session before another one removed a key (a logout that pops the u
 not put it back, since it did not change it. A session that ended meanwhile (deleted at
 logout, replaced at login, expired) is never written again: its id is not brought back to
 life by a request still in flight, which would undo a logout for whoever holds that cookie.
+Nor does that request's answer touch the cookie: by then the browser's cookie may name the
+session a login put in its place, and an id that names no session is harmless.
 
 The id is 32 random bytes (``secrets.token_urlsafe``), so it needs no signature: it cannot be
 guessed, and only a cookie of an id's form (43 characters of the URL-safe alphabet) is looked
@@ -24,9 +30,13 @@ gets a new id.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import random
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 from paxoskv.client import MAX_COMMAND_BYTES, check_consistency
@@ -45,7 +55,9 @@ if TYPE_CHECKING:
 
 SESSION_ID_BYTES: Final = 32
 _SESSION_ID: Final = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32): 43 characters
-MERGE_ATTEMPTS: Final = 8  # a save that loses the compare this often in a row gives up
+LEASE_TTL: Final = "lease_ttl_s"
+SESSION: Final = "session"
+log = logging.getLogger(__name__)
 
 
 def new_session_id() -> str:
@@ -58,25 +70,34 @@ def is_session_id(value: object) -> bool:
 
 
 class Loaded:
-    """A session as read from the cluster: its id, data, lease, and the revisions that tell
-    whether it is still the same session (``create_revision``) and unchanged since
-    (``mod_revision``)."""
+    """A session as read from the cluster: its id, the stored value (:attr:`session` is the
+    session's own dict), its lease, and the revisions that tell whether it is still the same
+    session (``create_revision``) and unchanged since (``mod_revision``)."""
 
-    __slots__ = ("create_revision", "data", "lease", "mod_revision", "sid")
+    __slots__ = ("create_revision", "lease", "mod_revision", "sid", "value")
 
     def __init__(
         self,
         sid: str,
-        data: dict[str, Any],
+        value: dict[str, Any],
         lease: int | None,
         mod_revision: int,
         create_revision: int,
     ) -> None:
         self.sid = sid
-        self.data = data
+        self.value = value
         self.lease = lease
         self.mod_revision = mod_revision
         self.create_revision = create_revision
+
+    @property
+    def session(self) -> dict[str, Any]:
+        session: dict[str, Any] = self.value[SESSION]
+        return session
+
+    def extra(self) -> dict[str, Any]:
+        """The backend's own fields of the value (neither the session nor the lease's length)."""
+        return {key: value for key, value in self.value.items() if key not in (SESSION, LEASE_TTL)}
 
 
 def changes(read: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -88,27 +109,12 @@ def changes(read: dict[str, Any], now: dict[str, Any]) -> tuple[dict[str, Any], 
     return changed, removed
 
 
-def merge(
-    current: dict[str, Any], read: dict[str, Any], now: dict[str, Any], inner: str | None
-) -> dict[str, Any]:
-    """``current`` with what the request changed from ``read`` to ``now`` applied to it.
-
-    With ``inner``, the session's own keys are the dict under that key (``aiohttp_session``
-    keeps ``{"created": ..., "session": {...}}``): those are merged key by key, and the other
-    fields are the request's.
-    """
-    if inner is not None:
-        inside = merge(_dict_at(current, inner), _dict_at(read, inner), _dict_at(now, inner), None)
-        return {**now, inner: inside}
+def merge(current: dict[str, Any], read: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with what the request changed from ``read`` to ``now`` applied to it."""
     changed, removed = changes(read, now)
     merged = {key: value for key, value in current.items() if key not in removed}
     merged.update(changed)
     return merged
-
-
-def _dict_at(value: dict[str, Any], key: str) -> dict[str, Any]:
-    inside = value.get(key)
-    return inside if isinstance(inside, dict) else {}
 
 
 class SessionStore:
@@ -117,7 +123,8 @@ class SessionStore:
     ``consistency`` is how a request reads its session: ``linearizable`` (the default) sees
     every write any server acknowledged, so a visitor's next request reads what the last one
     wrote wherever it lands; ``local`` reads the contacted node's own copy, which can lag a few
-    milliseconds. (A save that meets a conflict reads again linearizably, whatever this is.)
+    milliseconds, so a request that follows a write on another server that closely may find no
+    session and start a new one. (A save that meets a conflict reads again linearizably.)
     """
 
     def __init__(self, prefix: str = "session", *, consistency: Consistency = "linearizable"):
@@ -134,17 +141,23 @@ class SessionStore:
         self, api: KVApi, sid: object, *, consistency: Consistency | None = None
     ) -> Loaded | None:
         """The session ``sid`` names, or None: not an id's form, no such session, expired, or
-        a value under the prefix that is no session's (not a dict)."""
+        a value under the prefix that is no session's."""
         if not is_session_id(sid):
             return None
         assert isinstance(sid, str)
         entry = await api.get_entry(self.key(sid), consistency=consistency or self.consistency)
-        if entry is None or not isinstance(entry.value, dict):
+        if entry is None or not _is_session_value(entry.value):
             return None
         return Loaded(sid, entry.value, entry.lease_id, entry.mod_revision, entry.create_revision)
 
-    async def create(self, api: KVApi, data: dict[str, Any], ttl_s: float) -> Loaded:
-        """A new session holding ``data``, under a new id, on a new lease of ``ttl_s``.
+    async def create(
+        self,
+        api: KVApi,
+        session: dict[str, Any],
+        ttl_s: float,
+        extra: dict[str, Any] | None = None,
+    ) -> Loaded:
+        """A new session holding ``session``, under a new id, on a new lease of ``ttl_s``.
 
         A value the cluster cannot take is refused before the lease is granted, and a lease
         whose write fails anyway is revoked, as far as the cluster answers: either way no
@@ -152,11 +165,12 @@ class SessionStore:
         """
         sid = new_session_id()
         key = self.key(sid)
-        _check_storable(key, data)
+        value = _value(session, ttl_s, extra)
+        _check_storable(key, value)
         lease = await api.grant_lease(ttl_s)
         try:
             result = await api.txn(
-                [Compare(key, "version", "==", 0)], [Set(key, data, lease_id=lease)]
+                [Compare(key, "version", "==", 0)], [Set(key, value, lease_id=lease)]
             )
         except BaseException:
             await _revoke_quietly(api, lease)
@@ -164,51 +178,54 @@ class SessionStore:
         if not result.succeeded:  # 256 random bits met an existing id: never, but not taken
             await _revoke_quietly(api, lease)
             raise CompareFailed("a new session id was already taken; nothing written")
-        return Loaded(sid, data, lease, result.revision, result.revision)
+        return Loaded(sid, value, lease, result.revision, result.revision)
 
     async def update(
         self,
         api: KVApi,
         loaded: Loaded,
-        data: dict[str, Any],
+        session: dict[str, Any],
         ttl_s: float,
-        *,
-        new_lease: bool = False,
-        inner: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Loaded | None:
-        """Write what this request changed (``data`` against ``loaded.data``) onto the session
-        as it is now, and push its expiry back; the session as written, or None if it has
-        ended meanwhile (deleted, replaced, expired), when nothing is written.
+        """Write what this request changed (``session`` against ``loaded.session``) onto the
+        session as it is now, and push its expiry back ``ttl_s``; the session as written, or
+        None if it has ended meanwhile (deleted, replaced, expired), when nothing is written.
 
-        ``ttl_s`` is the session's lifetime: its lease is renewed for that long. A lease's
-        lifetime is fixed when it is granted, so ``new_lease`` moves the session to a new lease
-        of ``ttl_s`` (a lifetime changed since), and the old lease is revoked once it has moved.
-        ``inner``: see :func:`merge`.
+        On a conflict (another request wrote it since it was read) it reads again and merges,
+        with a growing random pause between tries, for up to the client's
+        ``request_timeout_s``; then ``CompareFailed``, nothing written.
         """
-        base = loaded
-        for _ in range(MERGE_ATTEMPTS):
-            merged = merge(base.data, loaded.data, data, inner)
-            written = await self._write_over(api, base, merged, ttl_s, new_lease)
+        base, tries = loaded, 0
+        deadline = time.monotonic() + api.config.request_timeout_s
+        while True:
+            value = _value(merge(base.session, loaded.session, session), ttl_s, extra)
+            written = await self._write_over(api, base, value, ttl_s)
             if written is not None:
                 return written
             current = await self.load(api, loaded.sid, consistency="linearizable")
             if current is None or current.create_revision != loaded.create_revision:
                 return None  # ended: never written again under this id
+            tries += 1
+            if time.monotonic() >= deadline:
+                raise CompareFailed(
+                    f"the session changed under {tries} saves in a row, for "
+                    f"{api.config.request_timeout_s:g} s; nothing written"
+                )
+            await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**tries)))
             base = current
-        raise CompareFailed(
-            f"the session changed under {MERGE_ATTEMPTS} saves in a row; nothing written"
-        )
 
-    async def refresh(self, api: KVApi, loaded: Loaded) -> bool:
-        """Push a session's expiry back a whole lifetime without writing it; False if it has
-        ended (its lease expired or was revoked)."""
-        if loaded.lease is None:
-            return False
+    async def refresh(self, api: KVApi, loaded: Loaded, ttl_s: float) -> Loaded | None:
+        """Push a session's expiry back ``ttl_s`` without changing it; None if it has ended
+        (its lease expired or was revoked). A session on a lease of another length (its
+        lifetime changed since) is written anew on a new lease."""
+        if loaded.value.get(LEASE_TTL) != ttl_s or loaded.lease is None:
+            return await self.update(api, loaded, loaded.session, ttl_s, loaded.extra())
         try:
             await api.keepalive(loaded.lease)
         except LeaseNotFound:
-            return False
-        return True
+            return None
+        return loaded
 
     async def end(self, api: KVApi, loaded: Loaded) -> None:
         """End a session now: its key, and its lease (which would delete the key too)."""
@@ -217,24 +234,37 @@ class SessionStore:
             await _revoke_quietly(api, loaded.lease)
 
     async def replace(
-        self, api: KVApi, loaded: Loaded | None, data: dict[str, Any], ttl_s: float
+        self,
+        api: KVApi,
+        loaded: Loaded | None,
+        session: dict[str, Any],
+        ttl_s: float,
+        extra: dict[str, Any] | None = None,
     ) -> Loaded:
         """A new id for a session (at login, against fixation): the new session is written
-        first, then the old one ended, so a failure between leaves the visitor a session."""
-        created = await self.create(api, data, ttl_s)
+        first, then the old one ended. If ending it fails (no quorum), the new one stands and
+        the old one is left to its lease: a visitor is never left without a session, and a
+        login never fails after its session was written."""
+        created = await self.create(api, session, ttl_s, extra)
         if loaded is not None:
-            await self.end(api, loaded)
+            try:
+                await self.end(api, loaded)
+            except PaxosKVError as error:
+                log.warning(
+                    "a replaced session could not be ended now (%s); its lease ends it", error
+                )
         return created
 
     async def _write_over(
-        self, api: KVApi, base: Loaded, data: dict[str, Any], ttl_s: float, new_lease: bool
+        self, api: KVApi, base: Loaded, value: dict[str, Any], ttl_s: float
     ) -> Loaded | None:
-        """``data`` written if the session is still at ``base.mod_revision``, on its lease
-        renewed (or on a new one); None if the compare failed or its lease has run out (then
-        :meth:`update` reads again, and finds it changed or ended)."""
+        """``value`` written if the session is still at ``base.mod_revision``, on its lease
+        renewed, or on a new one if its lease is of another length; None if the compare
+        failed or its lease has run out (then :meth:`update` reads again, and finds it changed
+        or ended)."""
         key = self.key(base.sid)
-        _check_storable(key, data)
-        fresh = new_lease or base.lease is None
+        _check_storable(key, value)
+        fresh = base.lease is None or base.value.get(LEASE_TTL) != ttl_s
         try:
             if fresh:
                 lease = await api.grant_lease(ttl_s)
@@ -247,7 +277,7 @@ class SessionStore:
         try:
             result = await api.txn(
                 [Compare(key, "mod_revision", "==", base.mod_revision)],
-                [Set(key, data, lease_id=lease)],
+                [Set(key, value, lease_id=lease)],
             )
         except LeaseNotFound:
             result = None
@@ -261,7 +291,15 @@ class SessionStore:
             return None
         if fresh and base.lease is not None:
             await _revoke_quietly(api, base.lease)  # the key has moved off it
-        return Loaded(base.sid, data, lease, result.revision, base.create_revision)
+        return Loaded(base.sid, value, lease, result.revision, base.create_revision)
+
+
+def _value(session: dict[str, Any], ttl_s: float, extra: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(extra or {}), SESSION: session, LEASE_TTL: ttl_s}
+
+
+def _is_session_value(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(SESSION), dict)
 
 
 def _check_storable(key: tuple[str, str], data: dict[str, Any]) -> None:

@@ -71,6 +71,9 @@ class Unavailable(MutableMapping[str, Any]):
     def __len__(self) -> int:
         raise self.error
 
+    def copy(self) -> dict[str, Any]:
+        raise self.error
+
 
 class PaxosKVSessionMiddleware:
     """``scope["session"]`` (``request.session``) read from and written to the cluster ``kv``
@@ -120,7 +123,7 @@ class PaxosKVSessionMiddleware:
             scope["session"] = Unavailable(error)
             await self.app(scope, receive, send)
             return
-        scope["session"] = {} if loaded is None else copy.deepcopy(loaded.data)
+        scope["session"] = {} if loaded is None else copy.deepcopy(loaded.session)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -141,12 +144,13 @@ class PaxosKVSessionMiddleware:
         written: Loaded | None
         if loaded is None or scope.get(_REGENERATE):
             written = await self.store.replace(self.kv, loaded, session, self.ttl_s)
-        elif session == loaded.data:
+        elif session == loaded.session:
             return  # unchanged: nothing to write
         else:
             written = await self.store.update(self.kv, loaded, session, self.ttl_s)
-        if written is None:  # ended meanwhile (a logout elsewhere): not brought back
-            headers.append("Set-Cookie", self._cookie("null", expired=True))
+        if written is None:
+            # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
+            # alone, since by now it may name the session a login put in its place.
             return
         headers.append("Set-Cookie", self._cookie(written.sid))
         headers.add_vary_header("Cookie")

@@ -261,3 +261,25 @@ async def test_a_session_too_large_to_store_leaves_no_lease_behind(
         assert lease_count(node) == 0 and await node.keys((PREFIX,)) == []
     finally:
         await server.close()
+
+
+async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    app = make_app(node)
+    server = await browser(app)
+    try:
+        await server.post("/login/ada")
+        in_flight = asyncio.create_task(server.post("/slow-visit"))
+        async with asyncio.timeout(WAIT_S):
+            await app[READ].wait()
+        await server.post("/login/bob")  # a new id, in the same browser
+        new_sid = cookie_of(server)
+        app[GATE].set()
+        late = await in_flight
+        assert await late.text() == "seen" and COOKIE not in late.cookies
+        assert await (await server.get("/whoami")).text() == "bob"
+        assert await node.keys((PREFIX,)) == [(PREFIX, new_sid)]
+    finally:
+        await server.close()

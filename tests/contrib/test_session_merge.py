@@ -22,26 +22,15 @@ def test_what_a_request_changed_is_key_by_key_nested_included() -> None:
 def test_a_key_another_request_removed_stays_removed() -> None:
     read = {"user": "ada", "seen": 0}
     current = {"seen": 0}  # a logout popped the user meanwhile
-    assert merge(current, read, {"user": "ada", "seen": 1}, None) == {"seen": 1}
-
-
-def test_inner_merges_the_sessions_own_keys_and_takes_the_requests_other_fields() -> None:
-    read = {"created": 1, "session": {"a": 1}}
-    current = {"created": 1, "session": {"a": 1, "b": 2}}
-    now = {"created": 1, "session": {"a": 5}, "lease_ttl_s": 60.0}
-    assert merge(current, read, now, "session") == {
-        "created": 1,
-        "session": {"a": 5, "b": 2},
-        "lease_ttl_s": 60.0,
-    }
+    assert merge(current, read, {"user": "ada", "seen": 1}) == {"seen": 1}
 
 
 @given(read=SESSIONS, now=SESSIONS, current=SESSIONS)
 def test_merge_is_the_request_alone_when_nobody_else_wrote(
     read: dict[str, Any], now: dict[str, Any], current: dict[str, Any]
 ) -> None:
-    assert merge(read, read, now, None) == now
-    merged = merge(current, read, now, None)
+    assert merge(read, read, now) == now
+    merged = merge(current, read, now)
     changed, removed = changes(read, now)
     for key in current.keys() - changed.keys() - set(removed):  # what it did not touch
         assert merged[key] == current[key]
