@@ -141,27 +141,22 @@ class PaxosKVSessionInterface(SessionInterface):
             # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
             # alone, since by now it may name the session a login put in its place.
             return
-        response.set_cookie(
-            self.get_cookie_name(app),
-            written.sid,
-            expires=self.get_expiration_time(app, session),
-            httponly=self.get_cookie_httponly(app),
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            secure=self.get_cookie_secure(app),
-            partitioned=self.get_cookie_partitioned(app),
-            samesite=self.get_cookie_samesite(app),
-        )
+        expires = self.get_expiration_time(app, session)
+        name, options = self.get_cookie_name(app), self._cookie_options(app)
+        response.set_cookie(name, written.sid, expires=expires, **options)
         response.vary.add("Cookie")
 
     def _delete_cookie(self, app: Flask, response: Response) -> None:
-        response.delete_cookie(
-            self.get_cookie_name(app),
-            domain=self.get_cookie_domain(app),
-            path=self.get_cookie_path(app),
-            secure=self.get_cookie_secure(app),
-            partitioned=self.get_cookie_partitioned(app),
-            samesite=self.get_cookie_samesite(app),
-            httponly=self.get_cookie_httponly(app),
-        )
+        response.delete_cookie(self.get_cookie_name(app), **self._cookie_options(app))
         response.vary.add("Cookie")
+
+    def _cookie_options(self, app: Flask) -> dict[str, Any]:
+        """The cookie's attributes, Flask's settings as its own sessions read them."""
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "partitioned": self.get_cookie_partitioned(app),
+            "samesite": self.get_cookie_samesite(app),
+            "httponly": self.get_cookie_httponly(app),
+        }

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp_session import get_session, new_session, setup
 
-import paxoskv
 from paxoskv import KVApi, Node
 from paxoskv.contrib.aiohttp_sessions import PaxosKVStorage
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.errors import InvalidArgument
-from tests.contrib.web_cluster import WAIT_S, lease_count, web_cluster
+from tests.contrib.web_cluster import WAIT_S, lease_count, until_gone
 
 PREFIX = "aiohttp-session"
 GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: the handler goes on
@@ -80,19 +78,9 @@ def make_app(kv: KVApi, max_age: int | None = None) -> web.Application:
     return app
 
 
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Node, KVApi]]:
-    node_config, client_config = web_cluster()
-    async with Node(node_config) as node:
-        await node.wait_ready(WAIT_S)
-        async with paxoskv.connect(client_config) as client:
-            yield node, client
-
-
-async def browser(app: web.Application) -> TestClient[web.Request, web.Application]:
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
+def browser(app: web.Application) -> TestClient[web.Request, web.Application]:
+    """A browser of its own for ``app``: ``async with`` starts the server and closes both."""
+    return TestClient(TestServer(app))
 
 
 def cookie_of(client: TestClient[web.Request, web.Application]) -> str | None:
@@ -107,8 +95,7 @@ async def test_a_session_written_on_one_server_is_read_on_the_other(
     cluster: tuple[Node, KVApi],
 ) -> None:
     node, client = cluster
-    server_a, server_b = await browser(make_app(node)), await browser(make_app(client))
-    try:
+    async with browser(make_app(node)) as server_a, browser(make_app(client)) as server_b:
         assert await (await server_a.get("/whoami")).text() == "nobody"
         assert cookie_of(server_a) is None and await node.keys((PREFIX,)) == []
 
@@ -124,17 +111,13 @@ async def test_a_session_written_on_one_server_is_read_on_the_other(
         entry = await node.get_entry((PREFIX, sid))
         assert entry is not None and entry.value["session"] == {"user": "ada", "visits": 2}
         assert entry.lease_id is not None
-    finally:
-        await server_a.close()
-        await server_b.close()
 
 
 async def test_login_replaces_the_session_and_ends_the_old_one(
     cluster: tuple[Node, KVApi],
 ) -> None:
     node, _ = cluster
-    server = await browser(make_app(node))
-    try:
+    async with browser(make_app(node)) as server:
         await server.post("/visit")
         before = cookie_of(server)
         await server.post("/login/ada")
@@ -142,27 +125,21 @@ async def test_login_replaces_the_session_and_ends_the_old_one(
         assert before != after and is_session_id(after)
         assert await node.keys((PREFIX,)) == [(PREFIX, after)]
         assert await (await server.get("/whoami")).text() == "ada"
-    finally:
-        await server.close()
 
 
 async def test_logout_deletes_the_session_and_the_cookie(cluster: tuple[Node, KVApi]) -> None:
     node, client = cluster
-    server = await browser(make_app(client))
-    try:
+    async with browser(make_app(client)) as server:
         await server.post("/login/ada")
         assert cookie_of(server) is not None
         assert await (await server.post("/logout")).text() == "bye"
         assert cookie_of(server) is None
         assert await node.keys((PREFIX,)) == []
-    finally:
-        await server.close()
 
 
 async def test_a_forged_cookie_starts_a_new_session(cluster: tuple[Node, KVApi]) -> None:
     node, _ = cluster
-    server = await browser(make_app(node))
-    try:
+    async with browser(make_app(node)) as server:
         for forged in ("x", "../../etc", "A" * 43):
             server.session.cookie_jar.update_cookies({COOKIE: forged})
             assert await (await server.get("/whoami")).text() == "nobody"
@@ -170,34 +147,24 @@ async def test_a_forged_cookie_starts_a_new_session(cluster: tuple[Node, KVApi])
         server.session.cookie_jar.update_cookies({COOKIE: "B" * 43})
         assert await (await server.post("/visit")).text() == "1"
         assert cookie_of(server) not in ("A" * 43, "B" * 43)
-    finally:
-        await server.close()
 
 
 async def test_a_session_expires_after_max_age(cluster: tuple[Node, KVApi]) -> None:
     node, _ = cluster
-    server = await browser(make_app(node, max_age=1))
-    try:
+    async with browser(make_app(node, max_age=1)) as server:
         await server.post("/login/ada")
         sid = cookie_of(server)
         assert await node.get((PREFIX, sid)) is not None
-        async with asyncio.timeout(WAIT_S):
-            while await node.get((PREFIX, sid)) is not None:
-                await asyncio.sleep(0.05)
-    finally:
-        await server.close()
+        await until_gone(node, (PREFIX, sid))
 
 
 async def test_a_value_paxos_kv_cannot_store_fails_the_request_and_writes_nothing(
     cluster: tuple[Node, KVApi],
 ) -> None:
     node, _ = cluster
-    server = await browser(make_app(node))
-    try:
+    async with browser(make_app(node)) as server:
         assert (await server.post("/store-a-date")).status == 500
         assert await node.keys((PREFIX,)) == []
-    finally:
-        await server.close()
 
 
 async def test_bad_settings_are_refused(cluster: tuple[Node, KVApi]) -> None:
@@ -213,54 +180,42 @@ async def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
 ) -> None:
     node, _ = cluster
     app = make_app(node)
-    server = await browser(app)
-    try:
+    async with browser(app) as server:
         await server.post("/login/ada")
         sid = cookie_of(server)
         in_flight = asyncio.create_task(server.post("/slow-visit"))
         async with asyncio.timeout(WAIT_S):
             await app[READ].wait()
-        other = await browser(app)
-        other.session.cookie_jar.update_cookies({COOKIE: sid})
-        await other.post("/logout")
-        await other.close()
+        async with browser(app) as other:  # the visitor logs out in another tab
+            other.session.cookie_jar.update_cookies({COOKIE: sid})
+            await other.post("/logout")
         app[GATE].set()
         assert await (await in_flight).text() == "seen"
         assert await node.get((PREFIX, sid)) is None and await node.keys((PREFIX,)) == []
         assert lease_count(node) == 0
-    finally:
-        await server.close()
 
 
 async def test_a_session_lives_as_long_as_its_own_max_age(cluster: tuple[Node, KVApi]) -> None:
     """Review finding: a max_age set on the session changed the cookie only; the lease kept
     the storage's lifetime, so a replayed cookie outlived it on the server."""
     node, _ = cluster
-    server = await browser(make_app(node))
-    try:
+    async with browser(make_app(node)) as server:
         await server.post("/visit")
         sid = cookie_of(server)
         await server.post("/short-lived")
         assert cookie_of(server) == sid  # the same session, moved to a lease of 1 s
         assert lease_count(node) == 1  # (the old lease revoked)
-        async with asyncio.timeout(WAIT_S):
-            while await node.get((PREFIX, sid)) is not None:
-                await asyncio.sleep(0.05)
-    finally:
-        await server.close()
+        await until_gone(node, (PREFIX, sid))
 
 
 async def test_a_session_too_large_to_store_leaves_no_lease_behind(
     cluster: tuple[Node, KVApi],
 ) -> None:
     node, _ = cluster
-    server = await browser(make_app(node))
-    try:
+    async with browser(make_app(node)) as server:
         for _ in range(3):
             assert (await server.post("/store-a-lot")).status == 500
         assert lease_count(node) == 0 and await node.keys((PREFIX,)) == []
-    finally:
-        await server.close()
 
 
 async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
@@ -268,8 +223,7 @@ async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
 ) -> None:
     node, _ = cluster
     app = make_app(node)
-    server = await browser(app)
-    try:
+    async with browser(app) as server:
         await server.post("/login/ada")
         in_flight = asyncio.create_task(server.post("/slow-visit"))
         async with asyncio.timeout(WAIT_S):
@@ -281,5 +235,3 @@ async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
         assert await late.text() == "seen" and COOKIE not in late.cookies
         assert await (await server.get("/whoami")).text() == "bob"
         assert await node.keys((PREFIX,)) == [(PREFIX, new_sid)]
-    finally:
-        await server.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from paxoskv import KVApi, Node
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.contrib.starlette_sessions import PaxosKVSessionMiddleware, regenerate
 from paxoskv.errors import InvalidArgument, NoQuorum, ValueNotSerialisable, ValueTooLarge
-from tests.contrib.web_cluster import WAIT_S, lease_count, web_cluster
+from tests.contrib.web_cluster import WAIT_S, lease_count, until_gone, web_cluster
 
 PREFIX = "starlette-session"
 
@@ -89,15 +88,6 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
 def browser(app: Starlette) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
     return httpx.AsyncClient(transport=transport, base_url="http://web.test")
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[Node, KVApi]]:
-    node_config, client_config = web_cluster()
-    async with Node(node_config) as node:
-        await node.wait_ready(WAIT_S)
-        async with paxoskv.connect(client_config) as client:
-            yield node, client
 
 
 async def test_a_session_written_on_one_server_is_read_on_the_other(
@@ -167,9 +157,7 @@ async def test_a_session_expires_after_max_age(cluster: tuple[Node, KVApi]) -> N
     async with browser(make_app(node, max_age=1)) as server:
         await server.post("/login/ada")
         sid = server.cookies["session"]
-        async with asyncio.timeout(WAIT_S):
-            while await node.get((PREFIX, sid)) is not None:
-                await asyncio.sleep(0.05)
+        await until_gone(node, (PREFIX, sid))
         assert (await server.get("/whoami")).text == "nobody"
 
 

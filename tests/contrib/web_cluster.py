@@ -3,6 +3,7 @@ web servers would reach one cluster (a name and a multicast port of their own)."
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -27,6 +28,13 @@ def web_cluster() -> tuple[Config, Config]:
 def lease_count(node: Any) -> int:
     """How many leases a Node's own copy holds (a session left behind would show here)."""
     return len(node.replica.engine.state._leases)
+
+
+async def until_gone(node: Any, key: Any) -> None:
+    """Until ``key`` is gone from the cluster (its lease ran out), or TimeoutError at the bound."""
+    async with asyncio.timeout(WAIT_S):
+        while await node.get(key) is not None:
+            await asyncio.sleep(0.05)
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
