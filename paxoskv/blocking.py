@@ -53,6 +53,13 @@ class BlockingClient:
         self._pid = os.getpid()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise InvalidArgument(
+                "a blocking call from the handle's own loop thread (an on_change callback "
+                "runs there) would wait for that thread, which is waiting for it: use the "
+                "async API there (`await kv.api.set(...)`), or hand the call to another thread"
+            )
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def open(self) -> Self:
@@ -180,9 +187,20 @@ class BlockingClient:
             revision = kv.run(lambda api: api.set("k", 1))
         """
         api = self.api  # NotStarted or NodeClosed here, in the caller's thread
+        if not callable(call):
+            raise InvalidArgument(
+                f"run takes a function of the API, as `kv.run(lambda api: api.get('k'))`, "
+                f"not {type(call).__name__}"
+            )
 
         async def on_the_loop() -> T:
-            return await call(api)
+            awaitable = call(api)
+            if not inspect.isawaitable(awaitable):
+                raise InvalidArgument(
+                    "run's function must return something to await (a call of the async "
+                    f"API, or an async function's coroutine), not {type(awaitable).__name__}"
+                )
+            return await awaitable
 
         return self._run(on_the_loop())
 

@@ -18,7 +18,7 @@ what paxos-kv stores (msgpack's types).
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session, SessionData
@@ -32,6 +32,19 @@ if TYPE_CHECKING:
 DEFAULT_TTL_S: Final = 31 * 24 * 3600  # Flask's default session lifetime
 # What a request's cookie named, once looked up (None: no session).
 _LOADED: Final = web.RequestKey[Loaded | None]("paxoskv.session.loaded")
+
+
+class PaxosKVSession(Session):
+    """An ``aiohttp_session`` session that knows whether it was invalidated (a logout, which
+    ends it whole) or only emptied key by key (which leaves what others added meanwhile)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.invalidated = False
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        self.invalidated = True
 
 
 class PaxosKVStorage(AbstractStorage):
@@ -67,34 +80,47 @@ class PaxosKVStorage(AbstractStorage):
         self.store = SessionStore(prefix, consistency=consistency)
         self.ttl_s = ttl_s
 
+    async def new_session(self) -> Session:
+        return PaxosKVSession(None, data=None, new=True, max_age=self.max_age)
+
     async def load_session(self, request: web.Request) -> Session:
         loaded = await self._brought(request)
         if loaded is None:
-            return Session(None, data=None, new=True, max_age=self.max_age)
+            return await self.new_session()
         data = SessionData(created=loaded.value["created"], session=copy.deepcopy(loaded.session))
-        return Session(loaded.sid, data=data, new=False, max_age=self.max_age)
+        return PaxosKVSession(loaded.sid, data=data, new=False, max_age=self.max_age)
 
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
         loaded = await self._brought(request)
-        if session.empty:  # invalidated or cleared: the key and the cookie go
-            self.save_cookie(response, "", max_age=session.max_age)
-            if loaded is not None:
-                await self.store.end(self.kv, loaded)
-            return
         ttl_s = float(session.max_age) if session.max_age is not None else self.ttl_s
         data = self._get_session_data(session)
-        extra, mapping = {"created": data["created"]}, dict(data["session"])
-        written: Loaded | None
-        if loaded is None or session.identity != loaded.sid:
+        created = {"created": data["created"]} if "created" in data else {}
+        written: Loaded | bool | None
+        is_loaded = loaded is not None and session.identity == loaded.sid
+        if session.empty and loaded is None:
+            self.save_cookie(response, "", max_age=session.max_age)  # nothing stored
+            return
+        if session.empty and loaded is not None:
+            if getattr(session, "invalidated", True) or not is_loaded:
+                written = await self.store.end(self.kv, loaded)  # a logout: it ends whole
+            else:  # its keys popped: what others added meanwhile stays
+                written = await self.store.empty(self.kv, loaded, ttl_s, created)
+        elif loaded is None or not is_loaded:
             # A new session; one that replaces the session the request brought (new_session at
             # a login) ends it, once the new one is written.
-            written = await self.store.replace(self.kv, loaded, mapping, ttl_s, extra)
+            written = await self.store.replace(
+                self.kv, loaded, dict(data["session"]), ttl_s, created
+            )
             session.set_new_identity(written.sid)
         else:
-            written = await self.store.update(self.kv, loaded, mapping, ttl_s, extra)
-        if written is None:
+            mapping = dict(data["session"])
+            written = await self.store.update(self.kv, loaded, mapping, ttl_s, created)
+        if written is True:  # this request ended it: its cookie goes
+            self.save_cookie(response, "", max_age=session.max_age)
+            return
+        if written is None or written is False:
             # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
             # alone, since by now it may name the session a login put in its place.
             return

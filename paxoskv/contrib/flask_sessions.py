@@ -45,6 +45,7 @@ class PaxosKVSession(SessionMixin):
         self.loaded: Loaded | None = None  # what was read, kept as read (None: a new session)
         self.modified = False
         self.regenerating = False
+        self.cleared = False  # clear() called: a logout, which ends the session whole
 
     @property
     def used(self) -> bool:
@@ -84,6 +85,13 @@ class PaxosKVSession(SessionMixin):
     def __len__(self) -> int:
         return len(self._session_data())
 
+    def clear(self) -> None:
+        """Empty the session and end it when it is saved (a logout), keys that other
+        requests added meanwhile included; popping its keys one by one ends only what this
+        request saw."""
+        self._session_data().clear()
+        self.modified = self.cleared = True
+
     def copy(self) -> dict[str, Any]:
         """A plain dict of the session (Flask's own sessions are dicts, and code copies them)."""
         return dict(self)
@@ -122,14 +130,18 @@ class PaxosKVSessionInterface(SessionInterface):
             return  # a null session (opening it failed), or one the request never used
         store, loaded, data = self.store, session.loaded, dict(session)
         ttl_s = app.permanent_session_lifetime.total_seconds()
-        if not data:  # emptied (session.clear()), or never written: no key, no cookie
-            if loaded is not None:
-                self.kv.run(lambda api: store.end(api, loaded))
-            if loaded is not None or session.modified:
-                self._delete_cookie(app, response)
-            return
-        written: Loaded | None
-        if loaded is None or session.regenerating:
+        written: Loaded | bool | None
+        if loaded is None:  # a new session
+            if not data:  # nothing stored, nothing to store
+                if session.modified:
+                    self._delete_cookie(app, response)
+                return
+            written = self.kv.run(lambda api: store.create(api, data, ttl_s))
+        elif not data and session.cleared:  # a logout: the session ends, whole
+            written = self.kv.run(lambda api: store.end(api, loaded))
+        elif not data:  # its keys popped: what others added meanwhile stays
+            written = self.kv.run(lambda api: store.empty(api, loaded, ttl_s))
+        elif session.regenerating:
             written = self.kv.run(lambda api: store.replace(api, loaded, data, ttl_s))
         elif not self.should_set_cookie(app, session):
             return
@@ -137,7 +149,10 @@ class PaxosKVSessionInterface(SessionInterface):
             written = self.kv.run(lambda api: store.update(api, loaded, data, ttl_s))
         else:
             written = self.kv.run(lambda api: store.refresh(api, loaded, ttl_s))
-        if written is None:
+        if written is True:  # this request ended it: its cookie goes
+            self._delete_cookie(app, response)
+            return
+        if written is None or written is False:
             # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
             # alone, since by now it may name the session a login put in its place.
             return

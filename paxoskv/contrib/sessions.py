@@ -48,7 +48,8 @@ from paxoskv.errors import (
     ValueTooLarge,
 )
 from paxoskv.state.command_wire import encode_command
-from paxoskv.state.commands import MAX_LEASE_ID, Compare, Set, Txn
+from paxoskv.state.commands import MAX_LEASE_ID, Compare, Delete, Set, Txn
+from paxoskv.state.results import Deleted
 
 if TYPE_CHECKING:
     from paxoskv.client import Consistency, KVApi
@@ -227,11 +228,43 @@ class SessionStore:
             return None
         return loaded
 
-    async def end(self, api: KVApi, loaded: Loaded) -> None:
-        """End a session now: its key, and its lease (which would delete the key too)."""
-        await api.delete(self.key(loaded.sid))
-        if loaded.lease is not None:
-            await _revoke_quietly(api, loaded.lease)
+    async def empty(
+        self, api: KVApi, loaded: Loaded, ttl_s: float, extra: dict[str, Any] | None = None
+    ) -> Loaded | bool:
+        """A request removed every key of the session it read (a page that pops the last
+        notice it showed), which is not a logout: keys another request added meanwhile stay
+        (the session as written then), and only a session left with none ends (True). False
+        if it had ended meanwhile."""
+        written = await self.update(api, loaded, {}, ttl_s, extra)
+        if written is None:
+            return False
+        if written.session:
+            return written
+        return await self.end(api, written)
+
+    async def end(self, api: KVApi, loaded: Loaded) -> bool:
+        """End the session ``loaded`` is, now: its key, and its lease; False if it had ended
+        already (or been replaced under the same id: never), when nothing is deleted.
+
+        The delete is conditional on the session being the one read (its ``create_revision``),
+        and the lease revoked is the one the deleted row was on as well as the one read: a
+        request that moved the session to a new lease meanwhile would otherwise leave that
+        lease behind, keyless, for the session's whole lifetime.
+        """
+        key = self.key(loaded.sid)
+        result = await api.txn(
+            [Compare(key, "create_revision", "==", loaded.create_revision)], [Delete(key)]
+        )
+        if not result.succeeded:
+            return False
+        (deleted,) = result.responses
+        leases = {loaded.lease}
+        if isinstance(deleted, Deleted) and deleted.prev is not None:
+            leases.add(deleted.prev.lease_id)
+        for lease in leases - {None}:
+            assert lease is not None
+            await _revoke_quietly(api, lease)
+        return True
 
     async def replace(
         self,
@@ -281,10 +314,9 @@ class SessionStore:
             )
         except LeaseNotFound:
             result = None
-        except BaseException:
-            if fresh:
-                await _revoke_quietly(api, lease)
-            raise
+        # Any other error (no quorum, the caller cancelled) leaves the outcome unknown: the
+        # write may have been applied, on the new lease, which is then not revoked (that would
+        # delete the session); if it was not, the lease runs out by itself.
         if result is None or not result.succeeded:
             if fresh:
                 await _revoke_quietly(api, lease)

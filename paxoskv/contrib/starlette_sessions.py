@@ -75,6 +75,43 @@ class Unavailable(MutableMapping[str, Any]):
         raise self.error
 
 
+class TrackedSession(dict[str, Any]):
+    """``request.session``: a dict that notes a write (which renews the session, as
+    Starlette's own does, even when the value is unchanged) and a ``clear()`` (a logout, which
+    ends the session whole; popping its keys one by one ends only what the request saw)."""
+
+    modified = False
+    cleared = False
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.modified = True
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self.modified = True
+
+    def clear(self) -> None:
+        super().clear()
+        self.modified = self.cleared = True
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self.modified = True
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self.modified = True
+        return super().popitem()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self.modified = True
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        super().update(*args, **kwargs)
+        self.modified = True
+
+
 class PaxosKVSessionMiddleware:
     """``scope["session"]`` (``request.session``) read from and written to the cluster ``kv``
     (a ``Node`` or a thin client)."""
@@ -123,7 +160,7 @@ class PaxosKVSessionMiddleware:
             scope["session"] = Unavailable(error)
             await self.app(scope, receive, send)
             return
-        scope["session"] = {} if loaded is None else copy.deepcopy(loaded.session)
+        scope["session"] = TrackedSession({} if loaded is None else copy.deepcopy(loaded.session))
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -133,22 +170,32 @@ class PaxosKVSessionMiddleware:
         await self.app(scope, receive, send_wrapper)
 
     async def _save(self, scope: Scope, loaded: Loaded | None, headers: MutableHeaders) -> None:
-        session: dict[str, Any] = dict(scope["session"])
+        tracked = scope["session"]
+        session: dict[str, Any] = dict(tracked)
+        modified = getattr(tracked, "modified", True)  # (a handler may have put a plain dict)
         if loaded is not None:
             headers.add_vary_header("Cookie")
-        if not session:
-            if loaded is not None:  # emptied: the key and the cookie go
-                await self.store.end(self.kv, loaded)
-                headers.append("Set-Cookie", self._cookie("null", expired=True))
-            return
-        written: Loaded | None
-        if loaded is None or scope.get(_REGENERATE):
+        written: Loaded | bool | None
+        if loaded is None:  # a new session
+            if not session:
+                return
+            written = await self.store.create(self.kv, session, self.ttl_s)
+        elif not session and getattr(tracked, "cleared", True):  # a logout: it ends whole
+            written = await self.store.end(self.kv, loaded)
+        elif not session:  # its keys popped: what others added meanwhile stays
+            written = await self.store.empty(self.kv, loaded, self.ttl_s)
+        elif scope.get(_REGENERATE):
             written = await self.store.replace(self.kv, loaded, session, self.ttl_s)
-        elif session == loaded.session:
-            return  # unchanged: nothing to write
-        else:
+        elif session != loaded.session:
             written = await self.store.update(self.kv, loaded, session, self.ttl_s)
-        if written is None:
+        elif modified:  # set to what it was: renewed, as Starlette's own sessions are
+            written = await self.store.refresh(self.kv, loaded, self.ttl_s)
+        else:
+            return  # untouched: nothing to write
+        if written is True:  # this request ended it: its cookie goes
+            headers.append("Set-Cookie", self._cookie("null", expired=True))
+            return
+        if written is None or written is False:
             # Ended meanwhile (a logout, a login elsewhere): not revived, and the cookie left
             # alone, since by now it may name the session a login put in its place.
             return

@@ -50,6 +50,20 @@ def make_app(kv: BlockingClient, lifetime_s: float = 3600.0) -> Flask:
         session.pop("user", None)
         return "forgotten"
 
+    @app.post("/read-notice")
+    def read_notice() -> str:  # pops what it shows: the session's last key, as it saw it
+        return str(session.pop("notice", None))
+
+    @app.post("/add-to-cart")
+    def add_to_cart() -> str:
+        session["cart"] = [42]
+        return "added"
+
+    @app.post("/notice")
+    def notice() -> str:
+        session["notice"] = "saved"
+        return "noted"
+
     @app.get("/health")
     def health() -> str:
         return "fine"
@@ -325,3 +339,44 @@ def test_a_lowered_lifetime_applies_to_sessions_made_before_it(
     assert node.get((PREFIX, sid))["lease_ttl_s"] == 1.0
     assert lease_count(node) == 1  # the old lease revoked
     wait_for(lambda: node.get((PREFIX, sid)) is None, "the session expired by its new lease")
+
+
+def test_popping_the_last_key_keeps_what_another_request_added(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """Third review: a request that emptied its copy ended the whole session, with the key
+    another tab had added meanwhile. Only clear() (a logout) ends it whole now."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/notice")
+    sid = cookie_of(browser)
+    with app.test_request_context("/", headers={"Cookie": f"session={sid}"}):
+        page = app.session_interface.open_session(app, flask.request)
+    assert isinstance(page, PaxosKVSession)
+    assert page.pop("notice") == "saved"  # the page shows its notice ...
+    browser.post("/add-to-cart")  # ... while another tab adds to the cart
+    late = _answer(app, page)
+    assert node.get((PREFIX, sid))["session"] == {"cart": [42]}
+    assert "session=;" not in late.headers.get("Set-Cookie", "")  # the session goes on
+    alone = app.test_client()  # a page that pops the only key there is ends the session
+    alone.post("/notice")
+    alone_sid = cookie_of(alone)
+    assert alone.post("/read-notice").text == "saved"
+    assert cookie_of(alone) is None and node.get((PREFIX, alone_sid)) is None
+
+
+def test_a_late_logout_leaves_the_login_after_it_alone(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """Third review: a logout that read the session before a login replaced it deleted the
+    new login's cookie with its answer."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+    logout = _in_flight(app, cookie_of(browser))
+    browser.post("/login/bob")
+    logout.clear()
+    assert "Set-Cookie" not in _answer(app, logout).headers
+    assert browser.get("/whoami").text == "bob"

@@ -41,6 +41,16 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
         request.session[request.query_params["page"]] = True  # a key of its own
         return PlainTextResponse("marked")
 
+    async def touch(request: Request) -> PlainTextResponse:
+        request.session["user"] = request.session.get("user")  # the same value, set again
+        return PlainTextResponse("touched")
+
+    async def slow_logout_by_pop(request: Request) -> PlainTextResponse:
+        request.session.pop("user")
+        read.set()
+        await gate.wait()
+        return PlainTextResponse("popped")
+
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse("fine")
 
@@ -76,6 +86,8 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
         Route("/store-a-date", store_a_date, methods=["POST"]),
         Route("/slow-visit", slow_visit, methods=["POST"]),
         Route("/health", health),
+        Route("/slow-logout-by-pop", slow_logout_by_pop, methods=["POST"]),
+        Route("/touch", touch, methods=["POST"]),
         Route("/mark", mark, methods=["POST"]),
         Route("/store-a-lot", store_a_lot, methods=["POST"]),
     ]
@@ -244,3 +256,38 @@ async def test_concurrent_requests_that_change_different_keys_all_keep_their_cha
         assert [answer.status_code for answer in answers] == [200] * len(pages)
         session = (await node.get((PREFIX, sid)))["session"]
         assert session["user"] == "ada" and all(session[page] for page in pages)
+
+
+async def test_setting_a_value_again_renews_the_session_as_starlettes_own_do(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Third review: Starlette's SessionMiddleware renews on any set; this one renewed only
+    when a value changed, so a session in use expired. (The pauses are the test's input.)"""
+    node, _ = cluster
+    async with browser(make_app(node, max_age=2)) as server:
+        await server.post("/login/ada")
+        sid = server.cookies["session"]
+        for _ in range(5):
+            await asyncio.sleep(0.6)
+            touched = await server.post("/touch")
+            assert touched.headers["set-cookie"].startswith(f"session={sid};")
+        assert (await node.get((PREFIX, sid)))["session"] == {"user": "ada"}
+        await until_gone(node, (PREFIX, sid))
+
+
+async def test_popping_the_last_key_keeps_what_another_request_added(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    app = make_app(node)
+    async with browser(app) as server, browser(app) as other:
+        await server.post("/login/ada")
+        sid = server.cookies["session"]
+        in_flight = asyncio.create_task(server.post("/slow-logout-by-pop"))
+        async with asyncio.timeout(WAIT_S):
+            await app.state.read.wait()
+        other.cookies.set("session", sid, domain="web.test")
+        await other.post("/mark", params={"page": "cart"})
+        app.state.gate.set()
+        assert (await in_flight).text == "popped"
+        assert (await node.get((PREFIX, sid)))["session"] == {"cart": True}

@@ -363,3 +363,33 @@ def test_run_makes_several_calls_in_one_hand_over() -> None:
         assert loop_threads == ["paxoskv"]  # on the handle's own loop, not the caller's thread
     with pytest.raises(NodeClosed):
         kv.run(lambda api: api.get("a"))
+
+
+def test_run_refuses_what_it_cannot_await_and_calls_from_its_own_loop() -> None:
+    """Third review: a sync function or a coroutine object gave a bare TypeError, and a
+    blocking call from an on_change callback (on the handle's own loop thread) hung the
+    handle for good."""
+    with open_blocking(_own_cluster(), replica=True) as kv:
+        kv.wait_ready(5)
+        coroutine = kv.api.get("k")
+        with pytest.raises(InvalidArgument, match="run takes a function of the API"):
+            kv.run(coroutine)  # type: ignore[arg-type]
+        coroutine.close()
+        with pytest.raises(InvalidArgument, match="must return something to await"):
+            kv.run(lambda api: 5)  # type: ignore[arg-type,return-value]
+        outcome: list[BaseException] = []
+
+        def blocking_call_in_a_callback(event: Any) -> None:
+            try:
+                kv.get("k")
+            except InvalidArgument as error:
+                outcome.append(error)
+
+        subscription = kv.on_change("k", blocking_call_in_a_callback)
+        kv.set("k", 1)
+        deadline = time.monotonic() + BOUND_S
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.01)
+        subscription.cancel()
+        assert outcome and "own loop thread" in str(outcome[0])
+        assert kv.get("k") == 1  # the handle still answers
