@@ -55,12 +55,15 @@ class BlockingClient:
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         if threading.current_thread() is self._thread:
             coroutine.close()
-            raise InvalidArgument(
-                "a blocking call from the handle's own loop thread (an on_change callback "
-                "runs there) would wait for that thread, which is waiting for it: use the "
-                "async API there (`await kv.api.set(...)`), or hand the call to another thread"
-            )
+            raise self._on_own_thread()
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def _on_own_thread(self) -> InvalidArgument:
+        return InvalidArgument(
+            "a blocking call from the handle's own loop thread (an on_change callback runs "
+            "there) would wait for that thread, which is waiting for it: use the async API "
+            "there (`await kv.api.set(...)`), or hand the call to another thread"
+        )
 
     def open(self) -> Self:
         """Start the loop's thread and the API on it. A handle opens once; one that failed to
@@ -95,6 +98,8 @@ class BlockingClient:
     def close(self) -> None:
         if self._loop.is_closed():
             return
+        if threading.current_thread() is self._thread:  # before anything is changed
+            raise self._on_own_thread()
         self._closing = True
         if os.getpid() != self._pid:
             return  # a forked child's copy: the node and its thread are the parent's to close
@@ -243,7 +248,10 @@ class BlockingClient:
         """Changes as an ordinary iterator; break out of the loop to stop watching."""
         # NotStarted or NodeClosed at the call, not at the first next(): a watch before open
         # waited for good, and a generator's body runs only when first iterated.
-        return self._events(self.api, prefix, from_revision)
+        api = self.api
+        if threading.current_thread() is self._thread:  # its iteration would block the loop
+            raise self._on_own_thread()
+        return self._events(api, prefix, from_revision)
 
     def _events(
         self, api: KVApi, prefix: Key | str | None, from_revision: int | None

@@ -46,6 +46,15 @@ class PaxosKVSession(Session):
         super().invalidate()
         self.invalidated = True
 
+    def adopt(self, sid: str) -> None:
+        """Take the id of the session written for it: a new one's, or, for one invalidated
+        and then given new values (a logout that says goodbye), a new id where
+        ``aiohttp_session`` lets only a new session take one."""
+        if self.new:
+            self.set_new_identity(sid)
+        else:
+            self._identity = sid
+
 
 class PaxosKVStorage(AbstractStorage):
     """``aiohttp_session`` storage in the cluster ``kv`` (a ``Node`` or a thin client)."""
@@ -94,29 +103,33 @@ class PaxosKVStorage(AbstractStorage):
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
         loaded = await self._brought(request)
-        ttl_s = float(session.max_age) if session.max_age is not None else self.ttl_s
+        ttl_s = _lifetime(session.max_age, self.ttl_s)
         data = self._get_session_data(session)
-        created = {"created": data["created"]} if "created" in data else {}
+        created = data.get("created", None if loaded is None else loaded.value["created"])
+        extra = {"created": created} if created is not None else {}
+        invalidated = getattr(session, "invalidated", True)
         written: Loaded | bool | None
         is_loaded = loaded is not None and session.identity == loaded.sid
         if session.empty and loaded is None:
             self.save_cookie(response, "", max_age=session.max_age)  # nothing stored
             return
         if session.empty and loaded is not None:
-            if getattr(session, "invalidated", True) or not is_loaded:
+            if invalidated or not is_loaded:
                 written = await self.store.end(self.kv, loaded)  # a logout: it ends whole
             else:  # its keys popped: what others added meanwhile stays
-                written = await self.store.empty(self.kv, loaded, ttl_s, created)
-        elif loaded is None or not is_loaded:
+                written = await self.store.empty(self.kv, loaded, ttl_s, extra)
+        elif loaded is None or not is_loaded or invalidated:
             # A new session; one that replaces the session the request brought (new_session at
-            # a login) ends it, once the new one is written.
-            written = await self.store.replace(
-                self.kv, loaded, dict(data["session"]), ttl_s, created
-            )
-            session.set_new_identity(written.sid)
+            # a login, or invalidate() and then new values) ends that one once it is written.
+            mapping = dict(data["session"])
+            written = await self.store.replace(self.kv, loaded, mapping, ttl_s, extra)
+            if isinstance(session, PaxosKVSession):
+                session.adopt(written.sid)
+            else:
+                session.set_new_identity(written.sid)
         else:
             mapping = dict(data["session"])
-            written = await self.store.update(self.kv, loaded, mapping, ttl_s, created)
+            written = await self.store.update(self.kv, loaded, mapping, ttl_s, extra)
         if written is True:  # this request ended it: its cookie goes
             self.save_cookie(response, "", max_age=session.max_age)
             return
@@ -136,3 +149,13 @@ class PaxosKVStorage(AbstractStorage):
             loaded = None
         request[_LOADED] = loaded
         return loaded
+
+
+def _lifetime(max_age: object, default_s: float) -> float:
+    """A session's lifetime in seconds: its ``max_age`` (which a handler may set), else the
+    storage's ``ttl_s``."""
+    if max_age is None:
+        return default_s
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not max_age > 0:
+        raise InvalidArgument(f"a session's max_age is a number of seconds over 0, not {max_age!r}")
+    return float(max_age)

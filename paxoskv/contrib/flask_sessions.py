@@ -92,8 +92,16 @@ class PaxosKVSession(SessionMixin):
         self._session_data().clear()
         self.modified = self.cleared = True
 
+    def __ior__(self, other: Any) -> PaxosKVSession:
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> dict[str, Any]:
+        return {**self, **dict(other)}
+
     def copy(self) -> dict[str, Any]:
-        """A plain dict of the session (Flask's own sessions are dicts, and code copies them)."""
+        """A plain dict of the session (Flask's own sessions are dicts, and code copies them;
+        ``jsonify(session.copy())`` where ``jsonify(session)`` worked with them)."""
         return dict(self)
 
     def __repr__(self) -> str:
@@ -141,7 +149,7 @@ class PaxosKVSessionInterface(SessionInterface):
             written = self.kv.run(lambda api: store.end(api, loaded))
         elif not data:  # its keys popped: what others added meanwhile stays
             written = self.kv.run(lambda api: store.empty(api, loaded, ttl_s))
-        elif session.regenerating:
+        elif session.regenerating or session.cleared:  # (a logout that flashed a message)
             written = self.kv.run(lambda api: store.replace(api, loaded, data, ttl_s))
         elif not self.should_set_cookie(app, session):
             return

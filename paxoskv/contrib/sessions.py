@@ -37,7 +37,7 @@ import random
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from paxoskv.client import MAX_COMMAND_BYTES, check_consistency
 from paxoskv.errors import (
@@ -197,16 +197,45 @@ class SessionStore:
         with a growing random pause between tries, for up to the client's
         ``request_timeout_s``; then ``CompareFailed``, nothing written.
         """
+        written = await self._merged(api, loaded, session, ttl_s, extra, end_if_empty=False)
+        return written if isinstance(written, Loaded) else None
+
+    async def empty(
+        self, api: KVApi, loaded: Loaded, ttl_s: float, extra: dict[str, Any] | None = None
+    ) -> Loaded | bool:
+        """A request removed every key of the session it read (a page that pops the last
+        notice it showed), which is not a logout: keys another request added meanwhile stay
+        (the session as written then), and only a session left with none ends (True), in one
+        step conditional on nothing having been added. False if it had ended meanwhile."""
+        return await self._merged(api, loaded, {}, ttl_s, extra, end_if_empty=True)
+
+    async def _merged(
+        self,
+        api: KVApi,
+        loaded: Loaded,
+        session: dict[str, Any],
+        ttl_s: float,
+        extra: dict[str, Any] | None,
+        *,
+        end_if_empty: bool,
+    ) -> Loaded | bool:
+        """:meth:`update`'s and :meth:`empty`'s loop: the merged session written (or, with
+        ``end_if_empty`` and nothing left, the session deleted: True) under a compare of the
+        revision it was merged onto; False once the session is found ended."""
         base, tries = loaded, 0
         deadline = time.monotonic() + api.config.request_timeout_s
         while True:
-            value = _value(merge(base.session, loaded.session, session), ttl_s, extra)
-            written = await self._write_over(api, base, value, ttl_s)
-            if written is not None:
-                return written
+            merged = merge(base.session, loaded.session, session)
+            if end_if_empty and not merged:
+                if await self._delete_at(api, base):
+                    return True
+            else:
+                written = await self._write_over(api, base, _value(merged, ttl_s, extra), ttl_s)
+                if written is not None:
+                    return written
             current = await self.load(api, loaded.sid, consistency="linearizable")
             if current is None or current.create_revision != loaded.create_revision:
-                return None  # ended: never written again under this id
+                return False  # ended: never written again under this id
             tries += 1
             if time.monotonic() >= deadline:
                 raise CompareFailed(
@@ -228,20 +257,6 @@ class SessionStore:
             return None
         return loaded
 
-    async def empty(
-        self, api: KVApi, loaded: Loaded, ttl_s: float, extra: dict[str, Any] | None = None
-    ) -> Loaded | bool:
-        """A request removed every key of the session it read (a page that pops the last
-        notice it showed), which is not a logout: keys another request added meanwhile stay
-        (the session as written then), and only a session left with none ends (True). False
-        if it had ended meanwhile."""
-        written = await self.update(api, loaded, {}, ttl_s, extra)
-        if written is None:
-            return False
-        if written.session:
-            return written
-        return await self.end(api, written)
-
     async def end(self, api: KVApi, loaded: Loaded) -> bool:
         """End the session ``loaded`` is, now: its key, and its lease; False if it had ended
         already (or been replaced under the same id: never), when nothing is deleted.
@@ -251,10 +266,20 @@ class SessionStore:
         request that moved the session to a new lease meanwhile would otherwise leave that
         lease behind, keyless, for the session's whole lifetime.
         """
+        return await self._delete_at(api, loaded, "create_revision", loaded.create_revision)
+
+    async def _delete_at(
+        self,
+        api: KVApi,
+        loaded: Loaded,
+        target: Literal["create_revision", "mod_revision"] = "mod_revision",
+        revision: int | None = None,
+    ) -> bool:
+        """Delete the session if its ``target`` revision is still ``revision`` (by default,
+        if it is unchanged since ``loaded``), and revoke its leases; whether it did."""
         key = self.key(loaded.sid)
-        result = await api.txn(
-            [Compare(key, "create_revision", "==", loaded.create_revision)], [Delete(key)]
-        )
+        at = loaded.mod_revision if revision is None else revision
+        result = await api.txn([Compare(key, target, "==", at)], [Delete(key)])
         if not result.succeeded:
             return False
         (deleted,) = result.responses
@@ -314,9 +339,14 @@ class SessionStore:
             )
         except LeaseNotFound:
             result = None
-        # Any other error (no quorum, the caller cancelled) leaves the outcome unknown: the
-        # write may have been applied, on the new lease, which is then not revoked (that would
-        # delete the session); if it was not, the lease runs out by itself.
+        except PaxosKVError:
+            # The outcome is unknown (no quorum, say): the write may have been applied, on the
+            # new lease, which must then not be revoked (that would delete the session). Where
+            # the cluster answers a read, the lease the key is not on is revoked; otherwise
+            # it runs out by itself. (A cancelled caller gets no such clean-up.)
+            if fresh:
+                await self._revoke_unused(api, key, lease, base.lease)
+            raise
         if result is None or not result.succeeded:
             if fresh:
                 await _revoke_quietly(api, lease)
@@ -324,6 +354,15 @@ class SessionStore:
         if fresh and base.lease is not None:
             await _revoke_quietly(api, base.lease)  # the key has moved off it
         return Loaded(base.sid, value, lease, result.revision, base.create_revision)
+
+    @staticmethod
+    async def _revoke_unused(api: KVApi, key: tuple[str, str], new: int, old: int | None) -> None:
+        with contextlib.suppress(PaxosKVError):
+            entry = await api.get_entry(key)
+            on = None if entry is None else entry.lease_id
+            for lease in {new, old} - {on, None}:
+                assert lease is not None
+                await _revoke_quietly(api, lease)
 
 
 def _value(session: dict[str, Any], ttl_s: float, extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -96,20 +96,27 @@ class TrackedSession(dict[str, Any]):
         self.modified = self.cleared = True
 
     def pop(self, key: str, *default: Any) -> Any:
-        self.modified = True
+        if key in self:
+            self.modified = True
         return super().pop(key, *default)
 
     def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
         self.modified = True
-        return super().popitem()
+        return item
 
     def setdefault(self, key: str, default: Any = None) -> Any:
-        self.modified = True
+        if key not in self:
+            self.modified = True
         return super().setdefault(key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         super().update(*args, **kwargs)
         self.modified = True
+
+    def __ior__(self, other: Any) -> TrackedSession:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
 
 class PaxosKVSessionMiddleware:
@@ -184,7 +191,7 @@ class PaxosKVSessionMiddleware:
             written = await self.store.end(self.kv, loaded)
         elif not session:  # its keys popped: what others added meanwhile stays
             written = await self.store.empty(self.kv, loaded, self.ttl_s)
-        elif scope.get(_REGENERATE):
+        elif scope.get(_REGENERATE) or getattr(tracked, "cleared", False):  # a new id
             written = await self.store.replace(self.kv, loaded, session, self.ttl_s)
         elif session != loaded.session:
             written = await self.store.update(self.kv, loaded, session, self.ttl_s)

@@ -56,6 +56,13 @@ def make_app(kv: KVApi, max_age: int | None = None) -> web.Application:
         session["last_seen"] = 1
         return web.Response(text="seen")
 
+    async def slow_pop(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session.pop("user")  # the last key it saw ...
+        request.app[READ].set()
+        await request.app[GATE].wait()  # ... while another request adds one
+        return web.Response(text="popped")
+
     async def short_lived(request: web.Request) -> web.Response:
         session = await get_session(request)
         session["short"] = True
@@ -69,6 +76,7 @@ def make_app(kv: KVApi, max_age: int | None = None) -> web.Application:
     app[GATE], app[READ] = asyncio.Event(), asyncio.Event()
     app.router.add_post("/slow-visit", slow_visit)
     app.router.add_post("/short-lived", short_lived)
+    app.router.add_post("/slow-pop", slow_pop)
     app.router.add_post("/store-a-lot", store_a_lot)
     app.router.add_post("/login/{user}", login)
     app.router.add_get("/whoami", whoami)
@@ -235,3 +243,33 @@ async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
         assert await late.text() == "seen" and COOKIE not in late.cookies
         assert await (await server.get("/whoami")).text() == "bob"
         assert await node.keys((PREFIX,)) == [(PREFIX, new_sid)]
+
+
+async def test_popping_the_last_key_keeps_what_another_request_added(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Fourth review: the emptied session was written without its "created", so the next
+    request could not read it and was given a new session."""
+    node, _ = cluster
+    app = make_app(node)
+    async with browser(app) as server, browser(app) as other:
+        await server.post("/login/ada")
+        sid = cookie_of(server)
+        in_flight = asyncio.create_task(server.post("/slow-pop"))
+        async with asyncio.timeout(WAIT_S):
+            await app[READ].wait()
+        other.session.cookie_jar.update_cookies({COOKIE: sid})
+        await other.post("/visit")
+        app[GATE].set()
+        assert await (await in_flight).text() == "popped"
+        assert await (await server.post("/visit")).text() == "2"  # the same session, read
+        assert cookie_of(server) == sid and lease_count(node) == 1
+
+
+def test_a_sessions_own_max_age_must_be_seconds() -> None:
+    from paxoskv.contrib.aiohttp_sessions import _lifetime
+
+    assert _lifetime(None, 60.0) == 60.0 and _lifetime(5, 60.0) == 5.0
+    for bad in ("1h", 0, -1, True):
+        with pytest.raises(InvalidArgument, match="max_age is a number of seconds over 0"):
+            _lifetime(bad, 60.0)

@@ -73,6 +73,12 @@ def make_app(kv: BlockingClient, lifetime_s: float = 3600.0) -> Flask:
         session["blob"] = "x" * 60_000
         return "stored?"
 
+    @app.post("/goodbye")
+    def goodbye() -> str:
+        session.clear()  # a logout ...
+        flask.flash("bye")  # ... that leaves a message: a new session holds it
+        return "bye"
+
     @app.post("/logout")
     def logout() -> str:
         session.clear()
@@ -380,3 +386,19 @@ def test_a_late_logout_leaves_the_login_after_it_alone(
     logout.clear()
     assert "Set-Cookie" not in _answer(app, logout).headers
     assert browser.get("/whoami").text == "bob"
+
+
+def test_a_logout_that_leaves_a_message_ends_the_session_and_starts_a_new_one(
+    servers: tuple[BlockingClient, BlockingClient],
+) -> None:
+    """Fourth review: clear() then flash() kept the old id, with keys other requests had
+    added: the logout did not end the session."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+    sid = cookie_of(browser)
+    browser.post("/goodbye")
+    assert cookie_of(browser) != sid and node.get((PREFIX, sid)) is None
+    assert node.get((PREFIX, cookie_of(browser)))["session"]["_flashes"] == [("message", "bye")]
+    assert browser.get("/whoami").text == "nobody" and lease_count(node) == 1

@@ -55,6 +55,7 @@ async def test_a_lost_answer_to_a_lease_move_keeps_the_session(
         await STORE.update(lossy, created, {"user": "ada", "seen": 1}, 60.0)
     entry = await node.get_entry(("store-test", created.sid))  # ... and it was applied
     assert entry is not None and entry.value["session"] == {"user": "ada", "seen": 1}
+    assert lease_count(node) == 1  # the old lease, which the key left, revoked on a read
 
 
 async def test_ending_a_session_that_ended_already_says_so(cluster: tuple[Node, KVApi]) -> None:
@@ -63,3 +64,29 @@ async def test_ending_a_session_that_ended_already_says_so(cluster: tuple[Node, 
     assert await STORE.end(node, created) is True
     assert await STORE.end(client, created) is False  # a late logout: not this request's
     assert lease_count(node) == 0
+
+
+async def test_emptying_a_session_nobody_else_touched_ends_it_in_one_step(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Fourth review: empty() wrote an empty session, then ended it unconditionally, so a key
+    another request added between the two was deleted. Now it is one delete, conditional on
+    the revision it merged onto: the delete and the lease's revocation, two revisions."""
+    node, _ = cluster
+    created = await STORE.create(node, {"notice": "saved"}, 3600.0)
+    before = (await node.status())["revision"]
+    assert await STORE.empty(node, created, 3600.0) is True
+    assert (await node.status())["revision"] - before == 2
+    assert await node.keys(("store-test",)) == [] and lease_count(node) == 0
+
+
+async def test_emptying_a_session_another_request_added_to_keeps_that(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, client = cluster
+    created = await STORE.create(node, {"notice": "saved"}, 3600.0)
+    other = await STORE.load(client, created.sid)
+    assert other is not None
+    await STORE.update(client, other, {"notice": "saved", "cart": [42]}, 3600.0)
+    written = await STORE.empty(node, created, 3600.0)
+    assert not isinstance(written, bool) and written.session == {"cart": [42]}

@@ -41,6 +41,16 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
         request.session[request.query_params["page"]] = True  # a key of its own
         return PlainTextResponse("marked")
 
+    async def look(request: Request) -> PlainTextResponse:
+        request.session.pop("flash", None)  # nothing to pop, nothing to write
+        request.session.setdefault("user", "nobody")  # there already
+        return PlainTextResponse(str(request.session.get("user")))
+
+    async def goodbye(request: Request) -> PlainTextResponse:
+        request.session.clear()  # a logout ...
+        request.session["flash"] = "bye"  # ... that leaves a message: a new session
+        return PlainTextResponse("bye")
+
     async def touch(request: Request) -> PlainTextResponse:
         request.session["user"] = request.session.get("user")  # the same value, set again
         return PlainTextResponse("touched")
@@ -88,6 +98,8 @@ def make_app(kv: KVApi, max_age: int | None = 3600) -> Starlette:
         Route("/health", health),
         Route("/slow-logout-by-pop", slow_logout_by_pop, methods=["POST"]),
         Route("/touch", touch, methods=["POST"]),
+        Route("/look", look, methods=["POST"]),
+        Route("/goodbye", goodbye, methods=["POST"]),
         Route("/mark", mark, methods=["POST"]),
         Route("/store-a-lot", store_a_lot, methods=["POST"]),
     ]
@@ -291,3 +303,19 @@ async def test_popping_the_last_key_keeps_what_another_request_added(
         app.state.gate.set()
         assert (await in_flight).text == "popped"
         assert (await node.get((PREFIX, sid)))["session"] == {"cart": True}
+
+
+async def test_what_changes_nothing_writes_nothing_and_a_logout_with_a_message_is_new(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        await server.post("/login/ada")
+        sid = server.cookies["session"]
+        revision = (await node.status())["revision"]
+        looked = await server.post("/look")
+        assert looked.text == "ada" and "set-cookie" not in looked.headers
+        assert (await node.status())["revision"] == revision
+        await server.post("/goodbye")
+        assert server.cookies["session"] != sid  # the logged-out visitor's new session
+        assert await node.get((PREFIX, sid)) is None and lease_count(node) == 1
