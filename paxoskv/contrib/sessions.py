@@ -188,49 +188,28 @@ class SessionStore:
         session: dict[str, Any],
         ttl_s: float,
         extra: dict[str, Any] | None = None,
-    ) -> Loaded | None:
+    ) -> Loaded | bool:
         """Write what this request changed (``session`` against ``loaded.session``) onto the
-        session as it is now, and push its expiry back ``ttl_s``; the session as written, or
-        None if it has ended meanwhile (deleted, replaced, expired), when nothing is written.
+        session as it is now, and push its expiry back ``ttl_s``: the session as written; or
+        True if nothing is left of it (this request removed the last keys: it is deleted, in
+        one step conditional on nothing having been added); or False if it had ended
+        meanwhile (deleted, replaced, expired), when nothing is written.
 
         On a conflict (another request wrote it since it was read) it reads again and merges,
         with a growing random pause between tries, for up to the client's
-        ``request_timeout_s``; then ``CompareFailed``, nothing written.
+        ``request_timeout_s``; then ``CompareFailed``, nothing written. The backend's own
+        fields (``extra``) that this request did not change keep the values they have now.
         """
-        written = await self._merged(api, loaded, session, ttl_s, extra, end_if_empty=False)
-        return written if isinstance(written, Loaded) else None
-
-    async def empty(
-        self, api: KVApi, loaded: Loaded, ttl_s: float, extra: dict[str, Any] | None = None
-    ) -> Loaded | bool:
-        """A request removed every key of the session it read (a page that pops the last
-        notice it showed), which is not a logout: keys another request added meanwhile stay
-        (the session as written then), and only a session left with none ends (True), in one
-        step conditional on nothing having been added. False if it had ended meanwhile."""
-        return await self._merged(api, loaded, {}, ttl_s, extra, end_if_empty=True)
-
-    async def _merged(
-        self,
-        api: KVApi,
-        loaded: Loaded,
-        session: dict[str, Any],
-        ttl_s: float,
-        extra: dict[str, Any] | None,
-        *,
-        end_if_empty: bool,
-    ) -> Loaded | bool:
-        """:meth:`update`'s and :meth:`empty`'s loop: the merged session written (or, with
-        ``end_if_empty`` and nothing left, the session deleted: True) under a compare of the
-        revision it was merged onto; False once the session is found ended."""
         base, tries = loaded, 0
         deadline = time.monotonic() + api.config.request_timeout_s
         while True:
             merged = merge(base.session, loaded.session, session)
-            if end_if_empty and not merged:
+            if not merged:
                 if await self._delete_at(api, base):
                     return True
             else:
-                written = await self._write_over(api, base, _value(merged, ttl_s, extra), ttl_s)
+                fields = merge(base.extra(), loaded.extra(), extra or {})
+                written = await self._write_over(api, base, _value(merged, ttl_s, fields), ttl_s)
                 if written is not None:
                     return written
             current = await self.load(api, loaded.sid, consistency="linearizable")
@@ -245,8 +224,17 @@ class SessionStore:
             await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**tries)))
             base = current
 
-    async def refresh(self, api: KVApi, loaded: Loaded, ttl_s: float) -> Loaded | None:
-        """Push a session's expiry back ``ttl_s`` without changing it; None if it has ended
+    async def empty(
+        self, api: KVApi, loaded: Loaded, ttl_s: float, extra: dict[str, Any] | None = None
+    ) -> Loaded | bool:
+        """A request removed every key of the session it read (a page that pops the last
+        notice it showed), which is not a logout: keys another request added meanwhile stay
+        (the session as written then), and only a session left with none ends (True). False
+        if it had ended meanwhile. (:meth:`update` with nothing left of the request's own.)"""
+        return await self.update(api, loaded, {}, ttl_s, extra)
+
+    async def refresh(self, api: KVApi, loaded: Loaded, ttl_s: float) -> Loaded | bool:
+        """Push a session's expiry back ``ttl_s`` without changing it; False if it has ended
         (its lease expired or was revoked). A session on a lease of another length (its
         lifetime changed since) is written anew on a new lease."""
         if loaded.value.get(LEASE_TTL) != ttl_s or loaded.lease is None:
@@ -254,7 +242,7 @@ class SessionStore:
         try:
             await api.keepalive(loaded.lease)
         except LeaseNotFound:
-            return None
+            return False
         return loaded
 
     async def end(self, api: KVApi, loaded: Loaded) -> bool:

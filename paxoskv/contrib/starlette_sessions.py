@@ -171,6 +171,7 @@ class PaxosKVSessionMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                message.setdefault("headers", [])  # optional in ASGI: a raw app may leave it
                 await self._save(scope, loaded, MutableHeaders(scope=message))
             await send(message)
 

@@ -273,3 +273,20 @@ def test_a_sessions_own_max_age_must_be_seconds() -> None:
     for bad in ("1h", 0, -1, True):
         with pytest.raises(InvalidArgument, match="max_age is a number of seconds over 0"):
             _lifetime(bad, 60.0)
+
+
+async def test_a_merged_save_keeps_the_created_time_another_request_wrote(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Fifth review: a save that kept another request's keys wrote back the "created" this
+    request had read, so aiohttp_session then aged the session out while its lease ran on."""
+    node, _ = cluster
+    storage = PaxosKVStorage(node)
+    created = await storage.store.create(node, {"notice": 1}, 60.0, {"created": 100})
+    other = await storage.store.load(node, created.sid)
+    assert other is not None
+    # Another request replaced the session's data and its created time (a newer session's).
+    await storage.store.update(node, other, {"notice": 1, "cart": [42]}, 60.0, {"created": 200})
+    written = await storage.store.empty(node, created, 60.0, {"created": 100})
+    assert not isinstance(written, bool)
+    assert written.value["created"] == 200 and written.session == {"cart": [42]}

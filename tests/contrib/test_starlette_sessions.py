@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -319,3 +320,34 @@ async def test_what_changes_nothing_writes_nothing_and_a_logout_with_a_message_i
         await server.post("/goodbye")
         assert server.cookies["session"] != sid  # the logged-out visitor's new session
         assert await node.get((PREFIX, sid)) is None and lease_count(node) == 1
+
+
+async def test_a_raw_asgi_answer_without_headers_is_served(cluster: tuple[Node, KVApi]) -> None:
+    """Fifth review: ASGI makes a response's headers optional, and an app that left them out
+    got a 500 from the middleware on every request."""
+    node, _ = cluster
+
+    async def raw(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"fine"})
+
+    app = PaxosKVSessionMiddleware(raw, node)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://w") as c:
+        answer = await c.get("/")
+    assert (answer.status_code, answer.text) == (200, "fine")
+
+
+async def test_two_requests_that_pop_the_last_two_keys_end_the_session(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Fifth review: the second of two requests popping different keys merged onto what the
+    first left and wrote an empty session, kept until its lease ran out."""
+    node, client = cluster
+    store_a = PaxosKVSessionMiddleware(make_app(node), node).store
+    created = await store_a.create(node, {"a": 1, "b": 2}, 60.0)
+    first = await store_a.load(client, created.sid)
+    second = await store_a.load(client, created.sid)
+    assert first is not None and second is not None
+    assert not isinstance(await store_a.update(client, first, {"b": 2}, 60.0), bool)
+    assert await store_a.update(node, second, {"a": 1}, 60.0) is True  # nothing left: ended
+    assert await node.keys((PREFIX,)) == [] and lease_count(node) == 0
