@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from functools import partial
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from paxoskv import KVApi, Node
 from paxoskv.contrib.aiohttp_sessions import PaxosKVStorage
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.errors import InvalidArgument
-from tests.contrib.web_cluster import WAIT_S, lease_count, until_gone
+from tests.contrib.web_cluster import across, lease_count, until_gone
 
 PREFIX = "aiohttp-session"
 GATE = web.AppKey("gate", asyncio.Event)  # opened by the test: the handler goes on
@@ -191,14 +192,14 @@ async def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
     async with browser(app) as server:
         await server.post("/login/ada")
         sid = cookie_of(server)
-        in_flight = asyncio.create_task(server.post("/slow-visit"))
-        async with asyncio.timeout(WAIT_S):
-            await app[READ].wait()
-        async with browser(app) as other:  # the visitor logs out in another tab
-            other.session.cookie_jar.update_cookies({COOKIE: sid})
-            await other.post("/logout")
-        app[GATE].set()
-        assert await (await in_flight).text() == "seen"
+
+        async def logout_in_another_tab() -> None:
+            async with browser(app) as other:
+                other.session.cookie_jar.update_cookies({COOKIE: sid})
+                await other.post("/logout")
+
+        late = await across(server.post("/slow-visit"), app[READ], app[GATE], logout_in_another_tab)
+        assert await late.text() == "seen"
         assert await node.get((PREFIX, sid)) is None and await node.keys((PREFIX,)) == []
         assert lease_count(node) == 0
 
@@ -233,13 +234,9 @@ async def test_a_late_answer_leaves_the_login_that_replaced_its_session_alone(
     app = make_app(node)
     async with browser(app) as server:
         await server.post("/login/ada")
-        in_flight = asyncio.create_task(server.post("/slow-visit"))
-        async with asyncio.timeout(WAIT_S):
-            await app[READ].wait()
-        await server.post("/login/bob")  # a new id, in the same browser
+        login = partial(server.post, "/login/bob")  # a new id, in the same browser
+        late = await across(server.post("/slow-visit"), app[READ], app[GATE], login)
         new_sid = cookie_of(server)
-        app[GATE].set()
-        late = await in_flight
         assert await late.text() == "seen" and COOKIE not in late.cookies
         assert await (await server.get("/whoami")).text() == "bob"
         assert await node.keys((PREFIX,)) == [(PREFIX, new_sid)]
@@ -255,13 +252,10 @@ async def test_popping_the_last_key_keeps_what_another_request_added(
     async with browser(app) as server, browser(app) as other:
         await server.post("/login/ada")
         sid = cookie_of(server)
-        in_flight = asyncio.create_task(server.post("/slow-pop"))
-        async with asyncio.timeout(WAIT_S):
-            await app[READ].wait()
         other.session.cookie_jar.update_cookies({COOKIE: sid})
-        await other.post("/visit")
-        app[GATE].set()
-        assert await (await in_flight).text() == "popped"
+        visit = partial(other.post, "/visit")
+        late = await across(server.post("/slow-pop"), app[READ], app[GATE], visit)
+        assert await late.text() == "popped"
         assert await (await server.post("/visit")).text() == "2"  # the same session, read
         assert cookie_of(server) == sid and lease_count(node) == 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from paxoskv import KVApi, Node
 from paxoskv.contrib.sessions import is_session_id
 from paxoskv.contrib.starlette_sessions import PaxosKVSessionMiddleware, regenerate
 from paxoskv.errors import InvalidArgument, NoQuorum, ValueNotSerialisable, ValueTooLarge
-from tests.contrib.web_cluster import WAIT_S, lease_count, until_gone, web_cluster
+from tests.contrib.web_cluster import WAIT_S, across, lease_count, until_gone, web_cluster
 
 PREFIX = "starlette-session"
 
@@ -212,13 +213,9 @@ async def test_a_request_in_flight_at_logout_does_not_bring_the_session_back(
     async with browser(app) as server, browser(app) as other:
         await server.post("/login/ada")
         sid = server.cookies["session"]
-        in_flight = asyncio.create_task(server.post("/slow-visit"))
-        async with asyncio.timeout(WAIT_S):
-            await app.state.read.wait()
         other.cookies.set("session", sid, domain="web.test")
-        await other.post("/logout")
-        app.state.gate.set()
-        late = await in_flight
+        logout = partial(other.post, "/logout")
+        late = await across(server.post("/slow-visit"), app.state.read, app.state.gate, logout)
         assert late.text == "seen" and "set-cookie" not in late.headers  # the cookie left alone
         assert await node.get((PREFIX, sid)) is None and await node.keys((PREFIX,)) == []
         assert lease_count(node) == 0
@@ -296,13 +293,10 @@ async def test_popping_the_last_key_keeps_what_another_request_added(
     async with browser(app) as server, browser(app) as other:
         await server.post("/login/ada")
         sid = server.cookies["session"]
-        in_flight = asyncio.create_task(server.post("/slow-logout-by-pop"))
-        async with asyncio.timeout(WAIT_S):
-            await app.state.read.wait()
         other.cookies.set("session", sid, domain="web.test")
-        await other.post("/mark", params={"page": "cart"})
-        app.state.gate.set()
-        assert (await in_flight).text == "popped"
+        mark = partial(other.post, "/mark", params={"page": "cart"})
+        pop = server.post("/slow-logout-by-pop")
+        assert (await across(pop, app.state.read, app.state.gate, mark)).text == "popped"
         assert (await node.get((PREFIX, sid)))["session"] == {"cart": True}
 
 

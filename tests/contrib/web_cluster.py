@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from paxoskv import Config
 from tests.runtime.cluster import FAST, unique_cluster_name
 
+T = TypeVar("T")
 WAIT_S = 20.0  # the bound on any wait for the cluster (an expiry, a first leader)
 
 
@@ -28,6 +29,23 @@ def web_cluster() -> tuple[Config, Config]:
 def lease_count(node: Any) -> int:
     """How many leases a Node's own copy holds (a session left behind would show here)."""
     return len(node.replica.engine.state._leases)
+
+
+async def across(
+    request: Awaitable[T],
+    read: asyncio.Event,
+    gate: asyncio.Event,
+    meanwhile: Callable[[], Awaitable[object]],
+) -> T:
+    """A request in flight across ``meanwhile``: started, held once its handler has read the
+    session (it sets ``read``, then waits for ``gate``), ``meanwhile`` done, then let go; its
+    answer."""
+    in_flight = asyncio.ensure_future(request)
+    async with asyncio.timeout(WAIT_S):
+        await read.wait()
+    await meanwhile()
+    gate.set()
+    return await in_flight
 
 
 async def until_gone(node: Any, key: Any) -> None:
