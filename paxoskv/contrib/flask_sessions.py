@@ -22,18 +22,23 @@ the price of a few milliseconds' lag behind the other servers' writes.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionInterface, SessionMixin
 
 from paxoskv.contrib.sessions import Loaded, SessionStore
+from paxoskv.errors import PaxosKVError
 
 if TYPE_CHECKING:
     from flask import Flask, Request, Response
 
     from paxoskv.blocking import BlockingClient
     from paxoskv.client import Consistency
+
+
+log = logging.getLogger(__name__)
 
 
 class PaxosKVSession(SessionMixin):
@@ -46,6 +51,7 @@ class PaxosKVSession(SessionMixin):
         self.modified = False
         self.regenerating = False
         self.cleared = False  # clear() called: a logout, which ends the session whole
+        self.saving = False  # save_session began (and, if it raised, is not tried again)
 
     @property
     def used(self) -> bool:
@@ -134,8 +140,12 @@ class PaxosKVSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         if session.accessed:
             response.vary.add("Cookie")
-        if not isinstance(session, PaxosKVSession) or not session.used:
-            return  # a null session (opening it failed), or one the request never used
+        if not isinstance(session, PaxosKVSession) or not session.used or session.saving:
+            # A null session (opening it failed), one the request never used, or one whose
+            # save failed already: Flask saves again for its error page, which would wait out
+            # another request timeout before the 500.
+            return
+        session.saving = True
         store, loaded, data = self.store, session.loaded, dict(session)
         ttl_s = app.permanent_session_lifetime.total_seconds()
         written: Loaded | bool | None
@@ -156,7 +166,11 @@ class PaxosKVSessionInterface(SessionInterface):
         elif data != loaded.session:
             written = self.kv.run(lambda api: store.update(api, loaded, data, ttl_s))
         else:
-            written = self.kv.run(lambda api: store.refresh(api, loaded, ttl_s))
+            try:
+                written = self.kv.run(lambda api: store.refresh(api, loaded, ttl_s))
+            except PaxosKVError as error:  # a page that only read its session is still served
+                log.warning("a session's lease could not be renewed now (%s)", error)
+                return
         if written is True:  # this request ended it: its cookie goes
             self._delete_cookie(app, response)
             return

@@ -82,6 +82,27 @@ class TrackedSession(dict[str, Any]):
 
     modified = False
     cleared = False
+    accessed = False  # read or written at all: the answer then varies with the cookie
+
+    def __getitem__(self, key: str) -> Any:
+        self.accessed = True
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.accessed = True
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.accessed = True
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self.accessed = True
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self.accessed = True
+        return super().__len__()
 
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, value)
@@ -179,10 +200,10 @@ class PaxosKVSessionMiddleware:
 
     async def _save(self, scope: Scope, loaded: Loaded | None, headers: MutableHeaders) -> None:
         tracked = scope["session"]
-        session: dict[str, Any] = dict(tracked)
         modified = getattr(tracked, "modified", True)  # (a handler may have put a plain dict)
-        if loaded is not None:
-            headers.add_vary_header("Cookie")
+        if loaded is not None or modified or getattr(tracked, "accessed", True):
+            headers.add_vary_header("Cookie")  # (as Starlette's own, for a session used)
+        session: dict[str, Any] = dict(tracked)
         written: Loaded | bool | None
         if loaded is None:  # a new session
             if not session:

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 import paxoskv
 from paxoskv.blocking import BlockingClient
 from paxoskv.contrib.flask_sessions import PaxosKVSession, PaxosKVSessionInterface
-from paxoskv.contrib.sessions import is_session_id
+from paxoskv.contrib.sessions import SessionStore, is_session_id
 from paxoskv.errors import InvalidArgument, NoQuorum, ValueNotSerialisable, ValueTooLarge
 from tests.contrib.web_cluster import WAIT_S, lease_count, wait_for, web_cluster
 
@@ -402,3 +402,43 @@ def test_a_logout_that_leaves_a_message_ends_the_session_and_starts_a_new_one(
     assert cookie_of(browser) != sid and node.get((PREFIX, sid)) is None
     assert node.get((PREFIX, cookie_of(browser)))["session"]["_flashes"] == [("message", "bye")]
     assert browser.get("/whoami").text == "nobody" and lease_count(node) == 1
+
+
+def test_a_page_that_only_read_its_session_is_served_when_the_renewal_fails(
+    servers: tuple[BlockingClient, BlockingClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixth review: with SESSION_REFRESH_EACH_REQUEST (Flask's default), a read-only page of a
+    permanent session answered 500 while the cluster had no quorum for the renewal, though
+    its (local) read had worked."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+
+    async def no_quorum(*args: object) -> None:
+        raise NoQuorum("no majority (the test's)")
+
+    monkeypatch.setattr(SessionStore, "refresh", no_quorum)
+    answer = browser.get("/whoami")
+    assert (answer.status_code, answer.text) == (200, "ada")
+    assert "Set-Cookie" not in answer.headers
+
+
+def test_a_failed_save_is_not_tried_again_for_the_error_page(
+    servers: tuple[BlockingClient, BlockingClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixth review: Flask saves the session again for its error response, so a save that
+    failed waited out a second request timeout before the 500."""
+    node, _ = servers
+    app = make_app(node)
+    browser = app.test_client()
+    browser.post("/login/ada")
+    tries: list[object] = []
+
+    async def no_quorum(*args: object) -> None:
+        tries.append(args)
+        raise NoQuorum("no majority (the test's)")
+
+    monkeypatch.setattr(SessionStore, "update", no_quorum)
+    assert browser.post("/visit").status_code == 500
+    assert len(tries) == 1

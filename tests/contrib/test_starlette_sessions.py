@@ -345,3 +345,14 @@ async def test_two_requests_that_pop_the_last_two_keys_end_the_session(
     assert not isinstance(await store_a.update(client, first, {"b": 2}, 60.0), bool)
     assert await store_a.update(node, second, {"a": 1}, 60.0) is True  # nothing left: ended
     assert await node.keys((PREFIX,)) == [] and lease_count(node) == 0
+
+
+async def test_a_page_that_reads_the_session_varies_with_the_cookie(
+    cluster: tuple[Node, KVApi],
+) -> None:
+    """Sixth review: a page that read the session of a visitor with no cookie had no
+    Vary: Cookie (Starlette's own adds it), so a shared cache could serve it to anyone."""
+    node, _ = cluster
+    async with browser(make_app(node)) as server:
+        assert (await server.get("/whoami")).headers.get("vary") == "Cookie"
+        assert "vary" not in (await server.get("/health")).headers  # never touched it
