@@ -38,7 +38,9 @@ class Foreground:
             [sys.executable, "-m", "paxoskv.cli", "local-cluster", *args],
             stdout=self._sink,
             stderr=subprocess.STDOUT,
-            env=clean_environment(),
+            # A temporary data dir it makes lies under the test's own tmp_path, so one it
+            # could not remove is pytest's to clear, not a leftover in /tmp.
+            env={**clean_environment(), "TMPDIR": str(tmp_path)},
         )
 
     def wait_ready(self) -> str:
@@ -57,6 +59,13 @@ class Foreground:
         return shlex.split(line)[1:]
 
     def close(self) -> None:
+        """Stopped as a person stops it (it removes what it made), killed only if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                pass
         stop_process(self.process)
         self._sink.close()
 
