@@ -37,6 +37,8 @@ COMMAND_HOMES = {
     "delete": ("paxoskv.cli.kv_cmds", "delete_command"),
     "keys": ("paxoskv.cli.kv_cmds", "keys_command"),
     "watch": ("paxoskv.cli.kv_cmds", "watch_command"),
+    "dump": ("paxoskv.cli.dump_cmd", "dump_command"),
+    "load": ("paxoskv.cli.dump_cmd", "load_command"),
     "members": ("paxoskv.cli.members_cmd", "members_command"),
     "status": ("paxoskv.cli.members_cmd", "status_command"),
     "local-cluster": ("paxoskv.cli.local_cluster_cmd", "local_cluster_command"),
