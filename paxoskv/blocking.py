@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from paxoskv.client import KVApi
+from paxoskv.client import KVApi, check_subscription
 from paxoskv.config import Config
 from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum, NotStarted
 from paxoskv.runtime.loop import loop_factory
@@ -233,6 +233,7 @@ class BlockingClient:
         stops it too). A callback that raises is logged and the next change still comes."""
 
         api = self.api  # NotStarted or NodeClosed here, in the caller's thread
+        check_subscription(prefix, callback)  # here too: the future would only hold it
 
         async def follow() -> None:
             await api.on_change(prefix, callback)

@@ -117,6 +117,17 @@ def _member_id(node_id: object) -> str:
     return node_id
 
 
+def check_subscription(prefix: object, callback: object) -> None:
+    """An ``on_change``'s arguments, checked where it is called rather than in the task that
+    follows the changes, whose failure only a log would show."""
+    if prefix is not None:
+        check_prefix(prefix)
+    if not callable(callback):
+        raise InvalidArgument(
+            f"on_change needs a callable, called with each ChangeEvent; not {callback!r}"
+        )
+
+
 def _check_lease_argument(lease_id: object, name: str) -> None:
     """InvalidArgument, as for any call's argument of the wrong type (the command's own check
     says InvalidCommand, which the README keeps for commands an application builds)."""
@@ -395,12 +406,7 @@ class KVApi(ABC):
         a traceback at every normal shutdown).
         """
 
-        if prefix is not None:
-            check_prefix(prefix)  # here, not in the task: a bad one raised only on stderr
-        if not callable(callback):
-            raise InvalidArgument(
-                f"on_change needs a callable, called with each ChangeEvent; not {callback!r}"
-            )
+        check_subscription(prefix, callback)  # here, not in the task: raised only on stderr
 
         async def follow() -> None:
             try:

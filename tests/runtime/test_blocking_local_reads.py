@@ -27,7 +27,7 @@ import pytest
 
 from paxoskv import Set, open_blocking
 from paxoskv.blocking import BlockingClient
-from paxoskv.errors import InvalidArgument, NodeClosed, NoQuorum, NotStarted
+from paxoskv.errors import InvalidArgument, InvalidKey, NodeClosed, NoQuorum, NotStarted
 from paxoskv.remote import Client
 from tests.runtime.cluster import MemoryCluster, unique_cluster_name
 
@@ -394,3 +394,15 @@ def test_run_refuses_what_it_cannot_await_and_calls_from_its_own_loop() -> None:
         subscription.cancel()
         assert len(outcome) == 3 and all("own loop thread" in str(error) for error in outcome)
         assert kv.get("k") == 1  # the handle still answers, not closed by the refused close
+
+
+def test_on_change_refuses_a_bad_prefix_or_callback_at_the_call() -> None:
+    """As the async API does: the returned future held the error, so a caller who did not
+    look at it had a subscription that never ran (review, twenty-ninth session)."""
+    kv = open_blocking(_own_cluster(), replica=True)
+    with kv:
+        kv.wait_ready(5)
+        with pytest.raises(InvalidKey, match="invalid prefix 123"):
+            kv.on_change(123, print)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgument, match="on_change needs a callable"):
+            kv.on_change("p/", 5)  # type: ignore[arg-type]
