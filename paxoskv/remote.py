@@ -546,6 +546,7 @@ class Client(KVApi):
         timeout_s = self.config.request_timeout_s
         # Renewed often enough that one lost renewal or answer is not taken for lost contact.
         renew_s = min(WATCH_RENEW_S, max(0.05, timeout_s / 4))
+        answer_s = min(RETRY_AFTER_S, renew_s / 2)  # a member answers each (re)newal at once
         target = await self._target(time.monotonic() + timeout_s, 0)
         assert self._transport is not None
         heard_at = time.monotonic()
@@ -553,8 +554,13 @@ class Client(KVApi):
             while True:
                 message = protocol.encode_runtime("watch", watch_id, wire_prefix, *_position(after))
                 await self._transport.send(target, message)
-                renew_at = time.monotonic() + renew_s
-                while (remaining := renew_at - time.monotonic()) > 0:
+                asked_at = time.monotonic()
+                renew_at = asked_at + renew_s
+                answer_by = asked_at + answer_s
+                while (
+                    remaining := (renew_at if heard_at >= asked_at else answer_by)
+                    - time.monotonic()
+                ) > 0:
                     try:
                         reply = await within(queue.get(), remaining)
                     except TimeoutError:
@@ -592,10 +598,14 @@ class Client(KVApi):
                         f"{silent_s:.1f}s (last asked: {target}); watch again once it is back"
                         + _resume_hint(after)
                     )
-                # Another member next, if this one is silent and the watch has a position to
-                # resume from there; without one, only this member knows where the watch
-                # began (another would begin "now", after anything made meanwhile: lost).
-                silent = silent_s > renew_s and after is not None
+                # Another member next, if this one did not answer this renewal within
+                # answer_s (a member answers each one at once, events or none) and the watch
+                # has a position to resume from there; without one, only this member knows
+                # where the watch began (another would begin "now", after anything made
+                # meanwhile: lost). Waiting a whole renewal period of silence instead left a
+                # dead member's watchers without events for one to two periods (review,
+                # twenty-ninth session: 2.5-4.5 s with request_timeout_s=10).
+                silent = heard_at < asked_at and after is not None
                 if silent or target not in self._members_up():
                     # The old one stops pushing if it is still there.
                     await self._transport.send(target, protocol.encode_runtime("unwatch", watch_id))

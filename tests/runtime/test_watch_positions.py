@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,3 +196,53 @@ async def test_a_watch_from_now_stays_with_its_member_while_it_has_no_position(
         await asyncio.wait_for(watcher, 10)
     assert [e.key for e in seen] == [f"t/{i:03}" for i in range(10)] + ["t/end"]
     assert len(set(renewals_to)) == 1
+
+
+async def test_a_watch_leaves_a_member_that_does_not_answer_its_renewal(
+    memory_cluster: MemoryCluster,
+) -> None:
+    """A member answers every renewal at once; one that does not is left then, not a whole
+    renewal period later. Waiting for a period of silence kept a dead member's watchers
+    without events for one to two periods (review, twenty-ninth session: 2.5-4.5 s)."""
+    n1 = memory_cluster.nodes["n1"]
+    first = await n1.set("t/0", 0)
+    transport = memory_cluster.network.attach("client-1")
+    arrive, send = transport._arrive, transport.send
+    silenced: set[str] = set()
+    asked: list[tuple[float, str]] = []  # (when, member) of each watch request
+
+    def unanswered(delivery: Delivery) -> None:
+        # Its watch's answers lost, its hellos not: a member seen to be down is left at
+        # its renewal anyway, which is not the case at stake.
+        payload = delivery.payload
+        ours = delivery.sender_id in silenced and payload.startswith(protocol.RUNTIME)
+        if not ours or protocol.decode_runtime(payload)[0] != "events":
+            arrive(delivery)
+
+    async def note_watches(node_id: str, payload: bytes) -> None:
+        if payload.startswith(protocol.RUNTIME) and protocol.decode_runtime(payload)[0] == "watch":
+            asked.append((time.monotonic(), node_id))
+        await send(node_id, payload)
+
+    transport._arrive = unanswered  # type: ignore[method-assign]
+    transport.send = note_watches  # type: ignore[method-assign]
+    config = memory_cluster.config("client-1", request_timeout_s=20.0)  # renewed every 3 s
+    async with connect(config, transport=transport) as client:
+        seen: list[ChangeEvent] = []
+
+        async def follow() -> None:
+            async for event in client.watch("t/", from_revision=first):
+                seen.append(event)
+                if event.key == "t/end":
+                    return
+
+        watcher = asyncio.create_task(follow())
+        await eventually(lambda: len(seen) == 1, what="the first event")
+        watched = asked[-1][1]
+        silenced.add(watched)  # none of its answers reach the client from now on
+        await n1.set("t/end", 1)
+        await asyncio.wait_for(watcher, 15)
+    renewal_at = next(at for at, member in asked if member == watched and at > asked[0][0])
+    moved_at, moved_to = next((at, m) for at, m in asked if m != watched)
+    assert moved_to != watched and [e.key for e in seen] == ["t/0", "t/end"]
+    assert moved_at - renewal_at < 1.5, "left the silent member a renewal period later"
