@@ -8,9 +8,10 @@ them revisions of its own. Loading is idempotent: a load stopped halfway (a time
 can be run again, and rewrites the same values.
 
 A key on a lease is loaded on a new lease of the same ttl, one per original lease, so that the
-keys that would have expired together still do. A listing from a running cluster does not
-carry the leases' ttls (a thin client cannot read them), so such keys need ``lease_ttl_s`` or
-are left out and counted; a data dir's dump carries them.
+keys that would have expired together still do; the new leases are kept alive while the load
+runs, so their ttl counts from its end. A listing from a running cluster does not carry the
+leases' ttls (a thin client cannot read them), so such keys need ``lease_ttl_s`` or are left
+out and counted; a data dir's dump carries them.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from paxoskv.client import MAX_COMMAND_BYTES, KVApi, lease_ttl_ms
-from paxoskv.dumpfile import DumpEntry, DumpHeader, read_entries, read_header, write_dump
-from paxoskv.state.command_wire import encode_command
-from paxoskv.state.commands import Set, Txn
+from paxoskv.dumpfile import DumpEntry, DumpHeader, read_dump, write_dump, write_dump_to
+from paxoskv.errors import InvalidArgument
+from paxoskv.state.command_wire import encode_command, encode_set
+from paxoskv.state.commands import MAX_LEASE_ID, Set, Txn
 from paxoskv.state.keys import check_prefix, key_to_wire
 from paxoskv.state.wire import pack
 
@@ -34,15 +36,20 @@ room for its other clients."""
 
 _ROOM_BYTES = MAX_COMMAND_BYTES - 1_024  # a txn's own framing on top of its steps' bytes
 
+Target = Path | BinaryIO
+"""Where a dump goes or comes from: a path, or an open binary stream (standard output or
+input, for ``-``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Dumped:
-    """What a dump wrote."""
+    """What a dump wrote, and for a data dir's, what it took or left past the commit point."""
 
     keys: int
     revision: int
     leases_without_ttl: int
     accepted_slots_taken: int = 0
+    accepted_slots_left: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,39 +61,38 @@ class Loaded:
     skipped_leased: int
 
 
-async def dump_cluster(client: KVApi, path: Path, prefix: Any = None) -> Dumped:
+async def dump_cluster(client: KVApi, target: Target, prefix: Any = None) -> Dumped:
     """Every key under ``prefix`` (None: all) as of one linearizable read, written to
-    ``path`` whole or not at all."""
+    ``target`` (a path: whole or not at all)."""
     if prefix is not None:
         prefix = check_prefix(prefix)
     entries = await client.items(prefix)
     revision = max((entry.mod_revision for entry in entries), default=0)
     header = DumpHeader("cluster", revision, prefix)
     dumped = [DumpEntry(entry.key, entry.value, entry.lease_id) for entry in entries]
-    await asyncio.to_thread(write_dump, path, header, dumped)
+    await asyncio.to_thread(_write, target, header, dumped)
     leases = {entry.lease_id for entry in dumped if entry.lease_id is not None}
     return Dumped(len(dumped), revision, len(leases))
 
 
 def dump_data_dir(
     data_dir: Path,
-    path: Path,
+    target: Target,
     prefix: Any = None,
     encryption_key_file: Path | None = None,
     *,
-    chosen_only: bool = False,
+    with_accepted: bool = False,
 ) -> Dumped:
-    """Every key under ``prefix`` as the stopped node of ``data_dir`` holds it (with the
-    values it accepted past what it knew chosen, unless ``chosen_only``: see
-    :mod:`paxoskv.runtime.offline`), and its leases' ttls, written to ``path``; the data dir
-    is left as it was."""
+    """Every key under ``prefix`` as the stopped node of ``data_dir`` knew it chosen (and
+    with ``with_accepted``, more: see :mod:`paxoskv.runtime.offline`), with its leases'
+    ttls, written to ``target``; the data dir is only read."""
     from paxoskv.runtime.offline import state_of_data_dir  # the engine: only for this
     from paxoskv.runtime.serving import all_entries
 
     if prefix is not None:
         prefix = check_prefix(prefix)
     found = state_of_data_dir(
-        data_dir, encryption_key_file=encryption_key_file, chosen_only=chosen_only
+        data_dir, encryption_key_file=encryption_key_file, with_accepted=with_accepted
     )
     state = found.state
     entries = [DumpEntry(kv.key, kv.value, kv.lease_id) for kv in all_entries(state, prefix)]
@@ -97,27 +103,41 @@ def dump_data_dir(
             if info is not None:
                 ttls[entry.lease_id] = info.ttl_ms
     header = DumpHeader(f"data dir {data_dir}", state.revision, prefix, ttls)
-    write_dump(path, header, entries)
+    _write(target, header, entries)
     leases = {entry.lease_id for entry in entries if entry.lease_id is not None}
     return Dumped(
-        len(entries), state.revision, len(leases - ttls.keys()), found.accepted_slots_taken
+        len(entries),
+        state.revision,
+        len(leases - ttls.keys()),
+        found.accepted_slots_taken,
+        found.accepted_slots_left,
     )
+
+
+def _write(target: Target, header: DumpHeader, entries: list[DumpEntry]) -> None:
+    if isinstance(target, Path):
+        write_dump(target, header, entries)
+    else:
+        write_dump_to(target, header, entries)
+        target.flush()
 
 
 async def load_file(
     client: KVApi,
-    path: Path,
+    source: Target,
     *,
     lease_ttl_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Loaded:
-    """Write every key of the dump at ``path`` into the cluster of ``client``.
+    """Write every key of the dump in ``source`` into the cluster of ``client``.
 
-    The whole file is read and checked before anything is written, so a damaged or cut dump
-    changes nothing. ``progress`` is called with the keys written so far and the keys to write.
+    The whole file is read and checked first (its checksum, each entry, and that each key
+    fits a request whatever lease id the cluster gives it), so a damaged or unloadable dump
+    changes nothing. ``progress`` is called with the keys written so far and the keys to
+    write.
     """
     fallback_ttl_ms = None if lease_ttl_s is None else lease_ttl_ms(lease_ttl_s)
-    header, entries = await asyncio.to_thread(_read_whole, path)
+    header, entries = await asyncio.to_thread(_read_whole, source)
     wanted: dict[int, int] = {}
     skipped = 0
     kept: list[DumpEntry] = []
@@ -131,7 +151,64 @@ async def load_file(
             continue
         wanted.setdefault(entry.lease_id, ttl_ms)
         kept.append(entry)
-    new_ids = {old: await client.grant_lease(ttl_ms / 1000) for old, ttl_ms in wanted.items()}
+    _check_each_fits(kept)
+    new_ids: dict[int, int] = {}
+    keeper = asyncio.create_task(_keep_alive(client, new_ids, min(wanted.values(), default=0)))
+    try:
+        for old, ttl_ms in wanted.items():
+            new_ids[old] = await client.grant_lease(ttl_ms / 1000)
+        steps = (
+            Set(e.key, e.value, None if e.lease_id is None else new_ids[e.lease_id]) for e in kept
+        )
+        written = await _write_batches(client, _batches(steps), len(kept), progress)
+    finally:
+        keeper.cancel()  # a keepalive that failed shows as the writes' own failure
+        await asyncio.gather(keeper, return_exceptions=True)
+    return Loaded(written, len(new_ids), skipped)
+
+
+def _read_whole(source: Target) -> tuple[DumpHeader, list[DumpEntry]]:
+    if isinstance(source, Path):
+        return read_dump(source.read_bytes(), str(source))
+    return read_dump(source.read(), "standard input")
+
+
+def _check_each_fits(entries: list[DumpEntry]) -> None:
+    """Refuse, before anything is written, a key that no request can carry in this cluster:
+    one that fitted where it was dumped may not, with a longer lease id (ids grow with the
+    revision at which a lease is granted)."""
+    for entry in entries:
+        lease = None if entry.lease_id is None else MAX_LEASE_ID
+        size = len(encode_set(entry.key, entry.value, lease))
+        if size > MAX_COMMAND_BYTES:
+            on_lease = " on a lease (whose id may take up to 9 bytes)" if lease else ""
+            raise InvalidArgument(
+                f"{entry.key!r} cannot be loaded{on_lease}: its write takes {size:,} bytes, over "
+                f"the {MAX_COMMAND_BYTES:,} a request may hold; nothing was written (dump "
+                "without it: a prefix, or set it by hand)"
+            )
+
+
+async def _keep_alive(client: KVApi, leases: dict[int, int], shortest_ttl_ms: int) -> None:
+    """Renew the new leases while the load runs, so that none runs out before its keys are
+    written (a load longer than a lease's ttl lost every key written on it, and ran into the
+    lease's end)."""
+    if not shortest_ttl_ms:
+        return
+    while True:
+        await asyncio.sleep(shortest_ttl_ms / 3000)
+        for lease in list(leases.values()):
+            await client.keepalive(lease)
+
+
+async def _write_batches(
+    client: KVApi,
+    batches: Iterable[list[Set]],
+    total: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """Write each batch, :data:`LOAD_WINDOW` at a time; the first failure ends the load with
+    that error alone (the others in flight are cancelled and their outcomes collected)."""
     written = 0
 
     async def write(batch: list[Set]) -> None:
@@ -143,30 +220,28 @@ async def load_file(
             await client.txn([], batch)
         written += len(batch)
         if progress is not None:
-            progress(written, len(kept))
+            progress(written, total)
 
-    steps = (Set(e.key, e.value, None if e.lease_id is None else new_ids[e.lease_id]) for e in kept)
+    started: list[asyncio.Task[None]] = []
     pending: set[asyncio.Task[None]] = set()
     try:
-        for batch in _batches(steps):
+        for batch in batches:
             if len(pending) >= LOAD_WINDOW:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    task.result()  # the first failure ends the load, as it is
-            pending.add(asyncio.create_task(write(batch)))
-        for task in pending:
+                    task.result()
+            task = asyncio.create_task(write(batch))
+            started.append(task)
+            pending.add(task)
+        for task in list(pending):
             await task
     finally:
-        for task in pending:
+        # Every task, done ones too, and every outcome collected: a failed task nobody asked
+        # is a traceback from asyncio when it is freed (review: one per write in flight).
+        for task in started:
             task.cancel()
-    return Loaded(written, len(new_ids), skipped)
-
-
-def _read_whole(path: Path) -> tuple[DumpHeader, list[DumpEntry]]:
-    name = str(path)
-    with open(path, "rb") as source:
-        header, unpacker = read_header(source, name)
-        return header, list(read_entries(unpacker, name))
+        await asyncio.gather(*started, return_exceptions=True)
+    return written
 
 
 def _batches(steps: Iterable[Set]) -> Iterator[list[Set]]:

@@ -6,17 +6,20 @@ for good carries its data into a new one (README, "Backups and disaster recovery
 do not travel: the loading cluster numbers the writes its own way, as etcd's restore does.
 
 The file is a msgpack stream, packed by the state machine's own codec so that every value
-comes back with its type (a tuple is not a list, bytes are not str): a header, one item per
-key, and a trailer that counts them. A file cut short loses its trailer, so a truncated dump
-is refused rather than loaded in part; each item is checked as it is read.
+comes back with its type (a tuple is not a list, bytes are not str): a header, one item (a
+list) per key, and a trailer (a map) that counts them and holds the CRC-32 of every byte
+before it. A file cut short loses its trailer, and a byte changed anywhere fails the CRC, so a
+damaged dump is refused whole rather than loaded in part.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,7 +32,6 @@ from paxoskv.state.wire import TOP_EXT_HOOK, MalformedCommand, pack
 
 FORMAT = "paxos-kv dump"
 VERSION = 1
-TRAILER = "end"
 _READ_CHUNK_BYTES = 1 << 20
 
 
@@ -70,14 +72,9 @@ def write_dump(path: Path, header: DumpHeader, entries: Iterable[DumpEntry]) -> 
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    count = 0
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(pack(header.to_wire()))
-            for entry in entries:
-                out.write(pack([key_to_wire(entry.key), entry.value, entry.lease_id]))
-                count += 1
-            out.write(pack([TRAILER, count]))
+            count = write_dump_to(out, header, entries)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -89,14 +86,47 @@ def write_dump(path: Path, header: DumpHeader, entries: Iterable[DumpEntry]) -> 
     return count
 
 
-def read_header(source: BinaryIO, name: str) -> tuple[DumpHeader, msgpack.Unpacker]:
-    """The header of the dump in ``source``, and the unpacker positioned at its first entry.
+def write_dump_to(out: BinaryIO, header: DumpHeader, entries: Iterable[DumpEntry]) -> int:
+    """Write the dump to the open binary stream ``out`` (standard output, say); the number
+    of entries written."""
+    crc = 0
+    count = 0
+
+    def put(data: bytes) -> None:
+        nonlocal crc
+        out.write(data)
+        crc = zlib.crc32(data, crc)
+
+    put(pack(header.to_wire()))
+    for entry in entries:
+        put(pack([key_to_wire(entry.key), entry.value, entry.lease_id]))
+        count += 1
+    out.write(pack({"end": count, "crc32": crc}))
+    return count
+
+
+def read_dump(data: bytes, name: str) -> tuple[DumpHeader, list[DumpEntry]]:
+    """The header and entries of the dump ``data``, every one checked, and the whole checked
+    against the trailer's count and CRC.
 
     ``name`` is how errors name the file. Every problem is an :class:`InvalidArgument`
-    saying what the file is not.
+    saying what is wrong with it, raised before anything is returned.
     """
-    unpacker = _unpacker(source)
-    first = _next_item(unpacker, name, "its header")
+    unpacker = _unpacker(io.BytesIO(data))
+    header = _header(_next_item(unpacker, name, "its header"), name)
+    entries: list[DumpEntry] = []
+    while True:
+        start = unpacker.tell()
+        item = _next_item(unpacker, name, f"entry {len(entries) + 1} or its end")
+        if type(item) is dict:
+            _check_trailer(item, len(entries), zlib.crc32(memoryview(data)[:start]), name)
+            if unpacker.tell() != len(data):
+                raise InvalidArgument(f"{name} has bytes after its end: it is damaged")
+            return header, entries
+        entries.append(_entry(item, len(entries) + 1, name))
+
+
+def _header(first: Any, name: str) -> DumpHeader:
     if not (type(first) is list and len(first) == 3 and first[0] == FORMAT):
         raise InvalidArgument(f"{name} is not a paxos-kv dump (paxos-kv dump writes one)")
     if first[1] != VERSION:
@@ -116,33 +146,32 @@ def read_header(source: BinaryIO, name: str) -> tuple[DumpHeader, msgpack.Unpack
         assert all(type(k) is int and type(v) is int and v > 0 for k, v in ttls.items())
     except (AssertionError, KeyError, MalformedCommand, TypeError) as error:
         raise InvalidArgument(f"{name} has a damaged header ({error or 'bad field'})") from None
-    header = DumpHeader(source_name, revision, prefix, dict(ttls))
-    return header, unpacker
+    return DumpHeader(source_name, revision, prefix, dict(ttls))
 
 
-def read_entries(unpacker: msgpack.Unpacker, name: str) -> Iterator[DumpEntry]:
-    """The entries after the header, each checked, then the trailer's count checked: a dump
-    cut short, or with an item damaged, raises :class:`InvalidArgument` where it is found."""
-    count = 0
-    while True:
-        item = _next_item(unpacker, name, f"entry {count + 1} or its end")
-        if type(item) is list and len(item) == 2 and item[0] == TRAILER:
-            if item[1] != count:
-                raise InvalidArgument(
-                    f"{name} says it holds {item[1]!r} keys but holds {count}: it is damaged"
-                )
-            if _has_more(unpacker):
-                raise InvalidArgument(f"{name} has bytes after its end: it is damaged")
-            return
-        try:
-            assert type(item) is list and len(item) == 3
-            key = check_key(key_from_wire(item[0]))
-            lease_id = item[2]
-            assert lease_id is None or (type(lease_id) is int and lease_id > 0)
-        except (AssertionError, MalformedCommand, ValueError, TypeError):
-            raise InvalidArgument(f"{name}: entry {count + 1} is damaged") from None
-        count += 1
-        yield DumpEntry(key, item[1], lease_id)
+def _entry(item: Any, number: int, name: str) -> DumpEntry:
+    try:
+        assert type(item) is list and len(item) == 3
+        key = check_key(key_from_wire(item[0]))
+        lease_id = item[2]
+        assert lease_id is None or (type(lease_id) is int and lease_id > 0)
+    except (AssertionError, MalformedCommand, ValueError, TypeError):
+        raise InvalidArgument(f"{name}: entry {number} is damaged") from None
+    return DumpEntry(key, item[1], lease_id)
+
+
+def _check_trailer(trailer: dict[Any, Any], count: int, crc: int, name: str) -> None:
+    if set(trailer) != {"end", "crc32"}:
+        raise InvalidArgument(f"{name} has a damaged end: it is damaged")
+    if trailer["end"] != count:
+        raise InvalidArgument(
+            f"{name} says it holds {trailer['end']!r} keys but holds {count}: it is damaged"
+        )
+    if trailer["crc32"] != crc:
+        raise InvalidArgument(
+            f"{name} fails its checksum: some byte of it changed since it was written, so it "
+            "is not loaded (dump again, or use another copy)"
+        )
 
 
 def _unpacker(source: BinaryIO) -> msgpack.Unpacker:
@@ -161,18 +190,8 @@ def _next_item(unpacker: msgpack.Unpacker, name: str, what: str) -> Any:
         return unpacker.unpack()
     except msgpack.OutOfData:
         raise InvalidArgument(f"{name} ends before {what}: it is cut short") from None
-    except (ValueError, MalformedCommand, msgpack.ExtraData) as error:
+    except (ValueError, TypeError, RecursionError, MalformedCommand, msgpack.ExtraData) as error:
         raise InvalidArgument(f"{name} is damaged where {what} should be ({error})") from None
-
-
-def _has_more(unpacker: msgpack.Unpacker) -> bool:
-    try:
-        unpacker.skip()
-    except msgpack.OutOfData:
-        return False
-    except ValueError:
-        return True
-    return True
 
 
 def _sync_directory(directory: Path) -> None:

@@ -7,7 +7,6 @@ its type.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from hypothesis import strategies as st
 
 from paxoskv.backup import _batches
 from paxoskv.client import MAX_COMMAND_BYTES
-from paxoskv.dumpfile import DumpEntry, DumpHeader, read_entries, read_header, write_dump
+from paxoskv.dumpfile import DumpEntry, DumpHeader, read_dump, write_dump
 from paxoskv.errors import InvalidArgument, InvalidKey
 from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.records import DurableState
-from paxoskv.runtime.offline import _take_accepted
+from paxoskv.runtime.offline import accepted_tail
 from paxoskv.state.command_wire import encode_command
 from paxoskv.state.commands import Set, Txn
 from paxoskv.state.keys import check_key
@@ -59,8 +58,7 @@ values = st.recursive(
 
 
 def _read(data: bytes) -> tuple[DumpHeader, list[DumpEntry]]:
-    header, unpacker = read_header(io.BytesIO(data), "the dump")
-    return header, list(read_entries(unpacker, "the dump"))
+    return read_dump(data, "the dump")
 
 
 def _written(tmp_path: Path, entries: list[DumpEntry], header: DumpHeader | None = None) -> bytes:
@@ -101,9 +99,20 @@ def test_a_trailer_that_miscounts_or_bytes_after_it_are_refused(tmp_path: Path) 
     with pytest.raises(InvalidArgument, match="bytes after its end"):
         _read(good + b"\xc0")
     one_fewer = _written(tmp_path, ENTRIES[:-1])
-    trailer_at = one_fewer.rindex(b"\x92\xa3end")
+    trailer_at = one_fewer.rindex(b"\x82\xa3end")
     with pytest.raises(InvalidArgument, match="says it holds 3 keys but holds 4"):
-        _read(good[: good.rindex(b"\x92\xa3end")] + one_fewer[trailer_at:])
+        _read(good[: good.rindex(b"\x82\xa3end")] + one_fewer[trailer_at:])
+
+
+def test_any_byte_changed_fails_the_checksum_not_just_the_structure(tmp_path: Path) -> None:
+    """A byte flipped inside a value still unpacks: it loaded, changed (review, twenty-ninth
+    session). Every byte of this dump, flipped, is refused."""
+    good = _written(tmp_path, ENTRIES)
+    for at in range(len(good)):
+        damaged = bytearray(good)
+        damaged[at] ^= 0x01
+        with pytest.raises(InvalidArgument):
+            _read(bytes(damaged))
 
 
 def test_another_format_version_is_refused_by_name(tmp_path: Path) -> None:
@@ -135,10 +144,28 @@ def test_a_load_cuts_the_keys_into_requests_that_fit_keeping_every_one(sizes: li
             assert len(encode_command(Txn((), tuple(batch)))) <= MAX_COMMAND_BYTES
 
 
-def test_a_survivors_accepted_values_are_taken_in_slot_order_up_to_the_first_gap() -> None:
-    durable = DurableState(applied_slot=4)
+def test_a_survivors_accepted_tail_runs_in_slot_order_up_to_the_first_gap() -> None:
+    durable = DurableState(promised=Ballot(2, "a"), applied_slot=4)
     durable.chosen = {5: b"c5", 7: b"c7"}
     durable.accepted = {3: (Ballot(1, "a"), b"old"), 6: (Ballot(2, "a"), b"a6")}
     durable.accepted.update({8: (Ballot(2, "a"), b"a8"), 10: (Ballot(2, "a"), b"a10")})
-    assert _take_accepted(durable) == 2  # 6 and 8; nothing for 9, so not 10
-    assert durable.chosen == {5: b"c5", 6: b"a6", 7: b"c7", 8: b"a8"}
+    assert accepted_tail(durable) == {6: b"a6", 8: b"a8"}  # nothing for 9, so not 10
+
+
+def test_a_value_accepted_under_an_older_leader_ends_the_tail() -> None:
+    """The review's case: the survivor accepted slot 3 from an old leader, missed the new
+    leader's value there, and accepted 4 and 5 from it, acknowledged compare-and-sets that
+    hold only after the new leader's slot 3. Taking the old slot 3 undid both."""
+    durable = DurableState(promised=Ballot(3, "n5"), applied_slot=2)
+    durable.accepted = {3: (Ballot(1, "n4"), b"phantom")}
+    durable.accepted.update({4: (Ballot(3, "n5"), b"cas"), 5: (Ballot(3, "n5"), b"cas")})
+    assert accepted_tail(durable) == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_at_all_are_read_or_refused_by_name(data: bytes) -> None:
+    try:
+        _read(data)
+    except InvalidArgument as error:
+        assert "the dump" in str(error)

@@ -134,17 +134,25 @@ def test_a_running_nodes_data_dir_is_refused_and_left_alone(
     assert not (tmp_path / "x.dump").exists()
 
 
+async def _fill_then_last_writes(cluster: LocalCluster) -> None:
+    await _fill(cluster)
+    async with connect(cluster.address.client_config(timeout_s=10.0)) as client:
+        for number in range(3):  # their commits may not reach every follower before the kill
+            await client.set(f"zz/last/{number}", number)
+
+
 def test_the_survivor_of_a_lost_quorum_is_dumped_offline_and_loaded_into_a_new_cluster(
     tmp_path: Path, target: LocalCluster
 ) -> None:
     """Every node is killed at once right after the last acknowledged write, so the survivor
-    may not have heard that its last slots were chosen: the dump keeps what it accepted."""
+    may not have heard that its last slots were chosen: the dump holds what it knew chosen,
+    and --with-accepted what it had accepted from its last leader besides."""
     with LocalCluster(
         tmp_path / "lost", voters=3, address=ClusterAddress.fresh(), durability="os"
     ) as doomed:
         doomed.start()
         doomed.wait_ready(30.0)
-        asyncio.run(_fill(doomed))
+        asyncio.run(_fill_then_last_writes(doomed))
         for node_id in ("n1", "n2", "n3"):
             doomed.kill(node_id)
         survivor = doomed.base_dir / "n3"
@@ -152,27 +160,31 @@ def test_the_survivor_of_a_lost_quorum_is_dumped_offline_and_loaded_into_a_new_c
     for lost in ("n1", "n2"):
         shutil.rmtree(doomed.base_dir / lost)  # two disks gone for good: no quorum, ever
     listing = sorted((path.name, path.stat().st_size) for path in survivor.iterdir())
+    contents = {path.name: path.read_bytes() for path in survivor.iterdir()}
 
-    dump = tmp_path / "survivor.dump"
+    dump, wider = tmp_path / "survivor.dump", tmp_path / "wider.dump"
     dumped = offline("dump", "--data-dir", str(survivor), str(dump))
     assert dumped.exit_code == 0, dumped.output
-    assert f"dumped {len(VALUES) + len(LEASED):,} keys" in dumped.stdout
     assert "leases' ttls" not in dumped.stderr  # a data dir's dump holds its leases' ttls
+    with_accepted = offline("dump", "--data-dir", str(survivor), "--with-accepted", str(wider))
+    assert with_accepted.exit_code == 0, with_accepted.output
     assert sorted((path.name, path.stat().st_size) for path in survivor.iterdir()) == listing
+    assert {path.name: path.read_bytes() for path in survivor.iterdir()} == contents
 
     loaded = kv(target, "load", str(dump))
     assert loaded.exit_code == 0, loaded.output
     assert "(1 new leases)" in loaded.stdout
-    entries = asyncio.run(_entries(target))
-    assert _as_loaded(entries) == {
+    chosen = _as_loaded(asyncio.run(_entries(target)))
+    assert kv(target, "load", str(wider)).exit_code == 0
+    widened = _as_loaded(asyncio.run(_entries(target)))
+    expected = {
         **{k: (v, False) for k, v in VALUES.items()},
         **{k: (v, True) for k, v in LEASED.items()},
+        **{f"zz/last/{n}": (n, False) for n in range(3)},
     }
-    chosen_only = offline(
-        "dump", "--data-dir", str(survivor), "--chosen-only", str(tmp_path / "chosen.dump")
-    )
-    assert chosen_only.exit_code == 0, chosen_only.output
-    assert "accepted but not yet learned" not in chosen_only.stderr
+    assert chosen.items() <= widened.items() <= expected.items()  # nothing not written
+    before_last = {k: v for k, v in expected.items() if not str(k).startswith("zz/")}
+    assert before_last.items() <= chosen.items()
 
 
 @pytest.mark.parametrize(
@@ -203,11 +215,62 @@ def test_operator_mistakes_say_what_is_wrong(tmp_path: Path) -> None:
     not_a_node.mkdir()
     cases = [
         (["dump", "--data-dir", str(tmp_path / "missing"), "x"], 2, "does not exist"),
-        (["dump", "--data-dir", str(not_a_node), "x"], 2, "not the data dir of a node"),
+        (["dump", "--data-dir", str(not_a_node), "x"], 2, "holds no journal and no snapshot"),
+        (["dump", str(tmp_path / "no" / "such" / "x")], 2, "is not a directory"),
         (["load", str(tmp_path / "missing.dump")], 2, "does not exist"),
         (["dump", "x", "--encryption-key-file", __file__], 2, "go with --data-dir"),
-        (["dump", "x", "--chosen-only"], 2, "go with --data-dir"),
+        (["dump", "x", "--with-accepted"], 2, "go with --data-dir"),
     ]
     for args, code, said in cases:
         result = offline(*args)
         assert (result.exit_code, said in result.output) == (code, True), (args, result.output)
+
+
+def test_a_dump_goes_to_standard_output_and_loads_from_standard_input(
+    source: LocalCluster, target: LocalCluster, tmp_path: Path
+) -> None:
+    unset = {name: None for name in os.environ if name.startswith("PAXOS_KV_")}
+    dumped = CliRunner().invoke(main, ["dump", "-", "many/", *source.address.args()], env=unset)
+    assert dumped.exit_code == 0, dumped.stderr
+    assert dumped.stderr.startswith("dumped 600 keys") and not (tmp_path / "-").exists()
+    loaded = CliRunner().invoke(
+        main, ["load", "-", *target.address.args()], input=dumped.stdout_bytes, env=unset
+    )
+    assert loaded.exit_code == 0, loaded.output
+    assert "loaded 600 keys (0 new leases) from standard input" in loaded.stdout
+    assert len(asyncio.run(_entries(target))) == 600
+
+
+def test_a_damaged_data_dir_is_named_as_given_and_a_lost_genesis_is_not_needed(
+    tmp_path: Path,
+) -> None:
+    """Errors named the scratch copy, deleted by then; a data dir whose genesis.json was lost
+    was refused as holding no data, though its journal held it all (review)."""
+    with LocalCluster(
+        tmp_path / "one", voters=1, address=ClusterAddress.fresh(), durability="os"
+    ) as cluster:
+        cluster.start()
+        cluster.wait_ready(30.0)
+        asyncio.run(_fill(cluster))
+        cluster.stop()
+    data_dir = cluster.base_dir / "n1"
+
+    no_genesis = tmp_path / "no-genesis"
+    shutil.copytree(data_dir, no_genesis)
+    (no_genesis / "genesis.json").unlink()
+    dumped = offline("dump", "--data-dir", str(no_genesis), str(tmp_path / "a.dump"))
+    assert dumped.exit_code == 0, dumped.output
+    assert f"dumped {len(VALUES) + len(LEASED):,} keys" in dumped.stdout
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(data_dir, damaged)
+    journal = sorted(damaged.glob("journal-*.log"))[0]
+    middle = 4_096  # inside its records (the fill wrote some 170 KB)
+    with journal.open("r+b") as file:
+        file.seek(middle)
+        byte = file.read(1)
+        file.seek(middle)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    refused = offline("dump", "--data-dir", str(damaged), str(tmp_path / "b.dump"))
+    assert refused.exit_code == 4, refused.output
+    assert str(damaged) in refused.stderr and "paxos-kv-offline-" not in refused.stderr
