@@ -112,8 +112,13 @@ def membership_change(
     genesis: tuple[str, ...] = (),
     formation: str | None = None,
     removed_at: Mapping[str, int] | None = None,
+    leader_id: str = "",
 ) -> Command | None:
     """The one configuration change the leader should propose now, if any.
+
+    ``leader_id`` is the leader asking: it is up, whatever ``peers`` (which holds only the
+    others) says of it; judged as a voter never heard, it removed itself (review,
+    twenty-ninth session).
 
     ``removed_at`` maps a node taken out of the configuration to the slot of its removal (or
     a later slot the leader had applied when it saw it): a hello the node sent before it
@@ -139,7 +144,7 @@ def membership_change(
         if node_id in config.learners and view.wants == "voter" and caught_up:
             return PromoteLearner(node_id)
     if auto_remove_down_after_s is not None and len(config.voters) > min_voters:
-        for node_id in sorted(config.voters):
+        for node_id in sorted(config.voters - {leader_id}):
             # A voter never heard is judged from when this node started listening.
             heard = peers.get(node_id)
             last_seen = heard.last_seen if heard else watching_since

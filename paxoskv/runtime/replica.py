@@ -504,7 +504,12 @@ class Replica:
         if not self.settled():
             self._tasks.append(asyncio.create_task(self._check_life(), name=f"{self.node_id} life"))
         # A member by its own journal: its removal, learned when it catches up, stops it.
-        self._member = self._has_state and self.node_id in self.engine.configuration.members()
+        # A founder is one even before its first record: removed while it was down, it
+        # must stop when it learns of it, not wait to be added back (review, twenty-ninth
+        # session: its role file asked for a voter seat, and the leader gave it one).
+        founder = self._life is not None and self._life.founded == self._formation
+        was_member = self._has_state or founder
+        self._member = was_member and self.node_id in self.engine.configuration.members()
         self.add_applied_listener(self._on_applied_configuration)
         log.info("%s running (applied slot %d)", self.node_id, self.engine.applied_slot)
         now = clock_now()
@@ -1658,6 +1663,7 @@ class Replica:
             genesis=self._genesis or (),
             formation=self._formation if self._genesis is not None else None,
             removed_at=self._removed_at,
+            leader_id=self.node_id,
         )
         if change is not None:
             self._policy_seq += 1

@@ -515,3 +515,25 @@ async def test_a_joiner_removed_while_catching_up_is_not_added_back() -> None:
         )
     finally:
         await cluster.close()
+
+
+async def test_a_founder_removed_while_down_before_its_first_record_stops_when_restarted(
+    tmp_path: Path,
+) -> None:
+    """With no journal it was not counted a member, so it did not stop on learning of its
+    removal, and its role file (voter) got it added back and promoted (review, twenty-ninth
+    session). A founder that crashed before its first record looks like this."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        n1 = await _three(cluster)
+        await cluster.stop("n3")
+        for journal in (tmp_path / "n3").glob("journal-*"):
+            journal.unlink()  # as if it died before its first record
+        await n1.remove("n3")
+        n3 = await cluster.start("n3")
+        await eventually(n3.replica.stopped.is_set, 10, "n3 stopping")
+        assert isinstance(n3.replica.failure, NodeRemoved)
+        engine = n1.replica.engine
+        assert engine is not None and "n3" not in engine.configuration.members()
+    finally:
+        await cluster.close()
