@@ -157,8 +157,12 @@ class DurableState(Record):
             if slot > self.applied_slot:
                 self.accepted[slot] = (Ballot(round_, node_id), value)
         elif kind == CHOSEN:
+            # A slot already chosen here keeps its value: the engine writes one record over a
+            # run of slots, some learned (LEARNED) rather than accepted, and the value this
+            # node accepted in such a slot may be an older leader's that lost (review,
+            # twenty-ninth session: a restart took it, and diverged from its peers).
             for slot in range(max(rest[0], self.applied_slot + 1), rest[1] + 1):
-                if slot in self.accepted:
+                if slot in self.accepted and slot not in self.chosen:
                     self.chosen[slot] = self.accepted[slot][1]
         elif kind == LEARNED:
             if rest[0] > self.applied_slot:

@@ -12,7 +12,12 @@ from paxoskv.paxos.ballot import Ballot
 from paxoskv.paxos.batches import encode_batch
 from paxoskv.paxos.effects import Broadcast, Persist, SaveSnapshot, Send
 from paxoskv.paxos.engine import Engine, EngineSettings
-from paxoskv.paxos.records import DurableState
+from paxoskv.paxos.records import (
+    DurableState,
+    accepted_record,
+    chosen_record,
+    learned_record,
+)
 from paxoskv.state import Configuration, KVStateMachine, encode_set
 
 CONFIG = Configuration(voters=frozenset({"a", "b", "c"}), learners=frozenset())
@@ -129,3 +134,20 @@ def test_records_written_by_hand_are_the_packers_bytes(number: int, node_id: str
         assert made(records.accepted_record, number, ballot, value) == expected
     assert made(records.chosen_record, number, 7) == packed([records.CHOSEN, number, 7])
     assert made(records.chosen_record, 7, number) == packed([records.CHOSEN, 7, number])
+
+
+def test_a_replayed_run_of_chosen_slots_keeps_a_value_learned_over_one_accepted() -> None:
+    """The engine learned slot 2's chosen value V from a promise, having accepted U there
+    from a deposed leader; then a commit over slots 1-2 wrote one CHOSEN record for both.
+    Replay took U for slot 2 (review, twenty-ninth session): a restarted node, and a dump of
+    its data dir, held a value that was never chosen."""
+    old, new = Ballot(1, "a"), Ballot(2, "b")
+    durable = DurableState()
+    for record in (
+        accepted_record(2, old, b"U"),
+        learned_record(2, b"V"),
+        accepted_record(1, new, b"X"),
+        chosen_record(1, 2),
+    ):
+        durable.replay(record)
+    assert durable.chosen == {1: b"X", 2: b"V"}
