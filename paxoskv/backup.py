@@ -26,7 +26,7 @@ from paxoskv.client import MAX_COMMAND_BYTES, KVApi, lease_ttl_ms
 from paxoskv.dumpfile import DumpEntry, DumpHeader, read_dump, write_dump, write_dump_to
 from paxoskv.errors import InvalidArgument
 from paxoskv.state.command_wire import encode_command, encode_set
-from paxoskv.state.commands import MAX_LEASE_ID, Set, Txn
+from paxoskv.state.commands import Set, Txn
 from paxoskv.state.keys import check_prefix, key_to_wire
 from paxoskv.state.wire import pack
 
@@ -131,10 +131,10 @@ async def load_file(
 ) -> Loaded:
     """Write every key of the dump in ``source`` into the cluster of ``client``.
 
-    The whole file is read and checked first (its checksum, each entry, and that each key
-    fits a request whatever lease id the cluster gives it), so a damaged or unloadable dump
-    changes nothing. ``progress`` is called with the keys written so far and the keys to
-    write.
+    The whole file is read and checked first (its checksum, each entry), and each key is
+    checked to fit a request with the lease id granted here before any is written, so a
+    damaged or unloadable dump writes no key. ``progress`` is called with the keys written
+    so far and the keys to write.
     """
     fallback_ttl_ms = None if lease_ttl_s is None else lease_ttl_ms(lease_ttl_s)
     header, entries = await asyncio.to_thread(_read_whole, source)
@@ -151,15 +151,23 @@ async def load_file(
             continue
         wanted.setdefault(entry.lease_id, ttl_ms)
         kept.append(entry)
-    _check_each_fits(kept)
     new_ids: dict[int, int] = {}
     keeper = asyncio.create_task(_keep_alive(client, new_ids, min(wanted.values(), default=0)))
     try:
-        for old, ttl_ms in wanted.items():
-            new_ids[old] = await client.grant_lease(ttl_ms / 1000)
-        steps = (
+        grants = list(wanted.items())
+        for start in range(0, len(grants), LOAD_WINDOW):  # each kept alive once granted
+            chunk = grants[start : start + LOAD_WINDOW]
+            ids = await asyncio.gather(*(client.grant_lease(ttl / 1000) for _, ttl in chunk))
+            new_ids.update(zip((old for old, _ in chunk), ids, strict=True))
+        steps = [
             Set(e.key, e.value, None if e.lease_id is None else new_ids[e.lease_id]) for e in kept
-        )
+        ]
+        try:
+            _check_each_fits(steps)
+        except InvalidArgument:
+            for lease in new_ids.values():
+                await client.revoke(lease)
+            raise
         written = await _write_batches(client, _batches(steps), len(kept), progress)
     finally:
         keeper.cancel()  # a keepalive that failed shows as the writes' own failure
@@ -173,32 +181,37 @@ def _read_whole(source: Target) -> tuple[DumpHeader, list[DumpEntry]]:
     return read_dump(source.read(), "standard input")
 
 
-def _check_each_fits(entries: list[DumpEntry]) -> None:
-    """Refuse, before anything is written, a key that no request can carry in this cluster:
-    one that fitted where it was dumped may not, with a longer lease id (ids grow with the
-    revision at which a lease is granted)."""
-    for entry in entries:
-        lease = None if entry.lease_id is None else MAX_LEASE_ID
-        size = len(encode_set(entry.key, entry.value, lease))
+def _check_each_fits(steps: list[Set]) -> None:
+    """Refuse, before any key is written, a key that no request can carry here: one that
+    fitted where it was dumped may not, with a longer lease id (ids grow with the revision
+    at which a lease is granted), so this runs with the ids granted here."""
+    for step in steps:
+        size = len(encode_set(step.key, step.value, step.lease_id))
         if size > MAX_COMMAND_BYTES:
-            on_lease = " on a lease (whose id may take up to 9 bytes)" if lease else ""
+            on_lease = f" on lease {step.lease_id}" if step.lease_id is not None else ""
             raise InvalidArgument(
-                f"{entry.key!r} cannot be loaded{on_lease}: its write takes {size:,} bytes, over "
-                f"the {MAX_COMMAND_BYTES:,} a request may hold; nothing was written (dump "
-                "without it: a prefix, or set it by hand)"
+                f"{step.key!r} cannot be loaded{on_lease}: its write takes {size:,} bytes, "
+                f"over the {MAX_COMMAND_BYTES:,} a request may hold; nothing was written "
+                "(dump without it, by prefix, or set it by hand)"
             )
 
 
 async def _keep_alive(client: KVApi, leases: dict[int, int], shortest_ttl_ms: int) -> None:
-    """Renew the new leases while the load runs, so that none runs out before its keys are
-    written (a load longer than a lease's ttl lost every key written on it, and ran into the
-    lease's end)."""
+    """Renew the new leases while the load runs, every third of the shortest ttl counted from
+    each round's start, all of a round's at once (one after another, 3,000 leases of 2 s ran
+    out: second review); a round that fails is tried again at the next, and a lease that ran
+    out shows as the writes' own failure."""
     if not shortest_ttl_ms:
         return
+    period_s = shortest_ttl_ms / 3000
+    loop = asyncio.get_running_loop()
+    next_at = loop.time() + period_s
     while True:
-        await asyncio.sleep(shortest_ttl_ms / 3000)
-        for lease in list(leases.values()):
-            await client.keepalive(lease)
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
+        next_at += period_s
+        await asyncio.gather(
+            *(client.keepalive(lease) for lease in list(leases.values())), return_exceptions=True
+        )
 
 
 async def _write_batches(

@@ -152,6 +152,14 @@ def test_a_survivors_accepted_tail_runs_in_slot_order_up_to_the_first_gap() -> N
     assert accepted_tail(durable) == {6: b"a6", 8: b"a8"}  # nothing for 9, so not 10
 
 
+def test_a_survivor_that_campaigned_after_its_leader_died_keeps_its_tail() -> None:
+    """It promised its own ballot, at which nothing was accepted: the tail is its last
+    leader's all the same (second review: the tail was always empty then)."""
+    durable = DurableState(promised=Ballot(9, "s"), applied_slot=2)
+    durable.accepted = {3: (Ballot(3, "n5"), b"a3"), 4: (Ballot(3, "n5"), b"a4")}
+    assert accepted_tail(durable) == {3: b"a3", 4: b"a4"}
+
+
 def test_a_value_accepted_under_an_older_leader_ends_the_tail() -> None:
     """The review's case: the survivor accepted slot 3 from an old leader, missed the new
     leader's value there, and accepted 4 and 5 from it, acknowledged compare-and-sets that

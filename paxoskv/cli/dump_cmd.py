@@ -40,7 +40,7 @@ _DASH = Path("-")
     "--with-accepted",
     is_flag=True,
     help="With --data-dir: also the values the node accepted from its last leader in slots "
-    "it had not yet learned were chosen (may hold writes never chosen; see the README).",
+    "it had not learned were chosen (may hold writes never chosen; see the README).",
 )
 @client_options
 @click.pass_context
@@ -92,9 +92,9 @@ def dump_command(
         )
     if dumped.accepted_slots_left:
         click.echo(
-            f"{dumped.accepted_slots_left:,} slots the node had accepted from its last leader "
-            "but not learned were chosen are not in it: --with-accepted takes them (README, "
-            "Backups and disaster recovery, says when that is right)",
+            f"{dumped.accepted_slots_left:,} slots (batches of writes) the node had accepted but "
+            "not learned were chosen are not in it: --with-accepted takes those from its last "
+            "leader (README, Backups and disaster recovery, says when that is right)",
             err=True,
         )
 

@@ -16,9 +16,9 @@ a majority the survivor was in, without it hearing the commit). No rule can tell
 values that were never chosen using one acceptor's memory: a value accepted under an older
 leader may have been replaced by a newer one's (review, twenty-ninth session: a value so
 taken undid two acknowledged compare-and-sets after it). ``with_accepted`` takes the tail
-only as far as it was accepted under the ballot the node last promised (its last leader, who
-proposed after a phase 1 with a quorum), in slot order, up to the first slot that is not;
-even that is wrong if a newer leader the node never heard of chose other values there.
+only as far as it was accepted under the highest ballot it accepted anything at (its last
+leader, who proposed after a phase 1 with a quorum), in slot order, up to the first slot that
+is not; even that is wrong if a newer leader the node never heard of chose other values there.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ _READER_ID = "offline-reader"  # the engine's own id: never a member, it only ap
 @dataclass(frozen=True, slots=True)
 class OfflineState:
     """A data dir's state; the slots past what its node knew chosen that were taken in, and
-    those it accepted under its last leader's ballot that were left out."""
+    those it had accepted a value in that were left out."""
 
     state: KVStateMachine
     accepted_slots_taken: int
@@ -138,6 +138,7 @@ def _recovered_state(
             for _, record in store.recovered_records():
                 durable.replay(record)
             tail = accepted_tail(durable)
+            unknown = unknown_slots(durable)
             if with_accepted:
                 durable.chosen.update(tail)
             settings = EngineSettings(
@@ -152,22 +153,40 @@ def _recovered_state(
                 now=time.time(),
             )
         taken = len(tail) if with_accepted else 0
-        return OfflineState(engine.state, taken, len(tail) - taken)
+        return OfflineState(engine.state, taken, unknown - taken)
     finally:
         store.close()
 
 
 def accepted_tail(durable: DurableState) -> dict[int, bytes]:
-    """The values accepted past the chosen run under the ballot last promised, slot by slot
-    up to the first slot that holds none so accepted (chosen slots on the way are kept)."""
-    slot = durable.applied_slot + 1
+    """The values accepted past the chosen run under the last leader this node accepted from
+    (the highest ballot among them), slot by slot up to the first slot that holds none so
+    accepted (chosen slots on the way are kept).
+
+    Not the ballot it last promised: a survivor that outlived its leader by an election
+    timeout campaigned, and promised its own ballot, at which nothing was accepted (second
+    review, twenty-ninth session: the tail was then always empty).
+    """
+    first = durable.applied_slot + 1
+    ballots = [ballot for slot, (ballot, _) in durable.accepted.items() if slot >= first]
+    if not ballots:
+        return {}
+    last_leader = max(ballots)
+    slot = first
     tail: dict[int, bytes] = {}
     while True:
         if slot in durable.chosen:
             slot += 1
             continue
         accepted = durable.accepted.get(slot)
-        if accepted is None or accepted[0] != durable.promised:
+        if accepted is None or accepted[0] != last_leader:
             return tail
         tail[slot] = accepted[1]
         slot += 1
+
+
+def unknown_slots(durable: DurableState) -> int:
+    """Slots this node accepted a value in, past what it knew chosen: what a dump of what it
+    knew chosen may lack (some of them chosen, some perhaps not)."""
+    first = durable.applied_slot + 1
+    return sum(1 for slot in durable.accepted if slot >= first and slot not in durable.chosen)
