@@ -128,15 +128,23 @@ class Answers(NamedTuple):
 
 
 class ReadReady(Frozen):
-    """The read may now be served from local state: it is linearizable (or lease-safe)."""
+    """The read may now be served from local state: it is linearizable (or lease-safe).
 
-    __slots__ = ("read_id",)
-    __match_args__ = ("read_id",)
+    ``index`` is the slot a linearizable read was confirmed at, where one was (-1 where not:
+    a local or lease read): every slot chosen before the read began is at or below it, and
+    every slot above it was chosen after. A fresh life tells by it whether a voter seat of its
+    id is older than itself (the runtime's life check).
+    """
+
+    __slots__ = ("index", "read_id")
+    __match_args__ = ("read_id", "index")
 
     read_id: int
+    index: int
 
-    def __init__(self, read_id: int) -> None:
+    def __init__(self, read_id: int, index: int = -1) -> None:
         object.__setattr__(self, "read_id", read_id)
+        object.__setattr__(self, "index", index)
 
 
 class Applied(Frozen):

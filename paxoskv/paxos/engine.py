@@ -1084,6 +1084,11 @@ class Engine:
         self.accepted = {s: a for s, a in self.accepted.items() if s > slot}
         self._take_snapshot()  # what the journal lacks must survive a restart
         self._apply_ready()
+        if self._follower_reads:
+            # A read confirmed at a slot the snapshot covers is ready now, not at the next
+            # slot applied (an idle cluster has none: the runtime's life check waited for
+            # good once it stopped asking again at each timeout; twenty-ninth session).
+            self._serve_follower_reads()
         self._effects.append(Applied(self.applied_slot, self.state.revision))
 
     # --- elections ---------------------------------------------------------------------------
@@ -1657,7 +1662,7 @@ class Engine:
         remote: dict[str, list[int]] = {}
         for read in ready:
             if read.origin == self.node_id:
-                self._effects.append(ReadReady(read.read_id))
+                self._effects.append(ReadReady(read.read_id, read.index))
             else:
                 remote.setdefault(read.origin, []).append(read.read_id)
         if remote:
@@ -1685,13 +1690,13 @@ class Engine:
 
     def _serve_follower_reads(self) -> None:
         ready = [
-            rid
+            (rid, index)
             for rid, index in self._follower_reads.items()
             if index is not None and index <= self.applied_slot
         ]
-        for read_id in ready:
+        for read_id, index in ready:
             del self._follower_reads[read_id]
-            self._effects.append(ReadReady(read_id))
+            self._effects.append(ReadReady(read_id, index))
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -82,6 +82,9 @@ from paxoskv.transport import Delivery, Transport, open_transport
 from paxoskv.transport.interfaces import resolve_interface
 
 log = logging.getLogger("paxoskv.node")
+
+_LIFE_CHECK_READ_S = 24 * 3600.0
+"""The life check's read waits for the catch-up, however long: see :meth:`Replica._check_life`."""
 _new_tuple = tuple.__new__
 # The effects a step carries out itself, by exact type (see Replica._carry_out_all).
 _PERSIST = fx.Persist
@@ -160,8 +163,8 @@ class Replica:
         self._tasks: list[asyncio.Task[None]] = []
         # What each local request waits on: its future, its deadline, its timeout.
         self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
-        self._reads: dict[int, Callable[[], None]] = {}
-        self._barriers: set[asyncio.Future[None]] = set()  # reads awaited here; failed at stop
+        self._reads: dict[int, Callable[[int], None]] = {}
+        self._barriers: set[asyncio.Future[int]] = set()  # reads awaited here; failed at stop
         self._next_read_id = 1
         self._pending_reads: list[tuple[int, str]] = []  # asked this turn, for the engine
         self._last_read_flush_size = 0  # how many the last flush took (see start_read)
@@ -428,29 +431,51 @@ class Replica:
         it caught up, and a seat got that way could not be told from an earlier life's. The
         check passed, ``checked_at`` is kept before its hellos ask for a vote.
         """
+        index = -1
         while self.failure is None:
             try:
-                await self.read_barrier("linearizable", self.config.request_timeout_s)
+                # One read for the whole catch-up, however long (the engine asks again if an
+                # answer is lost): a read begun again later is confirmed at a later slot, and
+                # a promotion chosen in between could no longer be told from an old seat.
+                index = await self.read_barrier("linearizable", _LIFE_CHECK_READ_S)
                 break
             except NoQuorum:
-                continue  # (no leader yet, or a long catch-up: the check waits)
+                continue  # (no leader all that while)
             except NodeClosed:
                 return  # (stopped meanwhile)
         engine, life = self.engine, self._life
         if engine is None or life is None or self.failure is not None:
             return
+        checked_at = engine.applied_slot
         if self.node_id in engine.configuration.voters:
-            path = str(self.config.data_dir) if self.config.data_dir is not None else None
-            self._fail_stop(AmnesiacVoter(self.node_id, path, self.config.cluster))
-            return
-        self._life = Life(life.nonce, life.founded, engine.applied_slot)
+            if not self._seat_after(engine, index):
+                path = str(self.config.data_dir) if self.config.data_dir is not None else None
+                self._fail_stop(AmnesiacVoter(self.node_id, path, self.config.cluster))
+                return
+            # Promoted after the read began, so after this life did: its own seat (a learner
+            # promoted while it caught up was stopped as amnesiac: review, twenty-ninth
+            # session; in a cluster of one voter, for good).
+            checked_at = index
+        self._life = Life(life.nonce, life.founded, checked_at)
         save_life(self.config.data_dir, self._life)
         log.info(
-            "%s holds no voter seat at slot %d: it may be given one",
+            "%s held no voter seat at slot %d: it may be given one",
             self.node_id,
-            engine.applied_slot,
+            checked_at,
         )
         self._introduce(None)  # its hello asks for what it wants from now on
+
+    def _seat_after(self, engine: Engine, index: int) -> bool:
+        """Whether this id held no voter seat in the configuration applied at slot ``index``
+        (so that the seat it holds now was chosen after it); False where that is not known
+        (no index, or the history of configurations no longer reaches back to it)."""
+        if index < 0:
+            return False
+        entries = engine.configs.entries()
+        at = index + engine.settings.window_slots  # a change chosen at s governs from s + window
+        if not entries or entries[0][0] > at:
+            return False
+        return self.node_id not in engine.configs.at(at).voters
 
     def _adopt_genesis(self, voters: tuple[str, ...], formation: str) -> None:
         self._genesis, self._formation = tuple(sorted(voters)), formation
@@ -809,7 +834,7 @@ class Replica:
         self._loop.create_task(self._save_snapshot(effect))
 
     def _carry_read_ready(self, effect: fx.ReadReady) -> None:
-        self._read_ready(effect.read_id)
+        self._read_ready(effect.read_id, effect.index)
 
     def _carry_applied(self, effect: fx.Applied) -> None:
         for listener in list(self._applied_listeners):
@@ -837,7 +862,7 @@ class Replica:
         elif isinstance(effect, fx.SaveSnapshot):
             self._carry_save_snapshot(effect)
         elif isinstance(effect, fx.ReadReady):
-            self._read_ready(effect.read_id)
+            self._read_ready(effect.read_id, effect.index)
         elif isinstance(effect, fx.Applied):
             for listener in list(self._applied_listeners):
                 listener()
@@ -1849,8 +1874,9 @@ class Replica:
     def add_answer_listener(self, listener: Callable[[fx.Answer], bool]) -> None:
         self._answer_listeners.append(listener)
 
-    async def read_barrier(self, consistency: str, timeout_s: float) -> None:
-        """Wait until local state may serve a read of this consistency.
+    async def read_barrier(self, consistency: str, timeout_s: float) -> int:
+        """Wait until local state may serve a read of this consistency; the slot a
+        linearizable one was confirmed at (-1 for the others: see ``ReadReady``).
 
         A ``local`` read, and a ``leader`` read on the leader under its lease, are ready as
         asked (what the engine's :meth:`~Engine.read` answers them): no step, no future.
@@ -1866,26 +1892,26 @@ class Replica:
             consistency == "leader" and engine.serves_lease_reads(clock_now())
         ):
             await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = self._loop.create_future()
+            return -1
+        future: asyncio.Future[int] = self._loop.create_future()
 
-        def ready() -> None:
+        def ready(index: int) -> None:
             if not future.done():
-                future.set_result(None)
+                future.set_result(index)
 
         read_id = self.start_read(consistency, ready)
         if future.done():  # confirmed in the call (a single voter's round): as above
             await asyncio.sleep(0)
-            return
+            return future.result()
         self._barriers.add(future)
         try:
-            await within(future, timeout_s)
+            return await within(future, timeout_s)
         except asyncio.CancelledError:
             self.cancel_read(read_id)  # its caller went: nothing waits for it now
             raise
         except TimeoutError:
             if future.done() and not future.cancelled() and future.exception() is None:
-                return  # confirmed in the very turn its time ran out
+                return future.result()  # confirmed in the very turn its time ran out
             self.cancel_read(read_id)
             raise NoQuorum(
                 f"could not confirm a {consistency} read within {timeout_s:g}s: no leader "
@@ -1894,8 +1920,9 @@ class Replica:
         finally:
             self._barriers.discard(future)
 
-    def start_read(self, consistency: str, on_ready: Callable[[], None]) -> int:
-        """Ask the engine for a read barrier; ``on_ready`` runs when local state may serve it."""
+    def start_read(self, consistency: str, on_ready: Callable[[int], None]) -> int:
+        """Ask the engine for a read barrier; ``on_ready(index)`` runs when local state may
+        serve it (``index``: the slot it was confirmed at, or -1; see ``ReadReady``)."""
         engine = self.engine
         assert engine is not None
         read_id = self._next_read_id
@@ -1926,10 +1953,10 @@ class Replica:
         if self.engine is not None:
             self.engine.cancel_read(read_id)
 
-    def _read_ready(self, read_id: int) -> None:
+    def _read_ready(self, read_id: int, index: int) -> None:
         on_ready = self._reads.pop(read_id, None)
         if on_ready is not None:
-            on_ready()
+            on_ready(index)
 
     def add_applied_listener(self, listener: Callable[[], None]) -> None:
         self._applied_listeners.append(listener)

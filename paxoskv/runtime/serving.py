@@ -349,7 +349,7 @@ class ClientService:
         if consistency not in ("linearizable", "leader", "local") or op not in ("get", "range"):
             return
         reply = (sender, read_id, op, argument)
-        self.replica.start_read(consistency, lambda: self._on_read_ready(reply))
+        self.replica.start_read(consistency, lambda _index: self._on_read_ready(reply))
 
     def _on_read_ready(self, reply: tuple[str, int, str, Any]) -> None:
         engine = self.replica.engine

@@ -448,7 +448,7 @@ def test_a_new_leader_serves_reads_only_once_every_slot_it_recovered_is_applied(
     effects = deliver(lambda msg: True)
     now += b.settings.heartbeat_interval_s
     effects += _drive(b, c, now, deliver, wire)
-    assert [e for e in effects if isinstance(e, ReadReady)] == [ReadReady(7)]
+    assert [e for e in effects if isinstance(e, ReadReady)] == [ReadReady(7, 3)]  # at slot 3
     assert b.applied_slot == 3 and b.state.get("k") is not None
     assert b.state.get("k").value == 3
 

@@ -17,7 +17,8 @@ from paxoskv.errors import AmnesiacVoter
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.engine import Engine
-from paxoskv.runtime import replica
+from paxoskv.paxos.messages import decode_message
+from paxoskv.runtime import protocol, replica
 from paxoskv.runtime.identity import (
     BOOTSTRAP_FILE,
     LIFE_FILE,
@@ -247,5 +248,56 @@ async def test_a_wiped_voter_does_not_help_elect_a_leader(tmp_path: Path, votes:
         await eventually(lambda: campaigns() >= before + 3, 10, f"{survivor} campaigning")
         assert votes.get(victim, []) == [], f"the amnesiac voter {victim} voted"
         assert cluster.leader() is None
+    finally:
+        await cluster.close()
+
+
+async def test_a_learner_promoted_while_it_catches_up_keeps_its_seat(tmp_path: Path) -> None:
+    """Promoted by hand before its life check had caught up, a fresh learner found itself a
+    voter and stopped as amnesiac; with one voter besides, the cluster was stuck for good
+    (review, twenty-ninth session). A seat chosen after the check's read began is this
+    life's: the read's slot tells it from an earlier life's."""
+    cluster = MemoryCluster(tmp_path)
+    try:
+        v1 = await cluster.start("v1", bootstrap_expect=1)
+        await v1.wait_ready(5)
+        for number in range(20):
+            await v1.set(f"k{number}", number)
+        learner = await cluster.start("L", join=True, learner=True)
+        replica = learner.replica
+        deliveries, held = replica._on_deliveries, True
+
+        def held_back(sender: str, payload: bytes) -> bool:
+            if not held or payload[:1] != protocol.PAXOS:
+                return False
+            return type(decode_message(payload[1:])) not in (m.Heartbeat, m.ReadIndexReply)
+
+        def no_catch_up(batch: list[Any]) -> None:
+            batch = [delivery for delivery in batch if not held_back(*delivery)]
+            if batch:
+                deliveries(batch)
+
+        assert replica.transport is not None
+        replica.transport.deliver_to(no_catch_up)
+        replica._on_deliveries = no_catch_up  # type: ignore[method-assign]
+        engine = v1.replica.engine
+        assert engine is not None
+        await eventually(lambda: "L" in engine.configuration.learners, 10, "L added")
+        await eventually(lambda: replica.engine is not None, 5, "L's engine")
+        own = replica.engine
+        assert own is not None
+
+        def read_index_known() -> bool:
+            return any(index is not None for index in own._follower_reads.values())
+
+        await eventually(read_index_known, 10, "the life check's read confirmed")
+        assert own.applied_slot < engine.applied_slot and replica._life is not None
+        assert replica._life.checked_at is None  # its check still waits for the catch-up
+        await v1.promote("L")
+        held = False
+        await eventually(lambda: replica._life.checked_at is not None, 10, "L's check done")
+        assert replica.failure is None
+        await v1.set("after", 1)  # a quorum of v1 and L
+        assert replica.failure is None and "L" in engine.configuration.voters
     finally:
         await cluster.close()

@@ -127,8 +127,8 @@ async def test_a_cancel_that_lands_with_a_followers_read_answer_is_kept(consiste
         reader: list[asyncio.Task[None]] = []
         read_ready = replica._read_ready
 
-        def ready_then_cancel(read_id: int) -> None:
-            read_ready(read_id)  # the read's future is done ...
+        def ready_then_cancel(read_id: int, index: int) -> None:
+            read_ready(read_id, index)  # the read's future is done ...
             reader[0].cancel()  # ... and its caller cancelled, in one turn
 
         replica._read_ready = ready_then_cancel  # type: ignore[method-assign]

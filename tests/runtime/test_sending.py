@@ -315,7 +315,7 @@ async def test_a_send_queued_during_a_step_goes_out_with_the_step_and_schedules_
     replica = (await _leader_of(memory_cluster)).replica
     assert replica.transport is not None
     payload = protocol.encode_runtime("whois")
-    replica._reads[10**9] = lambda: replica.send_runtime(None, payload)
+    replica._reads[10**9] = lambda _index: replica.send_runtime(None, payload)
     scheduled: list[Any] = []
     real_call_soon = replica._loop.call_soon
 
