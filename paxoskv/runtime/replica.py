@@ -83,6 +83,7 @@ from paxoskv.transport.interfaces import resolve_interface
 
 log = logging.getLogger("paxoskv.node")
 
+_DUPLICATE_PROOF_INTERVALS = 3  # hello intervals; the watch's proof takes a bit over one
 _LIFE_CHECK_READ_S = 24 * 3600.0
 """The life check's read waits for the catch-up, however long: see :meth:`Replica._check_life`."""
 _new_tuple = tuple.__new__
@@ -449,6 +450,15 @@ class Replica:
         checked_at = engine.applied_slot
         if self.node_id in engine.configuration.voters:
             if not self._seat_after(engine, index):
+                # A second process started under a running voter's id lands here too, as a
+                # rule faster than the duplicate watch has its proof (frames from the other
+                # over a hello interval), and "amnesiac" told whoever started it to remove
+                # the healthy original (membership review, twenty-ninth session). That proof
+                # has its time first: it never votes meanwhile.
+                await asyncio.sleep(_DUPLICATE_PROOF_INTERVALS * self.config.hello_interval_s)
+                meanwhile: BaseException | None = self.failure  # (set by the watch, say)
+                if meanwhile is not None:
+                    return
                 path = str(self.config.data_dir) if self.config.data_dir is not None else None
                 self._fail_stop(AmnesiacVoter(self.node_id, path, self.config.cluster))
                 return

@@ -105,6 +105,8 @@ async def test_a_voter_restarted_on_a_wiped_data_dir_never_votes_until_removed_a
             5,
             f"{victim} catching up or stopping",
         )
+        # (its check gives the duplicate-id watch a few hello intervals before it stops)
+        await eventually(lambda: amnesiac.replica.failure is not None, 5, f"{victim} stopping")
         assert votes.get(victim, []) == [], f"the amnesiac voter {victim} voted"
         assert isinstance(amnesiac.replica.failure, AmnesiacVoter)
         assert f"paxos-kv members remove {victim}" in str(amnesiac.replica.failure)

@@ -537,3 +537,28 @@ async def test_a_founder_removed_while_down_before_its_first_record_stops_when_r
         assert engine is not None and "n3" not in engine.configuration.members()
     finally:
         await cluster.close()
+
+
+async def test_a_second_process_joining_under_a_voters_id_is_told_it_is_a_duplicate() -> None:
+    """Its life check found the id a voter before the duplicate watch had its proof, and it
+    stopped as amnesiac, advising the removal of the healthy original (membership review,
+    twenty-ninth session: 2 runs in 14)."""
+    base = udp_config(unique_cluster_name(), random.randint(20_000, 60_000))
+    slow_hellos = {"hello_interval_s": 0.5, "suspect_after_s": 1.0, "down_after_s": 1.5}
+    # A hello interval is how long the duplicate watch needs its proof; the check, a read.
+    settings = {**base.__dict__, **slow_hellos, "durability": "memory", "bootstrap_expect": 3}
+    nodes = [Node(Config(**{**settings, "node_id": node_id})) for node_id in ("a", "b", "m4")]
+    newer = Node(Config(**{**settings, "node_id": "m4", "bootstrap_expect": None, "join": True}))
+    try:
+        for node in nodes:
+            await node.start()
+        for node in nodes:
+            await node.wait_ready(10)
+        await newer.start()
+        await eventually(newer.replica.stopped.is_set, 10, "the newer process stopping")
+        assert isinstance(newer.replica.failure, DuplicateNodeId), newer.replica.failure
+        assert all(node.replica.failure is None for node in nodes)
+    finally:
+        await newer.close()
+        for node in nodes:
+            await node.close()
