@@ -34,6 +34,7 @@ from paxoskv.errors import (
     ConfigurationError,
     InvalidArgument,
     NodeClosed,
+    NoQuorum,
     PaxosKVError,
     ValueTooLarge,
 )
@@ -387,11 +388,24 @@ class KVApi(ABC):
 
     async def promote(self, node_id: str) -> None:
         """Make a learner a voter (it should have caught up first)."""
-        await self._write(PromoteLearner(_member_id(node_id)))
+        await self._change_members(PromoteLearner(_member_id(node_id)), f"promote {node_id}")
 
     async def remove(self, node_id: str) -> None:
         """Take a member out of the configuration."""
-        await self._write(RemoveMember(_member_id(node_id)))
+        await self._change_members(RemoveMember(_member_id(node_id)), f"remove {node_id}")
+
+    async def _change_members(self, change: PromoteLearner | RemoveMember, what: str) -> None:
+        try:
+            await self._write(change)
+        except NoQuorum as error:
+            # The writes' advice ("read the key back") does not fit: a change not answered
+            # may still be made, once a quorum is back (membership review, twenty-ninth
+            # session: a remove that failed so took effect minutes later).
+            raise NoQuorum(
+                f"no quorum answered the change ({what}): it may or may not have been made, "
+                "and if not, may still be made once a quorum is back; check `paxos-kv "
+                "members` (or members()) before asking again"
+            ) from error
 
     def on_change(
         self, prefix: Key | str | None, callback: Callable[[ChangeEvent], Awaitable[None] | None]

@@ -181,10 +181,11 @@ async def _announce_ready(node: Node, ready_timeout_s: float | None = None) -> N
             log.warning("%s", error)
             continue
         status = node.replica.status()
+        role = status["role"]
         log.info(
-            "node %s is a %s of the cluster (%d voters)",
+            "node %s %s the cluster (%d voters)",
             node.node_id,
-            status["role"],
+            "is leaving" if role == "leaving" else f"is a {role} of",
             len(status["voters"]),
         )
         return
