@@ -36,6 +36,7 @@ from paxoskv.errors import (
     NodeClosed,
     NoQuorum,
     PaxosKVError,
+    QuorumAtRisk,
     ValueTooLarge,
 )
 from paxoskv.seq_window import SeqWindow
@@ -116,6 +117,22 @@ def _member_id(node_id: object) -> str:
     except ConfigurationError as error:
         raise InvalidArgument(str(error)) from None
     return node_id
+
+
+def _check_quorum_after_removal(members: list[Member], node_id: str) -> None:
+    voters = {member.node_id: member for member in members if member.role == "voter"}
+    if node_id not in voters:
+        return  # a learner, or not a member: the state machine answers that
+    remaining = [member for name, member in voters.items() if name != node_id]
+    alive = [member.node_id for member in remaining if member.state != "down"]
+    if remaining and len(alive) <= len(remaining) // 2:
+        down = sorted(member.node_id for member in remaining if member.state == "down")
+        raise QuorumAtRisk(
+            f"removing {node_id} would leave {len(remaining)} voters of which only "
+            f"{len(alive)} are up ({', '.join(down)} down): no quorum, so no writes, nor "
+            f"a way to add {node_id} back, until one returns; bring it back first, or "
+            "remove the down ones first, or force it (--force, force=True)"
+        )
 
 
 def check_subscription(prefix: object, callback: object) -> None:
@@ -390,9 +407,18 @@ class KVApi(ABC):
         """Make a learner a voter (it should have caught up first)."""
         await self._change_members(PromoteLearner(_member_id(node_id)), f"promote {node_id}")
 
-    async def remove(self, node_id: str) -> None:
-        """Take a member out of the configuration."""
-        await self._change_members(RemoveMember(_member_id(node_id)), f"remove {node_id}")
+    async def remove(self, node_id: str, *, force: bool = False) -> None:
+        """Take a member out of the configuration.
+
+        Refused with :class:`~paxoskv.errors.QuorumAtRisk` when the voters left would not
+        have a quorum of live ones as this handle's member sees them (etcd's strict
+        reconfiguration check), unless ``force``: such a removal stops every write, and its
+        own undoing, until a down voter is back (membership review, twenty-ninth session).
+        """
+        change = RemoveMember(_member_id(node_id))
+        if not force:
+            _check_quorum_after_removal(await self.members(), node_id)
+        await self._change_members(change, f"remove {node_id}")
 
     async def _change_members(self, change: PromoteLearner | RemoveMember, what: str) -> None:
         try:

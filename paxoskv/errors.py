@@ -27,6 +27,13 @@ class InvalidArgument(PaxosKVError, ValueError):
     anything is sent, so nothing was written."""
 
 
+class QuorumAtRisk(ConfigurationError):
+    """A removal would leave the voters that remain without a quorum of live ones, so the
+    cluster would take no writes (nor undo the removal) until a down voter came back.
+    Refused before anything is sent: bring the down voters back, remove them first, or
+    pass ``force=True`` (``--force``) if that is what is wanted."""
+
+
 class WrongCluster(ConfigurationError):
     """The data dir was written by a member of another cluster.
 

@@ -60,18 +60,25 @@ def promote_command(ctx: click.Context, node_id: str) -> None:
 
 @members_command.command("remove")
 @click.argument("node_id", metavar="ID")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Remove it even if the voters left would have no quorum of live ones.",
+)
 @client_options
 @click.pass_context
-def remove_command(ctx: click.Context, node_id: str) -> None:
+def remove_command(ctx: click.Context, node_id: str, force: bool) -> None:
     """Take member ID out of the configuration, while it runs.
 
     The node sees its removal in the log, logs that it was removed and exits (code 4); its data
     dir will not start again (start it on a fresh --data-dir to bring it back as a new member).
-    A node removed while stopped exits the same way when it next starts and catches up.
+    A node removed while stopped exits the same way when it next starts and catches up. A
+    removal that would leave the other voters without a quorum of live ones is refused (exit
+    2) unless --force: the cluster would take no writes until a down voter is back.
     """
 
     async def remove(client: KVApi) -> None:
-        await client.remove(node_id)
+        await client.remove(node_id, force=force)
 
     run_client(ctx, remove)
     click.echo(f"removed {node_id}")
