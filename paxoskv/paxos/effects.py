@@ -131,9 +131,9 @@ class ReadReady(Frozen):
     """The read may now be served from local state: it is linearizable (or lease-safe).
 
     ``index`` is the slot a linearizable read was confirmed at, where one was (-1 where not:
-    a local or lease read): every slot chosen before the read began is at or below it, and
-    every slot above it was chosen after. A fresh life tells by it whether a voter seat of its
-    id is older than itself (the runtime's life check).
+    a local or lease read): every slot chosen before the read began is at or below it. A fresh
+    life tells by it whether a voter seat of its id is older than itself (the runtime's life
+    check): a seat chosen above it was chosen after the read began.
     """
 
     __slots__ = ("index", "read_id")

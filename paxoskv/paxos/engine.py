@@ -1681,7 +1681,11 @@ class Engine:
     def _on_read_index_reply(self, sender: str, msg: m.ReadIndexReply, now: float) -> None:
         for read_id in msg.read_ids:
             if read_id in self._follower_reads and msg.index >= 0:
-                self._follower_reads[read_id] = msg.index
+                # Never lowered: a reply to an earlier ask, come late, was confirmed earlier.
+                known = self._follower_reads[read_id]
+                self._follower_reads[read_id] = (
+                    msg.index if known is None else max(known, msg.index)
+                )
             self._lease_asked.pop(read_id, None)
         self.known_commit = max(self.known_commit, msg.index)
         self._serve_follower_reads()

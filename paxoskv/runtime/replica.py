@@ -166,7 +166,11 @@ class Replica:
         self._answers: dict[tuple[str, int], tuple[asyncio.Future[bytes], float, float]] = {}
         self._reads: dict[int, Callable[[int], None]] = {}
         self._barriers: set[asyncio.Future[int]] = set()  # reads awaited here; failed at stop
-        self._next_read_id = 1
+        # Random, not 1: a reply to an earlier life's read of the same id, delayed, would
+        # confirm this life's read at that life's slot (a stale read; and a stale index
+        # passed the life check, a seat of the earlier life taken for this one's: review
+        # of the life check, twenty-ninth session).
+        self._next_read_id = secrets.randbits(62) + 1
         self._pending_reads: list[tuple[int, str]] = []  # asked this turn, for the engine
         self._last_read_flush_size = 0  # how many the last flush took (see start_read)
         self._applied_listeners: list[Callable[[], None]] = []

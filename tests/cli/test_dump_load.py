@@ -9,9 +9,10 @@ may have comes back as it was; a leased key comes back on a lease of its own ttl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ async def _entries(cluster: LocalCluster) -> list[KeyValue]:
 def _as_loaded(entries: list[KeyValue]) -> dict[Any, tuple[Any, bool]]:
     """What a load keeps of each key: its value, and whether it is on a lease."""
     return {entry.key: (entry.value, entry.lease_id is not None) for entry in entries}
+
+
+@contextlib.contextmanager
+def _filled(
+    base: Path, voters: int, fill: Callable[[LocalCluster], Awaitable[None]]
+) -> Iterator[LocalCluster]:
+    """A running cluster of ``voters`` on data dirs under ``base``, filled by ``fill``."""
+    with LocalCluster(base, voters=voters, address=ClusterAddress.fresh(), durability="os") as c:
+        c.start()
+        c.wait_ready(30.0)
+        asyncio.run(fill(c))
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -147,12 +160,7 @@ def test_the_survivor_of_a_lost_quorum_is_dumped_offline_and_loaded_into_a_new_c
     """Every node is killed at once right after the last acknowledged write, so the survivor
     may not have heard that its last slots were chosen: the dump holds what it knew chosen,
     and --with-accepted what it had accepted from its last leader besides."""
-    with LocalCluster(
-        tmp_path / "lost", voters=3, address=ClusterAddress.fresh(), durability="os"
-    ) as doomed:
-        doomed.start()
-        doomed.wait_ready(30.0)
-        asyncio.run(_fill_then_last_writes(doomed))
+    with _filled(tmp_path / "lost", 3, _fill_then_last_writes) as doomed:
         for node_id in ("n1", "n2", "n3"):
             doomed.kill(node_id)
         survivor = doomed.base_dir / "n3"
@@ -246,12 +254,7 @@ def test_a_damaged_data_dir_is_named_as_given_and_a_lost_genesis_is_not_needed(
 ) -> None:
     """Errors named the scratch copy, deleted by then; a data dir whose genesis.json was lost
     was refused as holding no data, though its journal held it all (review)."""
-    with LocalCluster(
-        tmp_path / "one", voters=1, address=ClusterAddress.fresh(), durability="os"
-    ) as cluster:
-        cluster.start()
-        cluster.wait_ready(30.0)
-        asyncio.run(_fill(cluster))
+    with _filled(tmp_path / "one", 1, _fill) as cluster:
         cluster.stop()
     data_dir = cluster.base_dir / "n1"
 

@@ -142,3 +142,16 @@ def test_a_lease_read_an_older_leader_dropped_is_asked_again_without_the_lease()
     retry = reader.tick(now + reader.settings.request_retry_s)
     assert Send(leader, m.ReadIndexRequest((1,))) in retry
     assert not [e for e in retry if isinstance(e, Send) and e.message == first[0].message]
+
+
+def test_a_late_answer_with_a_lower_slot_does_not_lower_a_reads_index() -> None:
+    """A reply to an earlier ask of the same read, come late, was confirmed earlier: the read
+    keeps the higher slot (review of the life check, twenty-ninth session)."""
+    nodes, leader, now = _elected()
+    reader = next(n for n in nodes if n != leader)
+    engine = nodes[reader]
+    engine.read_batch([(5, "linearizable")], now)
+    top = engine.applied_slot + 3  # (not applied yet: the read waits)
+    engine.receive(leader, m.ReadIndexReply((5,), top), now)
+    engine.receive(leader, m.ReadIndexReply((5,), top - 2), now)
+    assert engine._follower_reads[5] == top

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from paxoskv import Config, Node
+from paxoskv.paxos.messages import Message, decode_message
+from paxoskv.runtime import protocol
 from paxoskv.transport import MemoryNetwork
 
 FAST = {
@@ -29,6 +31,35 @@ async def eventually(condition: Callable[[], Any], timeout_s: float = 5.0, what:
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
         await asyncio.sleep(0.01)
+
+
+class PaxosHold:
+    """Keep a node's incoming Paxos messages back, but for the kinds ``passed``, until
+    :meth:`release`: a node that hears its leader (heartbeats) and catches up on nothing."""
+
+    def __init__(self, node: Node, passed: tuple[type[Message], ...]) -> None:
+        replica = node.replica
+        self.held = True
+        deliveries = replica._on_deliveries
+
+        def held_back(sender: str, payload: bytes) -> bool:
+            if not self.held or payload[:1] != protocol.PAXOS:
+                return False
+            return type(decode_message(payload[1:])) not in passed
+
+        def filtered(batch: list[Any]) -> None:
+            batch = [delivery for delivery in batch if not held_back(*delivery)]
+            if batch:
+                deliveries(batch)
+
+        assert replica.transport is not None
+        replica.transport.deliver_to(filtered)
+        # Messages held for a sender not yet verified are released later straight to
+        # _on_deliveries (not through the transport's hook): filter those too.
+        replica._on_deliveries = filtered  # type: ignore[method-assign]
+
+    def release(self) -> None:
+        self.held = False
 
 
 class MemoryCluster:

@@ -17,7 +17,6 @@ from paxoskv.errors import AmnesiacVoter
 from paxoskv.paxos import effects as fx
 from paxoskv.paxos import messages as m
 from paxoskv.paxos.engine import Engine
-from paxoskv.paxos.messages import decode_message
 from paxoskv.runtime import protocol, replica
 from paxoskv.runtime.identity import (
     BOOTSTRAP_FILE,
@@ -27,7 +26,7 @@ from paxoskv.runtime.identity import (
     load_life,
     save_life,
 )
-from tests.runtime.cluster import MemoryCluster, eventually
+from tests.runtime.cluster import MemoryCluster, PaxosHold, eventually
 
 VOTES = (m.Promise, m.Accepted, m.HeartbeatAck, m.Prepare)
 
@@ -267,21 +266,7 @@ async def test_a_learner_promoted_while_it_catches_up_keeps_its_seat(tmp_path: P
             await v1.set(f"k{number}", number)
         learner = await cluster.start("L", join=True, learner=True)
         replica = learner.replica
-        deliveries, held = replica._on_deliveries, True
-
-        def held_back(sender: str, payload: bytes) -> bool:
-            if not held or payload[:1] != protocol.PAXOS:
-                return False
-            return type(decode_message(payload[1:])) not in (m.Heartbeat, m.ReadIndexReply)
-
-        def no_catch_up(batch: list[Any]) -> None:
-            batch = [delivery for delivery in batch if not held_back(*delivery)]
-            if batch:
-                deliveries(batch)
-
-        assert replica.transport is not None
-        replica.transport.deliver_to(no_catch_up)
-        replica._on_deliveries = no_catch_up  # type: ignore[method-assign]
+        hold = PaxosHold(learner, passed=(m.Heartbeat, m.ReadIndexReply))  # no catch-up
         engine = v1.replica.engine
         assert engine is not None
         await eventually(lambda: "L" in engine.configuration.learners, 10, "L added")
@@ -296,10 +281,70 @@ async def test_a_learner_promoted_while_it_catches_up_keeps_its_seat(tmp_path: P
         assert own.applied_slot < engine.applied_slot and replica._life is not None
         assert replica._life.checked_at is None  # its check still waits for the catch-up
         await v1.promote("L")
-        held = False
+        hold.release()
         await eventually(lambda: replica._life.checked_at is not None, 10, "L's check done")
         assert replica.failure is None
         await v1.set("after", 1)  # a quorum of v1 and L
         assert replica.failure is None and "L" in engine.configuration.voters
+    finally:
+        await cluster.close()
+
+
+class ReplyTap(VoteTap):
+    """Also keeps the read replies sent to n4, and loses those n4 gets while told to."""
+
+    to_n4: list[tuple[str, m.ReadIndexReply]] = []
+    lose_at_n4 = False
+
+    def receive(self, sender: str, message: m.Message, now: float) -> list[fx.Effect]:
+        if type(message) is m.ReadIndexReply and self.node_id == "n4" and ReplyTap.lose_at_n4:
+            return self._drain(now)  # lost (asked again, lost again)
+        return super().receive(sender, message, now)
+
+    def _drain(self, now: float) -> list[fx.Effect]:
+        effects = super()._drain(now)
+        for effect in effects:
+            reply = isinstance(effect, fx.Send) and type(effect.message) is m.ReadIndexReply
+            if reply and effect.to == "n4":  # type: ignore[union-attr]
+                ReplyTap.to_n4.append((self.node_id, effect.message))  # type: ignore[union-attr]
+        return effects
+
+
+async def test_a_read_reply_to_an_earlier_life_does_not_pass_a_fresh_lifes_check(
+    tmp_path: Path, votes: Votes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read ids began at 1 in every process: the reply to an earlier life's life-check read,
+    delayed (a leader paused before sending it), matched the fresh life's, whose check then
+    took that life's slot for its own and voted in the earlier life's seat (review of the
+    life check, twenty-ninth session). Ids now begin at random."""
+    ReplyTap.to_n4, ReplyTap.lose_at_n4 = [], False
+    monkeypatch.setattr(replica, "Engine", ReplyTap)
+    cluster = MemoryCluster(tmp_path)
+    try:
+        leader = await three_voters(cluster)
+        engine = leader.replica.engine
+        assert engine is not None
+        earlier = await cluster.start("n4", join=True)
+        await eventually(earlier.replica.settled, 10, "the earlier life's check")
+        await eventually(lambda: "n4" in engine.configuration.voters, 10, "its promotion")
+        await leader.set("voted", 1)
+        await eventually(lambda: votes.get("n4"), 5, "the earlier life's votes")
+        stale_from, stale = ReplyTap.to_n4[0]  # the answer to its check's read
+
+        await cluster.stop("n4")
+        shutil.rmtree(tmp_path / "n4")  # its disk lost; a fresh life under the same id
+        votes.pop("n4", None)
+        ReplyTap.lose_at_n4 = True
+        fresh = await cluster.start("n4")
+        await eventually(lambda: fresh.replica.engine is not None, 5, "its engine")
+        own = fresh.replica.engine
+        assert own is not None
+        await eventually(lambda: own.applied_slot >= engine.applied_slot, 10, "its catch-up")
+        assert stale.read_ids[0] not in own._follower_reads  # not the id of its own read
+        fresh.replica._on_deliveries([(stale_from, m.encode_message(stale, protocol.PAXOS))])
+        ReplyTap.lose_at_n4 = False
+        await eventually(lambda: fresh.replica.failure is not None, 10, "the fresh life stopping")
+        assert isinstance(fresh.replica.failure, AmnesiacVoter)
+        assert votes.get("n4", []) == [], "the fresh life voted in the earlier life's seat"
     finally:
         await cluster.close()

@@ -13,7 +13,7 @@ import pytest
 
 from paxoskv import Config, Node
 from paxoskv.errors import ConfigurationError, DuplicateNodeId, NodeRemoved, WrongCluster
-from paxoskv.paxos.messages import Heartbeat, decode_message
+from paxoskv.paxos.messages import Heartbeat
 from paxoskv.runtime import protocol
 from paxoskv.runtime.clock import now as clock_now
 from paxoskv.runtime.identity import (
@@ -28,7 +28,7 @@ from paxoskv.runtime.identity import (
 )
 from paxoskv.runtime.membership import PeerView, membership_change
 from paxoskv.state import Configuration
-from tests.runtime.cluster import MemoryCluster, eventually, unique_cluster_name
+from tests.runtime.cluster import MemoryCluster, PaxosHold, eventually, unique_cluster_name
 from tests.runtime.test_udp_cluster import udp_config
 
 # --- the cluster a data dir belongs to (defect 4) ------------------------------------------
@@ -409,26 +409,11 @@ async def test_a_removed_id_comes_back_on_a_fresh_data_dir_at_once(tmp_path: Pat
         await n1.remove("n3", force=True)
         fresh = await cluster.start("n3", join=True)
         replica = fresh.replica
-        deliveries, held = replica._on_deliveries, True
-
-        def held_back(sender: str, payload: bytes) -> bool:
-            paxos = payload[:1] == protocol.PAXOS
-            return held and paxos and type(decode_message(payload[1:])) is not Heartbeat
-
-        def heartbeats_only(batch: list[Any]) -> None:  # no catch-up yet
-            batch = [delivery for delivery in batch if not held_back(*delivery)]
-            if batch:
-                deliveries(batch)
-
-        assert replica.transport is not None
-        replica.transport.deliver_to(heartbeats_only)
-        # Messages held for a sender not yet verified are released later straight to
-        # _on_deliveries (not through the transport's hook): filter those too.
-        replica._on_deliveries = heartbeats_only  # type: ignore[method-assign]
+        hold = PaxosHold(fresh, passed=(Heartbeat,))  # no catch-up yet
         await eventually(lambda: replica.engine and replica.engine.leader_id, what="a leader")
         replica._watch_own_membership()  # in the genesis configuration, near the head told
         assert not replica._member and replica.failure is None
-        held = False
+        hold.release()
         engine = n1.replica.engine
         assert engine is not None
         await eventually(lambda: "n3" in engine.configuration.voters, 10, "n3 added again")
