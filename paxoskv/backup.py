@@ -36,7 +36,7 @@ room for its other clients."""
 
 _ROOM_BYTES = MAX_COMMAND_BYTES - 1_024  # a txn's own framing on top of its steps' bytes
 
-Target = Path | BinaryIO
+Target = str | Path | BinaryIO
 """Where a dump goes or comes from: a path, or an open binary stream (standard output or
 input, for ``-``)."""
 
@@ -115,8 +115,8 @@ def dump_data_dir(
 
 
 def _write(target: Target, header: DumpHeader, entries: list[DumpEntry]) -> None:
-    if isinstance(target, Path):
-        write_dump(target, header, entries)
+    if isinstance(target, str | Path):
+        write_dump(Path(target), header, entries)
     else:
         write_dump_to(target, header, entries)
         target.flush()
@@ -176,8 +176,8 @@ async def load_file(
 
 
 def _read_whole(source: Target) -> tuple[DumpHeader, list[DumpEntry]]:
-    if isinstance(source, Path):
-        return read_dump(source.read_bytes(), str(source))
+    if isinstance(source, str | Path):
+        return read_dump(Path(source).read_bytes(), str(source))
     return read_dump(source.read(), "standard input")
 
 

@@ -108,4 +108,5 @@ async def test_a_key_that_cannot_fit_on_its_lease_here_is_refused_before_any_key
         await load_file(client, _dump(tmp_path, entries, {1: 60_000}))
     assert {entry.key for entry in await client.items()} == {f"fill/{n}" for n in range(130)}
     fits = [DumpEntry(key, value[:-8], 1)]
-    assert (await load_file(client, _dump(tmp_path, fits, {1: 60_000}))).keys == 1
+    as_text = str(_dump(tmp_path, fits, {1: 60_000}))  # a path given as a str does as well
+    assert (await load_file(client, as_text)).keys == 1
