@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,18 @@ async def test_a_lossy_watch_yields_each_event_once_in_order(
     assert max(sizes) > EVENTS_PER_DATAGRAM
 
 
+def _note_watch_requests(transport: Any, note: Callable[[str], object]) -> None:
+    """Call ``note(member)`` for each watch request (a start or a renewal) the client sends."""
+    send = transport.send
+
+    async def noting(node_id: str, payload: bytes) -> None:
+        if payload.startswith(protocol.RUNTIME) and protocol.decode_runtime(payload)[0] == "watch":
+            note(node_id)
+        await send(node_id, payload)
+
+    transport.send = noting
+
+
 async def _watching_until_end(
     client: Any, cluster: MemoryCluster, seen: list[ChangeEvent]
 ) -> asyncio.Task[None]:
@@ -167,7 +180,7 @@ async def test_a_watch_from_now_stays_with_its_member_while_it_has_no_position(
     Without a position, only the member it asked knows where the watch began."""
     n1 = memory_cluster.nodes["n1"]
     transport = memory_cluster.network.attach("client-1")
-    arrive, send = transport._arrive, transport.send
+    arrive = transport._arrive
     dropping = True
     renewals_to: list[str] = []
 
@@ -177,13 +190,8 @@ async def test_a_watch_from_now_stays_with_its_member_while_it_has_no_position(
             return
         arrive(delivery)
 
-    async def count_watches(node_id: str, payload: bytes) -> None:
-        if payload.startswith(protocol.RUNTIME) and protocol.decode_runtime(payload)[0] == "watch":
-            renewals_to.append(node_id)
-        await send(node_id, payload)
-
     transport._arrive = drop_events  # type: ignore[method-assign]
-    transport.send = count_watches  # type: ignore[method-assign]
+    _note_watch_requests(transport, renewals_to.append)
     config = memory_cluster.config("client-1", request_timeout_s=2.0)  # renewed every 0.5 s
     async with connect(config, transport=transport) as client:
         seen: list[ChangeEvent] = []
@@ -207,7 +215,7 @@ async def test_a_watch_leaves_a_member_that_does_not_answer_its_renewal(
     n1 = memory_cluster.nodes["n1"]
     first = await n1.set("t/0", 0)
     transport = memory_cluster.network.attach("client-1")
-    arrive, send = transport._arrive, transport.send
+    arrive = transport._arrive
     silenced: set[str] = set()
     asked: list[tuple[float, str]] = []  # (when, member) of each watch request
 
@@ -219,13 +227,8 @@ async def test_a_watch_leaves_a_member_that_does_not_answer_its_renewal(
         if not ours or protocol.decode_runtime(payload)[0] != "events":
             arrive(delivery)
 
-    async def note_watches(node_id: str, payload: bytes) -> None:
-        if payload.startswith(protocol.RUNTIME) and protocol.decode_runtime(payload)[0] == "watch":
-            asked.append((time.monotonic(), node_id))
-        await send(node_id, payload)
-
     transport._arrive = unanswered  # type: ignore[method-assign]
-    transport.send = note_watches  # type: ignore[method-assign]
+    _note_watch_requests(transport, lambda member: asked.append((time.monotonic(), member)))
     config = memory_cluster.config("client-1", request_timeout_s=20.0)  # renewed every 3 s
     async with connect(config, transport=transport) as client:
         seen: list[ChangeEvent] = []
